@@ -1,0 +1,9 @@
+"""promptgym: automatic prompt optimization, faithful methods, any model, honest results."""
+
+from promptgym.api import RunResult, optimize, resume
+from promptgym.data import Dataset, Example, load_dataset
+from promptgym.tasks import ChoiceTask, GenerationTask, Prompt
+
+__all__ = ["RunResult", "optimize", "resume", "Dataset", "Example", "load_dataset",
+           "ChoiceTask", "GenerationTask", "Prompt"]
+__version__ = "0.1.0"

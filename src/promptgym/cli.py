@@ -1,0 +1,151 @@
+"""Command line: thin. Parses arguments, calls the Python API, prints. Errors are one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from promptgym.errors import PromptgymError
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"promptgym: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PromptgymError(f"--param '{item}': expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in summary.items() if not k.endswith("_full")}))
+        return
+    from promptgym.report import summary_table
+
+    summary_table(summary)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PromptgymError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted; continue with: promptgym resume RUN_ID (see: promptgym runs)", 130)
+
+
+@click.group(cls=_Group)
+@click.option("--store", "store_url", default=None, help="Run store URL (default: SQLite under PROMPTGYM_HOME).")
+@click.pass_context
+def main(ctx: click.Context, store_url: str | None) -> None:
+    """promptgym: automatic prompt optimization with honest held-out numbers."""
+    ctx.obj = {"store": store_url}
+
+
+@main.command()
+def methods() -> None:
+    """List the available methods, one per line, name first."""
+    from promptgym.optimizers import REGISTRY
+
+    for name in sorted(REGISTRY):
+        click.echo(f"{name}\t{REGISTRY[name].summary}")
+
+
+@main.command()
+@click.option("--dataset", required=True, help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK] or example:NAME.")
+@click.option("--method", default="ape", show_default=True)
+@click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Hard cap on model calls during the search.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--prompt", default=None, help="Starting instruction (default: the dataset's own).")
+@click.option("--train-size", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--dev-size", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--test-size", default=100, show_default=True, type=click.IntRange(min=0))
+@click.option("--task-model", default="embedded", show_default=True,
+              help="embedded | gguf:PATH | openai:MODEL[@BASE_URL]")
+@click.option("--optimizer-model", default="embedded", show_default=True)
+@click.option("--layout", default="chat", show_default=True, help="Prompt layout (chat, chat-options, chat-system, plain).")
+@click.option("--normalize", type=click.Choice(["mean", "none"]), default="none", show_default=True,
+              help="Length normalisation of option log-probabilities.")
+@click.option("--scoring", type=click.Choice(["logprob", "generate"]), default=None,
+              help="How choice tasks are scored (default: logprob where the model allows).")
+@click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.pass_context
+def optimize(ctx: click.Context, dataset: str, method: str, budget: int, seed: int, prompt: str | None,
+             train_size: int, dev_size: int, test_size: int, task_model: str, optimizer_model: str,
+             layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
+             as_json: bool, quiet: bool) -> None:
+    """Search for a better prompt and report it against the starting one on held-out data."""
+    from promptgym import api
+
+    result = api.optimize(dataset=dataset, method=method, budget=budget, seed=seed, prompt=prompt,
+                          train_size=train_size, dev_size=dev_size, test_size=test_size,
+                          task_model=task_model, optimizer_model=optimizer_model, layout=layout,
+                          normalize=normalize, scoring=scoring, params=_parse_params(params),
+                          store_url=ctx.obj["store"], quiet=quiet)
+    _print_summary(result.summary, as_json)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@click.pass_context
+def resume(ctx: click.Context, run_id: str, as_json: bool, quiet: bool) -> None:
+    """Continue a killed run without repeating any completed model call."""
+    from promptgym import api
+
+    result = api.resume(run_id, store_url=ctx.obj["store"], quiet=quiet)
+    _print_summary(result.summary, as_json)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs(ctx: click.Context, as_json: bool) -> None:
+    """List stored runs, newest first."""
+    from promptgym.paths import default_store_url
+    from promptgym.store import RunStore
+
+    rows = RunStore(ctx.obj["store"] or default_store_url()).list_runs()
+    if as_json:
+        click.echo(json.dumps([{k: r[k] for k in ("run_id", "method", "dataset", "status", "best_score")}
+                               for r in rows]))
+        return
+    from promptgym.report import runs_table
+
+    runs_table(rows)
+
+
+@main.command()
+@click.argument("run_id")
+@click.pass_context
+def show(ctx: click.Context, run_id: str) -> None:
+    """Show a run's candidates with their lineage and scores."""
+    from promptgym.paths import default_store_url
+    from promptgym.report import candidates_table
+    from promptgym.store import RunStore
+
+    store = RunStore(ctx.obj["store"] or default_store_url())
+    run = store.get_run(run_id)
+    candidates_table(run, store.candidates(run_id), store.scores(run_id))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,133 @@
+"""BIG-bench JSON tasks, read from the ``bigbench`` sdist on PyPI.
+
+The sdist (358 MB) is fetched once per machine with ``pip download --no-deps`` into
+``$PROMPTGYM_HOME/downloads``; the task files of a task are extracted on first use and kept, so
+later loads read a small JSON file only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from promptgym.data.dataset import Dataset, Example
+from promptgym.errors import DataError
+from promptgym.paths import downloads_dir
+
+BIGBENCH_VERSION = "1.0.0"
+_TASKS_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
+
+
+def sdist_path() -> Path:
+    """The sdist tarball, downloaded on first call (or taken from PROMPTGYM_BIGBENCH_SDIST)."""
+    override = os.environ.get("PROMPTGYM_BIGBENCH_SDIST")
+    if override:
+        path = Path(override)
+        if not path.exists():
+            raise DataError(f"PROMPTGYM_BIGBENCH_SDIST={override}: no such file")
+        return path
+    target = downloads_dir() / f"bigbench-{BIGBENCH_VERSION}.tar.gz"
+    if target.exists():
+        return target
+    print(f"Fetching the bigbench {BIGBENCH_VERSION} sdist (358 MB, once per machine)...", file=sys.stderr)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--no-build-isolation", f"bigbench=={BIGBENCH_VERSION}", "-d", str(downloads_dir())]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not target.exists():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"bigbench: could not download the sdist with pip ({last})")
+    return target
+
+
+def _cache_root() -> Path:
+    return downloads_dir() / f"bigbench-{BIGBENCH_VERSION}-tasks"
+
+
+def _task_index(root: Path) -> list[str]:
+    """Relative paths of every task.json in the sdist ("multiemo/all_sentence_en/task.json")."""
+    index = root / "index.json"
+    if index.exists():
+        return json.loads(index.read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(sdist_path(), "r:gz") as tar:
+        names = [m.name[len(_TASKS_PREFIX):] for m in tar.getmembers()
+                 if m.name.startswith(_TASKS_PREFIX) and m.name.endswith("/task.json")]
+    tmp = index.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(names)))
+    tmp.replace(index)
+    return sorted(names)
+
+
+def _extract_task(root: Path, task: str, wanted: list[str]) -> None:
+    """Extract every task.json of one task (parent and subtasks) in one pass over the tarball."""
+    missing = [w for w in wanted if not (root / w).exists()]
+    if not missing:
+        return
+    with tarfile.open(sdist_path(), "r:gz") as tar:
+        for member in tar:
+            rel = member.name[len(_TASKS_PREFIX):] if member.name.startswith(_TASKS_PREFIX) else None
+            if rel in missing:
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                out = root / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_suffix(".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(out)
+
+
+def load_bigbench(name: str) -> Dataset:
+    """``name`` is ``task`` or ``task/subtask``; a parent task with subtasks loads all of them."""
+    name = name.strip("/")
+    if not name:
+        raise DataError("bigbench: give a task name, e.g. bigbench:multiemo/all_sentence_en")
+    root = _cache_root()
+    index = _task_index(root)
+    wanted = [p for p in index if p == f"{name}/task.json" or p.startswith(f"{name}/")]
+    if not wanted:
+        raise DataError(f"bigbench:{name}: no such BIG-bench task")
+    task = name.split("/")[0]
+    _extract_task(root, task, wanted)
+    own = f"{name}/task.json"
+    spec = f"bigbench:{name}"
+    main = json.loads((root / own).read_text()) if own in wanted else {}
+    examples = _parse_examples(main, spec, prefix="")
+    description = main.get("task_prefix") or main.get("description")
+    if not examples:  # a parent task: its examples live in the subtasks
+        for rel in wanted:
+            if rel == own:
+                continue
+            sub = json.loads((root / rel).read_text())
+            sub_name = rel[len(name) + 1 : -len("/task.json")]
+            examples += _parse_examples(sub, spec, prefix=f"{sub_name}:")
+            description = description or sub.get("task_prefix")
+    if isinstance(description, str):
+        description = description.strip() or None
+    return Dataset(name=name, examples=examples, description=description, source=spec)
+
+
+def _parse_examples(task: dict, spec: str, prefix: str) -> list[Example]:
+    examples = []
+    for i, row in enumerate(task.get("examples", [])):
+        where = f"{spec}: example {i}"
+        text = row.get("input")
+        if not isinstance(text, str):
+            raise DataError(f"{where}: missing field 'input'")
+        if "target_scores" in row:
+            scores = row["target_scores"]
+            choices = tuple(str(k) for k in scores)
+            best = max(scores.values())
+            target = next(str(k) for k, v in scores.items() if v == best)
+            examples.append(Example(f"{prefix}{i}", text, (target,), choices))
+        elif "target" in row:
+            raw = row["target"]
+            targets = tuple(str(t) for t in raw) if isinstance(raw, list) else (str(raw),)
+            if not targets:
+                raise DataError(f"{where}: empty field 'target'")
+            examples.append(Example(f"{prefix}{i}", text, targets, None))
+        else:
+            raise DataError(f"{where}: needs 'target_scores' or 'target'")
+    return examples

@@ -1,0 +1,85 @@
+"""The data model: an Example is one input with its accepted answers (and options, if any)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from promptgym.errors import DataError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled input.
+
+    ``targets`` holds every accepted answer (the first is the canonical one); ``choices`` is set for
+    multiple-choice / classification examples and then ``targets[0]`` is one of the choices.
+    """
+
+    id: str
+    input: str
+    targets: tuple[str, ...]
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def target(self) -> str:
+        return self.targets[0]
+
+
+@dataclass
+class Dataset:
+    name: str
+    examples: list[Example]
+    description: str | None = None  # the task's own instruction, used as the default prompt
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise DataError(f"{self.source or self.name}: no examples")
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The shared label set when every example has the same choices, else None."""
+        first = self.examples[0].choices
+        if first is None:
+            return None
+        return first if all(e.choices == first for e in self.examples) else None
+
+    @property
+    def is_choice(self) -> bool:
+        return all(e.choices for e in self.examples)
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    dev: list[Example] = field(default_factory=list)
+    test: list[Example] = field(default_factory=list)
+
+
+def split_dataset(
+    dataset: Dataset, train_size: int, test_size: int, dev_size: int = 0, seed: int = 0
+) -> Splits:
+    """Disjoint, seeded train/dev/test samples (one permutation, cut in three).
+
+    The test split is cut first from the permutation so that changing ``train_size`` does not
+    change which examples are held out.
+    """
+    n = len(dataset)
+    if train_size < 1:
+        raise DataError(f"{dataset.source or dataset.name}: --train-size must be at least 1")
+    if train_size + dev_size + test_size > n:
+        raise DataError(
+            f"{dataset.source or dataset.name}: asked for {train_size}+{dev_size}+{test_size} "
+            f"examples (train+dev+test) but the dataset has {n}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    picked = [dataset.examples[i] for i in order]
+    test = picked[:test_size]
+    dev = picked[test_size : test_size + dev_size]
+    train = picked[test_size + dev_size : test_size + dev_size + train_size]
+    return Splits(train=train, dev=dev, test=test)

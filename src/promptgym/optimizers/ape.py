@@ -1,0 +1,144 @@
+"""APE, Automatic Prompt Engineer (Zhou et al., ICLR 2023): propose instructions from
+demonstrations, score them, keep the best; optionally resample around the best.
+
+Faithful to the paper and keirp/automatic_prompt_engineer:
+- Proposal, forward mode: the optimizer model sees ``num_demos`` input/output pairs and completes
+  "the instruction was to ...", sampled at temperature 0.9, top-p 0.9, at most 50 tokens;
+  ``num_subsamples`` demo draws x ``prompts_per_subsample`` samples each.
+- Scoring by execution accuracy (the task's metric) on a subsample of ``eval_examples`` training
+  examples; the top ``top_fraction`` survive and are scored on the whole training split (the
+  paper's "filter, then add examples to survivors").
+- Iterative APE (``iterations`` > 0, off by default as in the paper): each survivor is paraphrased
+  ``variants_per_prompt`` times ("same meaning, different words"), the variants are scored the
+  same way, and the survivors are chosen again.
+
+Decisions for small models: demonstrations show the task's label words as outputs; proposals are
+filtered (empty, too short/long, copies of the demos, duplicates) before any scoring call, and the
+dropped count is reported. The proposal count is scaled down (never up) to fit the call budget.
+APE varies the instruction only; layout and verbalizers stay the starting prompt's.
+"""
+
+from __future__ import annotations
+
+import math
+
+from promptgym.data.dataset import Example
+from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.proposals import CandidateFilter, clean_instruction
+from promptgym.tasks.prompt import Prompt
+
+PROPOSAL_SYSTEM = "You reverse-engineer instructions. You answer with the instruction only."
+PROPOSAL_USER = (
+    "A friend was given an instruction and a list of inputs. Following the instruction, the friend "
+    "wrote one output for every input. These are the pairs:\n\n{pairs}\n\n"
+    "What instruction did the friend follow? Write it as one imperative sentence."
+)
+PROPOSAL_CUE = "The instruction was to"
+PARAPHRASE_USER = (
+    "Rewrite the following instruction in different words. Keep its meaning; reply with the new "
+    "instruction only.\n\nInstruction: {instruction}"
+)
+PARAPHRASE_CUE = "New instruction:"
+
+
+def _first_sentence(text: str) -> str:
+    text = text.strip().split("\n")[0]
+    end = text.find(". ")
+    return text[: end + 1] if end > 0 else text
+
+
+@register
+class ApeOptimizer(Optimizer):
+    name = "ape"
+    summary = "Automatic Prompt Engineer: induce instructions from demos, score, keep the best"
+    defaults = {
+        "num_subsamples": 5,
+        "prompts_per_subsample": 10,
+        "num_demos": 5,
+        "eval_examples": 20,
+        "top_fraction": 0.2,
+        "iterations": 0,
+        "variants_per_prompt": 3,
+        "temperature": 0.9,
+        "top_p": 0.9,
+        "max_tokens": 50,
+    }
+
+    def optimize(self, ctx: Context) -> Prompt:
+        p = self.params
+        train = ctx.train
+        n_eval = min(p["eval_examples"], len(train))
+        eval_idx = sorted(ctx.rng.choice(len(train), size=n_eval, replace=False).tolist())
+        eval_set = [train[i] for i in eval_idx]
+        n_props = self._proposal_count(ctx, n_eval)
+        filt = CandidateFilter(demos=train)
+        filt.remember([ctx.initial.instruction])
+        texts = self._propose(ctx, n_props, filt)
+        ctx.stats.update(proposed=n_props, dropped=dict(filt.dropped))
+        ctx.log(f"APE: {len(texts)} candidates kept of {n_props} proposed "
+                f"(dropped: {dict(filt.dropped) or 'none'})")
+        pool = [ctx.add(ctx.initial.with_instruction(t), [ctx.initial], "ape:induce") for t in texts]
+        survivors = self._select(ctx, pool, eval_set)
+        for round_ in range(p["iterations"]):
+            variants = []
+            for parent in survivors:
+                outs = ctx.ask(
+                    [("user", PARAPHRASE_USER.format(instruction=parent.instruction))],
+                    n=p["variants_per_prompt"], temperature=p["temperature"], top_p=p["top_p"],
+                    max_tokens=p["max_tokens"], answer_prefix=PARAPHRASE_CUE)
+                for text in filt(clean_instruction(_first_sentence(o)) for o in outs):
+                    variants.append(ctx.add(parent.with_instruction(text), [parent], "ape:resample"))
+            ctx.stats["dropped"] = dict(filt.dropped)
+            ctx.log(f"APE round {round_ + 1}: {len(variants)} paraphrases")
+            survivors = self._select(ctx, survivors + variants, eval_set)
+        best = ctx.best("train")
+        return best[0] if best else ctx.initial
+
+    def _proposal_count(self, ctx: Context, n_eval: int) -> int:
+        """Scale the number of proposals down so that proposing + scoring fits the budget."""
+        p = self.params
+        wanted = p["num_subsamples"] * p["prompts_per_subsample"]
+        remaining = ctx.evaluator.budget.remaining
+        if math.isinf(remaining):
+            return wanted
+        extra = max(len(ctx.train) - n_eval, 0)
+        per_candidate = 1 + n_eval + p["top_fraction"] * extra  # propose + subsample + survivor top-up
+        return int(max(1, min(wanted, remaining // per_candidate)))
+
+    def _propose(self, ctx: Context, count: int, filt: CandidateFilter) -> list[str]:
+        p = self.params
+        per = p["prompts_per_subsample"]
+        n_sub = max(1, math.ceil(count / per))
+        kept: list[str] = []
+        for s in range(n_sub):
+            n = min(per, count - s * per)
+            if n <= 0:
+                break
+            k = min(p["num_demos"], len(ctx.train))
+            demos = [ctx.train[i] for i in ctx.rng.choice(len(ctx.train), size=k, replace=False)]
+            pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}" for d in demos)
+            outs = ctx.ask([("system", PROPOSAL_SYSTEM), ("user", PROPOSAL_USER.format(pairs=pairs))],
+                           n=n, temperature=p["temperature"], top_p=p["top_p"],
+                           max_tokens=p["max_tokens"], answer_prefix=PROPOSAL_CUE)
+            kept += filt(_as_instruction(o) for o in outs)
+        return kept
+
+    def _select(self, ctx: Context, pool: list[Prompt], eval_set: list[Example]) -> list[Prompt]:
+        """Score all on the subsample; the top fraction are scored on the whole training split."""
+        if not pool:
+            return []
+        scored = [(ctx.evaluate(c, eval_set, split="train-subsample").mean, i, c) for i, c in enumerate(pool)]
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        keep = max(1, math.ceil(self.params["top_fraction"] * len(pool)))
+        survivors = [c for _, _, c in scored[:keep]]
+        for cand in survivors:
+            ctx.evaluate(cand, ctx.train, split="train")
+        return survivors
+
+
+def _as_instruction(completion: str) -> str:
+    """'The instruction was to' + completion -> an imperative instruction, first letter upper."""
+    text = clean_instruction(_first_sentence(completion))
+    if text.lower().startswith("to "):
+        text = text[3:]
+    return text[:1].upper() + text[1:] if text else text

@@ -1,0 +1,141 @@
+"""What an optimizer sees: a Context (task, evaluator, data, seeded rng, recorder) and nothing else.
+
+Optimizers never touch a backend or the store. They must be deterministic for a given seed: all
+randomness comes from ``ctx.rng`` and iteration order never depends on string hashing, so a
+killed run resumes by replaying every completed call from the cache.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+from promptgym.data.dataset import Example
+from promptgym.errors import BudgetExhausted, PromptgymError
+from promptgym.evaluation.evaluator import EvalResult, Evaluator
+from promptgym.models.base import GenerationRequest
+from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.task import Task
+
+
+class Recorder:
+    """Where a context reports candidates and scores (the run store), or nowhere."""
+
+    def candidate(self, prompt: Prompt, parents: list[str], operation: str) -> None: ...
+
+    def score(self, prompt: Prompt, split: str, result: EvalResult) -> None: ...
+
+
+@dataclass
+class Context:
+    task: Task
+    evaluator: Evaluator
+    train: list[Example]
+    initial: Prompt
+    seed: int = 0
+    dev: list[Example] = field(default_factory=list)
+    recorder: Recorder = field(default_factory=Recorder)
+    forbidden_ids: frozenset[str] = frozenset()  # the held-out test split
+    log: Callable[[str], None] = lambda message: None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self._samples: dict[str, int] = defaultdict(int)
+        self.results: dict[tuple[str, str], EvalResult] = {}
+        self._order: list[tuple[str, str]] = []
+
+    def add(self, prompt: Prompt, parents: Sequence[Prompt] = (), operation: str = "") -> Prompt:
+        """Record a candidate with its lineage; returns it for chaining."""
+        self.recorder.candidate(prompt, [p.id for p in parents], operation)
+        return prompt
+
+    def evaluate(self, prompt: Prompt, examples: Sequence[Example], split: str = "train") -> EvalResult:
+        """Score a candidate on examples the optimizer may see (never the test split)."""
+        leaked = [e.id for e in examples if e.id in self.forbidden_ids]
+        if leaked:
+            raise PromptgymError(f"optimizer tried to evaluate on held-out examples {leaked[:3]}")
+        result = self.evaluator.run_task(self.task, prompt, examples)
+        self.recorder.score(prompt, split, result)
+        key = (prompt.id, split)
+        if key not in self.results:
+            self._order.append(key)
+        self.results[key] = result
+        return result
+
+    def ask(self, messages: Sequence[tuple[str, str]] | None = None, *, text: str | None = None,
+            n: int = 1, temperature: float = 0.7, top_p: float = 1.0, max_tokens: int = 128,
+            answer_prefix: str = "", stop: Sequence[str] = ()) -> list[str]:
+        """``n`` samples from the optimizer model. Asking the same thing again gives fresh samples
+        (a per-request counter, seeded by the run's seed, is the sample index)."""
+        base = GenerationRequest(messages=tuple(messages) if messages is not None else None, text=text,
+                                 answer_prefix=answer_prefix, max_tokens=max_tokens,
+                                 temperature=temperature, top_p=top_p, stop=tuple(stop))
+        signature = repr(base)
+        start = self._samples[signature]
+        self._samples[signature] += n
+        offset = self.seed * 1_000_003 if temperature > 0 else 0
+        requests = [GenerationRequest(**{**base.__dict__, "sample": offset + start + k}) for k in range(n)]
+        return [c.text for c in self.evaluator.generate(requests, role="optimizer")]
+
+    def best(self, split: str = "train") -> tuple[Prompt, float] | None:
+        """Highest mean on ``split`` among evaluated candidates; the earliest wins ties."""
+        best: tuple[Prompt, float] | None = None
+        for key in self._order:
+            if key[1] != split:
+                continue
+            result = self.results[key]
+            if best is None or result.mean > best[1]:
+                best = (result.prompt, result.mean)
+        return best
+
+
+class Optimizer:
+    """Base class. Subclasses set ``name``, ``defaults`` (from the paper) and ``optimize``."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    selection_split: ClassVar[str] = "train"
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise PromptgymError(f"method '{self.name}': unknown parameter(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(self.defaults))})")
+        self.params = {**self.defaults, **params}
+
+    def optimize(self, ctx: Context) -> Prompt:
+        raise NotImplementedError
+
+    def run(self, ctx: Context) -> Prompt:
+        """Run to the end or until the budget is spent; then return the best candidate so far."""
+        try:
+            return self.optimize(ctx)
+        except BudgetExhausted:
+            ctx.log("budget used up: keeping the best candidate found so far")
+            ctx.stats["budget_exhausted"] = True
+            best = ctx.best(self.selection_split)
+            return best[0] if best else ctx.initial
+
+
+REGISTRY: dict[str, type[Optimizer]] = {}
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Optimizer]:
+    from promptgym import optimizers  # noqa: F401  (registers the built-in methods)
+
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise PromptgymError(f"unknown method '{name}' (known: {', '.join(sorted(REGISTRY))})") from None

@@ -1,0 +1,60 @@
+"""Rich tables. Honest by construction: the verdict line compares held-out numbers only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary_table(s: dict[str, Any]) -> None:
+    table = Table(title=f"run {s['run_id']}: {s['method']} on {s['dataset']}")
+    table.add_column("prompt")
+    table.add_column(f"train ({s['train_size']})", justify="right")
+    table.add_column(f"test ({s['test_size']}, held out)", justify="right")
+    table.add_row(f"initial: {s['initial_prompt']}", _fmt(s["initial_score"]), _fmt(s["test_initial"]))
+    table.add_row(f"best: {s['best_prompt']}", _fmt(s["best_score"]), _fmt(s["test_best"]))
+    console.print(table)
+    if s["test_best"] is not None and s["test_initial"] is not None:
+        delta = s["test_best"] - s["test_initial"]
+        verdict = ("better than" if delta > 0 else "no better than") + " the starting prompt on held-out data"
+        console.print(f"The best prompt is {verdict} ({delta:+.3f}).")
+    console.print(f"model calls {s['llm_calls']} (budget {s['budget']}, search used {s['budget_used']}), "
+                  f"cached {s['cached_calls']}, tokens {s['prompt_tokens']}+{s['completion_tokens']}, "
+                  f"{s['seconds']:.1f} s")
+
+
+def runs_table(rows: list[dict[str, Any]]) -> None:
+    table = Table()
+    for col in ("run_id", "created", "method", "dataset", "status", "best_score"):
+        table.add_column(col)
+    for r in rows:
+        created = dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M")
+        table.add_row(r["run_id"], created, r["method"], r["dataset"], r["status"], _fmt(r["best_score"]))
+    console.print(table)
+
+
+def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:
+    latest: dict[tuple[str, str], float] = {}
+    for row in scores:
+        latest[(row["candidate_id"], row["split"])] = row["score"]
+    splits = sorted({split for _, split in latest})
+    table = Table(title=f"run {run['run_id']} ({run['method']}, {run['status']})")
+    table.add_column("#", justify="right")
+    table.add_column("operation")
+    table.add_column("instruction")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for c in candidates:
+        marker = " *" if c["candidate_id"] == run.get("best_candidate") else ""
+        table.add_row(str(c["seq"]) + marker, c["operation"], c["instruction"],
+                      *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
+    console.print(table)

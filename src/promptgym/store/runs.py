@@ -1,0 +1,226 @@
+"""The run store: plain records, no knowledge of optimizers or models.
+
+Tables: runs (config, status, result), candidates (prompt, parents, operation), scores (per split,
+per example), calls (the usage ledger: one row per model call, cached or not), artifacts (method
+state such as a trained policy, as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, func,
+                        insert, select, update)
+from sqlalchemy.exc import SQLAlchemyError
+
+from promptgym.errors import PromptgymError
+from promptgym.store.db import make_engine
+
+metadata = MetaData()
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("dataset", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # running | finished | failed
+    Column("config", Text, nullable=False),
+    Column("best_candidate", String(32)),
+    Column("best_score", Float),
+    Column("result", Text),
+)
+candidates = Table(
+    "candidates", metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("candidate_id", String(32), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("instruction", Text, nullable=False),
+    Column("parents", Text, nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+)
+scores = Table(
+    "scores", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False, index=True),
+    Column("candidate_id", String(32), nullable=False),
+    Column("split", String(16), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("per_example", Text, nullable=False),  # {"example_id": score, ...}
+    Column("predictions", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+calls = Table(
+    "calls", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False, index=True),
+    Column("key", String(64), nullable=False),
+    Column("role", String(16), nullable=False),  # task | optimizer
+    Column("kind", String(16), nullable=False),  # generate | score
+    Column("cached", Boolean, nullable=False),
+    Column("charged", Boolean, nullable=False),  # counts against the search budget
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("created", Float, nullable=False),
+)
+artifacts = Table(
+    "artifacts", metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class RunStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        try:
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise PromptgymError(f"run store {url}: cannot open ({exc.__class__.__name__})") from None
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(self, method: str, dataset: str, config: dict[str, Any]) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(insert(runs).values(
+                run_id=run_id, created=now, updated=now, method=method, dataset=dataset,
+                status="running", config=json.dumps(config)))
+        return run_id
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        if row is None:
+            raise PromptgymError(f"no run '{run_id}' in {self.url} (see: promptgym runs)")
+        out = dict(row)
+        out["config"] = json.loads(out["config"])
+        out["result"] = json.loads(out["result"]) if out["result"] else None
+        return out
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.run_id, runs.c.method, runs.c.dataset, runs.c.status,
+                                       runs.c.best_score, runs.c.created)
+                                .order_by(runs.c.created.desc())).mappings().all()
+        return [dict(r) for r in rows]
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id)
+                         .values(status=status, updated=time.time()))
+
+    def finish_run(self, run_id: str, best_candidate: str, best_score: float,
+                   result: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+                status="finished", updated=time.time(), best_candidate=best_candidate,
+                best_score=best_score, result=json.dumps(result)))
+
+    # -- candidates and scores -------------------------------------------------------------------
+    def add_candidate(self, run_id: str, candidate_id: str, prompt: dict[str, Any],
+                      parents: list[str], operation: str) -> None:
+        """Idempotent: a candidate proposed again (e.g. on resume) keeps its first record."""
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(candidates.c.seq).where(
+                candidates.c.run_id == run_id, candidates.c.candidate_id == candidate_id)).first()
+            if exists:
+                return
+            seq = conn.execute(select(func.count()).select_from(candidates)
+                               .where(candidates.c.run_id == run_id)).scalar_one()
+            conn.execute(insert(candidates).values(
+                run_id=run_id, candidate_id=candidate_id, seq=seq, prompt=json.dumps(prompt),
+                instruction=prompt.get("instruction", ""), parents=json.dumps(parents),
+                operation=operation, created=time.time()))
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(candidates).where(candidates.c.run_id == run_id)
+                                .order_by(candidates.c.seq)).mappings().all()
+        return [dict(r, prompt=json.loads(r["prompt"]), parents=json.loads(r["parents"])) for r in rows]
+
+    def add_score(self, run_id: str, candidate_id: str, split: str, score: float,
+                  per_example: dict[str, float], predictions: dict[str, str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(scores).values(
+                run_id=run_id, candidate_id=candidate_id, split=split, n=len(per_example),
+                score=score, per_example=json.dumps(per_example), predictions=json.dumps(predictions),
+                created=time.time()))
+
+    def scores(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(scores).where(scores.c.run_id == run_id)
+                                .order_by(scores.c.id)).mappings().all()
+        return [dict(r, per_example=json.loads(r["per_example"]),
+                     predictions=json.loads(r["predictions"])) for r in rows]
+
+    # -- the usage ledger --------------------------------------------------------------------------
+    def add_calls(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(insert(calls), [dict(r, run_id=run_id, created=now) for r in rows])
+
+    def call_rows(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(calls).where(calls.c.run_id == run_id)
+                                .order_by(calls.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def charged_calls(self, run_id: str) -> int:
+        """Uncached calls that drew on the budget, over every attempt of the run (for resume)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(calls).where(
+                calls.c.run_id == run_id, calls.c.cached.is_(False), calls.c.charged.is_(True))).scalar_one()
+
+    def usage(self, run_id: str, role: str | None = None) -> Usage:
+        query = select(
+            func.count(),
+            func.coalesce(func.sum(calls.c.prompt_tokens), 0),
+            func.coalesce(func.sum(calls.c.completion_tokens), 0),
+            func.coalesce(func.sum(calls.c.seconds), 0.0),
+        ).where(calls.c.run_id == run_id, calls.c.cached.is_(False))
+        cached = select(func.count()).where(calls.c.run_id == run_id, calls.c.cached.is_(True))
+        if role:
+            query = query.where(calls.c.role == role)
+            cached = cached.where(calls.c.role == role)
+        with self.engine.connect() as conn:
+            n, p_tok, c_tok, secs = conn.execute(query).one()
+            n_cached = conn.execute(cached.select_from(calls)).scalar_one()
+        return Usage(calls=n, cached_calls=n_cached, prompt_tokens=int(p_tok),
+                     completion_tokens=int(c_tok), seconds=float(secs))
+
+    # -- method state --------------------------------------------------------------------------------
+    def put_artifact(self, run_id: str, name: str, data: Any) -> None:
+        blob = json.dumps(data)
+        with self.engine.begin() as conn:
+            conn.execute(artifacts.delete().where(artifacts.c.run_id == run_id, artifacts.c.name == name))
+            conn.execute(insert(artifacts).values(run_id=run_id, name=name, data=blob, created=time.time()))
+
+    def get_artifact(self, run_id: str, name: str) -> Any | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(artifacts.c.data).where(
+                artifacts.c.run_id == run_id, artifacts.c.name == name)).first()
+        return json.loads(row[0]) if row else None

@@ -1,0 +1,8 @@
+"""Tasks: prompt candidates (instruction, layout, verbalizers, demos), answer parsing, metrics."""
+
+from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch
+from promptgym.tasks.prompt import LAYOUTS, Layout, Prompt, get_layout
+from promptgym.tasks.task import ChoiceTask, GenerationTask, Task, task_for
+
+__all__ = ["CallableMetric", "ChoiceAccuracy", "ExactMatch", "LAYOUTS", "Layout", "Prompt",
+           "get_layout", "ChoiceTask", "GenerationTask", "Task", "task_for"]

@@ -1,0 +1,49 @@
+"""Tolerant answer extraction for generated text: small models wrap answers in chatter."""
+
+from __future__ import annotations
+
+import re
+import string
+
+_LEADS = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|output|label|sentiment|a|result)\s*(?:is)?\s*[:\-]\s*",
+                    re.IGNORECASE)
+_PUNCT = string.punctuation + "“”‘’«»"
+
+
+def normalize(text: str) -> str:
+    """Casefold, collapse white space, strip surrounding quotes and punctuation."""
+    text = " ".join(text.split()).casefold()
+    return text.strip(_PUNCT + " ")
+
+
+def extract_answer(text: str) -> str:
+    """The first non-empty line, without an 'Answer:'-style lead or surrounding punctuation."""
+    for line in text.strip().splitlines():
+        line = _LEADS.sub("", line.strip())
+        line = line.strip().strip(_PUNCT + " ")
+        if line:
+            return line
+    return ""
+
+
+def match_option(text: str, options: list[str]) -> int | None:
+    """Index of the option a free-text answer names, or None.
+
+    An exact (normalised) match of the extracted answer wins; otherwise the option whose whole-word
+    mention comes first in the text (ties broken by the longer option, so 'not positive' style
+    overlaps pick the more specific label).
+    """
+    answer = normalize(extract_answer(text))
+    normalized = [normalize(o) for o in options]
+    if answer in normalized:
+        return normalized.index(answer)
+    body = normalize(text)
+    best: tuple[int, int, int] | None = None
+    for i, option in enumerate(normalized):
+        if not option:
+            continue
+        found = re.search(r"(?<!\w)" + re.escape(option) + r"(?!\w)", body)
+        if found:
+            key = (found.start(), -len(option), i)
+            best = key if best is None or key < best else best
+    return None if best is None else best[2]

@@ -1,0 +1,118 @@
+"""A Task turns (prompt, example) into a model request, reads the answer, and scores it."""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import numpy as np
+
+from promptgym.data.dataset import Dataset, Example
+from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
+from promptgym.tasks.parsing import match_option
+from promptgym.tasks.prompt import Prompt
+
+Request = Union[ScoreRequest, GenerationRequest]
+Response = Union[OptionScores, Completion]
+
+
+class Task:
+    """Base: subclasses say which request an example needs and how its answer is read."""
+
+    metric: Metric
+
+    def request(self, prompt: Prompt, example: Example) -> Request:
+        raise NotImplementedError
+
+    def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
+        raise NotImplementedError
+
+    def score(self, prediction: str, example: Example) -> float:
+        return self.metric(prediction, example)
+
+
+class ChoiceTask(Task):
+    """Classification / multiple choice, scored by the log-probability of each option's words.
+
+    The prompt's verbalizers choose the word the model sees for each label. ``normalize='mean'``
+    divides each option's log-probability by its token count (length normalisation), which matters
+    when label words tokenise to different lengths. Options keep the example's order.
+    ``scoring='generate'`` instead generates an answer and matches it to an option (for backends
+    without log-probabilities).
+    """
+
+    def __init__(self, normalize: str = "none", scoring: str = "logprob", max_tokens: int = 16):
+        if normalize not in ("none", "mean"):
+            raise ValueError("normalize must be 'none' or 'mean'")
+        if scoring not in ("logprob", "generate"):
+            raise ValueError("scoring must be 'logprob' or 'generate'")
+        self.normalize = normalize
+        self.scoring = scoring
+        self.max_tokens = max_tokens
+        self.metric = ChoiceAccuracy()
+
+    def _words(self, prompt: Prompt, example: Example) -> list[str]:
+        assert example.choices, f"example {example.id} has no choices"
+        return [prompt.verbalize(c) for c in example.choices]
+
+    def request(self, prompt: Prompt, example: Example) -> Request:
+        words = self._words(prompt, example)
+        rendered = prompt.render(example.input, options=words)
+        if self.scoring == "generate":
+            return GenerationRequest(messages=rendered.messages, text=rendered.text,
+                                     answer_prefix=rendered.answer_prefix, max_tokens=self.max_tokens)
+        lead = " " if (rendered.text is not None or rendered.answer_prefix) else ""
+        if rendered.answer_prefix.endswith((" ", "\n")):
+            lead = ""
+        return ScoreRequest(continuations=tuple(lead + w for w in words), messages=rendered.messages,
+                            text=rendered.text, answer_prefix=rendered.answer_prefix)
+
+    def option_scores(self, response: OptionScores) -> np.ndarray:
+        logprobs = np.asarray(response.logprobs, dtype=float)
+        if self.normalize == "mean":
+            logprobs = logprobs / np.maximum(np.asarray(response.token_counts, dtype=float), 1.0)
+        return logprobs
+
+    def probabilities(self, response: OptionScores) -> np.ndarray:
+        """Softmax over the (possibly length-normalised) option scores: the class distribution."""
+        scores = self.option_scores(response)
+        scores = scores - scores.max()
+        exp = np.exp(scores)
+        return exp / exp.sum()
+
+    def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
+        assert example.choices
+        if isinstance(response, OptionScores):
+            return example.choices[int(np.argmax(self.option_scores(response)))]
+        index = match_option(response.text, self._words(prompt, example))
+        return example.choices[index] if index is not None else ""
+
+
+class GenerationTask(Task):
+    """Free-form answers: generate, extract the answer tolerantly, score with a metric."""
+
+    def __init__(self, metric: Metric | Callable | None = None, max_tokens: int = 32):
+        if metric is None:
+            metric = ExactMatch()
+        elif not hasattr(metric, "name"):
+            metric = CallableMetric(metric)
+        self.metric = metric
+        self.max_tokens = max_tokens
+
+    def request(self, prompt: Prompt, example: Example) -> Request:
+        rendered = prompt.render(example.input)
+        return GenerationRequest(messages=rendered.messages, text=rendered.text,
+                                 answer_prefix=rendered.answer_prefix, max_tokens=self.max_tokens,
+                                 stop=("\n\n",))
+
+    def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
+        assert isinstance(response, Completion)
+        return response.text
+
+
+def task_for(dataset: Dataset, normalize: str = "none", scoring: str = "logprob",
+             metric: Metric | Callable | None = None) -> Task:
+    """The natural task for a dataset: choices -> ChoiceTask, otherwise GenerationTask."""
+    if dataset.is_choice and metric is None:
+        return ChoiceTask(normalize=normalize, scoring=scoring)
+    return GenerationTask(metric=metric)
