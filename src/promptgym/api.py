@@ -54,6 +54,12 @@ class StoreRecorder(Recorder):
             {e.id: s for e, s in zip(result.examples, result.scores)},
             {e.id: p for e, p in zip(result.examples, result.predictions)})
 
+    def put_artifact(self, name: str, data: Any) -> None:
+        self.store.put_artifact(self.run_id, name, data)
+
+    def get_artifact(self, name: str) -> Any | None:
+        return self.store.get_artifact(self.run_id, name)
+
 
 def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 300, seed: int = 0,
              prompt: str | None = None, train_size: int = 30, test_size: int = 100, dev_size: int = 0,
@@ -74,7 +80,8 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
     store = RunStore(store_url or default_store_url())
     run_id = store.create_run(method, config["dataset"], config)
-    return _execute(store, run_id, config, quiet=quiet)
+    with _status_on_error(store, run_id):
+        return _execute(store, run_id, config, quiet=quiet)
 
 
 def resume(run_id: str, store_url: str | None = None, quiet: bool = True) -> RunResult:
@@ -86,7 +93,34 @@ def resume(run_id: str, store_url: str | None = None, quiet: bool = True) -> Run
         initial = Prompt.from_dict(run["result"]["initial_prompt_full"])
         return RunResult(run_id, best, initial, run["result"])
     store.set_status(run_id, "running")
-    return _execute(store, run_id, run["config"], quiet=quiet)
+    with _status_on_error(store, run_id):
+        return _execute(store, run_id, run["config"], quiet=quiet)
+
+
+def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> list[dict[str, Any]]:
+    """Answer new inputs with a finished run's result (per-input prompts for methods that store
+    them, e.g. dp2o; the best prompt otherwise). Calls are cached and not charged to any budget."""
+    store = RunStore(store_url or default_store_url())
+    run = store.get_run(run_id)
+    if run["status"] != "finished" or not run["result"]:
+        raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
+    config = run["config"]
+    dataset = _dataset_from_config(config)
+    backend = make_backend(config["task_model"])
+    scoring = config["scoring"] or ("logprob" if backend.supports_scoring else "generate")
+    task = task_for(dataset, normalize=config["normalize"], scoring=scoring)
+    best = Prompt.from_dict(run["result"]["best_prompt_full"])
+    initial = Prompt.from_dict(run["result"]["initial_prompt_full"])
+    labels = dataset.labels if isinstance(task, ChoiceTask) else None
+    if isinstance(task, ChoiceTask) and not labels:
+        raise PromptgymError(f"run '{run_id}': the dataset's examples have different label sets")
+    examples = [Example(f"predict-{i}", text, (labels[0] if labels else "",), labels)
+                for i, text in enumerate(inputs)]  # the target is a placeholder: nothing is scored
+    cache = ResponseCache(config.get("cache_url") or default_cache_url())
+    evaluator = Evaluator(backend, backend, cache, Budget(None))
+    ctx = Context(task=task, evaluator=evaluator, train=[], initial=initial, seed=config["seed"],
+                  recorder=StoreRecorder(store, run_id))
+    return get_method(config["method"])(**config["params"]).predict(ctx, best, examples)
 
 
 def _dataset_to_json(dataset: Dataset) -> dict[str, Any]:
@@ -103,6 +137,19 @@ def _dataset_from_config(config: dict[str, Any]) -> Dataset:
                                          tuple(e["choices"]) if e["choices"] else None)
                                  for e in inline["examples"]])
     return load_dataset(config["dataset"])
+
+
+@contextmanager
+def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
+    """A run that stops early says so in the store (a bad dataset path must not look 'running')."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        store.set_status(run_id, "interrupted")
+        raise
+    except Exception:
+        store.set_status(run_id, "failed")
+        raise
 
 
 def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) -> RunResult:
@@ -128,14 +175,7 @@ def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) 
                       initial=initial, seed=config["seed"], recorder=recorder,
                       forbidden_ids=frozenset(e.id for e in splits.test), log=log)
         recorder.candidate(initial, [], "initial")
-        try:
-            best = optimizer.run(ctx)
-        except KeyboardInterrupt:
-            store.set_status(run_id, "interrupted")
-            raise
-        except PromptgymError:
-            store.set_status(run_id, "failed")
-            raise
+        best = optimizer.run(ctx)
         # Held-out numbers: outside the search budget, never shown to the optimizer.
         scores = {}
         for name, prompt in (("initial", initial), ("best", best)):
@@ -145,6 +185,7 @@ def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) 
                 result = evaluator.run_task(task, prompt, examples, charge=False)
                 recorder.score(prompt, split if split == "test" else "train-final", result)
                 scores[(name, split)] = result.mean
+        extra = optimizer.heldout_report(ctx, evaluator, splits.test)  # method-specific held-out numbers
     usage = store.usage(run_id)
     summary = dict(
         run_id=run_id, method=config["method"], dataset=config["dataset"],
@@ -159,6 +200,7 @@ def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) 
         train_size=len(splits.train), test_size=len(splits.test), task_model=task_backend.identity,
         optimizer_model=optimizer_backend.identity, candidates=len(store.candidates(run_id)),
         stats=ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict())
+    summary.update({k: v for k, v in (extra or {}).items() if k not in summary})
     store.finish_run(run_id, best.id, summary["best_score"], summary)
     return RunResult(run_id, best, initial, summary)
 

@@ -39,6 +39,20 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 class _Group(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Usage errors as one line too (click's default is a multi-line usage block)."""
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+            _fail(exc.format_message().replace("\n", " ") + hint)
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except click.Abort:
+            _fail("aborted", 130)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -145,6 +159,23 @@ def show(ctx: click.Context, run_id: str) -> None:
     store = RunStore(ctx.obj["store"] or default_store_url())
     run = store.get_run(run_id)
     candidates_table(run, store.candidates(run_id), store.scores(run_id))
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--input", "inputs", multiple=True, required=True, help="Text to answer (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list (with per-input details).")
+@click.pass_context
+def predict(ctx: click.Context, run_id: str, inputs: tuple[str, ...], as_json: bool) -> None:
+    """Answer new inputs with a finished run (per-input prompt selection for dp2o)."""
+    from promptgym import api
+
+    rows = api.predict(run_id, list(inputs), store_url=ctx.obj["store"])
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['prediction']}\t{row['input']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

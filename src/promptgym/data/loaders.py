@@ -52,10 +52,12 @@ def load_dataset(
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM (Excel, Notepad)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028, U+2029, U+0085, which JSON strings
+    # may hold unescaped (json.dumps(ensure_ascii=False) writes them so); "\r" is JSON white space
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -69,7 +71,7 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
 
 def _csv_rows(path: Path, delimiter: str) -> Iterable[tuple[str, dict[str, Any]]]:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
             if not reader.fieldnames:
                 raise DataError(f"{path}: empty file, expected a header row")

@@ -1,4 +1,5 @@
-"""Model specs on the command line: ``embedded``, ``gguf:PATH``, ``openai:MODEL[@BASE_URL]``."""
+"""Model specs on the command line: ``embedded``, ``gguf:PATH``, ``openai:MODEL[@BASE_URL]``
+(and ``scripted``, the deterministic test stand-in)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ def make_backend(spec: str) -> Backend:
         if path not in _EMBEDDED:
             _EMBEDDED[path] = LlamaCppBackend(model_path=path or None)
         return _EMBEDDED[path]
+    if spec == "scripted":  # deterministic stand-in for unit tests of optimizer logic only
+        from promptgym.models.scripted import ScriptedBackend
+
+        return ScriptedBackend()
     if spec.startswith("openai:"):
         from promptgym.models.openai_backend import OpenAIBackend
 

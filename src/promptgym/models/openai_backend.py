@@ -1,7 +1,28 @@
 """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, ...) via the official SDK.
 
 Retries with exponential backoff on 408/409/429/5xx, timeouts and connection errors are the SDK's
-own (``max_retries``); requests run concurrently up to ``max_concurrency``.
+own (``max_retries``; a server's ``Retry-After``/``retry-after-ms`` header sets the wait when it is
+positive); requests run concurrently up to ``max_concurrency``.
+
+Decisions:
+- Every failure that reaches the caller is one ``PromptgymError`` line naming the endpoint and the
+  model, with the HTTP status and the server's own message, plus a hint for the usual causes
+  (server not running, wrong key, wrong model name or base URL without ``/v1``).
+- Concurrency, retries and timeout are constructor arguments; CLI users (whose model spec has no
+  room for them) set ``PROMPTGYM_OPENAI_CONCURRENCY`` (8), ``PROMPTGYM_OPENAI_RETRIES`` (6) and
+  ``PROMPTGYM_OPENAI_TIMEOUT`` (120 s). A refused connection is retried like any transient failure
+  (a server may be restarting), so a wrong port fails only after the retries' backoff (~20 s at 6).
+- A base URL must be ``http(s)://...``: without a scheme the SDK would only fail at the first call
+  with an opaque "Connection error."
+- ``logprob_scoring=True`` scores choice options over ``/v1/completions`` with ``echo=True`` and
+  ``logprobs``: one request per option (prompt + option), ``max_tokens=1`` (``0`` means "no limit" on
+  some servers), and the option's log-probability is the sum over the echoed tokens that overlap the
+  option's characters (a token straddling the prompt/option boundary counts for the option). Only
+  raw-text layouts (``plain``) can be scored this way: a remote server's chat template is unknown.
+  Off by default because few servers return correct echoed prompt log-probs: OpenAI's own API and
+  llama.cpp's C++ server do not return them; llama-cpp-python 0.3.x returns them shifted by one
+  position (checked here: P(" of" | "The") reads -0.66 over HTTP, -4.53 in-process; see
+  abetlen/llama-cpp-python#1983), so do not enable it there; vLLM is the intended target.
 """
 
 from __future__ import annotations
@@ -10,65 +31,155 @@ import asyncio
 import hashlib
 import os
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
 from promptgym.errors import PromptgymError
-from promptgym.models.base import Completion, GenerationRequest, OnResult, ScoreRequest
+from promptgym.models.base import (Completion, GenerationRequest, OnResult, OptionScores,
+                                   ScoreRequest)
+
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class OpenAIBackend:
     """Chat completions for chat-shaped requests, completions for raw-text requests.
 
-    Log-probability scoring is not offered (few chat APIs return prompt log-probs): choice tasks on
-    this backend generate an answer and match it to an option instead.
+    By default log-probability scoring is not offered (few chat APIs return prompt log-probs):
+    choice tasks on this backend generate an answer and match it to an option instead.
     """
 
     supports_scoring = False
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
-                 max_concurrency: int = 8, max_retries: int = 6, timeout: float = 120.0):
+                 max_concurrency: int | None = None, max_retries: int | None = None,
+                 timeout: float | None = None, logprob_scoring: bool = False):
         try:
             import openai
         except ImportError:
             raise PromptgymError("the OpenAI-compatible backend needs the SDK: pip install 'promptgym[openai]'") from None
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        max_concurrency = _setting(max_concurrency, "PROMPTGYM_OPENAI_CONCURRENCY", 8, int)
+        max_retries = _setting(max_retries, "PROMPTGYM_OPENAI_RETRIES", 6, int)
+        timeout = _setting(timeout, "PROMPTGYM_OPENAI_TIMEOUT", 120.0, float)
+        base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").strip() or None
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise PromptgymError(f"openai backend: base URL '{base_url}' must start with http:// or https:// "
+                                 "(e.g. openai:MODEL@http://127.0.0.1:8000/v1)")
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
             if not base_url:
                 raise PromptgymError("openai backend: set OPENAI_API_KEY (or give a base URL of a local server)")
             api_key = "unused"  # local servers usually ignore the key
+        if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise PromptgymError(f"openai backend: need max_concurrency >= 1, max_retries >= 0 and timeout > 0 "
+                                 f"(got {max_concurrency}, {max_retries}, {timeout:g})")
         self.model = model
         self.base_url = base_url
+        self.endpoint = (base_url or OPENAI_URL).rstrip("/")
         self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.supports_scoring = logprob_scoring
         self._client_args = dict(base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
         self._openai = openai
         self.identity = f"openai:{base_url or 'api.openai.com'}:{model}"
 
+    # -- generation ------------------------------------------------------------------------------
+
     async def _one(self, client, request: GenerationRequest) -> Completion:
         seed = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
-        common = dict(model=self.model, max_tokens=request.max_tokens, temperature=request.temperature,
-                      top_p=request.top_p, seed=seed)
+        common: dict[str, Any] = dict(model=self.model, max_tokens=request.max_tokens,
+                                      temperature=request.temperature, top_p=request.top_p, seed=seed)
         if request.stop:
-            common["stop"] = list(request.stop)[:4]
+            common["stop"] = list(request.stop)[:4]  # the OpenAI API accepts at most four
         if request.messages is not None:
             messages = [{"role": r, "content": c} for r, c in request.messages]
             if request.answer_prefix:  # no portable assistant prefill: cue the answer in the user turn
                 messages[-1]["content"] += "\n" + request.answer_prefix
             resp = await client.chat.completions.create(messages=messages, **common)
-            text = resp.choices[0].message.content or ""
+            choice = self._first_choice(resp, "chat/completions")
+            text = getattr(getattr(choice, "message", None), "content", None) or ""
         else:
             resp = await client.completions.create(prompt=(request.text or "") + request.answer_prefix, **common)
-            text = resp.choices[0].text or ""
-        usage = resp.usage
-        return Completion(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+            text = getattr(self._first_choice(resp, "completions"), "text", None) or ""
+        prompt_tokens, completion_tokens = _usage(resp)
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
-    async def _run(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
+    def _first_choice(self, resp: Any, route: str) -> Any:
+        choices = getattr(resp, "choices", None)
+        if not choices:
+            raise PromptgymError(f"{self._where()}: /{route} answered without any choice "
+                                 f"(is this an OpenAI-compatible server?)")
+        return choices[0]
+
+    def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
+        self._call(self._one, requests, on_result)
+
+    # -- option scoring over /v1/completions ---------------------------------------------------
+
+    async def _score_one(self, client, request: ScoreRequest, semaphore: asyncio.Semaphore) -> OptionScores:
+        if request.messages is not None:
+            raise PromptgymError(f"{self._where()}: log-probability scoring over /completions needs a raw-text "
+                                 "layout (--layout plain): a remote server's chat template is unknown")
+        context = (request.text or "") + request.answer_prefix
+
+        async def option(continuation: str) -> tuple[float, int, int]:
+            async with semaphore:
+                resp = await client.completions.create(model=self.model, prompt=context + continuation,
+                                                       max_tokens=1, temperature=0.0, echo=True, logprobs=1)
+            return self._option_logprob(resp, context, continuation)
+
+        parts = await asyncio.gather(*(option(c) for c in request.continuations))
+        return OptionScores(logprobs=tuple(p[0] for p in parts), token_counts=tuple(p[1] for p in parts),
+                            prompt_tokens=max((p[2] for p in parts), default=0))
+
+    def _option_logprob(self, resp: Any, context: str, continuation: str) -> tuple[float, int, int]:
+        choice = self._first_choice(resp, "completions")
+        lp = getattr(choice, "logprobs", None)
+        offsets = list(getattr(lp, "text_offset", None) or [])
+        values = list(getattr(lp, "token_logprobs", None) or [])
+        tokens = list(getattr(lp, "tokens", None) or [])
+        if not offsets or len(offsets) != len(values) or len(tokens) != len(values):
+            raise PromptgymError(f"{self._where()}: /completions returned no echoed prompt log-probabilities "
+                                 "(the server does not support echo=True with logprobs; use --scoring generate)")
+        start, end = len(context), len(context) + len(continuation)
+        total, count = 0.0, 0
+        for offset, value, token in zip(offsets, values, tokens):
+            lo, hi = offset, offset + len(token)
+            if lo >= end:  # generated tokens (and anything after the option) do not count
+                break
+            if hi > start:
+                if value is None:
+                    raise PromptgymError(f"{self._where()}: /completions gave no log-probability for the "
+                                         f"option token {token!r}")
+                total += float(value)
+                count += 1
+        if count == 0:
+            raise PromptgymError(f"{self._where()}: could not locate option {continuation!r} in the echoed tokens")
+        prompt_tokens, _ = _usage(resp)
+        return total, count, prompt_tokens
+
+    def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
+        if not self.supports_scoring:
+            raise PromptgymError(f"{self._where()}: log-probability scoring is not enabled for this backend; "
+                                 "use --scoring generate")
+        self._call(self._score_one, requests, on_result, per_request_semaphore=False)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _call(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool = True) -> None:
+        try:
+            _run_sync(self._run(one, requests, on_result, per_request_semaphore))
+        except self._openai.OpenAIError as exc:
+            raise PromptgymError(self.describe(exc)) from None
+
+    async def _run(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool) -> None:
         semaphore = asyncio.Semaphore(self.max_concurrency)
         async with self._openai.AsyncOpenAI(**self._client_args) as client:
-            async def worker(i: int, request: GenerationRequest) -> None:
-                async with semaphore:
-                    result = await self._one(client, request)
+            async def worker(i: int, request) -> None:
+                if per_request_semaphore:
+                    async with semaphore:
+                        result = await one(client, request)
+                else:  # scoring takes the semaphore per HTTP request (one per option)
+                    result = await one(client, request, semaphore)
                 on_result(i, result)  # same thread as the caller's event loop: safe to persist
 
             tasks = [asyncio.create_task(worker(i, r)) for i, r in enumerate(requests)]
@@ -80,21 +191,80 @@ class OpenAIBackend:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
-        try:
-            _run_sync(self._run(requests, on_result))
-        except self._openai.APIError as exc:
-            raise PromptgymError(f"{self.identity}: {exc.__class__.__name__}: {_short(exc)}") from None
+    def _where(self) -> str:
+        return f"openai endpoint {self.endpoint} (model '{self.model}')"
 
-    def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
-        raise PromptgymError(f"{self.identity}: log-probability scoring is not supported; use --scoring generate")
+    def describe(self, exc: Exception) -> str:
+        """One line for an SDK error: where, what the server said, and the likely fix."""
+        openai = self._openai
+        where = self._where()
+        if isinstance(exc, openai.APITimeoutError):
+            return (f"{where}: no answer within {self.timeout:g}s "
+                    f"(after {self.max_retries} retries); is the server overloaded?")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = _root_cause(exc)
+            return f"{where}: cannot connect ({cause}); is the server running at that address?"
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            message = _server_message(exc)
+            hint = {
+                401: "check OPENAI_API_KEY",
+                403: "check OPENAI_API_KEY and the key's permissions",
+                404: "check the model name and that the base URL ends in /v1",
+                429: f"still rate limited after {self.max_retries} retries",
+            }.get(status, f"still failing after {self.max_retries} retries" if status >= 500 else "")
+            return f"{where}: HTTP {status}: {message}" + (f" ({hint})" if hint else "")
+        return f"{where}: {exc.__class__.__name__}: {_short(exc)}"
 
-    def close(self) -> None:
-        pass
+
+def _setting(value, env: str, default, kind):
+    """Constructor argument, else environment variable (how CLI users tune it), else default."""
+    if value is not None:
+        return kind(value)
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise PromptgymError(f"{env}={raw!r}: expected a number") from None
 
 
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:300]
+def _root_cause(exc: BaseException) -> str:
+    """The socket-level reason (e.g. "[Errno 111] Connection refused") under the SDK's and httpx's
+    generic wrappers, else the closest wrapper's message."""
+    best, seen = "", set()
+    current: BaseException | None = exc.__cause__ or exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = _short(current)
+        if text and (not best or isinstance(current, OSError)):
+            best = text
+        current = current.__cause__ or current.__context__
+    return best or exc.__class__.__name__
+
+
+def _usage(resp: Any) -> tuple[int, int]:
+    usage = getattr(resp, "usage", None)
+    return (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+
+
+def _server_message(exc: Any) -> str:
+    """The server's own words: ``{"error": {"message": ...}}`` (OpenAI), ``{"detail": ...}`` (FastAPI),
+    or the raw body."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        text = body.get("message") or body.get("detail") or body.get("error") or body
+    elif body:
+        text = body
+    else:
+        response = getattr(exc, "response", None)
+        text = getattr(response, "reason_phrase", "") or _short(exc)
+    return _short(text)
+
+
+def _short(value: object) -> str:
+    return " ".join(str(value).split())[:300]
 
 
 def _run_sync(coro) -> None:

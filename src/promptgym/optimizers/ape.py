@@ -24,7 +24,7 @@ import math
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
-from promptgym.optimizers.proposals import CandidateFilter, clean_instruction
+from promptgym.optimizers.proposals import CandidateFilter, clean_instruction, paraphrase, planning_budget
 from promptgym.tasks.prompt import Prompt
 
 PROPOSAL_SYSTEM = "You reverse-engineer instructions. You answer with the instruction only."
@@ -34,11 +34,6 @@ PROPOSAL_USER = (
     "What instruction did the friend follow? Write it as one imperative sentence."
 )
 PROPOSAL_CUE = "The instruction was to"
-PARAPHRASE_USER = (
-    "Rewrite the following instruction in different words. Keep its meaning; reply with the new "
-    "instruction only.\n\nInstruction: {instruction}"
-)
-PARAPHRASE_CUE = "New instruction:"
 
 
 def _first_sentence(text: str) -> str:
@@ -82,11 +77,9 @@ class ApeOptimizer(Optimizer):
         for round_ in range(p["iterations"]):
             variants = []
             for parent in survivors:
-                outs = ctx.ask(
-                    [("user", PARAPHRASE_USER.format(instruction=parent.instruction))],
-                    n=p["variants_per_prompt"], temperature=p["temperature"], top_p=p["top_p"],
-                    max_tokens=p["max_tokens"], answer_prefix=PARAPHRASE_CUE)
-                for text in filt(clean_instruction(_first_sentence(o)) for o in outs):
+                outs = paraphrase(ctx, parent, p["variants_per_prompt"], temperature=p["temperature"],
+                                  top_p=p["top_p"], max_tokens=p["max_tokens"])
+                for text in filt(_first_sentence(o) for o in outs):
                     variants.append(ctx.add(parent.with_instruction(text), [parent], "ape:resample"))
             ctx.stats["dropped"] = dict(filt.dropped)
             ctx.log(f"APE round {round_ + 1}: {len(variants)} paraphrases")
@@ -98,7 +91,7 @@ class ApeOptimizer(Optimizer):
         """Scale the number of proposals down so that proposing + scoring fits the budget."""
         p = self.params
         wanted = p["num_subsamples"] * p["prompts_per_subsample"]
-        remaining = ctx.evaluator.budget.remaining
+        remaining = planning_budget(ctx)  # the whole budget, so a resumed run plans the same
         if math.isinf(remaining):
             return wanted
         extra = max(len(ctx.train) - n_eval, 0)

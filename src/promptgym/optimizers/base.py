@@ -28,6 +28,13 @@ class Recorder:
 
     def score(self, prompt: Prompt, split: str, result: EvalResult) -> None: ...
 
+    def put_artifact(self, name: str, data: Any) -> None:
+        """Method state (JSON-able), e.g. a trained policy; kept in memory when there is no store."""
+        self.__dict__.setdefault("_artifacts", {})[name] = data
+
+    def get_artifact(self, name: str) -> Any | None:
+        return self.__dict__.get("_artifacts", {}).get(name)
+
 
 @dataclass
 class Context:
@@ -81,6 +88,13 @@ class Context:
         requests = [GenerationRequest(**{**base.__dict__, "sample": offset + start + k}) for k in range(n)]
         return [c.text for c in self.evaluator.generate(requests, role="optimizer")]
 
+    def save_artifact(self, name: str, data: Any) -> None:
+        """Store JSON-able method state with the run (a resumed run can reload it)."""
+        self.recorder.put_artifact(name, data)
+
+    def load_artifact(self, name: str) -> Any | None:
+        return self.recorder.get_artifact(name)
+
     def best(self, split: str = "train") -> tuple[Prompt, float] | None:
         """Highest mean on ``split`` among evaluated candidates; the earliest wins ties."""
         best: tuple[Prompt, float] | None = None
@@ -110,6 +124,18 @@ class Optimizer:
 
     def optimize(self, ctx: Context) -> Prompt:
         raise NotImplementedError
+
+    def heldout_report(self, ctx: Context, evaluator: Evaluator, test_examples: Sequence[Example]) -> dict[str, Any]:
+        """Optional extra held-out numbers, merged into the run summary. Called by the runner after
+        the search with the test split; use ``evaluator.run_task(..., charge=False)``."""
+        return {}
+
+    def predict(self, ctx: Context, best: Prompt, examples: Sequence[Example]) -> list[dict[str, Any]]:
+        """Answers for new inputs after a run (``promptgym predict``): the best prompt by default;
+        methods with per-input prompts override this (reading their artifacts from ``ctx``)."""
+        result = ctx.evaluator.run_task(ctx.task, best, examples, charge=False)
+        return [{"input": e.input, "prediction": pred, "prompt_id": best.id}
+                for e, pred in zip(examples, result.predictions)]
 
     def run(self, ctx: Context) -> Prompt:
         """Run to the end or until the budget is spent; then return the best candidate so far."""

@@ -6,9 +6,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from promptgym.data.dataset import Example
+from promptgym.tasks.prompt import render_template
+
+if TYPE_CHECKING:  # pragma: no cover
+    from promptgym.optimizers.base import Context
+    from promptgym.tasks.prompt import Prompt
 
 _TAG_PAIRS = {"INS": ("<INS>", "</INS>"), "START": ("<START>", "<END>"), "prompt": ("<prompt>", "</prompt>")}
 
@@ -24,6 +29,27 @@ def extract_tagged(text: str, tag: str) -> list[str]:
         if opened:
             spans = [opened.group(1)]
     return [s.strip() for s in spans if s.strip()]
+
+
+def render_meta_prompt(template: str, **values: object) -> str:
+    """Fill a method's meta-prompt (a Jinja template) with values. Values are never interpreted,
+    so braces in prompts or data written by a model are safe."""
+    return render_template(template, "meta-prompt", **values)
+
+
+def parse_candidates(text: str, tag: str | None = None, max_items: int = 8) -> list[str]:
+    """Candidate instructions from an optimizer-model reply.
+
+    Tagged spans first (``tag`` e.g. "INS", "START", "prompt"); if there are none (small models
+    forget tags), the reply itself, cut at the first blank line, as one candidate (OPRO's code
+    falls back to the whole completion the same way). Each result is cleaned.
+    """
+    spans = extract_tagged(text, tag) if tag else []
+    if not spans:
+        body = text.strip().split("\n\n")[0] if text.strip() else ""
+        spans = [body] if body else []
+    out = [clean_instruction(s) for s in spans[:max_items]]
+    return [s for s in out if s]
 
 
 def clean_instruction(text: str) -> str:
@@ -87,3 +113,99 @@ class CandidateFilter:
             self._seen.add(normalize_key(text))
             kept.append(text)
         return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Added for OPRO / EvoPrompt (issue 5); shared with APE, ProTeGi, GPO.
+
+PARAPHRASE_USER = (
+    "Rewrite the following instruction in different words. Keep its meaning; reply with the new "
+    "instruction only.\n\nInstruction: {instruction}"
+)
+PARAPHRASE_CUE = "New instruction:"
+
+
+def paraphrase(ctx: "Context", prompt: "Prompt | str", n: int, *, temperature: float = 0.9,
+               top_p: float = 0.9, max_tokens: int = 50) -> list[str]:
+    """``n`` rewordings of an instruction that keep its meaning (APE's resampling step; EvoPrompt's
+    initial population; ProTeGi's Monte-Carlo successors): one optimizer-model request of ``n``
+    samples. Texts come back cleaned, first line only (small models ramble after it), and
+    unfiltered: pass them through a ``CandidateFilter``."""
+    if n <= 0:
+        return []
+    instruction = prompt if isinstance(prompt, str) else prompt.instruction
+    outs = ctx.ask([("user", PARAPHRASE_USER.format(instruction=instruction))], n=n,
+                   temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                   answer_prefix=PARAPHRASE_CUE)
+    texts = [clean_instruction(o.strip().split("\n")[0]) for o in outs]
+    return [t for t in texts if t]
+
+
+def parse_first(text: str, tag: str, prefix: str = "", which: str = "first") -> str:
+    """The one candidate in a reply (OPRO and EvoPrompt read one per sample), tolerant of small models.
+
+    ``prefix`` is the answer cue the request ended with (e.g. ``<INS>``): it is put back in front
+    so that a reply continuing it still counts as tagged. Then: a closed tagged span (the first or,
+    with ``which="last"``, the last: EvoPrompt's final step comes last); else the first non-empty
+    line after an opened but unclosed tag; else the first non-empty line of the reply (small models
+    go on with more numbered steps or copies of the format on the next lines). Stray tag markers
+    left inside (a model echoing the format) are removed. Returns "" when nothing usable is there.
+    """
+    start, end = _TAG_PAIRS.get(tag, (f"<{tag}>", f"</{tag}>"))
+    text = prefix + text
+    closed = re.findall(re.escape(start) + r"(.*?)" + re.escape(end), text, flags=re.S | re.I)
+    closed = [s for s in closed if _strip_markers(s, start, end).strip()]
+    if closed:
+        body = closed[-1] if which == "last" else closed[0]
+    else:
+        opened = list(re.finditer(re.escape(start), text, flags=re.I))
+        if opened:
+            at = opened[-1] if which == "last" else opened[0]
+            body = _first_line(_strip_markers(text[at.end():], start, end))
+        else:
+            body = _first_line(_strip_markers(text, start, end))
+    return clean_instruction(_strip_markers(body, start, end))
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.split("\n") if line.strip()), "")
+
+
+def _strip_markers(text: str, start: str, end: str) -> str:
+    return re.sub("[ \t]*(?:" + "|".join(re.escape(m) for m in (start, end)) + ")[ \t]*", " ", text, flags=re.I)
+
+
+def planning_budget(ctx: "Context") -> float:
+    """The run's whole call budget (``inf`` when unlimited): what a method sizes its plan by.
+
+    Not ``budget.remaining``: a resumed run replays its completed calls from the cache for free and
+    must make the same plan as the interrupted attempt, yet by then part of the budget is spent."""
+    limit = ctx.evaluator.budget.limit
+    return float("inf") if limit is None else float(limit)
+
+
+def selection_data(ctx: "Context") -> tuple[str, list[Example]]:
+    """(split name, examples) a method that "selects on a dev set" should use: the dev split when
+    the run has one, else the training split."""
+    return ("dev", list(ctx.dev)) if ctx.dev else ("train", list(ctx.train))
+
+
+# ---------------------------------------------------------------------------------------------
+# Added for ProTeGi / GPO (issue 5).
+
+
+def parse_all(text: str, tag: str, prefix: str = "", max_items: int = 8) -> list[str]:
+    """Every candidate in a reply asked for several at once (ProTeGi asks for N reasons or N
+    prompts per reply), with ``parse_first``'s tolerance: ``prefix`` (the answer cue) is put back
+    in front; closed tagged spans in order; if there are none, ``parse_first``'s single fallback
+    (an unclosed tag up to the first blank line, else the first paragraph). Cleaned, empties
+    dropped, at most ``max_items``."""
+    start, end = _TAG_PAIRS.get(tag, (f"<{tag}>", f"</{tag}>"))
+    full = prefix + text
+    closed = re.findall(re.escape(start) + r"(.*?)" + re.escape(end), full, flags=re.S | re.I)
+    items = [clean_instruction(_strip_markers(s, start, end)) for s in closed]
+    items = [s for s in items if s]
+    if not items:
+        one = parse_first(text, tag, prefix=prefix)
+        items = [one] if one else []
+    return items[:max_items]

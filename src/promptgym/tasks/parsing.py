@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 import string
 
-_LEADS = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|output|label|sentiment|a|result)\s*(?:is)?\s*[:\-]\s*",
-                    re.IGNORECASE)
+# "Answer: X", "The final answer is: X", and also "The answer is X" (no colon, as small models
+# often write); a bare "A" lead needs its colon ("A: X") so sentences starting "A ..." survive.
+_LEADS = re.compile(
+    r"^\s*(?:(?:the\s+)?(?:final\s+)?(?:answer|output|label|sentiment|result)\s*(?:is\s*[:\-]|is\s+|[:\-])"
+    r"|a\s*[:\-])\s*",
+    re.IGNORECASE)
 _PUNCT = string.punctuation + "“”‘’«»"
 
 

@@ -150,8 +150,13 @@ def _compile(template: str) -> Template:
     return _ENV.from_string(template)
 
 
-def _render(template: str, layout_name: str, **values: Any) -> str:
+def render_template(template: str, what: str, **values: Any) -> str:
+    """Render a trusted template with untrusted values (sandboxed, strict about missing names)."""
     try:
         return _compile(template).render(**values)
     except TemplateError as exc:
-        raise PromptgymError(f"layout '{layout_name}': template error: {exc}") from None
+        raise PromptgymError(f"{what}: template error: {exc}") from None
+
+
+def _render(template: str, layout_name: str, **values: Any) -> str:
+    return render_template(template, f"layout '{layout_name}'", **values)

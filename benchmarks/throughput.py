@@ -1,0 +1,283 @@
+"""Throughput of choice scoring on the embedded model, as ratios measured in one run.
+
+Two questions (promptgym issue 3):
+
+1. **Ours vs raw.** "Ours" is the whole path a run takes: ``Evaluator.run_task(ChoiceTask, Prompt,
+   examples)`` with an empty response cache and a run-store ledger in a fresh temp dir, so template
+   rendering, tokenisation, request hashing, the cache lookup, one SQLite insert per answer and one
+   ledger row per call are all inside the timer. "Raw" is the least code that computes the same
+   numbers straight on ``llama_cpp.Llama``: the prompt token ids (taken beforehand from
+   ``LlamaCppBackend.prompt_text`` + ``tokenize``) are evaluated after the longest prefix already in
+   the context, the last logits give each option's first token, and the other option tokens are
+   evaluated one at a time. Goal: ours <= 1.10x raw. Both must give the same option log-probs
+   (checked, max difference recorded) or the comparison would be meaningless.
+2. **Prefix KV reuse on vs off.** ``LlamaCppBackend(reuse_prefix=True)`` vs ``reuse_prefix=False``
+   on the same requests (``backend.score`` directly, no evaluator).
+
+The backend alone (reuse on) is also timed against raw, which splits the overhead of ours into a
+backend part and an evaluator part when the goal is missed.
+
+Decisions:
+- Machines are noisy (two cores shared with other work), so no absolute time is the claim: each
+  round times every variant once, the order rotates from round to round, and the report gives the
+  median over rounds of the per-round ratio (min and max next to it).
+- Every variant starts a round with an empty KV cache (``Llama.reset``), so each pays for the shared
+  instruction prefix once per round, as a run does on its first example.
+- Setup outside the timer: loading the data and models, creating the empty cache/store files (a run
+  does that once). A short untimed warm-up first pages the weights in and compiles templates.
+- Only one llama.cpp context computes at a time (all variants run one after another in this
+  process), and every model is closed at the end.
+- Examples: a seeded sample (``split_dataset``) of ``bigbench:multiemo/all_sentence_en`` with the
+  task's own instruction and the default ``chat`` layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from promptgym.data.dataset import split_dataset
+from promptgym.data.loaders import load_dataset
+from promptgym.evaluation.cache import ResponseCache
+from promptgym.evaluation.evaluator import Budget, Evaluator
+from promptgym.models.base import OptionScores, ScoreRequest
+from promptgym.models.llama_cpp_backend import LlamaCppBackend
+from promptgym.store.runs import RunStore
+from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
+from promptgym.tasks.task import ChoiceTask
+
+DATASET = "bigbench:multiemo/all_sentence_en"
+GOAL = 1.10  # ours may be at most this many times slower than raw llama-cpp-python
+RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
+ATOL = 1e-3  # log-probs of ours and raw must agree this closely (same tokens, same decode batches)
+
+
+class RawScorer:
+    """Minimal option scoring written directly against ``llama_cpp.Llama``."""
+
+    def __init__(self, model_path: Path, n_ctx: int, n_threads: int):
+        import llama_cpp
+
+        self._get_logits = llama_cpp.llama_get_logits_ith
+        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
+                                   n_threads_batch=n_threads, verbose=False)
+        self.n_vocab = self.llm.n_vocab()
+
+    def _last_logprobs(self) -> np.ndarray:
+        logits = np.ctypeslib.as_array(self._get_logits(self.llm.ctx, -1), shape=(self.n_vocab,))
+        logits = logits.astype(np.float64)
+        top = logits.max()
+        return logits - top - np.log(np.exp(logits - top).sum())
+
+    def score(self, prompt: list[int], options: list[list[int]]) -> list[float]:
+        llm = self.llm
+        keep, limit = 0, min(llm.n_tokens, len(prompt) - 1)
+        while keep < limit and llm.input_ids[keep] == prompt[keep]:
+            keep += 1
+        llm.n_tokens = keep  # eval() drops the KV cells from here on
+        llm.eval(prompt[keep:])
+        base = llm.n_tokens
+        first = self._last_logprobs()
+        out = []
+        for toks in options:
+            total = float(first[toks[0]])
+            for tok, nxt in zip(toks, toks[1:]):
+                llm.eval([tok])
+                total += float(self._last_logprobs()[nxt])
+            llm.n_tokens = base
+            out.append(total)
+        return out
+
+    def reset(self) -> None:
+        self.llm.reset()
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _timed(fn: Callable[[], list[list[float]]]) -> tuple[float, list[list[float]]]:
+    start = time.perf_counter()
+    logprobs = fn()
+    return time.perf_counter() - start, logprobs
+
+
+def _summary(values: list[float]) -> dict:
+    return dict(median=round(statistics.median(values), 4), min=round(min(values), 4),
+                max=round(max(values), 4), per_round=[round(v, 4) for v in values])
+
+
+def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
+
+
+def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
+        layout: str = DEFAULT_LAYOUT, threads: int | None = None, log=print) -> dict:
+    data = load_dataset(dataset)
+    examples = split_dataset(data, n_examples, 0, 0, seed).train
+    task = ChoiceTask()
+    prompt = Prompt(instruction=data.description or "Read the input and choose the correct label.",
+                    layout=get_layout(layout))
+    requests = [task.request(prompt, ex) for ex in examples]
+    assert all(isinstance(r, ScoreRequest) for r in requests)
+
+    backend = LlamaCppBackend(n_threads=threads, reuse_prefix=True)
+    n_threads = backend.llm.context_params.n_threads
+    no_reuse = LlamaCppBackend(model_path=backend.path, n_ctx=backend.n_ctx, n_threads=n_threads,
+                               reuse_prefix=False)
+    raw = RawScorer(backend.path, backend.n_ctx, n_threads)
+    prompt_ids = [backend.tokenize(backend.prompt_text(r.messages, r.text, r.answer_prefix)) for r in requests]
+    option_ids = [[backend.tokenize(o, add_bos=False, special=False) for o in r.continuations]
+                  for r in requests]
+    tmp = tempfile.TemporaryDirectory(prefix="promptgym-bench-")
+
+    def ours(items=examples, tag=[0]) -> Callable[[], list[list[float]]]:
+        """A fresh cache and run store (created before the timer), then one timed run_task."""
+        tag[0] += 1
+        folder = Path(tmp.name) / f"ours{tag[0]}"
+        cache = ResponseCache(f"sqlite:///{folder / 'cache.sqlite'}")
+        store = RunStore(f"sqlite:///{folder / 'runs.sqlite'}")
+        run_id = store.create_run("benchmark", dataset, {})
+        evaluator = Evaluator(backend, backend, cache, Budget(None),
+                              ledger=lambda rows: store.add_calls(run_id, rows))
+        backend.llm.reset()
+
+        def go() -> list[list[float]]:
+            result = evaluator.run_task(task, prompt, items)
+            assert evaluator.usage.calls == len(items) and evaluator.usage.cached_calls == 0
+            return [list(r.logprobs) for r in result.responses]
+        return go
+
+    def direct(model: LlamaCppBackend, reqs=requests) -> Callable[[], list[list[float]]]:
+        model.llm.reset()
+
+        def go() -> list[list[float]]:
+            out: list[list[float]] = [[] for _ in reqs]
+
+            def keep(i: int, scores: OptionScores) -> None:
+                out[i] = list(scores.logprobs)
+            model.score(reqs, keep)
+            return out
+        return go
+
+    def rawloop(n=len(requests)) -> Callable[[], list[list[float]]]:
+        raw.reset()
+        return lambda: [raw.score(p, o) for p, o in zip(prompt_ids[:n], option_ids[:n])]
+
+    variants: dict[str, Callable[[], Callable[[], list[list[float]]]]] = {
+        "ours": ours, "raw": rawloop, "reuse_on": lambda: direct(backend), "reuse_off": lambda: direct(no_reuse)}
+
+    # Untimed warm-up on a few examples: page the weights in, compile the templates.
+    w = min(3, len(examples))
+    ours(examples[:w])()
+    rawloop(w)()
+    direct(backend, requests[:w])()
+    direct(no_reuse, requests[:w])()
+
+    names = list(variants)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    diffs_raw, diffs_reuse, agree = [], [], True
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    for rnd in range(rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        got: dict[str, list[list[float]]] = {}
+        for name in order:
+            seconds, got[name] = _timed(variants[name]())
+            times[name].append(seconds)
+        diffs_raw.append(_max_diff(got["ours"], got["raw"]))
+        diffs_reuse.append(_max_diff(got["reuse_on"], got["reuse_off"]))
+        agree &= got["ours"] == got["reuse_on"]
+        log(f"round {rnd + 1}/{rounds}: " + "  ".join(f"{k} {times[k][-1]:.2f}s" for k in names))
+    wall = time.perf_counter() - started
+    load_after = os.getloadavg()
+    for model in (backend, no_reuse, raw):
+        model.close()
+    tmp.cleanup()
+
+    if max(diffs_raw) > ATOL:
+        raise AssertionError(f"ours and raw disagree on option log-probs (max diff {max(diffs_raw):.2e}):"
+                             " the comparison would not be of the same computation")
+    if not agree:
+        raise AssertionError("run_task and backend.score gave different log-probs for the same requests")
+
+    per_round = lambda a, b: [x / y for x, y in zip(times[a], times[b])]  # noqa: E731
+    ratios = {
+        "ours_vs_raw": _summary(per_round("ours", "raw")),
+        "reuse_off_vs_on": _summary(per_round("reuse_off", "reuse_on")),
+        "backend_vs_raw": _summary(per_round("reuse_on", "raw")),
+        "ours_vs_backend": _summary(per_round("ours", "reuse_on")),
+    }
+    size = backend.path.stat().st_size
+    return {
+        "benchmark": "throughput",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after]},
+        "llama_cpp_python": importlib.metadata.version("llama-cpp-python"),
+        "model": {"identity": backend.identity, "file": backend.path.name, "bytes": size,
+                  "n_ctx": backend.n_ctx, "n_threads": n_threads},
+        "dataset": dataset, "layout": layout, "seed": seed, "instruction": prompt.instruction,
+        "n_examples": len(examples), "rounds": rounds,
+        "prompt_tokens_mean": round(float(np.mean([len(p) for p in prompt_ids])), 1),
+        "option_tokens": sorted({len(t) for opts in option_ids for t in opts}),
+        "seconds_per_round": {k: [round(v, 4) for v in times[k]] for k in names},
+        "wall_seconds": round(wall, 2),
+        "ratios": ratios,
+        "checks": {"max_abs_logprob_diff_ours_vs_raw": max(diffs_raw),
+                   "max_abs_logprob_diff_reuse_off_vs_on": max(diffs_reuse),
+                   "atol": ATOL},
+        "goal": {"ours_vs_raw_at_most": GOAL, "met": ratios["ours_vs_raw"]["median"] <= GOAL},
+    }
+
+
+def table(result: dict) -> str:
+    rows = [("ours / raw llama-cpp-python", "ours_vs_raw"), ("  backend alone / raw", "backend_vs_raw"),
+            ("  ours / backend alone", "ours_vs_backend"), ("prefix reuse off / on", "reuse_off_vs_on")]
+    lines = [f"{result['n_examples']} examples x {result['rounds']} rounds, {result['model']['file']}, "
+             f"llama-cpp-python {result['llama_cpp_python']}, {result['machine']['cpu_count']} CPUs",
+             f"{'ratio (median of per-round)':32} {'median':>7} {'min':>7} {'max':>7}"]
+    for label, key in rows:
+        r = result["ratios"][key]
+        lines.append(f"{label:32} {r['median']:7.3f} {r['min']:7.3f} {r['max']:7.3f}")
+    goal = result["goal"]
+    lines.append(f"goal ours <= {goal['ours_vs_raw_at_most']:.2f}x raw: {'met' if goal['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--examples", type=int, default=40, help="examples scored per variant per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (ratios: median over rounds)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the example sample")
+    parser.add_argument("--dataset", default=DATASET)
+    parser.add_argument("--layout", default=DEFAULT_LAYOUT)
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the backend's)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"result JSON (default {RESULTS})")
+    args = parser.parse_args(argv)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    result = run(args.examples, args.rounds, seed=args.seed, dataset=args.dataset, layout=args.layout,
+                 threads=args.threads, log=log)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(args.out.name + ".tmp")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    partial.replace(args.out)
+    print(table(result))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Small datasets shipped inside the package, so the quickstart needs no download.
+
+Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and attribution.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from promptgym.data.dataset import Dataset
+from promptgym.data.loaders import rows_to_dataset
+from promptgym.errors import DataError
+
+
+def available() -> list[str]:
+    return sorted(p.name[:-6] for p in resources.files(__package__).iterdir() if p.name.endswith(".jsonl"))
+
+
+def load_example(name: str) -> Dataset:
+    names = available()
+    if name not in names:
+        raise DataError(f"example:{name}: no such example dataset (shipped: {', '.join(names)})")
+    path = resources.files(__package__) / f"{name}.jsonl"
+    meta_path = resources.files(__package__) / f"{name}.meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    rows = ((f"example:{name}:{i}", json.loads(line))
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip())
+    dataset = rows_to_dataset(rows, source=f"example:{name}", name=name)
+    dataset.description = meta.get("instruction")
+    return dataset

@@ -1,0 +1,226 @@
+"""Stage A's dialogue: the optimizer model writes new labelled demonstrations, turn after turn,
+in one conversation per round (earlier turns and replies are carried as chat messages).
+
+Each turn shows a window of ``window`` consecutive seed demonstrations (the paper's m - 2 turns
+for m seeds is a window of 3 sliding over them) and asks for one new example per label, in the
+same "Input: ... / Answer: ..." form the task's demonstrations use. Later turns ask for examples
+that fit everything shown so far and differ from what was already written. The first round walks
+the seeds in SUE order, later rounds in a seeded shuffled order, so rounds differ.
+
+Small models write messy replies; ``parse_items`` reads key/value blocks with many key spellings,
+same-line pairs, markdown, numbering, and a few key-less fallbacks ("text (label)", "label: text").
+Items whose label is not one of the task's label words are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from promptgym.data.dataset import Example
+from promptgym.optimizers.proposals import CandidateFilter
+
+SYSTEM = ("You write new labelled examples for a text classification task. You copy the format of "
+          "the examples you are shown exactly, one example per block, and you never repeat an example.")
+FIRST_TURN = (
+    "Task: {instruction}\nPossible answers: {labels}.\n\n"
+    "Some examples of the task:\n\n{demos}\n\n"
+    "Write {count} new examples of this task: {spread}. Match the examples above in topic, length "
+    "and style, but do not copy them. Use exactly this form for each one:\n\n"
+    "Input: <the text>\nAnswer: <one of: {labels}>"
+)
+NEXT_TURN = (
+    "More examples of the task:\n\n{demos}\n\n"
+    "Write {count} more new examples: {spread}. They should fit all the examples so far and be "
+    "different from the ones you already wrote. Same form: an Input line, then an Answer line."
+)
+REPLY_CUE = "Input:"
+
+_INPUT_KEYS = r"(?:input|text|review|sentence|example|opinion|statement|comment|tweet|passage|question)"
+_LABEL_KEYS = r"(?:answer|label|sentiment|output|class|category|emotion|polarity|prediction)"
+_KEY_INPUT = re.compile(rf"^\s*(?:new\s+)?{_INPUT_KEYS}\s*\d*\s*[:：]\s*(.*)$", re.I)
+_KEY_LABEL = re.compile(rf"^\s*{_LABEL_KEYS}\s*[:：]\s*(.*)$", re.I)
+_INLINE_LABEL = re.compile(rf"\s(?:{_LABEL_KEYS})\s*[:：]\s*(\S.*)$", re.I)
+_MARKERS = re.compile(r"^\s*(?:#?\d+\s*[.)]\s+|[-*•>]+\s*)")
+
+
+def _clean_line(line: str) -> str:
+    line = line.replace("**", "").replace("__", "").replace("`", "")
+    return line.strip()
+
+
+def _strip_quotes(text: str) -> str:
+    text = " ".join(text.split()).strip()
+    for _ in range(2):
+        text = text.strip().strip('"“”‘’\'').strip()
+    return text
+
+
+def parse_items(text: str) -> list[tuple[str, str | None]]:
+    """(input text, raw label or None) pairs found in a reply, in order."""
+    items: list[tuple[str, str | None]] = []
+    current: list[str] | None = None
+    for raw in text.splitlines():
+        line = _MARKERS.sub("", _clean_line(raw), count=1)
+        if not line:
+            continue
+        key_in = _KEY_INPUT.match(line)
+        key_label = _KEY_LABEL.match(line)
+        if key_in:
+            if current is not None:
+                items.append((_strip_quotes(" ".join(current)), None))
+            body = key_in.group(1)
+            inline = _INLINE_LABEL.search(body)
+            if inline:  # "Input: text  Answer: label" on one line
+                items.append((_strip_quotes(body[:inline.start()]), inline.group(1).strip()))
+                current = None
+            else:
+                current = [body]
+        elif key_label:
+            if current is not None:
+                items.append((_strip_quotes(" ".join(current)), key_label.group(1).strip()))
+                current = None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        items.append((_strip_quotes(" ".join(current)), None))
+    items = [(t, lab) for t, lab in items if t]
+    return items or _fallback_items(text)
+
+
+_PAREN_LABEL = re.compile(r"^(.*\S)\s*[\(\[]\s*([A-Za-z][\w ]{0,30})\s*[\)\]]\s*\.?$")
+_DASH_LABEL = re.compile(r"^(.*\S)\s+(?:-|–|—|=>|->)\s+([A-Za-z][\w ]{0,30})\.?$")
+_LABEL_FIRST = re.compile(r"^([A-Za-z][\w ]{0,30})\s*[:：]\s*(.+)$")
+
+
+def _fallback_items(text: str) -> list[tuple[str, str | None]]:
+    """Key-less lines: 'text (label)', 'text - label', 'label: text'."""
+    items: list[tuple[str, str | None]] = []
+    for raw in text.splitlines():
+        line = _MARKERS.sub("", _clean_line(raw), count=1)
+        if not line:
+            continue
+        for pattern, text_group, label_group in ((_PAREN_LABEL, 1, 2), (_DASH_LABEL, 1, 2),
+                                                 (_LABEL_FIRST, 2, 1)):
+            match = pattern.match(line)
+            if match:
+                items.append((_strip_quotes(match.group(text_group)), match.group(label_group).strip()))
+                break
+    return [(t, lab) for t, lab in items if t]
+
+
+def resolve_label(raw: str | None, words: dict[str, str]) -> str | None:
+    """Map a written label to a task label; ``words`` maps lowercase label words (and label
+    names) to labels. The whole answer, or its first word, must be one of them."""
+    if not raw:
+        return None
+    text = re.sub(r"[^\w\s'-]", " ", raw.casefold())
+    text = " ".join(w.strip("'-") for w in text.split()).strip()
+    if not text:
+        return None
+    if text in words:
+        return words[text]
+    for key in sorted(words, key=len, reverse=True):  # multi-word labels first
+        if text.startswith(key + " "):
+            return words[key]
+    return None
+
+
+def format_demos(examples: Sequence[tuple[str, str]]) -> str:
+    return "\n\n".join(f"Input: {text}\nAnswer: {word}" for text, word in examples)
+
+
+@dataclass
+class Item:
+    """One generated demonstration with its provenance."""
+
+    input: str
+    label: str
+    round: int
+    turn: int
+    seeds: tuple[int, ...]  # indices into the seed list shown on that turn
+
+
+@dataclass
+class DialogueResult:
+    items: list[Item] = field(default_factory=list)
+    turns: int = 0
+    parsed: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    empty_replies: int = 0
+
+
+def trim_history(messages: list[tuple[str, str]], max_chars: int) -> list[tuple[str, str]]:
+    """Keep the system message and the first exchange (task, format), then as many of the latest
+    messages as fit in ``max_chars``; always keep the newest user turn."""
+    size = lambda ms: sum(len(c) for _, c in ms)  # noqa: E731
+    if size(messages) <= max_chars or len(messages) <= 4:
+        return messages
+    head, tail = messages[:3], messages[3:]
+    kept: list[tuple[str, str]] = [tail[-1]]
+    budget = max_chars - size(head) - len(tail[-1][1])
+    i = len(tail) - 2
+    while i >= 1:  # whole exchanges (assistant + user pairs), newest first
+        pair = tail[i - 1:i + 1]
+        if size(pair) > budget:
+            break
+        kept = pair + kept
+        budget -= size(pair)
+        i -= 2
+    return head + kept
+
+
+def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequence[str],
+                 label_word: dict[str, str], *, rounds: int, window: int = 3, temperature: float = 0.8,
+                 top_p: float = 0.95, max_tokens: int = 256, max_history_chars: int = 4000,
+                 known_inputs: Sequence[Example] = (), min_words: int = 3,
+                 max_words: int = 80) -> DialogueResult:
+    """Hold ``rounds`` conversations with the optimizer model; return the kept, de-duplicated
+    labelled items and what was dropped (by reason)."""
+    result = DialogueResult()
+    words = {label_word[lab].casefold(): lab for lab in labels}
+    words.update({lab.casefold(): lab for lab in labels})
+    label_list = ", ".join(label_word[lab] for lab in labels)
+    spread = "one for each answer (" + ", ".join(label_word[lab] for lab in labels) + ")"
+    count = len(labels)
+    filt = CandidateFilter(min_words=min_words, max_words=max_words, demos=list(known_inputs))
+    filt.remember([e.input for e in known_inputs])
+    n = len(seeds)
+    width = max(1, min(window, n))
+    n_turns = max(1, n - width + 1)
+    for rnd in range(rounds):
+        order = list(range(n)) if rnd == 0 else [int(i) for i in ctx.rng.permutation(n)]
+        messages: list[tuple[str, str]] = [("system", SYSTEM)]
+        for turn in range(n_turns):
+            shown = order[turn:turn + width]
+            demos = format_demos([(seeds[i].input, label_word[seeds[i].target]) for i in shown])
+            template = FIRST_TURN if turn == 0 else NEXT_TURN
+            user = template.format(instruction=instruction.strip(), labels=label_list, demos=demos,
+                                   count=count, spread=spread)
+            messages.append(("user", user))
+            messages = trim_history(messages, max_history_chars)
+            reply = ctx.ask(messages, n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                            answer_prefix=REPLY_CUE)[0]
+            result.turns += 1
+            full = REPLY_CUE + reply
+            messages.append(("assistant", full.strip()))
+            parsed = parse_items(full)
+            if not parsed:
+                result.empty_replies += 1
+            result.parsed += len(parsed)
+            for text, raw_label in parsed:
+                label = resolve_label(raw_label, words)
+                if raw_label is None:
+                    result.dropped["no_label"] += 1
+                    continue
+                if label is None:
+                    result.dropped["bad_label"] += 1
+                    continue
+                if not filt([text]):
+                    continue
+                result.items.append(Item(text, label, rnd, turn, tuple(shown)))
+    for reason, count_ in filt.dropped.items():
+        result.dropped[reason] += count_
+    return result

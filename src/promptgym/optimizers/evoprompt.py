@@ -1,0 +1,324 @@
+"""EvoPrompt (Guo et al., ICLR 2024): a genetic algorithm (GA) or differential evolution (DE) over
+prompts, whose crossover and mutation an LLM performs by following numbered steps.
+
+Faithful to the paper and beeevita/EvoPrompt (``evoluter.py``, ``GAEvoluter`` / ``DEEvoluter``):
+- Fitness is the task metric on the selection split: the **dev** split when the run has one (the
+  paper's dev set), else the training split. Everything is selected on that split, and the result
+  is the best prompt on it.
+- Initial population (``para_topk``, the scripts' default): the starting prompt plus paraphrases of
+  it ("same meaning, new words", the shared ``paraphrase`` helper), ``population`` (10) in all.
+  With a single starting prompt there is nothing to rank first, so all N-1 others are paraphrases.
+- GA (``evoprompt-ga``), ``generations`` (10) times: draw a parent pool of N by roulette wheel,
+  P(i) = f_i / sum f (uniform when every fitness is 0); for each of N children take two parents
+  from the pool (two different pool positions), one LLM call performs "cross over, then mutate",
+  the child is read from <prompt></prompt> and scored; the next population is the top N of
+  parents + children (``ga_mode=topk``), no duplicates, ties in favour of the older prompt.
+- DE (``evoprompt-de``), ``generations`` (10) times, for every member p_i: pick a and b, two other
+  members, and c = the best prompt so far (``donor_random=True``: a third random member); one LLM
+  call performs the four steps (find where a and b differ; mutate those parts; put them into c;
+  cross the result with p_i); the child replaces p_i if it scores higher (one-to-one). As in the
+  code, a generation reads the population as it was at the start of the generation, while the best
+  prompt (donor c) is updated at once.
+- Evolution LLM at ``temperature`` 0.5 and top-p 0.95 (paper). The meta-prompts (written anew here)
+  carry one fully worked example on a *different* task (text simplification), the paper's choice to
+  keep the model from copying the example's wording into a classification prompt.
+
+Decisions where paper and code leave it open:
+- Children are filtered before scoring (duplicates of anything seen, degenerate text); a dropped
+  child costs its generation call only, is counted in ``ctx.stats["dropped"]`` and simply leaves its
+  slot empty (GA) or p_i in place (DE). The code scores every child.
+- Paraphrases for the initial population use the evolution temperature; if duplicates leave the
+  population short, up to two more paraphrase requests fill it, then it runs with what it has.
+- Parsing: the last <prompt> span (the final step's); an unclosed tag or a reply without tags falls
+  back to the first line after the tag / of the reply (the code takes the whole reply). A child
+  that copies a prompt of the worked example is dropped too (a tiny model often does).
+- Budget: the plan costs (N-1) paraphrases + N scores, then per generation N calls + N scores.
+  When the run's budget cannot pay for the defaults, N and the generation count are lowered
+  together (whichever is the larger fraction of its default goes first), never raised, down to
+  N = 2 (GA) / 3 (DE) and 1 generation. The plan used is in ``ctx.stats["evoprompt"]``.
+- ``max_tokens`` 160 (GA) / 220 (DE): the reply walks through the steps before the final prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from promptgym.data.dataset import Example
+from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.proposals import (
+    CandidateFilter, normalize_key, paraphrase, parse_first, planning_budget, render_meta_prompt,
+    selection_data)
+from promptgym.tasks.prompt import Prompt
+
+GA_TEMPLATE = """\
+Follow the two steps below to write a better prompt.
+1. Cross over Prompt 1 and Prompt 2: join parts of both into one new prompt.
+2. Mutate the prompt from step 1: change some of its words and phrases. Give the final prompt \
+between <prompt> and </prompt>.
+
+Prompt 1: Turn the passage into plainer language.
+Prompt 2: Rephrase this hard sentence using easy words, and keep what it says.
+
+1. Crossover: Rephrase the passage using easy words, and keep what it says.
+2. Mutation: <prompt>Rewrite the passage in simple words without changing what it means.</prompt>
+
+Follow the two steps below to write a better prompt.
+1. Cross over Prompt 1 and Prompt 2: join parts of both into one new prompt.
+2. Mutate the prompt from step 1: change some of its words and phrases. Give the final prompt \
+between <prompt> and </prompt>.
+
+Prompt 1: {{ prompt1 }}
+Prompt 2: {{ prompt2 }}"""
+GA_CUE = "1. Crossover:"
+
+DE_TEMPLATE = """\
+Follow the four steps below to write a better prompt.
+1. Find the parts where Prompt 1 and Prompt 2 differ.
+2. Change each of those differing parts at random.
+3. Put the changed parts into Prompt 3 in place of the parts they match, to make a new prompt.
+4. Cross over the new prompt from step 3 with the Base prompt. Give the final prompt between \
+<prompt> and </prompt>.
+
+Prompt 1: Turn the passage into plainer language.
+Prompt 2: Rephrase this hard sentence using easy words, and keep what it says.
+Prompt 3: Rewrite the text in short, simple sentences so that a young reader can follow it, without \
+changing its meaning.
+Base prompt: Make the text easy to read for someone still learning English.
+
+1. Differing parts: "Turn the passage" vs "Rephrase this hard sentence"; "plainer language" vs \
+"easy words, and keep what it says"
+2. Changed parts: "Turn the passage" -> "Recast the paragraph"; "Rephrase this hard sentence" -> \
+"Reword the difficult sentence"; "plainer language" -> "everyday language"; "easy words, and keep \
+what it says" -> "common words while keeping its sense"
+3. New prompt: Recast the paragraph in everyday language so that a young reader can follow it, \
+while keeping its sense.
+4. Final prompt: <prompt>Reword the difficult text in everyday language so that someone still \
+learning English can read it, while keeping its sense.</prompt>
+
+Follow the four steps below to write a better prompt.
+1. Find the parts where Prompt 1 and Prompt 2 differ.
+2. Change each of those differing parts at random.
+3. Put the changed parts into Prompt 3 in place of the parts they match, to make a new prompt.
+4. Cross over the new prompt from step 3 with the Base prompt. Give the final prompt between \
+<prompt> and </prompt>.
+
+Prompt 1: {{ prompt1 }}
+Prompt 2: {{ prompt2 }}
+Prompt 3: {{ prompt3 }}
+Base prompt: {{ base }}"""
+DE_CUE = "1. Differing parts:"
+# The worked examples' prompts: a child that merely copies one is dropped ("copies_example").
+EXAMPLE_PROMPTS = (
+    "Turn the passage into plainer language.",
+    "Rephrase this hard sentence using easy words, and keep what it says.",
+    "Rephrase the passage using easy words, and keep what it says.",
+    "Rewrite the passage in simple words without changing what it means.",
+    "Rewrite the text in short, simple sentences so that a young reader can follow it, without changing "
+    "its meaning.",
+    "Make the text easy to read for someone still learning English.",
+    "Recast the paragraph in everyday language so that a young reader can follow it, while keeping its sense.",
+    "Reword the difficult text in everyday language so that someone still learning English can read it, "
+    "while keeping its sense.",
+)
+_EXAMPLE_KEYS = frozenset(normalize_key(t) for t in EXAMPLE_PROMPTS)
+
+
+def roulette_probabilities(fitness: Sequence[float]) -> np.ndarray:
+    """P(i) = f_i / sum f (fitness-proportionate); uniform when every fitness is 0. Fitness must
+    be non-negative (accuracy, not a log-likelihood)."""
+    f = np.clip(np.asarray(fitness, dtype=float), 0.0, None)
+    total = f.sum()
+    return f / total if total > 0 else np.full(len(f), 1.0 / len(f))
+
+
+def ga_meta_prompt(prompt1: str, prompt2: str) -> str:
+    return render_meta_prompt(GA_TEMPLATE, prompt1=prompt1, prompt2=prompt2)
+
+
+def de_meta_prompt(prompt1: str, prompt2: str, prompt3: str, base: str) -> str:
+    return render_meta_prompt(DE_TEMPLATE, prompt1=prompt1, prompt2=prompt2, prompt3=prompt3, base=base)
+
+
+class _EvoPrompt(Optimizer):
+    """Shared: budget plan, initial population, scoring, filtering, bookkeeping."""
+
+    min_population = 2
+    mode = ""
+
+    def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
+        """(population, generations) that the run's budget can pay for; the defaults when it can."""
+        p = self.params
+        n0, t0 = p["population"], p["generations"]
+        n, t = n0, t0
+        budget = planning_budget(ctx)
+        if math.isinf(budget):
+            return n, t
+
+        def cost(n: int, t: int) -> int:
+            return (n - 1) + n * n_select + t * n * (1 + n_select)
+
+        while cost(n, t) > budget and (n > self.min_population or t > 1):
+            shrink_n = n > self.min_population and (t <= 1 or n / n0 >= t / t0)
+            if shrink_n:
+                n -= 1
+            else:
+                t -= 1
+        return n, t
+
+    def optimize(self, ctx: Context) -> Prompt:
+        p = self.params
+        split, examples = selection_data(ctx)
+        self.selection_split = split  # run() falls back to the best on this split
+        self._split, self._examples = split, examples
+        n, t = self.plan(ctx, len(examples))
+        stats: dict[str, Any] = dict(population_planned=n, generations_planned=t, generations_run=0,
+                                     selection_split=split, children=0, scored=0)
+        ctx.stats["evoprompt"] = stats
+        self._stats = stats
+        self._filter = CandidateFilter(demos=ctx.train)
+        self._filter.remember([ctx.initial.instruction])
+        population = self._initial_population(ctx, n)
+        stats["population"] = len(population)
+        if len(population) >= self.min_population:
+            for generation in range(t):
+                population = self.generation(ctx, population)
+                stats["generations_run"] = generation + 1
+                best = max(population, key=lambda m: m[1])
+                ctx.log(f"EvoPrompt-{self.mode} generation {generation + 1}/{t}: best {best[1]:.3f}")
+        else:
+            ctx.log(f"EvoPrompt-{self.mode}: population of {len(population)} is too small to evolve")
+        found = ctx.best(split)
+        return found[0] if found else ctx.initial
+
+    def _initial_population(self, ctx: Context, n: int) -> list[tuple[Prompt, float]]:
+        p = self.params
+        members = [(ctx.initial, self._score(ctx, ctx.initial))]
+        texts: list[str] = []
+        for _ in range(3):  # one request, then up to two top-ups when duplicates leave it short
+            need = n - 1 - len(texts)
+            if need <= 0:
+                break
+            outs = paraphrase(ctx, ctx.initial, need, temperature=p["temperature"], top_p=p["top_p"],
+                              max_tokens=p["paraphrase_max_tokens"])
+            texts += self._filter(outs)
+            self._record_drops(ctx)
+        for text in texts[: n - 1]:
+            cand = ctx.add(ctx.initial.with_instruction(text), [ctx.initial], "evoprompt:paraphrase")
+            members.append((cand, self._score(ctx, cand)))
+        return members
+
+    def _child(self, ctx: Context, meta: str, cue: str, parents: Sequence[Prompt],
+               operation: str) -> tuple[Prompt, float] | None:
+        """One evolution call; the child scored, or None if it was dropped before scoring."""
+        p = self.params
+        out = ctx.ask([("user", meta)], n=1, temperature=p["temperature"], top_p=p["top_p"],
+                      max_tokens=p["max_tokens"], answer_prefix=cue)[0]
+        self._stats["children"] += 1
+        text = parse_first(out, "prompt", which="last")
+        if text and normalize_key(text) in _EXAMPLE_KEYS:
+            self._filter.dropped["copies_example"] += 1
+            texts = []
+        else:
+            texts = self._filter([text])
+        self._record_drops(ctx)
+        if not texts:
+            return None
+        child = ctx.add(parents[0].with_instruction(texts[0]), parents, operation)
+        return child, self._score(ctx, child)
+
+    def _score(self, ctx: Context, prompt: Prompt) -> float:
+        self._stats["scored"] += 1
+        return ctx.evaluate(prompt, self._examples, split=self._split).mean
+
+    def _record_drops(self, ctx: Context) -> None:
+        ctx.stats["dropped"] = dict(self._filter.dropped)
+
+    def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
+        raise NotImplementedError
+
+
+@register
+class EvoPromptGA(_EvoPrompt):
+    name = "evoprompt-ga"
+    summary = "EvoPrompt GA: roulette selection, LLM crossover + mutation, keep the top N"
+    mode = "GA"
+    min_population = 2
+    defaults = {
+        "population": 10,
+        "generations": 10,
+        "temperature": 0.5,
+        "top_p": 0.95,
+        "max_tokens": 160,
+        "paraphrase_max_tokens": 60,
+    }
+
+    def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
+        n = len(population)
+        probs = roulette_probabilities([s for _, s in population])
+        pool = ctx.rng.choice(n, size=n, replace=True, p=probs).tolist()
+        children: list[tuple[Prompt, float]] = []
+        for _ in range(n):
+            i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
+            a, b = population[pool[i]][0], population[pool[j]][0]
+            child = self._child(ctx, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
+                                "evoprompt-ga:crossover+mutation")
+            if child is not None:
+                children.append(child)
+        return select_top(population + children, n)
+
+
+@register
+class EvoPromptDE(_EvoPrompt):
+    name = "evoprompt-de"
+    summary = "EvoPrompt DE: LLM mutates the difference of two prompts into the best, crossover with each member"
+    mode = "DE"
+    min_population = 3
+    defaults = {
+        "population": 10,
+        "generations": 10,
+        "temperature": 0.5,
+        "top_p": 0.95,
+        "donor_random": False,
+        "max_tokens": 220,
+        "paraphrase_max_tokens": 60,
+    }
+
+    def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
+        if self.params["donor_random"]:
+            self.min_population = 4  # a, b, c all distinct from p_i
+        return super().plan(ctx, n_select)
+
+    def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
+        n = len(population)
+        best = max(range(n), key=lambda k: (population[k][1], -k))
+        donor = population[best]
+        new = list(population)
+        for i in range(n):
+            others = [k for k in range(n) if k != i]
+            picks = ctx.rng.choice(len(others), size=3 if self.params["donor_random"] else 2,
+                                   replace=False).tolist()
+            a, b = population[others[picks[0]]][0], population[others[picks[1]]][0]
+            c = population[others[picks[2]]][0] if self.params["donor_random"] else donor[0]
+            base = population[i][0]
+            meta = de_meta_prompt(a.instruction, b.instruction, c.instruction, base.instruction)
+            child = self._child(ctx, meta, DE_CUE, [base, a, b, c], "evoprompt-de:differential")
+            if child is not None and child[1] > population[i][1]:
+                new[i] = child
+                if child[1] > donor[1]:
+                    donor = child
+        return new
+
+
+def select_top(members: list[tuple[Prompt, float]], n: int) -> list[tuple[Prompt, float]]:
+    """The ``n`` best distinct prompts; ties go to the earlier (older) member."""
+    seen: set[str] = set()
+    unique = []
+    for prompt, score in members:
+        if prompt.id not in seen:
+            seen.add(prompt.id)
+            unique.append((prompt, score))
+    order = sorted(range(len(unique)), key=lambda k: (-unique[k][1], k))
+    return [unique[k] for k in order[:n]]

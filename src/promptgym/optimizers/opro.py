@@ -1,0 +1,164 @@
+"""OPRO, Optimization by PROmpting (Yang et al., ICLR 2024): an LLM reads the scored trajectory of
+instructions and writes new ones that should score higher.
+
+Faithful to the paper and google-deepmind/opro (``opt_utils.run_evolution``, "both instructions and
+exemplars" meta-prompt for chat optimizers):
+- Score the starting instruction on the training split (OPRO selects on training accuracy; it has
+  no validation split by default), then repeat for ``steps`` (200) steps:
+- Meta-prompt (written anew here): the ``max_in_meta`` (20) best instructions so far whose score
+  is at least ``score_threshold``, **sorted ascending** so the best comes last, each with its score
+  bucketed to an integer 0-100 (``score_buckets`` = 100); then ``num_exemplars`` (3) training
+  examples drawn at random each step (the code's default "random" criterion) showing where the
+  instruction goes (``<INS>`` before the input, as every promptgym layout puts it) and the correct
+  answer; then the request for one new, different, higher-scoring instruction inside <INS></INS>.
+- ``per_step`` (8) samples of that meta-prompt at ``temperature`` 1.0 (the paper's value); one
+  instruction read per sample (the code reads from the first <INS> to the first </INS>, or the whole
+  reply when a tag is missing).
+- Filter before scoring: duplicates of any instruction seen so far (the code: md5 of the text; here
+  a case/punctuation-insensitive key), too long (code: > 500 characters; here > 80 words), and the
+  shared degenerate-candidate rules; the code's "contains INS" rule is covered by removing stray tag
+  markers while parsing. Every survivor is scored on the whole training split and joins the history.
+- Result: the best instruction by training accuracy (the paper's tables sometimes report the best
+  on test; we never look at test).
+
+Decisions where paper and code leave it open:
+- Stop criterion: ``steps`` (the code's fixed count), the budget, or ``patience`` (20) steps in a
+  row without a new best training score: the paper stops "when the optimizer can no longer
+  propose better solutions"; the code has no such rule. ``patience=0`` disables it.
+- ``score_threshold`` 0.0 (the code's value for its text-bison scorer; 0.3 for GPT scorers would
+  hide every instruction of a tiny model on a hard task).
+- The reply is primed with ``<INS>`` (answer prefix) so a small chat model starts writing the
+  instruction at once; ``max_tokens`` 100 (the paper does not cap it; instructions are short).
+- Exemplar answers are shown as the starting prompt's label words (OPRO varies the instruction
+  only; layout and verbalizers stay the starting prompt's).
+- Budget: one step costs ``per_step`` generations + one training-split score per kept candidate.
+  When the run's budget cannot pay for the defaults, ``steps`` is cut first (the paper found 8 per
+  step best at a fixed evaluation budget), then ``per_step``; never raised. The plan used is in
+  ``ctx.stats["opro"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from promptgym.data.dataset import Example
+from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.proposals import CandidateFilter, parse_first, planning_budget, render_meta_prompt
+from promptgym.tasks.prompt import Prompt
+
+META_PROMPT = """\
+You improve the instruction that a language model is given for a task. Below are instructions \
+tried so far, each with its score (0 to 100, higher is better), from the lowest score to the highest.
+{% for item in history %}
+Instruction: <INS>{{ item.text }}</INS>
+Score: {{ item.score }}
+{% endfor %}
+Below are examples of the task. The instruction is placed where <INS> is; the model then reads the \
+input and must give the correct answer.
+{% for ex in exemplars %}
+<INS>
+Input: {{ ex.input }}
+Correct answer: {{ ex.answer }}
+{% endfor %}
+Write one new instruction that is different from every instruction above and scores higher than all \
+of them. Make it short, clear and useful for every example. Start it with <INS> and end it with </INS>."""
+ANSWER_CUE = "<INS>"
+
+
+def bucket(score: float, buckets: int) -> int:
+    """A mean accuracy in [0, 1] shown as an integer out of ``buckets`` (the code's 100 buckets)."""
+    return int(round(min(max(score, 0.0), 1.0) * buckets))
+
+
+def trajectory(history: list[tuple[str, float]], top_k: int, threshold: float,
+               buckets: int) -> list[dict[str, Any]]:
+    """The meta-prompt's history: the ``top_k`` best scored instructions at or above ``threshold``,
+    sorted ascending by score (best last); ties keep evaluation order (earlier first)."""
+    eligible = [(s, i, t) for i, (t, s) in enumerate(history) if s >= threshold]
+    best = sorted(eligible, key=lambda x: (x[0], x[1]))[-top_k:] if top_k > 0 else []
+    return [dict(text=t, score=bucket(s, buckets)) for s, _, t in best]
+
+
+def build_meta_prompt(history: list[tuple[str, float]], exemplars: list[Example], initial: Prompt,
+                      top_k: int = 20, threshold: float = 0.0, buckets: int = 100) -> str:
+    shown = [dict(input=ex.input, answer=initial.verbalize(ex.target)) for ex in exemplars]
+    return render_meta_prompt(META_PROMPT, history=trajectory(history, top_k, threshold, buckets),
+                              exemplars=shown)
+
+
+@register
+class OproOptimizer(Optimizer):
+    name = "opro"
+    summary = "OPRO: an LLM reads scored past instructions (ascending) and writes better ones"
+    selection_split = "train"
+    defaults = {
+        "steps": 200,
+        "per_step": 8,
+        "max_in_meta": 20,
+        "num_exemplars": 3,
+        "temperature": 1.0,
+        "score_buckets": 100,
+        "score_threshold": 0.0,
+        "patience": 20,
+        "max_tokens": 100,
+    }
+
+    def optimize(self, ctx: Context) -> Prompt:
+        p = self.params
+        steps, per_step = self.plan(ctx)
+        stats: dict[str, Any] = dict(steps_planned=steps, per_step=per_step, steps_run=0,
+                                     proposed=0, scored=0, stopped="steps")
+        ctx.stats["opro"] = stats
+        filt = CandidateFilter(demos=ctx.train)
+        filt.remember([ctx.initial.instruction])
+        history: list[tuple[str, float]] = []
+        pool: dict[str, Prompt] = {}  # instruction -> candidate (all scored ones)
+
+        start = ctx.evaluate(ctx.initial, ctx.train, split="train")
+        history.append((ctx.initial.instruction, start.mean))
+        pool[ctx.initial.instruction] = ctx.initial
+        best_score, since_best = start.mean, 0
+        for step in range(steps):
+            k = min(p["num_exemplars"], len(ctx.train))
+            idx = sorted(ctx.rng.choice(len(ctx.train), size=k, replace=False).tolist()) if k else []
+            meta = build_meta_prompt(history, [ctx.train[i] for i in idx], ctx.initial,
+                                     p["max_in_meta"], p["score_threshold"], p["score_buckets"])
+            shown = [pool[item["text"]] for item in
+                     trajectory(history, p["max_in_meta"], p["score_threshold"], p["score_buckets"])]
+            outs = ctx.ask([("user", meta)], n=per_step, temperature=p["temperature"],
+                           max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
+            stats["proposed"] += len(outs)
+            texts = filt(parse_first(o, "INS", prefix=ANSWER_CUE) for o in outs)
+            ctx.stats["dropped"] = dict(filt.dropped)
+            improved = False
+            for text in texts:
+                cand = ctx.add(ctx.initial.with_instruction(text), shown, "opro:propose")
+                score = ctx.evaluate(cand, ctx.train, split="train").mean
+                stats["scored"] += 1
+                history.append((text, score))
+                pool[text] = cand
+                if score > best_score:
+                    best_score, improved = score, True
+            stats["steps_run"] = step + 1
+            ctx.log(f"OPRO step {step + 1}/{steps}: {len(texts)} new of {len(outs)}, best {best_score:.3f}")
+            since_best = 0 if improved else since_best + 1
+            if p["patience"] and since_best >= p["patience"]:
+                stats["stopped"] = "patience"
+                break
+        best = ctx.best("train")
+        return best[0] if best else ctx.initial
+
+    def plan(self, ctx: Context) -> tuple[int, int]:
+        """(steps, candidates per step) that the run's budget can pay for; defaults when it can."""
+        p = self.params
+        steps, per_step = p["steps"], p["per_step"]
+        budget = planning_budget(ctx)
+        if math.isinf(budget):
+            return steps, per_step
+        n = len(ctx.train)
+        left = budget - n  # after scoring the starting instruction
+        step_cost = per_step * (1 + n)
+        if left >= step_cost:
+            return int(min(steps, left // step_cost)), per_step
+        return 1, int(max(1, min(per_step, left // (1 + n))))

@@ -1,0 +1,218 @@
+"""The Evaluator: hard budget, cache replay, charge=False, cache-before-return, de-duplication."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptgym.errors import BudgetExhausted
+from promptgym.evaluation.cache import ResponseCache, request_key
+from promptgym.evaluation.evaluator import Budget, Evaluator
+from promptgym.models.base import Completion, GenerationRequest, ScoreRequest
+from promptgym.models.scripted import ScriptedBackend
+from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.task import ChoiceTask
+
+from support import make_examples
+
+
+def _gen(i: int) -> GenerationRequest:
+    return GenerationRequest(text=f"request {i}", temperature=0.7, sample=i)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return ResponseCache(f"sqlite:///{tmp_path / 'cache.sqlite'}")
+
+
+def _evaluator(cache, limit=None, backend=None, ledger=None, on_call=None):
+    backend = backend or ScriptedBackend()
+    return Evaluator(backend, backend, cache, Budget(limit), ledger=ledger, on_call=on_call), backend
+
+
+# -- the hard budget ---------------------------------------------------------------------------------
+
+def test_within_budget_every_request_is_answered(cache):
+    ev, backend = _evaluator(cache, limit=5)
+    out = ev.generate([_gen(i) for i in range(5)])
+    assert len(out) == 5 and all(isinstance(c, Completion) and c.text for c in out)
+    assert backend.calls == 5 and ev.budget.spent == 5 and ev.budget.remaining == 0
+    assert ev.usage.calls == 5
+
+
+def test_budget_exhausted_only_after_using_exactly_the_remaining_calls(cache):
+    ev, backend = _evaluator(cache, limit=7)
+    ev.generate([_gen(i) for i in range(4)])
+    with pytest.raises(BudgetExhausted):
+        ev.generate([_gen(i) for i in range(10, 20)])
+    assert backend.calls == 7
+    assert ev.budget.spent == 7
+    # the three calls it could afford were made and kept
+    assert len(cache.get_many([request_key(backend.identity, _gen(i)) for i in range(10, 13)])) == 3
+    assert cache.get(request_key(backend.identity, _gen(13))) is None
+    # no further call is ever made once spent
+    with pytest.raises(BudgetExhausted):
+        ev.generate([_gen(99)])
+    assert backend.calls == 7
+
+
+def test_budget_is_never_exceeded_across_many_small_batches(cache):
+    ev, backend = _evaluator(cache, limit=13)
+    with pytest.raises(BudgetExhausted):
+        for i in range(0, 60, 3):  # bounded: a broken budget must fail the test, not hang it
+            ev.generate([_gen(i), _gen(i + 1), _gen(i + 2)])
+    assert backend.calls == 13 == ev.budget.spent
+
+
+def test_budget_counts_spent_calls_from_before(cache):
+    ev, backend = _evaluator(cache)
+    ev.budget = Budget(10, spent=8)  # a resumed run that already used 8
+    with pytest.raises(BudgetExhausted):
+        ev.generate([_gen(i) for i in range(5)])
+    assert backend.calls == 2
+
+
+def test_run_task_respects_the_budget(cache):
+    ev, backend = _evaluator(cache, limit=3)
+    with pytest.raises(BudgetExhausted):
+        ev.run_task(ChoiceTask(), Prompt("Classify."), make_examples(8))
+    assert backend.calls == 3
+
+
+# -- the cache -------------------------------------------------------------------------------------
+
+def test_cache_hits_cost_nothing_and_are_counted_as_cached(cache):
+    rows = []
+    events = []
+    ev, backend = _evaluator(cache, limit=4, ledger=rows.extend, on_call=lambda c, ch: events.append((c, ch)))
+    first = ev.generate([_gen(i) for i in range(4)])
+    assert backend.calls == 4 and ev.budget.remaining == 0
+    again = ev.generate([_gen(i) for i in range(4)])  # would raise if it cost anything
+    assert again == first
+    assert backend.calls == 4 and ev.budget.spent == 4
+    assert ev.usage.calls == 4 and ev.usage.cached_calls == 4
+    assert [r["cached"] for r in rows] == [False] * 4 + [True] * 4
+    assert [r["charged"] for r in rows] == [True] * 4 + [False] * 4
+    assert all(r["prompt_tokens"] == 0 for r in rows[4:])
+    assert events == [(False, True)] * 4 + [(True, False)] * 4
+
+
+def test_a_new_evaluator_on_the_same_cache_replays_for_free(cache):
+    ev1, b1 = _evaluator(cache, limit=6)
+    result1 = ev1.run_task(ChoiceTask(), Prompt("Classify."), make_examples(6))
+    ev2, b2 = _evaluator(cache, limit=0)  # no budget at all: only replay can succeed
+    result2 = ev2.run_task(ChoiceTask(), Prompt("Classify."), make_examples(6))
+    assert b2.calls == 0
+    assert result2.scores == result1.scores and result2.predictions == result1.predictions
+    assert ev2.usage.cached_calls == 6
+
+
+def test_cache_is_per_backend_identity(cache):
+    a, b = ScriptedBackend(name="a"), ScriptedBackend(name="b")
+    Evaluator(a, a, cache).generate([_gen(0)])
+    Evaluator(b, b, cache).generate([_gen(0)])
+    assert a.calls == 1 and b.calls == 1
+
+
+def test_mixed_batch_pays_only_for_misses(cache):
+    ev, backend = _evaluator(cache, limit=10)
+    ev.generate([_gen(0), _gen(1)])
+    out = ev.generate([_gen(0), _gen(5), _gen(1), _gen(6)])
+    assert backend.calls == 4 and ev.budget.spent == 4
+    assert ev.usage.cached_calls == 2
+    assert [c.text for c in out[::2]] == [c.text for c in ev.generate([_gen(0), _gen(1)])]
+
+
+# -- charge=False ------------------------------------------------------------------------------------
+
+def test_uncharged_calls_do_not_draw_on_the_budget(cache):
+    rows = []
+    ev, backend = _evaluator(cache, limit=2, ledger=rows.extend)
+    ev.generate([_gen(i) for i in range(5)], charge=False)
+    assert backend.calls == 5
+    assert ev.budget.spent == 0
+    assert ev.usage.calls == 5  # still counted as model calls
+    assert [r["charged"] for r in rows] == [False] * 5 and not any(r["cached"] for r in rows)
+    ev.generate([_gen(10), _gen(11)])  # the full budget is still there
+    assert ev.budget.spent == 2
+
+
+def test_uncharged_calls_work_when_the_budget_is_spent(cache):
+    ev, backend = _evaluator(cache, limit=1)
+    ev.generate([_gen(0)])
+    result = ev.run_task(ChoiceTask(), Prompt("Classify."), make_examples(4), charge=False)
+    assert len(result.scores) == 4 and backend.calls == 5
+
+
+# -- persistence before use ------------------------------------------------------------------------
+
+class CrashAfterFirst(ScriptedBackend):
+    """Reports its first result, then dies (a killed process, a network error)."""
+
+    def generate(self, requests, on_result):
+        self.calls += 1
+        on_result(0, Completion("first answer", prompt_tokens=3, completion_tokens=2))
+        raise RuntimeError("connection lost")
+
+
+def test_a_response_is_cached_before_the_caller_gets_it(cache):
+    rows = []
+    ev, backend = _evaluator(cache, limit=10, backend=CrashAfterFirst(), ledger=rows.extend)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        ev.generate([_gen(0), _gen(1)])
+    assert cache.get(request_key(backend.identity, _gen(0))) == Completion("first answer", 3, 2)
+    assert cache.get(request_key(backend.identity, _gen(1))) is None
+    assert ev.budget.spent == 1 and len(rows) == 1  # charged and in the ledger
+    # a re-run (resume) replays the first answer and only pays for the second
+    fresh = ScriptedBackend()
+    fresh.identity = backend.identity
+    ev2 = Evaluator(fresh, fresh, cache, Budget(10))
+    out = ev2.generate([_gen(0), _gen(1)])
+    assert out[0].text == "first answer" and fresh.calls == 1
+
+
+def test_the_cache_has_the_answer_when_on_result_returns(cache):
+    seen = []
+
+    class Checking(ScriptedBackend):
+        def generate(self, requests, on_result):
+            for i, req in enumerate(requests):
+                on_result(i, Completion(f"answer {i}"))
+                seen.append(cache.get(request_key(self.identity, req)))
+
+    ev, _ = _evaluator(cache, backend=Checking())
+    ev.generate([_gen(0), _gen(1)])
+    assert seen == [Completion("answer 0"), Completion("answer 1")]
+
+
+# -- de-duplication --------------------------------------------------------------------------------
+
+def test_duplicated_requests_in_one_batch_make_one_call(cache):
+    ev, backend = _evaluator(cache, limit=10)
+    out = ev.generate([_gen(0), _gen(1), _gen(0), _gen(0)])
+    assert backend.calls == 2 and ev.budget.spent == 2
+    assert out[0] == out[2] == out[3]
+    assert all(o is not None for o in out)
+
+
+def test_duplicated_score_requests_make_one_call(cache):
+    ev, backend = _evaluator(cache, limit=10)
+    req = ScoreRequest(continuations=("a", "b"), text="Pick one")
+    out = ev.score([req, req, req])
+    assert backend.calls == 1 and len(out) == 3 and out[0] == out[2]
+
+
+def test_duplicates_fit_the_budget_of_one_call(cache):
+    ev, backend = _evaluator(cache, limit=1)
+    out = ev.generate([_gen(3)] * 5)  # one distinct request: affordable
+    assert backend.calls == 1 and len(out) == 5
+
+
+def test_usage_ledger_rows(cache):
+    rows = []
+    ev, backend = _evaluator(cache, ledger=rows.extend)
+    ev.score([ScoreRequest(continuations=("x",), text="one two three")])
+    ev.generate([GenerationRequest(text="four five")], role="task")
+    assert [(r["role"], r["kind"]) for r in rows] == [("task", "score"), ("task", "generate")]
+    assert rows[0]["prompt_tokens"] == 3 and rows[1]["prompt_tokens"] == 2
+    assert rows[1]["completion_tokens"] > 0
+    assert ev.usage.prompt_tokens == 5

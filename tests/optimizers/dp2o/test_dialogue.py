@@ -1,0 +1,106 @@
+"""Parsing what a small model writes when asked for labelled examples, and the dialogue loop."""
+
+from __future__ import annotations
+
+from promptgym.data.dataset import Example
+from promptgym.optimizers.dp2o.dialogue import parse_items, resolve_label, run_dialogue, trim_history
+
+WORDS = {w: w for w in ("positive", "negative", "neutral", "ambivalent")}
+
+
+def test_clean_blocks():
+    text = ("Input: The soup was cold and bland.\nAnswer: negative\n\n"
+            "Input: Staff were friendly and fast.\nAnswer: positive")
+    assert parse_items(text) == [("The soup was cold and bland.", "negative"),
+                                 ("Staff were friendly and fast.", "positive")]
+
+
+def test_messy_blocks():
+    text = """Sure! Here are some new examples:
+
+1. **Input:** "The hotel was fine, nothing special."
+   **Answer:** Neutral.
+
+2) Review: I loved the view
+but the bed was awful.
+Sentiment: ambivalent (mixed feelings)
+
+- Text 3: Great coffee!  Label: POSITIVE
+Input: This one has no answer because the reply was cut"""
+    items = parse_items(text)
+    assert items == [
+        ("The hotel was fine, nothing special.", "Neutral."),
+        ("I loved the view but the bed was awful.", "ambivalent (mixed feelings)"),
+        ("Great coffee!", "POSITIVE"),
+        ("This one has no answer because the reply was cut", None),
+    ]
+    labels = [resolve_label(raw, WORDS) for _, raw in items]
+    assert labels == ["neutral", "ambivalent", "positive", None]
+
+
+def test_keyless_fallbacks():
+    text = "1. The room smelled of smoke (negative)\n2. Breakfast was okay - neutral\npositive: What a lovely stay"
+    assert parse_items(text) == [("The room smelled of smoke", "negative"), ("Breakfast was okay", "neutral"),
+                                 ("What a lovely stay", "positive")]
+
+
+def test_garbage_gives_nothing():
+    assert parse_items("") == []
+    assert parse_items("I cannot help with that.\n\n!!!") == []
+
+
+def test_resolve_label_rejects_malformed():
+    assert resolve_label("negative.", WORDS) == "negative"
+    assert resolve_label("'Positive'", WORDS) == "positive"
+    assert resolve_label("very negative", WORDS) is None
+    assert resolve_label("happy", WORDS) is None
+    assert resolve_label("", WORDS) is None
+    assert resolve_label("not sure", {"not sure": "unsure", "sure": "sure"}) == "unsure"
+
+
+def test_trim_history_keeps_head_and_newest():
+    msgs = [("system", "s" * 10), ("user", "u1" * 50), ("assistant", "a1" * 50)]
+    for i in range(2, 8):
+        msgs += [("user", f"u{i}" * 50), ("assistant", f"a{i}" * 50)]
+    msgs.append(("user", "last" * 10))
+    trimmed = trim_history(msgs, max_chars=600)
+    assert trimmed[:3] == msgs[:3] and trimmed[-1] == msgs[-1]
+    assert sum(len(c) for _, c in trimmed) <= 600
+    assert [r for r, _ in trimmed] == ["system", "user", "assistant"] + ["user", "assistant"] * ((len(trimmed) - 4) // 2) + ["user"]
+    assert trim_history(msgs[:5], 10_000) == msgs[:5]
+
+
+class _Ctx:
+    """Just enough Context for the dialogue: records the conversations it is asked."""
+
+    def __init__(self, replies):
+        import numpy as np
+
+        self.rng = np.random.default_rng(0)
+        self.replies = iter(replies)
+        self.asked = []
+
+    def ask(self, messages, **kwargs):
+        self.asked.append(list(messages))
+        return [next(self.replies)]
+
+
+def test_dialogue_carries_history_filters_and_counts():
+    seeds = [Example(f"s{i}", f"Seed text number {i} about the hotel stay.", (lab,), tuple(WORDS))
+             for i, lab in enumerate(["positive", "negative", "neutral", "ambivalent"])]
+    replies = [
+        " A clean room and kind staff.\nAnswer: positive\nInput: Dirty sheets everywhere.\nAnswer: negative",
+        " A clean room and kind staff.\nAnswer: positive\nInput: Seed text number 1 about the hotel stay.\nAnswer: negative\n"
+        "Input: ok\nAnswer: neutral\nInput: The pool was nice but cold.\nAnswer: furious",
+    ]
+    ctx = _Ctx(replies)
+    result = run_dialogue(ctx, seeds, "Classify.", list(WORDS), {w: w for w in WORDS}, rounds=1,
+                          known_inputs=seeds)
+    assert result.turns == 2  # 4 seeds, window 3 -> 2 turns
+    assert [(i.input, i.label) for i in result.items] == [("A clean room and kind staff.", "positive"),
+                                                          ("Dirty sheets everywhere.", "negative")]
+    assert dict(result.dropped) == {"duplicate": 1, "copies_demos": 1, "too_short": 1, "bad_label": 1}
+    second = ctx.asked[1]
+    assert [r for r, _ in second] == ["system", "user", "assistant", "user"]
+    assert second[2][1].startswith("Input: A clean room")  # the first reply is in the history
+    assert "Seed text number 3" in second[3][1] and "Seed text number 0" not in second[3][1]

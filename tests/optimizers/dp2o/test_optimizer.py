@@ -1,0 +1,151 @@
+"""DP2O end to end on the scripted world (see conftest): pool, policy, budget, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promptgym.data.dataset import Dataset, Example
+from promptgym.errors import PromptgymError
+from promptgym.optimizers.base import Recorder
+from promptgym.optimizers.dp2o import Dp2oOptimizer, plan_budget
+from promptgym.tasks.task import ChoiceTask, GenerationTask
+
+from dp2o_world import LABELS, WorldBackend, world_examples  # noqa: E402
+
+FAST = {"episodes": 60, "hidden": 64, "rounds": 2, "seeds": 5, "seed_candidates": 6}
+
+
+def test_end_to_end_policy_beats_single_prompts(world):
+    ctx = world()
+    opt = Dp2oOptimizer(**FAST)
+    best = opt.run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert len(best.demos) == 1 and best.instruction == "Classify the note."
+    assert stats["pool_before_screening"] >= stats["pool_after_screening"] == stats["h"] == 15
+    assert stats["dialogue"]["turns"] == 2 * (5 - 2)
+    assert stats["seeds"]["kept"] == 5
+    report = opt.heldout_report(ctx, ctx.evaluator, ctx.test_examples)["dp2o"]
+    test = report["test_accuracy"]
+    assert set(test) == {"initial", "best_single", "similarity", "policy_greedy", "policy_ensemble"}
+    assert test["policy_greedy"] >= 0.9 and test["policy_greedy"] > test["best_single"] + 0.2
+    assert report["completed"] and report["calls"]["inference"]["charged"] == 0
+    assert stats["sue_dev_spearman"]["pool"]["n"] == 15
+    assert stats["encoder"]["kind"] == "tfidf"
+
+
+def test_no_test_input_reaches_the_model_during_the_search(world):
+    backend = WorldBackend()
+    ctx = world(backend=backend)
+    Dp2oOptimizer(**FAST).run(ctx)
+    keys_before = len(backend.keys)
+    assert keys_before > 0  # the evaluator refuses test ids, so reaching here means none was sent
+
+
+@pytest.mark.parametrize("budget", [5, 60, 200, 700])
+def test_budget_is_never_exceeded(world, budget):
+    backend = WorldBackend()
+    ctx = world(budget=budget, backend=backend)
+    opt = Dp2oOptimizer(**FAST)
+    best = opt.run(ctx)
+    assert len(backend.keys) <= budget
+    assert ctx.evaluator.budget.spent == len(backend.keys)
+    assert best is not None
+    if budget >= 200:  # enough for a (scaled-down) complete run
+        assert not ctx.stats.get("budget_exhausted")
+        assert ctx.stats["dp2o"]["h"] >= 2
+
+
+def test_plan_budget_scales_down_only():
+    p = dict(Dp2oOptimizer.defaults)
+    free = plan_budget(float("inf"), 32, 32, 4, p)
+    assert (free["rounds"], free["seeds"], free["pool_size"], free["sue_examples"]) == (3, 8, 15, 32)
+    small = plan_budget(300, 21, 9, 4, p)
+    assert small["expected_calls"] <= 300
+    assert small["rounds"] == 1 and small["sue_examples"] < 21
+
+
+def test_resume_reuses_the_policy_and_repeats_no_call(world):
+    recorder = Recorder()
+    first_backend = WorldBackend()
+    first = Dp2oOptimizer(**FAST)
+    ctx = world(backend=first_backend, recorder=recorder)
+    best = first.run(ctx)
+    assert ctx.stats["dp2o"]["policy"]["reused"] is False
+    stored = recorder.get_artifact("dp2o")
+    assert json.loads(json.dumps(stored))["policy"] == stored["policy"]  # JSON-able
+    again_backend = WorldBackend()
+    again_ctx = world(backend=again_backend, recorder=recorder)
+    again = Dp2oOptimizer(**FAST)
+    assert again.run(again_ctx) == best
+    assert again_backend.keys == []  # every call replayed from the cache
+    assert again_ctx.stats["dp2o"]["policy"]["reused"] is True
+    a = first.heldout_report(ctx, ctx.evaluator, ctx.test_examples)["dp2o"]["test_accuracy"]
+    b = again.heldout_report(again_ctx, again_ctx.evaluator, again_ctx.test_examples)["dp2o"]["test_accuracy"]
+    assert a == b
+
+
+def test_interrupted_run_resumes_to_the_same_result(world):
+    whole = WorldBackend()
+    expected = Dp2oOptimizer(**FAST).run(world(backend=whole, cache="whole.sqlite"))
+    keys: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        Dp2oOptimizer(**FAST).run(world(backend=WorldBackend(keys, interrupt_after=len(whole.keys) // 2),
+                                        cache="resumed.sqlite"))
+    result = Dp2oOptimizer(**FAST).run(world(backend=WorldBackend(keys), cache="resumed.sqlite"))
+    assert result == expected
+    assert keys == whole.keys  # same requests, none twice
+
+
+def test_predict_uses_the_stored_policy(world):
+    recorder = Recorder()
+    ctx = world(recorder=recorder)
+    opt = Dp2oOptimizer(**FAST)
+    best = opt.run(ctx)
+    rows = opt.predict(ctx, best, world_examples(8, "new"))
+    assert len(rows) == 8
+    assert sum(r["prediction"] == e.target for r, e in zip(rows, world_examples(8, "new"))) >= 7
+    assert {"greedy_prediction", "ensemble_prediction", "prompt_id", "policy_top"} <= set(rows[0])
+
+
+def test_only_choice_tasks_with_probabilities(world):
+    ctx = world()
+    ctx.task = GenerationTask()
+    with pytest.raises(PromptgymError, match="classification"):
+        Dp2oOptimizer().run(ctx)
+    ctx.task = ChoiceTask(scoring="generate")
+    with pytest.raises(PromptgymError, match="probabilities"):
+        Dp2oOptimizer().run(ctx)
+    with pytest.raises(PromptgymError, match="encoder"):
+        Dp2oOptimizer(encoder="bert")
+
+
+def test_dev_is_carved_from_train_when_missing(world):
+    ctx = world(train=20, dev=0)
+    Dp2oOptimizer(**FAST).run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert stats["dev_carved_from_train"] and (stats["train_size"], stats["dev_size"]) == (14, 6)
+
+
+def test_api_optimize_then_predict(monkeypatch, tmp_path):
+    from promptgym import api, cli
+
+    backend = WorldBackend()
+    monkeypatch.setattr(api, "make_backend", lambda spec: backend)
+    data = Dataset("world", world_examples(40, "d"), description="Classify the note.")
+    result = api.optimize(data, method="dp2o", budget=None, train_size=16, dev_size=8, test_size=12,
+                          task_model="scripted", optimizer_model="scripted", params=FAST)
+    report = result.summary["dp2o"]
+    assert set(report["test_accuracy"]) == {"initial", "best_single", "similarity", "policy_greedy",
+                                            "policy_ensemble"}
+    assert report["pool_after_screening"] == report["h"]
+    assert result.summary["test_best"] == pytest.approx(report["test_accuracy"]["best_single"], abs=1e-4)
+    rows = api.predict(result.run_id, ["Note x: the room was neutral overall."])
+    assert rows[0]["prediction"] == rows[0]["ensemble_prediction"] and rows[0]["prediction"] in LABELS
+    out = CliRunner().invoke(cli.main, ["predict", result.run_id, "--input", "the food was positive", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)[0]["input"] == "the food was positive"
+    # a resumed, finished run is answered from the store
+    assert api.resume(result.run_id).summary["dp2o"] == json.loads(json.dumps(report))

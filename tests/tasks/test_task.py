@@ -1,0 +1,152 @@
+"""ChoiceTask (log-prob and generate scoring) and GenerationTask with metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptgym.data.dataset import Dataset, Example
+from promptgym.evaluation.cache import ResponseCache
+from promptgym.evaluation.evaluator import Evaluator
+from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.models.scripted import ScriptedBackend
+from promptgym.tasks.metrics import CallableMetric, ExactMatch
+from promptgym.tasks.prompt import LAYOUTS, Prompt
+from promptgym.tasks.task import ChoiceTask, GenerationTask, task_for
+
+LABELS = ("positive", "negative", "neutral")
+EX = Example(id="e1", input="The soup was cold.", targets=("negative",), choices=LABELS)
+
+
+# -- ChoiceTask, log-prob scoring -----------------------------------------------------------------
+
+def test_choice_request_is_a_score_request_with_verbalized_options():
+    prompt = Prompt("Classify.", verbalizers=(("positive", "good"), ("negative", "bad")))
+    req = ChoiceTask().request(prompt, EX)
+    assert isinstance(req, ScoreRequest)
+    assert req.continuations == ("good", "bad", "neutral")  # example order, verbalized; chat: no lead space
+    assert req.messages == prompt.render(EX.input, options=["good", "bad", "neutral"]).messages
+    assert req.text is None
+
+
+def test_choice_request_on_plain_layout_scores_words_after_a_space():
+    req = ChoiceTask().request(Prompt("Classify.", layout=LAYOUTS["plain"]), EX)
+    assert req.text.endswith("Answer:")
+    assert req.continuations == (" positive", " negative", " neutral")
+
+
+def test_predict_takes_the_argmax_and_returns_the_label_not_the_word():
+    prompt = Prompt("Classify.", verbalizers=(("negative", "bad"),))
+    task = ChoiceTask()
+    resp = OptionScores(logprobs=(-3.0, -0.5, -2.0), token_counts=(1, 1, 1))
+    assert task.predict(prompt, EX, resp) == "negative"
+    assert task.score("negative", EX) == 1.0
+    assert task.score("positive", EX) == 0.0
+
+
+def test_length_normalisation_changes_the_argmax_when_token_counts_differ():
+    # option 0: one token at -3; option 1: four tokens summing to -4 (-1 per token)
+    resp = OptionScores(logprobs=(-3.0, -4.0, -9.0), token_counts=(1, 4, 1))
+    prompt = Prompt("Classify.")
+    assert ChoiceTask(normalize="none").predict(prompt, EX, resp) == "positive"
+    assert ChoiceTask(normalize="mean").predict(prompt, EX, resp) == "negative"
+    np.testing.assert_allclose(ChoiceTask(normalize="mean").option_scores(resp), [-3.0, -1.0, -9.0])
+
+
+def test_probabilities_are_a_softmax_over_option_scores():
+    resp = OptionScores(logprobs=(np.log(0.2), np.log(0.6), np.log(0.2)), token_counts=(1, 1, 1))
+    probs = ChoiceTask().probabilities(resp)
+    np.testing.assert_allclose(probs, [0.2, 0.6, 0.2])
+    big = OptionScores(logprobs=(-1000.0, -1001.0), token_counts=(1, 1))
+    assert np.isfinite(ChoiceTask().probabilities(big)).all()
+
+
+def test_choice_task_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        ChoiceTask(normalize="sum")
+    with pytest.raises(ValueError):
+        ChoiceTask(scoring="vibes")
+
+
+# -- ChoiceTask, generate scoring ------------------------------------------------------------------
+
+def test_generate_mode_request_and_matching():
+    task = ChoiceTask(scoring="generate", max_tokens=7)
+    prompt = Prompt("Classify.", verbalizers=(("negative", "bad"),))
+    req = task.request(prompt, EX)
+    assert isinstance(req, GenerationRequest) and req.max_tokens == 7
+    assert task.predict(prompt, EX, Completion("Answer: Bad.")) == "negative"
+    assert task.predict(prompt, EX, Completion("I'd say it is neutral overall")) == "neutral"
+    assert task.predict(prompt, EX, Completion("**positive**")) == "positive"
+    assert task.predict(prompt, EX, Completion("no idea")) == ""
+    assert task.score("", EX) == 0.0
+
+
+def test_generate_mode_through_the_evaluator(tmp_path):
+    backend = ScriptedBackend(reply=lambda r: "The sentiment is negative.")
+    ev = Evaluator(backend, backend, ResponseCache(f"sqlite:///{tmp_path / 'c.sqlite'}"))
+    examples = [EX, Example("e2", "Lovely.", ("positive",), LABELS)]
+    result = ev.run_task(ChoiceTask(scoring="generate"), Prompt("Classify."), examples)
+    assert result.predictions == ["negative", "negative"]
+    assert result.scores == [1.0, 0.0]
+    assert result.mean == 0.5
+
+
+def test_logprob_mode_through_the_evaluator(tmp_path):
+    backend = ScriptedBackend(option_logprob=lambda prompt, option: 0.0 if option == "neutral" else -5.0)
+    ev = Evaluator(backend, backend, ResponseCache(f"sqlite:///{tmp_path / 'c.sqlite'}"))
+    result = ev.run_task(ChoiceTask(), Prompt("Classify."), [EX])
+    assert result.predictions == ["neutral"] and result.scores == [0.0]
+    assert backend.calls == 1  # all options in one call
+
+
+# -- GenerationTask ----------------------------------------------------------------------------------
+
+QA = Example(id="q1", input="What is 6*7?", targets=("42", "forty-two"))
+
+
+def test_generation_request():
+    req = GenerationTask(max_tokens=9).request(Prompt("Answer the question."), QA)
+    assert isinstance(req, GenerationRequest)
+    assert req.max_tokens == 9 and req.stop == ("\n\n",)
+    assert "What is 6*7?" in req.messages[-1][1]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("42", 1.0), ("Answer: 42.", 1.0), ("The answer is 42", 1.0), ("Forty-Two!", 1.0),
+    ("43", 0.0), ("", 0.0), ("I think 42", 0.0),
+])
+def test_exact_match(text, expected):
+    task = GenerationTask()
+    assert isinstance(task.metric, ExactMatch)
+    pred = task.predict(Prompt("x"), QA, Completion(text))
+    assert task.score(pred, QA) == expected
+
+
+def test_user_callable_metric_is_wrapped_and_used():
+    def contains_target(prediction: str, example: Example) -> bool:
+        return example.target in prediction
+
+    task = GenerationTask(metric=contains_target)
+    assert isinstance(task.metric, CallableMetric) and task.metric.name == "contains_target"
+    assert task.score("I think 42", QA) == 1.0
+    assert task.score("no", QA) == 0.0
+    assert GenerationTask(metric=lambda p, e: 0.25).score("x", QA) == 0.25
+
+
+def test_generation_task_through_the_evaluator(tmp_path):
+    backend = ScriptedBackend(reply=lambda r: "The answer is 42." if "6*7" in str(r.messages) else "7")
+    ev = Evaluator(backend, backend, ResponseCache(f"sqlite:///{tmp_path / 'c.sqlite'}"))
+    other = Example(id="q2", input="What is 2+2?", targets=("4",))
+    result = ev.run_task(GenerationTask(), Prompt("Answer."), [QA, other])
+    assert result.scores == [1.0, 0.0]
+    assert result.predictions == ["The answer is 42.", "7"]
+
+
+def test_task_for_picks_the_natural_task():
+    choice = Dataset("d", [EX])
+    free = Dataset("d", [QA])
+    assert isinstance(task_for(choice), ChoiceTask)
+    assert task_for(choice, normalize="mean", scoring="generate").normalize == "mean"
+    assert isinstance(task_for(free), GenerationTask)
+    assert isinstance(task_for(choice, metric=lambda p, e: 1.0), GenerationTask)

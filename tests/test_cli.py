@@ -1,0 +1,147 @@
+"""The CLI contract: methods listing, one-line errors, the JSON result, replay, runs, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from promptgym.cli import main
+from promptgym.store.runs import RunStore
+
+CONTRACT = {"method", "dataset", "initial_prompt", "best_prompt", "initial_score", "best_score", "test_initial",
+            "test_best", "llm_calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "run_id"}
+LABELS = ("positive", "negative", "neutral", "ambivalent")
+SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
+
+
+@pytest.fixture
+def dataset(tmp_path) -> str:
+    path = tmp_path / "reviews.jsonl"
+    with path.open("w") as handle:
+        for i in range(140):  # the default split needs 30 train + 100 test
+            handle.write(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
+                                     "target": LABELS[i % 4]}) + "\n")
+    return str(path)
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def _last_json(result) -> object:
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _assert_one_line_error(result, contains: str) -> None:
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)  # not an uncaught exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("promptgym: error:")
+    assert contains in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_methods_lists_ape_first_on_its_line():
+    result = _invoke("methods")
+    assert result.exit_code == 0
+    ape = [line for line in result.stdout.splitlines() if line.startswith("ape")]
+    assert len(ape) == 1
+    name, _, summary = ape[0].partition("\t")
+    assert name == "ape" and "Automatic Prompt Engineer" in summary
+
+
+def test_missing_dataset_file(tmp_path):
+    missing = str(tmp_path / "nope.jsonl")
+    result = _invoke("optimize", "--dataset", missing, *SCRIPTED, "--budget", "5")
+    _assert_one_line_error(result, f"{missing}: no such file")
+    # the aborted run does not pretend to be running
+    assert [r["status"] for r in RunStore(f"sqlite:///{Path(os.environ['PROMPTGYM_HOME']) / 'runs.sqlite'}")
+            .list_runs()] in ([], ["failed"])
+
+
+def test_malformed_row(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"input": "a", "target": "b"}\n{"input": "c", target: "d"}\n')
+    _assert_one_line_error(_invoke("optimize", "--dataset", str(path), *SCRIPTED), f"{path}:2:")
+
+
+def test_unknown_method(dataset):
+    result = _invoke("optimize", "--dataset", dataset, *SCRIPTED, "--method", "nosuch")
+    _assert_one_line_error(result, "unknown method 'nosuch'")
+    assert "ape" in result.stderr  # lists what is known
+
+
+def test_unknown_param(dataset):
+    result = _invoke("optimize", "--dataset", dataset, *SCRIPTED, "--param", "bogus=3")
+    _assert_one_line_error(result, "bogus")
+
+
+def test_malformed_param(dataset):
+    _assert_one_line_error(_invoke("optimize", "--dataset", dataset, *SCRIPTED, "--param", "novalue"),
+                           "KEY=VALUE")
+
+
+def test_unknown_run_id():
+    _assert_one_line_error(_invoke("resume", "deadbeef", "--json"), "no run 'deadbeef'")
+
+
+def test_error_in_a_real_process_is_one_line(tmp_path):
+    env = dict(os.environ, PROMPTGYM_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "promptgym.cli", "optimize", "--dataset", str(tmp_path / "x.csv"),
+                           *SCRIPTED], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines() == [f"promptgym: error: {tmp_path / 'x.csv'}: no such file"]
+
+
+def test_optimize_replay_runs_and_resume(dataset):
+    args = ["optimize", *SCRIPTED, "--dataset", dataset, "--method", "ape", "--budget", "40", "--json"]
+    first = _last_json(_invoke(*args))
+    assert CONTRACT <= set(first)
+    assert first["method"] == "ape" and first["dataset"] == dataset
+    assert isinstance(first["initial_prompt"], str) and first["best_prompt"]
+    for key in ("initial_score", "best_score", "test_initial", "test_best"):
+        assert 0.0 <= first[key] <= 1.0
+    assert first["best_score"] >= first["initial_score"]
+    assert first["llm_calls"] > 0 and first["prompt_tokens"] > 0
+    assert first["budget_used"] <= 40
+    assert isinstance(first["run_id"], str) and first["seconds"] >= 0
+
+    # the same run again: every call is answered by the cache
+    second = _last_json(_invoke(*args))
+    assert second["llm_calls"] == 0
+    assert second["cached_calls"] >= first["llm_calls"]
+    assert second["prompt_tokens"] == 0 and second["completion_tokens"] == 0
+    assert second["run_id"] != first["run_id"]
+    for key in ("best_prompt", "best_score", "test_initial", "test_best"):
+        assert second[key] == first[key]
+
+    listed = _last_json(_invoke("runs", "--json"))
+    assert [r["run_id"] for r in listed] == [second["run_id"], first["run_id"]]
+    assert listed[1] == {"run_id": first["run_id"], "method": "ape", "dataset": dataset,
+                         "status": "finished", "best_score": first["best_score"]}
+
+    resumed = _last_json(_invoke("resume", first["run_id"], "--json"))
+    assert resumed == first
+
+
+def test_resume_of_an_interrupted_run_replays_it(dataset):
+    args = ["optimize", *SCRIPTED, "--dataset", dataset, "--budget", "40", "--train-size", "10",
+            "--test-size", "20", "--json"]
+    first = _last_json(_invoke(*args))
+    store = RunStore(f"sqlite:///{Path(os.environ['PROMPTGYM_HOME']) / 'runs.sqlite'}")
+    store.set_status(first["run_id"], "interrupted")  # as if killed before it finished
+    resumed = _last_json(_invoke("resume", first["run_id"], "--json"))
+    assert CONTRACT <= set(resumed)
+    assert resumed["run_id"] == first["run_id"]
+    assert resumed["best_prompt"] == first["best_prompt"] and resumed["test_best"] == first["test_best"]
+    assert resumed["llm_calls"] == first["llm_calls"]  # no new model call, the replay was free
+    assert resumed["budget_used"] == first["budget_used"] <= 40
+    assert store.get_run(first["run_id"])["status"] == "finished"
