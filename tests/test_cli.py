@@ -109,7 +109,9 @@ def test_optimize_replay_runs_and_resume(dataset):
     assert isinstance(first["initial_prompt"], str) and first["best_prompt"]
     for key in ("initial_score", "best_score", "test_initial", "test_best"):
         assert 0.0 <= first[key] <= 1.0
-    assert first["best_score"] >= first["initial_score"]
+    # APE returns its own best candidate (the starting prompt is not in its pool), so best_score
+    # may be below initial_score; the verdict field must agree with the held-out numbers.
+    assert first["improved_on_test"] == (first["test_best"] > first["test_initial"])
     assert first["llm_calls"] > 0 and first["prompt_tokens"] > 0
     assert first["budget_used"] <= 40
     assert isinstance(first["run_id"], str) and first["seconds"] >= 0

@@ -103,12 +103,11 @@ class Evaluator:
                 self.on_call(True, False)
         if self.ledger:
             self.ledger(cached_rows)
-        misses: list[int] = []
-        seen: set[str] = set()
+        positions: dict[str, list[int]] = {}  # a request repeated in one batch is one call
         for i, k in enumerate(keys):
-            if results[i] is None and k not in seen:
-                seen.add(k)
-                misses.append(i)
+            if results[i] is None:
+                positions.setdefault(k, []).append(i)
+        misses = [indices[0] for indices in positions.values()]
         allowed = misses if not charge else misses[: int(min(len(misses), self.budget.remaining))]
         if allowed:
             clock = [time.perf_counter()]
@@ -119,9 +118,8 @@ class Evaluator:
                 self.cache.put(key, response)  # persisted before anyone uses it
                 now = time.perf_counter()
                 seconds, clock[0] = now - clock[0], now
-                for i, k in enumerate(keys):
-                    if k == key:
-                        results[i] = response
+                for i in positions[key]:
+                    results[i] = response
                 if charge:
                     self.budget.spent += 1
                 p_tok = response.prompt_tokens

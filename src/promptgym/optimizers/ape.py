@@ -24,10 +24,10 @@ import math
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
-from promptgym.optimizers.proposals import CandidateFilter, clean_instruction, paraphrase, planning_budget
+from promptgym.optimizers.proposals import (PARAPHRASE_USER, CandidateFilter, clean_instruction,
+                                             paraphrase, planning_budget)
 from promptgym.tasks.prompt import Prompt
 
-PROPOSAL_SYSTEM = "You reverse-engineer instructions. You answer with the instruction only."
 PROPOSAL_USER = (
     "A friend was given an instruction and a list of inputs. Following the instruction, the friend "
     "wrote one output for every input. These are the pairs:\n\n{pairs}\n\n"
@@ -66,7 +66,7 @@ class ApeOptimizer(Optimizer):
         eval_idx = sorted(ctx.rng.choice(len(train), size=n_eval, replace=False).tolist())
         eval_set = [train[i] for i in eval_idx]
         n_props = self._proposal_count(ctx, n_eval)
-        filt = CandidateFilter(demos=train)
+        filt = CandidateFilter(demos=train, meta_texts=[PROPOSAL_USER, PARAPHRASE_USER])
         filt.remember([ctx.initial.instruction])
         texts = self._propose(ctx, n_props, filt)
         ctx.stats.update(proposed=n_props, dropped=dict(filt.dropped))
@@ -110,7 +110,7 @@ class ApeOptimizer(Optimizer):
             k = min(p["num_demos"], len(ctx.train))
             demos = [ctx.train[i] for i in ctx.rng.choice(len(ctx.train), size=k, replace=False)]
             pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}" for d in demos)
-            outs = ctx.ask([("system", PROPOSAL_SYSTEM), ("user", PROPOSAL_USER.format(pairs=pairs))],
+            outs = ctx.ask([("user", PROPOSAL_USER.format(pairs=pairs))],
                            n=n, temperature=p["temperature"], top_p=p["top_p"],
                            max_tokens=p["max_tokens"], answer_prefix=PROPOSAL_CUE)
             kept += filt(_as_instruction(o) for o in outs)
@@ -134,4 +134,6 @@ def _as_instruction(completion: str) -> str:
     text = clean_instruction(_first_sentence(completion))
     if text.lower().startswith("to "):
         text = text[3:]
+    if text.count('"') % 2:  # a quote the model opened (or closed) around part of the sentence
+        text = text.replace('"', "")
     return text[:1].upper() + text[1:] if text else text

@@ -70,14 +70,27 @@ class CandidateFilter:
     """Drops what is not worth paying to score, and counts why.
 
     Rules: empty or too short; far too long; mostly not words; a copy of a demonstration (contains
-    a demonstration input, or input/output lines); a duplicate of something already kept or known.
+    a demonstration input, or input/output lines); an echo of the meta-prompt (shares a run of
+    ``echo_words`` words with a text in ``meta_texts``: tiny proposers often parrot the request);
+    a duplicate of something already kept or known.
     """
 
     min_words: int = 3
     max_words: int = 80
     demos: Sequence[Example] = ()
+    meta_texts: Sequence[str] = ()
+    echo_words: int = 5
     dropped: Counter = field(default_factory=Counter)
     _seen: set[str] = field(default_factory=set)
+
+    def _echoes(self, text: str) -> bool:
+        words = normalize_key(text).split()
+        n = self.echo_words
+        if len(words) < n or not self.meta_texts:
+            return False
+        haystack = [" " + normalize_key(m) + " " for m in self.meta_texts]
+        grams = (" " + " ".join(words[i:i + n]) + " " for i in range(len(words) - n + 1))
+        return any(g in h for g in grams for h in haystack)
 
     def remember(self, texts: Iterable[str]) -> None:
         """Known texts (e.g. the population so far) count as duplicates."""
@@ -99,6 +112,8 @@ class CandidateFilter:
             snippet = " ".join(demo.input.split())[:40].casefold()
             if len(snippet) >= 20 and snippet in " ".join(lowered.split()):
                 return "copies_demos"
+        if self._echoes(text):
+            return "echoes_meta_prompt"
         if normalize_key(text) in self._seen:
             return "duplicate"
         return None

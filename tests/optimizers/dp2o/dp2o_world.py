@@ -19,7 +19,7 @@ from promptgym.data.dataset import Example
 from promptgym.evaluation.cache import ResponseCache, request_key
 from promptgym.evaluation.evaluator import Budget, Evaluator
 from promptgym.models.base import GenerationRequest
-from promptgym.models.scripted import ScriptedBackend, request_text
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.base import Context
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
@@ -110,4 +110,4 @@ def world(tmp_path):
     return build
 
 
-__all__ = ["WorldBackend", "world_examples", "request_text"]
+__all__ = ["LABELS", "WorldBackend", "world", "world_examples"]

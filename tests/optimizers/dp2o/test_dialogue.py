@@ -44,6 +44,22 @@ def test_keyless_fallbacks():
                                  ("What a lovely stay", "positive")]
 
 
+def test_label_first_lines_after_a_keyed_block():
+    # what SmolLM2-135M actually wrote after the "Input:" cue
+    text = ("Input: The staff was friendly and the room was spotless.\n\nThe positive example:\n\n"
+            "Positive: The staff was friendly.\nNegative: The staff was rude.\n\n"
+            "The examples for the same text:\nPositive: The staff was friendly, the room was spotless.")
+    items = parse_items(text, labels=["positive", "negative"])
+    assert items == [
+        ("The staff was friendly and the room was spotless. The positive example:", None),
+        ("The staff was friendly.", "Positive"), ("The staff was rude.", "Negative"),
+        ("The staff was friendly, the room was spotless.", "Positive"),
+    ]
+    # without any keyed block the key-less fallback reads it; the label is rejected later
+    assert parse_items("Note: this is not a label line", labels=["positive"]) == [("this is not a label line", "Note")]
+    assert resolve_label("Note", {"positive": "positive"}) is None
+
+
 def test_garbage_gives_nothing():
     assert parse_items("") == []
     assert parse_items("I cannot help with that.\n\n!!!") == []
@@ -66,7 +82,8 @@ def test_trim_history_keeps_head_and_newest():
     trimmed = trim_history(msgs, max_chars=600)
     assert trimmed[:3] == msgs[:3] and trimmed[-1] == msgs[-1]
     assert sum(len(c) for _, c in trimmed) <= 600
-    assert [r for r, _ in trimmed] == ["system", "user", "assistant"] + ["user", "assistant"] * ((len(trimmed) - 4) // 2) + ["user"]
+    middle = ["user", "assistant"] * ((len(trimmed) - 4) // 2)
+    assert [r for r, _ in trimmed] == ["system", "user", "assistant"] + middle + ["user"]
     assert trim_history(msgs[:5], 10_000) == msgs[:5]
 
 
@@ -90,7 +107,8 @@ def test_dialogue_carries_history_filters_and_counts():
              for i, lab in enumerate(["positive", "negative", "neutral", "ambivalent"])]
     replies = [
         " A clean room and kind staff.\nAnswer: positive\nInput: Dirty sheets everywhere.\nAnswer: negative",
-        " A clean room and kind staff.\nAnswer: positive\nInput: Seed text number 1 about the hotel stay.\nAnswer: negative\n"
+        " A clean room and kind staff.\nAnswer: positive\n"
+        "Input: Seed text number 1 about the hotel stay.\nAnswer: negative\n"
         "Input: ok\nAnswer: neutral\nInput: The pool was nice but cold.\nAnswer: furious",
     ]
     ctx = _Ctx(replies)

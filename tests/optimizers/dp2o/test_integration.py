@@ -27,15 +27,15 @@ TEXTS = [
 
 @pytest.mark.integration
 def test_dp2o_tiny_pool_on_the_embedded_model():
-    data = Dataset("tiny-sentiment", [Example(f"t{i}", text, (label,), LABELS) for i, (text, label) in enumerate(TEXTS)],
-                   description="Is the opinion positive or negative?")
-    params = {"seeds": 3, "rounds": 1, "pool_size": 3, "seed_candidates": 3, "sue_examples": 4,
-              "episodes": 20, "hidden": 32, "top_k": 2, "max_tokens": 160}
-    result = api.optimize(data, method="dp2o", budget=150, train_size=6, dev_size=3, test_size=3,
+    examples = [Example(f"t{i}", text, (label,), LABELS) for i, (text, label) in enumerate(TEXTS)]
+    data = Dataset("tiny-sentiment", examples, description="Is the opinion positive or negative?")
+    params = {"seeds": 3, "rounds": 1, "pool_size": 2, "seed_candidates": 3, "sue_examples": 3,
+              "episodes": 20, "hidden": 32, "top_k": 2, "max_tokens": 120}
+    result = api.optimize(data, method="dp2o", budget=100, train_size=4, dev_size=2, test_size=2,
                           task_model="embedded", optimizer_model="embedded", params=params)
     report = result.summary["dp2o"]
     stats = result.summary["stats"]["dp2o"]
-    assert result.summary["budget_used"] <= 150
+    assert result.summary["budget_used"] <= 100
     assert stats["dialogue"]["turns"] == 1
     assert stats["encoder"]["kind"] == "llama" and stats["encoder"]["dim"] == 576
     if not report["h"]:  # a 135M model may write nothing usable in one turn: then DP2O keeps the start

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from promptgym.data.dataset import Dataset, Example
+from promptgym.data.dataset import Dataset
 from promptgym.errors import PromptgymError
 from promptgym.optimizers.base import Recorder
 from promptgym.optimizers.dp2o import Dp2oOptimizer, plan_budget

@@ -58,34 +58,46 @@ def _strip_quotes(text: str) -> str:
     return text
 
 
-def parse_items(text: str) -> list[tuple[str, str | None]]:
-    """(input text, raw label or None) pairs found in a reply, in order."""
+def parse_items(text: str, labels: Sequence[str] = ()) -> list[tuple[str, str | None]]:
+    """(input text, raw label or None) pairs found in a reply, in order.
+
+    Key/value blocks ("Input: ... / Answer: ...", many key spellings, same-line pairs). With the
+    task's label words in ``labels``, lines that start with a known label ("Positive: text") are
+    items too, as small models often write them. Without any keyed block, key-less fallbacks.
+    """
+    known = {w.casefold() for w in labels}
     items: list[tuple[str, str | None]] = []
     current: list[str] | None = None
+
+    def close(label: str | None) -> None:
+        nonlocal current
+        if current is not None:
+            items.append((_strip_quotes(" ".join(current)), label))
+        current = None
+
     for raw in text.splitlines():
         line = _MARKERS.sub("", _clean_line(raw), count=1)
         if not line:
             continue
         key_in = _KEY_INPUT.match(line)
         key_label = _KEY_LABEL.match(line)
+        label_first = _LABEL_FIRST.match(line) if known else None
         if key_in:
-            if current is not None:
-                items.append((_strip_quotes(" ".join(current)), None))
+            close(None)
             body = key_in.group(1)
             inline = _INLINE_LABEL.search(body)
             if inline:  # "Input: text  Answer: label" on one line
                 items.append((_strip_quotes(body[:inline.start()]), inline.group(1).strip()))
-                current = None
             else:
                 current = [body]
         elif key_label:
-            if current is not None:
-                items.append((_strip_quotes(" ".join(current)), key_label.group(1).strip()))
-                current = None
+            close(key_label.group(1).strip())
+        elif label_first and label_first.group(1).strip().casefold() in known:
+            close(None)
+            items.append((_strip_quotes(label_first.group(2)), label_first.group(1).strip()))
         elif current is not None:
             current.append(line)
-    if current is not None:
-        items.append((_strip_quotes(" ".join(current)), None))
+    close(None)
     items = [(t, lab) for t, lab in items if t]
     return items or _fallback_items(text)
 
@@ -206,7 +218,7 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
             result.turns += 1
             full = REPLY_CUE + reply
             messages.append(("assistant", full.strip()))
-            parsed = parse_items(full)
+            parsed = parse_items(full, labels=sorted(words))
             if not parsed:
                 result.empty_replies += 1
             result.parsed += len(parsed)

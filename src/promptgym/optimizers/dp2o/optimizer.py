@@ -66,7 +66,6 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
             size = max(8, size * 3 // 4)
         elif m > 3:
             m -= 1
-            n_seed = max(n_seed, m) if n_seed > m else m
         elif n_seed > m:
             n_seed -= 1
         elif h > 2:
@@ -444,8 +443,8 @@ class Dp2oOptimizer(Optimizer):
         pi = run.policy.probs(states)
         sim = inference.nearest(states, run.pool_embeddings)
         best = np.full(len(test), run.best_index)
-        table = self._fill(task, evaluator, run.pool, test, inference.needed_pairs(pi, self.params["top_k"], [sim, best]),
-                           len(run.labels))
+        need = inference.needed_pairs(pi, self.params["top_k"], [sim, best])
+        table = self._fill(task, evaluator, run.pool, test, need, len(run.labels))
         initial = evaluator.run_task(task, ctx.initial, test, charge=False)
         acc = {
             "initial": float(np.mean(initial.scores)),

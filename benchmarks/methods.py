@@ -1,0 +1,226 @@
+"""Issue 5: every LLM-proposer method on the same budget, held out, 3 seeds.
+
+    python benchmarks/methods.py                       # the full benchmark (hours on 2 shared cores)
+    python benchmarks/methods.py --tiny                # smoke test: 1 seed, tiny splits and budget
+    python benchmarks/methods.py --methods opro evoprompt-ga --seeds 0 --budget 200
+
+Methods (skipped when not registered): ape, opro, protegi (bandit selection, its default), protegi
+with ``selector=uniform``, evoprompt-ga, evoprompt-de, gpo (decaying edit limit, its default) and gpo
+with ``decay_edit_limit=false``. The embedded model is task and optimizer model; every run gets the
+same search-call budget and the same seeded train/test split (so ``test_initial`` is shared by all
+methods of one task and seed). Extra method parameters: ``--param METHOD:KEY=VALUE`` (repeatable,
+VALUE parsed as JSON when it can be, like the CLI's ``--param``).
+
+Tasks: ``bigbench:multiemo/all_sentence_en`` (4 labels, chance 0.25) and ``bigbench:misconceptions``
+(T/F, chance 0.50): the second was chosen because the embedded model is above chance on it with the
+task's own instruction (0.65 on 40 examples, majority class 0.575; checked with
+``Evaluator.run_task``), while e.g. implicatures, sports_understanding and anachronisms sat at chance
+(0.50 / 0.475 / 0.475) and intent_recognition / empirical_judgments predicted a single class.
+
+Writes ``benchmarks/results/methods.json`` (every run + per-method aggregates) and
+``benchmarks/results/methods.md`` (the table). "Beats start on test?" counts the seeds on which the
+method's prompt scored strictly higher than the starting prompt on the held-out test split, and
+says "yes" only when that happened on every seed. Spread is the sample standard deviation over
+seeds.
+
+Every run has its own response cache (``--workdir``, default ``$PROMPTGYM_HOME/bench-methods``, one
+file per task, variant and seed): with one shared cache a method would get free replays of another
+method's calls (e.g. the starting prompt's training score) and so, in effect, a larger budget. The
+price is that each run scores the starting prompt on test itself. An interrupted benchmark resumes
+from these caches when started again; runs whose cache existed beforehand are flagged ``resumed``
+and their wall times understate a cold run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from promptgym import api
+from promptgym.data.loaders import load_dataset
+from promptgym.optimizers import REGISTRY
+from promptgym.paths import home
+
+TASKS = ["bigbench:multiemo/all_sentence_en", "bigbench:misconceptions"]
+VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("ape", "ape", {}),
+    ("opro", "opro", {}),
+    ("protegi", "protegi", {}),
+    ("protegi[selector=uniform]", "protegi", {"selector": "uniform"}),
+    ("evoprompt-ga", "evoprompt-ga", {}),
+    ("evoprompt-de", "evoprompt-de", {}),
+    ("gpo", "gpo", {}),
+    ("gpo[decay_edit_limit=false]", "gpo", {"decay_edit_limit": False}),
+]
+RESULTS = Path(__file__).resolve().parent / "results"
+TINY = dict(budget=40, train_size=6, test_size=6, seeds=[0])
+
+
+def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD:KEY=VALUE`` items -> {method: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if not sep or not eq or not key:
+            raise SystemExit(f"--param '{item}': expected METHOD:KEY=VALUE")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(method, {})[key] = parsed
+    return out
+
+
+def plan(methods: list[str] | None, extra: dict[str, dict[str, Any]]) -> tuple[list, list[str]]:
+    """The variants to run, and why the others are skipped."""
+    todo, skipped = [], []
+    for label, method, params in VARIANTS:
+        if methods and label not in methods and method not in methods:
+            continue
+        cls = REGISTRY.get(method)
+        if cls is None:
+            skipped.append(f"{label}: method '{method}' is not registered")
+            continue
+        merged = {**params, **extra.get(method, {})}
+        unknown = sorted(set(merged) - set(cls.defaults))
+        if unknown:
+            skipped.append(f"{label}: '{method}' has no parameter(s) {', '.join(unknown)}")
+            continue
+        todo.append((label, method, merged))
+    return todo, skipped
+
+
+def chance(dataset: str) -> float:
+    ds = load_dataset(dataset)
+    return statistics.fmean(1 / len(e.choices) for e in ds.examples if e.choices)
+
+
+def run_one(dataset: str, label: str, method: str, params: dict[str, Any], seed: int,
+            args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    store_url = f"sqlite:///{workdir / 'runs.sqlite'}"
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{dataset}-{label}-s{seed}")
+    cache_file = workdir / f"cache-{slug}.sqlite"
+    resumed = cache_file.exists()
+    cache_url = f"sqlite:///{cache_file}"
+    started = time.perf_counter()
+    res = api.optimize(dataset, method=method, budget=args.budget, seed=seed, train_size=args.train_size,
+                       test_size=args.test_size, dev_size=args.dev_size, task_model=args.model,
+                       optimizer_model=args.model, params=params, store_url=store_url,
+                       cache_url=cache_url, quiet=not args.verbose)
+    s = res.summary
+    return dict(task=dataset, variant=label, method=method, params=params, seed=seed, run_id=s["run_id"],
+                test_initial=s["test_initial"], test_best=s["test_best"], train_initial=s["initial_score"],
+                train_best=s["best_score"], beats_start=bool(s["test_best"] > s["test_initial"]),
+                calls=s["budget_used"], llm_calls=s["llm_calls"], cached_calls=s["cached_calls"],
+                wall_seconds=round(time.perf_counter() - started, 2), model_seconds=s["model_seconds"],
+                resumed=resumed,
+                best_prompt=s["best_prompt"], initial_prompt=s["initial_prompt"], stats=s["stats"])
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["variant"]), []).append(row)
+    out = []
+    for (task, variant), runs in groups.items():
+        ti, ti_sd = _mean_sd([r["test_initial"] for r in runs])
+        tb, tb_sd = _mean_sd([r["test_best"] for r in runs])
+        wins = sum(r["beats_start"] for r in runs)
+        out.append(dict(task=task, variant=variant, seeds=len(runs), test_initial_mean=ti, test_initial_sd=ti_sd,
+                        test_best_mean=tb, test_best_sd=tb_sd, delta_mean=tb - ti, wins=wins,
+                        beats_start="yes" if wins == len(runs) else ("no" if wins == 0 else "mixed"),
+                        calls_mean=statistics.fmean(r["calls"] for r in runs),
+                        wall_seconds_mean=statistics.fmean(r["wall_seconds"] for r in runs),
+                        resumed_runs=sum(r["resumed"] for r in runs)))
+    return out
+
+
+def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"# Methods benchmark (issue 5)", "",
+             f"{meta['date']}; model `{meta['model']}` as task and optimizer; budget {meta['budget']} search calls "
+             f"per run; train {meta['train_size']}, dev {meta['dev_size']}, test {meta['test_size']}; seeds "
+             f"{', '.join(map(str, meta['seeds']))}. Mean ± sample sd over seeds. \"Beats start on test?\": "
+             "seeds where the found prompt scored strictly higher than the starting prompt on the held-out "
+             "test split (\"yes\" only if on every seed).", ""]
+    for task in meta["tasks"]:
+        lines += [f"## `{task}` (chance {meta['chance'][task]:.2f})", "",
+                  "| method | test_initial | test_best | Δ | beats start on test? | calls | wall s |",
+                  "|---|---|---|---|---|---|---|"]
+        for a in (a for a in summary if a["task"] == task):
+            lines.append(f"| {a['variant']} | {a['test_initial_mean']:.3f} ± {a['test_initial_sd']:.3f} | "
+                         f"{a['test_best_mean']:.3f} ± {a['test_best_sd']:.3f} | {a['delta_mean']:+.3f} | "
+                         f"{a['beats_start']} ({a['wins']}/{a['seeds']}) | {a['calls_mean']:.0f} | "
+                         f"{a['wall_seconds_mean']:.0f} |")
+        lines.append("")
+    if meta["skipped"]:
+        lines += ["Skipped: " + "; ".join(meta["skipped"]), ""]
+    if any(a["resumed_runs"] for a in summary):
+        lines += ["Some runs were resumed or repeated on an existing cache: their wall times understate "
+                  "a cold run.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=TASKS)
+    ap.add_argument("--methods", nargs="+", default=None, help="variant labels or method names (default: all)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=300, help="search-call budget of every run")
+    ap.add_argument("--train-size", type=int, default=30)
+    ap.add_argument("--dev-size", type=int, default=0)
+    ap.add_argument("--test-size", type=int, default=100)
+    ap.add_argument("--model", default="embedded", help="task and optimizer model spec")
+    ap.add_argument("--param", action="append", default=[], help="METHOD:KEY=VALUE, for every run of METHOD")
+    ap.add_argument("--workdir", type=Path, default=None, help="run store + cache (default $PROMPTGYM_HOME/bench-methods)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "methods.json")
+    ap.add_argument("--tiny", action="store_true", help="1 seed, train/test 6, budget 40: a smoke test only")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.budget, args.train_size, args.test_size, args.seeds = (TINY["budget"], TINY["train_size"],
+                                                                    TINY["test_size"], TINY["seeds"])
+    variants, skipped = plan(args.methods, parse_params(args.param))
+    for why in skipped:
+        print(f"skip {why}", file=sys.stderr)
+    workdir = args.workdir or home() / "bench-methods"
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    rows = []
+    for dataset in args.tasks:
+        for seed in args.seeds:
+            for label, method, params in variants:
+                row = run_one(dataset, label, method, params, seed, args, workdir)
+                rows.append(row)
+                print(f"{dataset} seed {seed} {label:28s} test {row['test_initial']:.3f} -> {row['test_best']:.3f} "
+                      f"calls {row['calls']} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
+    summary = aggregate(rows)
+    meta = dict(date=dt.datetime.now().isoformat(timespec="seconds"), model=args.model, budget=args.budget,
+                train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seeds=args.seeds,
+                tasks=args.tasks, chance={t: chance(t) for t in args.tasks}, skipped=skipped,
+                variants=[dict(label=l, method=m, params=p) for l, m, p in variants], tiny=args.tiny,
+                total_seconds=round(time.perf_counter() - started, 1), python=platform.python_version(),
+                cpus=os.cpu_count(), load_average=os.getloadavg())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(meta=meta, summary=summary, runs=rows), indent=2))
+    table = markdown(summary, meta)
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
