@@ -149,7 +149,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [f"# Methods benchmark (issue 5)", "",
+    lines = ["# Methods benchmark (issue 5)", "",
              f"{meta['date']}; model `{meta['model']}` as task and optimizer; budget {meta['budget']} search calls "
              f"per run; train {meta['train_size']}, dev {meta['dev_size']}, test {meta['test_size']}; seeds "
              f"{', '.join(map(str, meta['seeds']))}. Mean ± sample sd over seeds. \"Beats start on test?\": "
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-size", type=int, default=100)
     ap.add_argument("--model", default="embedded", help="task and optimizer model spec")
     ap.add_argument("--param", action="append", default=[], help="METHOD:KEY=VALUE, for every run of METHOD")
-    ap.add_argument("--workdir", type=Path, default=None, help="run store + cache (default $PROMPTGYM_HOME/bench-methods)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="run store + caches (default $PROMPTGYM_HOME/bench-methods)")
     ap.add_argument("--out", type=Path, default=RESULTS / "methods.json")
     ap.add_argument("--tiny", action="store_true", help="1 seed, train/test 6, budget 40: a smoke test only")
     ap.add_argument("--verbose", action="store_true")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -122,6 +123,19 @@ def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
 
 
+def _new_tokens(prompts: list[list[int]]) -> list[int]:
+    """Tokens each prompt must evaluate when the previous prompt's prefix is kept (as in a round):
+    the prefix-reuse ratio follows from these and the full prompt lengths."""
+    out, previous = [], []
+    for tokens in prompts:
+        keep = 0
+        while keep < min(len(previous), len(tokens) - 1) and previous[keep] == tokens[keep]:
+            keep += 1
+        out.append(len(tokens) - keep)
+        previous = tokens
+    return out
+
+
 def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
         layout: str = DEFAULT_LAYOUT, threads: int | None = None, log=print) -> dict:
     data = load_dataset(dataset)
@@ -142,10 +156,11 @@ def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
                   for r in requests]
     tmp = tempfile.TemporaryDirectory(prefix="promptgym-bench-")
 
-    def ours(items=examples, tag=[0]) -> Callable[[], list[list[float]]]:
+    fresh = itertools.count()
+
+    def ours(items=examples) -> Callable[[], list[list[float]]]:
         """A fresh cache and run store (created before the timer), then one timed run_task."""
-        tag[0] += 1
-        folder = Path(tmp.name) / f"ours{tag[0]}"
+        folder = Path(tmp.name) / f"ours{next(fresh)}"
         cache = ResponseCache(f"sqlite:///{folder / 'cache.sqlite'}")
         store = RunStore(f"sqlite:///{folder / 'runs.sqlite'}")
         run_id = store.create_run("benchmark", dataset, {})
@@ -232,6 +247,7 @@ def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
         "dataset": dataset, "layout": layout, "seed": seed, "instruction": prompt.instruction,
         "n_examples": len(examples), "rounds": rounds,
         "prompt_tokens_mean": round(float(np.mean([len(p) for p in prompt_ids])), 1),
+        "new_prompt_tokens_mean_with_reuse": round(float(np.mean(_new_tokens(prompt_ids))), 1),
         "option_tokens": sorted({len(t) for opts in option_ids for t in opts}),
         "seconds_per_round": {k: [round(v, 4) for v in times[k]] for k in names},
         "wall_seconds": round(wall, 2),

@@ -19,12 +19,12 @@ import hashlib
 import pytest
 
 from promptgym.data.dataset import Example
-from promptgym.evaluation.cache import request_key
 from promptgym.models.base import GenerationRequest
-from promptgym.models.scripted import ScriptedBackend, request_text
+from promptgym.models.scripted import request_text
 from promptgym.optimizers import REGISTRY
 from promptgym.optimizers.base import Context
 from promptgym.tasks.prompt import Prompt
+from support import RecordingBackend
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")  # as in conftest.make_examples
 
@@ -66,32 +66,12 @@ def scripted_logprob(prompt: str, option: str) -> float:
     return -2.0 + 0.6 * instruction.count(option.strip().lower()) + 1.5 * noise
 
 
-class RecordingBackend(ScriptedBackend):
-    """Scripted backend that logs every request it answers (key and text) into shared lists and can
-    simulate a kill (KeyboardInterrupt) before answering call number ``interrupt_after + 1``."""
+class ConformanceBackend(RecordingBackend):
+    """The recording backend with this suite's scripted replies and option scores."""
 
     def __init__(self, keys: list[str] | None = None, texts: list[str] | None = None,
                  interrupt_after: int | None = None):
-        super().__init__(reply=scripted_reply, option_logprob=scripted_logprob)
-        self.keys = [] if keys is None else keys
-        self.texts = [] if texts is None else texts
-        self.interrupt_after = interrupt_after
-
-    def _log(self, request) -> None:
-        if self.interrupt_after is not None and len(self.keys) >= self.interrupt_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.keys.append(request_key(self.identity, request))
-        self.texts.append(request_text(request))
-
-    def generate(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().generate([request], lambda _, resp, i=i: on_result(i, resp))
-
-    def score(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().score([request], lambda _, resp, i=i: on_result(i, resp))
+        super().__init__(keys, texts, interrupt_after, reply=scripted_reply, option_logprob=scripted_logprob)
 
 
 def heldout_examples(n: int = 6) -> list[Example]:
@@ -128,7 +108,7 @@ METHODS = sorted(REGISTRY)
 @pytest.mark.parametrize("budget", [5, 40, 150])
 @pytest.mark.parametrize("name", METHODS)
 def test_budget_respected_exactly(name, budget, build):
-    backend = RecordingBackend()
+    backend = ConformanceBackend()
     ctx = build(budget, backend)
     run_method(name, ctx)
     assert len(backend.keys) <= budget
@@ -142,7 +122,7 @@ def test_budget_respected_exactly(name, budget, build):
 def test_deterministic_for_seed_and_fresh_cache(name, build):
     runs = []
     for attempt in range(2):
-        backend = RecordingBackend()
+        backend = ConformanceBackend()
         ctx = build(120, backend, cache_name=f"fresh{attempt}.sqlite", seed=3)
         best = run_method(name, ctx)
         runs.append((best, backend.keys))
@@ -154,19 +134,19 @@ def test_deterministic_for_seed_and_fresh_cache(name, build):
 @pytest.mark.parametrize("name", METHODS)
 def test_resume_after_interruption(name, build):
     budget = 120
-    whole = RecordingBackend()
+    whole = ConformanceBackend()
     expected = run_method(name, build(budget, whole, cache_name="whole.sqlite"))
     if len(whole.keys) < 2:
         pytest.skip("the run makes fewer than 2 calls; nothing to interrupt")
     k = len(whole.keys) // 2
 
     keys: list[str] = []
-    first = build(budget, RecordingBackend(keys, interrupt_after=k), cache_name="resumed.sqlite")
+    first = build(budget, ConformanceBackend(keys, interrupt_after=k), cache_name="resumed.sqlite")
     with pytest.raises(KeyboardInterrupt):
         run_method(name, first)
     assert len(keys) == k
     # The rerun, as api.resume does it: the same cache, the budget already charged carried over.
-    again = build(budget, RecordingBackend(keys), cache_name="resumed.sqlite")
+    again = build(budget, ConformanceBackend(keys), cache_name="resumed.sqlite")
     again.evaluator.budget.spent = first.evaluator.budget.spent
     result = run_method(name, again)
     assert result == expected
@@ -176,7 +156,7 @@ def test_resume_after_interruption(name, build):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_never_sees_test_examples(name, build):
-    backend = RecordingBackend()
+    backend = ConformanceBackend()
     ctx = build(150, backend)
     run_method(name, ctx)
     assert backend.texts
@@ -186,7 +166,7 @@ def test_never_sees_test_examples(name, build):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_returned_prompt_renders(name, build):
-    ctx = build(150, RecordingBackend())
+    ctx = build(150, ConformanceBackend())
     best = run_method(name, ctx)
     assert isinstance(best, Prompt) and best.instruction.strip()
     example = ctx.test_examples[0]  # type: ignore[attr-defined]

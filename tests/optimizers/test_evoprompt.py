@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from promptgym import api
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.evoprompt import (
@@ -191,7 +192,8 @@ def test_children_copying_the_example_or_duplicates_are_dropped(scripted_context
 def test_parse_messy_evolution_outputs():
     assert parse_first(" A mix.\n2. Mutation: <prompt>Final one here.</prompt>", "prompt", which="last") == \
         "Final one here."
-    assert parse_first("<prompt>first</prompt> then <prompt>Final two.</prompt>", "prompt", which="last") == "Final two."
+    two = "<prompt>first</prompt> then <prompt>Final two.</prompt>"
+    assert parse_first(two, "prompt", which="last") == "Final two."
     assert parse_first(" Blend of both.\n2. Mutation: <prompt>Unclosed final\n\nnoise", "prompt", which="last") == \
         "Unclosed final"
     assert parse_first(" Just a crossover line.\n2. more", "prompt", which="last") == "Just a crossover line."
@@ -225,3 +227,15 @@ def test_plan_recorded_and_budget_respected(cls, scripted_context):
     st = ctx.stats["evoprompt"]
     assert st["population_planned"] < 10 and st["generations_planned"] >= 1
     assert ctx.evaluator.budget.spent <= 200
+
+
+@pytest.mark.integration
+def test_evoprompt_de_runs_on_the_embedded_model(tmp_path):
+    """One tiny real run: paraphrase init, the DE meta-prompt and parsing work with SmolLM2."""
+    res = api.optimize("example:sentiment", method="evoprompt-de", budget=40, train_size=4, test_size=4,
+                       params={"population": 3, "generations": 1, "max_tokens": 80},
+                       store_url=f"sqlite:///{tmp_path}/runs.sqlite", cache_url=f"sqlite:///{tmp_path}/cache.sqlite")
+    assert res["budget_used"] <= 40
+    st = res["stats"]["evoprompt"]
+    assert st["population_planned"] == 3 and st["generations_planned"] == 1
+    assert res.best_prompt.instruction.strip()

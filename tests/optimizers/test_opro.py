@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
+from promptgym import api
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.opro import ANSWER_CUE, OproOptimizer, build_meta_prompt, bucket, trajectory
@@ -126,3 +129,14 @@ def test_plan_recorded_and_budget_spent_exactly(scripted_context):
     OproOptimizer().run(ctx)
     assert ctx.stats["opro"]["steps_planned"] == 1 and ctx.stats["opro"]["per_step"] == 8
     assert ctx.evaluator.budget.spent <= 150
+
+
+@pytest.mark.integration
+def test_opro_runs_on_the_embedded_model(tmp_path):
+    """One tiny real run: the meta-prompt, priming and parsing work with SmolLM2 end to end."""
+    res = api.optimize("example:sentiment", method="opro", budget=20, train_size=4, test_size=4,
+                       params={"per_step": 2, "max_tokens": 40}, store_url=f"sqlite:///{tmp_path}/runs.sqlite",
+                       cache_url=f"sqlite:///{tmp_path}/cache.sqlite")
+    assert res["budget_used"] <= 20
+    assert res["stats"]["opro"]["proposed"] == 2
+    assert res.best_prompt.instruction.strip()

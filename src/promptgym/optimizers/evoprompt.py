@@ -27,8 +27,10 @@ Decisions where paper and code leave it open:
 - Children are filtered before scoring (duplicates of anything seen, degenerate text); a dropped
   child costs its generation call only, is counted in ``ctx.stats["dropped"]`` and simply leaves its
   slot empty (GA) or p_i in place (DE). The code scores every child.
-- Paraphrases for the initial population use the evolution temperature; if duplicates leave the
-  population short, up to two more paraphrase requests fill it, then it runs with what it has.
+- Paraphrases for the initial population are sampled at ``paraphrase_temperature`` 1.0 (the code
+  passes no temperature there, so its API's default of 1.0 applies; a tiny model at 0.5 mostly
+  echoes the prompt); if duplicates leave the population short, up to two more paraphrase requests
+  fill it, then it runs with what it has (no evolution if fewer than the minimum remain).
 - Parsing: the last <prompt> span (the final step's); an unclosed tag or a reply without tags falls
   back to the first line after the tag / of the reply (the code takes the whole reply). A child
   that copies a prompt of the worked example is dropped too (a tiny model often does).
@@ -46,7 +48,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
 from promptgym.optimizers.proposals import (
     CandidateFilter, normalize_key, paraphrase, parse_first, planning_budget, render_meta_prompt,
@@ -169,7 +170,6 @@ class _EvoPrompt(Optimizer):
         return n, t
 
     def optimize(self, ctx: Context) -> Prompt:
-        p = self.params
         split, examples = selection_data(ctx)
         self.selection_split = split  # run() falls back to the best on this split
         self._split, self._examples = split, examples
@@ -201,7 +201,7 @@ class _EvoPrompt(Optimizer):
             need = n - 1 - len(texts)
             if need <= 0:
                 break
-            outs = paraphrase(ctx, ctx.initial, need, temperature=p["temperature"], top_p=p["top_p"],
+            outs = paraphrase(ctx, ctx.initial, need, temperature=p["paraphrase_temperature"], top_p=p["top_p"],
                               max_tokens=p["paraphrase_max_tokens"])
             texts += self._filter(outs)
             self._record_drops(ctx)
@@ -252,6 +252,7 @@ class EvoPromptGA(_EvoPrompt):
         "temperature": 0.5,
         "top_p": 0.95,
         "max_tokens": 160,
+        "paraphrase_temperature": 1.0,
         "paraphrase_max_tokens": 60,
     }
 
@@ -283,6 +284,7 @@ class EvoPromptDE(_EvoPrompt):
         "top_p": 0.95,
         "donor_random": False,
         "max_tokens": 220,
+        "paraphrase_temperature": 1.0,
         "paraphrase_max_tokens": 60,
     }
 

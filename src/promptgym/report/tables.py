@@ -48,11 +48,11 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
         latest[(row["candidate_id"], row["split"])] = row["score"]
     splits = sorted({split for _, split in latest})
     table = Table(title=f"run {run['run_id']} ({run['method']}, {run['status']})")
-    table.add_column("#", justify="right")
-    table.add_column("operation")
-    table.add_column("instruction")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("operation", no_wrap=True)
+    table.add_column("instruction", ratio=1, min_width=30, overflow="fold")
     for split in splits:
-        table.add_column(split, justify="right")
+        table.add_column(split, justify="right", no_wrap=True)
     for c in candidates:
         marker = " *" if c["candidate_id"] == run.get("best_candidate") else ""
         table.add_row(str(c["seq"]) + marker, c["operation"], c["instruction"],

@@ -16,13 +16,13 @@ import re
 import pytest
 
 from promptgym.data.dataset import Example
-from promptgym.evaluation.cache import ResponseCache, request_key
+from promptgym.evaluation.cache import ResponseCache
 from promptgym.evaluation.evaluator import Budget, Evaluator
 from promptgym.models.base import GenerationRequest
-from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.base import Context
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
+from support import RecordingBackend
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")
 TOPICS = ("food", "staff", "room", "price")
@@ -67,28 +67,12 @@ def world_logprob(prompt: str, option: str) -> float:
     return (-0.5 if word == demo.group(2) else -2.0) + noise
 
 
-class WorldBackend(ScriptedBackend):
+class WorldBackend(RecordingBackend):
     """The scripted world, logging request keys (and able to simulate a kill)."""
 
     def __init__(self, keys: list[str] | None = None, interrupt_after: int | None = None):
-        super().__init__(reply=world_reply, option_logprob=world_logprob, name="dp2o-world")
-        self.keys = [] if keys is None else keys
-        self.interrupt_after = interrupt_after
-
-    def _log(self, request) -> None:
-        if self.interrupt_after is not None and len(self.keys) >= self.interrupt_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.keys.append(request_key(self.identity, request))
-
-    def generate(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().generate([request], lambda _, resp, i=i: on_result(i, resp))
-
-    def score(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().score([request], lambda _, resp, i=i: on_result(i, resp))
+        super().__init__(keys, None, interrupt_after, reply=world_reply, option_logprob=world_logprob,
+                         name="dp2o-world")
 
 
 @pytest.fixture

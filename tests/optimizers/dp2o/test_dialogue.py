@@ -105,20 +105,32 @@ class _Ctx:
 def test_dialogue_carries_history_filters_and_counts():
     seeds = [Example(f"s{i}", f"Seed text number {i} about the hotel stay.", (lab,), tuple(WORDS))
              for i, lab in enumerate(["positive", "negative", "neutral", "ambivalent"])]
+    # One exchange per label and window: 4 seeds, window 3 -> 2 windows x 4 labels = 8 exchanges.
     replies = [
-        " A clean room and kind staff.\nAnswer: positive\nInput: Dirty sheets everywhere.\nAnswer: negative",
-        " A clean room and kind staff.\nAnswer: positive\n"
-        "Input: Seed text number 1 about the hotel stay.\nAnswer: negative\n"
-        "Input: ok\nAnswer: neutral\nInput: The pool was nice but cold.\nAnswer: furious",
+        " A clean room and kind staff.",                                  # window 0, positive
+        " Dirty sheets everywhere.\nAnswer: negative",                    # keeps the first line only
+        " ok",                                                           # too short
+        "",                                                              # empty reply
+        " A clean room and kind staff.",                                  # window 1: duplicate
+        " Seed text number 1 about the hotel stay.",                      # copies a known input
+        " The pool was nice but cold. Answer: furious",                   # inline answer is cut off
+        " **The breakfast was fine, nothing special.**",
     ]
     ctx = _Ctx(replies)
     result = run_dialogue(ctx, seeds, "Classify.", list(WORDS), {w: w for w in WORDS}, rounds=1,
                           known_inputs=seeds)
-    assert result.turns == 2  # 4 seeds, window 3 -> 2 turns
-    assert [(i.input, i.label) for i in result.items] == [("A clean room and kind staff.", "positive"),
-                                                          ("Dirty sheets everywhere.", "negative")]
-    assert dict(result.dropped) == {"duplicate": 1, "copies_demos": 1, "too_short": 1, "bad_label": 1}
+    assert result.turns == 8
+    assert result.empty_replies == 1
+    labels_asked = [m[-1][1].split("answer is ", 1)[1].split(".")[0] for m in ctx.asked]
+    assert labels_asked[:4] == ["positive", "negative", "neutral", "ambivalent"]
+    assert labels_asked[4:] == ["negative", "neutral", "ambivalent", "positive"]  # rotated per window
+    assert [(i.input, i.label) for i in result.items] == [
+        ("A clean room and kind staff.", "positive"), ("Dirty sheets everywhere.", "negative"),
+        ("The pool was nice but cold.", "ambivalent"),
+        ("The breakfast was fine, nothing special.", "positive")]
+    assert dict(result.dropped) == {"duplicate": 1, "copies_demos": 1, "too_short": 1}
     second = ctx.asked[1]
     assert [r for r, _ in second] == ["system", "user", "assistant", "user"]
-    assert second[2][1].startswith("Input: A clean room")  # the first reply is in the history
-    assert "Seed text number 3" in second[3][1] and "Seed text number 0" not in second[3][1]
+    assert second[2][1] == "Input: A clean room and kind staff.\nAnswer: positive"  # history is labelled
+    fifth = ctx.asked[4][-1][1]
+    assert "Seed text number 3" in fifth and "Seed text number 0" not in fifth

@@ -2,10 +2,15 @@
 in one conversation per round (earlier turns and replies are carried as chat messages).
 
 Each turn shows a window of ``window`` consecutive seed demonstrations (the paper's m - 2 turns
-for m seeds is a window of 3 sliding over them) and asks for one new example per label, in the
-same "Input: ... / Answer: ..." form the task's demonstrations use. Later turns ask for examples
-that fit everything shown so far and differ from what was already written. The first round walks
-the seeds in SUE order, later rounds in a seeded shuffled order, so rounds differ.
+for m seeds is a window of 3 sliding over them) and then asks, one exchange per label, for one new
+example whose answer is that label. Decision (measured on SmolLM2-135M): asked for several
+labelled examples in one reply, the tiny model wrote numbered stubs ("1. 2. 3. 4.") or labels
+outside the label set on every turn of a 3-round run (0 usable items of 18 turns), so the label is
+fixed by the request and the model writes only the input text; the exchange is recorded in the
+history as "Input: ... / Answer: <label>", so later turns see complete labelled examples. This also
+gives the label balance the paper asks for by construction. Later windows ask for examples that fit
+everything shown so far. The first round walks the seeds in SUE order, later rounds in a seeded
+shuffled order, so rounds differ.
 
 Small models write messy replies; ``parse_items`` reads key/value blocks with many key spellings,
 same-line pairs, markdown, numbering, and a few key-less fallbacks ("text (label)", "label: text").
@@ -27,14 +32,14 @@ SYSTEM = ("You write new labelled examples for a text classification task. You c
 FIRST_TURN = (
     "Task: {instruction}\nPossible answers: {labels}.\n\n"
     "Some examples of the task:\n\n{demos}\n\n"
-    "Write {count} new examples of this task: {spread}. Match the examples above in topic, length "
-    "and style, but do not copy them. Use exactly this form for each one:\n\n"
-    "Input: <the text>\nAnswer: <one of: {labels}>"
+    "Write one new example of this task whose answer is {word}. Match the examples above in topic, "
+    "length and style, but do not copy them. Write only the input text."
 )
+NEXT_LABEL = "Now write one more new example, different from the ones so far, whose answer is {word}."
 NEXT_TURN = (
     "More examples of the task:\n\n{demos}\n\n"
-    "Write {count} more new examples: {spread}. They should fit all the examples so far and be "
-    "different from the ones you already wrote. Same form: an Input line, then an Answer line."
+    "Write one new example that fits all the examples so far, whose answer is {word}. "
+    "Write only the input text."
 )
 REPLY_CUE = "Input:"
 
@@ -184,6 +189,14 @@ def trim_history(messages: list[tuple[str, str]], max_chars: int) -> list[tuple[
     return head + kept
 
 
+def _reply_text(reply: str) -> str:
+    """The input text the model wrote after the "Input:" cue: the first keyed item if it wrote
+    whole blocks anyway, else the first line, without a trailing "Answer: ..." part."""
+    parsed = parse_items(REPLY_CUE + reply)
+    text = parsed[0][0] if parsed else reply.strip().split("\n")[0]
+    return _strip_quotes(_INLINE_LABEL.split(" " + text)[0]) if text else ""
+
+
 def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequence[str],
                  label_word: dict[str, str], *, rounds: int, window: int = 3, temperature: float = 0.8,
                  top_p: float = 0.95, max_tokens: int = 256, max_history_chars: int = 4000,
@@ -195,8 +208,6 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
     words = {label_word[lab].casefold(): lab for lab in labels}
     words.update({lab.casefold(): lab for lab in labels})
     label_list = ", ".join(label_word[lab] for lab in labels)
-    spread = "one for each answer (" + ", ".join(label_word[lab] for lab in labels) + ")"
-    count = len(labels)
     filt = CandidateFilter(min_words=min_words, max_words=max_words, demos=list(known_inputs))
     filt.remember([e.input for e in known_inputs])
     n = len(seeds)
@@ -208,28 +219,26 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
         for turn in range(n_turns):
             shown = order[turn:turn + width]
             demos = format_demos([(seeds[i].input, label_word[seeds[i].target]) for i in shown])
-            template = FIRST_TURN if turn == 0 else NEXT_TURN
-            user = template.format(instruction=instruction.strip(), labels=label_list, demos=demos,
-                                   count=count, spread=spread)
-            messages.append(("user", user))
-            messages = trim_history(messages, max_history_chars)
-            reply = ctx.ask(messages, n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                            answer_prefix=REPLY_CUE)[0]
-            result.turns += 1
-            full = REPLY_CUE + reply
-            messages.append(("assistant", full.strip()))
-            parsed = parse_items(full, labels=sorted(words))
-            if not parsed:
-                result.empty_replies += 1
-            result.parsed += len(parsed)
-            for text, raw_label in parsed:
-                label = resolve_label(raw_label, words)
-                if raw_label is None:
-                    result.dropped["no_label"] += 1
+            start = (rnd + turn) % len(labels)  # rotate which label opens the turn
+            for k, label in enumerate(labels[start:] + labels[:start]):
+                word = label_word[label]
+                if k > 0:
+                    user = NEXT_LABEL.format(word=word)
+                else:
+                    template = FIRST_TURN if turn == 0 else NEXT_TURN
+                    user = template.format(instruction=instruction.strip(), labels=label_list,
+                                           demos=demos, word=word)
+                messages.append(("user", user))
+                messages = trim_history(messages, max_history_chars)
+                reply = ctx.ask(messages, n=1, temperature=temperature, top_p=top_p,
+                                max_tokens=max_tokens, answer_prefix=REPLY_CUE, stop=("\n",))[0]
+                result.turns += 1
+                text = _reply_text(reply)
+                messages.append(("assistant", f"{REPLY_CUE} {text}\nAnswer: {word}"))
+                if not text:
+                    result.empty_replies += 1
                     continue
-                if label is None:
-                    result.dropped["bad_label"] += 1
-                    continue
+                result.parsed += 1
                 if not filt([text]):
                     continue
                 result.items.append(Item(text, label, rnd, turn, tuple(shown)))

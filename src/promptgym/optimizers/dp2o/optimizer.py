@@ -51,8 +51,8 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
     h = max(1, int(p["pool_size"]))
 
     def cost() -> float:
-        turns = rounds * max(1, m - min(p["window"], m) + 1)
-        cands = math.ceil(turns * n_labels * EXPECTED_KEEP_RATE)
+        turns = rounds * max(1, m - min(p["window"], m) + 1) * n_labels  # one exchange per label
+        cands = math.ceil(turns * EXPECTED_KEEP_RATE)
         dev_rows = cands if p["dev_all_candidates"] else min(h, cands)
         return (n_seed * size + turns + cands * size + min(h, cands) * (n_train - size)
                 + dev_rows * n_dev + n_dev)
@@ -141,7 +141,7 @@ class Dp2oOptimizer(Optimizer):
         "sue_global": 0.0,
         "temperature": 0.8,
         "top_p": 0.95,
-        "max_tokens": 256,
+        "max_tokens": 80,           # one input text per exchange
         "max_history_chars": 4000,
         "dev_fraction": 0.3,        # carved out of train when the run has no dev split
         "dev_all_candidates": False,  # also score every screened candidate on dev (SUE check)

@@ -1,0 +1,77 @@
+"""BIG-bench loader on a tiny sdist of the same layout (the real one is 358 MB)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from promptgym.data.loaders import load_dataset
+from promptgym.errors import DataError
+
+PREFIX = "bigbench-1.0.0/bigbench/benchmark_tasks/"
+
+
+def _add(tar: tarfile.TarFile, name: str, data: dict) -> None:
+    blob = json.dumps(data).encode()
+    info = tarfile.TarInfo(PREFIX + name)
+    info.size = len(blob)
+    tar.addfile(info, io.BytesIO(blob))
+
+
+@pytest.fixture
+def sdist(tmp_path, monkeypatch):
+    path = tmp_path / "bigbench-1.0.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "mood/task.json", {
+            "task_prefix": "Say how the writer feels.", "description": "meta text",
+            "examples": [{"input": "I love it", "target_scores": {"sad": 0, "happy": 1}},
+                         {"input": "I hate it", "target_scores": {"sad": 1, "happy": 0}}]})
+        _add(tar, "qa/task.json", {"description": "Answer.", "examples": [
+            {"input": "2+2?", "target": ["4", "four"]}, {"input": "Capital of France?", "target": "Paris"}]})
+        _add(tar, "multi/task.json", {"name": "multi", "description": "Parent."})
+        _add(tar, "multi/a/task.json", {"task_prefix": "Pick one.", "examples": [
+            {"input": "x", "target_scores": {"yes": 1, "no": 0}}]})
+        _add(tar, "multi/b/task.json", {"examples": [{"input": "y", "target_scores": {"yes": 0, "no": 1}}]})
+        _add(tar, "broken/task.json", {"examples": [{"input": "z"}]})
+    monkeypatch.setenv("PROMPTGYM_BIGBENCH_SDIST", str(path))
+    return path
+
+
+def test_multiple_choice_task(sdist):
+    ds = load_dataset("bigbench:mood")
+    assert ds.description == "Say how the writer feels."  # task_prefix wins over description
+    assert [e.target for e in ds.examples] == ["happy", "sad"]
+    assert ds.labels == ("sad", "happy")  # the file's option order is kept
+    assert ds.source == "bigbench:mood"
+
+
+def test_generation_task_keeps_every_accepted_answer(sdist):
+    ds = load_dataset("bigbench:qa")
+    assert ds.examples[0].targets == ("4", "four") and ds.examples[0].choices is None
+    assert ds.description == "Answer."
+
+
+def test_parent_task_combines_its_subtasks_and_a_subtask_loads_alone(sdist):
+    parent = load_dataset("bigbench:multi")
+    assert [e.id for e in parent.examples] == ["a:0", "b:0"]
+    assert [e.target for e in parent.examples] == ["yes", "no"]
+    sub = load_dataset("bigbench:multi/b")
+    assert len(sub) == 1 and sub.examples[0].input == "y"
+
+
+def test_extracted_tasks_are_reused_without_the_tarball(sdist):
+    load_dataset("bigbench:mood")
+    sdist.unlink()
+    assert len(load_dataset("bigbench:mood")) == 2
+
+
+def test_bad_names_and_rows_are_one_line_errors(sdist):
+    with pytest.raises(DataError, match=r"^bigbench:nope: no such BIG-bench task$"):
+        load_dataset("bigbench:nope")
+    with pytest.raises(DataError, match=r"bigbench:broken: example 0: needs 'target_scores' or 'target'"):
+        load_dataset("bigbench:broken")
+    with pytest.raises(DataError, match="give a task name"):
+        load_dataset("bigbench:")
