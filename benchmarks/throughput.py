@@ -44,8 +44,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class RawScorer:
         out = []
         for toks in options:
             total = float(first[toks[0]])
-            for tok, nxt in zip(toks, toks[1:]):
+            for tok, nxt in itertools.pairwise(toks):
                 llm.eval([tok])
                 total += float(self._last_logprobs()[nxt])
             llm.n_tokens = base
@@ -186,7 +186,7 @@ def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
             return out
         return go
 
-    def rawloop(n=len(requests)) -> Callable[[], list[list[float]]]:
+    def rawloop(n: int | None = None) -> Callable[[], list[list[float]]]:
         raw.reset()
         return lambda: [raw.score(p, o) for p, o in zip(prompt_ids[:n], option_ids[:n])]
 
@@ -227,7 +227,7 @@ def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
     if not agree:
         raise AssertionError("run_task and backend.score gave different log-probs for the same requests")
 
-    per_round = lambda a, b: [x / y for x, y in zip(times[a], times[b])]  # noqa: E731
+    per_round = lambda a, b: [x / y for x, y in zip(times[a], times[b])]
     ratios = {
         "ours_vs_raw": _summary(per_round("ours", "raw")),
         "reuse_off_vs_on": _summary(per_round("reuse_off", "reuse_on")),
@@ -262,8 +262,8 @@ def run(n_examples: int, rounds: int, seed: int = 0, dataset: str = DATASET,
 def table(result: dict) -> str:
     rows = [("ours / raw llama-cpp-python", "ours_vs_raw"), ("  backend alone / raw", "backend_vs_raw"),
             ("  ours / backend alone", "ours_vs_backend"), ("prefix reuse off / on", "reuse_off_vs_on")]
-    lines = [f"{result['n_examples']} examples x {result['rounds']} rounds, {result['model']['file']}, "
-             f"llama-cpp-python {result['llama_cpp_python']}, {result['machine']['cpu_count']} CPUs",
+    lines = [(f"{result['n_examples']} examples x {result['rounds']} rounds, {result['model']['file']}, "
+              f"llama-cpp-python {result['llama_cpp_python']}, {result['machine']['cpu_count']} CPUs"),
              f"{'ratio (median of per-round)':32} {'median':>7} {'min':>7} {'max':>7}"]
     for label, key in rows:
         r = result["ratios"][key]
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the backend's)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"result JSON (default {RESULTS})")
     args = parser.parse_args(argv)
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda m: print(m, file=sys.stderr, flush=True)
     result = run(args.examples, args.rounds, seed=args.seed, dataset=args.dataset, layout=args.layout,
                  threads=args.threads, log=log)
     args.out.parent.mkdir(parents=True, exist_ok=True)
