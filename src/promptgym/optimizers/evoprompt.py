@@ -75,14 +75,16 @@ Prompt 1: {{ prompt1 }}
 Prompt 2: {{ prompt2 }}"""
 GA_CUE = "1. Crossover:"
 
-DE_TEMPLATE = """\
+DE_STEPS = """\
 Follow the four steps below to write a better prompt.
 1. Find the parts where Prompt 1 and Prompt 2 differ.
 2. Change each of those differing parts at random.
 3. Put the changed parts into Prompt 3 in place of the parts they match, to make a new prompt.
 4. Cross over the new prompt from step 3 with the Base prompt. Give the final prompt between \
 <prompt> and </prompt>.
-
+"""
+# The worked example repeats the steps, then the real request repeats them again (one-shot form).
+DE_TEMPLATE = DE_STEPS + """
 Prompt 1: Turn the passage into plainer language.
 Prompt 2: Rephrase this hard sentence using easy words, and keep what it says.
 Prompt 3: Rewrite the text in short, simple sentences so that a young reader can follow it, without \
@@ -99,13 +101,7 @@ while keeping its sense.
 4. Final prompt: <prompt>Reword the difficult text in everyday language so that someone still \
 learning English can read it, while keeping its sense.</prompt>
 
-Follow the four steps below to write a better prompt.
-1. Find the parts where Prompt 1 and Prompt 2 differ.
-2. Change each of those differing parts at random.
-3. Put the changed parts into Prompt 3 in place of the parts they match, to make a new prompt.
-4. Cross over the new prompt from step 3 with the Base prompt. Give the final prompt between \
-<prompt> and </prompt>.
-
+""" + DE_STEPS + """
 Prompt 1: {{ prompt1 }}
 Prompt 2: {{ prompt2 }}
 Prompt 3: {{ prompt3 }}
