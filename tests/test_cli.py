@@ -147,3 +147,17 @@ def test_resume_of_an_interrupted_run_replays_it(dataset):
     assert resumed["llm_calls"] == first["llm_calls"]  # no new model call, the replay was free
     assert resumed["budget_used"] == first["budget_used"] <= 40
     assert store.get_run(first["run_id"])["status"] == "finished"
+
+
+def test_field_names_can_be_given_for_jsonl(tmp_path):
+    data = tmp_path / "custom.jsonl"
+    data.write_text("".join(json.dumps({"q": f"text {i}", "y": ["pos", "neg"][i % 2]}) + "\n" for i in range(8)))
+    base = ["optimize", "--dataset", str(data), "--task-model", "scripted", "--optimizer-model", "scripted",
+            "--budget", "10", "--train-size", "4", "--test-size", "2", "--json", "--quiet"]
+    missing = CliRunner().invoke(main, base)
+    assert missing.exit_code == 2 and "custom.jsonl:1: missing input field" in missing.output
+    assert "--input-field" in missing.output
+    ok = CliRunner().invoke(main, base + ["--input-field", "q", "--target-field", "y"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads(ok.output.strip().splitlines()[-1])
+    assert summary["dataset"] == str(data) and summary["test_size"] == 2

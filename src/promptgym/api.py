@@ -66,12 +66,16 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
              task_model: str = "embedded", optimizer_model: str = "embedded",
              layout: str = DEFAULT_LAYOUT, normalize: str = "none", scoring: str | None = None,
              params: dict[str, Any] | None = None, store_url: str | None = None,
-             cache_url: str | None = None, quiet: bool = True) -> RunResult:
-    """Optimize a prompt; returns the best prompt and the JSON-able summary (also stored)."""
+             cache_url: str | None = None, quiet: bool = True,
+             fields: dict[str, str] | None = None) -> RunResult:
+    """Optimize a prompt; returns the best prompt and the JSON-able summary (also stored).
+
+    ``fields`` names the input / target / choices fields of a JSONL or CSV file
+    (``{"input": "text", "target": "label"}``); by default common names are recognised."""
     config = dict(method=method, budget=budget, seed=seed, prompt=prompt, train_size=train_size,
                   test_size=test_size, dev_size=dev_size, task_model=task_model,
                   optimizer_model=optimizer_model, layout=layout, normalize=normalize,
-                  scoring=scoring, params=params or {}, cache_url=cache_url)
+                  scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {})
     if isinstance(dataset, Dataset):
         config["dataset"] = dataset.source or dataset.name
         config["inline_dataset"] = _dataset_to_json(dataset)
@@ -136,7 +140,9 @@ def _dataset_from_config(config: dict[str, Any]) -> Dataset:
                        examples=[Example(e["id"], e["input"], tuple(e["targets"]),
                                          tuple(e["choices"]) if e["choices"] else None)
                                  for e in inline["examples"]])
-    return load_dataset(config["dataset"])
+    fields = config.get("fields") or {}
+    return load_dataset(config["dataset"], input_field=fields.get("input"),
+                        target_field=fields.get("target"), choices_field=fields.get("choices"))
 
 
 @contextmanager

@@ -81,6 +81,9 @@ def methods() -> None:
 
 @main.command()
 @click.option("--dataset", required=True, help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK] or example:NAME.")
+@click.option("--input-field", default=None, help="JSONL/CSV field with the input (default: input, question, text...).")
+@click.option("--target-field", default=None, help="Field with the expected answer (default: target, output, answer, label).")
+@click.option("--choices-field", default=None, help="Field with the options, a list or 'a|b|c' (default: choices, options).")
 @click.option("--method", default="ape", show_default=True)
 @click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
               help="Hard cap on model calls during the search.")
@@ -101,7 +104,8 @@ def methods() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
-def optimize(ctx: click.Context, dataset: str, method: str, budget: int, seed: int, prompt: str | None,
+def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_field: str | None,
+             choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
              train_size: int, dev_size: int, test_size: int, task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              as_json: bool, quiet: bool) -> None:
@@ -112,7 +116,9 @@ def optimize(ctx: click.Context, dataset: str, method: str, budget: int, seed: i
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
-                          store_url=ctx.obj["store"], quiet=quiet)
+                          store_url=ctx.obj["store"], quiet=quiet,
+                          fields={k: v for k, v in (("input", input_field), ("target", target_field),
+                                                    ("choices", choices_field)) if v})
     _print_summary(result.summary, as_json)
 
 

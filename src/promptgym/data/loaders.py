@@ -98,7 +98,8 @@ def _pick_field(row: dict[str, Any], wanted: str | None, candidates: tuple[str, 
         if name in row:
             return name
     if required:
-        raise DataError(f"{where}: missing {what} field (looked for {', '.join(candidates)})")
+        raise DataError(f"{where}: missing {what} field (looked for {', '.join(candidates)}; "
+                        f"name it with --{what}-field)")
     return None
 
 
