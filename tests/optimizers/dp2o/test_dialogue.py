@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from promptgym.data.dataset import Example
 from promptgym.optimizers.dp2o.dialogue import parse_items, resolve_label, run_dialogue, trim_history
 
@@ -118,7 +120,7 @@ def test_dialogue_carries_history_filters_and_counts():
     ]
     ctx = _Ctx(replies)
     result = run_dialogue(ctx, seeds, "Classify.", list(WORDS), {w: w for w in WORDS}, rounds=1,
-                          known_inputs=seeds)
+                          known_inputs=seeds, retries=0)
     assert result.turns == 8
     assert result.empty_replies == 1
     labels_asked = [m[-1][1].split("answer is ", 1)[1].split(".")[0] for m in ctx.asked]
@@ -134,3 +136,29 @@ def test_dialogue_carries_history_filters_and_counts():
     assert second[2][1] == "Input: A clean room and kind staff.\nAnswer: positive"  # history is labelled
     fifth = ctx.asked[4][-1][1]
     assert "Seed text number 3" in fifth and "Seed text number 0" not in fifth
+
+def test_a_dropped_exchange_is_asked_again_hotter_and_only_the_kept_reply_enters_history():
+    seeds = [Example(f"s{i}", f"Seed text number {i} about the hotel stay.", (lab,), tuple(WORDS))
+             for i, lab in enumerate(["positive", "negative", "neutral"])]
+    replies = [" The room was fine and clean.",            # positive: kept at once
+               " The room was fine and clean.",            # negative: duplicate
+               " Seed text number 0 about the hotel stay.",  # negative, retry 1: copies a seed
+               " The lift was broken all week.",           # negative, retry 2: kept
+               " ok", " no", " x"]                         # neutral: dropped three times
+    temps = []
+
+    class Ctx(_Ctx):
+        def ask(self, messages, **kwargs):
+            temps.append(kwargs["temperature"])
+            return super().ask(messages, **kwargs)
+
+    ctx = Ctx(replies)
+    result = run_dialogue(ctx, seeds, "Classify.", ["positive", "negative", "neutral"],
+                          {w: w for w in WORDS}, rounds=1, window=3, known_inputs=seeds, retries=2)
+    assert [(i.input, i.label) for i in result.items] == [("The room was fine and clean.", "positive"),
+                                                          ("The lift was broken all week.", "negative")]
+    assert result.turns == 7 and result.retries == 4
+    assert temps == pytest.approx([0.8, 0.8, 1.1, 1.4, 0.8, 1.1, 1.4])
+    history = [c for r, c in ctx.asked[-1] if r == "assistant"]
+    assert history == ["Input: The room was fine and clean.\nAnswer: positive",
+                       "Input: The lift was broken all week.\nAnswer: negative"]

@@ -51,8 +51,9 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
     h = max(1, int(p["pool_size"]))
 
     def cost() -> float:
-        turns = rounds * max(1, m - min(p["window"], m) + 1) * n_labels  # one exchange per label
-        cands = math.ceil(turns * EXPECTED_KEEP_RATE)
+        exchanges = rounds * max(1, m - min(p["window"], m) + 1) * n_labels  # one per label
+        turns = exchanges * (1 + p["dialogue_retries"])  # worst case: every exchange re-asked
+        cands = math.ceil(exchanges * EXPECTED_KEEP_RATE)
         dev_rows = cands if p["dev_all_candidates"] else min(h, cands)
         return (n_seed * size + turns + cands * size + min(h, cands) * (n_train - size)
                 + dev_rows * n_dev + n_dev)
@@ -140,6 +141,7 @@ class Dp2oOptimizer(Optimizer):
         "sue_unsupervised": 6.5,
         "sue_global": 0.0,
         "temperature": 0.8,
+        "dialogue_retries": 2,      # re-ask a dropped exchange (fresh, hotter sample); see dialogue
         "top_p": 0.95,
         "max_tokens": 80,           # one input text per exchange
         "max_history_chars": 4000,
@@ -268,7 +270,8 @@ class Dp2oOptimizer(Optimizer):
         dialogue = run_dialogue(
             ctx, seeds, ctx.initial.instruction, labels, label_word, rounds=plan["rounds"], window=p["window"],
             temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_tokens"],
-            max_history_chars=p["max_history_chars"], known_inputs=list(ctx.train) + list(ctx.dev))
+            max_history_chars=p["max_history_chars"], known_inputs=list(ctx.train) + list(ctx.dev),
+            retries=p["dialogue_retries"])
         spent["generate"] += dialogue.turns
         candidates = [ctx.add(demo_prompt(ctx.initial, it.input, it.label),
                               [seed_prompts[s] for s in it.seeds], "dp2o:dialogue") for it in dialogue.items]
@@ -293,7 +296,7 @@ class Dp2oOptimizer(Optimizer):
         order = sorted(range(len(screened)), key=lambda k: (-cand_sue[k], k))[:h]
         run.pool = [screened[k] for k in order]
         run.pool_sue = [cand_sue[k] for k in order]
-        stats["dialogue"] = {"turns": dialogue.turns, "parsed_items": dialogue.parsed,
+        stats["dialogue"] = {"turns": dialogue.turns, "retries": dialogue.retries, "parsed_items": dialogue.parsed,
                              "empty_replies": dialogue.empty_replies, "dropped": dict(sorted(dialogue.dropped.items())),
                              "label_counts": _counts(it.label for it in dialogue.items)}
         stats["pool_before_screening"] = len(candidates)
