@@ -36,7 +36,8 @@ def test_dp2o_tiny_pool_on_the_embedded_model():
     report = result.summary["dp2o"]
     stats = result.summary["stats"]["dp2o"]
     assert result.summary["budget_used"] <= 100
-    assert stats["dialogue"]["turns"] == len(LABELS)  # one window, one exchange per label
+    dialogue = stats["dialogue"]  # one window, one exchange per label (+ re-asks of dropped replies)
+    assert dialogue["turns"] - dialogue["retries"] == len(LABELS)
     assert stats["encoder"]["kind"] == "llama" and stats["encoder"]["dim"] == 576
     if not report["h"]:  # a 135M model may write nothing usable in one turn: then DP2O keeps the start
         assert result.best_prompt == result.initial_prompt
