@@ -84,7 +84,7 @@ def plan(methods: list[str] | None, extra: dict[str, dict[str, Any]]) -> tuple[l
     """The variants to run, and why the others are skipped."""
     todo, skipped = [], []
     for label, method, params in VARIANTS:
-        if methods and label not in methods and method not in methods:
+        if methods and label not in methods:
             continue
         cls = REGISTRY.get(method)
         if cls is None:
@@ -107,14 +107,17 @@ def chance(dataset: str) -> float:
 def run_one(dataset: str, label: str, method: str, params: dict[str, Any], seed: int,
             args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     store_url = f"sqlite:///{workdir / 'runs.sqlite'}"
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{dataset}-{label}-s{seed}")
+    name = f"{dataset}-{label}-s{seed}"
+    if args.optimizer_model != args.model:
+        name += f"-opt-{args.optimizer_model}"
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     cache_file = workdir / f"cache-{slug}.sqlite"
     resumed = cache_file.exists()
     cache_url = f"sqlite:///{cache_file}"
     started = time.perf_counter()
     res = api.optimize(dataset, method=method, budget=args.budget, seed=seed, train_size=args.train_size,
                        test_size=args.test_size, dev_size=args.dev_size, task_model=args.model,
-                       optimizer_model=args.model, params=params, store_url=store_url,
+                       optimizer_model=args.optimizer_model, params=params, store_url=store_url,
                        cache_url=cache_url, quiet=not args.verbose)
     s = res.summary
     return dict(task=dataset, variant=label, method=method, params=params, seed=seed, run_id=s["run_id"],
@@ -150,7 +153,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Methods benchmark (issue 5)", "",
-             f"{meta['date']}; model `{meta['model']}` as task and optimizer; budget {meta['budget']} search calls "
+             f"{meta['date']}; task model `{meta['model']}`, optimizer model "
+             f"`{meta.get('optimizer_model', meta['model'])}`; budget {meta['budget']} search calls "
              f"per run; train {meta['train_size']}, dev {meta['dev_size']}, test {meta['test_size']}; seeds "
              f"{', '.join(map(str, meta['seeds']))}. Mean ± sample sd over seeds. \"Beats start on test?\": "
              "seeds where the found prompt scored strictly higher than the starting prompt on the held-out "
@@ -176,20 +180,28 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=TASKS)
-    ap.add_argument("--methods", nargs="+", default=None, help="variant labels or method names (default: all)")
+    ap.add_argument("--methods", nargs="+", default=None, help="variant labels, e.g. protegi 'protegi[selector=uniform]' (default: all)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300, help="search-call budget of every run")
     ap.add_argument("--train-size", type=int, default=30)
     ap.add_argument("--dev-size", type=int, default=0)
     ap.add_argument("--test-size", type=int, default=100)
-    ap.add_argument("--model", default="embedded", help="task and optimizer model spec")
+    ap.add_argument("--model", default="embedded", help="task model spec (and optimizer model, unless given)")
+    ap.add_argument("--optimizer-model", default=None,
+                    help="optimizer model spec, e.g. openai:gemma@http://127.0.0.1:8765/v1 (default: --model)")
     ap.add_argument("--param", action="append", default=[], help="METHOD:KEY=VALUE, for every run of METHOD")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="run store + caches (default $PROMPTGYM_HOME/bench-methods)")
     ap.add_argument("--out", type=Path, default=RESULTS / "methods.json")
     ap.add_argument("--tiny", action="store_true", help="1 seed, train/test 6, budget 40: a smoke test only")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="run nothing: combine the runs of earlier result files (e.g. one per task, run side by "
+                         "side) into --out and its table")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
+    args.optimizer_model = args.optimizer_model or args.model
     if args.tiny:
         args.budget, args.train_size, args.test_size, args.seeds = (TINY["budget"], TINY["train_size"],
                                                                     TINY["test_size"], TINY["seeds"])
@@ -201,25 +213,57 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     rows = []
+    progress = args.out.with_suffix(".partial.jsonl")
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    progress.write_text("")
     for dataset in args.tasks:
         for seed in args.seeds:
             for label, method, params in variants:
                 row = run_one(dataset, label, method, params, seed, args, workdir)
                 rows.append(row)
+                with progress.open("a") as fh:  # a killed benchmark keeps what it finished
+                    fh.write(json.dumps(row) + "\n")
                 print(f"{dataset} seed {seed} {label:28s} test {row['test_initial']:.3f} -> {row['test_best']:.3f} "
                       f"calls {row['calls']} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
-    summary = aggregate(rows)
-    meta = dict(date=dt.datetime.now().isoformat(timespec="seconds"), model=args.model, budget=args.budget,
+    meta = dict(date=dt.datetime.now().isoformat(timespec="seconds"), model=args.model, optimizer_model=args.optimizer_model,
+                budget=args.budget,
                 train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seeds=args.seeds,
                 tasks=args.tasks, chance={t: chance(t) for t in args.tasks}, skipped=skipped,
                 variants=[dict(label=l, method=m, params=p) for l, m, p in variants], tiny=args.tiny,
                 total_seconds=round(time.perf_counter() - started, 1), python=platform.python_version(),
                 cpus=os.cpu_count(), load_average=os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(meta=meta, summary=summary, runs=rows), indent=2))
+    write(args.out, meta, rows)
+    progress.unlink()
+    return 0
+
+
+def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    summary = aggregate(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(meta=meta, summary=summary, runs=rows), indent=2))
     table = markdown(summary, meta)
-    args.out.with_suffix(".md").write_text(table)
+    out.with_suffix(".md").write_text(table)
     print(table)
+
+
+def merge(files: list[Path], out: Path) -> int:
+    """One table from result files written by separate invocations with the same settings."""
+    parts = [json.loads(f.read_text()) for f in files]
+    settings = ("model", "optimizer_model", "budget", "train_size", "dev_size", "test_size", "seeds")
+    first = parts[0]["meta"]
+    for f, part in zip(files[1:], parts[1:]):
+        differ = [k for k in settings if part["meta"].get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"{f}: settings differ from {files[0]} ({', '.join(differ)}); not merged")
+    variants = {v["label"]: v for p in parts for v in p["meta"]["variants"]}
+    meta = dict(first, tasks=[t for p in parts for t in p["meta"]["tasks"]], variants=list(variants.values()),
+                chance={t: c for p in parts for t, c in p["meta"]["chance"].items()},
+                skipped=sorted({s for p in parts for s in p["meta"]["skipped"]}),
+                total_seconds=round(sum(p["meta"]["total_seconds"] for p in parts), 1),
+                merged_from=[dict(file=str(f), date=p["meta"]["date"], tasks=p["meta"]["tasks"],
+                                  total_seconds=p["meta"]["total_seconds"], load_average=p["meta"]["load_average"])
+                             for f, p in zip(files, parts)])
+    write(out, meta, [row for p in parts for row in p["runs"]])
     return 0
 
 
