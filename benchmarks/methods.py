@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="run nothing: combine the runs of earlier result files (e.g. one per task, run side by "
-                         "side) into --out and its table")
+                         "side) into --out and its table; later files' runs replace the same task/variant/seed")
     args = ap.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
@@ -247,7 +247,8 @@ def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
 
 
 def merge(files: list[Path], out: Path) -> int:
-    """One table from result files written by separate invocations with the same settings."""
+    """One table from result files written by separate invocations with the same settings; a run
+    repeated in a later file (e.g. one method re-run after a fix) replaces the earlier one."""
     parts = [json.loads(f.read_text()) for f in files]
     settings = ("model", "optimizer_model", "budget", "train_size", "dev_size", "test_size", "seeds")
     first = parts[0]["meta"]
@@ -263,7 +264,12 @@ def merge(files: list[Path], out: Path) -> int:
                 merged_from=[dict(file=str(f), date=p["meta"]["date"], tasks=p["meta"]["tasks"],
                                   total_seconds=p["meta"]["total_seconds"], load_average=p["meta"]["load_average"])
                              for f, p in zip(files, parts)])
-    write(out, meta, [row for p in parts for row in p["runs"]])
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for p in parts:  # a later file's run of the same task, variant and seed replaces the earlier one
+        for row in p["runs"]:
+            rows[(row["task"], row["variant"], row["seed"])] = row
+    meta["replaced_runs"] = sum(len(p["runs"]) for p in parts) - len(rows)
+    write(out, meta, list(rows.values()))
     return 0
 
 

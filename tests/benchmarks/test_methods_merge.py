@@ -48,3 +48,13 @@ def test_merge_refuses_different_settings(tmp_path):
     b = result_file(tmp_path / "b.json", "task-b", "opro", [(0.4, 0.5)], budget=300)
     with pytest.raises(SystemExit, match="budget"):
         methods.main(["--merge", str(a), str(b), "--out", str(tmp_path / "m.json")])
+
+
+def test_merge_later_run_replaces_the_same_task_variant_seed(tmp_path):
+    a = result_file(tmp_path / "a.json", "task-a", "opro", [(0.4, 0.3), (0.4, 0.3)])
+    fix = result_file(tmp_path / "fix.json", "task-a", "opro", [(0.4, 0.6), (0.4, 0.5)])
+    out = tmp_path / "methods.json"
+    methods.main(["--merge", str(a), str(fix), "--out", str(out)])
+    merged = json.loads(out.read_text())
+    assert len(merged["runs"]) == 2 and merged["meta"]["replaced_runs"] == 2
+    assert merged["summary"][0]["test_best_mean"] == pytest.approx(0.55)

@@ -131,6 +131,21 @@ def test_plan_recorded_and_budget_spent_exactly(scripted_context):
     assert ctx.evaluator.budget.spent <= 150
 
 
+def test_budget_left_by_dropped_candidates_is_used(scripted_context):
+    # Every other reply repeats the last one: half the candidates are dropped unscored, so the
+    # one planned step leaves budget for more, smaller steps.
+    counter = itertools.count()
+    replies = Recorder(lambda r: f"Label the review, variant {next(counter) // 2}.</INS>")
+    ctx = scripted_context(budget=150, backend=ScriptedBackend(reply=replies))
+    n = len(ctx.train)
+    OproOptimizer().run(ctx)
+    stats = ctx.stats["opro"]
+    assert stats["steps_planned"] == 1 and stats["steps_run"] > 1 and stats["stopped"] == "budget"
+    assert ctx.evaluator.budget.spent <= 150
+    assert 150 - ctx.evaluator.budget.spent < 1 + n  # not even one more candidate would fit
+    assert len(replies.requests) == stats["proposed"]
+
+
 @pytest.mark.integration
 def test_opro_runs_on_the_embedded_model(tmp_path):
     """One tiny real run: the meta-prompt, priming and parsing work with SmolLM2 end to end."""
