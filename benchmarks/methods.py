@@ -142,8 +142,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ti, ti_sd = _mean_sd([r["test_initial"] for r in runs])
         tb, tb_sd = _mean_sd([r["test_best"] for r in runs])
         wins = sum(r["beats_start"] for r in runs)
+        train_delta = statistics.fmean(r["train_best"] - r["train_initial"] for r in runs
+                                       if "train_best" in r) if all("train_best" in r for r in runs) else None
         out.append(dict(task=task, variant=variant, seeds=len(runs), test_initial_mean=ti, test_initial_sd=ti_sd,
-                        test_best_mean=tb, test_best_sd=tb_sd, delta_mean=tb - ti, wins=wins,
+                        test_best_mean=tb, test_best_sd=tb_sd, delta_mean=tb - ti, train_delta_mean=train_delta,
+                        wins=wins,
                         beats_start="yes" if wins == len(runs) else ("no" if wins == 0 else "mixed"),
                         calls_mean=statistics.fmean(r["calls"] for r in runs),
                         wall_seconds_mean=statistics.fmean(r["wall_seconds"] for r in runs),
@@ -161,11 +164,13 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "test split (\"yes\" only if on every seed).", ""]
     for task in meta["tasks"]:
         lines += [f"## `{task}` (chance {meta['chance'][task]:.2f})", "",
-                  "| method | test_initial | test_best | Δ | beats start on test? | calls | wall s |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"| method | test_initial | test_best | Δ test | Δ train (search split) | beats start on test? "
+                  f"| calls (budget {meta['budget']}) | wall s |",
+                  "|---|---|---|---|---|---|---|---|"]
         for a in (a for a in summary if a["task"] == task):
             lines.append(f"| {a['variant']} | {a['test_initial_mean']:.3f} ± {a['test_initial_sd']:.3f} | "
                          f"{a['test_best_mean']:.3f} ± {a['test_best_sd']:.3f} | {a['delta_mean']:+.3f} | "
+                         f"{'-' if a.get('train_delta_mean') is None else format(a['train_delta_mean'], '+.3f')} | "
                          f"{a['beats_start']} ({a['wins']}/{a['seeds']}) | {a['calls_mean']:.0f} | "
                          f"{a['wall_seconds_mean']:.0f} |")
         lines.append("")

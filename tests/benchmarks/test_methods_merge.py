@@ -17,7 +17,7 @@ spec.loader.exec_module(methods)
 
 def result_file(path: Path, task: str, variant: str, scores: list[tuple[float, float]], budget: int = 200) -> Path:
     runs = [dict(task=task, variant=variant, method=variant, params={}, seed=seed, run_id=f"r{seed}",
-                 test_initial=ti, test_best=tb, beats_start=tb > ti, calls=budget, wall_seconds=10.0 + seed,
+                 test_initial=ti, test_best=tb, train_initial=ti, train_best=ti + 0.3, beats_start=tb > ti, calls=budget, wall_seconds=10.0 + seed,
                  resumed=False) for seed, (ti, tb) in enumerate(scores)]
     meta = dict(date="2026-11-23T12:00:00", model="embedded", optimizer_model="embedded", budget=budget,
                 train_size=20, dev_size=0, test_size=60, seeds=list(range(len(scores))), tasks=[task],
@@ -58,3 +58,11 @@ def test_merge_later_run_replaces_the_same_task_variant_seed(tmp_path):
     merged = json.loads(out.read_text())
     assert len(merged["runs"]) == 2 and merged["meta"]["replaced_runs"] == 2
     assert merged["summary"][0]["test_best_mean"] == pytest.approx(0.55)
+
+
+def test_table_shows_the_search_split_gain_next_to_the_test_gain(tmp_path):
+    a = result_file(tmp_path / "a.json", "task-a", "opro", [(0.4, 0.5)])
+    out = tmp_path / "m.json"
+    methods.main(["--merge", str(a), "--out", str(out)])
+    row = next(line for line in out.with_suffix(".md").read_text().splitlines() if line.startswith("| opro"))
+    assert "| +0.100 | +0.300 |" in row  # test gain, then the training-split gain of the same run
