@@ -142,8 +142,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ti, ti_sd = _mean_sd([r["test_initial"] for r in runs])
         tb, tb_sd = _mean_sd([r["test_best"] for r in runs])
         wins = sum(r["beats_start"] for r in runs)
-        train_delta = statistics.fmean(r["train_best"] - r["train_initial"] for r in runs
-                                       if "train_best" in r) if all("train_best" in r for r in runs) else None
+        train_delta = (statistics.fmean(r["train_best"] - r["train_initial"] for r in runs)
+                       if all("train_best" in r for r in runs) else None)
         out.append(dict(task=task, variant=variant, seeds=len(runs), test_initial_mean=ti, test_initial_sd=ti_sd,
                         test_best_mean=tb, test_best_sd=tb_sd, delta_mean=tb - ti, train_delta_mean=train_delta,
                         wins=wins,
@@ -185,7 +185,8 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=TASKS)
-    ap.add_argument("--methods", nargs="+", default=None, help="variant labels, e.g. protegi 'protegi[selector=uniform]' (default: all)")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="variant labels, e.g. protegi 'protegi[selector=uniform]' (default: all)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300, help="search-call budget of every run")
     ap.add_argument("--train-size", type=int, default=30)
@@ -230,9 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                     fh.write(json.dumps(row) + "\n")
                 print(f"{dataset} seed {seed} {label:28s} test {row['test_initial']:.3f} -> {row['test_best']:.3f} "
                       f"calls {row['calls']} ({row['wall_seconds']:.0f}s)", file=sys.stderr, flush=True)
-    meta = dict(date=dt.datetime.now().isoformat(timespec="seconds"), model=args.model, optimizer_model=args.optimizer_model,
-                budget=args.budget,
-                train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seeds=args.seeds,
+    meta = dict(date=dt.datetime.now().isoformat(timespec="seconds"), model=args.model,
+                optimizer_model=args.optimizer_model, budget=args.budget, train_size=args.train_size, dev_size=args.dev_size, test_size=args.test_size, seeds=args.seeds,
                 tasks=args.tasks, chance={t: chance(t) for t in args.tasks}, skipped=skipped,
                 variants=[dict(label=l, method=m, params=p) for l, m, p in variants], tiny=args.tiny,
                 total_seconds=round(time.perf_counter() - started, 1), python=platform.python_version(),
