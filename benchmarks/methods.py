@@ -176,6 +176,11 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         lines.append("")
     if meta["skipped"]:
         lines += ["Skipped: " + "; ".join(meta["skipped"]), ""]
+    if meta.get("merged_from"):
+        lines += ["Merged from " + ", ".join(f"`{Path(m['file']).name}` ({', '.join(m['tasks'])}; {m['date']})"
+                                             for m in meta["merged_from"])
+                  + (f"; {meta['replaced_runs']} runs of earlier files replaced by a later file's run of the same "
+                     "task, variant and seed." if meta.get("replaced_runs") else "."), ""]
     if any(a["resumed_runs"] for a in summary):
         lines += ["Some runs were resumed or repeated on an existing cache: their wall times understate "
                   "a cold run.", ""]
@@ -255,6 +260,8 @@ def merge(files: list[Path], out: Path) -> int:
     """One table from result files written by separate invocations with the same settings; a run
     repeated in a later file (e.g. one method re-run after a fix) replaces the earlier one."""
     parts = [json.loads(f.read_text()) for f in files]
+    for part in parts:  # files from before --optimizer-model existed used one model for both roles
+        part["meta"].setdefault("optimizer_model", part["meta"]["model"])
     settings = ("model", "optimizer_model", "budget", "train_size", "dev_size", "test_size", "seeds")
     first = parts[0]["meta"]
     for f, part in zip(files[1:], parts[1:]):
@@ -262,7 +269,7 @@ def merge(files: list[Path], out: Path) -> int:
         if differ:
             raise SystemExit(f"{f}: settings differ from {files[0]} ({', '.join(differ)}); not merged")
     variants = {v["label"]: v for p in parts for v in p["meta"]["variants"]}
-    meta = dict(first, tasks=[t for p in parts for t in p["meta"]["tasks"]], variants=list(variants.values()),
+    meta = dict(first, tasks=list(dict.fromkeys(t for p in parts for t in p["meta"]["tasks"])), variants=list(variants.values()),
                 chance={t: c for p in parts for t, c in p["meta"]["chance"].items()},
                 skipped=sorted({s for p in parts for s in p["meta"]["skipped"]}),
                 total_seconds=round(sum(p["meta"]["total_seconds"] for p in parts), 1),

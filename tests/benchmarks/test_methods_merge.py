@@ -66,3 +66,12 @@ def test_table_shows_the_search_split_gain_next_to_the_test_gain(tmp_path):
     methods.main(["--merge", str(a), "--out", str(out)])
     row = next(line for line in out.with_suffix(".md").read_text().splitlines() if line.startswith("| opro"))
     assert "| +0.100 | +0.300 |" in row  # test gain, then the training-split gain of the same run
+
+
+def test_merge_lists_each_task_once(tmp_path):
+    a = result_file(tmp_path / "a.json", "task-a", "opro", [(0.4, 0.5)])
+    again = result_file(tmp_path / "again.json", "task-a", "gpo", [(0.4, 0.5)])
+    out = tmp_path / "m.json"
+    methods.main(["--merge", str(a), str(again), "--out", str(out)])
+    assert json.loads(out.read_text())["meta"]["tasks"] == ["task-a"]
+    assert out.with_suffix(".md").read_text().count("## `task-a`") == 1
