@@ -153,5 +153,7 @@ def test_opro_runs_on_the_embedded_model(tmp_path):
                        params={"per_step": 2, "max_tokens": 40}, store_url=f"sqlite:///{tmp_path}/runs.sqlite",
                        cache_url=f"sqlite:///{tmp_path}/cache.sqlite")
     assert res["budget_used"] <= 20
-    assert res["stats"]["opro"]["proposed"] == 2
+    opro = res["stats"]["opro"]
+    assert opro["steps_run"] >= 1 and opro["proposed"] >= 2  # later steps use what drops left over
+    assert res["budget_used"] + 1 + 4 > 20 or opro["stopped"] != "budget"  # stops only when spent
     assert res.best_prompt.instruction.strip()
