@@ -229,6 +229,28 @@ def test_plan_recorded_and_budget_respected(cls, scripted_context):
     assert ctx.evaluator.budget.spent <= 200
 
 
+@pytest.mark.parametrize("cls", [EvoPromptGA, EvoPromptDE])
+def test_budget_left_by_dropped_children_runs_more_generations(cls, scripted_context):
+    # Every other child repeats the one before: dropped unscored, so the worst-case plan leaves
+    # budget over, which further generations (up to the default 10) spend.
+    replies = Replies(evolve=lambda r, k: f"1. x\n2. Mutation: <prompt>Judge review style {k // 2} now.</prompt>")
+    ctx = scripted_context(budget=200, backend=ScriptedBackend(reply=replies))
+    cls().run(ctx)
+    st, n = ctx.stats["evoprompt"], len(ctx.train)
+    assert st["generations_run"] > st["generations_planned"]
+    assert st["stopped"] == "budget" and ctx.evaluator.budget.spent <= 200
+    assert 200 - ctx.evaluator.budget.spent < 1 + n  # not even one more child would fit
+    assert st["children"] == len(replies.evolution())
+
+
+@pytest.mark.parametrize("cls", [EvoPromptGA, EvoPromptDE])
+def test_unlimited_budget_runs_exactly_the_generations(cls, scripted_context):
+    ctx = scripted_context(budget=None)
+    cls(population=3, generations=2).run(ctx)
+    st = ctx.stats["evoprompt"]
+    assert st["generations_run"] == 2 and st["stopped"] == "generations" and st["children"] == 6
+
+
 @pytest.mark.integration
 def test_evoprompt_de_runs_on_the_embedded_model(tmp_path):
     """One tiny real run: paraphrase init, the DE meta-prompt and parsing work with SmolLM2."""

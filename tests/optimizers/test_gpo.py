@@ -247,6 +247,24 @@ def test_plan_fits_the_budget_and_never_grows(budget, scripted_context):
         assert (plan["steps"], plan["per_step"], plan["eval_examples"]) == (12, 8, 30)
 
 
+def test_budget_left_by_dropped_samples_goes_to_later_steps(scripted_context):
+    # Every sample repeats the current instruction plus one word that only changes every other
+    # sample: half are duplicates, dropped unscored, so the worst-case plan leaves budget over.
+    def reply(request: GenerationRequest) -> str:
+        current = CURRENT.search(request_text(request)).group(1)
+        return f" {current.rstrip('.')} {chr(97 + request.sample // 2)}x.<END>"
+
+    ctx = scripted_context(budget=300, backend=ScriptedBackend(reply=reply), train=16)
+    GpoOptimizer().run(ctx)
+    stats, n = ctx.stats["gpo"], 16
+    plan = stats["plan"]
+    assert len(stats["samples"]) == plan["steps"] == stats["steps_run"]
+    assert stats["samples"][0] == plan["per_step"] < max(stats["samples"]) <= 8  # later steps ask for more
+    assert stats["proposed"] == sum(stats["samples"])
+    assert ctx.evaluator.budget.spent <= 300
+    assert 300 - ctx.evaluator.budget.spent < 1 + n or max(stats["samples"]) == 8
+
+
 def test_small_budget_subsamples_the_selection_split(scripted_context):
     ctx = scripted_context(budget=60, train=30)
     best = GpoOptimizer().run(ctx)

@@ -37,7 +37,14 @@ Decisions where paper and code leave it open:
 - Budget: the plan costs (N-1) paraphrases + N scores, then per generation N calls + N scores.
   When the run's budget cannot pay for the defaults, N and the generation count are lowered
   together (whichever is the larger fraction of its default goes first), never raised, down to
-  N = 2 (GA) / 3 (DE) and 1 generation. The plan used is in ``ctx.stats["evoprompt"]``.
+  N = 2 (GA) / 3 (DE) and 1 generation. The plan used is in ``ctx.stats["evoprompt"]``. The plan
+  assumes every paraphrase and child is kept and scored; a dropped one costs its call only (a tiny
+  model's many duplicates and copies left 50-150 of 200 calls unused). So generations go on past
+  the plan, up to ``generations``, while the budget pays for one more child (one call + one
+  score), and a generation stops early when it cannot: GA keeps the top N of the parents and the
+  children it has, DE leaves the remaining members as they are (``stats["stopped"]`` says which
+  ended the run). The spend is counted from the run's own requests, not the budget meter, so a
+  resumed run that replays its calls from the cache for free makes the same decisions.
 - ``max_tokens`` 160 (GA) / 220 (DE): the reply walks through the steps before the final prompt.
 """
 
@@ -144,6 +151,7 @@ class _EvoPrompt(Optimizer):
 
     min_population = 2
     mode = ""
+    _budget, _spent = math.inf, 0  # set per run in optimize()
 
     def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
         """(population, generations) that the run's budget can pay for; the defaults when it can."""
@@ -171,19 +179,22 @@ class _EvoPrompt(Optimizer):
         self._split, self._examples = split, examples
         n, t = self.plan(ctx, len(examples))
         stats: dict[str, Any] = dict(population_planned=n, generations_planned=t, generations_run=0,
-                                     selection_split=split, children=0, scored=0)
+                                     selection_split=split, children=0, scored=0, stopped="generations")
         ctx.stats["evoprompt"] = stats
         self._stats = stats
+        self._budget, self._spent = planning_budget(ctx), 0  # see "Budget" in the module docstring
         self._filter = CandidateFilter(demos=ctx.train)
         self._filter.remember([ctx.initial.instruction])
         population = self._initial_population(ctx, n)
         stats["population"] = len(population)
         if len(population) >= self.min_population:
-            for generation in range(t):
+            for generation in range(max(t, self.params["generations"])):
+                if not self._affords_child():  # planned ones always can; later ones use what drops left
+                    break
                 population = self.generation(ctx, population)
                 stats["generations_run"] = generation + 1
                 best = max(population, key=lambda m: m[1])
-                ctx.log(f"EvoPrompt-{self.mode} generation {generation + 1}/{t}: best {best[1]:.3f}")
+                ctx.log(f"EvoPrompt-{self.mode} generation {generation + 1} (planned {t}): best {best[1]:.3f}")
         else:
             ctx.log(f"EvoPrompt-{self.mode}: population of {len(population)} is too small to evolve")
         found = ctx.best(split)
@@ -199,6 +210,7 @@ class _EvoPrompt(Optimizer):
                 break
             outs = paraphrase(ctx, ctx.initial, need, temperature=p["paraphrase_temperature"], top_p=p["top_p"],
                               max_tokens=p["paraphrase_max_tokens"])
+            self._spent += len(outs)
             texts += self._filter(outs)
             self._record_drops(ctx)
         for text in texts[: n - 1]:
@@ -212,6 +224,7 @@ class _EvoPrompt(Optimizer):
         p = self.params
         out = ctx.ask([("user", meta)], n=1, temperature=p["temperature"], top_p=p["top_p"],
                       max_tokens=p["max_tokens"], answer_prefix=cue)[0]
+        self._spent += 1
         self._stats["children"] += 1
         text = parse_first(out, "prompt", which="last")
         if text and normalize_key(text) in _EXAMPLE_KEYS:
@@ -227,7 +240,15 @@ class _EvoPrompt(Optimizer):
 
     def _score(self, ctx: Context, prompt: Prompt) -> float:
         self._stats["scored"] += 1
+        self._spent += len(self._examples)  # every scored prompt is new: the filter drops repeats
         return ctx.evaluate(prompt, self._examples, split=self._split).mean
+
+    def _affords_child(self) -> bool:
+        """Whether the budget pays for one more child in the worst case (its call and its score)."""
+        if math.isinf(self._budget) or self._budget - self._spent >= 1 + len(self._examples):
+            return True
+        self._stats["stopped"] = "budget"
+        return False
 
     def _record_drops(self, ctx: Context) -> None:
         ctx.stats["dropped"] = dict(self._filter.dropped)
@@ -258,6 +279,8 @@ class EvoPromptGA(_EvoPrompt):
         pool = ctx.rng.choice(n, size=n, replace=True, p=probs).tolist()
         children: list[tuple[Prompt, float]] = []
         for _ in range(n):
+            if not self._affords_child():
+                break
             i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
             a, b = population[pool[i]][0], population[pool[j]][0]
             child = self._child(ctx, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
@@ -295,6 +318,8 @@ class EvoPromptDE(_EvoPrompt):
         donor = population[best]
         new = list(population)
         for i in range(n):
+            if not self._affords_child():
+                break
             others = [k for k in range(n) if k != i]
             picks = ctx.rng.choice(len(others), size=3 if self.params["donor_random"] else 2,
                                    replace=False).tolist()

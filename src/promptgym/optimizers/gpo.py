@@ -55,7 +55,13 @@ Decisions where paper and code leave it open (or are wrong):
   schedule still decays), then ``per_step`` (to no fewer than 2), then the selection split is
   subsampled once (to no fewer than 4 examples); never raised. The cosine schedule runs over the
   steps actually planned, so it always ends at the final limit. The plan is in
-  ``ctx.stats["gpo"]["plan"]``.
+  ``ctx.stats["gpo"]["plan"]``. The plan assumes every sample is kept and scored; a dropped or
+  over-limit proposal costs its call only (measured: 108-188 of 200 calls used). So each step asks
+  for as many samples as an even share of what is left pays for in the worst case -- (budget -
+  spent) / (steps left x (1 + eval examples)) -- between the planned ``per_step`` and the default,
+  which keeps every later step affordable and passes unused budget forward (``stats["samples"]``
+  per step). The spend is counted from the run's own requests, not the budget meter, so a resumed
+  run that replays its calls from the cache for free asks for the same numbers.
 GPO varies the instruction only; layout and verbalizers stay the starting prompt's.
 """
 
@@ -221,12 +227,13 @@ class GpoOptimizer(Optimizer):
         k = min(p["num_exemplars"], len(ctx.train))
         exemplars = [ctx.train[i] for i in sorted(ctx.rng.choice(len(ctx.train), size=k, replace=False).tolist())]
         stats: dict[str, Any] = dict(plan=plan, split=split, steps_run=0, proposed=0, edit_rejections=0,
-                                     scored=0, edit_limits=[], trajectory=[])
+                                     scored=0, edit_limits=[], samples=[], trajectory=[])
         ctx.stats["gpo"] = stats
         history: list[tuple[str, float]] = []
         prompts: dict[str, Prompt] = {}
         try:
             start = ctx.evaluate(ctx.initial, eval_set, split=split).mean
+            self._budget, self._spent = planning_budget(ctx), len(eval_set)
             history.append((ctx.initial.instruction, start))
             prompts[ctx.initial.instruction] = ctx.initial
             stats["trajectory"].append(round(start, 4))
@@ -252,8 +259,11 @@ class GpoOptimizer(Optimizer):
         stats["edit_limits"].append(limit)
         shown = retrieve(history, p["momentum_k"], p["retrieval"]) if p["momentum"] else []
         meta = build_meta_prompt(current, shown, exemplars, ctx.initial, limit, p["refinement"])
-        outs = ctx.ask([("user", meta)], n=plan["per_step"], temperature=p["temperature"],
+        samples = self._samples(plan, t, len(eval_set))
+        stats["samples"].append(samples)
+        outs = ctx.ask([("user", meta)], n=samples, temperature=p["temperature"],
                        max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
+        self._spent += len(outs)
         stats["proposed"] += len(outs)
         filt = CandidateFilter(demos=exemplars)  # per step: earlier candidates may come back
         filt.remember([current[0]])
@@ -269,6 +279,8 @@ class GpoOptimizer(Optimizer):
         for i, text in enumerate(within):
             if text in visited:  # an earlier step's instruction: never the next one
                 continue
+            if text not in prompts:  # a repeat of an earlier step's candidate is a free cache hit
+                self._spent += len(eval_set)
             cand = prompts.get(text) or ctx.add(ctx.initial.with_instruction(text), parents, f"gpo:{p['refinement']}")
             prompts.setdefault(text, cand)
             score = ctx.evaluate(cand, eval_set, split=split).mean  # a repeat is a free cache hit
@@ -282,6 +294,14 @@ class GpoOptimizer(Optimizer):
         stats["trajectory"].append(round(history[-1][1], 4))
         ctx.log(f"GPO step {t}/{plan['steps']}: limit {limit} words, {len(within)} of {len(outs)} within it; "
                 f"now {history[-1][1]:.3f}")
+
+    def _samples(self, plan: dict[str, Any], t: int, n_eval: int) -> int:
+        """Samples for step ``t``: an even share of the budget left over the steps left, in the
+        worst case (every sample kept and scored), between the plan's and the default number."""
+        if math.isinf(self._budget):
+            return plan["per_step"]
+        share = (self._budget - self._spent) // ((plan["steps"] - t + 1) * (1 + n_eval))
+        return int(max(plan["per_step"], min(self.params["per_step"], share)))
 
     def plan(self, ctx: Context, n_eval: int) -> dict[str, Any]:
         """Steps, candidates per step and selection-split size this run can pay for."""
