@@ -80,12 +80,30 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def parse_variant(label: str) -> tuple[str, str, dict[str, Any]]:
+    """``method[key=value,...]`` -> (label, method, params); values read as JSON when they parse."""
+    method, bracket, rest = label.partition("[")
+    if bracket and not rest.endswith("]"):
+        raise SystemExit(f"--methods '{label}': expected METHOD or METHOD[KEY=VALUE,...]")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest[:-1].split(",")) if bracket else ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SystemExit(f"--methods '{label}': expected KEY=VALUE inside the brackets, got '{item}'")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return label, method, params
+
+
 def plan(methods: list[str] | None, extra: dict[str, dict[str, Any]]) -> tuple[list, list[str]]:
-    """The variants to run, and why the others are skipped."""
+    """The variants to run (the default set, or the labels asked for, each either a default
+    variant or ``method[key=value,...]``), and why some are skipped."""
     todo, skipped = [], []
-    for label, method, params in VARIANTS:
-        if methods and label not in methods:
-            continue
+    known = {label: (label, method, params) for label, method, params in VARIANTS}
+    chosen = [known.get(label) or parse_variant(label) for label in methods] if methods else VARIANTS
+    for label, method, params in chosen:
         cls = REGISTRY.get(method)
         if cls is None:
             skipped.append(f"{label}: method '{method}' is not registered")
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=TASKS)
     ap.add_argument("--methods", nargs="+", default=None,
-                    help="variant labels, e.g. protegi 'protegi[selector=uniform]' (default: all)")
+                    help="variant labels: METHOD or METHOD[KEY=VALUE,...], e.g. protegi 'protegi[selector=uniform]' (default: the set above)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300, help="search-call budget of every run")
     ap.add_argument("--train-size", type=int, default=30)
@@ -217,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         args.budget, args.train_size, args.test_size, args.seeds = (TINY["budget"], TINY["train_size"],
                                                                     TINY["test_size"], TINY["seeds"])
     variants, skipped = plan(args.methods, parse_params(args.param))
+    if args.methods and skipped:  # asked for by name: a typo must not pass silently
+        raise SystemExit("--methods: " + "; ".join(skipped))
     for why in skipped:
         print(f"skip {why}", file=sys.stderr)
     workdir = args.workdir or home() / "bench-methods"

@@ -75,3 +75,23 @@ def test_merge_lists_each_task_once(tmp_path):
     methods.main(["--merge", str(a), str(again), "--out", str(out)])
     assert json.loads(out.read_text())["meta"]["tasks"] == ["task-a"]
     assert out.with_suffix(".md").read_text().count("## `task-a`") == 1
+
+
+# -- choosing variants (--methods) ----------------------------------------------------------------
+
+
+def test_methods_labels_are_default_variants_or_method_with_params():
+    todo, skipped = methods.plan(["protegi[selector=uniform]", "protegi[selector=successive_rejects]", "gpo"], {})
+    assert todo == [("protegi[selector=uniform]", "protegi", {"selector": "uniform"}),
+                    ("protegi[selector=successive_rejects]", "protegi", {"selector": "successive_rejects"}),
+                    ("gpo", "gpo", {})] and skipped == []
+    assert methods.parse_variant("gpo[decay_edit_limit=false,momentum_k=2]")[2] == {"decay_edit_limit": False,
+                                                                                     "momentum_k": 2}
+
+
+@pytest.mark.parametrize("label, message", [("nope", "not registered"), ("ape[x=1]", "no parameter"),
+                                            ("protegi[selector", "expected METHOD")])
+def test_an_unknown_method_or_parameter_asked_for_is_an_error(label, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        methods.main(["--methods", label, "--tiny"])
+    assert message in str(exc.value) and label.split("[")[0] in str(exc.value)

@@ -113,7 +113,8 @@ def test_transient_failures_are_retried_until_success(fake, status):
     results, calls = collect(backend, [chat("hello")])
     assert results[0].text == "positive" and calls == [0]
     assert len(fake.received) == 3  # N failures + the success
-    assert time.perf_counter() - started < 5
+    # The fake asks for a 10 ms wait: no long backoff. Loose bound: this machine may be busy.
+    assert time.perf_counter() - started < 30
 
 
 def test_a_request_that_keeps_failing_is_one_line_error(fake):
