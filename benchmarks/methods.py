@@ -72,11 +72,7 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
         key, eq, value = rest.partition("=")
         if not sep or not eq or not key:
             raise SystemExit(f"--param '{item}': expected METHOD:KEY=VALUE")
-        try:
-            parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(method, {})[key] = parsed
+        out.setdefault(method, {})[key] = parse_value(value)
     return out
 
 
@@ -90,11 +86,16 @@ def parse_variant(label: str) -> tuple[str, str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise SystemExit(f"--methods '{label}': expected KEY=VALUE inside the brackets, got '{item}'")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
+        params[key.strip()] = parse_value(value)
     return label, method, params
+
+
+def parse_value(text: str) -> Any:
+    """A parameter value from the command line: JSON when it parses (numbers, true/false), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def plan(methods: list[str] | None, extra: dict[str, dict[str, Any]]) -> tuple[list, list[str]]:
@@ -279,7 +280,15 @@ def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
 def merge(files: list[Path], out: Path) -> int:
     """One table from result files written by separate invocations with the same settings; a run
     repeated in a later file (e.g. one method re-run after a fix) replaces the earlier one."""
-    parts = [json.loads(f.read_text()) for f in files]
+    parts = []
+    for f in files:
+        try:
+            part = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"{f}: cannot read it as JSON ({exc})") from None
+        if not isinstance(part, dict) or "runs" not in part or "tasks" not in part.get("meta", {}):
+            raise SystemExit(f"{f}: not a methods.py results file (no meta.tasks or runs)")
+        parts.append(part)
     for part in parts:  # files from before --optimizer-model existed used one model for both roles
         part["meta"].setdefault("optimizer_model", part["meta"]["model"])
     settings = ("model", "optimizer_model", "budget", "train_size", "dev_size", "test_size", "seeds")

@@ -43,8 +43,8 @@ Decisions where paper and code leave it open:
   the plan, up to ``generations``, while the budget pays for one more child (one call + one
   score), and a generation stops early when it cannot: GA keeps the top N of the parents and the
   children it has, DE leaves the remaining members as they are (``stats["stopped"]`` says which
-  ended the run). The spend is counted from the run's own requests, not the budget meter, so a
-  resumed run that replays its calls from the cache for free makes the same decisions.
+  ended the run). The spend is counted by ``proposals.PlannedSpend``, not read from the budget
+  meter, so a resumed run that replays its calls from the cache for free makes the same decisions.
 - ``max_tokens`` 160 (GA) / 220 (DE): the reply walks through the steps before the final prompt.
 """
 
@@ -57,8 +57,8 @@ import numpy as np
 
 from promptgym.optimizers.base import Context, Optimizer, register
 from promptgym.optimizers.proposals import (
-    CandidateFilter, normalize_key, paraphrase, parse_first, planning_budget, render_meta_prompt,
-    selection_data)
+    CandidateFilter, PlannedSpend, normalize_key, paraphrase, parse_first, planning_budget,
+    render_meta_prompt, selection_data)
 from promptgym.tasks.prompt import Prompt
 
 GA_TEMPLATE = """\
@@ -151,7 +151,10 @@ class _EvoPrompt(Optimizer):
 
     min_population = 2
     mode = ""
-    _budget, _spent = math.inf, 0  # set per run in optimize()
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._spend = PlannedSpend(math.inf)  # the run's, set in optimize()
 
     def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
         """(population, generations) that the run's budget can pay for; the defaults when it can."""
@@ -182,7 +185,7 @@ class _EvoPrompt(Optimizer):
                                      selection_split=split, children=0, scored=0, stopped="generations")
         ctx.stats["evoprompt"] = stats
         self._stats = stats
-        self._budget, self._spent = planning_budget(ctx), 0  # see "Budget" in the module docstring
+        self._spend = PlannedSpend.of(ctx)  # see "Budget" in the module docstring
         self._filter = CandidateFilter(demos=ctx.train)
         self._filter.remember([ctx.initial.instruction])
         population = self._initial_population(ctx, n)
@@ -210,7 +213,7 @@ class _EvoPrompt(Optimizer):
                 break
             outs = paraphrase(ctx, ctx.initial, need, temperature=p["paraphrase_temperature"], top_p=p["top_p"],
                               max_tokens=p["paraphrase_max_tokens"])
-            self._spent += len(outs)
+            self._spend.add(len(outs))
             texts += self._filter(outs)
             self._record_drops(ctx)
         for text in texts[: n - 1]:
@@ -224,7 +227,7 @@ class _EvoPrompt(Optimizer):
         p = self.params
         out = ctx.ask([("user", meta)], n=1, temperature=p["temperature"], top_p=p["top_p"],
                       max_tokens=p["max_tokens"], answer_prefix=cue)[0]
-        self._spent += 1
+        self._spend.add(1)
         self._stats["children"] += 1
         text = parse_first(out, "prompt", which="last")
         if text and normalize_key(text) in _EXAMPLE_KEYS:
@@ -240,12 +243,12 @@ class _EvoPrompt(Optimizer):
 
     def _score(self, ctx: Context, prompt: Prompt) -> float:
         self._stats["scored"] += 1
-        self._spent += len(self._examples)  # every scored prompt is new: the filter drops repeats
+        self._spend.add(len(self._examples))  # every scored prompt is new: the filter drops repeats
         return ctx.evaluate(prompt, self._examples, split=self._split).mean
 
     def _affords_child(self) -> bool:
         """Whether the budget pays for one more child in the worst case (its call and its score)."""
-        if math.isinf(self._budget) or self._budget - self._spent >= 1 + len(self._examples):
+        if self._spend.count(1 + len(self._examples)) >= 1:
             return True
         self._stats["stopped"] = "budget"
         return False

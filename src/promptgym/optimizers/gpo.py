@@ -60,8 +60,8 @@ Decisions where paper and code leave it open (or are wrong):
   for as many samples as an even share of what is left pays for in the worst case -- (budget -
   spent) / (steps left x (1 + eval examples)) -- between the planned ``per_step`` and the default,
   which keeps every later step affordable and passes unused budget forward (``stats["samples"]``
-  per step). The spend is counted from the run's own requests, not the budget meter, so a resumed
-  run that replays its calls from the cache for free asks for the same numbers.
+  per step). The spend is counted by ``proposals.PlannedSpend``, not read from the budget meter,
+  so a resumed run that replays its calls from the cache for free asks for the same numbers.
 GPO varies the instruction only; layout and verbalizers stay the starting prompt's.
 """
 
@@ -74,7 +74,7 @@ from typing import Any, Sequence
 from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted, PromptgymError
 from promptgym.optimizers.base import Context, Optimizer, register
-from promptgym.optimizers.proposals import (CandidateFilter, parse_first, planning_budget,
+from promptgym.optimizers.proposals import (CandidateFilter, PlannedSpend, parse_first, planning_budget,
                                             render_meta_prompt, selection_data)
 from promptgym.tasks.prompt import Prompt
 
@@ -233,7 +233,8 @@ class GpoOptimizer(Optimizer):
         prompts: dict[str, Prompt] = {}
         try:
             start = ctx.evaluate(ctx.initial, eval_set, split=split).mean
-            self._budget, self._spent = planning_budget(ctx), len(eval_set)
+            self._spend = PlannedSpend.of(ctx)
+            self._spend.add(len(eval_set))
             history.append((ctx.initial.instruction, start))
             prompts[ctx.initial.instruction] = ctx.initial
             stats["trajectory"].append(round(start, 4))
@@ -263,7 +264,7 @@ class GpoOptimizer(Optimizer):
         stats["samples"].append(samples)
         outs = ctx.ask([("user", meta)], n=samples, temperature=p["temperature"],
                        max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
-        self._spent += len(outs)
+        self._spend.add(len(outs))
         stats["proposed"] += len(outs)
         filt = CandidateFilter(demos=exemplars)  # per step: earlier candidates may come back
         filt.remember([current[0]])
@@ -280,7 +281,7 @@ class GpoOptimizer(Optimizer):
             if text in visited:  # an earlier step's instruction: never the next one
                 continue
             if text not in prompts:  # a repeat of an earlier step's candidate is a free cache hit
-                self._spent += len(eval_set)
+                self._spend.add(len(eval_set))
             cand = prompts.get(text) or ctx.add(ctx.initial.with_instruction(text), parents, f"gpo:{p['refinement']}")
             prompts.setdefault(text, cand)
             score = ctx.evaluate(cand, eval_set, split=split).mean  # a repeat is a free cache hit
@@ -298,9 +299,7 @@ class GpoOptimizer(Optimizer):
     def _samples(self, plan: dict[str, Any], t: int, n_eval: int) -> int:
         """Samples for step ``t``: an even share of the budget left over the steps left, in the
         worst case (every sample kept and scored), between the plan's and the default number."""
-        if math.isinf(self._budget):
-            return plan["per_step"]
-        share = (self._budget - self._spent) // ((plan["steps"] - t + 1) * (1 + n_eval))
+        share = self._spend.count((plan["steps"] - t + 1) * (1 + n_eval))
         return int(max(plan["per_step"], min(self.params["per_step"], share)))
 
     def plan(self, ctx: Context, n_eval: int) -> dict[str, Any]:

@@ -37,8 +37,8 @@ Decisions where paper and code leave it open:
   candidate is kept; a small model's duplicates and degenerate replies are dropped unscored, so
   the loop keeps going while the budget can pay for one more candidate, the last step asking for
   only as many as it can score (measured: OPRO stopped at 68 of 200 calls on misconceptions). The
-  spend is counted from the run's own requests, not the budget meter, so a resumed run that
-  replays cached calls for free makes the same steps. The plan and the steps run are in
+  spend is counted by ``proposals.PlannedSpend``, not read from the budget meter, so a resumed
+  run that replays cached calls for free makes the same steps. The plan and the steps run are in
   ``ctx.stats["opro"]``.
 """
 
@@ -49,7 +49,8 @@ from typing import Any
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
-from promptgym.optimizers.proposals import CandidateFilter, parse_first, planning_budget, render_meta_prompt
+from promptgym.optimizers.proposals import (CandidateFilter, PlannedSpend, parse_first, planning_budget,
+                                             render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
 
 META_PROMPT = """\
@@ -124,10 +125,11 @@ class OproOptimizer(Optimizer):
         history.append((ctx.initial.instruction, start.mean))
         pool[ctx.initial.instruction] = ctx.initial
         best_score, since_best = start.mean, 0
-        budget, n = planning_budget(ctx), len(ctx.train)
-        spent = n  # what this run's requests cost a fresh run (see the module docstring)
+        n = len(ctx.train)
+        spend = PlannedSpend.of(ctx)
+        spend.add(n)  # the starting instruction's score
         for step in range(p["steps"]):
-            size = per_step if math.isinf(budget) else int(min(per_step, (budget - spent) // (1 + n)))
+            size = int(min(per_step, spend.count(1 + n)))
             if size < 1:
                 stats["stopped"] = "budget"
                 break
@@ -141,7 +143,7 @@ class OproOptimizer(Optimizer):
                            max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
             stats["proposed"] += len(outs)
             texts = filt(parse_first(o, "INS", prefix=ANSWER_CUE) for o in outs)
-            spent += len(outs) + len(texts) * n
+            spend.add(len(outs) + len(texts) * n)
             ctx.stats["dropped"] = dict(filt.dropped)
             improved = False
             for text in texts:

@@ -3,6 +3,7 @@ de-duplication and degenerate-candidate filtering (a tiny proposer writes many b
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -197,6 +198,30 @@ def planning_budget(ctx: "Context") -> float:
     must make the same plan as the interrupted attempt, yet by then part of the budget is spent."""
     limit = ctx.evaluator.budget.limit
     return float("inf") if limit is None else float(limit)
+
+
+@dataclass
+class PlannedSpend:
+    """What a run's own requests would cost a fresh run, against the whole budget.
+
+    A method plans for the worst case (every candidate kept and scored); a small model's dropped
+    candidates cost their generation call only and leave budget over, which a method spends on more
+    steps or samples. It must count that itself, not read the budget meter: a resumed run replays
+    its finished calls from the cache for free, and must still make the same decisions."""
+
+    limit: float
+    spent: int = 0
+
+    @classmethod
+    def of(cls, ctx: "Context") -> "PlannedSpend":
+        return cls(planning_budget(ctx))
+
+    def add(self, calls: int) -> None:
+        self.spent += calls
+
+    def count(self, cost: int) -> float:
+        """How many items of ``cost`` calls each the budget left pays for (``inf`` if unlimited)."""
+        return math.inf if math.isinf(self.limit) else (self.limit - self.spent) // cost
 
 
 def selection_data(ctx: "Context") -> tuple[str, list[Example]]:
