@@ -10,5 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 spec="."
 [ -n "$extras" ] && spec=".[${extras}]"
+# pipefail (set above) makes a failed install fail this script; the filter only drops pip's
+# warnings about the machine's file:// extra indexes, and an empty output is not an error.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec" 2>&1 \
-  | grep -v "^WARNING: Location 'file:" || true
+  | { grep -v "^WARNING: Location 'file:" || true; }

@@ -75,3 +75,36 @@ def test_bad_names_and_rows_are_one_line_errors(sdist):
         load_dataset("bigbench:broken")
     with pytest.raises(DataError, match="give a task name"):
         load_dataset("bigbench:")
+
+
+# What pip printed in a venv from `python3 -m venv` for the old `--no-build-isolation` command.
+OLD_FAILURE = """  error: subprocess-exited-with-error
+
+  × Preparing metadata (pyproject.toml) did not run successfully.
+  │ exit code: 1
+  ╰─> [3 lines of output]
+      running dist_info
+      creating '/tmp/pip-modern-metadata-x/bigbench-1.0.0.dist-info'
+      error: invalid command 'bdist_wheel'
+      [end of output]
+
+  note: This error originates from a subprocess, and is likely not a problem with pip.
+error: metadata-generation-failed
+
+× Encountered error while generating package metadata.
+╰─> See above for output.
+
+note: This is an issue with the package mentioned above, not pip.
+hint: See above for details.
+"""
+
+
+def test_pip_error_finds_the_reason_not_see_above():
+    from promptgym.data.bigbench import pip_error
+
+    assert pip_error(OLD_FAILURE) == "error: invalid command 'bdist_wheel'"
+    offline = ("WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError'\n"
+               "ERROR: Could not find a version that satisfies the requirement bigbench==1.0.0\n"
+               "ERROR: No matching distribution found for bigbench==1.0.0\n")
+    assert pip_error(offline).startswith("No matching distribution found for bigbench==1.0.0 (the index did not answer:")
+    assert pip_error("") == "pip failed with no output"

@@ -1,17 +1,19 @@
 """BIG-bench JSON tasks, read from the ``bigbench`` sdist on PyPI.
 
-The sdist (358 MB) is fetched once per machine with ``pip download --no-deps`` into
-``$PROMPTGYM_HOME/downloads``; the task files of a task are extracted on first use and kept, so
-later loads read a small JSON file only.
+The sdist (358 MB) is fetched once per machine with ``pip download --no-deps`` (the running
+Python's pip, with the user's index configuration) into ``$PROMPTGYM_HOME/downloads``; the task
+files of a task are extracted on first use and kept, so later loads read a small JSON file only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 from promptgym.data.dataset import Dataset, Example
@@ -20,6 +22,7 @@ from promptgym.paths import downloads_dir
 
 BIGBENCH_VERSION = "1.0.0"
 _TASKS_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
+SDIST_NAME = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
 
 
 def sdist_path() -> Path:
@@ -30,17 +33,69 @@ def sdist_path() -> Path:
         if not path.exists():
             raise DataError(f"PROMPTGYM_BIGBENCH_SDIST={override}: no such file")
         return path
-    target = downloads_dir() / f"bigbench-{BIGBENCH_VERSION}.tar.gz"
-    if target.exists():
-        return target
-    print(f"Fetching the bigbench {BIGBENCH_VERSION} sdist (358 MB, once per machine)...", file=sys.stderr)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--no-build-isolation", f"bigbench=={BIGBENCH_VERSION}", "-d", str(downloads_dir())]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not target.exists():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DataError(f"bigbench: could not download the sdist with pip ({last})")
+    target = downloads_dir() / SDIST_NAME
+    if not target.exists():
+        print(f"Fetching the bigbench {BIGBENCH_VERSION} sdist (358 MB, once per machine)...", file=sys.stderr)
+        download_sdist(downloads_dir())
     return target
+
+
+def pip_download_command(python: str, dest: Path) -> list[str]:
+    """The pip call that fetches the sdist, with the user's own pip configuration (index, proxy).
+
+    pip prepares an sdist's metadata even for ``download``; build isolation stays on so that it
+    does so in a throwaway environment with setuptools and wheel from the index. With
+    ``--no-build-isolation`` it would use the running venv's, and a venv made by ``python -m venv``
+    has no ``wheel`` ("invalid command 'bdist_wheel'").
+    """
+    return [python, "-m", "pip", "download", "--no-deps", "--no-binary", "bigbench",
+            "--disable-pip-version-check", f"bigbench=={BIGBENCH_VERSION}", "-d", str(dest)]
+
+
+def download_sdist(dest: Path, python: str | None = None) -> Path:
+    """Fetch the sdist into ``dest`` with ``python``'s pip (default: the running interpreter's); a
+    failure is one line with pip's own reason.
+
+    pip writes into a scratch folder first, so a killed download never leaves a partial tarball
+    where a later load would take it for the real one.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".bigbench-", dir=dest) as scratch:
+        proc = subprocess.run(pip_download_command(python or sys.executable, Path(scratch)), capture_output=True, text=True)
+        got = Path(scratch) / SDIST_NAME
+        if proc.returncode != 0 or not got.exists():
+            reason = pip_error(proc.stderr) if proc.returncode != 0 else f"pip saved no {SDIST_NAME}"
+            raise DataError(f"bigbench: could not download the sdist with pip: {reason}")
+        got.replace(dest / SDIST_NAME)
+    return dest / SDIST_NAME
+
+
+def pip_error(stderr: str) -> str:
+    """The line of pip's stderr that says why it failed.
+
+    pip ends a failed build with "hint: See above for details."; the reason is inside the
+    subprocess block ("[13 lines of output] ... error: invalid command 'bdist_wheel' ...
+    [end of output]") or on pip's own "ERROR:" lines.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    block: list[str] = []
+    inside = False
+    for line in lines:
+        if re.search(r"\[\d+ lines? of output\]", line):
+            inside, block = True, []
+        elif line == "[end of output]":
+            inside = False
+        elif inside:
+            block.append(line)
+    said = [line for line in block if line.lower().startswith("error")] or block[-1:]
+    if said:
+        return said[-1]
+    errors = [line[len("ERROR:"):].strip() for line in lines if line.startswith("ERROR:")]
+    retries = [line for line in lines if line.startswith("WARNING: Retrying")]
+    if errors:
+        return errors[-1] + (f" (the index did not answer: {retries[-1]})" if retries else "")
+    rest = [line for line in lines if not line.startswith(("hint:", "note:", "WARNING:"))]
+    return (rest or lines or ["pip failed with no output"])[-1]
 
 
 def _cache_root() -> Path:

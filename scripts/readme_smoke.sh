@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every command of README.md, run as a new user would, in order (tests/test_readme.py checks that
+# each command in the README's sh blocks stands here, so the two cannot drift apart).
+# Uses a throwaway PROMPTGYM_HOME unless one is set; the BIG-bench sdist is fetched with pip into it
+# (358 MB) unless PROMPTGYM_BIGBENCH_SDIST names a copy. About 10 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PROMPTGYM_HOME="${PROMPTGYM_HOME:-$(mktemp -d)}"
+echo "smoke: PROMPTGYM_HOME=$PROMPTGYM_HOME"
+step() { echo; echo "smoke: \$ $*"; "$@"; }
+
+step bash scripts/quickstart.sh
+. .venv/bin/activate
+step promptgym methods
+out=$(mktemp)
+promptgym optimize --dataset bigbench:multiemo/all_sentence_en --method ape --budget 600 \
+    --train-size 30 --test-size 100 --seed 0 --json | tee "$out"
+RUN_ID=$(tail -n 1 "$out" | python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])')
+step promptgym runs
+step promptgym show "$RUN_ID"
+step promptgym resume "$RUN_ID"
+step promptgym predict "$RUN_ID" --input "The room was clean."
+# The README's Python API block, as written there.
+python - <<'PY'
+import re, pathlib
+block = re.search(r"```python\n(.*?)```", pathlib.Path("README.md").read_text(), re.S).group(1)
+exec(compile(block, "README.md (Python API)", "exec"))
+PY
+step bash scripts/test.sh -m "not integration"
+echo "smoke: every README command ran"
