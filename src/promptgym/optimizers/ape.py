@@ -26,12 +26,12 @@ from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
 from promptgym.optimizers.params import Param
 from promptgym.optimizers.proposals import (PARAPHRASE_USER, CandidateFilter, clean_instruction,
-                                             paraphrase, planning_budget)
+                                             paraphrase, planning_budget, render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
 
 PROPOSAL_USER = (
     "A friend was given an instruction and a list of inputs. Following the instruction, the friend "
-    "wrote one output for every input. These are the pairs:\n\n{pairs}\n\n"
+    "wrote one output for every input. These are the pairs:\n\n{{ pairs }}\n\n"
     "What instruction did the friend follow? Write it as one imperative sentence."
 )
 PROPOSAL_CUE = "The instruction was to"
@@ -111,7 +111,7 @@ class ApeOptimizer(Optimizer):
             k = min(p["num_demos"], len(ctx.train))
             demos = [ctx.train[i] for i in ctx.rng.choice(len(ctx.train), size=k, replace=False)]
             pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}" for d in demos)
-            outs = ctx.ask([("user", PROPOSAL_USER.format(pairs=pairs))],
+            outs = ctx.ask([("user", render_meta_prompt(PROPOSAL_USER, pairs=pairs))],
                            n=n, temperature=p["temperature"], top_p=p["top_p"],
                            max_tokens=p["max_tokens"], answer_prefix=PROPOSAL_CUE)
             kept += filt(_as_instruction(o) for o in outs)
