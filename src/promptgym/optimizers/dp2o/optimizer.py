@@ -20,11 +20,11 @@ from promptgym.models.base import OptionScores
 from promptgym.models.embeddings import (EmbeddingCache, LlamaCppEmbedder, TfidfEmbedder,
                                          embedder_from_spec)
 from promptgym.optimizers.base import Context, Optimizer, register
-from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.dp2o import inference
 from promptgym.optimizers.dp2o.dialogue import run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
 from promptgym.optimizers.dp2o.scoring import SueWeights, accuracy, reward, spearman, sue
+from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
 
@@ -134,7 +134,7 @@ class Dp2oOptimizer(Optimizer):
         # Stage A: seeds, dialogue, screening
         "seeds": Param(8, "m: top-SUE training examples shown in the dialogue", low=1, paper=UNSTATED),
         "rounds": Param(3, "conversations; each has m - window + 1 turns", low=1, paper=UNSTATED),
-        "window": Param(3, "seeds shown per turn", low=1, paper=UNSTATED),
+        "window": Param(3, "seeds shown per turn (3: m - 2 turns per round, as the paper)", low=1),
         "pool_size": Param(15, "h: prompts kept after SUE screening (the released code's)", low=1),
         "sue_examples": Param(None, "training examples SUE is measured on (null: all)", kind=int,
                               low=1, optional=True),
