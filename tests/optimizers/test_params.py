@@ -21,6 +21,13 @@ def test_defaults_are_derived_from_the_declarations_and_pass_their_own_checks(na
     assert cls().params == cls.defaults
 
 
+def test_a_method_declaring_untyped_defaults_is_refused():
+    from promptgym.optimizers.base import Optimizer
+
+    with pytest.raises(TypeError, match="declare typed"):
+        type("Old", (Optimizer,), {"defaults": {"steps": 3}})
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_bad_parameters_fail_when_the_method_is_built(name):
     cls = REGISTRY[name]

@@ -120,6 +120,9 @@ class Optimizer:
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
+        if "defaults" in cls.__dict__:  # would be overwritten below, silently
+            raise TypeError(f"{cls.__name__}: declare typed ``parameters`` (optimizers.params.Param), "
+                            "not ``defaults``")
         cls.defaults = {name: p.default for name, p in cls.parameters.items()}
 
     def __init__(self, **params: Any):
