@@ -58,6 +58,35 @@ def test_methods_lists_ape_first_on_its_line():
     assert name == "ape" and "Automatic Prompt Engineer" in summary
 
 
+def test_methods_params_lists_what_each_parameter_accepts_its_default_and_the_papers_value():
+    listed = _invoke("methods", "--params", "protegi")
+    assert listed.exit_code == 0 and listed.stdout == _invoke("methods", "protegi").stdout
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("protegi: ProTeGi") and lines[1].split()[:5] == [
+        "parameter", "accepts", "default", "paper", "description"]
+    temperature = next(line for line in lines if line.startswith("temperature "))
+    assert temperature.split()[:7] == ["temperature", "a", "number", ">=", "0", "0.7", "1.0"]
+    assert len(lines) == 2 + 17
+    _assert_one_line_error(_invoke("methods", "nosuch"), "unknown method 'nosuch'")
+
+
+def test_bad_param_value_is_one_line_and_starts_no_run(dataset):
+    result = _invoke("optimize", "--dataset", dataset, *SCRIPTED, "--method", "opro", "--param", "steps=x")
+    _assert_one_line_error(result, "method 'opro': parameter 'steps' must be an integer >= 1, got 'x'")
+    assert _last_json(_invoke("runs", "--json")) == []
+
+
+def test_param_values_from_the_command_line_are_coerced(dataset):
+    args = ["optimize", "--dataset", dataset, *SCRIPTED, "--method", "gpo", "--budget", "20",
+            "--train-size", "8", "--test-size", "4", "--json"]
+    as_typed = _last_json(_invoke(*args, "--param", "momentum=False", "--param", "temperature=1",
+                                  "--param", "epochs=1.0"))
+    canonical = _last_json(_invoke(*args, "--param", "momentum=false", "--param", "temperature=1.0",
+                                   "--param", "epochs=1"))
+    assert canonical["llm_calls"] == 0  # the same requests: all answered by the cache
+    assert canonical["best_prompt"] == as_typed["best_prompt"]
+
+
 def test_missing_dataset_file(tmp_path):
     missing = str(tmp_path / "nope.jsonl")
     result = _invoke("optimize", "--dataset", missing, *SCRIPTED, "--budget", "5")
@@ -132,6 +161,19 @@ def test_optimize_replay_runs_and_resume(dataset):
 
     resumed = _last_json(_invoke("resume", first["run_id"], "--json"))
     assert resumed == first
+
+    shown = _invoke("show", first["run_id"])
+    assert shown.exit_code == 0 and "initial" in shown.stdout and first["run_id"] in shown.stdout
+
+
+def test_json_fields_and_their_order_are_the_contract(dataset):
+    summary = _last_json(_invoke("optimize", *SCRIPTED, "--dataset", dataset, "--budget", "10",
+                                 "--train-size", "6", "--test-size", "4", "--json"))
+    assert list(summary) == [
+        "run_id", "method", "dataset", "initial_prompt", "best_prompt", "initial_score", "best_score",
+        "test_initial", "test_best", "improved_on_test", "llm_calls", "cached_calls", "budget",
+        "budget_used", "prompt_tokens", "completion_tokens", "model_seconds", "seconds", "seed",
+        "train_size", "test_size", "task_model", "optimizer_model", "candidates", "stats"]
 
 
 def test_resume_of_an_interrupted_run_replays_it(dataset):

@@ -1,33 +1,100 @@
-"""The Python API, with the same nouns as the CLI: ``optimize(...)`` and ``resume(run_id)``.
+"""The Python API, with the same nouns as the CLI: ``optimize``, ``resume``, ``predict``, ``runs``,
+``show`` and ``methods``.
 
 A run: load data -> split (seeded) -> task -> evaluator (cache, budget, ledger) -> optimizer ->
-held-out evaluation of the starting and the best prompt -> result, all recorded in the run store.
-Resume is a replay: the run is executed again from its stored config and every model call that
-completed before is answered by the cache.
+held-out evaluation of the starting and the best prompt -> a ``RunSummary``, all recorded in the
+run store. Resume is a replay: the run is executed again from its stored config and every model
+call that completed before is answered by the cache.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterator
 
-from promptgym.data.dataset import Dataset, Example, split_dataset
+from promptgym.data.dataset import Dataset, Example, Splits, split_dataset
 from promptgym.data.loaders import load_dataset
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.cache import ResponseCache
-from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
+from promptgym.evaluation.evaluator import Budget, Evaluator
+from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend
-from promptgym.optimizers.base import Context, Recorder, get_method
+from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.paths import default_cache_url, default_store_url
+from promptgym.report.progress import call_progress
+from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import RunStore
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
-from promptgym.tasks.task import ChoiceTask, task_for
+from promptgym.tasks.task import ChoiceTask, Task, task_for
 
 NEUTRAL_CHOICE = "Read the input and choose the correct label."
 NEUTRAL_GENERATION = "Read the input and give the correct answer."
+
+
+@dataclass
+class RunSummary(Mapping):
+    """A finished run's outcome: the JSON contract of ``--json`` (the README's field table) and the
+    result kept in the store. Reads like the dict it replaced (``summary["best_score"]``); a
+    method's own held-out numbers (``heldout_report``, e.g. ``dp2o``) are in ``extra`` and follow
+    the fixed fields, never replacing one."""
+
+    run_id: str
+    method: str
+    dataset: str
+    initial_prompt: str
+    best_prompt: str
+    initial_score: float
+    best_score: float
+    test_initial: float | None
+    test_best: float | None
+    improved_on_test: bool
+    llm_calls: int
+    cached_calls: int
+    budget: int | None
+    budget_used: int
+    prompt_tokens: int
+    completion_tokens: int
+    model_seconds: float
+    seconds: float
+    seed: int
+    train_size: int
+    test_size: int
+    task_model: str
+    optimizer_model: str
+    candidates: int
+    stats: dict[str, Any]
+    best_prompt_full: dict[str, Any]  # layout, verbalizers and demos too; not in --json
+    initial_prompt_full: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.extra = {k: v for k, v in self.extra.items() if k not in _SUMMARY_FIELDS}
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key) if key in _SUMMARY_FIELDS else self.extra[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _SUMMARY_FIELDS
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return len(_SUMMARY_FIELDS) + len(self.extra)
+
+    def to_dict(self, full: bool = True) -> dict[str, Any]:
+        """The JSON-able record; ``full=False`` is the ``--json`` line (without ``*_full``)."""
+        return {k: v for k, v in self.items() if full or not k.endswith("_full")}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+        return cls(**{k: data.get(k) for k in _SUMMARY_FIELDS},
+                   extra={k: v for k, v in data.items() if k not in _SUMMARY_FIELDS})
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(RunSummary) if f.name != "extra")
 
 
 @dataclass
@@ -35,30 +102,19 @@ class RunResult:
     run_id: str
     best_prompt: Prompt
     initial_prompt: Prompt
-    summary: dict[str, Any]
+    summary: RunSummary
 
     def __getitem__(self, key: str) -> Any:
         return self.summary[key]
 
 
-class StoreRecorder(Recorder):
-    def __init__(self, store: RunStore, run_id: str):
-        self.store, self.run_id = store, run_id
+@dataclass
+class RunDetails:
+    """A stored run with its candidates (lineage) and every score, for ``show``."""
 
-    def candidate(self, prompt: Prompt, parents: list[str], operation: str) -> None:
-        self.store.add_candidate(self.run_id, prompt.id, prompt.to_dict(), parents, operation)
-
-    def score(self, prompt: Prompt, split: str, result: EvalResult) -> None:
-        self.store.add_score(
-            self.run_id, prompt.id, split, result.mean,
-            {e.id: s for e, s in zip(result.examples, result.scores)},
-            {e.id: p for e, p in zip(result.examples, result.predictions)})
-
-    def put_artifact(self, name: str, data: Any) -> None:
-        self.store.put_artifact(self.run_id, name, data)
-
-    def get_artifact(self, name: str) -> Any | None:
-        return self.store.get_artifact(self.run_id, name)
+    run: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    scores: list[dict[str, Any]]
 
 
 def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 300, seed: int = 0,
@@ -68,7 +124,7 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
              params: dict[str, Any] | None = None, store_url: str | None = None,
              cache_url: str | None = None, quiet: bool = True,
              fields: dict[str, str] | None = None) -> RunResult:
-    """Optimize a prompt; returns the best prompt and the JSON-able summary (also stored).
+    """Optimize a prompt; returns the best prompt and the run's summary (also stored).
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised."""
@@ -82,49 +138,102 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
     else:
         config["dataset"] = dataset
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
-    store = RunStore(store_url or default_store_url())
+    store = _store(store_url)
     run_id = store.create_run(method, config["dataset"], config)
     with _status_on_error(store, run_id):
-        return _execute(store, run_id, config, quiet=quiet)
+        return _execute(_setup(store, run_id, config), quiet=quiet)
 
 
 def resume(run_id: str, store_url: str | None = None, quiet: bool = True) -> RunResult:
     """Continue a killed run: replay it; completed calls come from the cache, free."""
-    store = RunStore(store_url or default_store_url())
+    store = _store(store_url)
     run = store.get_run(run_id)
     if run["status"] == "finished" and run["result"]:
-        best = Prompt.from_dict(run["result"]["best_prompt_full"])
-        initial = Prompt.from_dict(run["result"]["initial_prompt_full"])
-        return RunResult(run_id, best, initial, run["result"])
+        summary = RunSummary.from_dict(run["result"])
+        return RunResult(run_id, Prompt.from_dict(summary.best_prompt_full),
+                         Prompt.from_dict(summary.initial_prompt_full), summary)
     store.set_status(run_id, "running")
     with _status_on_error(store, run_id):
-        return _execute(store, run_id, run["config"], quiet=quiet)
+        return _execute(_setup(store, run_id, run["config"]), quiet=quiet)
 
 
 def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> list[dict[str, Any]]:
     """Answer new inputs with a finished run's result (per-input prompts for methods that store
     them, e.g. dp2o; the best prompt otherwise). Calls are cached and not charged to any budget."""
-    store = RunStore(store_url or default_store_url())
+    store = _store(store_url)
     run = store.get_run(run_id)
     if run["status"] != "finished" or not run["result"]:
         raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
-    config = run["config"]
-    dataset = _dataset_from_config(config)
-    backend = make_backend(config["task_model"])
-    scoring = config["scoring"] or ("logprob" if backend.supports_scoring else "generate")
-    task = task_for(dataset, normalize=config["normalize"], scoring=scoring)
-    best = Prompt.from_dict(run["result"]["best_prompt_full"])
-    initial = Prompt.from_dict(run["result"]["initial_prompt_full"])
-    labels = dataset.labels if isinstance(task, ChoiceTask) else None
+    setup = _setup(store, run_id, run["config"])
+    task = setup.task
+    labels = setup.dataset.labels if isinstance(task, ChoiceTask) else None
     if isinstance(task, ChoiceTask) and not labels:
         raise PromptgymError(f"run '{run_id}': the dataset's examples have different label sets")
     examples = [Example(f"predict-{i}", text, (labels[0] if labels else "",), labels)
                 for i, text in enumerate(inputs)]  # the target is a placeholder: nothing is scored
-    cache = ResponseCache(config.get("cache_url") or default_cache_url())
-    evaluator = Evaluator(backend, backend, cache, Budget(None))
-    ctx = Context(task=task, evaluator=evaluator, train=[], initial=initial, seed=config["seed"],
-                  recorder=StoreRecorder(store, run_id))
-    return get_method(config["method"])(**config["params"]).predict(ctx, best, examples)
+    evaluator = Evaluator(setup.task_backend, setup.task_backend, setup.cache, Budget(None))
+    ctx = Context(task=task, evaluator=evaluator, train=[],
+                  initial=Prompt.from_dict(run["result"]["initial_prompt_full"]),
+                  seed=run["config"]["seed"], recorder=setup.recorder)
+    return setup.optimizer.predict(ctx, Prompt.from_dict(run["result"]["best_prompt_full"]), examples)
+
+
+def runs(store_url: str | None = None) -> list[dict[str, Any]]:
+    """Stored runs, newest first: run_id, method, dataset, status, best_score, created."""
+    return _store(store_url).list_runs()
+
+
+def show(run_id: str, store_url: str | None = None) -> RunDetails:
+    """A stored run with its candidates and scores, whatever its status."""
+    store = _store(store_url)
+    return RunDetails(store.get_run(run_id), store.candidates(run_id), store.scores(run_id))
+
+
+def methods() -> dict[str, str]:
+    """The registered methods, name -> one-line summary."""
+    return {name: REGISTRY[name].summary for name in sorted(REGISTRY)}
+
+
+def method_parameters(method: str) -> list[dict[str, str]]:
+    """A method's parameters as text: name, what it accepts, default, the paper's value ("-" when
+    the paper gives none) and a one-line description."""
+    return [dict(name=name, accepts=p.accepts(), default=p.default_value(), paper=p.paper_value(),
+                 help=p.help) for name, p in get_method(method).parameters.items()]
+
+
+@dataclass
+class _Setup:
+    """What optimize, resume and predict all build from a run's stored config."""
+
+    store: RunStore
+    run_id: str
+    config: dict[str, Any]
+    dataset: Dataset
+    splits: Splits
+    task_backend: Backend
+    task: Task
+    cache: ResponseCache
+    optimizer: Optimizer
+    recorder: RunRecorder
+    started: float  # perf_counter before loading: a run's wall time includes its setup
+
+
+def _setup(store: RunStore, run_id: str, config: dict[str, Any]) -> _Setup:
+    started = time.perf_counter()
+    dataset = _dataset_from_config(config)
+    splits = split_dataset(dataset, config["train_size"], config["test_size"], config["dev_size"], config["seed"])
+    task_backend = make_backend(config["task_model"])
+    scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
+    return _Setup(store=store, run_id=run_id, config=config, dataset=dataset, splits=splits,
+                  task_backend=task_backend,
+                  task=task_for(dataset, normalize=config["normalize"], scoring=scoring),
+                  cache=ResponseCache(config.get("cache_url") or default_cache_url()),
+                  optimizer=get_method(config["method"])(**config["params"]),
+                  recorder=RunRecorder(store, run_id), started=started)
+
+
+def _store(url: str | None) -> RunStore:
+    return RunStore(url or default_store_url())
 
 
 def _dataset_to_json(dataset: Dataset) -> dict[str, Any]:
@@ -158,24 +267,17 @@ def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
         raise
 
 
-def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) -> RunResult:
-    started = time.perf_counter()
-    dataset = _dataset_from_config(config)
-    splits = split_dataset(dataset, config["train_size"], config["test_size"], config["dev_size"], config["seed"])
-    task_backend = make_backend(config["task_model"])
+def _execute(setup: _Setup, quiet: bool) -> RunResult:
+    store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     optimizer_backend = make_backend(config["optimizer_model"])
-    scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
-    task = task_for(dataset, normalize=config["normalize"], scoring=scoring)
-    instruction = config["prompt"] or dataset.description or (
+    instruction = config["prompt"] or setup.dataset.description or (
         NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
     initial = Prompt(instruction=instruction, layout=get_layout(config["layout"]))
-    optimizer = get_method(config["method"])(**config["params"])
+    optimizer, recorder = setup.optimizer, setup.recorder
     budget = Budget(config["budget"], spent=store.charged_calls(run_id))
-    cache = ResponseCache(config.get("cache_url") or default_cache_url())
-    recorder = StoreRecorder(store, run_id)
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
-    with _progress(quiet, budget) as on_call:
-        evaluator = Evaluator(task_backend, optimizer_backend, cache, budget,
+    with call_progress(quiet, budget.limit, budget.spent) as on_call:
+        evaluator = Evaluator(setup.task_backend, optimizer_backend, setup.cache, budget,
                               ledger=lambda rows: store.add_calls(run_id, rows), on_call=on_call)
         ctx = Context(task=task, evaluator=evaluator, train=splits.train, dev=splits.dev,
                       initial=initial, seed=config["seed"], recorder=recorder,
@@ -193,7 +295,7 @@ def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) 
                 scores[(name, split)] = result.mean
         extra = optimizer.heldout_report(ctx, evaluator, splits.test)  # method-specific held-out numbers
     usage = store.usage(run_id)
-    summary = dict(
+    summary = RunSummary(
         run_id=run_id, method=config["method"], dataset=config["dataset"],
         initial_prompt=initial.instruction, best_prompt=best.instruction,
         initial_score=scores[("initial", "train")], best_score=scores[("best", "train")],
@@ -202,36 +304,10 @@ def _execute(store: RunStore, run_id: str, config: dict[str, Any], quiet: bool) 
         llm_calls=usage.calls, cached_calls=usage.cached_calls, budget=config["budget"],
         budget_used=store.charged_calls(run_id), prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, model_seconds=round(usage.seconds, 3),
-        seconds=round(time.perf_counter() - started, 3), seed=config["seed"],
-        train_size=len(splits.train), test_size=len(splits.test), task_model=task_backend.identity,
+        seconds=round(time.perf_counter() - setup.started, 3), seed=config["seed"],
+        train_size=len(splits.train), test_size=len(splits.test), task_model=setup.task_backend.identity,
         optimizer_model=optimizer_backend.identity, candidates=len(store.candidates(run_id)),
-        stats=ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict())
-    summary.update({k: v for k, v in (extra or {}).items() if k not in summary})
-    store.finish_run(run_id, best.id, summary["best_score"], summary)
+        stats=ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict(),
+        extra=extra or {})
+    store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
     return RunResult(run_id, best, initial, summary)
-
-
-@contextmanager
-def _progress(quiet: bool, budget: Budget) -> Iterator:
-    """A rich progress bar of model calls against the budget; silent when quiet or not a TTY."""
-    if quiet or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, transient=False) as progress:
-        bar = progress.add_task("model calls", total=budget.limit, completed=budget.spent)
-        counts = {"cached": 0, "heldout": 0}
-
-        def on_call(cached: bool, charged: bool) -> None:
-            if cached:
-                counts["cached"] += 1
-            elif not charged:
-                counts["heldout"] += 1
-            else:
-                progress.advance(bar)
-            progress.update(bar, description=f"model calls (cached {counts['cached']}, "
-                                             f"held-out eval {counts['heldout']})")
-
-        yield on_call

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from promptgym.errors import PromptgymError
+
+if TYPE_CHECKING:
+    from promptgym.api import RunSummary
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -29,9 +32,9 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+def _print_summary(summary: RunSummary, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({k: v for k, v in summary.items() if not k.endswith("_full")}))
+        click.echo(json.dumps(summary.to_dict(full=False)))
         return
     from promptgym.report import summary_table
 
@@ -71,12 +74,25 @@ def main(ctx: click.Context, store_url: str | None) -> None:
 
 
 @main.command()
-def methods() -> None:
-    """List the available methods, one per line, name first."""
-    from promptgym.optimizers import REGISTRY
+@click.argument("name", required=False)
+@click.option("--params", "params_of", metavar="NAME", default=None,
+              help="List method NAME's parameters (same as: promptgym methods NAME).")
+def methods(name: str | None, params_of: str | None) -> None:
+    """List the available methods, one per line, name first; with NAME, that method's parameters
+    (what each accepts, its default, the paper's value, what it does)."""
+    from promptgym import api
 
-    for name in sorted(REGISTRY):
-        click.echo(f"{name}\t{REGISTRY[name].summary}")
+    method = params_of or name
+    if method is None:
+        for key, summary in api.methods().items():
+            click.echo(f"{key}\t{summary}")
+        return
+    rows = [dict(name="parameter", accepts="accepts", default="default", paper="paper", help="description")]
+    rows += api.method_parameters(method)
+    widths = {k: max(len(r[k]) for r in rows) for k in ("name", "accepts", "default", "paper")}
+    click.echo(f"{method}: {api.methods()[method]}")
+    for r in rows:
+        click.echo("  ".join(r[k].ljust(w) for k, w in widths.items()) + "  " + r["help"])
 
 
 @main.command()
@@ -140,10 +156,9 @@ def resume(ctx: click.Context, run_id: str, as_json: bool, quiet: bool) -> None:
 @click.pass_context
 def runs(ctx: click.Context, as_json: bool) -> None:
     """List stored runs, newest first."""
-    from promptgym.paths import default_store_url
-    from promptgym.store import RunStore
+    from promptgym import api
 
-    rows = RunStore(ctx.obj["store"] or default_store_url()).list_runs()
+    rows = api.runs(store_url=ctx.obj["store"])
     if as_json:
         click.echo(json.dumps([{k: r[k] for k in ("run_id", "method", "dataset", "status", "best_score")}
                                for r in rows]))
@@ -158,13 +173,11 @@ def runs(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, run_id: str) -> None:
     """Show a run's candidates with their lineage and scores."""
-    from promptgym.paths import default_store_url
+    from promptgym import api
     from promptgym.report import candidates_table
-    from promptgym.store import RunStore
 
-    store = RunStore(ctx.obj["store"] or default_store_url())
-    run = store.get_run(run_id)
-    candidates_table(run, store.candidates(run_id), store.scores(run_id))
+    details = api.show(run_id, store_url=ctx.obj["store"])
+    candidates_table(details.run, details.candidates, details.scores)
 
 
 @main.command()

@@ -1,10 +1,10 @@
 """A small OpenAI-protocol server on 127.0.0.1 (stdlib only) for testing the HTTP path for real.
 
 It answers ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` with canned text, can fail
-the first N requests with a status (429, 503, ...) and ``Retry-After: 0``, checks the API key and the
+the first N requests with a status (429, 503, ...) and a ``retry-after-ms`` wait, checks the API key and the
 model name like a real server (401 / 404 with an OpenAI-shaped error body), rejects the requests a
 test picks (400), records every request it
-received and measures the largest number of requests in flight at once.
+received with its arrival time and measures the largest number of requests in flight at once.
 
 ``/v1/completions`` with ``echo=True`` and ``logprobs`` echoes the prompt split into word tokens
 (``"a b"`` -> ``"a"``, ``" b"``) whose log-probability is ``-len(token) / 10``, the first one ``None``,
@@ -38,6 +38,7 @@ class Received:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float  # time.monotonic() on arrival: gaps between retries are measured here, server-side
 
 
 @dataclass
@@ -45,7 +46,7 @@ class FakeOpenAIServer:
     """Start with ``start()`` (or use as a context manager); ``base_url`` ends in ``/v1``.
 
     ``reply`` is the canned text, or a function of the request body returning it. ``fail_first``
-    requests (counted over all routes) get ``fail_status``; ``delay`` seconds of sleep per request
+    requests (counted over all routes) get ``fail_status`` and ask for a ``retry_after_ms`` wait; ``delay`` seconds of sleep per request
     make concurrency measurable.
     """
 
@@ -54,6 +55,7 @@ class FakeOpenAIServer:
     api_key: str | None = None
     fail_first: int = 0
     fail_status: int = 503
+    retry_after_ms: int = 10
     delay: float = 0.0
     reject: Callable[[dict[str, Any]], bool] | None = None  # -> 400 for the requests it picks
     received: list[Received] = field(default_factory=list)
@@ -138,7 +140,8 @@ class FakeOpenAIServer:
 
     def _handle(self, path: str, body: dict[str, Any], headers: dict[str, str]):
         with self._lock:
-            self.received.append(Received(path, body, {k.lower(): v for k, v in headers.items()}))
+            self.received.append(Received(path, body, {k.lower(): v for k, v in headers.items()},
+                                          time.monotonic()))
             number = len(self.received)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -153,9 +156,9 @@ class FakeOpenAIServer:
     def _answer(self, path: str, body: dict[str, Any], headers: dict[str, str], number: int):
         if number <= self.fail_first:
             # Retry-After 0 asks for an immediate retry; the SDK only honours positive values, so
-            # the (OpenAI's own) millisecond header keeps the client's backoff short in tests.
+            # the (OpenAI's own) millisecond header sets the client's wait (short in most tests).
             return self.fail_status, _error("try again later", "server_error"), {
-                "Retry-After": "0", "retry-after-ms": "10"}
+                "Retry-After": "0", "retry-after-ms": str(self.retry_after_ms)}
         if self.api_key is not None:
             auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
             if auth != f"Bearer {self.api_key}":

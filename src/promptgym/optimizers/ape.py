@@ -24,13 +24,14 @@ import math
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.params import Param
 from promptgym.optimizers.proposals import (PARAPHRASE_USER, CandidateFilter, clean_instruction,
-                                             paraphrase, planning_budget)
+                                             paraphrase, planning_budget, render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
 
 PROPOSAL_USER = (
     "A friend was given an instruction and a list of inputs. Following the instruction, the friend "
-    "wrote one output for every input. These are the pairs:\n\n{pairs}\n\n"
+    "wrote one output for every input. These are the pairs:\n\n{{ pairs }}\n\n"
     "What instruction did the friend follow? Write it as one imperative sentence."
 )
 PROPOSAL_CUE = "The instruction was to"
@@ -46,17 +47,17 @@ def _first_sentence(text: str) -> str:
 class ApeOptimizer(Optimizer):
     name = "ape"
     summary = "Automatic Prompt Engineer: induce instructions from demos, score, keep the best"
-    defaults = {
-        "num_subsamples": 5,
-        "prompts_per_subsample": 10,
-        "num_demos": 5,
-        "eval_examples": 20,
-        "top_fraction": 0.2,
-        "iterations": 0,
-        "variants_per_prompt": 3,
-        "temperature": 0.9,
-        "top_p": 0.9,
-        "max_tokens": 50,
+    parameters = {
+        "num_subsamples": Param(5, "demonstration draws, each asked for prompts_per_subsample proposals", low=1),
+        "prompts_per_subsample": Param(10, "proposals sampled per demonstration draw", low=1),
+        "num_demos": Param(5, "input/output pairs shown per proposal request", low=1),
+        "eval_examples": Param(20, "training examples every candidate is first scored on", low=1),
+        "top_fraction": Param(0.2, "share of candidates that survive to a whole-train score", low=0, high=1),
+        "iterations": Param(0, "iterative APE rounds of paraphrasing the survivors (0: off)", low=0),
+        "variants_per_prompt": Param(3, "paraphrases per survivor in each iterative round", low=1),
+        "temperature": Param(0.9, "sampling temperature of the proposals", low=0),
+        "top_p": Param(0.9, "nucleus sampling of the proposals", low=0, high=1),
+        "max_tokens": Param(50, "token cap of one proposal", low=1),
     }
 
     def optimize(self, ctx: Context) -> Prompt:
@@ -110,7 +111,7 @@ class ApeOptimizer(Optimizer):
             k = min(p["num_demos"], len(ctx.train))
             demos = [ctx.train[i] for i in ctx.rng.choice(len(ctx.train), size=k, replace=False)]
             pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}" for d in demos)
-            outs = ctx.ask([("user", PROPOSAL_USER.format(pairs=pairs))],
+            outs = ctx.ask([("user", render_meta_prompt(PROPOSAL_USER, pairs=pairs))],
                            n=n, temperature=p["temperature"], top_p=p["top_p"],
                            max_tokens=p["max_tokens"], answer_prefix=PROPOSAL_CUE)
             kept += filt(_as_instruction(o) for o in outs)

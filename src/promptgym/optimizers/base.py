@@ -17,6 +17,7 @@ from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted, PromptgymError
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import GenerationRequest
+from promptgym.optimizers.params import Param, validate
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import Task
 
@@ -108,19 +109,24 @@ class Context:
 
 
 class Optimizer:
-    """Base class. Subclasses set ``name``, ``defaults`` (from the paper) and ``optimize``."""
+    """Base class. Subclasses set ``name``, ``parameters`` (typed, with the paper's values) and
+    ``optimize``; ``defaults`` is derived from ``parameters``."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     selection_split: ClassVar[str] = "train"
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if "defaults" in cls.__dict__:  # would be overwritten below, silently
+            raise TypeError(f"{cls.__name__}: declare typed ``parameters`` (optimizers.params.Param), "
+                            "not ``defaults``")
+        cls.defaults = {name: p.default for name, p in cls.parameters.items()}
+
     def __init__(self, **params: Any):
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise PromptgymError(f"method '{self.name}': unknown parameter(s) {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(self.defaults))})")
-        self.params = {**self.defaults, **params}
+        self.params = validate(self.name, self.parameters, params)
 
     def optimize(self, ctx: Context) -> Prompt:
         raise NotImplementedError

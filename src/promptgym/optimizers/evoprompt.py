@@ -56,6 +56,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import (
     CandidateFilter, PlannedSpend, normalize_key, paraphrase, parse_first, planning_budget,
     render_meta_prompt, selection_data)
@@ -260,21 +261,30 @@ class _EvoPrompt(Optimizer):
         raise NotImplementedError
 
 
+def evolution_parameters(min_population: int, max_tokens: int, **extra: Param) -> dict[str, Param]:
+    """GA's and DE's parameters: the same but for the smallest population, the reply's length
+    (DE's walks through more steps) and DE's ``donor_random`` (``extra``)."""
+    return {
+        "population": Param(10, "prompts in the population, N (lowered to fit the budget)",
+                            low=min_population),
+        "generations": Param(10, "generations (0: the initial population only)", low=0),
+        "temperature": Param(0.5, "sampling temperature of the evolution requests", low=0),
+        "top_p": Param(0.95, "nucleus sampling of the evolution requests", low=0, high=1),
+        **extra,
+        "max_tokens": Param(max_tokens, "token cap of one evolution reply (steps, then the prompt)", low=1,
+                            paper=UNSTATED),
+        "paraphrase_temperature": Param(1.0, "temperature of the initial population's paraphrases", low=0),
+        "paraphrase_max_tokens": Param(60, "token cap of one paraphrase", low=1, paper=UNSTATED),
+    }
+
+
 @register
 class EvoPromptGA(_EvoPrompt):
     name = "evoprompt-ga"
     summary = "EvoPrompt GA: roulette selection, LLM crossover + mutation, keep the top N"
     mode = "GA"
     min_population = 2
-    defaults = {
-        "population": 10,
-        "generations": 10,
-        "temperature": 0.5,
-        "top_p": 0.95,
-        "max_tokens": 160,
-        "paraphrase_temperature": 1.0,
-        "paraphrase_max_tokens": 60,
-    }
+    parameters = evolution_parameters(min_population, max_tokens=160)
 
     def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
         n = len(population)
@@ -299,16 +309,9 @@ class EvoPromptDE(_EvoPrompt):
     summary = "EvoPrompt DE: LLM mutates the difference of two prompts into the best, crossover with each member"
     mode = "DE"
     min_population = 3
-    defaults = {
-        "population": 10,
-        "generations": 10,
-        "temperature": 0.5,
-        "top_p": 0.95,
-        "donor_random": False,
-        "max_tokens": 220,
-        "paraphrase_temperature": 1.0,
-        "paraphrase_max_tokens": 60,
-    }
+    parameters = evolution_parameters(
+        min_population, max_tokens=220,
+        donor_random=Param(False, "donor c is a random member instead of the best prompt"))
 
     def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
         if self.params["donor_random"]:

@@ -74,6 +74,7 @@ from typing import Any, Sequence
 from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted, PromptgymError
 from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import (CandidateFilter, PlannedSpend, parse_first, planning_budget,
                                             render_meta_prompt, selection_data)
 from promptgym.tasks.prompt import Prompt
@@ -195,22 +196,24 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 class GpoOptimizer(Optimizer):
     name = "gpo"
     summary = "GPO: trajectory retrieval as momentum, LLM-written updates, cosine-decayed edit limit"
-    defaults = {
-        "epochs": 3,
-        "batch_size": 8,
-        "per_step": 8,
-        "retrieval": "recency",
-        "momentum": True,
-        "momentum_k": 3,
-        "refinement": "generate",
-        "num_exemplars": 3,
-        "decay_edit_limit": True,
-        "initial_edit_limit": 50,
-        "final_edit_limit": 10,
-        "warmup": False,
-        "warmup_fraction": 0.05,
-        "temperature": 1.0,
-        "max_tokens": 150,
+    parameters = {
+        "epochs": Param(3, "passes over the training split", low=1),
+        "batch_size": Param(8, "training examples per step (sets the steps per epoch)", low=1),
+        "per_step": Param(8, "samples of the meta-prompt per step", low=1),
+        "retrieval": Param("recency", "which trajectory entries the meta-prompt shows",
+                           choices=RETRIEVALS, paper="relevance"),
+        "momentum": Param(True, "show retrieved past (instruction, score) pairs"),
+        "momentum_k": Param(3, "trajectory entries retrieved", low=1),
+        "refinement": Param("generate", "ask for a new instruction or an edit of the current one",
+                            choices=REFINEMENTS),
+        "num_exemplars": Param(3, "training examples shown in the meta-prompt", low=0),
+        "decay_edit_limit": Param(True, "cosine-decay the edit limit (the learning rate)"),
+        "initial_edit_limit": Param(50, "words a proposal may change at the first step", low=0),
+        "final_edit_limit": Param(10, "words a proposal may change at the last step", low=0),
+        "warmup": Param(False, "raise the edit limit linearly first"),
+        "warmup_fraction": Param(0.05, "share of the steps spent warming up", low=0, high=1),
+        "temperature": Param(1.0, "sampling temperature of the optimizer model", low=0),
+        "max_tokens": Param(150, "token cap of one reply", low=1, paper=UNSTATED),
     }
 
     def optimize(self, ctx: Context) -> Prompt:

@@ -49,6 +49,7 @@ from typing import Any
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import (CandidateFilter, PlannedSpend, parse_first, planning_budget,
                                              render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
@@ -98,16 +99,18 @@ class OproOptimizer(Optimizer):
     name = "opro"
     summary = "OPRO: an LLM reads scored past instructions (ascending) and writes better ones"
     selection_split = "train"
-    defaults = {
-        "steps": 200,
-        "per_step": 8,
-        "max_in_meta": 20,
-        "num_exemplars": 3,
-        "temperature": 1.0,
-        "score_buckets": 100,
-        "score_threshold": 0.0,
-        "patience": 20,
-        "max_tokens": 100,
+    parameters = {
+        "steps": Param(200, "optimization steps (cut to fit the budget)", low=1),
+        "per_step": Param(8, "meta-prompt samples per step, one instruction each", low=1),
+        "max_in_meta": Param(20, "best past instructions shown in the meta-prompt", low=0),
+        "num_exemplars": Param(3, "training examples shown in each meta-prompt", low=0),
+        "temperature": Param(1.0, "sampling temperature of the optimizer model", low=0),
+        "score_buckets": Param(100, "scores are shown as integers 0..score_buckets", low=1),
+        "score_threshold": Param(0.0, "instructions scoring below it are left out of the meta-prompt",
+                                 low=0, high=1),
+        "patience": Param(20, "steps without a new best before stopping (0: never)", low=0,
+                          paper=UNSTATED),
+        "max_tokens": Param(100, "token cap of one reply", low=1, paper=UNSTATED),
     }
 
     def optimize(self, ctx: Context) -> Prompt:

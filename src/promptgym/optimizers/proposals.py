@@ -136,7 +136,7 @@ class CandidateFilter:
 
 PARAPHRASE_USER = (
     "Rewrite the following instruction in different words. Keep its meaning; reply with the new "
-    "instruction only.\n\nInstruction: {instruction}"
+    "instruction only.\n\nInstruction: {{ instruction }}"
 )
 PARAPHRASE_CUE = "New instruction:"
 
@@ -150,7 +150,7 @@ def paraphrase(ctx: "Context", prompt: "Prompt | str", n: int, *, temperature: f
     if n <= 0:
         return []
     instruction = prompt if isinstance(prompt, str) else prompt.instruction
-    outs = ctx.ask([("user", PARAPHRASE_USER.format(instruction=instruction))], n=n,
+    outs = ctx.ask([("user", render_meta_prompt(PARAPHRASE_USER, instruction=instruction))], n=n,
                    temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                    answer_prefix=PARAPHRASE_CUE)
     texts = [clean_instruction(o.strip().split("\n")[0]) for o in outs]

@@ -76,6 +76,7 @@ from typing import Any, Sequence
 from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted, PromptgymError
 from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import (CandidateFilter, paraphrase, parse_all, planning_budget,
                                             render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
@@ -244,24 +245,26 @@ class ProtegiOptimizer(Optimizer):
     name = "protegi"
     summary = "ProTeGi: textual gradients from errors -> edits -> paraphrases; beam + bandit selection"
     selection_split = "train"
-    defaults = {
-        "selector": "ucb",
-        "rounds": 6,
-        "beam_size": 4,
-        "minibatch_size": 64,
-        "n_gradients": 4,
-        "errors_per_gradient": 4,
-        "gradients_per_error": 1,
-        "steps_per_gradient": 1,
-        "mc_samples_per_step": 2,
-        "max_expansion_factor": 8,
-        "eval_rounds": 8,
-        "eval_prompts_per_round": 8,
-        "samples_per_eval": 32,
-        "c": 1.0,
-        "temperature": 0.7,
-        "max_tokens": 200,
-        "max_example_chars": 400,
+    parameters = {
+        "selector": Param("ucb", "how beam + new candidates are scored", choices=SELECTORS),
+        "rounds": Param(6, "expand-and-select rounds", low=1),
+        "beam_size": Param(4, "prompts kept after each selection", low=1),
+        "minibatch_size": Param(64, "training examples run per round to find errors", low=1),
+        "n_gradients": Param(4, "gradient requests per beam member", low=1),
+        "errors_per_gradient": Param(4, "errors shown in one gradient request", low=1),
+        "gradients_per_error": Param(1, "reasons asked for in one gradient request", low=1),
+        "steps_per_gradient": Param(1, "edited instructions asked for per reason", low=1),
+        "mc_samples_per_step": Param(2, "paraphrases of every edit and member", low=0),
+        "max_expansion_factor": Param(8, "new candidates kept per member, at most", low=1),
+        "eval_rounds": Param(8, "bandit rounds in the allowance B", low=1),
+        "eval_prompts_per_round": Param(8, "arms pulled per bandit round", low=1),
+        "samples_per_eval": Param(32, "examples per pull", low=1),
+        "c": Param(1.0, "UCB exploration constant", low=0),
+        "temperature": Param(0.7, "sampling temperature of the optimizer model (the code's)", low=0,
+                             paper=1.0),
+        "max_tokens": Param(200, "token cap of one reply", low=1, paper=UNSTATED),
+        "max_example_chars": Param(400, "inputs are cut to this length in meta-prompts", low=1,
+                                   paper=UNSTATED),
     }
 
     def optimize(self, ctx: Context) -> Prompt:

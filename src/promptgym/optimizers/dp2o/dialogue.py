@@ -25,20 +25,20 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers.proposals import CandidateFilter
+from promptgym.optimizers.proposals import CandidateFilter, render_meta_prompt
 
 SYSTEM = ("You write new labelled examples for a text classification task. You copy the format of "
           "the examples you are shown exactly, one example per block, and you never repeat an example.")
 FIRST_TURN = (
-    "Task: {instruction}\nPossible answers: {labels}.\n\n"
-    "Some examples of the task:\n\n{demos}\n\n"
-    "Write one new example of this task whose answer is {word}. Match the examples above in topic, "
+    "Task: {{ instruction }}\nPossible answers: {{ labels }}.\n\n"
+    "Some examples of the task:\n\n{{ demos }}\n\n"
+    "Write one new example of this task whose answer is {{ word }}. Match the examples above in topic, "
     "length and style, but do not copy them. Write only the input text."
 )
-NEXT_LABEL = "Now write one more new example, different from the ones so far, whose answer is {word}."
+NEXT_LABEL = "Now write one more new example, different from the ones so far, whose answer is {{ word }}."
 NEXT_TURN = (
-    "More examples of the task:\n\n{demos}\n\n"
-    "Write one new example that fits all the examples so far, whose answer is {word}. "
+    "More examples of the task:\n\n{{ demos }}\n\n"
+    "Write one new example that fits all the examples so far, whose answer is {{ word }}. "
     "Write only the input text."
 )
 REPLY_CUE = "Input:"
@@ -231,11 +231,11 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
             for k, label in enumerate(labels[start:] + labels[:start]):
                 word = label_word[label]
                 if k > 0:
-                    user = NEXT_LABEL.format(word=word)
+                    user = render_meta_prompt(NEXT_LABEL, word=word)
                 else:
                     template = FIRST_TURN if turn == 0 else NEXT_TURN
-                    user = template.format(instruction=instruction.strip(), labels=label_list,
-                                           demos=demos, word=word)
+                    user = render_meta_prompt(template, instruction=instruction.strip(), labels=label_list,
+                                              demos=demos, word=word)
                 messages.append(("user", user))
                 messages = trim_history(messages, max_history_chars)
                 kept = None

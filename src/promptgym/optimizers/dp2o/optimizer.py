@@ -24,6 +24,7 @@ from promptgym.optimizers.dp2o import inference
 from promptgym.optimizers.dp2o.dialogue import run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
 from promptgym.optimizers.dp2o.scoring import SueWeights, accuracy, reward, spearman, sue
+from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
 
@@ -129,49 +130,52 @@ class Dp2oOptimizer(Optimizer):
     name = "dp2o"
     summary = "DP2O: dialogue-written demo pool, SUE screening, per-input prompt policy (REINFORCE)"
     selection_split = "dev"
-    defaults: dict[str, Any] = {
+    parameters = {
         # Stage A: seeds, dialogue, screening
-        "seeds": 8,                 # m: top-SUE training examples shown in the dialogue
-        "rounds": 3,                # conversations; each has m - window + 1 turns
-        "window": 3,                # seeds shown per turn (m - 2 turns per round, as the paper)
-        "pool_size": 15,            # h: prompts kept after SUE screening (released code: 15)
-        "sue_examples": None,       # training examples SUE is measured on (None: all)
-        "seed_candidates": None,    # training examples scored as possible seeds (None: all)
-        "sue_supervised": 10.0,
-        "sue_unsupervised": 6.5,
-        "sue_global": 0.0,
-        "temperature": 0.8,
-        "dialogue_retries": 2,      # re-ask a dropped exchange (fresh, hotter sample); see dialogue
-        "top_p": 0.95,
-        "max_tokens": 80,           # one input text per exchange
-        "max_history_chars": 4000,
-        "dev_fraction": 0.3,        # carved out of train when the run has no dev split
-        "dev_all_candidates": False,  # also score every screened candidate on dev (SUE check)
+        "seeds": Param(8, "m: top-SUE training examples shown in the dialogue", low=1, paper=UNSTATED),
+        "rounds": Param(3, "conversations; each has m - window + 1 turns", low=1, paper=UNSTATED),
+        "window": Param(3, "seeds shown per turn (3: m - 2 turns per round, as the paper)", low=1),
+        "pool_size": Param(15, "h: prompts kept after SUE screening (the released code's)", low=1),
+        "sue_examples": Param(None, "training examples SUE is measured on (null: all)", kind=int,
+                              low=1, optional=True),
+        "seed_candidates": Param(None, "training examples scored as possible seeds (null: all)",
+                                 kind=int, low=1, optional=True),
+        "sue_supervised": Param(10.0, "SUE weight of the mean margin (reconstructed)", paper=UNSTATED),
+        "sue_unsupervised": Param(6.5, "SUE weight of the mean normalised entropy (reconstructed)",
+                                  paper=UNSTATED),
+        "sue_global": Param(0.0, "SUE weight of GlobalE", paper=UNSTATED),
+        "temperature": Param(0.8, "sampling temperature of the dialogue", low=0, paper=UNSTATED),
+        "dialogue_retries": Param(2, "re-asks of a dropped exchange (fresh, hotter sample)", low=0,
+                                  paper=UNSTATED),
+        "top_p": Param(0.95, "nucleus sampling of the dialogue", low=0, high=1),
+        "max_tokens": Param(80, "token cap of one written input text", low=1, paper=UNSTATED),
+        "max_history_chars": Param(4000, "dialogue history is trimmed to this length", low=1,
+                                   paper=UNSTATED),
+        "dev_fraction": Param(0.3, "share of train carved out as dev when the run has no dev split",
+                              low=0, high=1, paper=UNSTATED),
+        "dev_all_candidates": Param(False, "also score every screened candidate on dev (SUE check)",
+                                    paper=UNSTATED),
         # Stage B: states, policy, REINFORCE
-        "encoder": "auto",          # auto | llama | tfidf
-        "hidden": 600,
-        "episodes": 200,
-        "lr": 1e-3,
-        "adam_eps": 1e-5,
-        "weight_decay": 0.01,
-        "entropy_coef": 0.059,
-        "reward_margin": 10.0,
-        "reward_entropy": 6.5,
-        "reward_norm": "batch",     # batch | running | none
-        "normalize_states": True,
+        "encoder": Param("auto", "state encoder of the inputs", choices=("auto", "llama", "tfidf"),
+                         paper=UNSTATED),
+        "hidden": Param(600, "hidden units of the policy network", low=1),
+        "episodes": Param(200, "REINFORCE episodes", low=1),
+        "lr": Param(1e-3, "AdamW learning rate (decayed linearly to 0)", low=0),
+        "adam_eps": Param(1e-5, "AdamW epsilon", low=0),
+        "weight_decay": Param(0.01, "AdamW decoupled weight decay", low=0),
+        "entropy_coef": Param(0.059, "weight of the policy's entropy bonus", low=0),
+        "reward_margin": Param(10.0, "reward weight of the margin p_y - max p_other"),
+        "reward_entropy": Param(6.5, "reward weight of the normalised entropy (< 0 flips it)"),
+        "reward_norm": Param("batch", "reward standardisation", choices=("batch", "running", "none"),
+                             paper=UNSTATED),
+        "normalize_states": Param(True, "z-normalise states with the training states' statistics"),
         # Inference
-        "top_k": 10,
-        "inference": "ensemble",    # ensemble | greedy (what predict() answers with)
+        "top_k": Param(10, "prompts in the top-k ensemble", low=1),
+        "inference": Param("ensemble", "what predict() answers with", choices=("ensemble", "greedy")),
     }
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        if self.params["encoder"] not in ("auto", "llama", "tfidf"):
-            raise PromptgymError("dp2o: encoder must be auto, llama or tfidf")
-        if self.params["inference"] not in ("ensemble", "greedy"):
-            raise PromptgymError("dp2o: inference must be ensemble or greedy")
-        if self.params["reward_norm"] not in ("batch", "running", "none"):
-            raise PromptgymError("dp2o: reward_norm must be batch, running or none")
         self.run_state: _Run | None = None
 
     # -- helpers ---------------------------------------------------------------------------------------
