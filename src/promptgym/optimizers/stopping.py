@@ -44,7 +44,8 @@ class MaxSteps(Stopper):
 
 
 class Patience(Stopper):
-    """``steps`` steps in a row without a new best (strictly higher than the best before them)."""
+    """``steps`` steps in a row without a new best (strictly higher than the best before them).
+    Steps before the method has any score (e.g. DP2O's first stage) do not count."""
 
     name = "patience"
 
@@ -54,7 +55,9 @@ class Patience(Stopper):
         self.since = 0
 
     def __call__(self, steps: int, best: float | None) -> bool:
-        if best is not None and best > self.best:
+        if best is None:
+            return False
+        if best > self.best:
             self.best, self.since = best, 0
         else:
             self.since += 1
