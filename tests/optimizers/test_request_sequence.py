@@ -33,6 +33,9 @@ CELLS = [  # (method, params, budget, seed[, training examples])
     ("protegi", {}, 40, 0), ("protegi", {}, 150, 1), ("protegi", {"rounds": 2}, None, 2),
     ("protegi", {"selector": "successive_rejects"}, 300, 3), ("protegi", {"selector": "uniform"}, 300, 4),
     ("dp2o", {"episodes": 20}, 40, 0), ("dp2o", {"episodes": 20}, 150, 1), ("dp2o", {"episodes": 20}, None, 2),
+    # budgets that run out while a method sets up or in its first step
+    *[(m, {"episodes": 20} if m == "dp2o" else {}, b, 7) for m in ("ape", "opro", "evoprompt-ga", "evoprompt-de", "gpo",
+                                                                   "protegi", "dp2o") for b in (5, 12)],
     # a larger training split and no dev split: the plans shrink differently
     ("ape", {}, 100, 5, 30), ("opro", {}, 100, 5, 30), ("evoprompt-ga", {}, 250, 5, 30),
     ("evoprompt-de", {}, 250, 5, 30), ("gpo", {}, 120, 5, 30), ("gpo", {}, 400, 6, 30),
@@ -77,6 +80,20 @@ PINS = {
     "protegi[]-b700-s6-t30": "3b6ae6cc92c3567e",
     "dp2o[episodes=20]-b120-s5-t30": "d028316b69a336f5",
     "dp2o[episodes=20,dev_all_candidates=True]-b400-s6-t30": "cf4f70480170340d",
+    "ape[]-b5-s7": "498bf2ca8a980414",
+    "ape[]-b12-s7": "12daa289999887da",
+    "opro[]-b5-s7": "b79eceb1fb10ff05",
+    "opro[]-b12-s7": "f4cfda6419e0238b",
+    "evoprompt-ga[]-b5-s7": "6f8c9e2946902067",
+    "evoprompt-ga[]-b12-s7": "eaef82d6fea4e01b",
+    "evoprompt-de[]-b5-s7": "fd637d23d8647aff",
+    "evoprompt-de[]-b12-s7": "072a092cb2c102d8",
+    "gpo[]-b5-s7": "22b5145b19fb180f",
+    "gpo[]-b12-s7": "a05f0074a2520e21",
+    "protegi[]-b5-s7": "b79eceb1fb10ff05",
+    "protegi[]-b12-s7": "fc522b80e524bece",
+    "dp2o[episodes=20]-b5-s7": "d958788af6baf46e",
+    "dp2o[episodes=20]-b12-s7": "a2113fc27281bedf",
 }
 
 

@@ -123,11 +123,9 @@ class State:
     """One run of a method: what it carries from step to step (methods subclass it).
 
     ``finished`` is empty while the method has steps to take, else why it ended on its own:
-    ``done`` (its plan is run) or ``budget`` (what is left cannot pay for another step).
-    ``split`` is the split the run selects on when it differs from the method's ``selection_split``."""
+    ``done`` (its plan is run) or ``budget`` (what is left cannot pay for another step)."""
 
     finished: str = ""
-    split: str | None = None
 
 
 class Optimizer:
@@ -155,14 +153,19 @@ class Optimizer:
         """One step of the method; sets ``state.finished`` when there is no next step."""
         raise NotImplementedError
 
-    def result(self, ctx: Context, state: State) -> Prompt:
-        """The method's answer so far (also when the budget ran out mid-step)."""
-        best = ctx.best(state.split or self.selection_split)
+    def selection(self, ctx: Context) -> str:
+        """The split this run compares candidates on (e.g. dev when the run has one)."""
+        return self.selection_split
+
+    def result(self, ctx: Context, state: State | None) -> Prompt:
+        """The method's answer so far, also when the budget ran out mid-step (``state`` is None
+        when it ran out while setting up)."""
+        best = ctx.best(self.selection(ctx))
         return best[0] if best else ctx.initial
 
     def best_score(self, ctx: Context, state: State) -> float | None:
         """The method's best score so far: what the patience and target stoppers read."""
-        best = ctx.best(state.split or self.selection_split)
+        best = ctx.best(self.selection(ctx))
         return best[1] if best else None
 
     def stoppers(self) -> list[Any]:
@@ -207,9 +210,8 @@ class Optimizer:
             ctx.stats["budget_exhausted"] = True
             stopped_by = "budget"
         ctx.stats.update(steps=steps, stopped_by=stopped_by)
-        if ctx.state is None:  # the budget ran out while setting up
-            best_prompt = ctx.best(self.selection_split)
-            return best_prompt[0] if best_prompt else ctx.initial
+        if ctx.state is None:  # the budget ran out while setting up: the best so far, by the base's rule
+            return Optimizer.result(self, ctx, None)
         return self.result(ctx, ctx.state)
 
 

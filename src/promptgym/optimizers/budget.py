@@ -71,7 +71,7 @@ class PlannedSpend:
     steps or samples. It counts that itself instead of reading the budget meter (see the module
     docstring)."""
 
-    limit: float
+    limit: float = math.inf
     spent: int = 0
 
     @classmethod

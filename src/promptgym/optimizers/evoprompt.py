@@ -153,11 +153,12 @@ Member = tuple[Prompt, float]  # a prompt and its fitness
 
 @dataclass
 class EvoState(State):
+    split: str = "train"
     examples: list[Example] = field(default_factory=list)  # the selection split's
     population: list[Member] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     filter: CandidateFilter = field(default_factory=CandidateFilter)
-    spend: budget.PlannedSpend = field(default_factory=lambda: budget.PlannedSpend(float("inf")))
+    spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
 
 
 class _EvoPrompt(Optimizer):
@@ -187,6 +188,9 @@ class _EvoPrompt(Optimizer):
 
         plan = budget.fit({"n": n0, "t": t0}, cost, budget.planning_budget(ctx), [lower_larger_share])
         return plan["n"], plan["t"]
+
+    def selection(self, ctx: Context) -> str:
+        return selection_data(ctx)[0]
 
     def setup(self, ctx: Context) -> EvoState:
         split, examples = selection_data(ctx)

@@ -196,13 +196,14 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 @dataclass
 class GpoState(State):
+    split: str = "train"
     plan: dict[str, Any] = field(default_factory=dict)
     eval_set: list[Example] = field(default_factory=list)
     exemplars: list[Example] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[str, float]] = field(default_factory=list)  # the trajectory: (instruction, score)
     prompts: dict[str, Prompt] = field(default_factory=dict)  # instruction -> candidate
-    spend: budget.PlannedSpend = field(default_factory=lambda: budget.PlannedSpend(float("inf")))
+    spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
     t: int = 0  # steps taken
 
     def best(self) -> int:
@@ -258,6 +259,9 @@ class GpoOptimizer(Optimizer):
         state.stats["trajectory"].append(round(start, 4))
         state.finished = "" if plan["steps"] > 0 else "done"
         return state
+
+    def selection(self, ctx: Context) -> str:
+        return selection_data(ctx)[0]
 
     def result(self, ctx: Context, state: GpoState) -> Prompt:
         return state.prompts[state.history[state.best()][0]]

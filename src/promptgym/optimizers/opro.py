@@ -97,13 +97,12 @@ def build_meta_prompt(history: list[tuple[str, float]], exemplars: list[Example]
 
 @dataclass
 class OproState(State):
-    steps: int = 0
-    per_step: int = 0
+    per_step: int = 0  # planned
     stats: dict[str, Any] = field(default_factory=dict)
     filter: CandidateFilter = field(default_factory=CandidateFilter)
     history: list[tuple[str, float]] = field(default_factory=list)  # (instruction, score), in order
     pool: dict[str, Prompt] = field(default_factory=dict)  # instruction -> candidate (all scored ones)
-    spend: budget.PlannedSpend = field(default_factory=lambda: budget.PlannedSpend(float("inf")))
+    spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
     size: int = 0  # candidates the next step asks for
 
 
@@ -129,7 +128,7 @@ class OproOptimizer(Optimizer):
 
     def setup(self, ctx: Context) -> OproState:
         steps, per_step = self.plan(ctx)
-        state = OproState(steps=steps, per_step=per_step, filter=CandidateFilter(demos=ctx.train),
+        state = OproState(per_step=per_step, filter=CandidateFilter(demos=ctx.train),
                           spend=budget.PlannedSpend.of(ctx))
         state.stats = ctx.stats["opro"] = dict(steps_planned=steps, per_step=per_step, steps_run=0, proposed=0,
                                               scored=0)
