@@ -107,9 +107,10 @@ class ApeOptimizer(Optimizer):
         p = self.params
         extra = max(len(ctx.train) - n_eval, 0)
         per_candidate = 1 + n_eval + p["top_fraction"] * extra  # propose + subsample + survivor top-up
+        limit = budget.planning_budget(ctx)
+        affordable = limit if math.isinf(limit) else limit // per_candidate  # floor: exact, not a float product
         plan = budget.fit({"proposals": p["num_subsamples"] * p["prompts_per_subsample"]},
-                          lambda plan: plan["proposals"] * per_candidate, budget.planning_budget(ctx),
-                          [budget.lower("proposals")])
+                          lambda plan: plan["proposals"], affordable, [budget.lower("proposals")])
         return plan["proposals"]
 
     def _propose(self, ctx: Context, count: int, filt: CandidateFilter) -> list[str]:

@@ -20,7 +20,7 @@ from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted, PromptgymError
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import GenerationRequest
-from promptgym.optimizers.stopping import Stop
+from promptgym.optimizers.stopping import Stop, Stopper
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import Task
 
@@ -168,7 +168,7 @@ class Optimizer:
         best = ctx.best(self.selection(ctx))
         return best[1] if best else None
 
-    def stoppers(self) -> list[Any]:
+    def stoppers(self) -> list[Stopper]:
         """Stoppers that are part of the method itself (e.g. OPRO's patience); the run's own
         ``Stop`` settings come on top."""
         return []

@@ -333,18 +333,22 @@ class GpoOptimizer(Optimizer):
         as many steps as fit."""
         p = self.params
         total = p["epochs"] * steps_per_epoch(len(ctx.train), p["batch_size"])
-        least = min(total, 3)
+
+        def fewer_examples(s: dict[str, Any]) -> dict[str, Any] | None:
+            if s["last_resort"] or s["eval_examples"] // 2 < 4:
+                return None
+            return {**s, "steps": total, "per_step": p["per_step"], "eval_examples": s["eval_examples"] // 2}
+
+        def last_resort(s: dict[str, Any]) -> dict[str, Any] | None:
+            return None if s["last_resort"] else {**s, "steps": total, "per_step": min(p["per_step"], 2),
+                                                  "eval_examples": min(n_eval, 4), "least": 1, "last_resort": True}
+
         plan = budget.fit(
             dict(steps=total, per_step=p["per_step"], eval_examples=n_eval, least=min(total, 3), last_resort=False),
             lambda s: s["eval_examples"] + s["steps"] * s["per_step"] * (1 + s["eval_examples"]),
             budget.planning_budget(ctx),
-            [budget.lower("steps", lambda s: s["least"]),
-             budget.lower("per_step", 2, steps=total),
-             lambda s: ({**s, "steps": total, "per_step": p["per_step"], "eval_examples": s["eval_examples"] // 2}
-                        if s["eval_examples"] // 2 >= 4 and not s["last_resort"] else None),
-             lambda s: (None if s["last_resort"] else {**s, "steps": total, "per_step": min(p["per_step"], 2),
-                                                       "eval_examples": min(n_eval, 4), "least": 1,
-                                                       "last_resort": True})])
+            [budget.lower("steps", lambda s: s["least"]), budget.lower("per_step", 2, steps=total),
+             fewer_examples, last_resort])
         steps = plan["steps"]
         warmup = max(1, math.ceil(p["warmup_fraction"] * steps)) if p["warmup"] else 0
         return dict(steps=steps, steps_default=total, per_step=plan["per_step"],

@@ -332,7 +332,6 @@ class Dp2oOptimizer(Optimizer):
 
     def _stage_b(self, ctx: Context, run: _Run) -> None:
         p, stats, train, dev, labels = self.params, run.stats, run.train, run.dev, run.labels
-        task: ChoiceTask = ctx.task  # type: ignore[assignment]
         sue_gold, screened, cand_probs, cand_sue, order = (run.sue_gold, run.screened, run.cand_probs,
                                                           run.cand_sue, run.order)
         evaluate = self._scorer(ctx, run)
