@@ -290,6 +290,7 @@ class ProtegiOptimizer(Optimizer):
         return state
 
     def result(self, ctx: Context, state: ProtegiState) -> Prompt:
+        """The top of the last selected beam (a round the budget cut short changes nothing)."""
         ctx.stats["dropped"] = dict(state.filter.dropped)
         return state.beam[0]
 

@@ -297,8 +297,8 @@ class Dp2oOptimizer(Optimizer):
         # Screen as many candidates as the budget allows (a seeded subset when it cannot take all).
         size, n_dev, h = len(sue_set), len(dev), plan["pool_size"]
 
-        def need(plan: dict[str, int]) -> float:
-            k = plan["screen"]
+        def need(screening: dict[str, int]) -> float:
+            k = screening["screen"]
             dev_rows = k if p["dev_all_candidates"] else min(h, k)
             return k * size + min(h, k) * (n - size) + dev_rows * n_dev + n_dev
 
