@@ -2,9 +2,12 @@
 conditions), composed from ``Stop`` settings given to the API or the CLI.
 
 The budget always applies: the Evaluator refuses the call past it and the base keeps the best
-found so far. A method also ends on its own (its planned steps are done, or its plan cannot pay
-for another step). ``ctx.stats["stopped_by"]`` says which ended a run: ``done``, ``budget``,
-``max_steps``, ``patience``, ``target`` or ``wall_time``.
+found so far (methods also size their plans to it, see ``budget``). It is not a stopper reading the
+budget meter after a step: a resumed run starts with the meter at what the killed attempt spent
+and replays for free, so such a stopper would fire at a different step. A method also ends on its
+own (its planned steps are done, or its plan cannot pay for another step).
+``ctx.stats["stopped_by"]`` says which ended a run: ``done``, ``budget``, ``max_steps``,
+``patience``, ``target`` or ``wall_time``; ``ctx.stats["steps"]`` how many steps it took.
 
 Every stopper but wall time decides from the run's own steps and scores, so a resumed run (which
 replays its calls from the cache) stops at the same place. Wall time reads the clock: a run stopped
