@@ -176,6 +176,22 @@ def test_json_fields_and_their_order_are_the_contract(dataset):
         "train_size", "test_size", "task_model", "optimizer_model", "candidates", "stats"]
 
 
+def test_stoppers_from_the_cli_reach_the_run_and_resume_stops_the_same_way(dataset):
+    args = ["optimize", *SCRIPTED, "--dataset", dataset, "--method", "opro", "--budget", "200",
+            "--train-size", "6", "--test-size", "10", "--max-steps", "2", "--json"]
+    first = _last_json(_invoke(*args))
+    assert first["stats"]["stopped_by"] == "max_steps" and first["stats"]["steps"] == 2
+    assert first["stats"]["opro"]["steps_run"] == 2
+    store = RunStore(f"sqlite:///{Path(os.environ['PROMPTGYM_HOME']) / 'runs.sqlite'}")
+    assert store.get_run(first["run_id"])["config"]["stop"] == {"max_steps": 2}
+    store.set_status(first["run_id"], "interrupted")
+    resumed = _last_json(_invoke("resume", first["run_id"], "--json"))
+    assert resumed["stats"]["stopped_by"] == "max_steps" and resumed["best_prompt"] == first["best_prompt"]
+    assert resumed["llm_calls"] == first["llm_calls"]
+    bad = _invoke("optimize", *SCRIPTED, "--dataset", dataset, "--max-steps", "0")
+    assert bad.exit_code != 0 and "--max-steps" in bad.stderr
+
+
 def test_resume_of_an_interrupted_run_replays_it(dataset):
     args = ["optimize", *SCRIPTED, "--dataset", dataset, "--budget", "40", "--train-size", "10",
             "--test-size", "20", "--json"]

@@ -2,8 +2,9 @@
 
 from promptgym.api import RunResult, optimize, resume
 from promptgym.data import Dataset, Example, load_dataset
+from promptgym.optimizers.stopping import Stop
 from promptgym.tasks import ChoiceTask, GenerationTask, Prompt
 
-__all__ = ["RunResult", "optimize", "resume", "Dataset", "Example", "load_dataset",
+__all__ = ["RunResult", "optimize", "resume", "Stop", "Dataset", "Example", "load_dataset",
            "ChoiceTask", "GenerationTask", "Prompt"]
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ from promptgym.evaluation.evaluator import Budget, Evaluator
 from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
+from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
 from promptgym.report.progress import call_progress
 from promptgym.store.recorder import RunRecorder
@@ -123,15 +124,18 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
              layout: str = DEFAULT_LAYOUT, normalize: str = "none", scoring: str | None = None,
              params: dict[str, Any] | None = None, store_url: str | None = None,
              cache_url: str | None = None, quiet: bool = True,
-             fields: dict[str, str] | None = None) -> RunResult:
+             fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None) -> RunResult:
     """Optimize a prompt; returns the best prompt and the run's summary (also stored).
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
-    (``{"input": "text", "target": "label"}``); by default common names are recognised."""
+    (``{"input": "text", "target": "label"}``); by default common names are recognised.
+    ``stop`` ends the search early, for any method: ``Stop(max_steps=, patience=, target=,
+    max_seconds=)`` or a dict of those (see ``promptgym.optimizers.stopping``)."""
     config = dict(method=method, budget=budget, seed=seed, prompt=prompt, train_size=train_size,
                   test_size=test_size, dev_size=dev_size, task_model=task_model,
                   optimizer_model=optimizer_model, layout=layout, normalize=normalize,
-                  scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {})
+                  scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {},
+                  stop=Stop.of(stop).to_dict())
     if isinstance(dataset, Dataset):
         config["dataset"] = dataset.source or dataset.name
         config["inline_dataset"] = _dataset_to_json(dataset)
@@ -283,7 +287,7 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
                       initial=initial, seed=config["seed"], recorder=recorder,
                       forbidden_ids=frozenset(e.id for e in splits.test), log=log)
         recorder.candidate(initial, [], "initial")
-        best = optimizer.run(ctx)
+        best = optimizer.run(ctx, stop=Stop.of(config.get("stop")))
         # Held-out numbers: outside the search budget, never shown to the optimizer.
         scores = {}
         for name, prompt in (("initial", initial), ("best", best)):

@@ -19,6 +19,21 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _stop_options(command: Any) -> Any:
+    """The stoppers every method takes (``promptgym.optimizers.stopping``); off unless given."""
+    options = [
+        click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N steps of the method."),
+        click.option("--patience", type=click.IntRange(min=1),
+                     help="Stop after N steps in a row without a new best score."),
+        click.option("--target", type=float, help="Stop once the best score reaches this value."),
+        click.option("--max-seconds", type=click.FloatRange(min=0),
+                     help="Stop after this many seconds (reads the clock: a resumed run goes to a different place)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
@@ -119,12 +134,13 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@_stop_options
 @click.pass_context
 def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_field: str | None,
              choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
              train_size: int, dev_size: int, test_size: int, task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
-             as_json: bool, quiet: bool) -> None:
+             as_json: bool, quiet: bool, **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
     from promptgym import api
 
@@ -134,7 +150,7 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
                           store_url=ctx.obj["store"], quiet=quiet,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
-                                                    ("choices", choices_field)) if v})
+                                                    ("choices", choices_field)) if v}, stop=stop)
     _print_summary(result.summary, as_json)
 
 

@@ -14,9 +14,9 @@ from promptgym import api
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.evoprompt import (
-    DE_CUE, EXAMPLE_PROMPTS, GA_CUE, EvoPromptDE, EvoPromptGA, de_meta_prompt, ga_meta_prompt,
+    DE_CUE, EXAMPLE_PROMPTS, GA_CUE, EvoPromptDE, EvoPromptGA, EvoState, de_meta_prompt, ga_meta_prompt,
     roulette_probabilities, select_top)
-from promptgym.optimizers.proposals import PARAPHRASE_CUE, CandidateFilter, parse_first
+from promptgym.optimizers.proposals import PARAPHRASE_CUE, parse_first
 from promptgym.tasks.prompt import Prompt
 
 
@@ -62,15 +62,14 @@ def test_ga_parents_follow_the_roulette_wheel(scripted_context):
     replies = Replies()
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     ga = EvoPromptGA()
-    ga._stats, ga._split, ga._examples = dict(children=0, scored=0), "train", ctx.train
-    ga._filter = CandidateFilter()
-    ga._score = lambda ctx, prompt: 0.0  # type: ignore[method-assign]  (only parent choice matters)
+    state = EvoState(split="train", examples=ctx.train, stats=dict(children=0, scored=0))
+    ga._score = lambda ctx, state, prompt: 0.0  # type: ignore[method-assign]  (only parent choice matters)
     names = ["Prompt alpha is here.", "Prompt beta is here.", "Prompt gamma is here."]
     population = [(Prompt(n), f) for n, f in zip(names, [0.0, 0.75, 0.25])]
     picks: Counter = Counter()
     for _ in range(40):
         replies.requests.clear()
-        ga.generation(ctx, population)
+        ga.generation(ctx, state, population)
         for meta in replies.evolution():
             f = fields(meta)
             picks[f["Prompt 1"]] += 1
@@ -147,13 +146,12 @@ def test_de_uses_best_as_donor_base_as_member_and_replaces_one_to_one(scripted_c
     replies = Replies()
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     de = EvoPromptDE()
-    de._stats, de._split, de._examples = dict(children=0, scored=0), "train", ctx.train
-    de._filter = CandidateFilter()
+    state = EvoState(split="train", examples=ctx.train, stats=dict(children=0, scored=0))
     names = ["Member zero text.", "Member one text.", "Member two text.", "Member three text."]
     population = [(Prompt(n), s) for n, s in zip(names, [0.3, 0.9, 0.1, 0.5])]
     # children score below every member here: nothing is replaced
-    de._score = lambda ctx, prompt: 0.0  # type: ignore[method-assign]
-    new = de.generation(ctx, population)
+    de._score = lambda ctx, state, prompt: 0.0  # type: ignore[method-assign]
+    new = de.generation(ctx, state, population)
     assert new == population
     metas = replies.evolution()
     assert len(metas) == 4
@@ -163,8 +161,8 @@ def test_de_uses_best_as_donor_base_as_member_and_replaces_one_to_one(scripted_c
         assert f["Prompt 3"] == names[1]  # the best member is the donor
         assert f["Prompt 1"] != f["Prompt 2"] and names[i] not in (f["Prompt 1"], f["Prompt 2"])
     # a better child replaces exactly its own slot
-    de._score = lambda ctx, prompt: 0.2  # type: ignore[method-assign]
-    new = de.generation(ctx, population)
+    de._score = lambda ctx, state, prompt: 0.2  # type: ignore[method-assign]
+    new = de.generation(ctx, state, population)
     replaced = [k for k in range(4) if new[k] != population[k]]
     assert replaced == [2]
 
@@ -238,7 +236,7 @@ def test_budget_left_by_dropped_children_runs_more_generations(cls, scripted_con
     cls().run(ctx)
     st, n = ctx.stats["evoprompt"], len(ctx.train)
     assert st["generations_run"] > st["generations_planned"]
-    assert st["stopped"] == "budget" and ctx.evaluator.budget.spent <= 200
+    assert ctx.stats["stopped_by"] == "budget" and ctx.evaluator.budget.spent <= 200
     assert 200 - ctx.evaluator.budget.spent < 1 + n  # not even one more child would fit
     assert st["children"] == len(replies.evolution())
 
@@ -248,7 +246,7 @@ def test_unlimited_budget_runs_exactly_the_generations(cls, scripted_context):
     ctx = scripted_context(budget=None)
     cls(population=3, generations=2).run(ctx)
     st = ctx.stats["evoprompt"]
-    assert st["generations_run"] == 2 and st["stopped"] == "generations" and st["children"] == 6
+    assert st["generations_run"] == 2 and ctx.stats["stopped_by"] == "done" and st["children"] == 6
 
 
 @pytest.mark.integration

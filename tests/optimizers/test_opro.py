@@ -111,7 +111,7 @@ def test_patience_stops_when_nothing_beats_the_best(scripted_context):
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     ctx.initial = Prompt("Say positive, negative, neutral or ambivalent.")
     best = OproOptimizer(steps=50, per_step=2, patience=3).run(ctx)
-    assert ctx.stats["opro"]["stopped"] == "patience" and ctx.stats["opro"]["steps_run"] == 3
+    assert ctx.stats["stopped_by"] == "patience" and ctx.stats["opro"]["steps_run"] == 3
     assert best == ctx.initial
 
 
@@ -140,7 +140,7 @@ def test_budget_left_by_dropped_candidates_is_used(scripted_context):
     n = len(ctx.train)
     OproOptimizer().run(ctx)
     stats = ctx.stats["opro"]
-    assert stats["steps_planned"] == 1 and stats["steps_run"] > 1 and stats["stopped"] == "budget"
+    assert stats["steps_planned"] == 1 and stats["steps_run"] > 1 and ctx.stats["stopped_by"] == "budget"
     assert ctx.evaluator.budget.spent <= 150
     assert 150 - ctx.evaluator.budget.spent < 1 + n  # not even one more candidate would fit
     assert len(replies.requests) == stats["proposed"]
@@ -155,5 +155,5 @@ def test_opro_runs_on_the_embedded_model(tmp_path):
     assert res["budget_used"] <= 20
     opro = res["stats"]["opro"]
     assert opro["steps_run"] >= 1 and opro["proposed"] >= 2  # later steps use what drops left over
-    assert res["budget_used"] + 1 + 4 > 20 or opro["stopped"] != "budget"  # stops only when spent
+    assert res["budget_used"] + 1 + 4 > 20 or res["stats"]["stopped_by"] != "budget"  # stops only when spent
     assert res.best_prompt.instruction.strip()

@@ -15,18 +15,21 @@ Faithful to the paper and keirp/automatic_prompt_engineer:
 Decisions for small models: demonstrations show the task's label words as outputs; proposals are
 filtered (empty, too short/long, copies of the demos, duplicates) before any scoring call, and the
 dropped count is reported. The proposal count is scaled down (never up) to fit the call budget.
+A step is one selection: the first induces and selects, each later one is a resampling round.
 APE varies the instruction only; layout and verbalizers stay the starting prompt's.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers import budget
+from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import Param
 from promptgym.optimizers.proposals import (PARAPHRASE_USER, CandidateFilter, clean_instruction,
-                                             paraphrase, planning_budget, render_meta_prompt)
+                                             paraphrase, render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
 
 PROPOSAL_USER = (
@@ -41,6 +44,15 @@ def _first_sentence(text: str) -> str:
     text = text.strip().split("\n")[0]
     end = text.find(". ")
     return text[: end + 1] if end > 0 else text
+
+
+@dataclass
+class ApeState(State):
+    eval_set: list[Example] = field(default_factory=list)
+    proposals: int = 0
+    filter: CandidateFilter = field(default_factory=CandidateFilter)
+    survivors: list[Prompt] = field(default_factory=list)
+    round: int = 0
 
 
 @register
@@ -60,44 +72,48 @@ class ApeOptimizer(Optimizer):
         "max_tokens": Param(50, "token cap of one proposal", low=1),
     }
 
-    def optimize(self, ctx: Context) -> Prompt:
-        p = self.params
+    def setup(self, ctx: Context) -> ApeState:
         train = ctx.train
-        n_eval = min(p["eval_examples"], len(train))
+        n_eval = min(self.params["eval_examples"], len(train))
         eval_idx = sorted(ctx.rng.choice(len(train), size=n_eval, replace=False).tolist())
-        eval_set = [train[i] for i in eval_idx]
-        n_props = self._proposal_count(ctx, n_eval)
         filt = CandidateFilter(demos=train, meta_texts=[PROPOSAL_USER, PARAPHRASE_USER])
         filt.remember([ctx.initial.instruction])
-        texts = self._propose(ctx, n_props, filt)
-        ctx.stats.update(proposed=n_props, dropped=dict(filt.dropped))
-        ctx.log(f"APE: {len(texts)} candidates kept of {n_props} proposed "
-                f"(dropped: {dict(filt.dropped) or 'none'})")
-        pool = [ctx.add(ctx.initial.with_instruction(t), [ctx.initial], "ape:induce") for t in texts]
-        survivors = self._select(ctx, pool, eval_set)
-        for round_ in range(p["iterations"]):
+        return ApeState(eval_set=[train[i] for i in eval_idx], proposals=self._proposal_count(ctx, n_eval),
+                        filter=filt)
+
+    def step(self, ctx: Context, state: ApeState) -> None:
+        p, filt = self.params, state.filter
+        if state.round == 0:
+            texts = self._propose(ctx, state.proposals, filt)
+            ctx.stats.update(proposed=state.proposals, dropped=dict(filt.dropped))
+            ctx.log(f"APE: {len(texts)} candidates kept of {state.proposals} proposed "
+                    f"(dropped: {dict(filt.dropped) or 'none'})")
+            pool = [ctx.add(ctx.initial.with_instruction(t), [ctx.initial], "ape:induce") for t in texts]
+            state.survivors = self._select(ctx, pool, state.eval_set)
+        else:
             variants = []
-            for parent in survivors:
+            for parent in state.survivors:
                 outs = paraphrase(ctx, parent, p["variants_per_prompt"], temperature=p["temperature"],
                                   top_p=p["top_p"], max_tokens=p["max_tokens"])
                 for text in filt(_first_sentence(o) for o in outs):
                     variants.append(ctx.add(parent.with_instruction(text), [parent], "ape:resample"))
             ctx.stats["dropped"] = dict(filt.dropped)
-            ctx.log(f"APE round {round_ + 1}: {len(variants)} paraphrases")
-            survivors = self._select(ctx, survivors + variants, eval_set)
-        best = ctx.best("train")
-        return best[0] if best else ctx.initial
+            ctx.log(f"APE round {state.round}: {len(variants)} paraphrases")
+            state.survivors = self._select(ctx, state.survivors + variants, state.eval_set)
+        state.round += 1
+        if state.round > p["iterations"]:
+            state.finished = "done"
 
     def _proposal_count(self, ctx: Context, n_eval: int) -> int:
         """Scale the number of proposals down so that proposing + scoring fits the budget."""
         p = self.params
-        wanted = p["num_subsamples"] * p["prompts_per_subsample"]
-        remaining = planning_budget(ctx)  # the whole budget, so a resumed run plans the same
-        if math.isinf(remaining):
-            return wanted
         extra = max(len(ctx.train) - n_eval, 0)
         per_candidate = 1 + n_eval + p["top_fraction"] * extra  # propose + subsample + survivor top-up
-        return int(max(1, min(wanted, remaining // per_candidate)))
+        limit = budget.planning_budget(ctx)
+        affordable = limit if math.isinf(limit) else limit // per_candidate  # floor: exact, not a float product
+        plan = budget.fit({"proposals": p["num_subsamples"] * p["prompts_per_subsample"]},
+                          lambda plan: plan["proposals"], affordable, [budget.lower("proposals")])
+        return plan["proposals"]
 
     def _propose(self, ctx: Context, count: int, filt: CandidateFilter) -> list[str]:
         p = self.params

@@ -1,8 +1,11 @@
-"""What an optimizer sees: a Context (task, evaluator, data, seeded rng, recorder) and nothing else.
+"""What an optimizer sees: a Context (task, evaluator, data, seeded rng, recorder) and nothing else;
+and the shape of a method: ``setup(ctx) -> state``, then ``step(ctx, state)`` until the method is
+done or a stopper (``stopping``) ends the run.
 
 Optimizers never touch a backend or the store. They must be deterministic for a given seed: all
 randomness comes from ``ctx.rng`` and iteration order never depends on string hashing, so a
-killed run resumes by replaying every completed call from the cache.
+killed run resumes by replaying every completed call from the cache. Per-run state lives in the
+state object (and ``ctx``), never on the optimizer: one instance can run twice.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from promptgym.errors import BudgetExhausted, PromptgymError
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import GenerationRequest
 from promptgym.optimizers.params import Param, validate
+from promptgym.optimizers.stopping import Stop, Stopper
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import Task
 
@@ -49,6 +53,7 @@ class Context:
     forbidden_ids: frozenset[str] = frozenset()  # the held-out test split
     log: Callable[[str], None] = lambda message: None
     stats: dict[str, Any] = field(default_factory=dict)
+    state: Any = None  # the method's state for this run (set by Optimizer.run; read after the search)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -108,9 +113,26 @@ class Context:
         return best
 
 
+def selection_data(ctx: Context) -> tuple[str, list[Example]]:
+    """(split name, examples) a method that "selects on a dev set" should use: the dev split when
+    the run has one, else the training split."""
+    return ("dev", list(ctx.dev)) if ctx.dev else ("train", list(ctx.train))
+
+
+@dataclass
+class State:
+    """One run of a method: what it carries from step to step (methods subclass it).
+
+    ``finished`` is empty while the method has steps to take, else why it ended on its own:
+    ``done`` (its plan is run) or ``budget`` (what is left cannot pay for another step)."""
+
+    finished: str = ""
+
+
 class Optimizer:
-    """Base class. Subclasses set ``name``, ``parameters`` (typed, with the paper's values) and
-    ``optimize``; ``defaults`` is derived from ``parameters``."""
+    """Base class. Subclasses set ``name``, ``parameters`` (typed, with the paper's values; ``defaults``
+    is derived from them) and implement ``setup`` and ``step``; ``result`` and ``best_score`` when
+    the answer is not simply the best candidate on the selection split."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
@@ -128,8 +150,33 @@ class Optimizer:
     def __init__(self, **params: Any):
         self.params = validate(self.name, self.parameters, params)
 
-    def optimize(self, ctx: Context) -> Prompt:
+    def setup(self, ctx: Context) -> State:
+        """Plan the run and build its state (may already call models, e.g. score the start)."""
         raise NotImplementedError
+
+    def step(self, ctx: Context, state: State) -> None:
+        """One step of the method; sets ``state.finished`` when there is no next step."""
+        raise NotImplementedError
+
+    def selection(self, ctx: Context) -> str:
+        """The split this run compares candidates on (e.g. dev when the run has one)."""
+        return self.selection_split
+
+    def result(self, ctx: Context, state: State | None) -> Prompt:
+        """The method's answer so far, also when the budget ran out mid-step (``state`` is None
+        when it ran out while setting up)."""
+        best = ctx.best(self.selection(ctx))
+        return best[0] if best else ctx.initial
+
+    def best_score(self, ctx: Context, state: State) -> float | None:
+        """The method's best score so far: what the patience and target stoppers read."""
+        best = ctx.best(self.selection(ctx))
+        return best[1] if best else None
+
+    def stoppers(self) -> list[Stopper]:
+        """Stoppers that are part of the method itself (e.g. OPRO's patience); the run's own
+        ``Stop`` settings come on top."""
+        return []
 
     def heldout_report(self, ctx: Context, evaluator: Evaluator, test_examples: Sequence[Example]) -> dict[str, Any]:
         """Optional extra held-out numbers, merged into the run summary. Called by the runner after
@@ -143,15 +190,34 @@ class Optimizer:
         return [{"input": e.input, "prediction": pred, "prompt_id": best.id}
                 for e, pred in zip(examples, result.predictions)]
 
-    def run(self, ctx: Context) -> Prompt:
-        """Run to the end or until the budget is spent; then return the best candidate so far."""
+    def run(self, ctx: Context, stop: Stop | None = None) -> Prompt:
+        """Set up, then step until the method is done, a stopper fires or the budget is spent;
+        return the method's answer. ``ctx.stats`` gets the steps taken and what stopped the run."""
+        stoppers = self.stoppers() + (stop or Stop()).stoppers()
+        steps, stopped_by, ctx.state = 0, "", None
         try:
-            return self.optimize(ctx)
+            state = ctx.state = self.setup(ctx)
+            best = self.best_score(ctx, state)
+            for stopper in stoppers:
+                stopper.start(best)
+            while not state.finished:
+                self.step(ctx, state)
+                steps += 1
+                best = self.best_score(ctx, state)
+                # every stopper sees every step (patience counts steps without improvement)
+                fired = [s.name for s in stoppers if s(steps, best)]
+                if fired:
+                    stopped_by = fired[0]
+                    break
+            stopped_by = stopped_by or state.finished
         except BudgetExhausted:
             ctx.log("budget used up: keeping the best candidate found so far")
             ctx.stats["budget_exhausted"] = True
-            best = ctx.best(self.selection_split)
-            return best[0] if best else ctx.initial
+            stopped_by = "budget"
+        ctx.stats.update(steps=steps, stopped_by=stopped_by)
+        if ctx.state is None:  # the budget ran out while setting up: the best so far, by the base's rule
+            return Optimizer.result(self, ctx, None)
+        return self.result(ctx, ctx.state)
 
 
 REGISTRY: dict[str, type[Optimizer]] = {}

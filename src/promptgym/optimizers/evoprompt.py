@@ -42,24 +42,26 @@ Decisions where paper and code leave it open:
   model's many duplicates and copies left 50-150 of 200 calls unused). So generations go on past
   the plan, up to ``generations``, while the budget pays for one more child (one call + one
   score), and a generation stops early when it cannot: GA keeps the top N of the parents and the
-  children it has, DE leaves the remaining members as they are (``stats["stopped"]`` says which
-  ended the run). The spend is counted by ``proposals.PlannedSpend``, not read from the budget
+  children it has, DE leaves the remaining members as they are (``ctx.stats["stopped_by"]`` says
+  which ended the run). The spend is counted by ``budget.PlannedSpend``, not read from the budget
   meter, so a resumed run that replays its calls from the cache for free makes the same decisions.
+  A step is one generation.
 - ``max_tokens`` 160 (GA) / 220 (DE): the reply walks through the steps before the final prompt.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.data.dataset import Example
+from promptgym.optimizers import budget
+from promptgym.optimizers.base import Context, Optimizer, State, register, selection_data
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import (
-    CandidateFilter, PlannedSpend, normalize_key, paraphrase, parse_first, planning_budget,
-    render_meta_prompt, selection_data)
+from promptgym.optimizers.proposals import (CandidateFilter, normalize_key, paraphrase, parse_first,
+                                            render_meta_prompt)
 from promptgym.tasks.prompt import Prompt
 
 GA_TEMPLATE = """\
@@ -147,66 +149,87 @@ def de_meta_prompt(prompt1: str, prompt2: str, prompt3: str, base: str) -> str:
     return render_meta_prompt(DE_TEMPLATE, prompt1=prompt1, prompt2=prompt2, prompt3=prompt3, base=base)
 
 
+Member = tuple[Prompt, float]  # a prompt and its fitness
+
+
+@dataclass
+class EvoState(State):
+    split: str = "train"
+    examples: list[Example] = field(default_factory=list)  # the selection split's
+    population: list[Member] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    filter: CandidateFilter = field(default_factory=CandidateFilter)
+    spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
+
+
 class _EvoPrompt(Optimizer):
     """Shared: budget plan, initial population, scoring, filtering, bookkeeping."""
 
-    min_population = 2
     mode = ""
+    min_population = 2
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        self._spend = PlannedSpend(math.inf)  # the run's, set in optimize()
+    def least_population(self) -> int:
+        """The smallest population that can evolve."""
+        return self.min_population
 
     def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
-        """(population, generations) that the run's budget can pay for; the defaults when it can."""
-        p = self.params
-        n0, t0 = p["population"], p["generations"]
-        n, t = n0, t0
-        budget = planning_budget(ctx)
-        if math.isinf(budget):
-            return n, t
+        """(population, generations) that the run's budget can pay for; the defaults when it can.
+        Whichever is the larger fraction of its default is lowered first."""
+        n0, t0, least = self.params["population"], self.params["generations"], self.least_population()
 
-        def cost(n: int, t: int) -> int:
+        def cost(plan: dict[str, int]) -> int:
+            n, t = plan["n"], plan["t"]
             return (n - 1) + n * n_select + t * n * (1 + n_select)
 
-        while cost(n, t) > budget and (n > self.min_population or t > 1):
-            shrink_n = n > self.min_population and (t <= 1 or n / n0 >= t / t0)
-            if shrink_n:
-                n -= 1
-            else:
-                t -= 1
-        return n, t
+        def lower_larger_share(plan: dict[str, int]) -> dict[str, int] | None:
+            n, t = plan["n"], plan["t"]
+            if n > least and (t <= 1 or n / n0 >= t / t0):
+                return {"n": n - 1, "t": t}
+            return {"n": n, "t": t - 1} if t > 1 else None
 
-    def optimize(self, ctx: Context) -> Prompt:
+        plan = budget.fit({"n": n0, "t": t0}, cost, budget.planning_budget(ctx), [lower_larger_share])
+        return plan["n"], plan["t"]
+
+    def selection(self, ctx: Context) -> str:
+        return selection_data(ctx)[0]
+
+    def setup(self, ctx: Context) -> EvoState:
         split, examples = selection_data(ctx)
-        self.selection_split = split  # run() falls back to the best on this split
-        self._split, self._examples = split, examples
         n, t = self.plan(ctx, len(examples))
-        stats: dict[str, Any] = dict(population_planned=n, generations_planned=t, generations_run=0,
-                                     selection_split=split, children=0, scored=0, stopped="generations")
-        ctx.stats["evoprompt"] = stats
-        self._stats = stats
-        self._spend = PlannedSpend.of(ctx)  # see "Budget" in the module docstring
-        self._filter = CandidateFilter(demos=ctx.train)
-        self._filter.remember([ctx.initial.instruction])
-        population = self._initial_population(ctx, n)
-        stats["population"] = len(population)
-        if len(population) >= self.min_population:
-            for generation in range(max(t, self.params["generations"])):
-                if not self._affords_child():  # planned ones always can; later ones use what drops left
-                    break
-                population = self.generation(ctx, population)
-                stats["generations_run"] = generation + 1
-                best = max(population, key=lambda m: m[1])
-                ctx.log(f"EvoPrompt-{self.mode} generation {generation + 1} (planned {t}): best {best[1]:.3f}")
-        else:
-            ctx.log(f"EvoPrompt-{self.mode}: population of {len(population)} is too small to evolve")
-        found = ctx.best(split)
-        return found[0] if found else ctx.initial
+        state = EvoState(split=split, examples=examples, filter=CandidateFilter(demos=ctx.train),
+                         spend=budget.PlannedSpend.of(ctx))  # see "Budget" in the module docstring
+        state.stats = ctx.stats["evoprompt"] = dict(population_planned=n, generations_planned=t, generations_run=0,
+                                                    selection_split=split, children=0, scored=0)
+        state.filter.remember([ctx.initial.instruction])
+        state.population = self._initial_population(ctx, state, n)
+        state.stats["population"] = len(state.population)
+        if len(state.population) < self.least_population():
+            ctx.log(f"EvoPrompt-{self.mode}: population of {len(state.population)} is too small to evolve")
+            state.finished = "done"
+        self._next(state)
+        return state
 
-    def _initial_population(self, ctx: Context, n: int) -> list[tuple[Prompt, float]]:
+    def step(self, ctx: Context, state: EvoState) -> None:
+        state.population = self.generation(ctx, state, state.population)
+        state.stats["generations_run"] += 1
+        best = max(state.population, key=lambda m: m[1])
+        ctx.log(f"EvoPrompt-{self.mode} generation {state.stats['generations_run']} "
+                f"(planned {state.stats['generations_planned']}): best {best[1]:.3f}")
+        self._next(state)
+
+    def _next(self, state: EvoState) -> None:
+        """Generations go on past the plan, up to ``generations``, while the budget pays for a child
+        (planned ones always can; later ones use what drops left)."""
+        if state.finished:
+            return
+        if state.stats["generations_run"] >= max(state.stats["generations_planned"], self.params["generations"]):
+            state.finished = "done"
+        elif not self._affords_child(state):
+            state.finished = "budget"
+
+    def _initial_population(self, ctx: Context, state: EvoState, n: int) -> list[Member]:
         p = self.params
-        members = [(ctx.initial, self._score(ctx, ctx.initial))]
+        members = [(ctx.initial, self._score(ctx, state, ctx.initial))]
         texts: list[str] = []
         for _ in range(3):  # one request, then up to two top-ups when duplicates leave it short
             need = n - 1 - len(texts)
@@ -214,50 +237,45 @@ class _EvoPrompt(Optimizer):
                 break
             outs = paraphrase(ctx, ctx.initial, need, temperature=p["paraphrase_temperature"], top_p=p["top_p"],
                               max_tokens=p["paraphrase_max_tokens"])
-            self._spend.add(len(outs))
-            texts += self._filter(outs)
-            self._record_drops(ctx)
+            state.spend.add(len(outs))
+            texts += state.filter(outs)
+            ctx.stats["dropped"] = dict(state.filter.dropped)
         for text in texts[: n - 1]:
             cand = ctx.add(ctx.initial.with_instruction(text), [ctx.initial], "evoprompt:paraphrase")
-            members.append((cand, self._score(ctx, cand)))
+            members.append((cand, self._score(ctx, state, cand)))
         return members
 
-    def _child(self, ctx: Context, meta: str, cue: str, parents: Sequence[Prompt],
-               operation: str) -> tuple[Prompt, float] | None:
+    def _child(self, ctx: Context, state: EvoState, meta: str, cue: str, parents: Sequence[Prompt],
+               operation: str) -> Member | None:
         """One evolution call; the child scored, or None if it was dropped before scoring."""
         p = self.params
         out = ctx.ask([("user", meta)], n=1, temperature=p["temperature"], top_p=p["top_p"],
                       max_tokens=p["max_tokens"], answer_prefix=cue)[0]
-        self._spend.add(1)
-        self._stats["children"] += 1
+        state.spend.add(1)
+        state.stats["children"] += 1
         text = parse_first(out, "prompt", which="last")
         if text and normalize_key(text) in _EXAMPLE_KEYS:
-            self._filter.dropped["copies_example"] += 1
+            state.filter.dropped["copies_example"] += 1
             texts = []
         else:
-            texts = self._filter([text])
-        self._record_drops(ctx)
+            texts = state.filter([text])
+        ctx.stats["dropped"] = dict(state.filter.dropped)
         if not texts:
             return None
         child = ctx.add(parents[0].with_instruction(texts[0]), parents, operation)
-        return child, self._score(ctx, child)
+        return child, self._score(ctx, state, child)
 
-    def _score(self, ctx: Context, prompt: Prompt) -> float:
-        self._stats["scored"] += 1
-        self._spend.add(len(self._examples))  # every scored prompt is new: the filter drops repeats
-        return ctx.evaluate(prompt, self._examples, split=self._split).mean
+    def _score(self, ctx: Context, state: EvoState, prompt: Prompt) -> float:
+        state.stats["scored"] += 1
+        state.spend.add(len(state.examples))  # every scored prompt is new: the filter drops repeats
+        return ctx.evaluate(prompt, state.examples, split=state.split).mean
 
-    def _affords_child(self) -> bool:
+    @staticmethod
+    def _affords_child(state: EvoState) -> bool:
         """Whether the budget pays for one more child in the worst case (its call and its score)."""
-        if self._spend.count(1 + len(self._examples)) >= 1:
-            return True
-        self._stats["stopped"] = "budget"
-        return False
+        return state.spend.count(1 + len(state.examples)) >= 1
 
-    def _record_drops(self, ctx: Context) -> None:
-        ctx.stats["dropped"] = dict(self._filter.dropped)
-
-    def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
+    def generation(self, ctx: Context, state: EvoState, population: list[Member]) -> list[Member]:
         raise NotImplementedError
 
 
@@ -286,17 +304,17 @@ class EvoPromptGA(_EvoPrompt):
     min_population = 2
     parameters = evolution_parameters(min_population, max_tokens=160)
 
-    def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
+    def generation(self, ctx: Context, state: EvoState, population: list[Member]) -> list[Member]:
         n = len(population)
         probs = roulette_probabilities([s for _, s in population])
         pool = ctx.rng.choice(n, size=n, replace=True, p=probs).tolist()
-        children: list[tuple[Prompt, float]] = []
+        children: list[Member] = []
         for _ in range(n):
-            if not self._affords_child():
+            if not self._affords_child(state):
                 break
             i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
             a, b = population[pool[i]][0], population[pool[j]][0]
-            child = self._child(ctx, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
+            child = self._child(ctx, state, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
                                 "evoprompt-ga:crossover+mutation")
             if child is not None:
                 children.append(child)
@@ -313,18 +331,16 @@ class EvoPromptDE(_EvoPrompt):
         min_population, max_tokens=220,
         donor_random=Param(False, "donor c is a random member instead of the best prompt"))
 
-    def plan(self, ctx: Context, n_select: int) -> tuple[int, int]:
-        if self.params["donor_random"]:
-            self.min_population = 4  # a, b, c all distinct from p_i
-        return super().plan(ctx, n_select)
+    def least_population(self) -> int:
+        return 4 if self.params["donor_random"] else 3  # a, b (and a random c) distinct from p_i
 
-    def generation(self, ctx: Context, population: list[tuple[Prompt, float]]) -> list[tuple[Prompt, float]]:
+    def generation(self, ctx: Context, state: EvoState, population: list[Member]) -> list[Member]:
         n = len(population)
         best = max(range(n), key=lambda k: (population[k][1], -k))
         donor = population[best]
         new = list(population)
         for i in range(n):
-            if not self._affords_child():
+            if not self._affords_child(state):
                 break
             others = [k for k in range(n) if k != i]
             picks = ctx.rng.choice(len(others), size=3 if self.params["donor_random"] else 2,
@@ -333,7 +349,7 @@ class EvoPromptDE(_EvoPrompt):
             c = population[others[picks[2]]][0] if self.params["donor_random"] else donor[0]
             base = population[i][0]
             meta = de_meta_prompt(a.instruction, b.instruction, c.instruction, base.instruction)
-            child = self._child(ctx, meta, DE_CUE, [base, a, b, c], "evoprompt-de:differential")
+            child = self._child(ctx, state, meta, DE_CUE, [base, a, b, c], "evoprompt-de:differential")
             if child is not None and child[1] > population[i][1]:
                 new[i] = child
                 if child[1] > donor[1]:
@@ -341,7 +357,7 @@ class EvoPromptDE(_EvoPrompt):
         return new
 
 
-def select_top(members: list[tuple[Prompt, float]], n: int) -> list[tuple[Prompt, float]]:
+def select_top(members: list[Member], n: int) -> list[Member]:
     """The ``n`` best distinct prompts; ties go to the earlier (older) member."""
     seen: set[str] = set()
     unique = []

@@ -60,8 +60,10 @@ Decisions where paper and code leave it open (or are wrong):
   for as many samples as an even share of what is left pays for in the worst case -- (budget -
   spent) / (steps left x (1 + eval examples)) -- between the planned ``per_step`` and the default,
   which keeps every later step affordable and passes unused budget forward (``stats["samples"]``
-  per step). The spend is counted by ``proposals.PlannedSpend``, not read from the budget meter,
+  per step). The spend is counted by ``budget.PlannedSpend``, not read from the budget meter,
   so a resumed run that replays its calls from the cache for free asks for the same numbers.
+- The result, also when the budget runs out mid-step, is the best instruction of the trajectory;
+  the patience and target stoppers read the trajectory's best score.
 GPO varies the instruction only; layout and verbalizers stay the starting prompt's.
 """
 
@@ -69,14 +71,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from promptgym.data.dataset import Example
-from promptgym.errors import BudgetExhausted, PromptgymError
-from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.errors import PromptgymError
+from promptgym.optimizers import budget
+from promptgym.optimizers.base import Context, Optimizer, State, register, selection_data
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import (CandidateFilter, PlannedSpend, parse_first, planning_budget,
-                                            render_meta_prompt, selection_data)
+from promptgym.optimizers.proposals import CandidateFilter, parse_first, render_meta_prompt
 from promptgym.tasks.prompt import Prompt
 
 RETRIEVALS = ("recency", "relevance", "importance")
@@ -192,6 +195,23 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class GpoState(State):
+    split: str = "train"
+    plan: dict[str, Any] = field(default_factory=dict)
+    eval_set: list[Example] = field(default_factory=list)
+    exemplars: list[Example] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    history: list[tuple[str, float]] = field(default_factory=list)  # the trajectory: (instruction, score)
+    prompts: dict[str, Prompt] = field(default_factory=dict)  # instruction -> candidate
+    spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
+    t: int = 0  # steps taken
+
+    def best(self) -> int:
+        """Index of the trajectory's best entry (the earliest on ties)."""
+        return max(range(len(self.history)), key=lambda i: (self.history[i][1], -i))
+
+
 @register
 class GpoOptimizer(Optimizer):
     name = "gpo"
@@ -216,12 +236,8 @@ class GpoOptimizer(Optimizer):
         "max_tokens": Param(150, "token cap of one reply", low=1, paper=UNSTATED),
     }
 
-    def optimize(self, ctx: Context) -> Prompt:
+    def setup(self, ctx: Context) -> GpoState:
         p = self.params
-        if p["retrieval"] not in RETRIEVALS:
-            raise PromptgymError(f"gpo: unknown retrieval '{p['retrieval']}' (known: {', '.join(RETRIEVALS)})")
-        if p["refinement"] not in REFINEMENTS:
-            raise PromptgymError(f"gpo: unknown refinement '{p['refinement']}' (known: {', '.join(REFINEMENTS)})")
         split, eval_set = selection_data(ctx)
         plan = self.plan(ctx, len(eval_set))
         if plan["eval_examples"] < len(eval_set):
@@ -229,32 +245,31 @@ class GpoOptimizer(Optimizer):
             eval_set = [eval_set[i] for i in sorted(keep.tolist())]
         k = min(p["num_exemplars"], len(ctx.train))
         exemplars = [ctx.train[i] for i in sorted(ctx.rng.choice(len(ctx.train), size=k, replace=False).tolist())]
-        stats: dict[str, Any] = dict(plan=plan, split=split, steps_run=0, proposed=0, edit_rejections=0,
-                                     scored=0, edit_limits=[], samples=[], trajectory=[])
-        ctx.stats["gpo"] = stats
-        history: list[tuple[str, float]] = []
-        prompts: dict[str, Prompt] = {}
-        try:
-            start = ctx.evaluate(ctx.initial, eval_set, split=split).mean
-            self._spend = PlannedSpend.of(ctx)
-            self._spend.add(len(eval_set))
-            history.append((ctx.initial.instruction, start))
-            prompts[ctx.initial.instruction] = ctx.initial
-            stats["trajectory"].append(round(start, 4))
-            for t in range(1, plan["steps"] + 1):
-                self._step(ctx, plan, t, history, prompts, exemplars, eval_set, split, stats)
-                stats["steps_run"] = t
-        except BudgetExhausted:
-            ctx.log("GPO: budget used up; keeping the best instruction of the trajectory")
-            ctx.stats["budget_exhausted"] = True
-        if not history:
-            return ctx.initial
-        best = max(range(len(history)), key=lambda i: (history[i][1], -i))
-        return prompts[history[best][0]]
+        state = GpoState(split=split, plan=plan, eval_set=eval_set, exemplars=exemplars)
+        state.stats = ctx.stats["gpo"] = dict(plan=plan, split=split, steps_run=0, proposed=0, edit_rejections=0,
+                                              scored=0, edit_limits=[], samples=[], trajectory=[])
+        start = ctx.evaluate(ctx.initial, eval_set, split=split).mean
+        state.spend = budget.PlannedSpend.of(ctx)
+        state.spend.add(len(eval_set))
+        state.history.append((ctx.initial.instruction, start))
+        state.prompts[ctx.initial.instruction] = ctx.initial
+        state.stats["trajectory"].append(round(start, 4))
+        state.finished = "" if plan["steps"] > 0 else "done"
+        return state
 
-    def _step(self, ctx: Context, plan: dict[str, Any], t: int, history: list[tuple[str, float]],
-              prompts: dict[str, Prompt], exemplars: list[Example], eval_set: list[Example], split: str,
-              stats: dict[str, Any]) -> None:
+    def selection(self, ctx: Context) -> str:
+        return selection_data(ctx)[0]
+
+    def result(self, ctx: Context, state: GpoState) -> Prompt:
+        return state.prompts[state.history[state.best()][0]]
+
+    def best_score(self, ctx: Context, state: GpoState) -> float:
+        return state.history[state.best()][1]
+
+    def step(self, ctx: Context, state: GpoState) -> None:
+        state.t = t = state.t + 1
+        plan, history, prompts, stats = state.plan, state.history, state.prompts, state.stats
+        exemplars, eval_set, split = state.exemplars, state.eval_set, state.split
         p = self.params
         current = history[-1]
         parent = prompts[current[0]]
@@ -263,11 +278,11 @@ class GpoOptimizer(Optimizer):
         stats["edit_limits"].append(limit)
         shown = retrieve(history, p["momentum_k"], p["retrieval"]) if p["momentum"] else []
         meta = build_meta_prompt(current, shown, exemplars, ctx.initial, limit, p["refinement"])
-        samples = self._samples(plan, t, len(eval_set))
+        samples = self._samples(state, t)
         stats["samples"].append(samples)
         outs = ctx.ask([("user", meta)], n=samples, temperature=p["temperature"],
                        max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
-        self._spend.add(len(outs))
+        state.spend.add(len(outs))
         stats["proposed"] += len(outs)
         filt = CandidateFilter(demos=exemplars)  # per step: earlier candidates may come back
         filt.remember([current[0]])
@@ -284,7 +299,7 @@ class GpoOptimizer(Optimizer):
             if text in visited:  # an earlier step's instruction: never the next one
                 continue
             if text not in prompts:  # a repeat of an earlier step's candidate is a free cache hit
-                self._spend.add(len(eval_set))
+                state.spend.add(len(eval_set))
             cand = prompts.get(text) or ctx.add(ctx.initial.with_instruction(text), parents, f"gpo:{p['refinement']}")
             prompts.setdefault(text, cand)
             score = ctx.evaluate(cand, eval_set, split=split).mean  # a repeat is a free cache hit
@@ -298,35 +313,40 @@ class GpoOptimizer(Optimizer):
         stats["trajectory"].append(round(history[-1][1], 4))
         ctx.log(f"GPO step {t}/{plan['steps']}: limit {limit} words, {len(within)} of {len(outs)} within it; "
                 f"now {history[-1][1]:.3f}")
+        stats["steps_run"] = t
+        if t >= plan["steps"]:
+            state.finished = "done"
 
-    def _samples(self, plan: dict[str, Any], t: int, n_eval: int) -> int:
+    def _samples(self, state: GpoState, t: int) -> int:
         """Samples for step ``t``: an even share of the budget left over the steps left, in the
         worst case (every sample kept and scored), between the plan's and the default number."""
-        share = self._spend.count((plan["steps"] - t + 1) * (1 + n_eval))
-        return int(max(plan["per_step"], min(self.params["per_step"], share)))
+        share = state.spend.count((state.plan["steps"] - t + 1) * (1 + len(state.eval_set)))
+        return int(max(state.plan["per_step"], min(self.params["per_step"], share)))
 
     def plan(self, ctx: Context, n_eval: int) -> dict[str, Any]:
-        """Steps, candidates per step and selection-split size this run can pay for."""
+        """Steps, candidates per step and selection-split size this run can pay for: for each
+        size (halved down to 4 examples) and number of samples (down to 2), as many steps as fit
+        but at least 3 (so the schedule still decays); if none does, 2 samples on 4 examples and
+        as many steps as fit."""
         p = self.params
         total = p["epochs"] * steps_per_epoch(len(ctx.train), p["batch_size"])
-        steps, per_step, n_ex = total, p["per_step"], n_eval
-        budget = planning_budget(ctx)
-        if not math.isinf(budget):
-            steps, per_step, n_ex = self._fit(budget, total, p["per_step"], n_eval)
-        warmup = max(1, math.ceil(p["warmup_fraction"] * steps)) if p["warmup"] else 0
-        return dict(steps=steps, steps_default=total, per_step=per_step, eval_examples=n_ex,
-                    warmup_steps=warmup)
 
-    @staticmethod
-    def _fit(budget: float, total: int, per_step: int, n_eval: int) -> tuple[int, int, int]:
-        least = min(total, 3)
-        sizes = [n_eval]
-        while sizes[-1] // 2 >= 4:
-            sizes.append(sizes[-1] // 2)
-        for size in sizes:
-            for n in range(per_step, 1, -1):
-                steps = int((budget - size) // (n * (1 + size)))
-                if steps >= least:
-                    return min(total, steps), n, size
-        size = min(n_eval, 4)
-        return max(1, min(total, int((budget - size) // (2 * (1 + size))))), min(per_step, 2), size
+        def fewer_examples(s: dict[str, Any]) -> dict[str, Any] | None:
+            if s["last_resort"] or s["eval_examples"] // 2 < 4:
+                return None
+            return {**s, "steps": total, "per_step": p["per_step"], "eval_examples": s["eval_examples"] // 2}
+
+        def last_resort(s: dict[str, Any]) -> dict[str, Any] | None:
+            return None if s["last_resort"] else {**s, "steps": total, "per_step": min(p["per_step"], 2),
+                                                  "eval_examples": min(n_eval, 4), "least": 1, "last_resort": True}
+
+        plan = budget.fit(
+            dict(steps=total, per_step=p["per_step"], eval_examples=n_eval, least=min(total, 3), last_resort=False),
+            lambda s: s["eval_examples"] + s["steps"] * s["per_step"] * (1 + s["eval_examples"]),
+            budget.planning_budget(ctx),
+            [budget.lower("steps", lambda s: s["least"]), budget.lower("per_step", 2, steps=total),
+             fewer_examples, last_resort])
+        steps = plan["steps"]
+        warmup = max(1, math.ceil(p["warmup_fraction"] * steps)) if p["warmup"] else 0
+        return dict(steps=steps, steps_default=total, per_step=plan["per_step"],
+                    eval_examples=plan["eval_examples"], warmup_steps=warmup)

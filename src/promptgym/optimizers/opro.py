@@ -23,8 +23,9 @@ exemplars" meta-prompt for chat optimizers):
 
 Decisions where paper and code leave it open:
 - Stop criterion: ``steps`` (the code's fixed count), the budget, or ``patience`` (20) steps in a
-  row without a new best training score: the paper stops "when the optimizer can no longer
-  propose better solutions"; the code has no such rule. ``patience=0`` disables it.
+  row without a new best training score (the shared patience stopper): the paper stops "when the
+  optimizer can no longer propose better solutions"; the code has no such rule. ``patience=0``
+  disables it.
 - ``score_threshold`` 0.0 (the code's value for its text-bison scorer; 0.3 for GPT scorers would
   hide every instruction of a tiny model on a hard task).
 - The reply is primed with ``<INS>`` (answer prefix) so a small chat model starts writing the
@@ -37,21 +38,22 @@ Decisions where paper and code leave it open:
   candidate is kept; a small model's duplicates and degenerate replies are dropped unscored, so
   the loop keeps going while the budget can pay for one more candidate, the last step asking for
   only as many as it can score (measured: OPRO stopped at 68 of 200 calls on misconceptions). The
-  spend is counted by ``proposals.PlannedSpend``, not read from the budget meter, so a resumed
+  spend is counted by ``budget.PlannedSpend``, not read from the budget meter, so a resumed
   run that replays cached calls for free makes the same steps. The plan and the steps run are in
-  ``ctx.stats["opro"]``.
+  ``ctx.stats["opro"]``; what ended the run in ``ctx.stats["stopped_by"]``.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers import budget
+from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import (CandidateFilter, PlannedSpend, parse_first, planning_budget,
-                                             render_meta_prompt)
+from promptgym.optimizers.proposals import CandidateFilter, parse_first, render_meta_prompt
+from promptgym.optimizers.stopping import Patience
 from promptgym.tasks.prompt import Prompt
 
 META_PROMPT = """\
@@ -94,6 +96,17 @@ def build_meta_prompt(history: list[tuple[str, float]], exemplars: list[Example]
                               exemplars=shown)
 
 
+@dataclass
+class OproState(State):
+    per_step: int = 0  # planned
+    stats: dict[str, Any] = field(default_factory=dict)
+    filter: CandidateFilter = field(default_factory=CandidateFilter)
+    history: list[tuple[str, float]] = field(default_factory=list)  # (instruction, score), in order
+    pool: dict[str, Prompt] = field(default_factory=dict)  # instruction -> candidate (all scored ones)
+    spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
+    size: int = 0  # candidates the next step asks for
+
+
 @register
 class OproOptimizer(Optimizer):
     name = "opro"
@@ -113,69 +126,61 @@ class OproOptimizer(Optimizer):
         "max_tokens": Param(100, "token cap of one reply", low=1, paper=UNSTATED),
     }
 
-    def optimize(self, ctx: Context) -> Prompt:
-        p = self.params
-        steps, per_step = self.plan(ctx)
-        stats: dict[str, Any] = dict(steps_planned=steps, per_step=per_step, steps_run=0,
-                                     proposed=0, scored=0, stopped="steps")
-        ctx.stats["opro"] = stats
-        filt = CandidateFilter(demos=ctx.train)
-        filt.remember([ctx.initial.instruction])
-        history: list[tuple[str, float]] = []
-        pool: dict[str, Prompt] = {}  # instruction -> candidate (all scored ones)
+    def stoppers(self) -> list[Patience]:
+        return [Patience(self.params["patience"])] if self.params["patience"] else []
 
+    def setup(self, ctx: Context) -> OproState:
+        steps, per_step = self.plan(ctx)
+        state = OproState(per_step=per_step, filter=CandidateFilter(demos=ctx.train),
+                          spend=budget.PlannedSpend.of(ctx))
+        state.stats = ctx.stats["opro"] = dict(steps_planned=steps, per_step=per_step, steps_run=0, proposed=0,
+                                              scored=0)
+        state.filter.remember([ctx.initial.instruction])
         start = ctx.evaluate(ctx.initial, ctx.train, split="train")
-        history.append((ctx.initial.instruction, start.mean))
-        pool[ctx.initial.instruction] = ctx.initial
-        best_score, since_best = start.mean, 0
-        n = len(ctx.train)
-        spend = PlannedSpend.of(ctx)
-        spend.add(n)  # the starting instruction's score
-        for step in range(p["steps"]):
-            size = int(min(per_step, spend.count(1 + n)))
-            if size < 1:
-                stats["stopped"] = "budget"
-                break
-            k = min(p["num_exemplars"], len(ctx.train))
-            idx = sorted(ctx.rng.choice(len(ctx.train), size=k, replace=False).tolist()) if k else []
-            meta = build_meta_prompt(history, [ctx.train[i] for i in idx], ctx.initial,
-                                     p["max_in_meta"], p["score_threshold"], p["score_buckets"])
-            shown = [pool[item["text"]] for item in
-                     trajectory(history, p["max_in_meta"], p["score_threshold"], p["score_buckets"])]
-            outs = ctx.ask([("user", meta)], n=size, temperature=p["temperature"],
-                           max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
-            stats["proposed"] += len(outs)
-            texts = filt(parse_first(o, "INS", prefix=ANSWER_CUE) for o in outs)
-            spend.add(len(outs) + len(texts) * n)
-            ctx.stats["dropped"] = dict(filt.dropped)
-            improved = False
-            for text in texts:
-                cand = ctx.add(ctx.initial.with_instruction(text), shown, "opro:propose")
-                score = ctx.evaluate(cand, ctx.train, split="train").mean
-                stats["scored"] += 1
-                history.append((text, score))
-                pool[text] = cand
-                if score > best_score:
-                    best_score, improved = score, True
-            stats["steps_run"] = step + 1
-            ctx.log(f"OPRO step {step + 1}: {len(texts)} new of {len(outs)}, best {best_score:.3f}")
-            since_best = 0 if improved else since_best + 1
-            if p["patience"] and since_best >= p["patience"]:
-                stats["stopped"] = "patience"
-                break
-        best = ctx.best("train")
-        return best[0] if best else ctx.initial
+        state.history.append((ctx.initial.instruction, start.mean))
+        state.pool[ctx.initial.instruction] = ctx.initial
+        state.spend.add(len(ctx.train))  # the starting instruction's score
+        self._next(ctx, state)
+        return state
+
+    def step(self, ctx: Context, state: OproState) -> None:
+        p, n = self.params, len(ctx.train)
+        k = min(p["num_exemplars"], n)
+        idx = sorted(ctx.rng.choice(n, size=k, replace=False).tolist()) if k else []
+        meta = build_meta_prompt(state.history, [ctx.train[i] for i in idx], ctx.initial,
+                                 p["max_in_meta"], p["score_threshold"], p["score_buckets"])
+        shown = [state.pool[item["text"]] for item in
+                 trajectory(state.history, p["max_in_meta"], p["score_threshold"], p["score_buckets"])]
+        outs = ctx.ask([("user", meta)], n=state.size, temperature=p["temperature"],
+                       max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
+        state.stats["proposed"] += len(outs)
+        texts = state.filter(parse_first(o, "INS", prefix=ANSWER_CUE) for o in outs)
+        state.spend.add(len(outs) + len(texts) * n)
+        ctx.stats["dropped"] = dict(state.filter.dropped)
+        for text in texts:
+            cand = ctx.add(ctx.initial.with_instruction(text), shown, "opro:propose")
+            score = ctx.evaluate(cand, ctx.train, split="train").mean
+            state.stats["scored"] += 1
+            state.history.append((text, score))
+            state.pool[text] = cand
+        state.stats["steps_run"] += 1
+        ctx.log(f"OPRO step {state.stats['steps_run']}: {len(texts)} new of {len(outs)}, "
+                f"best {max(s for _, s in state.history):.3f}")
+        self._next(ctx, state)
+
+    def _next(self, ctx: Context, state: OproState) -> None:
+        """Size the next step: the planned number, or (past the plan) what the budget left pays for."""
+        state.size = int(min(state.per_step, state.spend.count(1 + len(ctx.train))))
+        if state.stats["steps_run"] >= self.params["steps"]:
+            state.finished = "done"
+        elif state.size < 1:
+            state.finished = "budget"
 
     def plan(self, ctx: Context) -> tuple[int, int]:
-        """(steps, candidates per step) that the run's budget can pay for; defaults when it can."""
-        p = self.params
-        steps, per_step = p["steps"], p["per_step"]
-        budget = planning_budget(ctx)
-        if math.isinf(budget):
-            return steps, per_step
+        """(steps, candidates per step) that the run's budget can pay for; defaults when it can.
+        Steps are cut first (the paper found 8 per step best at a fixed evaluation budget)."""
         n = len(ctx.train)
-        left = budget - n  # after scoring the starting instruction
-        step_cost = per_step * (1 + n)
-        if left >= step_cost:
-            return int(min(steps, left // step_cost)), per_step
-        return 1, int(max(1, min(per_step, left // (1 + n))))
+        plan = budget.fit({"steps": self.params["steps"], "per_step": self.params["per_step"]},
+                          lambda plan: n + plan["steps"] * plan["per_step"] * (1 + n), budget.planning_budget(ctx),
+                          [budget.lower("steps"), budget.lower("per_step")])
+        return plan["steps"], plan["per_step"]

@@ -3,7 +3,6 @@ de-duplication and degenerate-candidate filtering (a tiny proposer writes many b
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,38 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
 _TAG_PAIRS = {"INS": ("<INS>", "</INS>"), "START": ("<START>", "<END>"), "prompt": ("<prompt>", "</prompt>")}
 
 
-def extract_tagged(text: str, tag: str) -> list[str]:
-    """Every span between the tag pair (e.g. ``INS`` -> <INS>...</INS>), case-insensitively.
-
-    An opened but unclosed tag yields the rest of the text (small models forget to close)."""
-    start, end = _TAG_PAIRS.get(tag, (f"<{tag}>", f"</{tag}>"))
-    spans = re.findall(re.escape(start) + r"(.*?)" + re.escape(end), text, flags=re.S | re.I)
-    if not spans:
-        opened = re.search(re.escape(start) + r"(.*)", text, flags=re.S | re.I)
-        if opened:
-            spans = [opened.group(1)]
-    return [s.strip() for s in spans if s.strip()]
-
-
 def render_meta_prompt(template: str, **values: object) -> str:
     """Fill a method's meta-prompt (a Jinja template) with values. Values are never interpreted,
     so braces in prompts or data written by a model are safe."""
     return render_template(template, "meta-prompt", **values)
-
-
-def parse_candidates(text: str, tag: str | None = None, max_items: int = 8) -> list[str]:
-    """Candidate instructions from an optimizer-model reply.
-
-    Tagged spans first (``tag`` e.g. "INS", "START", "prompt"); if there are none (small models
-    forget tags), the reply itself, cut at the first blank line, as one candidate (OPRO's code
-    falls back to the whole completion the same way). Each result is cleaned.
-    """
-    spans = extract_tagged(text, tag) if tag else []
-    if not spans:
-        body = text.strip().split("\n\n")[0] if text.strip() else ""
-        spans = [body] if body else []
-    out = [clean_instruction(s) for s in spans[:max_items]]
-    return [s for s in out if s]
 
 
 def clean_instruction(text: str) -> str:
@@ -132,7 +103,7 @@ class CandidateFilter:
 
 
 # ---------------------------------------------------------------------------------------------
-# Added for OPRO / EvoPrompt (issue 5); shared with APE, ProTeGi, GPO.
+# Paraphrasing and reading candidates out of replies (shared by APE, OPRO, EvoPrompt, ProTeGi, GPO).
 
 PARAPHRASE_USER = (
     "Rewrite the following instruction in different words. Keep its meaning; reply with the new "
@@ -189,49 +160,6 @@ def _first_line(text: str) -> str:
 
 def _strip_markers(text: str, start: str, end: str) -> str:
     return re.sub("[ \t]*(?:" + "|".join(re.escape(m) for m in (start, end)) + ")[ \t]*", " ", text, flags=re.I)
-
-
-def planning_budget(ctx: "Context") -> float:
-    """The run's whole call budget (``inf`` when unlimited): what a method sizes its plan by.
-
-    Not ``budget.remaining``: a resumed run replays its completed calls from the cache for free and
-    must make the same plan as the interrupted attempt, yet by then part of the budget is spent."""
-    limit = ctx.evaluator.budget.limit
-    return float("inf") if limit is None else float(limit)
-
-
-@dataclass
-class PlannedSpend:
-    """What a run's own requests would cost a fresh run, against the whole budget.
-
-    A method plans for the worst case (every candidate kept and scored); a small model's dropped
-    candidates cost their generation call only and leave budget over, which a method spends on more
-    steps or samples. It must count that itself, not read the budget meter: a resumed run replays
-    its finished calls from the cache for free, and must still make the same decisions."""
-
-    limit: float
-    spent: int = 0
-
-    @classmethod
-    def of(cls, ctx: "Context") -> "PlannedSpend":
-        return cls(planning_budget(ctx))
-
-    def add(self, calls: int) -> None:
-        self.spent += calls
-
-    def count(self, cost: int) -> float:
-        """How many items of ``cost`` calls each the budget left pays for (``inf`` if unlimited)."""
-        return math.inf if math.isinf(self.limit) else (self.limit - self.spent) // cost
-
-
-def selection_data(ctx: "Context") -> tuple[str, list[Example]]:
-    """(split name, examples) a method that "selects on a dev set" should use: the dev split when
-    the run has one, else the training split."""
-    return ("dev", list(ctx.dev)) if ctx.dev else ("train", list(ctx.train))
-
-
-# ---------------------------------------------------------------------------------------------
-# Added for ProTeGi / GPO (issue 5).
 
 
 def parse_all(text: str, tag: str, prefix: str = "", max_items: int = 8) -> list[str]:

@@ -62,7 +62,7 @@ Decisions where paper and code leave it open (or are wrong):
   round the expansion shrinks (paraphrases, gradients, max expansion, minibatch). Never raised.
   Planning counts every request as charged (cache hits make a run spend less). The plan used is
   ``ctx.stats["protegi"]["plan"]``. If the budget still runs out, the result is the top of the
-  last fully selected beam.
+  last fully selected beam. A step is one round.
 ProTeGi varies the instruction only (the code optimises the "Task" section of its prompt file and
 keeps the output-format section fixed); layout and verbalizers stay the starting prompt's.
 """
@@ -74,11 +74,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from promptgym.data.dataset import Example
-from promptgym.errors import BudgetExhausted, PromptgymError
-from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.errors import PromptgymError
+from promptgym.optimizers import budget
+from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import (CandidateFilter, paraphrase, parse_all, planning_budget,
-                                            render_meta_prompt)
+from promptgym.optimizers.proposals import CandidateFilter, paraphrase, parse_all, render_meta_prompt
 from promptgym.tasks.prompt import Prompt
 
 SELECTORS = ("ucb", "successive_rejects", "uniform")
@@ -240,6 +240,16 @@ def select(ctx: Context, prompts: Sequence[Prompt], examples: Sequence[Example],
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class ProtegiState(State):
+    plan: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    filter: CandidateFilter = field(default_factory=CandidateFilter)
+    beam: list[Prompt] = field(default_factory=list)  # best first, by the last selection
+    top_mean: float | None = None  # the last selection's estimate for the top of the beam
+    round: int = 0
+
+
 @register
 class ProtegiOptimizer(Optimizer):
     name = "protegi"
@@ -267,51 +277,50 @@ class ProtegiOptimizer(Optimizer):
                                    paper=UNSTATED),
     }
 
-    def optimize(self, ctx: Context) -> Prompt:
-        if self.params["selector"] not in SELECTORS:
-            raise PromptgymError(f"protegi: unknown selector '{self.params['selector']}' "
-                                 f"(known: {', '.join(SELECTORS)})")
+    def setup(self, ctx: Context) -> ProtegiState:
         plan = self.plan(ctx)
-        stats: dict[str, Any] = dict(selector=plan["selector"], plan=plan, rounds=[], errors_found=0,
-                                     gradients=0, edits=0, paraphrases=0, rounds_run=0)
-        ctx.stats["protegi"] = stats
-        beam = [ctx.initial]
-        filt = CandidateFilter(demos=ctx.train)
-        filt.remember([ctx.initial.instruction])
-        try:
-            for round_ in range(1, plan["rounds"] + 1):
-                beam = self._round(ctx, plan, beam, filt, stats, round_)
-                stats["rounds_run"] = round_
-        except BudgetExhausted:
-            ctx.log("ProTeGi: budget used up; keeping the top of the last selected beam")
-            ctx.stats["budget_exhausted"] = True
-        ctx.stats["dropped"] = dict(filt.dropped)
-        return beam[0]
+        state = ProtegiState(plan=plan, filter=CandidateFilter(demos=ctx.train), beam=[ctx.initial])
+        state.stats = ctx.stats["protegi"] = dict(selector=plan["selector"], plan=plan, rounds=[], errors_found=0,
+                                                  gradients=0, edits=0, paraphrases=0, rounds_run=0)
+        state.filter.remember([ctx.initial.instruction])
+        state.finished = "" if plan["rounds"] > 0 else "done"
+        return state
 
-    # -- one round ------------------------------------------------------------------------------
+    def result(self, ctx: Context, state: ProtegiState) -> Prompt:
+        """The top of the last selected beam (a round the budget cut short changes nothing)."""
+        ctx.stats["dropped"] = dict(state.filter.dropped)
+        return state.beam[0]
 
-    def _round(self, ctx: Context, plan: dict[str, Any], beam: list[Prompt], filt: CandidateFilter,
-               stats: dict[str, Any], round_: int) -> list[Prompt]:
+    def best_score(self, ctx: Context, state: ProtegiState) -> float | None:
+        return state.top_mean
+
+    def step(self, ctx: Context, state: ProtegiState) -> None:
+        """One round: expand every beam member, then select the next beam from beam + new."""
+        plan, stats = state.plan, state.stats
+        state.round = round_ = state.round + 1
         m = min(plan["minibatch_size"], len(ctx.train))
         idx = sorted(ctx.rng.choice(len(ctx.train), size=m, replace=False).tolist()) if m else []
         minibatch = [ctx.train[i] for i in idx]
         new: list[Prompt] = []
-        for parent in beam:
-            new += self.expand(ctx, plan, parent, minibatch, filt, stats)
-        pool = beam + new
+        for parent in state.beam:
+            new += self.expand(ctx, plan, parent, minibatch, state.filter, stats)
+        pool = state.beam + new
         if len(pool) == 1:
             stats["rounds"].append(dict(round=round_, candidates=1, requested=0, pulls=0))
-            return beam
-        arms = select(ctx, pool, ctx.train, plan["allowance"], plan["selector"], keep=plan["beam_size"],
-                      per_round=plan["eval_prompts_per_round"], batch=plan["samples_per_eval"],
-                      c=plan["c"])
-        order = arms.ranking()[: plan["beam_size"]]
-        stats["rounds"].append(dict(round=round_, candidates=len(pool), requested=arms.requested,
-                                    pulls=arms.pulls, top_mean=round(arms.mean(order[0]), 4),
-                                    top_seen=arms.seen[order[0]]))
-        ctx.log(f"ProTeGi round {round_}: {len(new)} new, {len(pool)} scored with {plan['selector']} "
-                f"({arms.requested} evaluations); top {arms.mean(order[0]):.3f}")
-        return [pool[i] for i in order]
+        else:
+            arms = select(ctx, pool, ctx.train, plan["allowance"], plan["selector"], keep=plan["beam_size"],
+                          per_round=plan["eval_prompts_per_round"], batch=plan["samples_per_eval"],
+                          c=plan["c"])
+            order = arms.ranking()[: plan["beam_size"]]
+            stats["rounds"].append(dict(round=round_, candidates=len(pool), requested=arms.requested,
+                                        pulls=arms.pulls, top_mean=round(arms.mean(order[0]), 4),
+                                        top_seen=arms.seen[order[0]]))
+            ctx.log(f"ProTeGi round {round_}: {len(new)} new, {len(pool)} scored with {plan['selector']} "
+                    f"({arms.requested} evaluations); top {arms.mean(order[0]):.3f}")
+            state.beam, state.top_mean = [pool[i] for i in order], arms.mean(order[0])
+        stats["rounds_run"] = round_
+        if round_ >= plan["rounds"]:
+            state.finished = "done"
 
     def expand(self, ctx: Context, plan: dict[str, Any], parent: Prompt, minibatch: list[Example],
                filt: CandidateFilter, stats: dict[str, Any]) -> list[Prompt]:
@@ -368,44 +377,31 @@ class ProtegiOptimizer(Optimizer):
     # -- budget ---------------------------------------------------------------------------------
 
     def plan(self, ctx: Context) -> dict[str, Any]:
-        """The hyperparameters this run can pay for: the defaults scaled down, never up."""
+        """The hyperparameters this run can pay for: the defaults scaled down, never up. Rounds go
+        first (each keeps at least 4 evaluations per candidate), then at one round the expansion,
+        cheapest loss first: paraphrases, gradients, max expansion, minibatch."""
         p = dict(self.params)
         n_train = len(ctx.train)
         p["minibatch_size"] = min(p["minibatch_size"], n_train)
         default_allowance = p["samples_per_eval"] * p["eval_rounds"] * p["eval_prompts_per_round"]
-        p["allowance"] = default_allowance
-        budget = planning_budget(ctx)
-        if not math.isinf(budget):
-            self._fit(p, budget, n_train, default_allowance)
+        limit = budget.planning_budget(ctx)
+
+        def least(p: dict[str, Any]) -> float:  # the expansion, and 4 evaluations per candidate per round
+            return self._cost(p, n_train, p["rounds"], 0) + p["rounds"] * 4 * self._candidates(p, p["rounds"] > 1)
+
+        p = budget.fit(p, least, limit, [
+            budget.lower("rounds"), budget.lower("mc_samples_per_step"), budget.lower("n_gradients"),
+            budget.lower("max_expansion_factor", 2), budget.lower("minibatch_size", 8, lambda v: v // 2)])
+        if math.isinf(limit):
+            p["allowance"] = default_allowance
+        else:  # what is left after the expansion, per round (the last resort: all of it, maybe 0)
+            per_round = (limit - self._cost(p, n_train, p["rounds"], 0)) // max(p["rounds"], 1)
+            p["allowance"] = int(max(min(default_allowance, per_round), 0))
         # The bandit's batch keeps the code's shape: about ``eval_rounds`` rounds of pulls.
         per_pass = p["eval_rounds"] * p["eval_prompts_per_round"]
         p["samples_per_eval"] = int(max(1, min(p["samples_per_eval"], n_train, p["allowance"] // max(per_pass, 1))))
-        p["planned_calls"] = None if math.isinf(budget) else int(self._cost(p, n_train, p["rounds"], p["allowance"]))
+        p["planned_calls"] = None if math.isinf(limit) else int(self._cost(p, n_train, p["rounds"], p["allowance"]))
         return p
-
-    def _fit(self, p: dict[str, Any], budget: float, n_train: int, default_allowance: int) -> None:
-        while True:
-            fixed = self._cost(p, n_train, p["rounds"], 0)
-            per_round = (budget - fixed) // max(p["rounds"], 1)
-            floor = 4 * self._candidates(p, many=p["rounds"] > 1)
-            if per_round >= floor:
-                p["allowance"] = int(min(default_allowance, per_round))
-                return
-            if p["rounds"] > 1:
-                p["rounds"] -= 1
-                continue
-            # One round and still too dear: shrink the expansion, cheapest loss first.
-            if p["mc_samples_per_step"] > 1:
-                p["mc_samples_per_step"] -= 1
-            elif p["n_gradients"] > 1:
-                p["n_gradients"] -= 1
-            elif p["max_expansion_factor"] > 2:
-                p["max_expansion_factor"] -= 1
-            elif p["minibatch_size"] > 8:
-                p["minibatch_size"] = max(8, p["minibatch_size"] // 2)
-            else:
-                p["allowance"] = int(max(min(default_allowance, budget - fixed), 0))
-                return
 
     def _candidates(self, p: dict[str, Any], many: bool) -> int:
         parents = p["beam_size"] if many else 1

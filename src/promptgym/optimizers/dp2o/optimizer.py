@@ -19,7 +19,8 @@ from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import OptionScores
 from promptgym.models.embeddings import (EmbeddingCache, LlamaCppEmbedder, TfidfEmbedder,
                                          embedder_from_spec)
-from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers import budget
+from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.dp2o import inference
 from promptgym.optimizers.dp2o.dialogue import run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
@@ -47,11 +48,11 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
     """
     size = min(p["sue_examples"] or n_train, n_train)
     n_seed = min(p["seed_candidates"] or n_train, n_train)
-    m = min(p["seeds"], n_seed)
-    rounds = max(1, int(p["rounds"]))
-    h = max(1, int(p["pool_size"]))
+    start = {"rounds": max(1, int(p["rounds"])), "seed_candidates": n_seed, "seeds": min(p["seeds"], n_seed),
+             "sue_examples": size, "pool_size": max(1, int(p["pool_size"]))}
 
-    def cost() -> float:
+    def cost(plan: dict[str, int]) -> float:
+        rounds, n_seed, m, size, h = (plan[k] for k in start)
         exchanges = rounds * max(1, m - min(p["window"], m) + 1) * n_labels  # one per label
         turns = exchanges * (1 + p["dialogue_retries"])  # worst case: every exchange re-asked
         cands = math.ceil(exchanges * EXPECTED_KEEP_RATE)
@@ -59,34 +60,36 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
         return (n_seed * size + turns + cands * size + min(h, cands) * (n_train - size)
                 + dev_rows * n_dev + n_dev)
 
-    while cost() > limit:
-        if rounds > 1:
-            rounds -= 1
-        elif n_seed > max(m, 8):
-            n_seed = max(m, 8, n_seed * 2 // 3)
-        elif size > 8:
-            size = max(8, size * 3 // 4)
-        elif m > 3:
-            m -= 1
-        elif n_seed > m:
-            n_seed -= 1
-        elif h > 2:
-            h -= 1
-        elif size > 2:
-            size -= 1
-        else:
-            break
-    return {"rounds": rounds, "seed_candidates": n_seed, "seeds": m, "sue_examples": size, "pool_size": h,
-            "expected_calls": int(cost())}
+    plan = budget.fit(start, cost, limit, [
+        budget.lower("rounds"),
+        budget.lower("seed_candidates", lambda plan: max(plan["seeds"], 8), lambda v: v * 2 // 3),
+        budget.lower("sue_examples", 8, lambda v: v * 3 // 4),
+        budget.lower("seeds", 3),
+        budget.lower("seed_candidates", lambda plan: plan["seeds"]),
+        budget.lower("pool_size", 2),
+        budget.lower("sue_examples", 2)])
+    return dict(plan, expected_calls=int(cost(plan)))
 
 
 @dataclass
-class _Run:
-    """What one optimisation leaves for the held-out report and predictions."""
+class _Run(State):
+    """One run: Stage A leaves the screened pool for Stage B; Stage B what the held-out report and
+    predictions read."""
 
-    labels: tuple[str, ...]
-    train: list[Example]
-    dev: list[Example]
+    labels: tuple[str, ...] = ()
+    train: list[Example] = field(default_factory=list)
+    dev: list[Example] = field(default_factory=list)
+    plan: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    stage: str = "A"
+    scored: set[tuple[str, str]] = field(default_factory=set)  # distinct (prompt, example) scorings
+    generated: int = 0  # dialogue turns
+    sue_set: list[Example] = field(default_factory=list)
+    sue_gold: np.ndarray | None = None
+    screened: list[Prompt] = field(default_factory=list)
+    cand_probs: list[np.ndarray] = field(default_factory=list)
+    cand_sue: list[float] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)  # screened candidates in the pool, best SUE first
     pool: list[Prompt] = field(default_factory=list)
     pool_sue: list[float] = field(default_factory=list)
     dev_table: np.ndarray | None = None
@@ -174,10 +177,6 @@ class Dp2oOptimizer(Optimizer):
         "inference": Param("ensemble", "what predict() answers with", choices=("ensemble", "greedy")),
     }
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        self.run_state: _Run | None = None
-
     # -- helpers ---------------------------------------------------------------------------------------
     @staticmethod
     def _check_task(ctx: Context) -> None:
@@ -228,35 +227,52 @@ class Dp2oOptimizer(Optimizer):
         return LlamaCppEmbedder(path, cache=EmbeddingCache(ctx.evaluator.cache.engine))
 
     # -- the method ------------------------------------------------------------------------------------
-    def optimize(self, ctx: Context) -> Prompt:
+    def setup(self, ctx: Context) -> _Run:
         self._check_task(ctx)
-        p = self.params
-        task: ChoiceTask = ctx.task  # type: ignore[assignment]
         labels = _label_set(list(ctx.train) + list(ctx.dev))
         train, dev = self._splits(ctx)
-        run = self.run_state = _Run(labels=labels, train=train, dev=dev)
-        stats: dict[str, Any] = {"train_size": len(train), "dev_size": len(dev),
-                                 "dev_carved_from_train": not ctx.dev}
-        ctx.stats["dp2o"] = stats
-        limit = ctx.evaluator.budget.limit
-        plan = plan_budget(float("inf") if limit is None else limit, len(train), len(dev), len(labels), p)
-        stats["plan"] = plan
-        virtual: set[tuple[str, str]] = set()  # distinct (prompt, example) scorings: a fresh run's calls
-        spent = {"generate": 0}
+        run = _Run(labels=labels, train=train, dev=dev)
+        run.stats = ctx.stats["dp2o"] = {"train_size": len(train), "dev_size": len(dev),
+                                         "dev_carved_from_train": not ctx.dev}
+        run.plan = run.stats["plan"] = plan_budget(budget.planning_budget(ctx), len(train), len(dev), len(labels),
+                                                   self.params)
+        return run
+
+    def step(self, ctx: Context, run: _Run) -> None:
+        """Two steps: Stage A (pool), then Stage B (tables, states, policy)."""
+        if run.stage == "A":
+            self._stage_a(ctx, run)
+            run.stage = "B"
+            if not run.pool:
+                run.finished = "done"
+        else:
+            self._stage_b(ctx, run)
+            run.finished = "done"
+
+    def result(self, ctx: Context, run: _Run) -> Prompt:
+        if run.finished == "done":
+            return run.pool[run.best_index] if run.pool else ctx.initial
+        return super().result(ctx, run)  # stopped before the end: the best on dev so far
+
+    def _scorer(self, ctx: Context, run: _Run):
+        """Class probabilities of a prompt on examples; counts the distinct (prompt, example)
+        scorings, what a fresh run would be charged (the budget meter is not: see ``budget``)."""
+        task: ChoiceTask = ctx.task  # type: ignore[assignment]
 
         def evaluate(prompt: Prompt, examples: Sequence[Example], split: str) -> np.ndarray:
-            virtual.update((prompt.id, e.id) for e in examples)
+            run.scored.update((prompt.id, e.id) for e in examples)
             return self._probs(ctx.evaluate(prompt, examples, split=split), task)
 
-        def planned_spend() -> int:
-            return len(virtual) + spent["generate"]
+        return evaluate
 
-        # ---------------- Stage A ----------------
+    def _stage_a(self, ctx: Context, run: _Run) -> None:
+        p, plan, stats, train, dev, labels = self.params, run.plan, run.stats, run.train, run.dev, run.labels
+        evaluate = self._scorer(ctx, run)
         meter = _Meter(ctx.evaluator)
         sue_weights = SueWeights(p["sue_supervised"], p["sue_unsupervised"], p["sue_global"])
         n = len(train)
-        sue_set = [train[i] for i in sorted(ctx.rng.choice(n, size=plan["sue_examples"], replace=False))]
-        sue_gold = self._gold(sue_set, labels)
+        sue_set = run.sue_set = [train[i] for i in sorted(ctx.rng.choice(n, size=plan["sue_examples"], replace=False))]
+        sue_gold = run.sue_gold = self._gold(sue_set, labels)
         seed_idx = sorted(int(i) for i in ctx.rng.choice(n, size=plan["seed_candidates"], replace=False))
         seed_scores = []
         for i in seed_idx:
@@ -276,28 +292,28 @@ class Dp2oOptimizer(Optimizer):
             temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_tokens"],
             max_history_chars=p["max_history_chars"], known_inputs=list(ctx.train) + list(ctx.dev),
             retries=p["dialogue_retries"])
-        spent["generate"] += dialogue.turns
+        run.generated += dialogue.turns
         candidates = [ctx.add(demo_prompt(ctx.initial, it.input, it.label),
                               [seed_prompts[s] for s in it.seeds], "dp2o:dialogue") for it in dialogue.items]
         # Screen as many candidates as the budget allows (a seeded subset when it cannot take all).
         size, n_dev, h = len(sue_set), len(dev), plan["pool_size"]
-        remaining = (float("inf") if limit is None else limit) - planned_spend()
 
-        def need(k: int) -> float:
+        def need(screening: dict[str, int]) -> float:
+            k = screening["screen"]
             dev_rows = k if p["dev_all_candidates"] else min(h, k)
             return k * size + min(h, k) * (n - size) + dev_rows * n_dev + n_dev
 
-        n_screen = len(candidates)
-        while n_screen > 0 and need(n_screen) > remaining:
-            n_screen -= 1
+        remaining = budget.planning_budget(ctx) - len(run.scored) - run.generated
+        n_screen = budget.fit({"screen": len(candidates)}, need, remaining, [budget.lower("screen", 0)])["screen"]
         if n_screen < len(candidates):
             chosen = sorted(int(i) for i in ctx.rng.choice(len(candidates), size=n_screen, replace=False))
             screened = [candidates[i] for i in chosen]
         else:
             screened = candidates
-        cand_probs = [evaluate(c, sue_set, "sue") for c in screened]
-        cand_sue = [float(sue(pr, sue_gold, sue_weights)) for pr in cand_probs]
-        order = sorted(range(len(screened)), key=lambda k: (-cand_sue[k], k))[:h]
+        run.screened = screened
+        cand_probs = run.cand_probs = [evaluate(c, sue_set, "sue") for c in screened]
+        cand_sue = run.cand_sue = [float(sue(pr, sue_gold, sue_weights)) for pr in cand_probs]
+        order = run.order = sorted(range(len(screened)), key=lambda k: (-cand_sue[k], k))[:h]
         run.pool = [screened[k] for k in order]
         run.pool_sue = [cand_sue[k] for k in order]
         stats["dialogue"] = {"turns": dialogue.turns, "retries": dialogue.retries, "parsed_items": dialogue.parsed,
@@ -312,10 +328,14 @@ class Dp2oOptimizer(Optimizer):
         if not run.pool:
             ctx.log("DP2O: the dialogue produced no usable demonstration; keeping the starting prompt")
             stats["error"] = "empty pool"
-            return ctx.initial
+            return
         ctx.log(f"DP2O stage A: {len(candidates)} candidates, {len(screened)} screened, pool of {len(run.pool)}")
 
-        # ---------------- Stage B ----------------
+    def _stage_b(self, ctx: Context, run: _Run) -> None:
+        p, stats, train, dev, labels = self.params, run.stats, run.train, run.dev, run.labels
+        sue_gold, screened, cand_probs, cand_sue, order = (run.sue_gold, run.screened, run.cand_probs,
+                                                          run.cand_sue, run.order)
+        evaluate = self._scorer(ctx, run)
         meter = _Meter(ctx.evaluator)
         gold_train, gold_dev = self._gold(train, labels), self._gold(dev, labels)
         train_table = np.stack([evaluate(pr, train, "train") for pr in run.pool])   # (h, N, C)
@@ -400,7 +420,6 @@ class Dp2oOptimizer(Optimizer):
         run.seconds["stage_b_training"] = round(train_seconds, 3)
         run.calls["stage_b_tables"] = tables_calls
         ctx.log(f"DP2O stage B: dev accuracy {stats['dev_accuracy']}")
-        return run.pool[run.best_index]
 
     @staticmethod
     def _correlations(probs: np.ndarray, gold: np.ndarray, dev_acc: np.ndarray,
@@ -430,7 +449,7 @@ class Dp2oOptimizer(Optimizer):
     def heldout_report(self, ctx: Context, evaluator: Evaluator, test_examples: Sequence[Example]) -> dict:
         """Test accuracy of the five variants (starting prompt, best single pool prompt by dev,
         nearest-by-embedding baseline, policy greedy, policy top-k ensemble); calls not charged."""
-        run = self.run_state
+        run: _Run | None = ctx.state
         if run is None:
             return {}
         report: dict[str, Any] = {

@@ -1,0 +1,86 @@
+"""Sizing a method's plan to the run's call budget, the same way in every method.
+
+A method states what its plan costs in model calls and how to make it smaller, least harmful
+reduction first; ``fit`` shrinks the paper's defaults until they fit, never raises them.
+
+Plans are sized by the run's whole budget (``planning_budget``) and a method counts its own spend
+(``PlannedSpend``); neither reads the budget meter. A resumed run replays its finished calls from the
+cache for free, so by then part of the meter is spent, yet it must make the same plan and the same
+decisions as the interrupted attempt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from promptgym.optimizers.base import Context
+
+Plan = TypeVar("Plan")
+Reduction = Callable[[Plan], "Plan | None"]
+
+
+def fit(plan: Plan, cost: Callable[[Plan], float], limit: float, reductions: Sequence[Reduction]) -> Plan:
+    """The largest plan that fits ``limit``.
+
+    While ``cost(plan)`` exceeds the limit, the first of ``reductions`` that still applies is
+    applied (a reduction returns a smaller plan, or None when it cannot shrink it further) and
+    the search starts again from the first. When no reduction applies, the smallest plan is
+    returned although it does not fit (the budget then stops the run). An unlimited budget
+    (``inf``) returns ``plan`` unchanged."""
+    while cost(plan) > limit:
+        for reduce in reductions:
+            smaller = reduce(plan)
+            if smaller is not None:
+                plan = smaller
+                break
+        else:
+            return plan
+    return plan
+
+
+def lower(key: str, floor: int | Callable[[dict[str, Any]], int] = 1,
+          to: Callable[[int], int] = lambda v: v - 1, **reset: Any) -> Reduction:
+    """A reduction of a dict plan: ``plan[key]`` to ``to(value)`` (one less by default), never
+    below ``floor`` (a number, or a function of the plan); None once it is at the floor.
+    ``reset`` puts other entries back (e.g. the step count, to try it again at a smaller size)."""
+
+    def reduce(plan: dict[str, Any]) -> dict[str, Any] | None:
+        least = floor(plan) if callable(floor) else floor
+        if plan[key] <= least:
+            return None
+        return {**plan, **reset, key: max(least, to(plan[key]))}
+
+    return reduce
+
+
+def planning_budget(ctx: "Context") -> float:
+    """The run's whole call budget (``inf`` when unlimited): what a method sizes its plan by."""
+    limit = ctx.evaluator.budget.limit
+    return float("inf") if limit is None else float(limit)
+
+
+@dataclass
+class PlannedSpend:
+    """What a run's own requests would cost a fresh run, against the whole budget.
+
+    A method plans for the worst case (every candidate kept and scored); a small model's dropped
+    candidates cost their generation call only and leave budget over, which a method spends on more
+    steps or samples. It counts that itself instead of reading the budget meter (see the module
+    docstring)."""
+
+    limit: float = math.inf
+    spent: int = 0
+
+    @classmethod
+    def of(cls, ctx: "Context") -> "PlannedSpend":
+        return cls(planning_budget(ctx))
+
+    def add(self, calls: int) -> None:
+        self.spent += calls
+
+    def count(self, cost: int) -> float:
+        """How many items of ``cost`` calls each the budget left pays for (``inf`` if unlimited)."""
+        return math.inf if math.isinf(self.limit) else (self.limit - self.spent) // cost
