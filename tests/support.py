@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from promptgym.data.dataset import Example
 from promptgym.evaluation.cache import request_key
+from promptgym.models.base import EmbeddingRequest
 from promptgym.models.scripted import ScriptedBackend, request_text
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")
@@ -16,8 +17,9 @@ def make_examples(n: int, prefix: str = "ex") -> list[Example]:
 
 
 class RecordingBackend(ScriptedBackend):
-    """Scripted backend that logs every request it answers (key and text) into shared lists and can
-    simulate a kill (KeyboardInterrupt) before answering call number ``interrupt_after + 1``."""
+    """Scripted backend that logs every request it answers (key and text, embeddings included) into
+    shared lists and can simulate a kill (KeyboardInterrupt) before answering call number
+    ``interrupt_after + 1``."""
 
     def __init__(self, keys: list[str] | None = None, texts: list[str] | None = None,
                  interrupt_after: int | None = None, **scripted):
@@ -30,7 +32,7 @@ class RecordingBackend(ScriptedBackend):
         if self.interrupt_after is not None and len(self.keys) >= self.interrupt_after:
             raise KeyboardInterrupt("simulated kill")
         self.keys.append(request_key(self.identity, request))
-        self.texts.append(request_text(request))
+        self.texts.append(request.text if isinstance(request, EmbeddingRequest) else request_text(request))
 
     def generate(self, requests, on_result):
         for i, request in enumerate(requests):
@@ -41,3 +43,8 @@ class RecordingBackend(ScriptedBackend):
         for i, request in enumerate(requests):
             self._log(request)
             super().score([request], lambda _, resp, i=i: on_result(i, resp))
+
+    def embed(self, requests, on_result):
+        for i, request in enumerate(requests):
+            self._log(request)
+            super().embed([request], lambda _, resp, i=i: on_result(i, resp))

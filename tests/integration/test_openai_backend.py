@@ -26,13 +26,14 @@ from click.testing import CliRunner  # noqa: E402
 from promptgym import api  # noqa: E402
 from promptgym.cli import main  # noqa: E402
 from promptgym.errors import PromptgymError  # noqa: E402
-from promptgym.models.base import GenerationRequest, ScoreRequest  # noqa: E402
+from promptgym.models.base import EmbeddingRequest, GenerationRequest, ScoreRequest  # noqa: E402
 from promptgym.models.openai_backend import OpenAIBackend  # noqa: E402
 
 try:  # tests/integration may or may not be a package
-    from .fake_openai_server import FakeOpenAIServer, fake_logprob, fake_tokens
+    from .fake_openai_server import FakeOpenAIServer, fake_logprob, fake_tokens, fake_vector
 except ImportError:
-    from fake_openai_server import FakeOpenAIServer, fake_logprob, fake_tokens  # type: ignore[no-redef]
+    from fake_openai_server import (FakeOpenAIServer, fake_logprob, fake_tokens,  # type: ignore[no-redef]
+                                    fake_vector)
 
 SENTIMENT = [
     ("An absolute delight from start to finish.", "positive"),
@@ -259,6 +260,30 @@ def test_logprob_scoring_needs_a_raw_text_layout_and_the_flag(fake):
         collect(OpenAIBackend("fake-model", base_url=fake.base_url, logprob_scoring=True), [request], "score")
     with pytest.raises(PromptgymError, match="--scoring generate"):
         collect(OpenAIBackend("fake-model", base_url=fake.base_url), [request], "score")
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_embeddings_are_batched_and_come_back_in_request_order(fake, per_token):
+    fake.per_token_embeddings = per_token
+    backend = OpenAIBackend("fake-model", base_url=fake.base_url)
+    texts = [f"text number {i} " + "word " * (i % 3) for i in range(40)]
+    results, calls = collect(backend, [EmbeddingRequest(t) for t in texts], "embed")
+    assert sorted(calls) == list(range(40))
+    assert [list(r.vector) for r in results] == [fake_vector(t) for t in texts]
+    sent = fake.requests_to("/embeddings")
+    assert sorted(len(r.body["input"]) for r in sent) == [8, 32]  # EMBED_BATCH texts per request
+    assert {(r.body["model"], r.body["encoding_format"]) for r in sent} == {("fake-model", "float")}
+    assert sum(r.prompt_tokens for r in results) == sum(len(fake_tokens(t)) for t in texts)
+
+
+def test_embeddings_of_another_model_name_it_in_identity_and_errors(fake):
+    plain = OpenAIBackend("fake-model", base_url=fake.base_url)
+    other = OpenAIBackend("fake-model", base_url=fake.base_url, embedding_model="no-such-embedder")
+    assert other.identity != plain.identity and other.identity.startswith(plain.identity)
+    with pytest.raises(PromptgymError) as info:
+        collect(other, [EmbeddingRequest("hello")], "embed")
+    message = str(info.value)
+    assert "\n" not in message and "'no-such-embedder'" in message and "404" in message
 
 
 # -- b. the real model behind the protocol: llama_cpp.server on the embedded GGUF ----------------

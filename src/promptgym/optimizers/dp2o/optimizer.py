@@ -17,9 +17,8 @@ from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import OptionScores
-from promptgym.models.embeddings import (EmbeddingCache, LlamaCppEmbedder, TfidfEmbedder,
-                                         embedder_from_spec)
 from promptgym.optimizers.base import Context, Optimizer, register
+from promptgym.optimizers.encoders import Encoder, ModelEncoder, TfidfEncoder, encoder_from_spec
 from promptgym.optimizers.dp2o import inference
 from promptgym.optimizers.dp2o.dialogue import run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
@@ -91,7 +90,7 @@ class _Run:
     dev_table: np.ndarray | None = None
     best_index: int = 0
     policy: PolicyNet | None = None
-    embedder: Any = None
+    embedder: Encoder | None = None
     pool_embeddings: np.ndarray | None = None
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -148,7 +147,7 @@ class Dp2oOptimizer(Optimizer):
         "dev_fraction": 0.3,        # carved out of train when the run has no dev split
         "dev_all_candidates": False,  # also score every screened candidate on dev (SUE check)
         # Stage B: states, policy, REINFORCE
-        "encoder": "auto",          # auto | llama | tfidf
+        "encoder": "auto",          # auto (model if the task model embeds, else tfidf) | model | tfidf
         "hidden": 600,
         "episodes": 200,
         "lr": 1e-3,
@@ -166,8 +165,8 @@ class Dp2oOptimizer(Optimizer):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        if self.params["encoder"] not in ("auto", "llama", "tfidf"):
-            raise PromptgymError("dp2o: encoder must be auto, llama or tfidf")
+        if self.params["encoder"] not in ("auto", "model", "tfidf"):
+            raise PromptgymError("dp2o: encoder must be auto, model or tfidf")
         if self.params["inference"] not in ("ensemble", "greedy"):
             raise PromptgymError("dp2o: inference must be ensemble or greedy")
         if self.params["reward_norm"] not in ("batch", "running", "none"):
@@ -209,19 +208,17 @@ class Dp2oOptimizer(Optimizer):
     def _gold(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
         return np.array([labels.index(e.target) for e in examples])
 
-    def _embedder(self, ctx: Context, train: Sequence[Example]):
+    def _embedder(self, ctx: Context, train: Sequence[Example]) -> Encoder:
         choice = self.params["encoder"]
-        task_model = ctx.evaluator.task_model
         if choice == "auto":
-            choice = "tfidf" if str(task_model.identity).startswith("scripted") else "llama"
-        if choice == "tfidf":
-            # Words of a single training input cannot teach the policy anything that transfers,
-            # and z-normalisation would make them the loudest features: keep words in >= 2 inputs.
-            texts = [e.input for e in train]
-            fitted = TfidfEmbedder.fit(texts, min_df=2)
-            return fitted if fitted.vocab else TfidfEmbedder.fit(texts)
-        path = getattr(task_model, "path", None) if str(task_model.identity).startswith("llamacpp:") else None
-        return LlamaCppEmbedder(path, cache=EmbeddingCache(ctx.evaluator.cache.engine))
+            choice = "model" if ctx.evaluator.can_embed("task") else "tfidf"
+        if choice == "model":
+            return ModelEncoder(ctx.evaluator)
+        # Words of a single training input cannot teach the policy anything that transfers,
+        # and z-normalisation would make them the loudest features: keep words in >= 2 inputs.
+        texts = [e.input for e in train]
+        fitted = TfidfEncoder.fit(texts, min_df=2)
+        return fitted if fitted.vocab else TfidfEncoder.fit(texts)
 
     # -- the method ------------------------------------------------------------------------------------
     def optimize(self, ctx: Context) -> Prompt:
@@ -484,7 +481,7 @@ class Dp2oOptimizer(Optimizer):
         task: ChoiceTask = ctx.task  # type: ignore[assignment]
         pool = [Prompt.from_dict(d) for d in stored["pool"]]
         policy = PolicyNet.from_dict(stored["policy"])
-        embedder = embedder_from_spec(stored["encoder"], EmbeddingCache(ctx.evaluator.cache.engine))
+        embedder = encoder_from_spec(stored["encoder"], ctx.evaluator)
         labels = list(stored["labels"])
         top_k = int(stored.get("top_k", self.params["top_k"]))
         examples = [replace(e, choices=tuple(labels)) for e in examples]
