@@ -78,7 +78,8 @@ class Evaluator:
 
     def generate(self, requests: Sequence[GenerationRequest], role: str = "optimizer",
                  charge: bool = True) -> list[Completion]:
-        return self._dispatch(self._backend(role), role, "generate", requests, charge)  # type: ignore[return-value]
+        backend = self._backend(role)
+        return self._dispatch(backend, role, "generate", requests, charge)  # type: ignore[return-value]
 
     def score(self, requests: Sequence[ScoreRequest], charge: bool = True) -> list[OptionScores]:
         return self._dispatch(self.task_model, "task", "score", requests, charge)  # type: ignore[return-value]
