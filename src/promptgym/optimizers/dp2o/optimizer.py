@@ -18,11 +18,11 @@ from promptgym.errors import PromptgymError
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import OptionScores
 from promptgym.optimizers.base import Context, Optimizer, register
-from promptgym.optimizers.encoders import Encoder, ModelEncoder, TfidfEncoder, encoder_from_spec
 from promptgym.optimizers.dp2o import inference
 from promptgym.optimizers.dp2o.dialogue import run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
 from promptgym.optimizers.dp2o.scoring import SueWeights, accuracy, reward, spearman, sue
+from promptgym.optimizers.encoders import Encoder, ModelEncoder, TfidfEncoder, encoder_from_spec
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
 
