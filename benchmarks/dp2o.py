@@ -8,11 +8,11 @@ One command::
 
 For each seed (the same seed fixes the data split and the method's randomness):
 
-1. ``main``: DP2O with the llama.cpp embedding encoder (the default), ``dev_all_candidates=True`` so
-   that every screened candidate is also scored on dev (the SUE check over the whole candidate pool,
-   not only the kept h). Its summary gives the five test accuracies (starting prompt, best single
-   pool prompt by dev, nearest pool prompt by embedding cosine, policy greedy, policy top-k
-   ensemble), pool sizes, h, model calls and seconds per stage.
+1. ``main``: DP2O with the task model's embeddings as encoder (the default),
+   ``dev_all_candidates=True`` so that every screened candidate is also scored on dev (the SUE check
+   over the whole candidate pool, not only the kept h). Its summary gives the five test accuracies
+   (starting prompt, best single pool prompt by dev, nearest pool prompt by embedding cosine, policy
+   greedy, policy top-k ensemble), pool sizes, h, model calls and seconds per stage.
 2. ``tfidf``: the same run with the TF-IDF encoder. Stage A and the probability tables are
    identical requests, so they replay from the response cache; only the policy and the test
    inference differ. This is the embedding-vs-lexical comparison.
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    base = {"encoder": "llama", "dev_all_candidates": True, **(TINY if args.tiny else {}), **_params(args.param)}
+    base = {"encoder": "model", "dev_all_candidates": True, **(TINY if args.tiny else {}), **_params(args.param)}
     plan = [("main", base)]
     if args.tfidf:
         plan.append(("tfidf", {**base, "encoder": "tfidf"}))

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from promptgym.evaluation.cache import ResponseCache, request_key
-from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OptionScores,
+                                   ScoreRequest)
 
 GEN = GenerationRequest(messages=(("user", "Write an instruction."),), max_tokens=20, temperature=0.7)
 SCORE = ScoreRequest(continuations=("positive", "negative"), messages=(("user", "Classify: nice"),))
@@ -65,6 +66,23 @@ def test_samples_are_distinct_keys():
 
 def test_score_and_generate_requests_never_share_a_key():
     assert request_key("x", GenerationRequest(text="a")) != request_key("x", ScoreRequest(continuations=(), text="a"))
+
+
+def test_embedding_keys_differ_from_generation_of_the_same_text_and_by_backend():
+    key = request_key("x", EmbeddingRequest("a"))
+    assert key != request_key("x", GenerationRequest(text="a"))
+    assert key != request_key("y", EmbeddingRequest("a")) and key != request_key("x", EmbeddingRequest("b"))
+
+
+def test_embeddings_live_in_the_same_cache_and_round_trip_exactly(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+    vector = Embedding(vector=(0.1, -1 / 3, 2.0 ** -40, 1e300), prompt_tokens=5)
+    key = request_key("s", EmbeddingRequest("hello"))
+    ResponseCache(url).put(key, vector)
+    cache = ResponseCache(url)
+    assert cache.get(key) == vector and cache.get_many([key]) == {key: vector}
+    with cache.engine.connect() as conn:
+        assert conn.exec_driver_sql("select kind from responses").scalar_one() == "embed"
 
 
 def test_round_trip_of_both_response_kinds(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from promptgym.errors import BudgetExhausted
 from promptgym.evaluation.cache import ResponseCache, request_key
 from promptgym.evaluation.evaluator import Budget, Evaluator
-from promptgym.models.base import Completion, GenerationRequest, ScoreRequest
+from promptgym.models.base import Completion, EmbeddingRequest, GenerationRequest, ScoreRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
@@ -120,6 +120,38 @@ def test_mixed_batch_pays_only_for_misses(cache):
     assert backend.calls == 4 and ev.budget.spent == 4
     assert ev.usage.cached_calls == 2
     assert [c.text for c in out[::2]] == [c.text for c in ev.generate([_gen(0), _gen(1)])]
+
+
+# -- embeddings --------------------------------------------------------------------------------------
+
+def test_embeddings_are_cached_in_the_ledger_and_never_charged(cache):
+    rows, events = [], []
+    backend = ScriptedBackend(embeddings=True)
+    ev, _ = _evaluator(cache, limit=1, backend=backend, ledger=rows.extend,
+                       on_call=lambda c, ch: events.append((c, ch)))
+    first = ev.embed(["good food", "rude staff", "good food"])
+    assert first.shape == (3, 32) and backend.calls == 2  # a text repeated in one batch is one call
+    again = ev.embed(["rude staff", "good food"])
+    assert backend.calls == 2 and (again == first[[1, 0]]).all()  # second call: cache hits only
+    assert ev.budget.spent == 0 and ev.budget.remaining == 1
+    assert (ev.usage.embeddings, ev.usage.cached_embeddings) == (2, 2)
+    assert (ev.usage.calls, ev.usage.cached_calls, ev.usage.prompt_tokens) == (0, 0, 0)  # not LM calls
+    assert [(r["kind"], r["role"], r["cached"], r["charged"]) for r in rows] == (
+        [("embed", "task", False, False)] * 2 + [("embed", "task", True, False)] * 2)
+    assert rows[0]["key"] == request_key(backend.identity, EmbeddingRequest("good food"))
+    assert rows[0]["prompt_tokens"] == 2
+    assert events == []  # the progress bar counts language-model calls
+    fresh = ScriptedBackend(embeddings=True)
+    assert (Evaluator(fresh, fresh, cache).embed(["good food"]) == first[:1]).all() and fresh.calls == 0
+    assert ev.embed([]).shape == (0, 0)
+
+
+def test_embeddings_come_from_the_role_model(cache):
+    task, optimizer = ScriptedBackend(name="t", embeddings=True), ScriptedBackend(name="o")
+    ev = Evaluator(task, optimizer, cache)
+    assert ev.can_embed("task") and not ev.can_embed("optimizer")
+    ev.embed(["x"])
+    assert (task.calls, optimizer.calls) == (1, 0)
 
 
 # -- charge=False ------------------------------------------------------------------------------------

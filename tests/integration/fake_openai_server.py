@@ -9,6 +9,10 @@ received with its arrival time and measures the largest number of requests in fl
 ``/v1/completions`` with ``echo=True`` and ``logprobs`` echoes the prompt split into word tokens
 (``"a b"`` -> ``"a"``, ``" b"``) whose log-probability is ``-len(token) / 10``, the first one ``None``,
 so a client's option scores can be checked exactly (see ``fake_logprob``).
+
+``/v1/embeddings`` answers ``fake_vector(text)`` per input (or, with ``per_token_embeddings``, one
+row per word whose mean is that vector, as llama.cpp without pooling does), in reversed order with
+their ``index`` (clients must sort), and counts one prompt token per word.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ def fake_tokens(text: str) -> list[str]:
 
 def fake_logprob(token: str) -> float:
     return -len(token) / 10
+
+
+def fake_vector(text: str) -> list[float]:
+    return [float(len(text)), float(len(fake_tokens(text))), 0.5]
 
 
 @dataclass
@@ -58,6 +66,7 @@ class FakeOpenAIServer:
     retry_after_ms: int = 10
     delay: float = 0.0
     reject: Callable[[dict[str, Any]], bool] | None = None  # -> 400 for the requests it picks
+    per_token_embeddings: bool = False
     received: list[Received] = field(default_factory=list)
     max_in_flight: int = 0
     _in_flight: int = 0
@@ -166,10 +175,12 @@ class FakeOpenAIServer:
         if self.reject is not None and self.reject(body):
             return 400, _error("request rejected by the test", "invalid_request_error"), {}
         route = path.rstrip("/")
-        if route not in ("/v1/chat/completions", "/v1/completions"):
+        if route not in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
             return 404, _error(f"no route {path}", "not_found"), {}
         if body.get("model") not in self.models:
             return 404, _error(f"The model '{body.get('model')}' does not exist", "invalid_request_error"), {}
+        if route == "/v1/embeddings":
+            return 200, self._embeddings(body), {}
         text = self.reply(body) if callable(self.reply) else self.reply
         usage = {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
         if route == "/v1/chat/completions":
@@ -192,6 +203,19 @@ class FakeOpenAIServer:
                                       "top_logprobs": [None] + [{t: v} for t, v in zip(tokens[1:], values[1:])]}
         return 200, {"id": f"cmpl-{number}", "object": "text_completion", "created": 0,
                      "model": body["model"], "usage": usage, "choices": [choice]}, {}
+
+
+    def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        rows = []
+        for index, text in enumerate(texts):
+            vector = fake_vector(text)
+            if self.per_token_embeddings:  # rows around the vector, mean exactly the vector
+                vector = [[x - 1.0 for x in vector], [x + 1.0 for x in vector]]
+            rows.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(len(fake_tokens(t)) for t in texts)
+        return {"object": "list", "model": body["model"], "data": rows[::-1],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,13 +24,16 @@ from click.testing import CliRunner  # noqa: E402
 from promptgym import api  # noqa: E402
 from promptgym.cli import main  # noqa: E402
 from promptgym.errors import PromptgymError  # noqa: E402
-from promptgym.models.base import GenerationRequest, ScoreRequest  # noqa: E402
+from promptgym.models.base import EmbeddingRequest, GenerationRequest, ScoreRequest  # noqa: E402
 from promptgym.models.openai_backend import OpenAIBackend  # noqa: E402
 
 try:  # tests/integration may or may not be a package
-    from .fake_openai_server import FakeOpenAIServer, fake_logprob, fake_tokens
+    from .fake_openai_server import FakeOpenAIServer, fake_logprob, fake_tokens, fake_vector
+    from .llama_server import free_port, llama_cpp_server
 except ImportError:
-    from fake_openai_server import FakeOpenAIServer, fake_logprob, fake_tokens  # type: ignore[no-redef]
+    from fake_openai_server import (FakeOpenAIServer, fake_logprob, fake_tokens,  # type: ignore[no-redef]
+                                    fake_vector)
+    from llama_server import free_port, llama_cpp_server  # type: ignore[no-redef]
 
 SENTIMENT = [
     ("An absolute delight from start to finish.", "positive"),
@@ -184,7 +185,7 @@ def test_unknown_model_is_one_line_error(fake):
 
 
 def test_connection_refused_is_one_line_error():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     backend = OpenAIBackend("m", base_url=url, max_retries=1)
     with pytest.raises(PromptgymError) as info:
         collect(backend, [chat("x")])
@@ -224,7 +225,7 @@ def test_api_surfaces_endpoint_errors_as_one_line(fake, tmp_path):
 def test_cli_prints_endpoint_errors_as_one_line(fake, tmp_path, monkeypatch, case):
     fake.api_key = "right"
     monkeypatch.setenv("OPENAI_API_KEY", "wrong" if case == "401" else "right")
-    url = f"http://127.0.0.1:{_free_port()}/v1" if case == "refused" else fake.base_url
+    url = f"http://127.0.0.1:{free_port()}/v1" if case == "refused" else fake.base_url
     model = "missing" if case == "404" else "fake-model"
     if case == "refused":  # keep the SDK's connection retries (with backoff) short
         monkeypatch.setenv("PROMPTGYM_OPENAI_RETRIES", "1")
@@ -264,48 +265,37 @@ def test_logprob_scoring_needs_a_raw_text_layout_and_the_flag(fake):
         collect(OpenAIBackend("fake-model", base_url=fake.base_url), [request], "score")
 
 
+@pytest.mark.parametrize("per_token", [False, True])
+def test_embeddings_are_batched_and_come_back_in_request_order(fake, per_token):
+    fake.per_token_embeddings = per_token
+    backend = OpenAIBackend("fake-model", base_url=fake.base_url)
+    texts = [f"text number {i} " + "word " * (i % 3) for i in range(40)]
+    results, calls = collect(backend, [EmbeddingRequest(t) for t in texts], "embed")
+    assert sorted(calls) == list(range(40))
+    assert [list(r.vector) for r in results] == [fake_vector(t) for t in texts]
+    sent = fake.requests_to("/embeddings")
+    assert sorted(len(r.body["input"]) for r in sent) == [8, 32]  # EMBED_BATCH texts per request
+    assert {(r.body["model"], r.body["encoding_format"]) for r in sent} == {("fake-model", "float")}
+    assert sum(r.prompt_tokens for r in results) == sum(len(fake_tokens(t)) for t in texts)
+
+
+def test_embeddings_of_another_model_name_it_in_identity_and_errors(fake):
+    plain = OpenAIBackend("fake-model", base_url=fake.base_url)
+    other = OpenAIBackend("fake-model", base_url=fake.base_url, embedding_model="no-such-embedder")
+    assert other.identity != plain.identity and other.identity.startswith(plain.identity)
+    with pytest.raises(PromptgymError) as info:
+        collect(other, [EmbeddingRequest("hello")], "embed")
+    message = str(info.value)
+    assert "\n" not in message and "'no-such-embedder'" in message and "404" in message
+
+
 # -- b. the real model behind the protocol: llama_cpp.server on the embedded GGUF ----------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def llama_server():
     """``python -m llama_cpp.server`` on the embedded model; yields its base URL."""
-    pytest.importorskip("llama_cpp.server")
-    from promptgym.models.llama_cpp_backend import embedded_model_path
-
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
-           "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-           "--n_threads", os.environ.get("PROMPTGYM_THREADS") or "2", "--verbose", "False", "--interrupt_requests", "False"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited ({proc.returncode}): {proc.stderr.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer /v1/models within 90s")
-            time.sleep(0.3)
+    with llama_cpp_server() as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.integration

@@ -94,9 +94,11 @@ def test_calls_ledger_usage_and_charged_calls(store):
         _call(role="optimizer", kind="generate", p=20, c=7, s=1.0),
         _call(role="task", cached=True, charged=False, p=0, s=0.0),
         _call(role="task", charged=False, p=5, s=0.25),  # held-out evaluation
+        _call(role="task", kind="embed", charged=False, p=9, s=0.5),  # not a language-model call
+        _call(role="task", kind="embed", cached=True, charged=False, p=0, s=0.0),
     ])
     store.add_calls(store.create_run("ape", "d", {}), [_call()])  # another run's call
-    assert len(store.call_rows(run_id)) == 4
+    assert len(store.call_rows(run_id)) == 6
     assert store.call_rows(run_id)[1]["role"] == "optimizer"
     assert store.charged_calls(run_id) == 2
     usage = store.usage(run_id)

@@ -1,6 +1,8 @@
 """Persistent response cache keyed by a hash of the full request (backend identity included).
 
-This is what makes resume nearly free: a re-run replays every completed call from here.
+This is what makes resume nearly free: a re-run replays every completed call from here. Every
+kind of answer lives in the one ``responses`` table: completions, option scores and embeddings
+(a vector as a JSON list of float64, which round-trips exactly).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OptionScores,
+                                   ScoreRequest)
 from promptgym.store.db import make_engine
 
 _metadata = MetaData()
@@ -27,8 +30,19 @@ responses = Table(
 )
 
 
-def request_key(backend_identity: str, request: GenerationRequest | ScoreRequest) -> str:
-    kind = "score" if isinstance(request, ScoreRequest) else "generate"
+Request = GenerationRequest | ScoreRequest | EmbeddingRequest
+Response = Completion | OptionScores | Embedding
+_KINDS = {GenerationRequest: "generate", ScoreRequest: "score", EmbeddingRequest: "embed",
+          Completion: "generate", OptionScores: "score", Embedding: "embed"}
+
+
+def kind_of(record: Request | Response) -> str:
+    """``generate``, ``score`` or ``embed``: the ledger's and the cache's name for a call."""
+    return next(kind for cls, kind in _KINDS.items() if isinstance(record, cls))
+
+
+def request_key(backend_identity: str, request: Request) -> str:
+    kind = kind_of(request)
     blob = json.dumps({"backend": backend_identity, "kind": kind, "request": asdict(request)},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -39,7 +53,7 @@ class ResponseCache:
         self.engine = make_engine(url)
         _metadata.create_all(self.engine)
 
-    def get(self, key: str) -> Completion | OptionScores | None:
+    def get(self, key: str) -> Response | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(responses.c.kind, responses.c.response)
                                .where(responses.c.key == key)).first()
@@ -47,8 +61,8 @@ class ResponseCache:
             return None
         return _decode(row[0], json.loads(row[1]))
 
-    def get_many(self, keys: list[str]) -> dict[str, Completion | OptionScores]:
-        found: dict[str, Completion | OptionScores] = {}
+    def get_many(self, keys: list[str]) -> dict[str, Response]:
+        found: dict[str, Response] = {}
         unique = list(dict.fromkeys(keys))
         with self.engine.connect() as conn:
             for start in range(0, len(unique), 500):
@@ -59,8 +73,8 @@ class ResponseCache:
                     found[key] = _decode(kind, json.loads(blob))
         return found
 
-    def put(self, key: str, response: Completion | OptionScores) -> None:
-        kind = "score" if isinstance(response, OptionScores) else "generate"
+    def put(self, key: str, response: Response) -> None:
+        kind = kind_of(response)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(responses).values(key=key, kind=kind, created=time.time(),
@@ -69,7 +83,9 @@ class ResponseCache:
             pass  # another process stored the same answer first
 
 
-def _decode(kind: str, data: dict[str, Any]) -> Completion | OptionScores:
+def _decode(kind: str, data: dict[str, Any]) -> Response:
+    if kind == "embed":
+        return Embedding(vector=tuple(data["vector"]), prompt_tokens=data.get("prompt_tokens", 0))
     if kind == "score":
         return OptionScores(logprobs=tuple(data["logprobs"]), token_counts=tuple(data["token_counts"]),
                             prompt_tokens=data.get("prompt_tokens", 0))

@@ -1,6 +1,11 @@
 """The one door to every model call: cache, hard budget, usage ledger, progress.
 
 No optimizer can forget any of these because none of them talks to a backend directly.
+
+Embeddings go through the same door (cache, ledger rows of kind ``embed``) but are never charged
+to the search budget and are not counted as language-model calls (``Usage.calls``, the summary's
+``llm_calls``, the progress bar): the budget counts what the methods' papers count, generation
+and scoring calls, and a method's plan and results must not depend on which encoder it uses.
 """
 
 from __future__ import annotations
@@ -9,10 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
+
 from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted
-from promptgym.evaluation.cache import ResponseCache, request_key
-from promptgym.models.base import Backend, Completion, GenerationRequest, OptionScores, ScoreRequest
+from promptgym.evaluation.cache import Response, ResponseCache, request_key
+from promptgym.models.base import (Backend, Completion, EmbeddingRequest, GenerationRequest, OptionScores,
+                                   ScoreRequest)
 from promptgym.store.runs import Usage
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import Task
@@ -65,13 +73,27 @@ class Evaluator:
         self.on_call = on_call
         self.usage = Usage()
 
+    def _backend(self, role: str) -> Backend:
+        return self.optimizer_model if role == "optimizer" else self.task_model
+
     def generate(self, requests: Sequence[GenerationRequest], role: str = "optimizer",
                  charge: bool = True) -> list[Completion]:
-        backend = self.optimizer_model if role == "optimizer" else self.task_model
+        backend = self._backend(role)
         return self._dispatch(backend, role, "generate", requests, charge)  # type: ignore[return-value]
 
     def score(self, requests: Sequence[ScoreRequest], charge: bool = True) -> list[OptionScores]:
         return self._dispatch(self.task_model, "task", "score", requests, charge)  # type: ignore[return-value]
+
+    def can_embed(self, role: str = "task") -> bool:
+        """Whether the role's model offers embeddings (methods fall back to a model-free encoder)."""
+        return bool(self._backend(role).supports_embedding)
+
+    def embed(self, texts: Sequence[str], role: str = "task") -> np.ndarray:
+        """The role's model's vectors of ``texts``, shape (len(texts), dim); cached per text, never
+        charged (see the module docstring)."""
+        requests = [EmbeddingRequest(t) for t in texts]
+        found = self._dispatch(self._backend(role), role, "embed", requests, charge=False)
+        return np.array([e.vector for e in found], dtype=np.float64) if found else np.zeros((0, 0))
 
     def run_task(self, task: Task, prompt: Prompt, examples: Sequence[Example],
                  charge: bool = True) -> EvalResult:
@@ -97,10 +119,15 @@ class Evaluator:
         results: list = [found.get(k) for k in keys]
         cached_rows = [dict(key=k, role=role, kind=kind, cached=True, charged=False, prompt_tokens=0,
                             completion_tokens=0, seconds=0.0) for k in keys if k in found]
-        self.usage.cached_calls += len(cached_rows)
-        if self.on_call:
+        language_model = kind != "embed"
+        on_call = self.on_call if language_model else None
+        if language_model:
+            self.usage.cached_calls += len(cached_rows)
+        else:
+            self.usage.cached_embeddings += len(cached_rows)
+        if on_call:
             for _ in cached_rows:
-                self.on_call(True, False)
+                on_call(True, False)
         if self.ledger:
             self.ledger(cached_rows)
         positions: dict[str, list[int]] = {}  # a request repeated in one batch is one call
@@ -112,7 +139,7 @@ class Evaluator:
         if allowed:
             clock = [time.perf_counter()]
 
-            def on_result(j: int, response: Completion | OptionScores) -> None:
+            def on_result(j: int, response: Response) -> None:
                 index = allowed[j]
                 key = keys[index]
                 self.cache.put(key, response)  # persisted before anyone uses it
@@ -124,21 +151,21 @@ class Evaluator:
                     self.budget.spent += 1
                 p_tok = response.prompt_tokens
                 c_tok = response.completion_tokens if isinstance(response, Completion) else 0
-                self.usage.calls += 1
-                self.usage.prompt_tokens += p_tok
-                self.usage.completion_tokens += c_tok
-                self.usage.seconds += seconds
+                if language_model:
+                    self.usage.calls += 1
+                    self.usage.prompt_tokens += p_tok
+                    self.usage.completion_tokens += c_tok
+                    self.usage.seconds += seconds
+                else:
+                    self.usage.embeddings += 1
                 if self.ledger:
                     self.ledger([dict(key=key, role=role, kind=kind, cached=False, charged=charge, prompt_tokens=p_tok,
                                       completion_tokens=c_tok, seconds=seconds)])
-                if self.on_call:
-                    self.on_call(False, charge)
+                if on_call:
+                    on_call(False, charge)
 
             batch = [requests[i] for i in allowed]
-            if kind == "score":
-                backend.score(batch, on_result)
-            else:
-                backend.generate(batch, on_result)
+            getattr(backend, kind)(batch, on_result)  # the kinds are the Backend's method names
         if len(allowed) < len(misses):
             raise BudgetExhausted(f"budget of {self.budget.limit} model calls used up")
         return results

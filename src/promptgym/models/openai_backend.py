@@ -23,6 +23,11 @@ Decisions:
   llama.cpp's C++ server do not return them; llama-cpp-python 0.3.x returns them shifted by one
   position (checked here: P(" of" | "The") reads -0.66 over HTTP, -4.53 in-process; see
   abetlen/llama-cpp-python#1983), so do not enable it there; vLLM is the intended target.
+- Embeddings go to ``/v1/embeddings`` (``embedding_model``, by default the generation model: a
+  local server serves both from one model; OpenAI's own API needs an embedding model's name, or
+  ``PROMPTGYM_OPENAI_EMBEDDING_MODEL``), ``EMBED_BATCH`` texts per request. A server that answers
+  one vector per token (llama.cpp without pooling) is mean-pooled here; the batch's token count is
+  shared out over its texts.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ import threading
 from typing import Any, Sequence
 
 from promptgym.errors import PromptgymError
-from promptgym.models.base import (Completion, GenerationRequest, OnResult, OptionScores,
-                                   ScoreRequest)
+from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
+                                   OptionScores, ScoreRequest)
 
 OPENAI_URL = "https://api.openai.com/v1"
+EMBED_BATCH = 32
 
 
 class OpenAIBackend:
@@ -48,10 +54,12 @@ class OpenAIBackend:
     """
 
     supports_scoring = False
+    supports_embedding = True
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  max_concurrency: int | None = None, max_retries: int | None = None,
-                 timeout: float | None = None, logprob_scoring: bool = False):
+                 timeout: float | None = None, logprob_scoring: bool = False,
+                 embedding_model: str | None = None):
         try:
             import openai
         except ImportError:
@@ -59,6 +67,7 @@ class OpenAIBackend:
         max_concurrency = _setting(max_concurrency, "PROMPTGYM_OPENAI_CONCURRENCY", 8, int)
         max_retries = _setting(max_retries, "PROMPTGYM_OPENAI_RETRIES", 6, int)
         timeout = _setting(timeout, "PROMPTGYM_OPENAI_TIMEOUT", 120.0, float)
+        self.embedding_model = _setting(embedding_model, "PROMPTGYM_OPENAI_EMBEDDING_MODEL", model, str)
         base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").strip() or None
         if base_url and not base_url.startswith(("http://", "https://")):
             raise PromptgymError(f"openai backend: base URL '{base_url}' must start with http:// or https:// "
@@ -81,6 +90,8 @@ class OpenAIBackend:
         self._client_args = dict(base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
         self._openai = openai
         self.identity = f"openai:{base_url or 'api.openai.com'}:{model}"
+        if self.embedding_model != model:  # vectors are cached under the identity
+            self.identity += f"+embed:{self.embedding_model}"
 
     # -- generation ------------------------------------------------------------------------------
 
@@ -163,13 +174,39 @@ class OpenAIBackend:
                                  "use --scoring generate")
         self._call(self._score_one, requests, on_result, per_request_semaphore=False)
 
+    # -- embeddings over /v1/embeddings ---------------------------------------------------------
+
+    async def _embed_batch(self, client, texts: list[str]) -> list[Embedding]:
+        resp = await client.embeddings.create(model=self.embedding_model, input=texts, encoding_format="float")
+        rows = sorted(getattr(resp, "data", None) or [], key=lambda d: d.index)
+        if len(rows) != len(texts):
+            raise PromptgymError(f"{self._where(self.embedding_model)}: /embeddings answered {len(rows)} vectors for "
+                                 f"{len(texts)} texts (is this an OpenAI-compatible server?)")
+        share, extra = divmod(_usage(resp)[0], len(texts))
+        out = []
+        for k, row in enumerate(rows):
+            vector = [float(x) for x in _mean_if_per_token(row.embedding)]
+            out.append(Embedding(tuple(vector), prompt_tokens=share + (k < extra)))
+        return out
+
+    def embed(self, requests: Sequence[EmbeddingRequest], on_result: OnResult) -> None:
+        texts = [r.text for r in requests]
+        batches = [texts[i:i + EMBED_BATCH] for i in range(0, len(texts), EMBED_BATCH)]
+
+        def per_text(batch: int, vectors: list[Embedding]) -> None:
+            for k, vector in enumerate(vectors):
+                on_result(batch * EMBED_BATCH + k, vector)
+
+        self._call(self._embed_batch, batches, per_text, model=self.embedding_model)
+
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _call(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool = True) -> None:
+    def _call(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool = True,
+              model: str | None = None) -> None:
         try:
             _run_sync(self._run(one, requests, on_result, per_request_semaphore))
         except self._openai.OpenAIError as exc:
-            raise PromptgymError(self.describe(exc)) from None
+            raise PromptgymError(self.describe(exc, model)) from None
 
     async def _run(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool) -> None:
         semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -191,13 +228,14 @@ class OpenAIBackend:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    def _where(self) -> str:
-        return f"openai endpoint {self.endpoint} (model '{self.model}')"
+    def _where(self, model: str | None = None) -> str:
+        return f"openai endpoint {self.endpoint} (model '{model or self.model}')"
 
-    def describe(self, exc: Exception) -> str:
-        """One line for an SDK error: where, what the server said, and the likely fix."""
+    def describe(self, exc: Exception, model: str | None = None) -> str:
+        """One line for an SDK error: where (``model``: the one asked, if not the generation
+        model), what the server said, and the likely fix."""
         openai = self._openai
-        where = self._where()
+        where = self._where(model)
         if isinstance(exc, openai.APITimeoutError):
             return (f"{where}: no answer within {self.timeout:g}s "
                     f"(after {self.max_retries} retries); is the server overloaded?")
@@ -242,6 +280,14 @@ def _root_cause(exc: BaseException) -> str:
             best = text
         current = current.__cause__ or current.__context__
     return best or exc.__class__.__name__
+
+
+def _mean_if_per_token(values: Any) -> list[float]:
+    """A pooled vector as is; one vector per token (a server without pooling) averaged."""
+    values = list(values)
+    if values and isinstance(values[0], (list, tuple)):
+        return [sum(column) / len(values) for column in zip(*values)]
+    return values
 
 
 def _usage(resp: Any) -> tuple[int, int]:

@@ -5,14 +5,21 @@ Generation answers from a user function (default: a canned reply picked by a has
 so different samples differ). Scoring gives each option a log-probability from a user function
 of (prompt text, option) (default: options the prompt mentions more often score higher, with
 a fixed per-option bias), which makes "better" instructions exist for optimizers to find.
+Embeddings (only with ``embeddings=True``, so that methods choosing an encoder automatically keep
+their model-free path on this model) are hashed bags of words: deterministic, and texts that share
+words point the same way, so a method that learns from vectors has something to learn.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from typing import Callable, Sequence
 
-from promptgym.models.base import Completion, GenerationRequest, OnResult, OptionScores, ScoreRequest
+from promptgym.errors import PromptgymError
+from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
+                                   OptionScores, ScoreRequest)
 
 DEFAULT_REPLIES = (
     "Classify the sentiment of the text as positive or negative.",
@@ -21,6 +28,9 @@ DEFAULT_REPLIES = (
     "Label the opinion expressed in the input.",
     "Say which sentiment the sentence expresses.",
 )
+
+
+EMBEDDING_DIM = 32
 
 
 def _digest(*parts: object) -> int:
@@ -40,10 +50,12 @@ class ScriptedBackend:
     max_concurrency = 1
 
     def __init__(self, reply: Callable[[GenerationRequest], str] | None = None,
-                 option_logprob: Callable[[str, str], float] | None = None, name: str = "scripted"):
+                 option_logprob: Callable[[str, str], float] | None = None, name: str = "scripted",
+                 embeddings: bool = False):
         self.reply = reply or self._default_reply
         self.option_logprob = option_logprob or self._default_logprob
         self.identity = f"scripted:{name}"
+        self.supports_embedding = embeddings
         self.calls = 0
 
     @staticmethod
@@ -70,6 +82,23 @@ class ScriptedBackend:
             logprobs = tuple(self.option_logprob(prompt, c) for c in request.continuations)
             on_result(i, OptionScores(logprobs, tuple(1 for _ in logprobs),
                                       prompt_tokens=len(prompt.split())))
+
+    @staticmethod
+    def vector(text: str) -> tuple[float, ...]:
+        """Each word adds +-1 to one of ``EMBEDDING_DIM`` buckets (by its hash); L2-normalised."""
+        out = [0.0] * EMBEDDING_DIM
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            h = _digest(word)
+            out[h % EMBEDDING_DIM] += 1.0 if (h >> 8) % 2 else -1.0
+        norm = math.sqrt(sum(x * x for x in out)) or 1.0
+        return tuple(x / norm for x in out)
+
+    def embed(self, requests: Sequence[EmbeddingRequest], on_result: OnResult) -> None:
+        if not self.supports_embedding:
+            raise PromptgymError(f"{self.identity}: embeddings are off (ScriptedBackend(embeddings=True))")
+        for i, request in enumerate(requests):
+            self.calls += 1
+            on_result(i, Embedding(self.vector(request.text), prompt_tokens=len(request.text.split())))
 
     def close(self) -> None:
         pass

@@ -64,7 +64,7 @@ calls = Table(
     Column("run_id", String(32), nullable=False, index=True),
     Column("key", String(64), nullable=False),
     Column("role", String(16), nullable=False),  # task | optimizer
-    Column("kind", String(16), nullable=False),  # generate | score
+    Column("kind", String(16), nullable=False),  # generate | score | embed
     Column("cached", Boolean, nullable=False),
     Column("charged", Boolean, nullable=False),  # counts against the search budget
     Column("prompt_tokens", Integer, nullable=False),
@@ -83,11 +83,15 @@ artifacts = Table(
 
 @dataclass
 class Usage:
+    """Language-model calls (generate, score) and their tokens; embeddings are counted apart."""
+
     calls: int = 0
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    embeddings: int = 0
+    cached_embeddings: int = 0
 
 
 class RunStore:
@@ -196,13 +200,15 @@ class RunStore:
                 calls.c.run_id == run_id, calls.c.cached.is_(False), calls.c.charged.is_(True))).scalar_one()
 
     def usage(self, run_id: str, role: str | None = None) -> Usage:
+        """Language-model usage (embedding rows are in the ledger but not counted here)."""
+        language_model = calls.c.kind != "embed"
         query = select(
             func.count(),
             func.coalesce(func.sum(calls.c.prompt_tokens), 0),
             func.coalesce(func.sum(calls.c.completion_tokens), 0),
             func.coalesce(func.sum(calls.c.seconds), 0.0),
-        ).where(calls.c.run_id == run_id, calls.c.cached.is_(False))
-        cached = select(func.count()).where(calls.c.run_id == run_id, calls.c.cached.is_(True))
+        ).where(calls.c.run_id == run_id, calls.c.cached.is_(False), language_model)
+        cached = select(func.count()).where(calls.c.run_id == run_id, calls.c.cached.is_(True), language_model)
         if role:
             query = query.where(calls.c.role == role)
             cached = cached.where(calls.c.role == role)

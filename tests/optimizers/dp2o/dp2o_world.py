@@ -68,11 +68,13 @@ def world_logprob(prompt: str, option: str) -> float:
 
 
 class WorldBackend(RecordingBackend):
-    """The scripted world, logging request keys (and able to simulate a kill)."""
+    """The scripted world, logging request keys and texts (and able to simulate a kill); with
+    ``embeddings=True`` it also embeds (hashed bags of words)."""
 
-    def __init__(self, keys: list[str] | None = None, interrupt_after: int | None = None):
+    def __init__(self, keys: list[str] | None = None, interrupt_after: int | None = None,
+                 embeddings: bool = False):
         super().__init__(keys, None, interrupt_after, reply=world_reply, option_logprob=world_logprob,
-                         name="dp2o-world")
+                         name="dp2o-world", embeddings=embeddings)
 
 
 @pytest.fixture

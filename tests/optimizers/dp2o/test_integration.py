@@ -1,34 +1,18 @@
 """DP2O on the real embedded model (SmolLM2-135M) with a tiny pool: the whole path through the
-API (dialogue, SUE, llama.cpp embeddings, policy, held-out report, stored policy, predict)."""
+API (dialogue, SUE, the model's embeddings, policy, held-out report, stored policy, predict)."""
 
 from __future__ import annotations
 
 import pytest
 
 from promptgym import api
-from promptgym.data.dataset import Dataset, Example
-
-LABELS = ("positive", "negative")
-TEXTS = [
-    ("The staff were friendly and the room was spotless.", "positive"),
-    ("Cold food, rude waiter, never again.", "negative"),
-    ("A lovely quiet place with a great view.", "positive"),
-    ("The bed was broken and nobody helped us.", "negative"),
-    ("Best breakfast we had on the whole trip.", "positive"),
-    ("Dirty bathroom and a smell of smoke everywhere.", "negative"),
-    ("The doctor listened carefully and explained everything.", "positive"),
-    ("We waited three hours and the nurse shouted at us.", "negative"),
-    ("Great value, helpful people, we will come back.", "positive"),
-    ("Overpriced and noisy, the worst hotel in town.", "negative"),
-    ("Delicious pasta and a very kind owner.", "positive"),
-    ("The lesson was boring and the teacher was late.", "negative"),
-]
+from support import TINY_LABELS as LABELS
+from support import tiny_sentiment
 
 
 @pytest.mark.integration
 def test_dp2o_tiny_pool_on_the_embedded_model():
-    examples = [Example(f"t{i}", text, (label,), LABELS) for i, (text, label) in enumerate(TEXTS)]
-    data = Dataset("tiny-sentiment", examples, description="Is the opinion positive or negative?")
+    data = tiny_sentiment()
     params = {"seeds": 3, "rounds": 1, "pool_size": 2, "seed_candidates": 3, "sue_examples": 3,
               "episodes": 20, "hidden": 32, "top_k": 2, "max_tokens": 120}
     result = api.optimize(data, method="dp2o", budget=100, train_size=4, dev_size=2, test_size=2,
@@ -38,7 +22,7 @@ def test_dp2o_tiny_pool_on_the_embedded_model():
     assert result.summary["budget_used"] <= 100
     dialogue = stats["dialogue"]  # one window, one exchange per label (+ re-asks of dropped replies)
     assert dialogue["turns"] - dialogue["retries"] == len(LABELS)
-    assert stats["encoder"]["kind"] == "llama" and stats["encoder"]["dim"] == 576
+    assert stats["encoder"]["kind"] == "model" and stats["encoder"]["dim"] == 576
     if not report["h"]:  # a 135M model may write nothing usable in one turn: then DP2O keeps the start
         assert result.best_prompt == result.initial_prompt
         return

@@ -37,12 +37,44 @@ def test_end_to_end_policy_beats_single_prompts(world):
     assert stats["encoder"]["kind"] == "tfidf"
 
 
-def test_no_test_input_reaches_the_model_during_the_search(world):
-    backend = WorldBackend()
+@pytest.mark.parametrize("encoder", ["tfidf", "model"])
+def test_no_test_input_reaches_the_model_during_the_search(world, encoder):
+    """Every text the models see while searching (asked, scored or embedded) is free of test
+    inputs; the held-out report afterwards does send them, which shows the log would catch one."""
+    backend = WorldBackend(embeddings=True)
     ctx = world(backend=backend)
-    Dp2oOptimizer(**FAST).run(ctx)
-    keys_before = len(backend.keys)
-    assert keys_before > 0  # the evaluator refuses test ids, so reaching here means none was sent
+    opt = Dp2oOptimizer(**FAST, encoder=encoder)
+    opt.run(ctx)
+    test_inputs = [e.input for e in ctx.test_examples]
+    searched = list(backend.texts)
+    assert len(searched) > 100
+    assert not [t for t in searched for x in test_inputs if x in t]
+    assert ctx.stats["dp2o"]["encoder"]["kind"] == encoder
+    opt.heldout_report(ctx, ctx.evaluator, ctx.test_examples)
+    reported = backend.texts[len(searched):]
+    assert all(any(x in t for t in reported) for x in test_inputs)
+    if encoder == "model":
+        assert set(test_inputs) <= set(reported)  # embedded as bare texts
+
+
+def test_model_encoder_embeds_through_the_evaluator_without_spending_budget(world):
+    backend = WorldBackend(embeddings=True)
+    ctx = world(backend=backend, budget=700)
+    rows: list[dict] = []
+    ctx.evaluator.ledger = rows.extend
+    opt = Dp2oOptimizer(**FAST)  # encoder auto: the task model embeds, so its vectors are the states
+    opt.run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert stats["encoder"]["kind"] == "model" and stats["encoder"]["dim"] == 32
+    embedded = [r for r in rows if r["kind"] == "embed"]
+    assert stats["encoder"]["embedding_calls"] == len(embedded) > len(ctx.train) + len(ctx.dev)
+    assert not any(r["charged"] for r in embedded)
+    made = [r for r in rows if not r["cached"]]
+    assert ctx.evaluator.budget.spent == sum(r["charged"] for r in made) == len(made) - len(embedded)
+    report = opt.heldout_report(ctx, ctx.evaluator, ctx.test_examples)["dp2o"]
+    assert report["completed"] and report["encoder"] == "model"
+    assert set(report["test_accuracy"]) == {"initial", "best_single", "similarity", "policy_greedy",
+                                            "policy_ensemble"}
 
 
 @pytest.mark.parametrize("budget", [5, 60, 200, 700])

@@ -52,10 +52,11 @@ Decisions where the paper (body not available) and the code are silent or wrong:
   are not given. Rounds after the first walk the seeds in a seeded shuffled order.
 - Long dialogues are trimmed to ``max_history_chars`` (system, first exchange, newest exchanges)
   to fit a small model's context.
-- States are embeddings of the raw input text (encoder ``auto``: the task model's GGUF via
-  llama.cpp mean pooling when the task model is llama.cpp or remote, TF-IDF on the scripted test
-  model). The similarity baseline compares raw input embeddings with the embeddings of the pool
-  demos' input texts (the code compared normalised query states with unnormalised prompt states).
+- States are embeddings of the raw input text (encoder ``auto``: the task model's own embeddings,
+  asked through the Evaluator -- llama.cpp mean pooling in-process, ``/v1/embeddings`` on a server --
+  when the task model offers them, TF-IDF otherwise, e.g. on the scripted test model). The
+  similarity baseline compares raw input embeddings with the embeddings of the pool demos' input
+  texts (the code compared normalised query states with unnormalised prompt states).
 - Budget: Stage A and B are scaled down to fit (``plan_budget``: rounds, seed candidates, SUE
   examples, seeds, h, in that order); screening takes a seeded subset if the dialogue wrote more
   than the budget can score. The plan counts distinct requests, not the live budget, so a resumed

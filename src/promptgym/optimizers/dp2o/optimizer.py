@@ -17,14 +17,13 @@ from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import OptionScores
-from promptgym.models.embeddings import (EmbeddingCache, LlamaCppEmbedder, TfidfEmbedder,
-                                         embedder_from_spec)
 from promptgym.optimizers import budget
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.dp2o import inference
 from promptgym.optimizers.dp2o.dialogue import run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
 from promptgym.optimizers.dp2o.scoring import SueWeights, accuracy, reward, spearman, sue
+from promptgym.optimizers.encoders import Encoder, ModelEncoder, TfidfEncoder, encoder_from_spec
 from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask
@@ -95,7 +94,7 @@ class _Run(State):
     dev_table: np.ndarray | None = None
     best_index: int = 0
     policy: PolicyNet | None = None
-    embedder: Any = None
+    embedder: Encoder | None = None
     pool_embeddings: np.ndarray | None = None
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -159,7 +158,8 @@ class Dp2oOptimizer(Optimizer):
         "dev_all_candidates": Param(False, "also score every screened candidate on dev (SUE check)",
                                     paper=UNSTATED),
         # Stage B: states, policy, REINFORCE
-        "encoder": Param("auto", "state encoder of the inputs", choices=("auto", "llama", "tfidf"),
+        "encoder": Param("auto", "state encoder of the inputs: the task model's embeddings (model; auto "
+                         "when the task model embeds) or TF-IDF", choices=("auto", "model", "tfidf"),
                          paper=UNSTATED),
         "hidden": Param(600, "hidden units of the policy network", low=1),
         "episodes": Param(200, "REINFORCE episodes", low=1),
@@ -212,19 +212,17 @@ class Dp2oOptimizer(Optimizer):
     def _gold(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
         return np.array([labels.index(e.target) for e in examples])
 
-    def _embedder(self, ctx: Context, train: Sequence[Example]):
+    def _embedder(self, ctx: Context, train: Sequence[Example]) -> Encoder:
         choice = self.params["encoder"]
-        task_model = ctx.evaluator.task_model
         if choice == "auto":
-            choice = "tfidf" if str(task_model.identity).startswith("scripted") else "llama"
-        if choice == "tfidf":
-            # Words of a single training input cannot teach the policy anything that transfers,
-            # and z-normalisation would make them the loudest features: keep words in >= 2 inputs.
-            texts = [e.input for e in train]
-            fitted = TfidfEmbedder.fit(texts, min_df=2)
-            return fitted if fitted.vocab else TfidfEmbedder.fit(texts)
-        path = getattr(task_model, "path", None) if str(task_model.identity).startswith("llamacpp:") else None
-        return LlamaCppEmbedder(path, cache=EmbeddingCache(ctx.evaluator.cache.engine))
+            choice = "model" if ctx.evaluator.can_embed("task") else "tfidf"
+        if choice == "model":
+            return ModelEncoder(ctx.evaluator)
+        # Words of a single training input cannot teach the policy anything that transfers,
+        # and z-normalisation would make them the loudest features: keep words in >= 2 inputs.
+        texts = [e.input for e in train]
+        fitted = TfidfEncoder.fit(texts, min_df=2)
+        return fitted if fitted.vocab else TfidfEncoder.fit(texts)
 
     # -- the method ------------------------------------------------------------------------------------
     def setup(self, ctx: Context) -> _Run:
@@ -507,7 +505,7 @@ class Dp2oOptimizer(Optimizer):
         task: ChoiceTask = ctx.task  # type: ignore[assignment]
         pool = [Prompt.from_dict(d) for d in stored["pool"]]
         policy = PolicyNet.from_dict(stored["policy"])
-        embedder = embedder_from_spec(stored["encoder"], EmbeddingCache(ctx.evaluator.cache.engine))
+        embedder = encoder_from_spec(stored["encoder"], ctx.evaluator)
         labels = list(stored["labels"])
         top_k = int(stored.get("top_k", self.params["top_k"]))
         examples = [replace(e, choices=tuple(labels)) for e in examples]
