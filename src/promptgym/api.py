@@ -20,7 +20,9 @@ from promptgym.data.dataset import Dataset, Example, Splits, split_dataset
 from promptgym.data.loaders import load_dataset
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.cache import ResponseCache
-from promptgym.evaluation.evaluator import Budget, Evaluator
+from promptgym.evaluation import stats
+from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
+from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, Selection, SelectionPlan, plan_selection, race
 from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
@@ -28,7 +30,7 @@ from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
 from promptgym.report.progress import call_progress
 from promptgym.store.recorder import RunRecorder
-from promptgym.store.runs import RunStore
+from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
 from promptgym.tasks.task import ChoiceTask, Task, task_for
 
@@ -70,6 +72,19 @@ class RunSummary(Mapping):
     stats: dict[str, Any]
     best_prompt_full: dict[str, Any]  # layout, verbalizers and demos too; not in --json
     initial_prompt_full: dict[str, Any]
+    # Final selection (None in runs stored before it existed): the dev split, the race's record,
+    # and the held-out comparison of the returned prompt with the start.
+    dev_size: int | None = None
+    dev_initial: float | None = None
+    dev_best: float | None = None
+    kept_start: bool | None = None
+    selection: dict[str, Any] | None = None
+    method_best_prompt: str | None = None  # the method's own pick, before the guard
+    test_method_best: float | None = None
+    test_delta: float | None = None
+    test_interval: list[float] | None = None  # 95% paired bootstrap interval of test_delta
+    test_p_value: float | None = None  # two-sided paired test (exact McNemar for 0/1 metrics)
+    verdict: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,13 +134,19 @@ class RunDetails:
 
 
 def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 300, seed: int = 0,
-             prompt: str | None = None, train_size: int = 30, test_size: int = 100, dev_size: int = 0,
+             prompt: str | None = None, train_size: int = 30, test_size: int = 100, dev_size: int | None = None,
              task_model: str = "embedded", optimizer_model: str = "embedded",
              layout: str = DEFAULT_LAYOUT, normalize: str = "none", scoring: str | None = None,
              params: dict[str, Any] | None = None, store_url: str | None = None,
              cache_url: str | None = None, quiet: bool = True,
-             fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None) -> RunResult:
-    """Optimize a prompt; returns the best prompt and the run's summary (also stored).
+             fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
+             select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL) -> RunResult:
+    """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
+
+    Final selection: the method's top ``select_k`` candidates race the starting prompt on a dev
+    split (``dev_size``; None chooses one the data and budget allow) and the start is kept unless
+    a winner beats it by a paired test at ``select_level``; ``select_k=0`` or ``dev_size=0`` turn
+    it off. The budget covers search and selection: selection's share is kept back up front.
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised.
@@ -135,13 +156,14 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
                   test_size=test_size, dev_size=dev_size, task_model=task_model,
                   optimizer_model=optimizer_model, layout=layout, normalize=normalize,
                   scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {},
-                  stop=Stop.of(stop).to_dict())
+                  stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level)
     if isinstance(dataset, Dataset):
         config["dataset"] = dataset.source or dataset.name
         config["inline_dataset"] = _dataset_to_json(dataset)
     else:
         config["dataset"] = dataset
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
+    _selection_plan(config, available=None)  # and on a selection the budget cannot pay for
     store = _store(store_url)
     run_id = store.create_run(method, config["dataset"], config)
     with _status_on_error(store, run_id):
@@ -219,13 +241,15 @@ class _Setup:
     cache: ResponseCache
     optimizer: Optimizer
     recorder: RunRecorder
+    plan: SelectionPlan
     started: float  # perf_counter before loading: a run's wall time includes its setup
 
 
 def _setup(store: RunStore, run_id: str, config: dict[str, Any]) -> _Setup:
     started = time.perf_counter()
     dataset = _dataset_from_config(config)
-    splits = split_dataset(dataset, config["train_size"], config["test_size"], config["dev_size"], config["seed"])
+    plan = _selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
+    splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
     task_backend = make_backend(config["task_model"])
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
     return _Setup(store=store, run_id=run_id, config=config, dataset=dataset, splits=splits,
@@ -233,7 +257,19 @@ def _setup(store: RunStore, run_id: str, config: dict[str, Any]) -> _Setup:
                   task=task_for(dataset, normalize=config["normalize"], scoring=scoring),
                   cache=ResponseCache(config.get("cache_url") or default_cache_url()),
                   optimizer=get_method(config["method"])(**config["params"]),
-                  recorder=RunRecorder(store, run_id), started=started)
+                  recorder=RunRecorder(store, run_id), plan=plan, started=started)
+
+
+def _selection_plan(config: dict[str, Any], available: int | None) -> SelectionPlan:
+    """The run's final-selection plan (``available`` None: before the data is loaded, only the
+    user's own choices are checked). Runs stored before final selection existed have no
+    ``select_k`` and replay without it."""
+    try:
+        return plan_selection(available if available is not None else 10**9, config["budget"],
+                              config["dev_size"], config.get("select_k", 0),
+                              config.get("select_level", DEFAULT_LEVEL))
+    except ValueError as exc:
+        raise PromptgymError(str(exc)) from None
 
 
 def _store(url: str | None) -> RunStore:
@@ -273,31 +309,56 @@ def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
 
 def _execute(setup: _Setup, quiet: bool) -> RunResult:
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
+    plan = setup.plan
     optimizer_backend = make_backend(config["optimizer_model"])
     instruction = config["prompt"] or setup.dataset.description or (
         NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
     initial = Prompt(instruction=instruction, layout=get_layout(config["layout"]))
     optimizer, recorder = setup.optimizer, setup.recorder
-    budget = Budget(config["budget"], spent=store.charged_calls(run_id))
+    # The search spends the budget less what final selection keeps back; it meets the same meter
+    # on resume because selection's calls are counted apart (ledger role "select").
+    limit = None if config["budget"] is None else config["budget"] - plan.reserve
+    budget = Budget(limit, spent=store.charged_calls(run_id, phase="search"))
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
-    with call_progress(quiet, budget.limit, budget.spent) as on_call:
+    with call_progress(quiet, config["budget"], store.charged_calls(run_id)) as on_call:
         evaluator = Evaluator(setup.task_backend, optimizer_backend, setup.cache, budget,
                               ledger=lambda rows: store.add_calls(run_id, rows), on_call=on_call)
-        ctx = Context(task=task, evaluator=evaluator, train=splits.train, dev=splits.dev,
+        # dev is final selection's, unless the method selects on a dev set itself (or the user
+        # asked for a dev split with selection off, as before final selection existed)
+        method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
+        ctx = Context(task=task, evaluator=evaluator, train=splits.train, dev=method_dev,
                       initial=initial, seed=config["seed"], recorder=recorder,
                       forbidden_ids=frozenset(e.id for e in splits.test), log=log)
         recorder.candidate(initial, [], "initial")
-        best = optimizer.run(ctx, stop=Stop.of(config.get("stop")))
+        method_best = optimizer.run(ctx, stop=Stop.of(config.get("stop")))
+        selection = None
+        if plan.enabled:
+            selector = Evaluator(setup.task_backend, optimizer_backend, setup.cache,
+                                 Budget(config["budget"], spent=store.charged_calls(run_id)),
+                                 ledger=lambda rows: store.add_calls(run_id, [{**r, "role": SELECT_ROLE} for r in rows]),
+                                 on_call=on_call)
+            finalists = list({p.id: p for p in [method_best, *ctx.ranked(optimizer.selection(ctx))]
+                              if p.id != initial.id}.values())[:plan.k]  # the method's best first
+            selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, recorder),
+                             level=plan.level, seed=config["seed"])
+            best = selection.chosen
+        else:
+            best = method_best
         # Held-out numbers: outside the search budget, never shown to the optimizer.
-        scores = {}
-        for name, prompt in (("initial", initial), ("best", best)):
+        results: dict[tuple[str, str], EvalResult] = {}
+        held_out = [("initial", initial), ("best", best)] + ([("method_best", method_best)]
+                                                             if method_best.id not in (best.id, initial.id) else [])
+        for name, prompt in held_out:
             for split, examples in (("train", splits.train), ("test", splits.test)):
-                if not examples:
+                if not examples or (name == "method_best" and split == "train"):
                     continue
                 result = evaluator.run_task(task, prompt, examples, charge=False)
                 recorder.score(prompt, split if split == "test" else "train-final", result)
-                scores[(name, split)] = result.mean
+                results[(name, split)] = result
         extra = optimizer.heldout_report(ctx, evaluator, splits.test)  # method-specific held-out numbers
+    scores = {key: result.mean for key, result in results.items()}
+    test = _test_comparison(results, best is initial or best.id == initial.id, config["seed"])
+    sel = selection.record() if selection else {}
     usage = store.usage(run_id)
     summary = RunSummary(
         run_id=run_id, method=config["method"], dataset=config["dataset"],
@@ -312,6 +373,46 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
         train_size=len(splits.train), test_size=len(splits.test), task_model=setup.task_backend.identity,
         optimizer_model=optimizer_backend.identity, candidates=len(store.candidates(run_id)),
         stats=ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict(),
-        extra=extra or {})
+        dev_size=len(splits.dev), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
+        kept_start=sel.get("kept_start"),
+        selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
+        method_best_prompt=method_best.instruction,
+        test_method_best=scores.get(("method_best", "test"), scores.get(
+            ("best" if method_best.id == best.id else "initial", "test"))),
+        **test, verdict=_verdict(plan, selection, test), extra=extra or {})
     store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
     return RunResult(run_id, best, initial, summary)
+
+
+def _race_scorer(selector: Evaluator, task: Task, recorder: RunRecorder):
+    """Final selection's scoring: charged, recorded as split ``select``, one call per example."""
+    def score(prompt: Prompt, examples: list[Example]) -> list[float]:
+        result = selector.run_task(task, prompt, examples)
+        recorder.score(prompt, SELECT_ROLE, result)
+        return result.scores
+    return score
+
+
+def _test_comparison(results: dict[tuple[str, str], EvalResult], kept_start: bool, seed: int) -> dict[str, Any]:
+    """The returned prompt against the start on test: delta, 95% paired interval, two-sided p."""
+    initial, best = results.get(("initial", "test")), results.get(("best", "test"))
+    if initial is None or best is None:
+        return dict(test_delta=None, test_interval=None, test_p_value=None)
+    if kept_start:
+        return dict(test_delta=0.0, test_interval=[0.0, 0.0], test_p_value=1.0)
+    c = stats.compare(initial.scores, best.scores, "two-sided", seed)
+    return dict(test_delta=c.delta, test_interval=[c.low, c.high], test_p_value=c.p_value)
+
+
+def _verdict(plan: SelectionPlan, selection: Selection | None, test: dict[str, Any]) -> str:
+    """The result in words: kept your prompt / better / worse / not distinguishable."""
+    if selection is not None and selection.kept_start:
+        p = "" if selection.p_value is None else f" (p = {selection.p_value:.3g} on dev)"
+        return f"kept your prompt: no candidate beat it on the dev split{p}"
+    prefix = "" if plan.enabled else f"final selection {plan.reason}; "
+    if test["test_p_value"] is None:
+        return prefix + "no test split: nothing held out to judge by"
+    p, delta = test["test_p_value"], test["test_delta"]
+    if p < 0.05:
+        return prefix + f"{'better' if delta > 0 else 'worse'} than your prompt on test (p = {p:.3g})"
+    return prefix + f"not distinguishable from your prompt on test (p = {p:.3g})"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from promptgym.errors import PromptgymError
+from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL
 
 if TYPE_CHECKING:
     from promptgym.api import RunSummary
@@ -121,7 +122,12 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--prompt", default=None, help="Starting instruction (default: the dataset's own).")
 @click.option("--train-size", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--dev-size", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--dev-size", default=None, type=click.IntRange(min=0),
+              help="Examples for final selection (default: up to 50, as the data and half the budget allow; 0: off).")
+@click.option("--select-k", default=DEFAULT_K, show_default=True, type=click.IntRange(min=0),
+              help="The method's top candidates that race your prompt on dev (0: no final selection).")
+@click.option("--select-level", default=DEFAULT_LEVEL, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="A winner replaces your prompt only if a paired test on dev gives p below this.")
 @click.option("--test-size", default=100, show_default=True, type=click.IntRange(min=0))
 @click.option("--task-model", default="embedded", show_default=True,
               help="embedded | gguf:PATH | openai:MODEL[@BASE_URL]")
@@ -138,7 +144,7 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.pass_context
 def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_field: str | None,
              choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
-             train_size: int, dev_size: int, test_size: int, task_model: str, optimizer_model: str,
+             train_size: int, dev_size: int | None, select_k: int, select_level: float, test_size: int, task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              as_json: bool, quiet: bool, **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
@@ -146,6 +152,7 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
 
     result = api.optimize(dataset=dataset, method=method, budget=budget, seed=seed, prompt=prompt,
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
+                          select_k=select_k, select_level=select_level,
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
                           store_url=ctx.obj["store"], quiet=quiet,

@@ -73,3 +73,26 @@ def test_duplicates_and_the_start_itself_enter_once():
     table = {"start": pattern(2), "x": pattern(2)}
     sel = race(START, [Prompt("start"), Prompt("x"), Prompt("x")], DEV, scripted(table))
     assert [e.prompt.instruction for e in sel.entrants] == ["start", "x"]
+
+
+def test_plan_picks_the_default_dev_split_when_data_and_budget_allow():
+    from promptgym.evaluation.selection import plan_selection
+
+    plan = plan_selection(available=300, budget=600, dev_size=None)
+    assert (plan.dev_size, plan.k, plan.reserve, plan.enabled) == (50, 3, 200, True)
+    small = plan_selection(available=300, budget=150, dev_size=None)  # half of 150 pays for 18 x 4
+    assert (small.dev_size, small.reserve) == (18, 72)
+
+
+def test_plan_says_plainly_why_selection_is_off():
+    import pytest
+
+    from promptgym.evaluation.selection import plan_selection
+
+    assert "data leaves 4 examples" in plan_selection(available=4, budget=600, dev_size=None).reason
+    assert "--budget 40 pays for 5" in plan_selection(available=300, budget=40, dev_size=None).reason
+    assert "--dev-size 0" in plan_selection(available=300, budget=600, dev_size=0).reason
+    assert "--select-k 0" in plan_selection(available=300, budget=600, dev_size=None, k=0).reason
+    with pytest.raises(ValueError, match=r"--budget 100 cannot pay for final selection on 30 dev examples \(4 prompts x 30 = 120"):
+        plan_selection(available=300, budget=100, dev_size=30)
+    assert plan_selection(available=300, budget=None, dev_size=None).dev_size == 50

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 Alternative = Literal["greater", "two-sided"]
 RESAMPLES = 10_000
@@ -47,6 +46,8 @@ def mcnemar_exact(a: Sequence[float], b: Sequence[float], alternative: Alternati
     a_only = sum(1 for x, y in zip(a, b) if x > y)
     if b_only + a_only == 0:
         return 1.0
+    from scipy import stats as scipy_stats  # imported on use: the CLI starts without it
+
     return float(scipy_stats.binomtest(b_only, b_only + a_only, 0.5, alternative=alternative).pvalue)
 
 
@@ -72,6 +73,8 @@ def bootstrap_interval(a: Sequence[float], b: Sequence[float], level: float = 0.
         return (0.0, 0.0)
     if np.all(d == d[0]):
         return (float(d[0]), float(d[0]))
+    from scipy import stats as scipy_stats
+
     res = scipy_stats.bootstrap((d,), np.mean, confidence_level=level, n_resamples=RESAMPLES,
                                 method="percentile", random_state=np.random.default_rng(seed))
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))

@@ -112,6 +112,13 @@ class Context:
                 best = (result.prompt, result.mean)
         return best
 
+    def ranked(self, split: str = "train") -> list[Prompt]:
+        """Every candidate evaluated on ``split``, best mean first (the earliest wins ties): the
+        method's own ranking, from which the runner takes its finalists."""
+        keys = [key for key in self._order if key[1] == split]
+        order = sorted(range(len(keys)), key=lambda i: (-self.results[keys[i]].mean, i))
+        return [self.results[keys[i]].prompt for i in order]
+
 
 def selection_data(ctx: Context) -> tuple[str, list[Example]]:
     """(split name, examples) a method that "selects on a dev set" should use: the dev split when
@@ -139,6 +146,9 @@ class Optimizer:
     parameters: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     selection_split: ClassVar[str] = "train"
+    # The runner's dev split is for final selection only, unless a method's paper selects on a
+    # dev set of its own during the search (DP2O): then the method sees it too.
+    searches_on_dev: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)

@@ -23,7 +23,17 @@ def summary_table(s: dict[str, Any]) -> None:
     table.add_row(f"initial: {s['initial_prompt']}", _fmt(s["initial_score"]), _fmt(s["test_initial"]))
     table.add_row(f"best: {s['best_prompt']}", _fmt(s["best_score"]), _fmt(s["test_best"]))
     console.print(table)
-    if s["test_best"] is not None and s["test_initial"] is not None:
+    selection = s.get("selection") or {}
+    if selection.get("enabled"):
+        console.print(f"final selection: {len(selection.get('candidates', [])) - 1} finalists raced your prompt on "
+                      f"{s['dev_size']} dev examples (dev {_fmt(s['dev_initial'])} -> {_fmt(s['dev_best'])}), "
+                      f"{selection.get('calls', 0)} calls")
+    if s.get("verdict"):
+        interval = s.get("test_interval")
+        held_out = (f"; test {s['test_delta']:+.3f}, 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+                    if interval and s.get("test_delta") is not None else "")
+        console.print(f"Result: {s['verdict']}{held_out}.")
+    elif s["test_best"] is not None and s["test_initial"] is not None:  # a run stored before final selection
         delta = s["test_best"] - s["test_initial"]
         verdict = ("better than" if delta > 0 else "no better than") + " the starting prompt on held-out data"
         console.print(f"The best prompt is {verdict} ({delta:+.3f}).")

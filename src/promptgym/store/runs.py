@@ -22,6 +22,8 @@ from promptgym.store.db import make_engine
 
 metadata = MetaData()
 
+SELECT_ROLE = "select"  # the ledger role of final selection's calls (task-model calls)
+
 runs = Table(
     "runs", metadata,
     Column("run_id", String(32), primary_key=True),
@@ -193,11 +195,15 @@ class RunStore:
                                 .order_by(calls.c.id)).mappings().all()
         return [dict(r) for r in rows]
 
-    def charged_calls(self, run_id: str) -> int:
-        """Uncached calls that drew on the budget, over every attempt of the run (for resume)."""
+    def charged_calls(self, run_id: str, phase: str | None = None) -> int:
+        """Uncached calls that drew on the budget, over every attempt of the run (for resume);
+        ``phase`` "search" or "select" counts one phase (final selection's rows have role
+        ``select``), so a resumed search meets the same budget meter as the killed one."""
+        where = [calls.c.run_id == run_id, calls.c.cached.is_(False), calls.c.charged.is_(True)]
+        if phase is not None:
+            where.append((calls.c.role == SELECT_ROLE) if phase == "select" else (calls.c.role != SELECT_ROLE))
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(calls).where(
-                calls.c.run_id == run_id, calls.c.cached.is_(False), calls.c.charged.is_(True))).scalar_one()
+            return conn.execute(select(func.count()).select_from(calls).where(*where)).scalar_one()
 
     def usage(self, run_id: str, role: str | None = None) -> Usage:
         """Language-model usage (embedding rows are in the ledger but not counted here)."""

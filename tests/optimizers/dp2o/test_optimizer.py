@@ -174,7 +174,9 @@ def test_api_optimize_then_predict(monkeypatch, tmp_path):
     assert set(report["test_accuracy"]) == {"initial", "best_single", "similarity", "policy_greedy",
                                             "policy_ensemble"}
     assert report["pool_after_screening"] == report["h"]
-    assert result.summary["test_best"] == pytest.approx(report["test_accuracy"]["best_single"], abs=1e-4)
+    # DP2O's own pick is its best single prompt; final selection may keep the start on top of it
+    assert result.summary["test_method_best"] == pytest.approx(report["test_accuracy"]["best_single"], abs=1e-4)
+    assert result.summary["dev_size"] == 8 and result.summary["selection"]["enabled"]
     rows = api.predict(result.run_id, ["Note x: the room was neutral overall."])
     assert rows[0]["prediction"] == rows[0]["ensemble_prediction"] and rows[0]["prediction"] in LABELS
     out = CliRunner().invoke(cli.main, ["predict", result.run_id, "--input", "the food was positive", "--json"])

@@ -132,6 +132,7 @@ class Dp2oOptimizer(Optimizer):
     name = "dp2o"
     summary = "DP2O: dialogue-written demo pool, SUE screening, per-input prompt policy (REINFORCE)"
     selection_split = "dev"
+    searches_on_dev = True
     parameters = {
         # Stage A: seeds, dialogue, screening
         "seeds": Param(8, "m: top-SUE training examples shown in the dialogue", low=1, paper=UNSTATED),

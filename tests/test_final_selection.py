@@ -1,0 +1,86 @@
+"""Final selection in the runner, on the scripted model (plumbing and accounting; whether the guard
+picks right is tested on known truth in tests/evaluation/test_selection.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from promptgym import api
+from promptgym.cli import main
+from promptgym.store.runs import RunStore
+
+LABELS = ("positive", "negative", "neutral", "ambivalent")
+
+
+@pytest.fixture
+def dataset(tmp_path) -> str:
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
+                                        "target": LABELS[i % 4]}) + "\n" for i in range(200)))
+    return str(path)
+
+
+def _store() -> RunStore:
+    return RunStore(f"sqlite:///{Path(os.environ['PROMPTGYM_HOME']) / 'runs.sqlite'}")
+
+
+def _run(dataset: str, **kw):
+    args = dict(method="opro", budget=200, seed=0, train_size=10, test_size=20, task_model="scripted",
+                optimizer_model="scripted")
+    return api.optimize(dataset, **{**args, **kw})
+
+
+def test_selection_is_paid_from_its_reserve_and_counted_apart(dataset):
+    result = _run(dataset)
+    s = result.summary
+    # half of the budget (100) pays for 25 dev examples x (3 finalists + the start)
+    assert s["dev_size"] == 25 and s["selection"]["enabled"] and s["selection"]["reserve"] == 100
+    store = _store()
+    search, select = (store.charged_calls(result.run_id, phase=p) for p in ("search", "select"))
+    assert search <= 100 and 0 < select <= 100 and s["budget_used"] == search + select <= 200
+    assert s["selection"]["calls"] == select
+    record = s["selection"]
+    assert record["candidates"][0]["rank"] == -1 and record["candidates"][0]["dev_n"] == 25  # the start
+    assert s["dev_initial"] == record["candidates"][0]["dev_score"]
+    assert isinstance(s["kept_start"], bool) and s["verdict"]
+
+
+def test_the_returned_prompt_and_its_test_comparison_agree(dataset):
+    s = _run(dataset).summary
+    if s["kept_start"]:
+        assert s["best_prompt"] == s["initial_prompt"] and s["test_delta"] == 0.0
+        assert s["verdict"].startswith("kept your prompt")
+    else:
+        assert s["test_delta"] == pytest.approx(s["test_best"] - s["test_initial"])
+        low, high = s["test_interval"]
+        assert low <= s["test_delta"] <= high and 0 <= s["test_p_value"] <= 1
+    assert s["method_best_prompt"] and s["test_method_best"] is not None
+
+
+def test_a_run_killed_after_selection_resumes_to_the_same_result_for_free(dataset):
+    first = _run(dataset).summary
+    _store().set_status(first["run_id"], "interrupted")
+    again = api.resume(first["run_id"]).summary
+    for key in ("best_prompt", "selection", "kept_start", "test_best", "test_delta", "budget_used", "llm_calls"):
+        assert again[key] == first[key], key
+
+
+def test_selection_off_is_said_not_silent(dataset):
+    s = _run(dataset, budget=40).summary  # half of 40 pays for 5 dev examples: too few
+    assert not s["selection"]["enabled"] and s["dev_size"] == 0
+    assert "--budget 40 pays for 5 dev examples" in s["verdict"]
+    assert s["best_prompt"] == s["method_best_prompt"]
+    assert "--select-k 0" in _run(dataset, select_k=0).summary["verdict"]
+
+
+def test_a_dev_split_the_budget_cannot_pay_for_is_a_one_line_error(dataset):
+    out = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--task-model", "scripted",
+                                    "--optimizer-model", "scripted", "--budget", "100", "--dev-size", "30"])
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+    assert "--budget 100 cannot pay for final selection on 30 dev examples" in out.stderr
+    assert _store().list_runs() == []  # refused before a run was recorded
