@@ -137,7 +137,8 @@ def run_one(dataset: str, label: str, method: str, params: dict[str, Any], seed:
     res = api.optimize(dataset, method=method, budget=args.budget, seed=seed, train_size=args.train_size,
                        test_size=args.test_size, dev_size=args.dev_size, task_model=args.model,
                        optimizer_model=args.optimizer_model, params=params, store_url=store_url,
-                       cache_url=cache_url, quiet=not args.verbose)
+                       cache_url=cache_url, quiet=not args.verbose, select_k=args.select_k,
+                       select_level=args.select_level)
     s = res.summary
     return dict(task=dataset, variant=label, method=method, params=params, seed=seed, run_id=s["run_id"],
                 test_initial=s["test_initial"], test_best=s["test_best"], train_initial=s["initial_score"],
@@ -145,7 +146,11 @@ def run_one(dataset: str, label: str, method: str, params: dict[str, Any], seed:
                 calls=s["budget_used"], llm_calls=s["llm_calls"], cached_calls=s["cached_calls"],
                 wall_seconds=round(time.perf_counter() - started, 2), model_seconds=s["model_seconds"],
                 resumed=resumed,
-                best_prompt=s["best_prompt"], initial_prompt=s["initial_prompt"], stats=s["stats"])
+                best_prompt=s["best_prompt"], initial_prompt=s["initial_prompt"], stats=s["stats"],
+                dev_size=s["dev_size"], kept_start=s["kept_start"], selection_calls=s["selection"]["calls"],
+                test_method_best=s["test_method_best"], method_best_prompt=s["method_best_prompt"],
+                test_delta=s["test_delta"], test_interval=s["test_interval"], test_p_value=s["test_p_value"],
+                verdict=s["verdict"])
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -168,6 +173,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         wins=wins,
                         beats_start="yes" if wins == len(runs) else ("no" if wins == 0 else "mixed"),
                         calls_mean=statistics.fmean(r["calls"] for r in runs),
+                        worse=sum(r["test_best"] < r["test_initial"] for r in runs),
+                        method_pick_worse=sum(r.get("test_method_best", r["test_best"]) < r["test_initial"]
+                                              for r in runs),
+                        kept_start=sum(bool(r.get("kept_start")) for r in runs),
+                        interval_above_zero=sum((r.get("test_interval") or [0])[0] > 0 for r in runs),
                         wall_seconds_mean=statistics.fmean(r["wall_seconds"] for r in runs),
                         resumed_runs=sum(r["resumed"] for r in runs)))
     return out
@@ -176,23 +186,31 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Methods benchmark (issue 5)", "",
              f"{meta['date']}; task model `{meta['model']}`, optimizer model "
-             f"`{meta.get('optimizer_model', meta['model'])}`; budget {meta['budget']} search calls "
-             f"per run; train {meta['train_size']}, dev {meta['dev_size']}, test {meta['test_size']}; seeds "
+             f"`{meta.get('optimizer_model', meta['model'])}`; budget {meta['budget']} calls "
+             f"per run (search and final selection); train {meta['train_size']}, dev {meta['dev_size']}, test {meta['test_size']}; seeds "
              f"{', '.join(map(str, meta['seeds']))}. Mean ± sample sd over seeds. \"Beats start on test?\": "
              "seeds where the found prompt scored strictly higher than the starting prompt on the held-out "
              "test split (\"yes\" only if on every seed).", ""]
     for task in meta["tasks"]:
         lines += [f"## `{task}` (chance {meta['chance'][task]:.2f})", "",
                   f"| method | test_initial | test_best | Δ test | Δ train (search split) | beats start on test? "
-                  f"| calls (budget {meta['budget']}) | wall s |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"| calls (budget {meta['budget']}) | wall s | kept start | worse on test (returned / method's pick) "
+                  f"| test interval above 0 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in (a for a in summary if a["task"] == task):
             lines.append(f"| {a['variant']} | {a['test_initial_mean']:.3f} ± {a['test_initial_sd']:.3f} | "
                          f"{a['test_best_mean']:.3f} ± {a['test_best_sd']:.3f} | {a['delta_mean']:+.3f} | "
                          f"{'-' if a.get('train_delta_mean') is None else format(a['train_delta_mean'], '+.3f')} | "
                          f"{a['beats_start']} ({a['wins']}/{a['seeds']}) | {a['calls_mean']:.0f} | "
-                         f"{a['wall_seconds_mean']:.0f} |")
+                         f"{a['wall_seconds_mean']:.0f} | {a.get('kept_start', 0)}/{a['seeds']} | "
+                         f"{a.get('worse', '-')} / {a.get('method_pick_worse', '-')} | "
+                         f"{a.get('interval_above_zero', 0)}/{a['seeds']} |")
         lines.append("")
+    worse = sum(a.get("worse", 0) for a in summary)
+    method_worse = sum(a.get("method_pick_worse", 0) for a in summary)
+    total = sum(a["seeds"] for a in summary)
+    lines += [f"Runs whose returned prompt is worse than the start on test: {worse} of {total} "
+              f"(the methods' own picks, before final selection: {method_worse} of {total}).", ""]
     if meta["skipped"]:
         lines += ["Skipped: " + "; ".join(meta["skipped"]), ""]
     if meta.get("merged_from"):
@@ -214,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300, help="search-call budget of every run")
     ap.add_argument("--train-size", type=int, default=30)
-    ap.add_argument("--dev-size", type=int, default=0)
+    ap.add_argument("--dev-size", type=int, default=0, help="dev split for final selection (0: off, as in the issue-5 runs)")
+    ap.add_argument("--select-k", type=int, default=3, help="finalists that race the start on dev")
+    ap.add_argument("--select-level", type=float, default=0.1)
     ap.add_argument("--test-size", type=int, default=100)
     ap.add_argument("--model", default="embedded", help="task model spec (and optimizer model, unless given)")
     ap.add_argument("--optimizer-model", default=None,
