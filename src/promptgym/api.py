@@ -326,9 +326,10 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
         # dev is final selection's, unless the method selects on a dev set itself (or the user
         # asked for a dev split with selection off, as before final selection existed)
         method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
+        unseen = [e.id for e in splits.test] + [e.id for e in splits.dev if not method_dev]
         ctx = Context(task=task, evaluator=evaluator, train=splits.train, dev=method_dev,
                       initial=initial, seed=config["seed"], recorder=recorder,
-                      forbidden_ids=frozenset(e.id for e in splits.test), log=log)
+                      forbidden_ids=frozenset(unseen), log=log)
         recorder.candidate(initial, [], "initial")
         method_best = optimizer.run(ctx, stop=Stop.of(config.get("stop")))
         selection = None
