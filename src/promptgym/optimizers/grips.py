@@ -321,7 +321,7 @@ class GripsOptimizer(Optimizer):
             i = int(rng.integers(len(found)))
             reply = ctx.ask([("user", render_meta_prompt(PHRASE_PARAPHRASE, instruction=text, phrase=found[i]))],
                             temperature=SUB_TEMPERATURE, max_tokens=30)[0]
-            words = clean_instruction(reply.strip().split("\n")[0]).strip(".")
+            words = clean_instruction(reply.strip().split("\n")[0].strip(".")).strip(".")  # the code strips "."
             if not words or len(words.split()) > 2 * len(found[i].split()) + 4:
                 return None
             new = substitute(text, i, words)
