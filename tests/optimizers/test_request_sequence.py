@@ -98,14 +98,14 @@ PINS = {
     "protegi[]-b12-s7": "fc522b80e524bece",
     "dp2o[episodes=20]-b5-s7": "d958788af6baf46e",
     "dp2o[episodes=20]-b12-s7": "a2113fc27281bedf",
-    "grips[]-b40-s0": "c65fa34108f227e7",
-    "grips[]-b150-s1": "0108ae14c42274e8",
-    "grips[edits=del,swap,add]-bNone-s2": "11a0c034daa03644",
-    "grips[format_edits=False,patience=0]-b300-s3": "13ff5d1bf2b80a69",
+    "grips[]-b40-s0": "923d5997b73c105d",
+    "grips[]-b150-s1": "a9e29d51104bebf3",
+    "grips[edits=del,swap,add]-bNone-s2": "9967d4d466470b05",
+    "grips[format_edits=False,patience=0]-b300-s3": "ee17e4f1f5c9d693",
     "grips[]-b5-s7": "b79eceb1fb10ff05",
-    "grips[]-b12-s7": "c8c03a0e922c5b1a",
-    "grips[]-b100-s5-t30": "e1ec27a141d398c0",
-    "grips[score_set=10]-b400-s6-t30": "2ef6779e41ff67d8",
+    "grips[]-b12-s7": "54ef95fcfdbd6355",
+    "grips[]-b100-s5-t30": "5cb0555a7bb4de5c",
+    "grips[score_set=10]-b400-s6-t30": "3338557a32ab7eef",
 }
 
 

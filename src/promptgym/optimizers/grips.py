@@ -49,7 +49,9 @@ layout, ``labels`` changes the label words: all to another case (lower, Capitali
 with ``sub`` on, one label to a synonym the optimizer model proposes.
 
 Every candidate is recorded with the operation that made it (del, swap, sub, add, layout, labels)
-and the current prompt as its parent; ``ctx.stats["grips"]`` has the plan and the accepted edits.
+and the current prompt as its parent; ``ctx.stats["grips"]`` has the plan, the accepted edits and
+the score after each iteration. The method's best score (what the patience and ``target`` stoppers
+read) is the GRIPS score above, not accuracy.
 """
 
 from __future__ import annotations
@@ -85,30 +87,32 @@ LABEL_SYNONYM = (
     "Give one other word that means the same as \"{{ word }}\" and could replace it as an answer. "
     "Reply with that word only."
 )
+# Replies are primed to open a quotation and stop at its end: a small model then writes a phrase, not
+# a chat (measured on SmolLM2-135M: unprimed, most replies were whole sentences about the request).
+PARAPHRASE_CUE, SYNONYM_CUE, CUE_STOP = 'New words: "', 'Word: "', ('"', "\n")
 SUB_TEMPERATURE = 1.0  # one sample stands in for "one of PEGASUS's 10 beams, picked at random"
 
 # -----------------------------------------------------------------------------------------------
 # Phrase segmentation: a rule-based chunker over closed-class English words (see the docstring).
 
 COORDINATORS = frozenset("and or but nor yet".split())
-STARTERS = frozenset((
+PRONOUNS = frozenset("i you he she it we they me him her us them".split())  # the head of their phrase
+STARTERS = PRONOUNS | frozenset((  # words that open a phrase (after a phrase that has a head word)
     # prepositions and subordinators
     "about above across after against along among around as at because before behind below beneath "
     "beside between beyond by despite during except for from if in inside into like near of off on "
     "onto out outside over per since than that though through throughout to toward towards under "
     "unless until unlike upon via when whenever where whereas whether which while who whom whose "
     "with within without how what why "
-    # pronouns
-    "i you he she it we they me him her us them "
     # auxiliaries and modals
     "am is are was were be been being do does did have has had can could may might must shall "
     "should will would "
     # determiners
     "a an the this these those each every any some all no another either neither its their your "
     "our my his").split())
-PRONOUNS = frozenset("i you he she it we they me him her us them".split())  # the head of their phrase
-TOKEN = re.compile(r"""(?<!\w)(['"‘“])[^'"‘’“”\n]{1,40}?['"’”](?!\w)|\w+(?:['’-]\w+)*|\S""")
-CASES = {"lower": str.lower, "capitalised": lambda w: w[:1].upper() + w[1:].lower(), "upper": str.upper}
+TOKEN = re.compile(r"""(?P<quote>(?<!\w)['"‘“][^'"‘’“”\n]{1,40}?['"’”](?!\w))"""  # a short quotation
+                   r"""|(?P<word>\w+(?:['’-]\w+)*)|\S""")  # a word (don't, well-kept) or a punctuation mark
+CASES = (str.lower, lambda w: w[:1].upper() + w[1:].lower(), str.upper)  # label-word case variants
 
 
 def segment(text: str) -> list[tuple[int, int]]:
@@ -120,9 +124,9 @@ def segment(text: str) -> list[tuple[int, int]]:
     for match in TOKEN.finditer(text):
         word, (start, end) = match.group().lower(), match.span()
         head = word not in STARTERS or word in PRONOUNS
-        if not (match.group(1) or word[0].isalnum() or word[0] == "_"):  # punctuation
+        if match.lastgroup is None:  # punctuation
             open_phrase = False
-        elif word in COORDINATORS or match.group(1):  # a coordinator or a quotation: a phrase alone
+        elif word in COORDINATORS or match.lastgroup == "quote":  # a phrase alone
             spans.append([start, end])
             open_phrase = False
         elif open_phrase and not (word in STARTERS and has_head):
@@ -320,7 +324,7 @@ class GripsOptimizer(Optimizer):
         else:  # sub
             i = int(rng.integers(len(found)))
             reply = ctx.ask([("user", render_meta_prompt(PHRASE_PARAPHRASE, instruction=text, phrase=found[i]))],
-                            temperature=SUB_TEMPERATURE, max_tokens=30)[0]
+                            temperature=SUB_TEMPERATURE, max_tokens=30, answer_prefix=PARAPHRASE_CUE, stop=CUE_STOP)[0]
             words = clean_instruction(reply.strip().split("\n")[0].strip(".")).strip(".")  # the code strips "."
             if not words or len(words.split()) > 2 * len(found[i].split()) + 4:
                 return None
@@ -335,14 +339,17 @@ class GripsOptimizer(Optimizer):
         if self.uses_optimizer_model and ctx.rng.integers(2):
             k = int(ctx.rng.integers(len(words)))
             reply = ctx.ask([("user", render_meta_prompt(LABEL_SYNONYM, words=words, word=words[k]))],
-                            temperature=SUB_TEMPERATURE, max_tokens=10)[0]
+                            temperature=SUB_TEMPERATURE, max_tokens=10, answer_prefix=SYNONYM_CUE, stop=CUE_STOP)[0]
             synonym = re.sub(r"[^\w\s'-]", "", reply.strip().split("\n")[0]).strip()
             if not synonym or len(synonym.split()) > 2 or synonym.casefold() in {w.casefold() for w in words}:
                 return None
             return words[:k] + [synonym] + words[k + 1:]
-        others = [case for case in CASES.values() if [case(w) for w in words] != words]
-        new = [others[ctx.rng.integers(len(others))](w) for w in words] if others else words
-        return new if len({w.casefold() for w in new}) == len(new) and new != words else None
+        others = [case for case in CASES if [case(w) for w in words] != words]
+        if not others:
+            return None
+        case = others[ctx.rng.integers(len(others))]
+        new = [case(w) for w in words]
+        return new if len({w.casefold() for w in new}) == len(new) else None  # labels stay distinct
 
     def _score(self, ctx: Context, state: GripsState, prompt: Prompt) -> float:
         result = ctx.evaluate(prompt, state.score_set, split="train")
