@@ -75,7 +75,8 @@ def test_score_against_hand_computed_values():
 
 
 def test_edit_choices_and_parameters():
-    assert EDIT_CHOICES[0] == "del,swap,sub,add" and "del,swap,add" in EDIT_CHOICES and "add" not in EDIT_CHOICES
+    assert EDIT_CHOICES[0] == "del,swap,sub,add" and "del,swap,add" in EDIT_CHOICES and "sub" in EDIT_CHOICES
+    assert len(EDIT_CHOICES) == 11 and not any("add" in c and "del" not in c for c in EDIT_CHOICES)
     with pytest.raises(PromptgymError, match="edits"):
         GripsOptimizer(edits="swap,del")
     p = GripsOptimizer.parameters

@@ -73,9 +73,9 @@ from promptgym.optimizers.stopping import Patience
 from promptgym.tasks.prompt import LAYOUTS, Prompt
 
 INSTRUCTION_EDITS = ("del", "swap", "sub", "add")
-# Every subset of the edits in the code's order, but "add" alone (it only re-inserts deletions).
+# Every subset of the edits in the code's order; "add" only with "del" (it re-inserts deletions).
 EDIT_CHOICES = tuple(",".join(ops) for k in range(len(INSTRUCTION_EDITS), 0, -1)
-                     for ops in itertools.combinations(INSTRUCTION_EDITS, k) if ops != ("add",))
+                     for ops in itertools.combinations(INSTRUCTION_EDITS, k) if "del" in ops or "add" not in ops)
 
 PHRASE_PARAPHRASE = (
     "Here is an instruction:\n\n{{ instruction }}\n\n"
