@@ -2,7 +2,8 @@
 search over the instruction by phrase-level edits, scored on the training split.
 
 Faithful to the paper and archiki/GRIPS (``run_search.py``):
-- Score the starting instruction on a score set of up to ``score_set`` (100) training examples.
+- Score the starting instruction on a score set of up to ``score_set`` (100) training examples
+  drawn at random (the code pools train and dev; here the dev split is final selection's).
   The score is ``100 x balanced accuracy`` (rounded to 2 decimals, as the code does) plus
   ``10 x entropy`` (natural log) of the predicted-label distribution: the entropy term penalises a
   prompt that answers one label for everything.
@@ -24,11 +25,11 @@ What differs from the official code, and why:
   phrase at a preposition, subordinator, pronoun, auxiliary or determiner that follows a content
   word, and keeps a quoted label ('yes') whole. Checked and left out: TextBlob (Pattern's tagger
   and chunker, model inside its wheel) pulls in nltk, regex, joblib and tqdm, far from a small
-  pure-Python dependency, and its chunks are as shallow as these; it also tags sentence-initial
-  imperatives ("Read the review") as proper nouns, the very shape of an instruction.
-- ``sub`` asks the optimizer model for the paraphrase (one sample, shown the whole instruction)
-  instead of a local PEGASUS model (10 beams, one picked at random). Without ``sub`` in ``edits``
-  GRIPS never calls the optimizer model.
+  pure-Python dependency, and its chunks are as shallow as these (it also tagged the imperative
+  "Read" of "Read the movie review" as a proper noun: instructions start that way).
+- ``sub`` asks the optimizer model for the paraphrase (one sample, shown the whole instruction,
+  the reply primed to open a quotation) instead of a local PEGASUS model (10 beams, one picked at
+  random). Without ``sub`` in ``edits`` GRIPS never calls the optimizer model.
 - Edits work on the phrase's position, not with ``str.replace``: the code's replace edits every
   occurrence of a repeated phrase, and its ``swap`` overwrites the second phrase with the first
   (the second replacement starts from the original string); here a swap exchanges the two.
@@ -39,8 +40,9 @@ What differs from the official code, and why:
 - Tasks without label choices are scored by ``100 x`` the task's mean metric (the paper's tasks
   are all classification).
 - Budget: a candidate costs the score set plus, with ``sub`` on, one optimizer call. When the run's
-  budget cannot pay for the plan, ``num_iter`` is cut first (the paper's searches end early by
-  patience anyway), then ``candidates``; never raised.
+  budget cannot pay for the plan, ``num_iter`` is cut first, so that an iteration still compares
+  the paper's m candidates, then ``candidates``; never raised. The plan assumes every candidate
+  is scored; dropped ones leave budget unspent.
 
 Our extension, not in the paper (``format_edits``, on by default): the same search also edits the
 format, because on small models the layout and the label words move accuracy as much as the
