@@ -2,9 +2,10 @@
 hash of (the ordered request keys sent to the model, the candidates recorded with their lineage,
 the scores, the returned prompt) on the scripted model.
 
-The hashes were computed on the code before the step-shaped base (commit 212f78f). Resume by replay
-needs a method to make the same requests in the same order for a seed, so a refactor that changes
-any of these hashes changes behaviour; update a hash only for a deliberate change of the method.
+The hashes were computed on the code before the step-shaped base (commit 212f78f); a method added
+later (GRIPS) was pinned when it was added. Resume by replay needs a method to make the same
+requests in the same order for a seed, so a refactor that changes any of these hashes changes
+behaviour; update a hash only for a deliberate change of the method.
 ``PROMPTGYM_PRINT_PINS=1 pytest tests/optimizers/test_request_sequence.py -s`` prints them.
 """
 
@@ -33,14 +34,17 @@ CELLS = [  # (method, params, budget, seed[, training examples])
     ("protegi", {}, 40, 0), ("protegi", {}, 150, 1), ("protegi", {"rounds": 2}, None, 2),
     ("protegi", {"selector": "successive_rejects"}, 300, 3), ("protegi", {"selector": "uniform"}, 300, 4),
     ("dp2o", {"episodes": 20}, 40, 0), ("dp2o", {"episodes": 20}, 150, 1), ("dp2o", {"episodes": 20}, None, 2),
+    ("grips", {}, 40, 0), ("grips", {}, 150, 1), ("grips", {"edits": "del,swap,add"}, None, 2),
+    ("grips", {"format_edits": False, "patience": 0}, 300, 3),
     # budgets that run out while a method sets up or in its first step
     *[(m, {"episodes": 20} if m == "dp2o" else {}, b, 7) for m in ("ape", "opro", "evoprompt-ga", "evoprompt-de", "gpo",
-                                                                   "protegi", "dp2o") for b in (5, 12)],
+                                                                   "protegi", "dp2o", "grips") for b in (5, 12)],
     # a larger training split and no dev split: the plans shrink differently
     ("ape", {}, 100, 5, 30), ("opro", {}, 100, 5, 30), ("evoprompt-ga", {}, 250, 5, 30),
     ("evoprompt-de", {}, 250, 5, 30), ("gpo", {}, 120, 5, 30), ("gpo", {}, 400, 6, 30),
     ("protegi", {}, 120, 5, 30), ("protegi", {}, 700, 6, 30), ("dp2o", {"episodes": 20}, 120, 5, 30),
     ("dp2o", {"episodes": 20, "dev_all_candidates": True}, 400, 6, 30),
+    ("grips", {}, 100, 5, 30), ("grips", {"score_set": 10}, 400, 6, 30),
 ]
 
 PINS = {
@@ -94,6 +98,14 @@ PINS = {
     "protegi[]-b12-s7": "fc522b80e524bece",
     "dp2o[episodes=20]-b5-s7": "d958788af6baf46e",
     "dp2o[episodes=20]-b12-s7": "a2113fc27281bedf",
+    "grips[]-b40-s0": "923d5997b73c105d",
+    "grips[]-b150-s1": "a9e29d51104bebf3",
+    "grips[edits=del,swap,add]-bNone-s2": "9967d4d466470b05",
+    "grips[format_edits=False,patience=0]-b300-s3": "ee17e4f1f5c9d693",
+    "grips[]-b5-s7": "b79eceb1fb10ff05",
+    "grips[]-b12-s7": "54ef95fcfdbd6355",
+    "grips[]-b100-s5-t30": "5cb0555a7bb4de5c",
+    "grips[score_set=10]-b400-s6-t30": "3338557a32ab7eef",
 }
 
 
