@@ -338,7 +338,7 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
                                  Budget(config["budget"], spent=store.charged_calls(run_id)),
                                  ledger=lambda rows: store.add_calls(run_id, [{**r, "role": SELECT_ROLE} for r in rows]),
                                  on_call=on_call)
-            finalists = list({p.id: p for p in [method_best, *ctx.ranked(optimizer.selection(ctx))]
+            finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx)]
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first
             selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, recorder),
                              level=plan.level, seed=config["seed"])

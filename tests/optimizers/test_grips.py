@@ -216,3 +216,14 @@ def test_budget_cut_run_ends_with_budget_and_score_set_is_a_subsample(scripted_c
     assert ctx.stats["grips"]["plan"] == {"num_iter": 1, "candidates": 4}
     assert ctx.stats["stopped_by"] == "budget" and ctx.evaluator.budget.spent <= 60
     assert best == ctx.state.base
+
+
+def test_final_selection_ranks_grips_candidates_by_its_own_score(scripted_context):
+    from promptgym.optimizers.grips import GripsOptimizer
+
+    ctx = scripted_context(budget=400)
+    method = GripsOptimizer(edits="del,swap")
+    best = method.run(ctx)
+    ranking = method.ranking(ctx)
+    assert ranking == list(reversed(ctx.state.accepted))
+    assert not ranking or ranking[0].id == best.id  # the latest accepted prompt is the answer

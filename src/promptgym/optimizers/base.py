@@ -178,6 +178,11 @@ class Optimizer:
         best = ctx.best(self.selection(ctx))
         return best[0] if best else ctx.initial
 
+    def ranking(self, ctx: Context) -> list[Prompt]:
+        """The method's candidates by its own measure, best first: final selection races the
+        method's answer and the next few of these against the start."""
+        return ctx.ranked(self.selection(ctx))
+
     def best_score(self, ctx: Context, state: State) -> float | None:
         """The method's best score so far: what the patience and target stoppers read."""
         best = ctx.best(self.selection(ctx))

@@ -212,6 +212,7 @@ class GripsState(State):
     labels: list[str] = field(default_factory=list)  # empty for tasks without label choices
     base: Prompt | None = None  # the current prompt
     base_score: float = -math.inf
+    accepted: list[Prompt] = field(default_factory=list)  # every accepted prompt, scores rising
     deleted: list[str] = field(default_factory=list)  # the delete tracker
     iteration: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +259,11 @@ class GripsOptimizer(Optimizer):
     def result(self, ctx: Context, state: GripsState | None) -> Prompt:
         return state.base if state and state.base else ctx.initial
 
+    def ranking(self, ctx: Context) -> list[Prompt]:
+        """By the GRIPS score, not accuracy: the accepted prompts, the latest (highest) first."""
+        state = ctx.state
+        return list(reversed(state.accepted)) if isinstance(state, GripsState) else []
+
     def best_score(self, ctx: Context, state: GripsState) -> float:
         return state.base_score
 
@@ -278,6 +284,7 @@ class GripsOptimizer(Optimizer):
         if best >= 0 and scores[best] > state.base_score:
             chosen = edits[best]
             state.base, state.base_score = chosen.prompt, scores[best]
+            state.accepted.append(chosen.prompt)
             for phrase in chosen.added:
                 state.deleted.remove(phrase)
             state.deleted.extend(chosen.deleted)
