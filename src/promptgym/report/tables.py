@@ -21,7 +21,9 @@ def summary_table(s: dict[str, Any]) -> None:
     table.add_column(f"train ({s['train_size']})", justify="right")
     table.add_column(f"test ({s['test_size']}, held out)", justify="right")
     table.add_row(f"initial: {s['initial_prompt']}", _fmt(s["initial_score"]), _fmt(s["test_initial"]))
-    table.add_row(f"best: {s['best_prompt']}", _fmt(s["best_score"]), _fmt(s["test_best"]))
+    table.add_row(f"returned: {s['best_prompt']}", _fmt(s["best_score"]), _fmt(s["test_best"]))
+    if s.get("method_best_prompt") not in (None, s["best_prompt"]):  # the guard overruled the method
+        table.add_row(f"method's pick: {s['method_best_prompt']}", "", _fmt(s.get("test_method_best")))
     console.print(table)
     selection = s.get("selection") or {}
     if selection.get("enabled"):
@@ -37,7 +39,9 @@ def summary_table(s: dict[str, Any]) -> None:
         delta = s["test_best"] - s["test_initial"]
         verdict = ("better than" if delta > 0 else "no better than") + " the starting prompt on held-out data"
         console.print(f"The best prompt is {verdict} ({delta:+.3f}).")
-    console.print(f"model calls {s['llm_calls']} (budget {s['budget']}, search used {s['budget_used']}), "
+    used = s["budget_used"] - selection.get("calls", 0)
+    console.print(f"model calls {s['llm_calls']} (budget {s['budget']}: search used {used}, final selection "
+                  f"{selection.get('calls', 0)}), "
                   f"cached {s['cached_calls']}, tokens {s['prompt_tokens']}+{s['completion_tokens']}, "
                   f"{s['seconds']:.1f} s")
 
