@@ -27,7 +27,8 @@ def summary_table(s: dict[str, Any]) -> None:
     console.print(table)
     selection = s.get("selection") or {}
     if selection.get("enabled"):
-        console.print(f"final selection: {len(selection.get('candidates', [])) - 1} finalists raced your prompt on "
+        n = len(selection.get("candidates", [])) - 1
+        console.print(f"final selection: {n} finalist{'' if n == 1 else 's'} raced your prompt on "
                       f"{s['dev_size']} dev examples (dev {_fmt(s['dev_initial'])} -> {_fmt(s['dev_best'])}), "
                       f"{selection.get('calls', 0)} calls")
     if s.get("verdict"):
