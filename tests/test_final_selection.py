@@ -47,6 +47,8 @@ def test_selection_is_paid_from_its_reserve_and_counted_apart(dataset):
     record = s["selection"]
     assert record["candidates"][0]["rank"] == -1 and record["candidates"][0]["dev_n"] == 25  # the start
     assert s["dev_initial"] == record["candidates"][0]["dev_score"]
+    stored = {r["candidate_id"]: r["n"] for r in store.scores(result.run_id) if r["split"] == "select"}
+    assert stored == {c["candidate_id"]: c["dev_n"] for c in record["candidates"]}  # one row each, all rounds
     assert isinstance(s["kept_start"], bool) and s["verdict"]
 
 

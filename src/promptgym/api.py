@@ -340,33 +340,35 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
                                  on_call=on_call)
             finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx)]
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first
-            selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, recorder),
+            raced: dict[str, list[EvalResult]] = {}
+            selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, raced),
                              level=plan.level, seed=config["seed"])
+            for rounds in raced.values():  # one row per finalist: every dev example it was scored on
+                recorder.score(rounds[0].prompt, SELECT_ROLE, _joined(rounds))
             best = selection.chosen
         else:
             best = method_best
         # Held-out numbers: outside the search budget, never shown to the optimizer.
+        # (prompt id, split) -> result; the method's own pick only on test, and each prompt once
         results: dict[tuple[str, str], EvalResult] = {}
-        held_out = [("initial", initial), ("best", best)] + ([("method_best", method_best)]
-                                                             if method_best.id not in (best.id, initial.id) else [])
-        for name, prompt in held_out:
-            for split, examples in (("train", splits.train), ("test", splits.test)):
-                if not examples or (name == "method_best" and split == "train"):
-                    continue
-                result = evaluator.run_task(task, prompt, examples, charge=False)
-                recorder.score(prompt, split if split == "test" else "train-final", result)
-                results[(name, split)] = result
+        for prompt, splits_of in ((initial, ("train", "test")), (best, ("train", "test")), (method_best, ("test",))):
+            for split in splits_of:
+                examples = splits.train if split == "train" else splits.test
+                if examples and (prompt.id, split) not in results:
+                    result = evaluator.run_task(task, prompt, examples, charge=False)
+                    recorder.score(prompt, "train-final" if split == "train" else split, result)
+                    results[(prompt.id, split)] = result
         extra = optimizer.heldout_report(ctx, evaluator, splits.test)  # method-specific held-out numbers
     scores = {key: result.mean for key, result in results.items()}
-    test = _test_comparison(results, best is initial or best.id == initial.id, config["seed"])
+    test = _test_comparison(results.get((initial.id, "test")), results.get((best.id, "test")), config["seed"])
     sel = selection.record() if selection else {}
     usage = store.usage(run_id)
     summary = RunSummary(
         run_id=run_id, method=config["method"], dataset=config["dataset"],
         initial_prompt=initial.instruction, best_prompt=best.instruction,
-        initial_score=scores[("initial", "train")], best_score=scores[("best", "train")],
-        test_initial=scores.get(("initial", "test")), test_best=scores.get(("best", "test")),
-        improved_on_test=(scores.get(("best", "test"), 0) > scores.get(("initial", "test"), 0)),
+        initial_score=scores[(initial.id, "train")], best_score=scores[(best.id, "train")],
+        test_initial=scores.get((initial.id, "test")), test_best=scores.get((best.id, "test")),
+        improved_on_test=(scores.get((best.id, "test"), 0) > scores.get((initial.id, "test"), 0)),
         llm_calls=usage.calls, cached_calls=usage.cached_calls, budget=config["budget"],
         budget_used=store.charged_calls(run_id), prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, model_seconds=round(usage.seconds, 3),
@@ -378,28 +380,32 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
         kept_start=sel.get("kept_start"),
         selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
         method_best_prompt=method_best.instruction,
-        test_method_best=scores.get(("method_best", "test"), scores.get(
-            ("best" if method_best.id == best.id else "initial", "test"))),
+        test_method_best=scores.get((method_best.id, "test")),
         **test, verdict=_verdict(plan, selection, test), extra=extra or {})
     store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
     return RunResult(run_id, best, initial, summary)
 
 
-def _race_scorer(selector: Evaluator, task: Task, recorder: RunRecorder):
-    """Final selection's scoring: charged, recorded as split ``select``, one call per example."""
+def _race_scorer(selector: Evaluator, task: Task, raced: dict[str, list[EvalResult]]):
+    """Final selection's scoring: charged, one call per example; each round's result is kept in
+    ``raced`` (by prompt id) for the store."""
     def score(prompt: Prompt, examples: list[Example]) -> list[float]:
         result = selector.run_task(task, prompt, examples)
-        recorder.score(prompt, SELECT_ROLE, result)
+        raced.setdefault(prompt.id, []).append(result)
         return result.scores
     return score
 
 
-def _test_comparison(results: dict[tuple[str, str], EvalResult], kept_start: bool, seed: int) -> dict[str, Any]:
+def _joined(rounds: list[EvalResult]) -> EvalResult:
+    return EvalResult(rounds[0].prompt, [e for r in rounds for e in r.examples],
+                      [x for r in rounds for x in r.scores], [x for r in rounds for x in r.predictions])
+
+
+def _test_comparison(initial: EvalResult | None, best: EvalResult | None, seed: int) -> dict[str, Any]:
     """The returned prompt against the start on test: delta, 95% paired interval, two-sided p."""
-    initial, best = results.get(("initial", "test")), results.get(("best", "test"))
     if initial is None or best is None:
         return dict(test_delta=None, test_interval=None, test_p_value=None)
-    if kept_start:
+    if best.prompt.id == initial.prompt.id:
         return dict(test_delta=0.0, test_interval=[0.0, 0.0], test_p_value=1.0)
     c = stats.compare(initial.scores, best.scores, "two-sided", seed)
     return dict(test_delta=c.delta, test_interval=[c.low, c.high], test_p_value=c.p_value)
