@@ -164,6 +164,22 @@ def test_scripted_invalid_actions_are_noops(make_env):
     assert env.evaluator.usage.calls == calls  # nothing scored
 
 
+def test_scripted_action_masks_match_what_applies(make_env):
+    env = make_env(num_demos=2, demo_pool=3)
+    env.reset(seed=0)
+    mask = env.action_masks()
+    assert mask.shape == (env.action_space.n,) and mask[0]
+    valid = {n for n, ok in zip(env.action_names, mask) if ok}
+    assert "del:5" in valid and "del:6" not in valid and "swap:0,5" in valid and "swap:0,6" not in valid
+    assert not any(n.startswith("add:") for n in valid)  # nothing deleted yet
+    assert "layout:chat" not in valid and "layout:plain" in valid and "demo:0<->1" in valid
+    act(env, "del:0")
+    mask = env.action_masks()
+    assert mask[env.action_names.index("add:0@-1")]
+    for a in np.flatnonzero(~mask):  # a masked-out action is exactly a no-op
+        assert env.apply(env.prompt, int(a)) is None
+
+
 def test_scripted_reward_is_the_metric_difference_and_a_replay_costs_nothing(make_env):
     env = make_env(budget=1000, label_words={"negative": ["bad"]})
     _, info = env.reset(seed=3)
@@ -268,11 +284,15 @@ def test_import_promptgym_needs_no_gymnasium():
 
 
 @pytest.mark.integration
-def test_ppo_runs_on_the_embedded_model():
+def test_ppo_runs_on_the_embedded_model(monkeypatch):
     import torch
     from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
+    # llama.cpp on one thread: on a loaded 2-core machine two threads spin-wait on each other
+    # (measured here: about 6 calls a minute on 2 threads at load 9, over 60 on 1); only applies if
+    # this process has not loaded the model yet.
+    monkeypatch.setenv("PROMPTGYM_THREADS", "1")
     budget = 200
     env = PromptEditEnv.from_spec("example:sentiment", budget=budget, train_size=6, seed=0, batch_size=2,
                                   max_steps=4, num_demos=1, demo_pool=2)

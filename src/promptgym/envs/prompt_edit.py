@@ -12,7 +12,8 @@ them; SB3's PPO, A2C and DQN all take ``Discrete``). The list depends only on th
 arguments, never on the current prompt; an edit that does not apply to the current prompt (deleting
 phrase 7 of a 5-phrase instruction, adding from an empty slot, label words that would collide) is a
 no-op: the prompt stays, the step counts, the reward is ``invalid_penalty`` (default 0) and
-``info["valid"]`` is False. The edits, in this order:
+``info["valid"]`` is False. ``env.action_masks()`` says which actions would change the prompt now
+(for sb3-contrib's ``MaskablePPO``; plain PPO ignores it). The edits, in this order:
 
 - ``stop``: end the episode (terminated).
 - ``del:i``: delete instruction phrase ``i`` (i < ``max_phrases``), GRIPS's ``delete`` on GRIPS's
@@ -286,7 +287,7 @@ class PromptEditEnv(gym.Env):
 
     def apply(self, prompt: Prompt, action: int) -> Prompt | None:
         """The prompt after ``action`` (an index into ``action_names``), or None when it does not
-        apply. Changes no state but the add pool's sample counter for ``sub``; ``step`` uses it."""
+        apply. Changes no state (``sub`` draws a fresh optimizer sample each time); ``step`` uses it."""
         act = self.actions[int(action)]
         kind, text = act[0], prompt.instruction
         found = phrases(text)
@@ -344,6 +345,21 @@ class PromptEditEnv(gym.Env):
         if new_text is None or not any(ch.isalpha() for ch in new_text) or new_text == text:
             return None
         return prompt.with_instruction(new_text)
+
+    def action_masks(self) -> np.ndarray:
+        """Which actions change the current prompt (``stop`` always does something), as booleans;
+        the name sb3-contrib's ``MaskablePPO`` looks for. No model is asked: ``sub`` counts as
+        valid when its phrase exists (the paraphrase itself may still fail)."""
+        found = len(phrases(self.prompt.instruction))
+        mask = np.zeros(len(self.actions), dtype=bool)
+        for a, act in enumerate(self.actions):
+            if act[0] == "stop":
+                mask[a] = True
+            elif act[0] == "sub":
+                mask[a] = act[1] < found
+            else:
+                mask[a] = self.apply(self.prompt, a) is not None
+        return mask
 
     # -------------------------------------------------------------------------------------------
     # The gymnasium interface
