@@ -10,6 +10,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 spec="."
 [ -n "$extras" ] && spec=".[${extras}]"
+# The dev extra includes stable-baselines3, which needs torch: install the CPU build first, else pip
+# resolves plain 'torch' to a CUDA build of several GB.
+case ",${extras}," in
+  *,dev,*|*,rl,*)
+    if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>&1 \
+        | { grep -v "^WARNING: Location 'file:" || true; }
+    fi
+    ;;
+esac
 # pipefail (set above) makes a failed install fail this script; the filter only drops pip's
 # warnings about the machine's file:// extra indexes, and an empty output is not an error.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec" 2>&1 \

@@ -332,12 +332,9 @@ class GripsOptimizer(Optimizer):
             new = swap(text, i, j)
         else:  # sub
             i = int(rng.integers(len(found)))
-            reply = ctx.ask([("user", render_meta_prompt(PHRASE_PARAPHRASE, instruction=text, phrase=found[i]))],
-                            temperature=SUB_TEMPERATURE, max_tokens=30, answer_prefix=PARAPHRASE_CUE, stop=CUE_STOP)[0]
-            words = clean_instruction(reply.strip().split("\n")[0].strip(".")).strip(".")  # the code strips "."
-            if not words or len(words.split()) > 2 * len(found[i].split()) + 4:
+            new = paraphrase(ctx, text, i)
+            if new is None:
                 return None
-            new = substitute(text, i, words)
         if not any(ch.isalpha() for ch in new):
             return None
         return Edit(base.with_instruction(new), op, deleted, added)
@@ -372,6 +369,19 @@ class GripsOptimizer(Optimizer):
         return budget.fit({"num_iter": self.params["num_iter"], "candidates": self.params["candidates"]},
                           lambda plan: score_set + plan["num_iter"] * plan["candidates"] * per_candidate,
                           budget.planning_budget(ctx), [budget.lower("num_iter"), budget.lower("candidates")])
+
+
+def paraphrase(ctx: Context, text: str, i: int) -> str | None:
+    """``text`` with phrase ``i`` rewritten by the optimizer model (one sample, ``ctx.ask``); None
+    when the reply is empty or far longer than the phrase. GRIPS's ``sub``, also used by
+    ``promptgym.envs``."""
+    phrase = phrases(text)[i]
+    reply = ctx.ask([("user", render_meta_prompt(PHRASE_PARAPHRASE, instruction=text, phrase=phrase))],
+                    temperature=SUB_TEMPERATURE, max_tokens=30, answer_prefix=PARAPHRASE_CUE, stop=CUE_STOP)[0]
+    words = clean_instruction(reply.strip().split("\n")[0].strip(".")).strip(".")  # the code strips "."
+    if not words or len(words.split()) > 2 * len(phrase.split()) + 4:
+        return None
+    return substitute(text, i, words)
 
 
 def with_label_words(prompt: Prompt, labels: Sequence[str], words: Sequence[str]) -> Prompt:
