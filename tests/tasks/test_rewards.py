@@ -123,11 +123,16 @@ def test_split_tests():
         split_tests(("assert (",))
 
 
-def test_code_task_requests_long_answers_without_blank_line_stop():
-    from promptgym.tasks.prompt import Prompt
+def test_code_task_answers_inside_a_fence_and_stops_at_its_end():
+    from promptgym.tasks.prompt import Prompt, get_layout
 
-    request = CodeTask().request(Prompt("Write it."), Example("1", "Write f.", ("assert f() == 1",)))
-    assert request.stop == () and request.max_tokens >= 128
+    example = Example("1", "Write f.", ("assert f() == 1",))
+    request = CodeTask().request(Prompt("Write it."), example)
+    assert request.answer_prefix == "```python\n" and request.stop == ("```",) and request.max_tokens >= 128
+    plain = CodeTask().request(Prompt("Write it.", layout=get_layout("plain")), example)
+    assert plain.text.endswith("Answer:") and plain.answer_prefix == "\n```python\n"
+    free = CodeTask(fence=False).request(Prompt("Write it."), example)
+    assert free.stop == () and free.answer_prefix == ""  # no stop at blank lines either
 
 
 def test_code_metric_without_tests_is_a_data_error():

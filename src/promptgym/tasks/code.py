@@ -142,13 +142,27 @@ class CodeTestsMetric:
 
 
 class CodeTask(GenerationTask):
-    """Generate code (no stop at blank lines, a longer answer) and score it with
-    :class:`CodeTestsMetric` (or any metric given)."""
+    """Generate code and score it with :class:`CodeTestsMetric` (or any metric given).
 
-    def __init__(self, metric=None, max_tokens: int = 200):
+    With ``fence=True`` (the default) the answer starts inside a code block: the layout's answer
+    cue is followed by ```` ```python ```` and a new line, and generation stops at the closing
+    fence, so the model's explanations after the code cost no tokens. The prediction is the code
+    only. ``fence=False``: the model answers freely (no stop at blank lines) and the code is
+    extracted from its answer."""
+
+    FENCE = "```python\n"
+
+    def __init__(self, metric=None, max_tokens: int = 200, fence: bool = True):
         super().__init__(metric=metric if metric is not None else CodeTestsMetric(), max_tokens=max_tokens)
+        self.fence = fence
 
     def request(self, prompt: Prompt, example: Example) -> Request:
         rendered = prompt.render(example.input)
-        return GenerationRequest(messages=rendered.messages, text=rendered.text,
-                                 answer_prefix=rendered.answer_prefix, max_tokens=self.max_tokens)
+        if not self.fence:
+            return GenerationRequest(messages=rendered.messages, text=rendered.text,
+                                     answer_prefix=rendered.answer_prefix, max_tokens=self.max_tokens)
+        prefix = rendered.answer_prefix
+        if (prefix or rendered.text is not None) and not prefix.endswith("\n"):
+            prefix += "\n"  # the fence on a line of its own after a cue such as "Answer:"
+        return GenerationRequest(messages=rendered.messages, text=rendered.text, answer_prefix=prefix + self.FENCE,
+                                 max_tokens=self.max_tokens, stop=("```",))
