@@ -114,6 +114,7 @@ def test_unnamed_reward_must_be_given_again_to_resume(monkeypatch, dataset):
     with pytest.raises(PromptgymError, match="pass it again"):
         api.resume(result.run_id)
     assert api.resume(result.run_id, reward=lambda p, e: 0.5)["test_initial"] == 0.5
+    assert api.predict(result.run_id, ["Review: fine."])[0]["prediction"] == "positive"  # needs no reward
 
 
 @pytest.mark.skipif(bwrap_path() is None, reason="needs bubblewrap (scripts/setup.sh installs it)")

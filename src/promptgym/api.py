@@ -205,7 +205,8 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
     run = store.get_run(run_id)
     if run["status"] != "finished" or not run["result"]:
         raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
-    setup = _setup(store, run_id, run["config"])
+    unnamed = run["config"].get("reward_unnamed")  # nothing is scored here: any metric will do
+    setup = _setup(store, run_id, run["config"], ExactMatch() if unnamed else None)
     task = setup.task
     labels = setup.dataset.labels if isinstance(task, ChoiceTask) else None
     if isinstance(task, ChoiceTask) and not labels:

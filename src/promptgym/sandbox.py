@@ -182,7 +182,17 @@ def _setpriv_path() -> str | None:
 
 
 def default_python() -> str:
-    """The interpreter the sandbox runs: ours, without its venv (the code gets the stdlib only)."""
+    """The interpreter the sandbox runs: ours without its venv (the code gets the stdlib only):
+    the base interpreter, which lives under /usr or under ``sys.base_prefix`` (both bound)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [getattr(sys, "_base_executable", None), sys.executable,
+                  os.path.join(sys.base_prefix, "bin", version), os.path.join(sys.base_prefix, "bin", "python3")]
+    base = os.path.realpath(sys.base_prefix)
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            real = os.path.realpath(candidate)
+            if real.startswith(("/usr/", base + os.sep)):
+                return real
     return os.path.realpath(sys.executable)
 
 
