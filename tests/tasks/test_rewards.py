@@ -82,6 +82,7 @@ def test_plain_functions_become_metrics():
     assert as_metric(lambda p, e: True)("x", EX) == 1.0  # bool counts as 0/1
     assert spec_of(metric) == f"{__name__}:overlap"
     assert spec_of(as_metric(lambda p, e: 1.0)) is None  # a lambda cannot be named
+    assert spec_of(ExactMatch()) == "exact-match" and spec_of(ChoiceAccuracy()) == "accuracy"
 
 
 def test_length_penalty_by_hand():

@@ -122,6 +122,8 @@ def spec_of(reward: Any) -> str | None:
     spec = getattr(reward, "spec", None)
     if isinstance(spec, str):
         return spec
+    if type(reward) in (ExactMatch, ChoiceAccuracy):
+        return "exact-match" if isinstance(reward, ExactMatch) else "accuracy"
     fn = getattr(reward, "fn", reward) if isinstance(reward, (RewardFunction, CallableMetric)) else reward
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
     if not module or not qualname or module == "__main__" or "<" in qualname:
