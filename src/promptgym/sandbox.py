@@ -441,9 +441,7 @@ def _remove(workdir: str) -> None:
 
 def _result(reports: list[dict], output: str, timed_out: bool, returncode: int | None, total: int,
             seconds: float, workdir: str, uid: int | None) -> TestRun:
-    if not any(r.get("started") for r in reports):
-        if timed_out:
-            raise SandboxUnavailable("the sandbox did not start before its wall-clock limit (is the machine overloaded?)")
+    if not any(r.get("started") for r in reports) and not timed_out:
         said = next((line.strip() for line in reversed(output.splitlines()) if line.strip()),
                     f"exit status {returncode}")
         raise SandboxUnavailable(f"the code sandbox (bwrap) could not start here: {said}; {INSTALL_HINT}, "
