@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from promptgym.data.dataset import Dataset, Example, Splits, split_dataset
 from promptgym.data.loaders import load_dataset
@@ -32,7 +32,9 @@ from promptgym.report.progress import call_progress
 from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
-from promptgym.tasks.task import ChoiceTask, Task, task_for
+from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch, Metric
+from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
+from promptgym.tasks.task import ChoiceTask, GenerationTask, Task
 
 NEUTRAL_CHOICE = "Read the input and choose the correct label."
 NEUTRAL_GENERATION = "Read the input and give the correct answer."
@@ -140,7 +142,9 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
              params: dict[str, Any] | None = None, store_url: str | None = None,
              cache_url: str | None = None, quiet: bool = True,
              fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
-             select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL) -> RunResult:
+             select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
+             reward: str | Metric | Callable[[str, Example], float] | None = None,
+             length_penalty: tuple[int, float] | int | None = None) -> RunResult:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     Final selection: the method's top ``select_k`` candidates race the starting prompt on a dev
@@ -151,12 +155,21 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised.
     ``stop`` ends the search early, for any method: ``Stop(max_steps=, patience=, target=,
-    max_seconds=)`` or a dict of those (see ``promptgym.optimizers.stopping``)."""
+    max_seconds=)`` or a dict of those (see ``promptgym.optimizers.stopping``).
+
+    ``reward`` scores each answer (``promptgym.tasks.rewards``): a spec (``"exact-match"``,
+    ``"code-tests"``, ``"code-tests-all"``, ``"module:function"``, ``"path/file.py:function"``), a
+    function ``reward(prediction, example) -> float`` or a metric object; by default the dataset's
+    own (a shipped example's) or accuracy / exact match. ``length_penalty=(WORDS, WEIGHT)`` (or
+    ``WORDS``, weight 0.5) takes up to WEIGHT off for answers longer than WORDS words. A reward
+    given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
+    not stored: pass it again to ``resume``."""
     config = dict(method=method, budget=budget, seed=seed, prompt=prompt, train_size=train_size,
                   test_size=test_size, dev_size=dev_size, task_model=task_model,
                   optimizer_model=optimizer_model, layout=layout, normalize=normalize,
                   scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {},
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level)
+    reward_obj = _reward_config(config, reward, length_penalty)
     if isinstance(dataset, Dataset):
         config["dataset"] = dataset.source or dataset.name
         config["inline_dataset"] = _dataset_to_json(dataset)
@@ -167,11 +180,13 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
     store = _store(store_url)
     run_id = store.create_run(method, config["dataset"], config)
     with _status_on_error(store, run_id):
-        return _execute(_setup(store, run_id, config), quiet=quiet)
+        return _execute(_setup(store, run_id, config, reward_obj), quiet=quiet)
 
 
-def resume(run_id: str, store_url: str | None = None, quiet: bool = True) -> RunResult:
-    """Continue a killed run: replay it; completed calls come from the cache, free."""
+def resume(run_id: str, store_url: str | None = None, quiet: bool = True,
+           reward: Metric | Callable[[str, Example], float] | None = None) -> RunResult:
+    """Continue a killed run: replay it; completed calls come from the cache, free. ``reward``:
+    only for a run started with a reward object that has no spec (it is not stored)."""
     store = _store(store_url)
     run = store.get_run(run_id)
     if run["status"] == "finished" and run["result"]:
@@ -180,7 +195,7 @@ def resume(run_id: str, store_url: str | None = None, quiet: bool = True) -> Run
                          Prompt.from_dict(summary.initial_prompt_full), summary)
     store.set_status(run_id, "running")
     with _status_on_error(store, run_id):
-        return _execute(_setup(store, run_id, run["config"]), quiet=quiet)
+        return _execute(_setup(store, run_id, run["config"], as_metric(reward) if reward else None), quiet=quiet)
 
 
 def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> list[dict[str, Any]]:
@@ -190,7 +205,8 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
     run = store.get_run(run_id)
     if run["status"] != "finished" or not run["result"]:
         raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
-    setup = _setup(store, run_id, run["config"])
+    unnamed = run["config"].get("reward_unnamed")  # nothing is scored here: any metric will do
+    setup = _setup(store, run_id, run["config"], ExactMatch() if unnamed else None)
     task = setup.task
     labels = setup.dataset.labels if isinstance(task, ChoiceTask) else None
     if isinstance(task, ChoiceTask) and not labels:
@@ -245,7 +261,7 @@ class _Setup:
     started: float  # perf_counter before loading: a run's wall time includes its setup
 
 
-def _setup(store: RunStore, run_id: str, config: dict[str, Any]) -> _Setup:
+def _setup(store: RunStore, run_id: str, config: dict[str, Any], reward: Metric | None = None) -> _Setup:
     started = time.perf_counter()
     dataset = _dataset_from_config(config)
     plan = _selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
@@ -254,10 +270,68 @@ def _setup(store: RunStore, run_id: str, config: dict[str, Any]) -> _Setup:
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
     return _Setup(store=store, run_id=run_id, config=config, dataset=dataset, splits=splits,
                   task_backend=task_backend,
-                  task=task_for(dataset, normalize=config["normalize"], scoring=scoring),
+                  task=_make_task(dataset, config, scoring, reward),
                   cache=ResponseCache(config.get("cache_url") or default_cache_url()),
                   optimizer=get_method(config["method"])(**config["params"]),
                   recorder=RunRecorder(store, run_id), plan=plan, started=started)
+
+
+def _reward_config(config: dict[str, Any], reward: Any, length_penalty: Any) -> Metric | None:
+    """Check the reward up front and store it in ``config`` as a spec (``reward``) and the length
+    penalty as ``[words, weight]``; returns the live object when it has no spec (kept in memory
+    for this run only, ``reward_unnamed`` in the config)."""
+    if isinstance(reward, LengthPenalty):
+        if length_penalty is not None:
+            raise PromptgymError("reward: give the length penalty once (the reward already has one)")
+        length_penalty = (reward.target_words, reward.weight)
+        reward = reward.base
+    live: Metric | None = None
+    if isinstance(reward, str):
+        config["reward"] = spec_of(load_reward(reward))  # fails fast on a bad spec
+    elif reward is not None:
+        live = as_metric(reward)
+        config["reward"] = spec_of(live)
+        if config["reward"] is None:
+            config["reward_unnamed"] = live.name
+    if length_penalty is not None:
+        words, weight = (length_penalty, None) if isinstance(length_penalty, int) else tuple(length_penalty)
+        probe = LengthPenalty(ExactMatch(), words, 0.5 if weight is None else weight)  # validates
+        config["length_penalty"] = [probe.target_words, probe.weight]
+    return live if config.get("reward_unnamed") else None
+
+
+def _make_task(dataset: Dataset, config: dict[str, Any], scoring: str, reward: Metric | None) -> Task:
+    """The task and its metric: the run's reward (or the dataset's default), then any length
+    penalty; a code reward makes a CodeTask (longer answers, no stop at blank lines)."""
+    from promptgym.tasks.code import CodeTask, CodeTestsMetric
+
+    if reward is None and config.get("reward_unnamed"):
+        raise PromptgymError(f"this run was scored by a reward with no spec ({config['reward_unnamed']}): "
+                             "pass it again, promptgym.resume(run_id, reward=...)")
+    spec = config.get("reward") or _dataset_reward(config)
+    metric = reward or (load_reward(spec) if spec else None)
+    base = metric
+    if config.get("length_penalty"):
+        words, weight = config["length_penalty"]
+        metric = LengthPenalty(metric or (ChoiceAccuracy() if dataset.is_choice else ExactMatch()), words, weight)
+    if isinstance(base, CodeTestsMetric):
+        return CodeTask(metric=metric)
+    if dataset.is_choice:
+        task = ChoiceTask(normalize=config["normalize"], scoring=scoring)
+        if metric is not None:
+            task.metric = metric
+        return task
+    return GenerationTask(metric=metric)
+
+
+def _dataset_reward(config: dict[str, Any]) -> str | None:
+    """A shipped example's own reward (its ``.meta.json``), e.g. code-tests."""
+    name = str(config.get("dataset") or "")
+    if name.startswith("example:") and not config.get("inline_dataset"):
+        from promptgym.data.examples import example_meta
+
+        return example_meta(name.split(":", 1)[1]).get("reward")
+    return None
 
 
 def _selection_plan(config: dict[str, Any], available: int | None) -> SelectionPlan:

@@ -138,6 +138,14 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--scoring", type=click.Choice(["logprob", "generate"]), default=None,
               help="How choice tasks are scored (default: logprob where the model allows).")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
+@click.option("--reward", default=None, metavar="SPEC",
+              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, MODULE:FUNCTION "
+                   "or FILE.py:FUNCTION with FUNCTION(prediction, example) -> float (default: the dataset's own, "
+                   "else accuracy / exact match).")
+@click.option("--length-penalty", type=click.IntRange(min=1), default=None, metavar="WORDS",
+              help="Take up to --length-weight off a score as the answer grows from WORDS to 2 x WORDS words.")
+@click.option("--length-weight", type=click.FloatRange(min=0), default=None,
+              help="The most the length penalty takes off (default 0.5).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_stop_options
@@ -146,15 +154,20 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
              choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
              train_size: int, dev_size: int | None, select_k: int, select_level: float, test_size: int, task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
+             reward: str | None, length_penalty: int | None, length_weight: float | None,
              as_json: bool, quiet: bool, **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
     from promptgym import api
 
+    if length_weight is not None and length_penalty is None:
+        raise PromptgymError("--length-weight needs --length-penalty WORDS")
     result = api.optimize(dataset=dataset, method=method, budget=budget, seed=seed, prompt=prompt,
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
                           select_k=select_k, select_level=select_level,
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
+                          reward=reward, length_penalty=None if length_penalty is None else (
+                              length_penalty, 0.5 if length_weight is None else length_weight),
                           store_url=ctx.obj["store"], quiet=quiet,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
                                                     ("choices", choices_field)) if v}, stop=stop)

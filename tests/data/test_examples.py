@@ -17,5 +17,18 @@ def test_shipped_sentiment_sample():
 
 
 def test_unknown_example_names_the_shipped_ones():
-    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: sentiment\)"):
+    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: python-functions, sentiment\)"):
         load_dataset("example:nope")
+
+
+def test_shipped_python_functions_with_tests():
+    from promptgym.data.examples import example_meta
+    from promptgym.tasks.code import split_tests
+
+    ds = load_dataset("example:python-functions")
+    assert 8 <= len(ds) <= 12 and not ds.is_choice
+    assert ds.description and "Python" in ds.description
+    assert example_meta("python-functions")["reward"] == "code-tests"
+    for e in ds.examples:
+        assert "assert" not in e.targets[0]  # the reference solution first, never run as a test
+        assert len(split_tests(e.targets)) >= 3

@@ -1,6 +1,8 @@
 """Small datasets shipped inside the package, so the quickstart needs no download.
 
-Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and attribution.
+Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and attribution, and may
+have a ``NAME.meta.json``: ``instruction`` (the starting prompt) and ``reward`` (the spec of the
+reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent).
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ def available() -> list[str]:
     return sorted(p.name[:-6] for p in resources.files(__package__).iterdir() if p.name.endswith(".jsonl"))
 
 
+def example_meta(name: str) -> dict:
+    """The example's ``NAME.meta.json`` ({} when it has none or there is no such example)."""
+    meta_path = resources.files(__package__) / f"{name}.meta.json"
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
 def load_example(name: str) -> Dataset:
     names = available()
     if name not in names:
         raise DataError(f"example:{name}: no such example dataset (shipped: {', '.join(names)})")
     path = resources.files(__package__) / f"{name}.jsonl"
-    meta_path = resources.files(__package__) / f"{name}.meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = example_meta(name)
     rows = ((f"example:{name}:{i}", json.loads(line))
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip())
     dataset = rows_to_dataset(rows, source=f"example:{name}", name=name)

@@ -1,0 +1,137 @@
+"""--reward and --length-penalty from the CLI and the API, and the code task end to end on a
+scripted model (the real embedded model's run is recorded in the report, not here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promptgym import api
+from promptgym.cli import main
+from promptgym.data.loaders import load_dataset
+from promptgym.errors import PromptgymError
+from promptgym.models.scripted import ScriptedBackend, request_text
+from promptgym.sandbox import bwrap_path
+from promptgym.store.runs import RunStore
+from promptgym.tasks.code import CodeTask
+from promptgym.tasks.rewards import with_length_penalty
+
+SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
+SMALL = ["--budget", "10", "--train-size", "6", "--test-size", "4", "--dev-size", "0", "--json", "--quiet"]
+LABELS = ("positive", "negative", "neutral", "ambivalent")
+
+
+@pytest.fixture
+def dataset(tmp_path) -> str:
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
+                                        "target": LABELS[i % 4]}) + "\n" for i in range(20)))
+    return str(path)
+
+
+@pytest.fixture
+def reward_file(tmp_path):
+    path = tmp_path / "rewards.py"
+    path.write_text("def quarter(prediction, example):\n    return 0.25\n"
+                    "def unary(prediction):\n    return 1.0\n")
+    return path
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def _one_line_error(result, contains: str) -> None:
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("promptgym: error:"), result.stderr
+    assert contains in lines[0] and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("no_such_module_abc:score", "reward 'no_such_module_abc:score': cannot import module 'no_such_module_abc'"),
+    ("{file}:unary", "unary(prediction) cannot be called as reward(prediction, example)"),
+    ("{file}:nothing", "has no attribute 'nothing'"),
+    ("{dir}/absent.py:f", "absent.py: no such file"),
+    ("bleu", "expected one of accuracy, exact-match, code-tests, code-tests-all, MODULE:FUNCTION or FILE.py:FUNCTION"),
+])
+def test_bad_reward_spec_is_one_line_and_starts_no_run(dataset, reward_file, spec, says):
+    result = _invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL,
+                     "--reward", spec.format(file=reward_file, dir=reward_file.parent))
+    _one_line_error(result, says)
+    assert RunStore(api.default_store_url()).list_runs() == []
+
+
+def test_length_weight_needs_length_penalty(dataset):
+    _one_line_error(_invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL, "--length-weight", "0.3"),
+                    "--length-weight needs --length-penalty")
+
+
+def test_reward_from_a_file_scores_the_run_and_is_stored(dataset, reward_file):
+    result = _invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL, "--reward", f"{reward_file}:quarter")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["initial_score"] == 0.25 and summary["test_initial"] == 0.25 and summary["best_score"] == 0.25
+    run = RunStore(api.default_store_url()).get_run(summary["run_id"])
+    assert run["config"]["reward"] == f"{reward_file}:quarter"
+    again = api.resume(summary["run_id"])  # a finished run: its stored result
+    assert again["test_initial"] == 0.25
+
+
+def _fixed_reply_backend(monkeypatch, reply):
+    backend = ScriptedBackend(reply=reply, name="fixed")
+    monkeypatch.setattr(api, "make_backend", lambda spec: backend)
+    return backend
+
+
+def test_length_penalty_through_the_api(monkeypatch, dataset):
+    # every answer is six words; reward 1; 3 words allowed, weight 0.4: 1 - 0.4 * min(1, 3/3) = 0.6
+    _fixed_reply_backend(monkeypatch, lambda request: "one two three four five six")
+    data = load_dataset(dataset, infer_choices=False)  # free text: the reply is the prediction
+    result = api.optimize(data, method="ape", budget=10, train_size=6, test_size=4, dev_size=0,
+                          task_model="scripted", optimizer_model="scripted",
+                          reward=with_length_penalty(always_one, 3, 0.4))
+    assert result["initial_score"] == pytest.approx(0.6) and result["test_initial"] == pytest.approx(0.6)
+    cli = _invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL, "--reward", "exact-match",
+                  "--length-penalty", "2", "--length-weight", "0.5")
+    assert cli.exit_code == 0, cli.output  # on a choice dataset: the label (1 word) is never penalised
+
+
+def always_one(prediction, example):
+    return 1.0
+
+
+def test_unnamed_reward_must_be_given_again_to_resume(monkeypatch, dataset):
+    _fixed_reply_backend(monkeypatch, lambda request: "positive")
+    data = load_dataset(dataset, infer_choices=False)
+    result = api.optimize(data, method="ape", budget=10, train_size=6, test_size=4, dev_size=0,
+                          task_model="scripted", optimizer_model="scripted", reward=lambda p, e: 0.5)
+    assert result["test_initial"] == 0.5
+    store = RunStore(api.default_store_url())
+    store.set_status(result.run_id, "interrupted")  # as if killed: resume must rebuild the task
+    with pytest.raises(PromptgymError, match="pass it again"):
+        api.resume(result.run_id)
+    assert api.resume(result.run_id, reward=lambda p, e: 0.5)["test_initial"] == 0.5
+    assert api.predict(result.run_id, ["Review: fine."])[0]["prediction"] == "positive"  # needs no reward
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="needs bubblewrap (scripts/setup.sh installs it)")
+def test_code_example_end_to_end_on_a_scripted_model(monkeypatch):
+    data = load_dataset("example:python-functions")
+    solutions = {e.input: e.targets[0] for e in data.examples}
+
+    def reply(request):
+        text = request_text(request)
+        for task, solution in solutions.items():
+            if f"Input: {task}" in text:  # the task model: answer with the right code in a fence
+                return f"Here you go:\n```python\n{solution}\n```"
+        return "Write the Python function."  # the optimizer model's proposals
+
+    _fixed_reply_backend(monkeypatch, reply)
+    result = api.optimize("example:python-functions", method="ape", budget=12, train_size=4, test_size=4,
+                          dev_size=0, task_model="scripted", optimizer_model="scripted")
+    assert result["initial_score"] == 1.0 and result["test_initial"] == 1.0
+    assert isinstance(api._setup(RunStore(api.default_store_url()), result.run_id,
+                                 RunStore(api.default_store_url()).get_run(result.run_id)["config"]).task, CodeTask)

@@ -1,0 +1,209 @@
+"""The code sandbox: every limit stops the code, scores it as a failure, leaves our process alive
+and removes the sandbox's directory. Limits are kept small (2 cores shared with others)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from promptgym.data.dataset import Example
+from promptgym.sandbox import Limits, SandboxUnavailable, bwrap_path, run_tests
+from promptgym.tasks.code import CodeTestsMetric
+
+if bwrap_path() is None:
+    reason = "bubblewrap (bwrap) is not installed: scripts/setup.sh installs it as root ('apt-get install bubblewrap')"
+    if os.environ.get("CI"):
+        raise RuntimeError(reason)  # CI must run these, never skip them silently
+    pytest.skip(reason, allow_module_level=True)
+
+# Code expected to finish gets a generous wall clock (a busy machine must not fail it); code
+# expected to be stopped gets small limits of its own.
+QUICK = Limits(wall_seconds=30, cpu_seconds=2, memory_mb=256, processes=8)
+LOOP = Limits(wall_seconds=4, cpu_seconds=2, memory_mb=256, processes=8)
+
+
+def _example(*tests: str) -> Example:
+    return Example("ex", "Write add(a, b).", ("def add(a, b):\n    return a + b", *tests))
+
+
+def _run(code: str, tests=("assert True",), tmp_root: Path | None = None, limits: Limits = QUICK):
+    if tmp_root is not None:
+        tmp_root.mkdir(exist_ok=True)
+    return run_tests(code, list(tests), limits, tmp_root=tmp_root)
+
+
+def _stopped_and_clean(run, tmp_root: Path) -> None:
+    assert run.passed == 0 and run.fraction == 0.0
+    assert not Path(run.workdir).exists()
+    assert list(tmp_root.iterdir()) == []  # the sandbox's directory is gone
+    if run.uid is not None:  # nothing of that user is left running
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _uid(p) == run.uid]
+        assert left == []
+    assert subprocess.run(["true"]).returncode == 0  # and we are fine
+
+
+def _uid(proc: Path) -> int | None:
+    try:
+        for line in (proc / "status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+# --- scores ---------------------------------------------------------------------------------
+
+def test_correct_code_scores_one_wrong_zero_partial_the_fraction():
+    metric = CodeTestsMetric(limits=QUICK)
+    example = _example("assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(2, 2) == 4")
+    assert metric("```python\ndef add(a, b):\n    return a + b\n```", example) == 1.0
+    assert metric("def add(a, b):\n    return a - b", example) == 0.0
+    assert metric("Here it is:\ndef add(a, b):\n    return 4 if a == 2 else a + b\nHope it helps!", example) == pytest.approx(2 / 3)
+    assert metric.last_run.outcomes[0].startswith("AssertionError")
+    strict = CodeTestsMetric(all_or_nothing=True, limits=QUICK)
+    assert strict("def add(a, b):\n    return 4 if a == 2 else a + b", example) == 0.0
+    assert strict("def add(a, b):\n    return a + b", example) == 1.0
+
+
+def test_code_that_does_not_compile_or_exits_scores_zero():
+    metric = CodeTestsMetric(limits=QUICK)
+    example = _example("assert add(1, 1) == 2")
+    assert metric("def add(a, b) return a + b", example) == 0.0
+    assert metric.last_run.status == "error" and "SyntaxError" in metric.last_run.error
+    assert metric("import sys\nsys.exit(0)", example) == 0.0  # exiting "successfully" is no pass
+    assert metric("import os\nos._exit(0)", example) == 0.0
+    assert metric.last_run.status == "killed"
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+def test_infinite_loop_is_stopped(tmp_path):
+    started = time.monotonic()
+    run = _run("while True:\n    pass\n", tmp_root=tmp_path / "sbx", limits=LOOP)
+    assert time.monotonic() - started < 12
+    assert run.status in ("killed", "timeout")  # CPU limit (SIGXCPU) or, on a busy machine, the wall clock
+    assert "stopped" in run.outcomes[0]
+    _stopped_and_clean(run, tmp_path / "sbx")
+
+
+def test_sleeping_code_is_stopped_by_the_wall_clock(tmp_path):
+    run = _run("import time\ntime.sleep(60)\n", tmp_root=tmp_path / "sbx",
+               limits=Limits(wall_seconds=1.5, cpu_seconds=2, processes=8))
+    assert run.status == "timeout" and run.seconds < 8
+    _stopped_and_clean(run, tmp_path / "sbx")
+
+
+def test_huge_allocation_fails(tmp_path):
+    run = _run("data = bytearray(8 * 1024 ** 3)\n", tmp_root=tmp_path / "sbx")
+    assert run.status == "error" and "MemoryError" in run.error
+    _stopped_and_clean(run, tmp_path / "sbx")
+    inside_test = _run("def grow():\n    return [0] * (2 * 1024 ** 3)\n", tests=["assert grow()", "assert True"])
+    assert inside_test.outcomes[0].startswith("MemoryError") and inside_test.outcomes[1] is None
+
+
+def test_network_is_unreachable(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    accepted.append(conn.recv(100))
+                except OSError:
+                    accepted.append(b"")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+                "s.sendall(b'from the sandbox')\n")
+        run = _run(code, tmp_root=tmp_path / "sbx")
+        assert run.status == "error" and ("Connection refused" in run.error or "unreachable" in run.error.lower())
+        _stopped_and_clean(run, tmp_path / "sbx")
+        time.sleep(0.3)
+        assert accepted == []  # nothing reached our server
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as ours:  # the server does work
+            ours.sendall(b"from the test")
+        deadline = time.monotonic() + 5
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert accepted == [b"from the test"]
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        server.close()
+
+
+def test_no_writes_outside_its_directory(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    outside.chmod(0o777)  # only the sandbox, not file permissions, may stop the write
+    target = outside / "pwned.txt"
+    code = (f"open({str(target)!r}, 'w').write('x')\n")
+    run = _run(code, tmp_root=tmp_path / "sbx")
+    assert run.status == "error"
+    assert not target.exists()
+    _stopped_and_clean(run, tmp_path / "sbx")
+    # writing is allowed in its own directory (cwd = /tmp inside), and that directory goes away
+    attempts = ("import os\nresults = {}\n"
+                "for path in ['/etc/pwned', '/usr/pwned', '/pwned', '/root/pwned', '/home/pwned', "
+                f"{str(target)!r}, '/dev/shm/pwned', '/var/tmp/pwned']:\n"
+                "    try:\n        open(path, 'w').write('x')\n        results[path] = 'written'\n"
+                "    except OSError as exc:\n        results[path] = type(exc).__name__\n"
+                "open('mine.txt', 'w').write('ok')\n")
+    run = _run(attempts, tests=["assert all(v != 'written' for v in results.values()), results",
+                                "assert open('/tmp/mine.txt').read() == 'ok'"], tmp_root=tmp_path / "sbx")
+    assert run.outcomes == [None, None], run.outcomes
+    assert not target.exists()
+    assert list((tmp_path / "sbx").iterdir()) == []
+
+
+def test_fork_bomb_is_contained(tmp_path):
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    started = time.monotonic()
+    run = _run(bomb, tmp_root=tmp_path / "sbx", limits=Limits(wall_seconds=2, cpu_seconds=1, processes=6))
+    assert time.monotonic() - started < 12
+    assert run.status in ("timeout", "killed")
+    _stopped_and_clean(run, tmp_path / "sbx")
+
+
+def test_process_cap_is_what_stops_forking():
+    code = ("import os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError:\n"
+            "        break\n    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n    n += 1\n")
+    run = _run(code, tests=["assert n < 6, n"], limits=Limits(wall_seconds=30, cpu_seconds=2, processes=6))
+    assert run.status == "ok" and run.outcomes == [None]  # the 6th process was refused
+
+
+def test_output_flood_is_bounded():
+    run = _run("import sys\nfor _ in range(50000):\n    sys.stdout.write('x' * 100 + '\\n')\n",
+               limits=Limits(wall_seconds=30, cpu_seconds=5, output_chars=5000))
+    assert run.status == "ok" and run.passed == 1
+    assert len(run.output) <= 5000
+
+
+def test_missing_bwrap_is_one_clear_line(monkeypatch):
+    import promptgym.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    with pytest.raises(SandboxUnavailable) as info:
+        CodeTestsMetric()("def f(): pass", _example("assert f() is None"))
+    message = str(info.value)
+    assert "\n" not in message and "apt-get install bubblewrap" in message
