@@ -28,4 +28,13 @@ block = re.search(r"```python\n(.*?)```", pathlib.Path("README.md").read_text(),
 exec(compile(block, "README.md (Python API)", "exec"))
 PY
 step bash scripts/test.sh -m "not integration"
+# After the dev install: it brings bubblewrap (the code sandbox) and the envs/rl extras.
+promptgym optimize --dataset example:python-functions --method ape --budget 60 \
+    --train-size 6 --test-size 6 --dev-size 0 --seed 0
+# The README's other Python blocks (the prompt-editing environment), as written there.
+python - <<'PY'
+import re, pathlib
+for block in re.findall(r"```python\n(.*?)```", pathlib.Path("README.md").read_text(), re.S)[1:]:
+    exec(compile(block, "README.md (Python block)", "exec"), {})
+PY
 echo "smoke: every README command ran"

@@ -5,16 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
-# The code sandbox (promptgym.sandbox: code-generation rewards) runs code under bubblewrap.
-# Installed here when missing and we can (root with apt-get); otherwise a warning, not a failure.
-if ! command -v bwrap >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null 2>&1 \
-      || echo "setup: could not install bubblewrap: the code sandbox will not run (apt-get install bubblewrap)" >&2
-  else
-    echo "setup: bubblewrap (bwrap) is missing: the code sandbox needs it (as root: apt-get install bubblewrap)" >&2
-  fi
-fi
+# The code sandbox (promptgym.sandbox: code-generation rewards) runs code under bubblewrap; the
+# test suite exercises it, so a dev install adds it when missing and we can (root with apt-get).
+# Other installs leave the system alone: the sandbox names the missing tool in one line when used.
+case ",${extras}," in
+  *,dev,*)
+    if ! command -v bwrap >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null 2>&1 \
+          || echo "setup: could not install bubblewrap: the code sandbox will not run (apt-get install bubblewrap)" >&2
+      else
+        echo "setup: bubblewrap (bwrap) is missing: the code sandbox needs it (as root: apt-get install bubblewrap)" >&2
+      fi
+    fi
+    ;;
+esac
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -3,7 +3,7 @@ hash of (the ordered request keys sent to the model, the candidates recorded wit
 the scores, the returned prompt) on the scripted model.
 
 The hashes were computed on the code before the step-shaped base (commit 212f78f); a method added
-later (GRIPS) was pinned when it was added. Resume by replay needs a method to make the same
+later (GRIPS, Promptbreeder, RLPrompt) was pinned when it was added. Resume by replay needs a method to make the same
 requests in the same order for a seed, so a refactor that changes any of these hashes changes
 behaviour; update a hash only for a deliberate change of the method.
 ``PROMPTGYM_PRINT_PINS=1 pytest tests/optimizers/test_request_sequence.py -s`` prints them.
@@ -45,6 +45,10 @@ CELLS = [  # (method, params, budget, seed[, training examples])
     ("protegi", {}, 120, 5, 30), ("protegi", {}, 700, 6, 30), ("dp2o", {"episodes": 20}, 120, 5, 30),
     ("dp2o", {"episodes": 20, "dev_all_candidates": True}, 400, 6, 30),
     ("grips", {}, 100, 5, 30), ("grips", {"score_set": 10}, 400, 6, 30),
+    ("promptbreeder", {}, 40, 0), ("promptbreeder", {}, 150, 1), ("promptbreeder", {}, 12, 7),
+    ("promptbreeder", {"population": 4, "generations": 2}, None, 2), ("promptbreeder", {}, 400, 6, 30),
+    ("rlprompt", {}, 40, 0), ("rlprompt", {}, 150, 1), ("rlprompt", {}, 12, 7),
+    ("rlprompt", {"mode": "replace"}, 300, 3), ("rlprompt", {}, 400, 6, 30),
 ]
 
 PINS = {
@@ -106,6 +110,16 @@ PINS = {
     "grips[]-b12-s7": "54ef95fcfdbd6355",
     "grips[]-b100-s5-t30": "5cb0555a7bb4de5c",
     "grips[score_set=10]-b400-s6-t30": "3338557a32ab7eef",
+    "promptbreeder[]-b40-s0": "c59bf4c420d4205b",
+    "promptbreeder[]-b150-s1": "3cb5ea76066b6830",
+    "promptbreeder[]-b12-s7": "830d7ab6a28d3431",
+    "promptbreeder[population=4,generations=2]-bNone-s2": "4c37c405f2f678f3",
+    "promptbreeder[]-b400-s6-t30": "e0287735c62f759e",
+    "rlprompt[]-b40-s0": "9cfcd55ec51ac20f",
+    "rlprompt[]-b150-s1": "126213f35fe08664",
+    "rlprompt[]-b12-s7": "3a3dfe52902d3532",
+    "rlprompt[mode=replace]-b300-s3": "dc45dc1f3e90727e",
+    "rlprompt[]-b400-s6-t30": "255deb26af1afcc2",
 }
 
 
