@@ -6,6 +6,7 @@ from promptgym.data.dataset import Dataset, Example
 from promptgym.evaluation.cache import request_key
 from promptgym.models.base import EmbeddingRequest
 from promptgym.models.scripted import ScriptedBackend, request_text
+from promptgym.optimizers.base import Recorder
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")
 TINY_LABELS = ("positive", "negative")
@@ -70,3 +71,17 @@ class RecordingBackend(ScriptedBackend):
         for i, request in enumerate(requests):
             self._log(request)
             super().embed([request], lambda _, resp, i=i: on_result(i, resp))
+
+
+class Recording(Recorder):
+    """Records candidates (id, instruction, parents, operation) and scores (id, split, example ids)."""
+
+    def __init__(self):
+        self.candidates: list[tuple[str, str, tuple[str, ...], str]] = []
+        self.scored: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def candidate(self, prompt, parents, operation):
+        self.candidates.append((prompt.id, prompt.instruction, tuple(parents), operation))
+
+    def score(self, prompt, split, result):
+        self.scored.append((prompt.id, split, tuple(e.id for e in result.examples)))

@@ -8,19 +8,8 @@ import pytest
 
 from promptgym.models.scripted import ScriptedBackend, _digest
 from promptgym.optimizers.ape import PROPOSAL_CUE, ApeOptimizer
-from promptgym.optimizers.base import Recorder, get_method
-
-
-class Recording(Recorder):
-    def __init__(self):
-        self.candidates: list[tuple[str, str, tuple[str, ...], str]] = []
-        self.scored: list[tuple[str, str, tuple[str, ...]]] = []
-
-    def candidate(self, prompt, parents, operation):
-        self.candidates.append((prompt.id, prompt.instruction, tuple(parents), operation))
-
-    def score(self, prompt, split, result):
-        self.scored.append((prompt.id, split, tuple(e.id for e in result.examples)))
+from promptgym.optimizers.base import get_method
+from support import Recording
 
 
 def _unique_reply(request):

@@ -14,24 +14,12 @@ from promptgym.evaluation.evaluator import EvalResult
 from promptgym.models.base import Completion, OptionScores
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers import rlprompt
-from promptgym.optimizers.base import Recorder, get_method
+from promptgym.optimizers.base import get_method
 from promptgym.optimizers.rlprompt import (GENERAL_WORDS, RlPromptOptimizer, build_vocabulary, forward,
                                            init_policy, piecewise_gap, prompt_reward, sql_loss, stabilise)
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask, GenerationTask
-from support import LABELS
-
-
-class Recording(Recorder):
-    def __init__(self):
-        self.candidates: list[tuple[str, str, tuple[str, ...], str]] = []
-        self.scored: list[tuple[str, str, tuple[str, ...]]] = []
-
-    def candidate(self, prompt, parents, operation):
-        self.candidates.append((prompt.id, prompt.instruction, tuple(parents), operation))
-
-    def score(self, prompt, split, result):
-        self.scored.append((prompt.id, split, tuple(e.id for e in result.examples)))
+from support import LABELS, Recording
 
 
 def test_registered_with_the_papers_reward_and_length():
