@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from promptgym import api
@@ -25,17 +25,23 @@ from promptgym.models.scripted import ScriptedBackend
 from promptgym.store.runs import RunStore
 
 FUZZ = settings(max_examples=80, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-FUZZ_CLI = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ_CLI = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
 
 # Text that has broken prompt formatting elsewhere: str.format fields, %-specifiers, Jinja, rich markup.
 NASTY = ["{", "}", "{}", "{0}", "{input}", "{{input}}", "%s", "%(x)s", "{% if x %}", "{{ 7*7 }}", "[bold]",
-         "[/]", "\\", "\x00", "\u2028", "\r", "\t", "é", "😀", "\ufeff", '"', "|", ",", "\n"]
+         "[/]", "\\", "\x00", "\u2028", "\r", "\t", "é", "😀", "\ufeff", '"', "|", ",", "\n",
+         "\ud800", "a|b|", "a|a", " |b"]
 texts = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(NASTY + ["a", "b", " "]), max_size=8).map("".join))
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), texts)
 values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.sampled_from(["a", "b"]), scalars, max_size=2))
 KEYS = ["input", "target", "choices", "text", "label", "options", "question", "answer", "extra"]
-rows = st.dictionaries(st.sampled_from(KEYS), values, max_size=5)
+CHOICES = [None] * 4 + ["a|b", "a|b", ["a", "b"], "a|b|", "a|a", "b|c", "{0}|[x]", " |a", "a"]
+rows = st.one_of(
+    st.dictionaries(st.sampled_from(KEYS), values, max_size=5),  # anything
+    st.fixed_dictionaries({"input": texts, "target": st.sampled_from(["a", "b", "a", "b", "c", "", " a", "{0}"])},
+                          optional={"choices": st.sampled_from(CHOICES)}),  # mostly well-formed
+)
 
 
 def _loads_or_one_line(path: Path) -> Dataset | None:
@@ -43,6 +49,7 @@ def _loads_or_one_line(path: Path) -> Dataset | None:
     try:
         dataset = load_dataset(str(path))
     except DataError as exc:
+        event("one-line error")
         message = str(exc)
         assert "\n" not in message.strip(), message
         assert str(path) in message, message
@@ -52,6 +59,7 @@ def _loads_or_one_line(path: Path) -> Dataset | None:
         if e.choices is not None:
             assert len(e.choices) >= 2 and all(c for c in e.choices) and len(set(e.choices)) == len(e.choices)
             assert e.target in e.choices
+    event("loaded")
     return dataset
 
 
@@ -188,22 +196,37 @@ def _assert_clean(result) -> None:
         assert len(lines) == 1 and lines[0].startswith("promptgym: error:"), result.stderr
 
 
-row_text = st.lists(st.sampled_from(NASTY + ["good", "bad", "x" * 50, " "]), min_size=1, max_size=6).map("".join)
+row_text = st.lists(st.sampled_from([t for t in NASTY if t != "\ud800"] + ["good", "bad", "x" * 50, "fine"] * 3), min_size=1, max_size=6).map("".join)
+DEFECTS = [None] * 8 + ["empty option", "duplicate option", "target not in choices", "empty target", "empty input",
+                        "one label", "not utf-8", "not json", "huge input", "missing field"]
 
 
 @FUZZ_CLI
-@given(data=st.lists(st.tuples(row_text, st.sampled_from(["good", "bad", "{label}", "[b]", "", "%s"]),
-                               st.sampled_from([None, "good|bad", "good|bad|", "good|good", "bad|ugly", "{0}|[x]"])),
-                     min_size=0, max_size=12),
-       budget=st.integers(-3, 40), train=st.integers(-1, 8), test=st.integers(-1, 8),
-       dev=st.sampled_from([None, 0, 1, 3, -1]), method=st.sampled_from(["ape", "grips", "opro"]))
-def test_cli_optimize_fuzzed(tmp_path, data, budget, train, test, dev, method):
-    """Any data, sizes and budgets: JSON or one error line; a run row only for a run that started."""
+@given(n=st.sampled_from([20, 12, 30, 3, 1, 0]), texts_=st.lists(row_text, min_size=30, max_size=30), with_choices=st.booleans(),
+       defect=st.sampled_from(DEFECTS), at=st.integers(0, 29),
+       budget=st.sampled_from([12, 20, 40, 5] * 4 + [2, 1, 0, -3]), train=st.sampled_from([3, 5, 1, 2] * 4 + [0, -1]),
+       test=st.sampled_from([3, 0, 1, 5] * 4 + [40, -1]), dev=st.sampled_from([None, 0] * 4 + [1, 3, -1]),
+       method=st.sampled_from(["ape", "grips", "opro"]))
+def test_cli_optimize_fuzzed(tmp_path, n, texts_, with_choices, defect, at, budget, train, test, dev, method):
+    """Any data (nasty text, one injected defect or none), sizes and budgets: JSON or one error
+    line; a run row only for a run that started."""
     path = tmp_path / "fuzz.jsonl"
-    with path.open("w") as handle:
-        for text, target, choices in data:
-            handle.write(json.dumps({"input": text, "target": target,
-                                     **({"choices": choices} if choices else {})}) + "\n")
+    lines = []
+    for i in range(n):
+        row = {"input": f"r{i} {texts_[i]}", "target": "good" if defect == "one label" or i % 2 else "bad"}
+        if with_choices:
+            row["choices"] = "good|bad"
+        if i == at % max(n, 1):
+            row = {"empty option": {**row, "choices": "good|bad|"}, "duplicate option": {**row, "choices": "good|good|bad"},
+                   "target not in choices": {**row, "choices": "ugly|worse"}, "empty target": {**row, "target": " "},
+                   "empty input": {**row, "input": ""}, "huge input": {**row, "input": "x " * 50_000},
+                   "missing field": {"input": row["input"]}}.get(defect, row)
+        lines.append(json.dumps(row).encode())
+        if i == at % max(n, 1) and defect == "not utf-8":
+            lines[-1] = lines[-1].replace(b'"input": "', b'"input": "\xff')
+        if i == at % max(n, 1) and defect == "not json":
+            lines[-1] = lines[-1][:-1]
+    path.write_bytes(b"\n".join(lines))
     store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     before = _run_rows(store)
     args = ["optimize", "--dataset", str(path), *SCRIPTED, "--method", method, "--budget", str(budget),
@@ -212,6 +235,7 @@ def test_cli_optimize_fuzzed(tmp_path, data, budget, train, test, dev, method):
         args += ["--dev-size", str(dev)]
     result = _cli(store, *args)
     _assert_clean(result)
+    event("ran" if result.exit_code == 0 else "one-line error")  # --hypothesis-show-statistics
     after = _run_rows(store)
     if result.exit_code == 0:
         assert after == before + 1
