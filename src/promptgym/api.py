@@ -24,7 +24,7 @@ from promptgym.evaluation import stats
 from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
 from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, Selection, SelectionPlan, plan_selection, race
 from promptgym.models.base import Backend
-from promptgym.models.factory import make_backend
+from promptgym.models.factory import make_backend, redact_spec
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
@@ -144,7 +144,8 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
              fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
              select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
              reward: str | Metric | Callable[[str, Example], float] | None = None,
-             length_penalty: tuple[int, float] | int | None = None) -> RunResult:
+             length_penalty: tuple[int, float] | int | None = None,
+             long_inputs: str = "error") -> RunResult:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     Final selection: the method's top ``select_k`` candidates race the starting prompt on a dev
@@ -163,10 +164,28 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
     own (a shipped example's) or accuracy / exact match. ``length_penalty=(WORDS, WEIGHT)`` (or
     ``WORDS``, weight 0.5) takes up to WEIGHT off for answers longer than WORDS words. A reward
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
-    not stored: pass it again to ``resume``."""
+    not stored: pass it again to ``resume``.
+
+    ``long_inputs``: an example whose prompt does not fit the task model's context (when the
+    backend tells its size) is an error naming the row (``"error"``, before anything is stored)
+    or has its input cut to fit (``"truncate"``).
+
+    A key written into a model URL (``openai:MODEL@http://user:KEY@host/v1``) is used in memory
+    only: the run stores and prints ``user:***@host``; ``resume`` takes the key from
+    ``OPENAI_API_KEY``."""
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise PromptgymError(f"--budget must be a whole number of model calls, at least 1 (got {budget!r})")
+    for name, value, least in (("train", train_size, 1), ("test", test_size, 0), ("dev", dev_size, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise PromptgymError(f"--{name}-size must be a whole number, at least {least} (got {value!r})")
+    if long_inputs not in LONG_INPUTS:
+        raise PromptgymError(f"long_inputs '{long_inputs}': use one of {', '.join(LONG_INPUTS)}")
+    for spec in (task_model, optimizer_model):
+        _LIVE_SPECS[redact_spec(spec)] = spec
     config = dict(method=method, budget=budget, seed=seed, prompt=prompt, train_size=train_size,
-                  test_size=test_size, dev_size=dev_size, task_model=task_model,
-                  optimizer_model=optimizer_model, layout=layout, normalize=normalize,
+                  test_size=test_size, dev_size=dev_size, task_model=redact_spec(task_model),
+                  optimizer_model=redact_spec(optimizer_model), long_inputs=long_inputs,
+                  layout=layout, normalize=normalize,
                   scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {},
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level)
     reward_obj = _reward_config(config, reward, length_penalty)
@@ -177,10 +196,11 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
         config["dataset"] = dataset
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
     _selection_plan(config, available=None)  # and on a selection the budget cannot pay for
+    prepared = _prepare(config, reward_obj)  # bad data fails here, before the store has a run row
     store = _store(store_url)
     run_id = store.create_run(method, config["dataset"], config)
     with _status_on_error(store, run_id):
-        return _execute(_setup(store, run_id, config, reward_obj), quiet=quiet)
+        return _execute(_setup(store, run_id, config, reward_obj, prepared), quiet=quiet)
 
 
 def resume(run_id: str, store_url: str | None = None, quiet: bool = True,
@@ -206,7 +226,7 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
     if run["status"] != "finished" or not run["result"]:
         raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
     unnamed = run["config"].get("reward_unnamed")  # nothing is scored here: any metric will do
-    setup = _setup(store, run_id, run["config"], ExactMatch() if unnamed else None)
+    setup = _setup(store, run_id, run["config"], ExactMatch() if unnamed else None, check_lengths=False)
     task = setup.task
     labels = setup.dataset.labels if isinstance(task, ChoiceTask) else None
     if isinstance(task, ChoiceTask) and not labels:
@@ -261,16 +281,105 @@ class _Setup:
     started: float  # perf_counter before loading: a run's wall time includes its setup
 
 
-def _setup(store: RunStore, run_id: str, config: dict[str, Any], reward: Metric | None = None) -> _Setup:
+LONG_INPUTS = ("error", "truncate")
+_LIVE_SPECS: dict[str, str] = {}  # stored (redacted) model spec -> the one given, key and all: memory only
+_CHAT_OVERHEAD = 8  # tokens a chat template adds per message, roughly
+
+
+def _backend(spec: str) -> Backend:
+    return make_backend(_LIVE_SPECS.get(spec, spec))
+
+
+@dataclass
+class _Prepared:
+    dataset: Dataset
+    plan: SelectionPlan
+    splits: Splits
+    task_backend: Backend
+    task: Task
+    started: float
+
+
+def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool = True) -> _Prepared:
+    """Data, splits, task model and task from a run's config, every example checked: what can fail
+    on the user's input fails here (one line naming the file, row or field)."""
     started = time.perf_counter()
     dataset = _dataset_from_config(config)
     plan = _selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
     splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
-    task_backend = make_backend(config["task_model"])
+    task_backend = _backend(config["task_model"])
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
+    task = _make_task(dataset, config, scoring, reward)
+    if check_lengths:
+        splits = _fit_context(splits, task_backend, task, _initial_prompt(config, dataset, task),
+                              config.get("long_inputs", "error"), dataset)
+    return _Prepared(dataset, plan, splits, task_backend, task, started)
+
+
+def _initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:
+    instruction = config["prompt"] or dataset.description or (
+        NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
+    return Prompt(instruction=instruction, layout=get_layout(config["layout"]))
+
+
+def _request_tokens(backend: Backend, task: Task, prompt: Prompt, example: Example) -> int:
+    """The tokens one example's request takes with ``prompt``: the prompt text, chat overhead and
+    room for the answer (the longest option, or the generation limit)."""
+    from promptgym.models.base import ScoreRequest
+
+    request = task.request(prompt, example)
+    if request.messages is not None:
+        text = "\n".join(content for _, content in request.messages)
+        overhead = _CHAT_OVERHEAD * len(request.messages)
+    else:
+        text, overhead = request.text or "", 0
+    text += request.answer_prefix
+    if isinstance(request, ScoreRequest):
+        answer = max((backend.count_tokens(c) for c in request.continuations), default=0)
+    else:
+        answer = request.max_tokens
+    return backend.count_tokens(text) + overhead + answer
+
+
+def _fit_context(splits: Splits, backend: Backend, task: Task, prompt: Prompt, mode: str,
+                 dataset: Dataset) -> Splits:
+    """Every example must fit the task model's context with the starting prompt (checked only
+    when the backend tells ``context_limit`` and ``count_tokens``): else an error naming the row,
+    or (``truncate``) its input cut until it fits. Longer candidate prompts may still overflow."""
+    limit = getattr(backend, "context_limit", None)
+    if not limit or not hasattr(backend, "count_tokens"):
+        return splits
+
+    def fit(example: Example) -> Example:
+        need = _request_tokens(backend, task, prompt, example)
+        if need <= limit:
+            return example
+        where = example.where or f"{dataset.source or dataset.name}: example {example.id}"
+        if mode != "truncate":
+            raise PromptgymError(f"{where}: the prompt takes about {need} tokens, more than the task model's "
+                                 f"context of {limit} (shorten the input, or pass --long-inputs truncate)")
+        text = example.input
+        while text:
+            keep = max(0, min(len(text) - 1, int(len(text) * limit / need) - 1))
+            text = text[:keep]
+            candidate = Example(example.id, text, example.targets, example.choices, where=example.where)
+            need = _request_tokens(backend, task, prompt, candidate)
+            if need <= limit:
+                return candidate
+        raise PromptgymError(f"{where}: the prompt does not fit the task model's context of {limit} tokens "
+                             "even with the input cut to nothing (shorten the instruction or the options)")
+
+    return Splits(train=[fit(e) for e in splits.train], dev=[fit(e) for e in splits.dev],
+                  test=[fit(e) for e in splits.test])
+
+
+def _setup(store: RunStore, run_id: str, config: dict[str, Any], reward: Metric | None = None,
+           prepared: _Prepared | None = None, check_lengths: bool = True) -> _Setup:
+    p = prepared or _prepare(config, reward, check_lengths)
+    dataset, plan, splits, task_backend, started = p.dataset, p.plan, p.splits, p.task_backend, p.started
     return _Setup(store=store, run_id=run_id, config=config, dataset=dataset, splits=splits,
                   task_backend=task_backend,
-                  task=_make_task(dataset, config, scoring, reward),
+                  task=p.task,
                   cache=ResponseCache(config.get("cache_url") or default_cache_url()),
                   optimizer=get_method(config["method"])(**config["params"]),
                   recorder=RunRecorder(store, run_id), plan=plan, started=started)
@@ -384,10 +493,8 @@ def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
 def _execute(setup: _Setup, quiet: bool) -> RunResult:
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
-    optimizer_backend = make_backend(config["optimizer_model"])
-    instruction = config["prompt"] or setup.dataset.description or (
-        NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
-    initial = Prompt(instruction=instruction, layout=get_layout(config["layout"]))
+    optimizer_backend = _backend(config["optimizer_model"])
+    initial = _initial_prompt(config, setup.dataset, task)
     optimizer, recorder = setup.optimizer, setup.recorder
     # The search spends the budget less what final selection keeps back; it meets the same meter
     # on resume because selection's calls are counted apart (ledger role "select").

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"promptgym: error: {message}", err=True)
+    from promptgym.models.factory import scrub  # no key seen in this process is ever printed
+
+    click.echo(f"promptgym: error: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -146,6 +148,9 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="Take up to --length-weight off a score as the answer grows from WORDS to 2 x WORDS words.")
 @click.option("--length-weight", type=click.FloatRange(min=0), default=None,
               help="The most the length penalty takes off (default 0.5).")
+@click.option("--long-inputs", type=click.Choice(["error", "truncate"]), default="error", show_default=True,
+              help="An input too long for the task model's context: stop before the search, naming the row, "
+                   "or cut the input to fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_stop_options
@@ -155,7 +160,7 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
              train_size: int, dev_size: int | None, select_k: int, select_level: float, test_size: int, task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
-             as_json: bool, quiet: bool, **stop: Any) -> None:
+             long_inputs: str, as_json: bool, quiet: bool, **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
     from promptgym import api
 
@@ -168,7 +173,7 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
                           reward=reward, length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
-                          store_url=ctx.obj["store"], quiet=quiet,
+                          store_url=ctx.obj["store"], quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
                                                     ("choices", choices_field)) if v}, stop=stop)
     _print_summary(result.summary, as_json)

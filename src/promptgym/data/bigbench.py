@@ -148,14 +148,14 @@ def load_bigbench(name: str) -> Dataset:
     _extract_task(root, task, wanted)
     own = f"{name}/task.json"
     spec = f"bigbench:{name}"
-    main = json.loads((root / own).read_text()) if own in wanted else {}
+    main = _read_task_json(root / own, f"{spec} ({own})") if own in wanted else {}
     examples = _parse_examples(main, spec, prefix="")
     description = main.get("task_prefix") or main.get("description")
     if not examples:  # a parent task: its examples live in the subtasks
         for rel in wanted:
             if rel == own:
                 continue
-            sub = json.loads((root / rel).read_text())
+            sub = _read_task_json(root / rel, f"{spec} ({rel})")
             sub_name = rel[len(name) + 1 : -len("/task.json")]
             examples += _parse_examples(sub, spec, prefix=f"{sub_name}:")
             description = description or sub.get("task_prefix")
@@ -164,25 +164,58 @@ def load_bigbench(name: str) -> Dataset:
     return Dataset(name=name, examples=examples, description=description, source=spec)
 
 
+def _read_task_json(path: Path, where: str) -> dict:
+    """A task.json as a dict; bad bytes or bad JSON are one line naming the task file."""
+    try:
+        task = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text ({exc.reason})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise DataError(f"{where}: not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from None
+    if not isinstance(task, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(task).__name__}")
+    return task
+
+
 def _parse_examples(task: dict, spec: str, prefix: str) -> list[Example]:
+    """A task's examples; every malformed row is one line naming the example and the field."""
+    from promptgym.data.loaders import check_choices, check_text
+
+    rows = task.get("examples", [])
+    if not isinstance(rows, list):
+        raise DataError(f"{spec}: field 'examples' must be a list, got {type(rows).__name__}")
     examples = []
-    for i, row in enumerate(task.get("examples", [])):
-        where = f"{spec}: example {i}"
+    for i, row in enumerate(rows):
+        where = f"{spec}: example {prefix}{i}"
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         text = row.get("input")
         if not isinstance(text, str):
             raise DataError(f"{where}: missing field 'input'")
+        check_text(text, where, "input")
+        if not text.strip():
+            raise DataError(f"{where}: field 'input' is empty")
         if "target_scores" in row:
             scores = row["target_scores"]
-            choices = tuple(str(k) for k in scores)
+            if not isinstance(scores, dict) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+                raise DataError(f"{where}: field 'target_scores' must map each option to a number")
+            if len(scores) < 2:
+                raise DataError(f"{where}: field 'target_scores' needs at least two options")
+            choices = check_choices([str(k) for k in scores], where, "target_scores")
             best = max(scores.values())
-            target = next(str(k) for k, v in scores.items() if v == best)
-            examples.append(Example(f"{prefix}{i}", text, (target,), choices))
+            target = next(str(k).strip() for k, v in scores.items() if v == best)
+            examples.append(Example(f"{prefix}{i}", text, (target,), choices, where=where))
         elif "target" in row:
             raw = row["target"]
+            if isinstance(raw, (dict, type(None))) or (isinstance(raw, list) and any(isinstance(t, (dict, list, type(None))) for t in raw)):
+                raise DataError(f"{where}: field 'target' must be text or a list of texts")
             targets = tuple(str(t) for t in raw) if isinstance(raw, list) else (str(raw),)
-            if not targets:
+            if not targets or not all(t.strip() for t in targets):
                 raise DataError(f"{where}: empty field 'target'")
-            examples.append(Example(f"{prefix}{i}", text, targets, None))
+            for t in targets:
+                check_text(t, where, "target")
+            examples.append(Example(f"{prefix}{i}", text, targets, None, where=where))
         else:
             raise DataError(f"{where}: needs 'target_scores' or 'target'")
     return examples

@@ -21,6 +21,7 @@ class Example:
     input: str
     targets: tuple[str, ...]
     choices: tuple[str, ...] | None = None
+    where: str = field(default="", compare=False, repr=False)  # "file:line" for messages, not identity
 
     @property
     def target(self) -> str:
@@ -72,6 +73,8 @@ def split_dataset(
     n = len(dataset)
     if train_size < 1:
         raise DataError(f"{dataset.source or dataset.name}: --train-size must be at least 1")
+    if test_size < 0 or dev_size < 0:
+        raise DataError(f"{dataset.source or dataset.name}: --test-size and --dev-size must be 0 or more")
     if train_size + dev_size + test_size > n:
         raise DataError(
             f"{dataset.source or dataset.name}: asked for {train_size}+{dev_size}+{test_size} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,11 +51,18 @@ def load_dataset(
     )
 
 
-def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
+def _read_text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8 are one line naming the line they are on."""
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM (Excel, Notepad)
+        return data.decode("utf-8-sig")  # -sig: tolerate a BOM (Excel, Notepad)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        lineno = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
+    text = _read_text(path)
     # split on "\n" only: str.splitlines() also breaks at U+2028, U+2029, U+0085, which JSON strings
     # may hold unescaped (json.dumps(ensure_ascii=False) writes them so); "\r" is JSON white space
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -64,28 +72,28 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         yield f"{path}:{lineno}", row
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterable[tuple[str, dict[str, Any]]]:
+    text = _read_text(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            if not reader.fieldnames:
-                raise DataError(f"{path}: empty file, expected a header row")
-            for row in reader:
-                lineno = reader.line_num
-                if None in row:
-                    raise DataError(f"{path}:{lineno}: more cells than header columns")
-                if any(v is None for v in row.values()):
-                    raise DataError(f"{path}:{lineno}: fewer cells than header columns")
-                yield f"{path}:{lineno}", row
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        if not reader.fieldnames:
+            raise DataError(f"{path}: empty file, expected a header row")
+        for row in reader:
+            lineno = reader.line_num
+            if None in row:
+                raise DataError(f"{path}:{lineno}: more cells than header columns")
+            if any(v is None for v in row.values()):
+                raise DataError(f"{path}:{lineno}: fewer cells than header columns")
+            yield f"{path}:{lineno}", row
     except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
 def _pick_field(row: dict[str, Any], wanted: str | None, candidates: tuple[str, ...], where: str,
@@ -108,7 +116,33 @@ def _as_text(value: Any, where: str, field: str) -> str:
         raise DataError(f"{where}: field '{field}' is null")
     if isinstance(value, (dict, list)):
         raise DataError(f"{where}: field '{field}' must be text, got {type(value).__name__}")
-    return str(value)
+    return check_text(str(value), where, field)
+
+
+def check_text(text: str, where: str, field: str) -> str:
+    """Text the store and the model can take: encodable as UTF-8 (JSON's "\\ud800" is not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: field '{field}' holds a character that is not valid Unicode "
+                        f"({exc.object[exc.start]!r} at position {exc.start})") from None
+    return text
+
+
+def check_choices(raw: list[Any], where: str, field: str) -> tuple[str, ...]:
+    """Options as stripped text: at least two, none empty, none twice."""
+    if len(raw) < 2:
+        raise DataError(f"{where}: field '{field}' needs at least two options")
+    choices = tuple(_as_text(c, where, field).strip() for c in raw)
+    for n, c in enumerate(choices, start=1):
+        if not c:
+            raise DataError(f"{where}: field '{field}' has an empty option (option {n} of {len(choices)})")
+    seen: set[str] = set()
+    for c in choices:
+        if c in seen:
+            raise DataError(f"{where}: field '{field}' lists the option {c!r} twice")
+        seen.add(c)
+    return choices
 
 
 def rows_to_dataset(
@@ -147,13 +181,13 @@ def rows_to_dataset(
                 raise DataError(f"{where}: missing field '{f_choices}'")
             if isinstance(raw, str):
                 raw = [c for c in raw.split("|")]
-            if not isinstance(raw, list) or len(raw) < 2:
-                raise DataError(f"{where}: field '{f_choices}' needs at least two options")
-            choices = tuple(_as_text(c, where, f_choices).strip() for c in raw)
+            if not isinstance(raw, list):
+                raise DataError(f"{where}: field '{f_choices}' must be a list or 'a|b|c', got {type(raw).__name__}")
+            choices = check_choices(raw, where, f_choices)
             if targets[0].strip() not in choices:
                 raise DataError(f"{where}: target '{targets[0]}' is not one of the choices {list(choices)}")
             targets = (targets[0].strip(),)
-        examples.append(Example(id=str(index), input=text, targets=targets, choices=choices))
+        examples.append(Example(id=str(index), input=text, targets=targets, choices=choices, where=where))
     if not examples:
         raise DataError(f"{source}: no examples")
     if infer_choices and all(e.choices is None for e in examples):
@@ -172,4 +206,4 @@ def _infer_label_set(examples: list[Example]) -> list[Example]:
     if not 2 <= len(labels) <= MAX_INFERRED_LABELS or len(labels) * 2 > len(examples):
         return examples
     choices = tuple(labels)
-    return [Example(e.id, e.input, (e.target.strip(),), choices) for e in examples]
+    return [Example(e.id, e.input, (e.target.strip(),), choices, where=e.where) for e in examples]

@@ -99,6 +99,13 @@ class LlamaCppBackend:
             return rendered.prompt + answer_prefix
         return (text or "") + answer_prefix
 
+    @property
+    def context_limit(self) -> int:
+        return self.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text, special=False))
+
     def tokenize(self, text: str, special: bool = True, add_bos: bool = True) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 

@@ -73,6 +73,10 @@ class OpenAIBackend:
             raise PromptgymError(f"openai backend: base URL '{base_url}' must start with http:// or https:// "
                                  "(e.g. openai:MODEL@http://127.0.0.1:8000/v1)")
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        from promptgym.models.factory import redact_url, remember_secret
+
+        remember_secret(api_key)
+        shown_url = redact_url(base_url) if base_url else None  # what is stored and printed
         if not api_key:
             if not base_url:
                 raise PromptgymError("openai backend: set OPENAI_API_KEY (or give a base URL of a local server)")
@@ -81,15 +85,18 @@ class OpenAIBackend:
             raise PromptgymError(f"openai backend: need max_concurrency >= 1, max_retries >= 0 and timeout > 0 "
                                  f"(got {max_concurrency}, {max_retries}, {timeout:g})")
         self.model = model
-        self.base_url = base_url
-        self.endpoint = (base_url or OPENAI_URL).rstrip("/")
+        self.base_url = shown_url  # the key stays in the client's arguments only, in memory
+        self.endpoint = (shown_url or OPENAI_URL).rstrip("/")
+        # The context size is unknown over HTTP: PROMPTGYM_OPENAI_CONTEXT (tokens) sets it for the
+        # long-input check; None skips the check.
+        self.context_limit = _setting(None, "PROMPTGYM_OPENAI_CONTEXT", None, int)
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.timeout = timeout
         self.supports_scoring = logprob_scoring
         self._client_args = dict(base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
         self._openai = openai
-        self.identity = f"openai:{base_url or 'api.openai.com'}:{model}"
+        self.identity = f"openai:{shown_url or 'api.openai.com'}:{model}"
         if self.embedding_model != model:  # vectors are cached under the identity
             self.identity += f"+embed:{self.embedding_model}"
 
@@ -206,7 +213,9 @@ class OpenAIBackend:
         try:
             _run_sync(self._run(one, requests, on_result, per_request_semaphore))
         except self._openai.OpenAIError as exc:
-            raise PromptgymError(self.describe(exc, model)) from None
+            from promptgym.models.factory import scrub
+
+            raise PromptgymError(scrub(self.describe(exc, model))) from None
 
     async def _run(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool) -> None:
         semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -227,6 +236,11 @@ class OpenAIBackend:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
+
+    @staticmethod
+    def count_tokens(text: str) -> int:
+        """A cheap estimate (no tokenizer over HTTP): a token per three characters."""
+        return -(-len(text) // 3)
 
     def _where(self, model: str | None = None) -> str:
         return f"openai endpoint {self.endpoint} (model '{model or self.model}')"

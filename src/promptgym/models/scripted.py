@@ -48,6 +48,11 @@ def request_text(request: GenerationRequest | ScoreRequest) -> str:
 class ScriptedBackend:
     supports_scoring = True
     max_concurrency = 1
+    context_limit: int | None = None  # no context by default; tests set one for the long-input check
+
+    @staticmethod
+    def count_tokens(text: str) -> int:
+        return -(-len(text) // 3)
 
     def __init__(self, reply: Callable[[GenerationRequest], str] | None = None,
                  option_logprob: Callable[[str, str], float] | None = None, name: str = "scripted",

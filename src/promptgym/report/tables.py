@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 
@@ -15,33 +16,47 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _e(value: Any) -> str:
+    return str(value)
+
+
+def _row(table: Table, *cells: str) -> None:
+    """Cells as literal Text: '[bold]' or a backslash in data or model output is not rich markup
+    (``rich.markup.escape`` misses '\\[' and other non-tag brackets)."""
+    table.add_row(*(Text(c) for c in cells))
+
+
+def _print(text: str) -> None:
+    console.print(Text(text))
+
+
 def summary_table(s: dict[str, Any]) -> None:
-    table = Table(title=f"run {s['run_id']}: {s['method']} on {s['dataset']}")
+    table = Table(title=Text(f"run {_e(s['run_id'])}: {_e(s['method'])} on {_e(s['dataset'])}"))
     table.add_column("prompt")
     table.add_column(f"train ({s['train_size']})", justify="right")
     table.add_column(f"test ({s['test_size']}, held out)", justify="right")
-    table.add_row(f"initial: {s['initial_prompt']}", _fmt(s["initial_score"]), _fmt(s["test_initial"]))
-    table.add_row(f"returned: {s['best_prompt']}", _fmt(s["best_score"]), _fmt(s["test_best"]))
+    _row(table, f"initial: {_e(s['initial_prompt'])}", _fmt(s["initial_score"]), _fmt(s["test_initial"]))
+    _row(table, f"returned: {_e(s['best_prompt'])}", _fmt(s["best_score"]), _fmt(s["test_best"]))
     if s.get("method_best_prompt") not in (None, s["best_prompt"]):  # the guard overruled the method
-        table.add_row(f"method's pick: {s['method_best_prompt']}", "", _fmt(s.get("test_method_best")))
+        _row(table, f"method's pick: {_e(s['method_best_prompt'])}", "", _fmt(s.get("test_method_best")))
     console.print(table)
     selection = s.get("selection") or {}
     if selection.get("enabled"):
         n = len(selection.get("candidates", [])) - 1
-        console.print(f"final selection: {n} finalist{'' if n == 1 else 's'} raced your prompt on "
+        _print(f"final selection: {n} finalist{'' if n == 1 else 's'} raced your prompt on "
                       f"{s['dev_size']} dev examples (dev {_fmt(s['dev_initial'])} -> {_fmt(s['dev_best'])}), "
                       f"{selection.get('calls', 0)} calls")
     if s.get("verdict"):
         interval = s.get("test_interval")
         held_out = (f"; test {s['test_delta']:+.3f}, 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"
                     if interval and s.get("test_delta") is not None else "")
-        console.print(f"Result: {s['verdict']}{held_out}.")
+        _print(f"Result: {_e(s['verdict'])}{held_out}.")
     elif s["test_best"] is not None and s["test_initial"] is not None:  # a run stored before final selection
         delta = s["test_best"] - s["test_initial"]
         verdict = ("better than" if delta > 0 else "no better than") + " the starting prompt on held-out data"
-        console.print(f"The best prompt is {verdict} ({delta:+.3f}).")
+        _print(f"The best prompt is {verdict} ({delta:+.3f}).")
     used = s["budget_used"] - selection.get("calls", 0)
-    console.print(f"model calls {s['llm_calls']} (budget {s['budget']}: search used {used}, final selection "
+    _print(f"model calls {s['llm_calls']} (budget {s['budget']}: search used {used}, final selection "
                   f"{selection.get('calls', 0)}), "
                   f"cached {s['cached_calls']}, tokens {s['prompt_tokens']}+{s['completion_tokens']}, "
                   f"{s['seconds']:.1f} s")
@@ -53,7 +68,7 @@ def runs_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for r in rows:
         created = dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M")
-        table.add_row(r["run_id"], created, r["method"], r["dataset"], r["status"], _fmt(r["best_score"]))
+        _row(table, _e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]))
     console.print(table)
 
 
@@ -62,7 +77,7 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
     for row in scores:
         latest[(row["candidate_id"], row["split"])] = row["score"]
     splits = sorted({split for _, split in latest})
-    table = Table(title=f"run {run['run_id']} ({run['method']}, {run['status']})")
+    table = Table(title=Text(f"run {_e(run['run_id'])} ({_e(run['method'])}, {_e(run['status'])})"))
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("operation", no_wrap=True)
     table.add_column("instruction", ratio=1, min_width=30, overflow="fold")
@@ -70,6 +85,6 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
         table.add_column(split, justify="right", no_wrap=True)
     for c in candidates:
         marker = " *" if c["candidate_id"] == run.get("best_candidate") else ""
-        table.add_row(str(c["seq"]) + marker, c["operation"], c["instruction"],
+        _row(table, str(c["seq"]) + marker, _e(c["operation"]), _e(c["instruction"]),
                       *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
     console.print(table)

@@ -1,0 +1,115 @@
+"""Secrets (issue 13, item 5): an API key, in OPENAI_API_KEY or written into the base URL, never
+reaches the run store, the cache, the CLI's output (tables, --json, errors), or a stored config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("openai")
+
+from promptgym.cli import main  # noqa: E402
+from promptgym.models.factory import make_backend, redact_spec, redact_url, scrub  # noqa: E402
+
+try:  # tests/integration may or may not be a package
+    from integration.fake_openai_server import FakeOpenAIServer
+except ImportError:  # pragma: no cover
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "integration"))
+    from fake_openai_server import FakeOpenAIServer  # type: ignore[no-redef]
+
+ENV_KEY = "sk-envSECRET-7f3a9c2e51"
+URL_KEY = "urlSECRET-b81d44e09c"
+LABELS = ("positive", "negative")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://user:KEY1234@host:8000/v1", "http://user:***@host:8000/v1"),
+    ("https://KEY1234@host/v1", "https://***@host/v1"),
+    ("http://host/v1?api_key=KEY1234&x=1", "http://host/v1?api_key=***&x=1"),
+    ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+])
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+    assert "KEY1234" not in scrub(f"error at {url}: nope")
+
+
+def test_redact_spec_and_resume_without_the_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    spec = "openai:m@http://user:KEY9876@127.0.0.1:1/v1"
+    assert redact_spec(spec) == "openai:m@http://user:***@127.0.0.1:1/v1"
+    assert redact_spec("scripted") == "scripted"
+    backend = make_backend(redact_spec(spec))  # a stored spec: the key's place is dropped, not sent as '***'
+    assert backend._client_args["base_url"] == "http://127.0.0.1:1/v1"
+    live = make_backend(spec)
+    assert "KEY9876" not in live.identity + live.endpoint + live._where()
+    assert live._client_args["base_url"] == "http://user:KEY9876@127.0.0.1:1/v1"  # memory only
+
+
+def _dataset(tmp_path: Path) -> str:
+    path = tmp_path / "reviews.jsonl"
+    with path.open("w") as handle:
+        for i in range(24):
+            handle.write(json.dumps({"input": f"Review {i}: it was {LABELS[i % 2]}.", "target": LABELS[i % 2]}) + "\n")
+    return str(path)
+
+
+def _all_bytes(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file())
+
+
+def test_no_key_in_any_artefact(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("PROMPTGYM_HOME", str(home))
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
+    outputs: list[str] = []
+
+    def run(*args: str):
+        result = CliRunner().invoke(main, list(args))
+        outputs.append(result.stdout + result.stderr)
+        return result
+
+    with FakeOpenAIServer(reply="positive") as server:
+        host = server.base_url.split("://", 1)[1]
+        spec = f"openai:fake-model@http://user:{URL_KEY}@{host}"
+        base = ["optimize", "--dataset", _dataset(tmp_path), "--task-model", spec, "--optimizer-model", spec,
+                "--train-size", "6", "--test-size", "6", "--dev-size", "0", "--budget", "20", "--quiet"]
+        first = run(*base, "--json")
+        assert first.exit_code == 0, first.stderr
+        summary = json.loads(first.stdout.strip().splitlines()[-1])
+        assert summary["task_model"] == f"openai:http://user:***@{host}:fake-model"
+        second = run(*base, "--method", "grips")  # the rich table
+        assert second.exit_code == 0, second.stderr
+        run_id = summary["run_id"]
+        for args in (("runs",), ("runs", "--json"), ("show", run_id), ("resume", run_id, "--json"),
+                     ("predict", run_id, "--input", "Lovely stay.", "--json")):
+            assert run(*args).exit_code == 0, outputs[-1]
+        # the key really went over the wire (basic auth from the URL overrides the bearer key)
+        auth = {r.headers.get("authorization", "") for r in server.received}
+        assert auth and all(a.startswith(("Bearer ", "Basic ")) for a in auth)
+    # errors: a dead endpoint and a rejected key, both with the key in the URL
+    dead = run("optimize", "--dataset", _dataset(tmp_path), "--task-model",
+               f"openai:fake-model@http://user:{URL_KEY}@127.0.0.1:9/v1", "--optimizer-model", "scripted",
+               "--train-size", "6", "--test-size", "6", "--dev-size", "0", "--budget", "5", "--quiet")
+    assert dead.exit_code != 0 and "user:***@127.0.0.1:9" in dead.stderr
+    with FakeOpenAIServer(api_key="the-right-one") as strict:
+        host = strict.base_url.split("://", 1)[1]
+        rejected = run("optimize", "--dataset", _dataset(tmp_path), "--task-model",
+                       f"openai:fake-model@http://{URL_KEY}@{host}", "--optimizer-model", "scripted",
+                       "--train-size", "6", "--test-size", "6", "--dev-size", "0", "--budget", "5", "--quiet")
+        assert rejected.exit_code != 0 and "HTTP 401" in rejected.stderr
+
+    artefacts = _all_bytes(home)
+    assert (home / "runs.sqlite").exists() or any(home.rglob("*.sqlite")), sorted(home.rglob("*"))
+    assert len(list(home.rglob("*.sqlite"))) >= 2  # runs and cache
+    for key in (ENV_KEY, URL_KEY):
+        assert key.encode() not in artefacts, f"{key} in the store or cache"
+        for text in outputs:
+            assert key not in text, text
+    assert b"user:***@" in artefacts  # the redacted spec is what the store keeps
+    assert os.environ["OPENAI_API_KEY"] == ENV_KEY
