@@ -385,6 +385,7 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
     optimizer_backend = make_backend(config["optimizer_model"])
+    _preflight(setup.task_backend, optimizer_backend)
     instruction = config["prompt"] or setup.dataset.description or (
         NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
     initial = Prompt(instruction=instruction, layout=get_layout(config["layout"]))
@@ -458,6 +459,15 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
         **test, verdict=_verdict(plan, selection, test), extra=extra or {})
     store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
     return RunResult(run_id, best, initial, summary)
+
+
+def _preflight(*backends: Backend) -> None:
+    """HTTP backends check their endpoint answers before any work (a dead one fails in seconds
+    with one line, not after the retries' backoff in the middle of the search)."""
+    for backend in {id(b): b for b in backends}.values():
+        check = getattr(backend, "preflight", None)
+        if check is not None:
+            check()
 
 
 def _race_scorer(selector: Evaluator, task: Task, raced: dict[str, list[EvalResult]]):
