@@ -39,7 +39,8 @@ Decisions:
   server that is not OpenAI-compatible, or never returns log-probs, is a setup error, not a fault).
   ``last_faults`` (kind -> count) is set for each result just before ``on_result`` is called.
 - ``preflight()`` (called at run start for HTTP backends): ``GET /models`` with a short timeout
-  (``PREFLIGHT_TIMEOUT`` s at most, one retry), so a dead endpoint fails in seconds with one line,
+  (``PREFLIGHT_TIMEOUT`` s at most; a refused or reset connection is tried once more after 0.5 s,
+  a silent server is not), so a dead endpoint fails in seconds with one line,
   before any work; any HTTP answer but 401/403 counts as alive (some servers lack ``/models``).
 """
 
@@ -52,6 +53,7 @@ import json
 import os
 import sys
 import threading
+import time
 from typing import Any, Sequence
 
 from promptgym.errors import PromptgymError
@@ -310,21 +312,26 @@ class OpenAIBackend:
         """Fail in seconds, with one line, if nothing answers at the endpoint (see the docstring)."""
         openai = self._openai
         timeout = min(self.timeout, PREFLIGHT_TIMEOUT)
-        args = dict(self._client_args, max_retries=min(self.max_retries, 1), timeout=timeout)
-        try:
-            with openai.OpenAI(**args) as client:
-                client.models.list()
-        except openai.APITimeoutError:
-            raise PromptgymError(f"{self._where()}: no answer to GET /models within {timeout:g}s at run start; "
-                                 "is the server up (and not stuck)?") from None
-        except openai.APIConnectionError as exc:
-            raise PromptgymError(f"{self._where()}: cannot connect at run start ({_root_cause(exc)}); "
-                                 "is the server running at that address?") from None
-        except openai.APIStatusError as exc:
-            if exc.status_code in (401, 403):
-                raise PromptgymError(self.describe(exc)) from None
-        except (ValueError, openai.OpenAIError):
-            pass  # something answered: alive
+        args = dict(self._client_args, max_retries=0, timeout=timeout)
+        for tries in (1, 2):  # a refused or reset connection is tried once more; a silent server is not
+            try:
+                with openai.OpenAI(**args) as client:
+                    client.models.list()
+                return
+            except openai.APITimeoutError:
+                raise PromptgymError(f"{self._where()}: no answer to GET /models within {timeout:g}s at run start; "
+                                     "is the server up (and not stuck)?") from None
+            except openai.APIConnectionError as exc:
+                if tries == 2 or self.max_retries == 0:
+                    raise PromptgymError(f"{self._where()}: cannot connect at run start ({_root_cause(exc)}); "
+                                         "is the server running at that address?") from None
+                time.sleep(0.5)
+            except openai.APIStatusError as exc:
+                if exc.status_code in (401, 403):
+                    raise PromptgymError(self.describe(exc)) from None
+                return
+            except (ValueError, openai.OpenAIError):
+                return  # something answered: alive
 
     def _where(self, model: str | None = None) -> str:
         return f"openai endpoint {self.endpoint} (model '{model or self.model}')"
