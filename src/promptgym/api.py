@@ -494,6 +494,7 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
     optimizer_backend = _backend(config["optimizer_model"])
+    _preflight(setup.task_backend, optimizer_backend)
     initial = _initial_prompt(config, setup.dataset, task)
     optimizer, recorder = setup.optimizer, setup.recorder
     # The search spends the budget less what final selection keeps back; it meets the same meter
@@ -565,6 +566,15 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
         **test, verdict=_verdict(plan, selection, test), extra=extra or {})
     store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
     return RunResult(run_id, best, initial, summary)
+
+
+def _preflight(*backends: Backend) -> None:
+    """HTTP backends check their endpoint answers before any work (a dead one fails in seconds
+    with one line, not after the retries' backoff in the middle of the search)."""
+    for backend in {id(b): b for b in backends}.values():
+        check = getattr(backend, "preflight", None)
+        if check is not None:
+            check()
 
 
 def _race_scorer(selector: Evaluator, task: Task, raced: dict[str, list[EvalResult]]):

@@ -13,14 +13,30 @@ so a client's option scores can be checked exactly (see ``fake_logprob``).
 ``/v1/embeddings`` answers ``fake_vector(text)`` per input (or, with ``per_token_embeddings``, one
 row per word whose mean is that vector, as llama.cpp without pooling does), in reversed order with
 their ``index`` (clients must sort), and counts one prompt token per word.
+
+Fault injection (``faults=Faults(rate=0.3, seed=...)``): each POST attempt to a model route is
+faulted with probability ``rate``, drawn from a seeded generator keyed by (seed, route, body, attempt
+number of that body), so a run's faults do not depend on arrival order under concurrency; at most
+``max_per_request`` faults in a row per body, so a client that retries always gets through.
+Kinds (named as the client's ledger names them): ``http_429`` (with Retry-After), ``http_500``,
+``http_503``, ``connection`` (reset without an answer), ``timeout`` (answers only after
+``slow_seconds``: set it past the client's timeout), ``truncated`` (a 200 whose JSON is cut
+short), ``empty`` / ``garbage`` (valid JSON, empty text / no usable choice) and ``no_logprobs``
+(only for ``/completions`` with ``echo`` and ``logprobs``). ``injected`` counts them by kind.
+
+Bounded: after ``max_requests`` requests, or ``lifetime`` seconds, the server stops by itself.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
+import socket
+import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -39,6 +55,27 @@ def fake_logprob(token: str) -> float:
 
 def fake_vector(text: str) -> list[float]:
     return [float(len(text)), float(len(fake_tokens(text))), 0.5]
+
+
+KINDS = ("http_429", "http_500", "http_503", "connection", "timeout", "truncated", "empty", "garbage",
+         "no_logprobs")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """A seeded mix of faults; ``kinds`` weighs them equally (a kind may be repeated to weigh more)."""
+
+    rate: float = 0.3
+    seed: int = 0
+    kinds: tuple[str, ...] = KINDS
+    max_per_request: int = 2
+    slow_seconds: float = 2.6
+    after: int = 0  # the first ``after`` requests are never faulted
+    routes: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions")
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(KINDS)
+        assert not unknown, f"unknown fault kinds {unknown}"
 
 
 @dataclass
@@ -67,12 +104,19 @@ class FakeOpenAIServer:
     delay: float = 0.0
     reject: Callable[[dict[str, Any]], bool] | None = None  # -> 400 for the requests it picks
     per_token_embeddings: bool = False
+    faults: Faults | None = None
+    max_requests: int = 20_000
+    lifetime: float = 300.0
+    injected: Counter = field(default_factory=Counter)
     received: list[Received] = field(default_factory=list)
     max_in_flight: int = 0
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
+    _attempts: Counter = field(default_factory=Counter)  # per body: attempts, faults in a row
+    _in_a_row: Counter = field(default_factory=Counter)
+    _timer: threading.Timer | None = None
 
     @property
     def port(self) -> int:
@@ -108,13 +152,25 @@ class FakeOpenAIServer:
                     self._error(400, "body is not JSON", "invalid_request_error")
                     return
                 status, payload, headers = owner._handle(self.path, body, dict(self.headers.items()))
-                self._send(status, payload, headers)
+                action = headers.pop("x-fake-action", None)
+                if action == "connection":  # hang up with a reset, no answer
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                if action == "stop":
+                    self.close_connection = True
+                    threading.Thread(target=owner.stop, daemon=True).start()
+                    return
+                self._send(status, payload, headers, truncate=action == "truncated")
 
             def _error(self, status: int, message: str, kind: str) -> None:
                 self._send(status, {"error": {"message": message, "type": kind, "code": status}})
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None,
+                      truncate: bool = False) -> None:
                 data = json.dumps(payload).encode()
+                if truncate:
+                    data = data[: len(data) // 2]
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -128,13 +184,19 @@ class FakeOpenAIServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
+        self._timer = threading.Timer(self.lifetime, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        with self._lock:
+            server, self._server = self._server, None
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> "FakeOpenAIServer":
         return self.start()
@@ -152,15 +214,67 @@ class FakeOpenAIServer:
             self.received.append(Received(path, body, {k.lower(): v for k, v in headers.items()},
                                           time.monotonic()))
             number = len(self.received)
+            if number > self.max_requests:
+                return 503, _error("fake server: request limit reached", "server_error"), {"x-fake-action": "stop"}
+            fault = self._draw_fault(path, body, number)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             if self.delay:
                 time.sleep(self.delay)
+            if fault is not None:
+                return self._fault(fault, path, body, headers, number)
             return self._answer(path, body, headers, number)
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _draw_fault(self, path: str, body: dict[str, Any], number: int) -> str | None:
+        """(Under the lock.) This attempt's fault, or None: seeded by the body and its attempt number."""
+        plan = self.faults
+        route = path.rstrip("/")
+        if plan is None or number <= plan.after or route not in plan.routes:
+            return None
+        key = route + json.dumps(body, sort_keys=True)
+        self._attempts[key] += 1
+        rng = random.Random(f"{plan.seed}|{key}|{self._attempts[key]}")
+        echo = bool(body.get("echo") and body.get("logprobs") is not None)  # scoring: text unused
+        kinds = [k for k in plan.kinds if (k == "no_logprobs") == echo or k not in ("no_logprobs", "empty")]
+        if not kinds or self._in_a_row[key] >= plan.max_per_request or rng.random() >= plan.rate:
+            self._in_a_row[key] = 0
+            return None
+        kind = rng.choice(kinds)
+        self._in_a_row[key] += 1
+        self.injected[kind] += 1
+        return kind
+
+    def _fault(self, kind: str, path: str, body: dict[str, Any], headers: dict[str, str], number: int):
+        if kind.startswith("http_"):
+            status = int(kind[5:])
+            extra = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
+            return status, _error(f"injected {kind}", "server_error"), extra
+        if kind == "connection":
+            return 0, {}, {"x-fake-action": "connection"}
+        if kind == "timeout":
+            assert self.faults is not None
+            time.sleep(self.faults.slow_seconds)  # the client has given up by now
+            return self._answer(path, body, headers, number)
+        status, payload, extra = self._answer(path, body, headers, number)
+        if status != 200:
+            return status, payload, extra
+        if kind == "truncated":
+            return status, payload, {**extra, "x-fake-action": "truncated"}
+        if kind == "garbage":
+            return 200, {"id": f"garbage-{number}", "object": "garbage", "data": [1, 2, 3]}, extra
+        choice = payload["choices"][0]
+        if kind == "empty":
+            if "message" in choice:
+                choice["message"]["content"] = ""
+            else:
+                choice["text"] = ""
+        elif kind == "no_logprobs":
+            choice["logprobs"] = None
+        return status, payload, extra
 
     def _answer(self, path: str, body: dict[str, Any], headers: dict[str, str], number: int):
         if number <= self.fail_first:
@@ -219,6 +333,7 @@ class FakeOpenAIServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # listen backlog: 64 clients connecting at once must not wait for a SYN retry
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up (a cancelled request) is normal here, not worth a traceback."""
         import sys

@@ -6,6 +6,10 @@ Embeddings go through the same door (cache, ledger rows of kind ``embed``) but a
 to the search budget and are not counted as language-model calls (``Usage.calls``, the summary's
 ``llm_calls``, the progress bar): the budget counts what the methods' papers count, generation
 and scoring calls, and a method's plan and results must not depend on which encoder it uses.
+
+Faults: a backend that counts them (the OpenAI-compatible one's ``last_faults``, kind -> count, set
+just before each result) has them written on the call's ledger row (``faults``); a result marked
+``failed`` (the backend gave up on a bad answer) is used and charged but never cached.
 """
 
 from __future__ import annotations
@@ -142,7 +146,9 @@ class Evaluator:
             def on_result(j: int, response: Response) -> None:
                 index = allowed[j]
                 key = keys[index]
-                self.cache.put(key, response)  # persisted before anyone uses it
+                faults = dict(getattr(backend, "last_faults", None) or {})
+                if not faults.get("failed"):  # a failed call is never cached as a good answer
+                    self.cache.put(key, response)  # persisted before anyone uses it
                 now = time.perf_counter()
                 seconds, clock[0] = now - clock[0], now
                 for i in positions[key]:
@@ -160,7 +166,7 @@ class Evaluator:
                     self.usage.embeddings += 1
                 if self.ledger:
                     self.ledger([dict(key=key, role=role, kind=kind, cached=False, charged=charge, prompt_tokens=p_tok,
-                                      completion_tokens=c_tok, seconds=seconds)])
+                                      completion_tokens=c_tok, seconds=seconds, faults=faults or None)])
                 if on_call:
                     on_call(False, charge)
 

@@ -28,14 +28,32 @@ Decisions:
   ``PROMPTGYM_OPENAI_EMBEDDING_MODEL``), ``EMBED_BATCH`` texts per request. A server that answers
   one vector per token (llama.cpp without pooling) is mean-pooled here; the batch's token count is
   shared out over its texts.
+- Faults (docs/reliability.md): every HTTP attempt that fails (429/5xx, reset, timeout) is counted by
+  kind through a wrapper around the SDK's transport, so the SDK keeps its retries and the ledger
+  still sees each fault. What the SDK cannot retry -- a 200 whose JSON is cut short (``truncated``),
+  a well-formed answer with empty (``empty``) or nonsense (``garbage``) content, no echoed
+  log-probs (``no_logprobs``) -- is retried here, ``ANSWER_RETRIES`` more times at most. A call that
+  is still bad is a *failed call*: an empty answer (score: all options 0) marked ``failed`` in
+  ``last_faults``, which the evaluator records in the ledger and never caches. If no call of this
+  backend has ever been answered well, the same failure is instead the old one-line error (a
+  server that is not OpenAI-compatible, or never returns log-probs, is a setup error, not a fault).
+  ``last_faults`` (kind -> count) is set for each result just before ``on_result`` is called.
+- ``preflight()`` (called at run start for HTTP backends): ``GET /models`` with a short timeout
+  (``PREFLIGHT_TIMEOUT`` s at most; a refused or reset connection is tried once more after 0.5 s,
+  a silent server is not), so a dead endpoint fails in seconds with one line,
+  before any work; any HTTP answer but 401/403 counts as alive (some servers lack ``/models``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
+import json
 import os
+import sys
 import threading
+import time
 from typing import Any, Sequence
 
 from promptgym.errors import PromptgymError
@@ -44,6 +62,25 @@ from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, Gene
 
 OPENAI_URL = "https://api.openai.com/v1"
 EMBED_BATCH = 32
+ANSWER_RETRIES = 3  # extra attempts for an answer the SDK accepted but is unusable
+PREFLIGHT_TIMEOUT = 5.0
+
+# The faults of the logical call being made (kind -> count); each worker task sets its own dict.
+_FAULTS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("promptgym_faults", default=None)
+
+
+def _note(kind: str) -> None:
+    faults = _FAULTS.get()
+    if faults is not None:
+        faults[kind] = faults.get(kind, 0) + 1
+
+
+class _BadAnswer(Exception):
+    """An answer the SDK accepted but that cannot be used; ``kind`` names the fault."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 class OpenAIBackend:
@@ -96,6 +133,9 @@ class OpenAIBackend:
         self.supports_scoring = logprob_scoring
         self._client_args = dict(base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
         self._openai = openai
+        self.answer_retries = min(ANSWER_RETRIES, max_retries)
+        self.last_faults: dict[str, int] = {}
+        self._answered_ok = False  # any well-formed answer yet (see the module docstring)
         self.identity = f"openai:{shown_url or 'api.openai.com'}:{model}"
         if self.embedding_model != model:  # vectors are cached under the identity
             self.identity += f"+embed:{self.embedding_model}"
@@ -112,20 +152,54 @@ class OpenAIBackend:
             messages = [{"role": r, "content": c} for r, c in request.messages]
             if request.answer_prefix:  # no portable assistant prefill: cue the answer in the user turn
                 messages[-1]["content"] += "\n" + request.answer_prefix
-            resp = await client.chat.completions.create(messages=messages, **common)
-            choice = self._first_choice(resp, "chat/completions")
-            text = getattr(getattr(choice, "message", None), "content", None) or ""
+
+            async def attempt() -> Completion:
+                resp = await client.chat.completions.create(messages=messages, **common)
+                choice = self._first_choice(resp, "chat/completions")
+                return self._completion(resp, getattr(getattr(choice, "message", None), "content", None),
+                                        "chat/completions")
         else:
-            resp = await client.completions.create(prompt=(request.text or "") + request.answer_prefix, **common)
-            text = getattr(self._first_choice(resp, "completions"), "text", None) or ""
+            async def attempt() -> Completion:
+                resp = await client.completions.create(prompt=(request.text or "") + request.answer_prefix, **common)
+                return self._completion(resp, getattr(self._first_choice(resp, "completions"), "text", None),
+                                        "completions")
+
+        return await self._retry_bad(attempt, Completion(text=""))
+
+    def _completion(self, resp: Any, text: Any, route: str) -> Completion:
+        if text is not None and not isinstance(text, str):
+            raise _BadAnswer("garbage", f"{self._where()}: /{route} answered a {type(text).__name__} as text")
+        if not text:
+            raise _BadAnswer("empty", f"{self._where()}: /{route} answered empty text")
         prompt_tokens, completion_tokens = _usage(resp)
         return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
+    async def _retry_bad(self, attempt, failed: Any) -> Any:
+        """``attempt()`` again (at most ``answer_retries`` more times) while its answer is unusable;
+        then ``failed``, marked in the call's faults -- or the one-line error if nothing this
+        backend asked was ever answered well."""
+        for tries in range(self.answer_retries + 1):
+            try:
+                result = await attempt()
+            except json.JSONDecodeError:
+                _note("truncated")
+                problem = _BadAnswer("truncated", f"{self._where()}: the server's JSON answer was cut short")
+            except _BadAnswer as exc:
+                _note(exc.kind)
+                problem = exc
+            else:
+                self._answered_ok = True
+                return result
+        if not self._answered_ok:
+            raise PromptgymError(str(problem))
+        _note("failed")
+        return failed
+
     def _first_choice(self, resp: Any, route: str) -> Any:
-        choices = getattr(resp, "choices", None)
-        if not choices:
-            raise PromptgymError(f"{self._where()}: /{route} answered without any choice "
-                                 f"(is this an OpenAI-compatible server?)")
+        choices = getattr(resp, "choices", None) if not isinstance(resp, (str, bytes)) else None
+        if not choices or not isinstance(choices, list):
+            raise _BadAnswer("garbage", f"{self._where()}: /{route} answered without any choice "
+                                        f"(is this an OpenAI-compatible server?)")
         return choices[0]
 
     def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
@@ -140,10 +214,13 @@ class OpenAIBackend:
         context = (request.text or "") + request.answer_prefix
 
         async def option(continuation: str) -> tuple[float, int, int]:
-            async with semaphore:
-                resp = await client.completions.create(model=self.model, prompt=context + continuation,
-                                                       max_tokens=1, temperature=0.0, echo=True, logprobs=1)
-            return self._option_logprob(resp, context, continuation)
+            async def attempt() -> tuple[float, int, int]:
+                async with semaphore:
+                    resp = await client.completions.create(model=self.model, prompt=context + continuation,
+                                                           max_tokens=1, temperature=0.0, echo=True, logprobs=1)
+                return self._option_logprob(resp, context, continuation)
+
+            return await self._retry_bad(attempt, (0.0, 1, 0))
 
         parts = await asyncio.gather(*(option(c) for c in request.continuations))
         return OptionScores(logprobs=tuple(p[0] for p in parts), token_counts=tuple(p[1] for p in parts),
@@ -156,7 +233,7 @@ class OpenAIBackend:
         values = list(getattr(lp, "token_logprobs", None) or [])
         tokens = list(getattr(lp, "tokens", None) or [])
         if not offsets or len(offsets) != len(values) or len(tokens) != len(values):
-            raise PromptgymError(f"{self._where()}: /completions returned no echoed prompt log-probabilities "
+            raise _BadAnswer("no_logprobs", f"{self._where()}: /completions returned no echoed prompt log-probabilities "
                                  "(the server does not support echo=True with logprobs; use --scoring generate)")
         start, end = len(context), len(context) + len(continuation)
         total, count = 0.0, 0
@@ -219,13 +296,16 @@ class OpenAIBackend:
 
     async def _run(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool) -> None:
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        async with self._openai.AsyncOpenAI(**self._client_args) as client:
+        async with self._openai.AsyncOpenAI(**self._client_args, http_client=_counting_client(self._openai)) as client:
             async def worker(i: int, request) -> None:
+                faults: dict[str, int] = {}
+                _FAULTS.set(faults)  # this task's own context (scoring's option tasks share the dict)
                 if per_request_semaphore:
                     async with semaphore:
                         result = await one(client, request)
                 else:  # scoring takes the semaphore per HTTP request (one per option)
                     result = await one(client, request, semaphore)
+                self.last_faults = faults
                 on_result(i, result)  # same thread as the caller's event loop: safe to persist
 
             tasks = [asyncio.create_task(worker(i, r)) for i, r in enumerate(requests)]
@@ -241,6 +321,31 @@ class OpenAIBackend:
     def count_tokens(text: str) -> int:
         """A cheap estimate (no tokenizer over HTTP): a token per three characters."""
         return -(-len(text) // 3)
+
+    def preflight(self) -> None:
+        """Fail in seconds, with one line, if nothing answers at the endpoint (see the docstring)."""
+        openai = self._openai
+        timeout = min(self.timeout, PREFLIGHT_TIMEOUT)
+        args = dict(self._client_args, max_retries=0, timeout=timeout)
+        for tries in (1, 2):  # a refused or reset connection is tried once more; a silent server is not
+            try:
+                with openai.OpenAI(**args) as client:
+                    client.models.list()
+                return
+            except openai.APITimeoutError:
+                raise PromptgymError(f"{self._where()}: no answer to GET /models within {timeout:g}s at run start; "
+                                     "is the server up (and not stuck)?") from None
+            except openai.APIConnectionError as exc:
+                if tries == 2 or self.max_retries == 0:
+                    raise PromptgymError(f"{self._where()}: cannot connect at run start ({_root_cause(exc)}); "
+                                         "is the server running at that address?") from None
+                time.sleep(0.5)
+            except openai.APIStatusError as exc:
+                if exc.status_code in (401, 403):
+                    raise PromptgymError(self.describe(exc)) from None
+                return
+            except (ValueError, openai.OpenAIError):
+                return  # something answered: alive
 
     def _where(self, model: str | None = None) -> str:
         return f"openai endpoint {self.endpoint} (model '{model or self.model}')"
@@ -267,6 +372,36 @@ class OpenAIBackend:
             }.get(status, f"still failing after {self.max_retries} retries" if status >= 500 else "")
             return f"{where}: HTTP {status}: {message}" + (f" ({hint})" if hint else "")
         return f"{where}: {exc.__class__.__name__}: {_short(exc)}"
+
+
+def _counting_client(openai: Any) -> Any:
+    """The SDK's default async HTTP client over a transport that notes each failed attempt's kind
+    (``http_429``, ``http_503``, ``timeout``, ``connection``, ...) in the current call's faults."""
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    httpx = sys.modules[base.__module__.split(".")[0]]
+
+    class Counting(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1000,
+                                                                      max_keepalive_connections=100))
+
+        async def handle_async_request(self, request):
+            try:
+                response = await self.inner.handle_async_request(request)
+            except httpx.TimeoutException:
+                _note("timeout")
+                raise
+            except httpx.TransportError:
+                _note("connection")
+                raise
+            if response.status_code in (408, 409, 429) or response.status_code >= 500:
+                _note(f"http_{response.status_code}")
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return openai.DefaultAsyncHttpxClient(transport=Counting())
 
 
 def _setting(value, env: str, default, kind):

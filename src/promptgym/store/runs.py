@@ -73,6 +73,9 @@ calls = Table(
     Column("completion_tokens", Integer, nullable=False),
     Column("seconds", Float, nullable=False),
     Column("created", Float, nullable=False),
+    # Faults met on the way to this call's answer, JSON kind -> count ("failed": the backend gave up);
+    # NULL when none. Added after the table: stores from before get it by ALTER TABLE on open.
+    Column("faults", Text, nullable=True),
 )
 artifacts = Table(
     "artifacts", metadata,
@@ -102,6 +105,7 @@ class RunStore:
         self.engine = make_engine(url)
         try:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             raise PromptgymError(f"run store {url}: cannot open ({exc.__class__.__name__})") from None
 
@@ -187,13 +191,26 @@ class RunStore:
             return
         now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(insert(calls), [dict(r, run_id=run_id, created=now) for r in rows])
+            conn.execute(insert(calls), [dict(r, run_id=run_id, created=now,
+                                              faults=json.dumps(r["faults"], sort_keys=True) if r.get("faults") else None)
+                                         for r in rows])
 
     def call_rows(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(calls).where(calls.c.run_id == run_id)
                                 .order_by(calls.c.id)).mappings().all()
         return [dict(r) for r in rows]
+
+    def fault_counts(self, run_id: str) -> dict[str, int]:
+        """Faults over the run's calls by kind (``failed``: calls the backend gave up on)."""
+        with self.engine.connect() as conn:
+            blobs = conn.execute(select(calls.c.faults).where(calls.c.run_id == run_id,
+                                                              calls.c.faults.is_not(None))).scalars().all()
+        total: dict[str, int] = {}
+        for blob in blobs:
+            for kind, n in json.loads(blob).items():
+                total[kind] = total.get(kind, 0) + int(n)
+        return dict(sorted(total.items()))
 
     def charged_calls(self, run_id: str, phase: str | None = None) -> int:
         """Uncached calls that drew on the budget, over every attempt of the run (for resume);
@@ -236,3 +253,18 @@ class RunStore:
             row = conn.execute(select(artifacts.c.data).where(
                 artifacts.c.run_id == run_id, artifacts.c.name == name)).first()
         return json.loads(row[0]) if row else None
+
+
+def _add_missing_columns(engine) -> None:
+    """Columns added to a table after a store was created (nullable, so old rows read as NULL):
+    ``create_all`` makes missing tables only."""
+    from sqlalchemy import inspect, text
+
+    present = {c["name"] for c in inspect(engine).get_columns("calls")}
+    if "faults" not in present:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE calls ADD COLUMN faults TEXT"))
+        except SQLAlchemyError:  # another process added it first
+            if "faults" not in {c["name"] for c in inspect(engine).get_columns("calls")}:
+                raise
