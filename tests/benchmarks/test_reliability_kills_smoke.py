@@ -27,7 +27,10 @@ def test_kill_resume_and_two_writers(tmp_path):
     totals = result["totals"]
     assert (tmp_path / "kills.json").exists()
     assert totals["kills"] >= 3
-    assert totals["same_result"] == 3, result["trials"]
+    assert totals["same_prompt_and_scores"] == 3, result["trials"]
+    # a kill between the cache's commit and the ledger's loses that call's ledger row (the call is
+    # not repeated: resume finds it in the cache); at most one per kill, never a count above the reference
+    assert 0 <= totals["ledger_rows_lost"] <= totals["kills"], result["trials"]
     assert totals["repeats_within_kills"] and totals["ledger_repeated"] == 0, result["trials"]
     assert totals["over_budget"] == 0
     assert totals["integrity_passed"] == totals["integrity_checks"]
