@@ -29,6 +29,7 @@ from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
 from promptgym.report.progress import call_progress
+from promptgym.store.lease import Lease, Owner, lease_settings
 from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
@@ -198,24 +199,38 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
     _selection_plan(config, available=None)  # and on a selection the budget cannot pay for
     prepared = _prepare(config, reward_obj)  # bad data fails here, before the store has a run row
     store = _store(store_url)
-    run_id = store.create_run(method, config["dataset"], config)
-    with _status_on_error(store, run_id):
-        return _execute(_setup(store, run_id, config, reward_obj, prepared), quiet=quiet)
+    owner = Owner.me()
+    run_id = store.create_run(method, config["dataset"], config, owner=owner)
+    with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id):
+        return _execute(_setup(store, run_id, config, reward_obj, prepared), quiet=quiet, lease=lease)
 
 
 def resume(run_id: str, store_url: str | None = None, quiet: bool = True,
            reward: Metric | Callable[[str, Example], float] | None = None) -> RunResult:
     """Continue a killed run: replay it; completed calls come from the cache, free. ``reward``:
-    only for a run started with a reward object that has no spec (it is not stored)."""
+    only for a run started with a reward object that has no spec (it is not stored).
+
+    A run another process is still running (its lease is live, see ``promptgym.store.lease``) is
+    refused; one whose process is gone (lease expired, or a dead pid on this host) is taken over."""
     store = _store(store_url)
     run = store.get_run(run_id)
     if run["status"] == "finished" and run["result"]:
         summary = RunSummary.from_dict(run["result"])
         return RunResult(run_id, Prompt.from_dict(summary.best_prompt_full),
                          Prompt.from_dict(summary.initial_prompt_full), summary)
-    store.set_status(run_id, "running")
-    with _status_on_error(store, run_id):
-        return _execute(_setup(store, run_id, run["config"], as_metric(reward) if reward else None), quiet=quiet)
+    owner = Owner.me()
+    _, lease_seconds = lease_settings()
+    holder = store.claim(run_id, owner, lease_seconds)
+    if holder is not None:
+        if holder["status"] == "finished":  # finished while we looked
+            return resume(run_id, store_url=store_url, quiet=quiet, reward=reward)
+        age = max(time.time() - (holder["heartbeat"] or 0), 0)
+        raise PromptgymError(f"run {run_id} is being run by pid {holder['owner_pid']} on host {holder['owner_host']} "
+                             f"(heartbeat {age:.0f} s ago); resume it once that process is gone "
+                             f"(its lease lapses {lease_seconds:.0f} s after its last heartbeat)")
+    with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id):
+        return _execute(_setup(store, run_id, run["config"], as_metric(reward) if reward else None),
+                        quiet=quiet, lease=lease)
 
 
 def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> list[dict[str, Any]]:
@@ -241,8 +256,10 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
 
 
 def runs(store_url: str | None = None) -> list[dict[str, Any]]:
-    """Stored runs, newest first: run_id, method, dataset, status, best_score, created."""
-    return _store(store_url).list_runs()
+    """Stored runs, newest first: run_id, method, dataset, status, best_score, created (and the
+    lease's owner_host, owner_pid, heartbeat). A ``running`` run whose process is gone (its lease
+    expired) is listed as ``interrupted``."""
+    return _store(store_url).list_runs(lease=lease_settings()[1])
 
 
 def show(run_id: str, store_url: str | None = None) -> RunDetails:
@@ -478,6 +495,17 @@ def _dataset_from_config(config: dict[str, Any]) -> Dataset:
 
 
 @contextmanager
+def _leased(store: RunStore, run_id: str, owner: Owner) -> Iterator[Lease]:
+    """Hold the run's lease (already written to its row) with a heartbeat while the body runs."""
+    heartbeat, _ = lease_settings()
+    lease = Lease(store, run_id, owner, heartbeat=heartbeat).start()
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+@contextmanager
 def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
     """A run that stops early says so in the store (a bad dataset path must not look 'running')."""
     try:
@@ -490,7 +518,7 @@ def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
         raise
 
 
-def _execute(setup: _Setup, quiet: bool) -> RunResult:
+def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResult:
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
     optimizer_backend = _backend(config["optimizer_model"])
@@ -502,9 +530,15 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
     limit = None if config["budget"] is None else config["budget"] - plan.reserve
     budget = Budget(limit, spent=store.charged_calls(run_id, phase="search"))
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+
+    def ledger(rows: list[dict[str, Any]], role: str | None = None) -> None:
+        if lease is not None and lease.lost:  # e.g. this process was stopped past its lease
+            raise PromptgymError(f"run {run_id}: another process took this run over; stopping")
+        store.add_calls(run_id, rows if role is None else [{**r, "role": role} for r in rows])
+
     with call_progress(quiet, config["budget"], store.charged_calls(run_id)) as on_call:
         evaluator = Evaluator(setup.task_backend, optimizer_backend, setup.cache, budget,
-                              ledger=lambda rows: store.add_calls(run_id, rows), on_call=on_call)
+                              ledger=ledger, on_call=on_call)
         # dev is final selection's, unless the method selects on a dev set itself (or the user
         # asked for a dev split with selection off, as before final selection existed)
         method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
@@ -518,7 +552,7 @@ def _execute(setup: _Setup, quiet: bool) -> RunResult:
         if plan.enabled:
             selector = Evaluator(setup.task_backend, optimizer_backend, setup.cache,
                                  Budget(config["budget"], spent=store.charged_calls(run_id)),
-                                 ledger=lambda rows: store.add_calls(run_id, [{**r, "role": SELECT_ROLE} for r in rows]),
+                                 ledger=lambda rows: ledger(rows, SELECT_ROLE),
                                  on_call=on_call)
             finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx)]
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first

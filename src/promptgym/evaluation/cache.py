@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OptionScores,
                                    ScoreRequest)
-from promptgym.store.db import make_engine
+from promptgym.store.db import create_tables, make_engine
 
 _metadata = MetaData()
 responses = Table(
@@ -51,7 +51,7 @@ def request_key(backend_identity: str, request: Request) -> str:
 class ResponseCache:
     def __init__(self, url: str):
         self.engine = make_engine(url)
-        _metadata.create_all(self.engine)
+        create_tables(_metadata, self.engine)
 
     def get(self, key: str) -> Response | None:
         with self.engine.connect() as conn:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+import time
+
+from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from promptgym.errors import PromptgymError
 
@@ -28,3 +31,16 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url)
+
+
+def create_tables(metadata: MetaData, engine: Engine) -> None:
+    """``create_all`` that tolerates another process creating the same tables at the same moment
+    (two runs starting on a fresh PROMPTGYM_HOME: "table ... already exists")."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, func,
-                        insert, select, update)
-from sqlalchemy.exc import SQLAlchemyError
+                        insert, inspect, select, text, update)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from promptgym.errors import PromptgymError
-from promptgym.store.db import make_engine
+from promptgym.store.db import create_tables, make_engine
+from promptgym.store.lease import Owner, holder_state
 
 metadata = MetaData()
 
@@ -36,7 +37,13 @@ runs = Table(
     Column("best_candidate", String(32)),
     Column("best_score", Float),
     Column("result", Text),
+    # the lease (store.lease): who runs the run now and when it last said so
+    Column("owner_host", String(255)),
+    Column("owner_pid", Integer),
+    Column("owner_token", String(32)),
+    Column("heartbeat", Float),
 )
+LEASE_COLUMNS = ("owner_host", "owner_pid", "owner_token", "heartbeat")
 candidates = Table(
     "candidates", metadata,
     Column("run_id", String(32), primary_key=True),
@@ -104,20 +111,52 @@ class RunStore:
         self.url = url
         self.engine = make_engine(url)
         try:
-            metadata.create_all(self.engine)
+            create_tables(metadata, self.engine)
             _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             raise PromptgymError(f"run store {url}: cannot open ({exc.__class__.__name__})") from None
 
     # -- runs ---------------------------------------------------------------------------------
-    def create_run(self, method: str, dataset: str, config: dict[str, Any]) -> str:
+    def create_run(self, method: str, dataset: str, config: dict[str, Any], owner: Owner | None = None) -> str:
         run_id = uuid.uuid4().hex[:12]
         now = time.time()
+        held = {} if owner is None else dict(owner_host=owner.host, owner_pid=owner.pid,
+                                              owner_token=owner.token, heartbeat=now)
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(
                 run_id=run_id, created=now, updated=now, method=method, dataset=dataset,
-                status="running", config=json.dumps(config)))
+                status="running", config=json.dumps(config), **held))
         return run_id
+
+    # -- the lease (store.lease) -----------------------------------------------------------------
+    def claim(self, run_id: str, owner: Owner, lease: float) -> dict[str, Any] | None:
+        """Take the run if nobody holds it or its holder is gone (lease expired, or a dead pid on
+        this host); None on success, else the live holder's row (owner_host, owner_pid,
+        heartbeat). A compare-and-set on the token seen: of two claimers one wins."""
+        for _ in range(3):
+            row = self.get_run(run_id)
+            if holder_state(row, lease) == "live" and row["owner_token"] != owner.token:
+                return row
+            seen = runs.c.owner_token.is_(None) if row["owner_token"] is None else runs.c.owner_token == row["owner_token"]
+            with self.engine.begin() as conn:
+                done = conn.execute(update(runs).where(runs.c.run_id == run_id, seen).values(
+                    owner_host=owner.host, owner_pid=owner.pid, owner_token=owner.token,
+                    heartbeat=time.time(), status="running", updated=time.time())).rowcount
+            if done:
+                return None
+        return self.get_run(run_id)
+
+    def heartbeat(self, run_id: str, token: str) -> bool:
+        """Refresh the lease; False if another process holds the run now."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(runs).where(runs.c.run_id == run_id, runs.c.owner_token == token)
+                                     .values(heartbeat=time.time())).rowcount)
+
+    def release(self, run_id: str, token: str) -> None:
+        """Give the run up (finished, failed or interrupted); the owner's host and pid stay, for the record."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id, runs.c.owner_token == token)
+                         .values(owner_token=None, heartbeat=None))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -129,12 +168,20 @@ class RunStore:
         out["result"] = json.loads(out["result"]) if out["result"] else None
         return out
 
-    def list_runs(self) -> list[dict[str, Any]]:
+    def list_runs(self, lease: float | None = None) -> list[dict[str, Any]]:
+        """Newest first. With ``lease`` (seconds), a ``running`` run whose holder is gone (lease
+        expired, dead pid, or nobody) is listed as ``interrupted``."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(runs.c.run_id, runs.c.method, runs.c.dataset, runs.c.status,
-                                       runs.c.best_score, runs.c.created)
+                                       runs.c.best_score, runs.c.created, *(runs.c[c] for c in LEASE_COLUMNS))
                                 .order_by(runs.c.created.desc())).mappings().all()
-        return [dict(r) for r in rows]
+        out = []
+        for r in rows:
+            row = dict(r)
+            if lease is not None and row["status"] == "running" and holder_state(row, lease) != "live":
+                row["status"] = "interrupted"
+            out.append(row)
+        return out
 
     def set_status(self, run_id: str, status: str) -> None:
         with self.engine.begin() as conn:
@@ -255,16 +302,18 @@ class RunStore:
         return json.loads(row[0]) if row else None
 
 
-def _add_missing_columns(engine) -> None:
-    """Columns added to a table after a store was created (nullable, so old rows read as NULL):
-    ``create_all`` makes missing tables only."""
-    from sqlalchemy import inspect, text
-
-    present = {c["name"] for c in inspect(engine).get_columns("calls")}
-    if "faults" not in present:
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("ALTER TABLE calls ADD COLUMN faults TEXT"))
-        except SQLAlchemyError:  # another process added it first
-            if "faults" not in {c["name"] for c in inspect(engine).get_columns("calls")}:
-                raise
+def _add_missing_columns(engine: Any) -> None:
+    """Stores made before a column existed get it (nullable, no default): a small stand-in for a
+    migration tool. Two processes may race here: a duplicate column is fine."""
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            except OperationalError as exc:
+                if "duplicate column" not in str(exc).lower():
+                    raise
