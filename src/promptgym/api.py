@@ -536,9 +536,11 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
             raise PromptgymError(f"run {run_id}: another process took this run over; stopping")
         store.add_calls(run_id, rows if role is None else [{**r, "role": role} for r in rows])
 
+    # the run's own calls so far: a cached answer of this run with no row here lost it to a kill
+    recorded = {r["key"] for r in store.call_rows(run_id) if not r["cached"]}
     with call_progress(quiet, config["budget"], store.charged_calls(run_id)) as on_call:
         evaluator = Evaluator(setup.task_backend, optimizer_backend, setup.cache, budget,
-                              ledger=ledger, on_call=on_call)
+                              ledger=ledger, on_call=on_call, origin=run_id, recorded=recorded)
         # dev is final selection's, unless the method selects on a dev set itself (or the user
         # asked for a dev split with selection off, as before final selection existed)
         method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
@@ -553,7 +555,7 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
             selector = Evaluator(setup.task_backend, optimizer_backend, setup.cache,
                                  Budget(config["budget"], spent=store.charged_calls(run_id)),
                                  ledger=lambda rows: ledger(rows, SELECT_ROLE),
-                                 on_call=on_call)
+                                 on_call=on_call, origin=run_id, recorded=recorded)
             finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx)]
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first
             raced: dict[str, list[EvalResult]] = {}

@@ -248,3 +248,57 @@ def test_usage_ledger_rows(cache):
     assert rows[0]["prompt_tokens"] == 3 and rows[1]["prompt_tokens"] == 2
     assert rows[1]["completion_tokens"] > 0
     assert ev.usage.prompt_tokens == 5
+
+
+# -- a kill between the cache commit and the ledger commit ---------------------------------------------
+
+def _run_evaluator(cache, origin, recorded, rows, limit=10):
+    backend = ScriptedBackend()
+    ev = Evaluator(backend, backend, cache, Budget(limit), ledger=rows.extend, origin=origin, recorded=recorded)
+    return ev, backend
+
+
+def test_own_answer_without_ledger_row_is_recorded_as_the_call_it_was(cache):
+    """Scripted model. The run made call 0 and was killed before its ledger row was written: on
+    resume the answer comes from the cache (no second call) but is charged and recorded, so the
+    resumed run's budget and counts equal an uninterrupted run's."""
+    first_rows: list[dict] = []
+    ev, backend = _run_evaluator(cache, "run-a", set(), first_rows)
+    ev.generate([_gen(0)])
+    assert backend.calls == 1 and first_rows[0]["cached"] is False  # (this row is the one "lost")
+
+    resumed_rows: list[dict] = []
+    ev2, backend2 = _run_evaluator(cache, "run-a", set(), resumed_rows)  # its ledger had no row
+    ev2.generate([_gen(0), _gen(0), _gen(1)])
+    assert backend2.calls == 1  # only request 1 reaches the model; 0 is not sent again
+    assert ev2.budget.spent == 2 and ev2.usage.calls == 2 and ev2.usage.cached_calls == 1
+    recovered = [r for r in resumed_rows if r["key"] == first_rows[0]["key"]]
+    assert [(r["cached"], r["charged"]) for r in recovered] == [(False, True), (True, False)]
+
+
+def test_recorded_or_foreign_answers_stay_free_cache_hits(cache):
+    """Scripted model. Answers in the run's own ledger, and answers another run made, are free."""
+    rows: list[dict] = []
+    ev, _ = _run_evaluator(cache, "run-a", set(), rows)
+    ev.generate([_gen(0)])
+    key = rows[0]["key"]
+    for origin, recorded in (("run-a", {key}), ("run-b", set()), (None, set())):
+        again: list[dict] = []
+        ev2, backend2 = _run_evaluator(cache, origin, recorded, again)
+        ev2.generate([_gen(0)])
+        assert backend2.calls == 0 and ev2.budget.spent == 0 and ev2.usage.calls == 0
+        assert [(r["cached"], r["charged"]) for r in again] == [(True, False)]
+
+
+def test_cache_made_before_the_origin_column_gets_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE responses (key VARCHAR(64) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+                "response TEXT NOT NULL, created FLOAT NOT NULL)")
+    con.commit()
+    con.close()
+    old = ResponseCache(f"sqlite:///{path}")
+    old.put("k", Completion(text="x"), origin="run-a")
+    assert old.origins(["k", "missing"]) == {"k": "run-a"}

@@ -55,7 +55,7 @@ def test_kill_then_resume_repeats_no_completed_call(tmp_path):
     assert done_before >= 12
 
     runs = json.loads(_cli(home, "runs", "--json").stdout)
-    assert len(runs) == 1 and runs[0]["status"] == "running"
+    assert len(runs) == 1 and runs[0]["status"] == "interrupted"  # its owner is a dead pid: no live lease
     run_id = runs[0]["run_id"]
 
     resumed = json.loads(_cli(home, "resume", run_id, "--json").stdout.strip().splitlines()[-1])

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OptionScores,
                                    ScoreRequest)
-from promptgym.store.db import create_tables, make_engine
+from promptgym.store.db import add_missing_columns, create_tables, make_engine
 
 _metadata = MetaData()
 responses = Table(
@@ -27,6 +27,9 @@ responses = Table(
     Column("kind", String(16), nullable=False),
     Column("response", Text, nullable=False),
     Column("created", Float, nullable=False),
+    # The run whose call made the answer (None: made outside a run). A resumed run that finds its
+    # own answer here with no ledger row of its own knows a kill fell between the two commits.
+    Column("origin", String(64), nullable=True),
 )
 
 
@@ -52,6 +55,7 @@ class ResponseCache:
     def __init__(self, url: str):
         self.engine = make_engine(url)
         create_tables(_metadata, self.engine)
+        add_missing_columns(_metadata, self.engine)
 
     def get(self, key: str) -> Response | None:
         with self.engine.connect() as conn:
@@ -73,11 +77,23 @@ class ResponseCache:
                     found[key] = _decode(kind, json.loads(blob))
         return found
 
-    def put(self, key: str, response: Response) -> None:
+    def origins(self, keys: list[str]) -> dict[str, str]:
+        """The run that made each of ``keys``' answers, for those made inside a run."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), 500):
+                rows = conn.execute(select(responses.c.key, responses.c.origin)
+                                    .where(responses.c.key.in_(unique[start:start + 500]),
+                                           responses.c.origin.is_not(None))).all()
+                found.update({key: origin for key, origin in rows})
+        return found
+
+    def put(self, key: str, response: Response, origin: str | None = None) -> None:
         kind = kind_of(response)
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(responses).values(key=key, kind=kind, created=time.time(),
+                conn.execute(insert(responses).values(key=key, kind=kind, created=time.time(), origin=origin,
                                                       response=json.dumps(asdict(response))))
         except IntegrityError:
             pass  # another process stored the same answer first

@@ -10,6 +10,12 @@ and scoring calls, and a method's plan and results must not depend on which enco
 Faults: a backend that counts them (the OpenAI-compatible one's ``last_faults``, kind -> count, set
 just before each result) has them written on the call's ledger row (``faults``); a result marked
 ``failed`` (the backend gave up on a bad answer) is used and charged but never cached.
+
+Kills: an answer is committed to the cache, then its ledger row to the run store (two files, two
+commits). A run's evaluator (``origin`` = the run id, ``recorded`` = the keys of the run's own
+uncached ledger rows) stamps its answers with the run, so after a kill between the two commits the
+resumed run finds its own answer in the cache with no ledger row and records it then, as the call
+it was (charged as it would have been), instead of taking it as a free cache hit.
 """
 
 from __future__ import annotations
@@ -68,7 +74,8 @@ class Evaluator:
 
     def __init__(self, task_model: Backend, optimizer_model: Backend, cache: ResponseCache,
                  budget: Budget | None = None, ledger: LedgerSink | None = None,
-                 on_call: Callable[[bool, bool], None] | None = None):
+                 on_call: Callable[[bool, bool], None] | None = None, origin: str | None = None,
+                 recorded: set[str] | None = None):
         self.task_model = task_model
         self.optimizer_model = optimizer_model
         self.cache = cache
@@ -76,6 +83,8 @@ class Evaluator:
         self.ledger = ledger
         self.on_call = on_call
         self.usage = Usage()
+        self.origin = origin
+        self.recorded = recorded if recorded is not None else set()
 
     def _backend(self, role: str) -> Backend:
         return self.optimizer_model if role == "optimizer" else self.task_model
@@ -121,9 +130,12 @@ class Evaluator:
         keys = [request_key(backend.identity, r) for r in requests]
         found = self.cache.get_many(keys)
         results: list = [found.get(k) for k in keys]
-        cached_rows = [dict(key=k, role=role, kind=kind, cached=True, charged=False, prompt_tokens=0,
-                            completion_tokens=0, seconds=0.0) for k in keys if k in found]
         language_model = kind != "embed"
+        lost = self._lost_ledger_rows([k for k in found if k not in self.recorded])
+        for k in lost:  # our own answer whose ledger row a kill lost: the call it was, recorded now
+            self._account(role, kind, k, found[k], charge, 0.0, None, language_model)
+        cached_rows = [dict(key=k, role=role, kind=kind, cached=True, charged=False, prompt_tokens=0,
+                            completion_tokens=0, seconds=0.0) for k in _without_first(keys, lost) if k in found]
         on_call = self.on_call if language_model else None
         if language_model:
             self.usage.cached_calls += len(cached_rows)
@@ -148,30 +160,56 @@ class Evaluator:
                 key = keys[index]
                 faults = dict(getattr(backend, "last_faults", None) or {})
                 if not faults.get("failed"):  # a failed call is never cached as a good answer
-                    self.cache.put(key, response)  # persisted before anyone uses it
+                    self.cache.put(key, response, origin=self.origin)  # persisted before anyone uses it
                 now = time.perf_counter()
                 seconds, clock[0] = now - clock[0], now
                 for i in positions[key]:
                     results[i] = response
-                if charge:
-                    self.budget.spent += 1
-                p_tok = response.prompt_tokens
-                c_tok = response.completion_tokens if isinstance(response, Completion) else 0
-                if language_model:
-                    self.usage.calls += 1
-                    self.usage.prompt_tokens += p_tok
-                    self.usage.completion_tokens += c_tok
-                    self.usage.seconds += seconds
-                else:
-                    self.usage.embeddings += 1
-                if self.ledger:
-                    self.ledger([dict(key=key, role=role, kind=kind, cached=False, charged=charge, prompt_tokens=p_tok,
-                                      completion_tokens=c_tok, seconds=seconds, faults=faults or None)])
-                if on_call:
-                    on_call(False, charge)
+                self._account(role, kind, key, response, charge, seconds, faults or None, language_model)
 
             batch = [requests[i] for i in allowed]
             getattr(backend, kind)(batch, on_result)  # the kinds are the Backend's method names
         if len(allowed) < len(misses):
             raise BudgetExhausted(f"budget of {self.budget.limit} model calls used up")
         return results
+
+    def _lost_ledger_rows(self, keys: list[str]) -> list[str]:
+        """Of cache hits not in this run's ledger, those the run itself made (see the docstring)."""
+        if self.origin is None or not keys:
+            return []
+        origins = self.cache.origins(keys)
+        return [k for k in dict.fromkeys(keys) if origins.get(k) == self.origin]
+
+    def _account(self, role: str, kind: str, key: str, response: Response, charge: bool, seconds: float,
+                 faults: dict | None, language_model: bool) -> None:
+        """One call made: budget, usage, the ledger row, progress."""
+        if charge:
+            self.budget.spent += 1
+        p_tok = response.prompt_tokens
+        c_tok = response.completion_tokens if isinstance(response, Completion) else 0
+        if language_model:
+            self.usage.calls += 1
+            self.usage.prompt_tokens += p_tok
+            self.usage.completion_tokens += c_tok
+            self.usage.seconds += seconds
+        else:
+            self.usage.embeddings += 1
+        self.recorded.add(key)
+        if self.ledger:
+            self.ledger([dict(key=key, role=role, kind=kind, cached=False, charged=charge, prompt_tokens=p_tok,
+                              completion_tokens=c_tok, seconds=seconds, faults=faults)])
+        on_call = self.on_call if language_model else None
+        if on_call:
+            on_call(False, charge)
+
+
+def _without_first(keys: list[str], drop: list[str]) -> list[str]:
+    """``keys`` less the first occurrence of each key in ``drop``."""
+    left = set(drop)
+    out = []
+    for k in keys:
+        if k in left:
+            left.discard(k)
+        else:
+            out.append(k)
+    return out

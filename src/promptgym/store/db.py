@@ -6,7 +6,7 @@ from pathlib import Path
 
 import time
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -44,3 +44,20 @@ def create_tables(metadata: MetaData, engine: Engine) -> None:
             if "already exists" not in str(exc) or attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def add_missing_columns(metadata: MetaData, engine: Engine) -> None:
+    """Files made before a column existed get it (nullable, no default): a small stand-in for a
+    migration tool. Two processes may race here: a duplicate column is fine."""
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            except OperationalError as exc:
+                if "duplicate column" not in str(exc).lower():
+                    raise

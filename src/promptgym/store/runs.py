@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, func,
-                        insert, inspect, select, text, update)
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+                        insert, select, update)
+from sqlalchemy.exc import SQLAlchemyError
 
 from promptgym.errors import PromptgymError
-from promptgym.store.db import create_tables, make_engine
+from promptgym.store.db import add_missing_columns, create_tables, make_engine
 from promptgym.store.lease import Owner, holder_state
 
 metadata = MetaData()
@@ -112,7 +112,7 @@ class RunStore:
         self.engine = make_engine(url)
         try:
             create_tables(metadata, self.engine)
-            _add_missing_columns(self.engine)
+            add_missing_columns(metadata, self.engine)
         except SQLAlchemyError as exc:
             raise PromptgymError(f"run store {url}: cannot open ({exc.__class__.__name__})") from None
 
@@ -300,20 +300,3 @@ class RunStore:
             row = conn.execute(select(artifacts.c.data).where(
                 artifacts.c.run_id == run_id, artifacts.c.name == name)).first()
         return json.loads(row[0]) if row else None
-
-
-def _add_missing_columns(engine: Any) -> None:
-    """Stores made before a column existed get it (nullable, no default): a small stand-in for a
-    migration tool. Two processes may race here: a duplicate column is fine."""
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            kind = column.type.compile(dialect=engine.dialect)
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-            except OperationalError as exc:
-                if "duplicate column" not in str(exc).lower():
-                    raise
