@@ -85,3 +85,16 @@ class Recording(Recorder):
 
     def score(self, prompt, split, result):
         self.scored.append((prompt.id, split, tuple(e.id for e in result.examples)))
+
+
+REVIEW_LABELS = ("positive", "negative", "neutral", "ambivalent")
+
+
+def write_reviews(folder, n: int) -> str:
+    """A JSONL file of ``n`` labelled hotel reviews (labels in turn) in ``folder``; its path."""
+    import json
+
+    path = folder / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {REVIEW_LABELS[i % 4]}.",
+                                        "target": REVIEW_LABELS[i % 4]}) + "\n" for i in range(n)))
+    return str(path)

@@ -3,7 +3,6 @@ picks right is tested on known truth in tests/evaluation/test_selection.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -14,15 +13,13 @@ from promptgym import api
 from promptgym.cli import main
 from promptgym.store.runs import RunStore
 
-LABELS = ("positive", "negative", "neutral", "ambivalent")
+from support import write_reviews
+
 
 
 @pytest.fixture
 def dataset(tmp_path) -> str:
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
-                                        "target": LABELS[i % 4]}) + "\n" for i in range(200)))
-    return str(path)
+    return write_reviews(tmp_path, 200)
 
 
 def _store() -> RunStore:

@@ -18,17 +18,15 @@ from promptgym.store.runs import RunStore
 from promptgym.tasks.code import CodeTask
 from promptgym.tasks.rewards import with_length_penalty
 
+from support import write_reviews
+
 SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
 SMALL = ["--budget", "10", "--train-size", "6", "--test-size", "4", "--dev-size", "0", "--json", "--quiet"]
-LABELS = ("positive", "negative", "neutral", "ambivalent")
 
 
 @pytest.fixture
 def dataset(tmp_path) -> str:
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
-                                        "target": LABELS[i % 4]}) + "\n" for i in range(20)))
-    return str(path)
+    return write_reviews(tmp_path, 20)
 
 
 @pytest.fixture
