@@ -28,7 +28,8 @@ def sdist(tmp_path, monkeypatch):
         _add(tar, "mood/task.json", {
             "task_prefix": "Say how the writer feels.", "description": "meta text",
             "examples": [{"input": "I love it", "target_scores": {"sad": 0, "happy": 1}},
-                         {"input": "I hate it", "target_scores": {"sad": 1, "happy": 0}}]})
+                         {"input": "I hate it", "target_scores": {"sad": 1, "happy": 0}},
+                         {"input": "", "target_scores": {"sad": 1, "happy": 0}}]})
         _add(tar, "qa/task.json", {"description": "Answer.", "examples": [
             {"input": "2+2?", "target": ["4", "four"]}, {"input": "Capital of France?", "target": "Paris"}]})
         _add(tar, "multi/task.json", {"name": "multi", "description": "Parent."})
@@ -43,7 +44,9 @@ def sdist(tmp_path, monkeypatch):
 def test_multiple_choice_task(sdist):
     ds = load_dataset("bigbench:mood")
     assert ds.description == "Say how the writer feels."  # task_prefix wins over description
-    assert [e.target for e in ds.examples] == ["happy", "sad"]
+    # the empty input is kept: upstream tasks have such rows (multiemo example 3112), and rejecting
+    # one made the README's own multiemo example fail
+    assert [e.target for e in ds.examples] == ["happy", "sad", "sad"] and ds.examples[2].input == ""
     assert ds.labels == ("sad", "happy")  # the file's option order is kept
     assert ds.source == "bigbench:mood"
 
@@ -65,7 +68,7 @@ def test_parent_task_combines_its_subtasks_and_a_subtask_loads_alone(sdist):
 def test_extracted_tasks_are_reused_without_the_tarball(sdist):
     load_dataset("bigbench:mood")
     sdist.unlink()
-    assert len(load_dataset("bigbench:mood")) == 2
+    assert len(load_dataset("bigbench:mood")) == 3
 
 
 def test_bad_names_and_rows_are_one_line_errors(sdist):
