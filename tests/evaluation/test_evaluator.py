@@ -301,4 +301,4 @@ def test_cache_made_before_the_origin_column_gets_it(tmp_path):
     con.close()
     old = ResponseCache(f"sqlite:///{path}")
     old.put("k", Completion(text="x"), origin="run-a")
-    assert old.origins(["k", "missing"]) == {"k": "run-a"}
+    assert {k: origin for k, (_, origin) in old.lookup(["k", "missing"]).items()} == {"k": "run-a"}

@@ -66,27 +66,19 @@ class ResponseCache:
         return _decode(row[0], json.loads(row[1]))
 
     def get_many(self, keys: list[str]) -> dict[str, Response]:
-        found: dict[str, Response] = {}
+        return {key: response for key, (response, _) in self.lookup(keys).items()}
+
+    def lookup(self, keys: list[str]) -> dict[str, tuple[Response, str | None]]:
+        """Each found key's answer and the run that made it (None: made outside a run), in one read."""
+        found: dict[str, tuple[Response, str | None]] = {}
         unique = list(dict.fromkeys(keys))
         with self.engine.connect() as conn:
             for start in range(0, len(unique), 500):
                 chunk = unique[start:start + 500]
-                rows = conn.execute(select(responses.c.key, responses.c.kind, responses.c.response)
-                                    .where(responses.c.key.in_(chunk))).all()
-                for key, kind, blob in rows:
-                    found[key] = _decode(kind, json.loads(blob))
-        return found
-
-    def origins(self, keys: list[str]) -> dict[str, str]:
-        """The run that made each of ``keys``' answers, for those made inside a run."""
-        unique = list(dict.fromkeys(keys))
-        found: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(unique), 500):
-                rows = conn.execute(select(responses.c.key, responses.c.origin)
-                                    .where(responses.c.key.in_(unique[start:start + 500]),
-                                           responses.c.origin.is_not(None))).all()
-                found.update({key: origin for key, origin in rows})
+                rows = conn.execute(select(responses.c.key, responses.c.kind, responses.c.response,
+                                           responses.c.origin).where(responses.c.key.in_(chunk))).all()
+                for key, kind, blob, origin in rows:
+                    found[key] = (_decode(kind, json.loads(blob)), origin)
         return found
 
     def put(self, key: str, response: Response, origin: str | None = None) -> None:

@@ -128,10 +128,12 @@ class Evaluator:
 
     def _dispatch(self, backend: Backend, role: str, kind: str, requests: Sequence, charge: bool) -> list:
         keys = [request_key(backend.identity, r) for r in requests]
-        found = self.cache.get_many(keys)
+        looked_up = self.cache.lookup(keys)  # answers and the run that made each, in one read
+        found = {k: response for k, (response, _) in looked_up.items()}
         results: list = [found.get(k) for k in keys]
         language_model = kind != "embed"
-        lost = self._lost_ledger_rows([k for k in found if k not in self.recorded])
+        lost = [] if self.origin is None else [
+            k for k, (_, origin) in looked_up.items() if origin == self.origin and k not in self.recorded]
         for k in lost:  # our own answer whose ledger row a kill lost: the call it was, recorded now
             self._account(role, kind, k, found[k], charge, 0.0, None, language_model)
         cached_rows = [dict(key=k, role=role, kind=kind, cached=True, charged=False, prompt_tokens=0,
@@ -172,13 +174,6 @@ class Evaluator:
         if len(allowed) < len(misses):
             raise BudgetExhausted(f"budget of {self.budget.limit} model calls used up")
         return results
-
-    def _lost_ledger_rows(self, keys: list[str]) -> list[str]:
-        """Of cache hits not in this run's ledger, those the run itself made (see the docstring)."""
-        if self.origin is None or not keys:
-            return []
-        origins = self.cache.origins(keys)
-        return [k for k in dict.fromkeys(keys) if origins.get(k) == self.origin]
 
     def _account(self, role: str, kind: str, key: str, response: Response, charge: bool, seconds: float,
                  faults: dict | None, language_model: bool) -> None:
