@@ -180,6 +180,84 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
 
 
 @main.command()
+@click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
+              help="Defaults for everything below: quick (one dataset, one seed, small splits; a first look) "
+                   "or full (the recorded benchmark). Any option given overrides its preset value.")
+@click.option("--methods", default=None, help="all, or METHOD[KEY=VALUE,...] items separated by commas.")
+@click.option("--datasets", default=None, help="Datasets separated by commas (as --dataset of optimize).")
+@click.option("--seeds", default=None, help="Seeds separated by commas, e.g. 0,1,2.")
+@click.option("--budget", type=click.IntRange(min=1), default=None, help="Model calls per run (search and selection).")
+@click.option("--train-size", type=click.IntRange(min=1), default=None)
+@click.option("--dev-size", type=click.IntRange(min=0), default=None)
+@click.option("--test-size", type=click.IntRange(min=0), default=None)
+@click.option("--select-k", type=click.IntRange(min=0), default=None)
+@click.option("--select-level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_LEVEL,
+              show_default=True)
+@click.option("--task-model", default="embedded", show_default=True,
+              help="Task model(s) separated by commas: each is a column of the grid.")
+@click.option("--optimizer-model", default="embedded", show_default=True)
+@click.option("--layout", default="chat", show_default=True, help="Prompt layout of the task model (plain for base models).")
+@click.option("--train", "train_file", default=None, help="Exact training split (JSONL/CSV), with --dev and --test.")
+@click.option("--dev", "dev_file", default=None, help="Exact dev split for final selection.")
+@click.option("--test", "test_file", default=None, help="Exact test split.")
+@click.option("--out", "out_dir", default="promptgym-bench", show_default=True,
+              help="Bench directory: results.json, results.md, plots/, and work/ (run store, one cache per run).")
+@click.option("--retry-failed", is_flag=True, help="Run cells that failed before again (finished ones never are).")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-method records as one JSON line.")
+def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | None, budget: int | None,
+          train_size: int | None, dev_size: int | None, test_size: int | None, select_k: int | None,
+          select_level: float, task_model: str, optimizer_model: str, layout: str, train_file: str | None,
+          dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, as_json: bool) -> None:
+    """Run every method on the same datasets, seeds, split and budget; write a table, paired tests and
+    plots. Resumable: a finished run is never repeated, so running it again only rewrites the report."""
+    import time
+    from pathlib import Path
+
+    from promptgym.bench import PRESETS, BenchDir, Settings, cells, parse_variants, run_grid, write_report
+    from promptgym.bench.grid import split_list
+
+    p = PRESETS[preset]
+    files = {k: v for k, v in (("train", train_file), ("dev", dev_file), ("test", test_file)) if v}
+    if files and "train" not in files:
+        raise PromptgymError("--dev and --test need --train")
+    try:
+        seed_list = [int(s) for s in split_list(seeds)] if seeds else p["seeds"]
+    except ValueError:
+        raise PromptgymError(f"--seeds '{seeds}': expected whole numbers separated by commas") from None
+    dataset_list = split_list(datasets) if datasets else ([files["train"]] if files else p["datasets"])
+    settings = Settings(budget=budget or p["budget"], train_size=train_size or p["train_size"],
+                        dev_size=p["dev_size"] if dev_size is None else dev_size,
+                        test_size=p["test_size"] if test_size is None else test_size,
+                        select_k=p["select_k"] if select_k is None else select_k, select_level=select_level,
+                        optimizer_model=optimizer_model, split_files={k: str(Path(v).resolve()) for k, v in files.items()} or None)
+    todo = cells(dataset_list, split_list(task_model), layout, parse_variants(methods or p["methods"]), seed_list)
+    folder = BenchDir(Path(out_dir))
+    started = time.perf_counter()
+
+    def progress(row: dict[str, Any], ran: bool) -> None:
+        n = progress.n = getattr(progress, "n", 0) + 1
+        head = f"[{n}/{len(todo)}] {row['dataset']} {row['task_model']} {row['variant']} seed {row['seed']}:"
+        if row["status"] != "ok":
+            tail = f"failed: {row['error']}"
+        else:
+            s = row["summary"]
+            kept = " (kept start)" if s.get("kept_start") else ""
+            tail = (f"test {s['test_initial']:.3f} -> {s['test_best']:.3f}{kept}, {s['llm_calls']} calls, "
+                    f"{row['wall_seconds']:.0f} s" if s.get("test_initial") is not None else "no test split")
+        click.echo(f"{head} {tail}{'' if ran else ' (finished before)'}", err=True)
+
+    run_grid(folder, settings, todo, retry_failed=retry_failed, on_cell=progress)
+    rows = folder.rows()  # every cell of the directory, this invocation's and earlier ones'
+    report = write_report(folder, rows, sorted({r["seed"] for r in rows}), seconds=round(time.perf_counter() - started, 1))
+    if as_json:
+        click.echo(json.dumps(report["methods"]))
+        return
+    click.echo((folder.path / "results.md").read_text())
+    click.echo(f"written: {folder.path / 'results.md'}, {folder.path / 'results.json'}"
+               + (f", {folder.path / 'plots'}/" if report["meta"]["plots"] else ""))
+
+
+@main.command()
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)

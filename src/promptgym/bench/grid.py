@@ -1,0 +1,265 @@
+"""The benchmark grid: every method x dataset x seed (x task model) on the same work.
+
+A cell is one ``api.optimize`` run. All cells of a bench directory share the settings (budget, split
+sizes, final selection, optimizer model) written to its ``bench.json`` on first use, so every row
+of the table was bought with the same money. Each cell has its own response cache: with a shared
+one a method would be handed another method's answers (the start's training score, say) for free,
+in effect a larger budget. Finished cells are appended to ``work/cells.jsonl`` as they end, so an
+interrupted bench picks up where it stopped and a finished cell is never run again; a cell that was
+killed half-way runs again on its own cache, which replays its finished calls for free.
+
+A method that fails in a cell (an error, a crash) is a result too: the row says so, with the error's
+last line, and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from promptgym.errors import PromptgymError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # About 10 minutes here: every method once on one dataset, small splits. A first look only.
+    "quick": dict(methods="all", datasets=["bigbench:multiemo/all_sentence_en"], seeds=[0], budget=100,
+                  train_size=20, dev_size=20, test_size=50, select_k=2),
+    # The recorded benchmark (docs/benchmarks.md).
+    "full": dict(methods="all", datasets=["bigbench:multiemo/all_sentence_en", "bigbench:misconceptions"],
+                 seeds=[0, 1, 2], budget=200, train_size=20, dev_size=30, test_size=100, select_k=2),
+}
+SETTING_KEYS = ("budget", "train_size", "dev_size", "test_size", "select_k", "select_level",
+                "optimizer_model", "split_files")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method with fixed parameters; ``label`` names it in tables (``protegi[selector=uniform]``)."""
+
+    label: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    task_model: str
+    layout: str
+    variant: Variant
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}|{self.task_model}|{self.layout}|{self.variant.label}|s{self.seed}"
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.key)
+
+
+@dataclass
+class Settings:
+    """What every cell of one bench directory shares."""
+
+    budget: int
+    train_size: int
+    dev_size: int | None
+    test_size: int
+    select_k: int
+    select_level: float
+    optimizer_model: str
+    split_files: dict[str, str] | None = None  # {"train": PATH, "dev": PATH, "test": PATH}
+
+
+def split_list(text: str) -> list[str]:
+    """``a,b[x=1,y=2],c`` -> ``["a", "b[x=1,y=2]", "c"]``: commas inside brackets stay."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    items.append(current.strip())
+    return [i for i in items if i]
+
+
+def parse_variants(spec: str | Iterable[str]) -> list[Variant]:
+    """``all`` (every registered method at its defaults) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
+    items; values are read as JSON when they parse. Unknown methods and parameters fail here, in
+    one line, before any cell runs."""
+    from promptgym.optimizers import REGISTRY, get_method
+
+    items = split_list(spec) if isinstance(spec, str) else list(spec)
+    if items == ["all"]:
+        return [Variant(name, name) for name in REGISTRY]
+    out = []
+    for item in items:
+        method, bracket, rest = item.partition("[")
+        method = method.strip()
+        if bracket and not rest.endswith("]"):
+            raise PromptgymError(f"--methods '{item}': expected METHOD or METHOD[KEY=VALUE,...]")
+        params: dict[str, Any] = {}
+        for pair in split_list(rest[:-1]) if bracket else []:
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip():
+                raise PromptgymError(f"--methods '{item}': expected KEY=VALUE inside the brackets, got '{pair}'")
+            try:
+                params[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key.strip()] = value
+        get_method(method)(**params)  # unknown method or bad parameter: one line now
+        out.append(Variant(item if params else method, method, params))
+    return out
+
+
+def cells(datasets: list[str], task_models: list[str], layout: str, variants: list[Variant],
+          seeds: list[int]) -> list[Cell]:
+    """In the order they run: dataset, task model, seed, then method, so a bench stopped early
+    has every method on the first seeds rather than a few methods on all of them."""
+    return [Cell(d, m, layout, v, s) for d in datasets for m in task_models for s in seeds for v in variants]
+
+
+class BenchDir:
+    """A bench directory: ``bench.json`` (settings), ``work/`` (run store, one cache per cell,
+    ``cells.jsonl``), and the report files the report module writes next to them."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.work = self.path / "work"
+        self.cells_file = self.work / "cells.jsonl"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.work / 'runs.sqlite'}"
+
+    def cache_url(self, cell: Cell) -> str:
+        return f"sqlite:///{self.work / 'caches' / (cell.slug + '.sqlite')}"
+
+    def bind(self, settings: Settings) -> None:
+        """Write the settings on first use; later benches in the same directory must match them."""
+        manifest = self.path / "bench.json"
+        mine = {k: getattr(settings, k) for k in SETTING_KEYS}
+        if manifest.exists():
+            try:
+                theirs = json.loads(manifest.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise PromptgymError(f"{manifest}: unreadable ({exc})") from None
+            differ = [k for k in SETTING_KEYS if theirs.get(k) != mine[k]]
+            if differ:
+                raise PromptgymError(
+                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs.get(k)!r}' for k in differ)}); "
+                    "use those or another --out")
+            return
+        (self.work / "caches").mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps(mine, indent=2))
+
+    def settings(self) -> dict[str, Any]:
+        return json.loads((self.path / "bench.json").read_text())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Finished cells, last record of each key wins (a failed cell re-run with --retry-failed)."""
+        if not self.cells_file.exists():
+            return []
+        rows: dict[str, dict[str, Any]] = {}
+        for n, line in enumerate(self.cells_file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that cell simply runs again
+                continue
+            rows[row["key"]] = row
+        return list(rows.values())
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        with self.cells_file.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+
+
+def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed: bool = False,
+             on_cell: Callable[[dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
+    """Run the cells not finished yet; returns every row of the asked-for cells (finished before
+    or now). ``on_cell(row, ran)`` is told about each, in order."""
+    bench.bind(settings)
+    done = {r["key"]: r for r in bench.rows()}
+    out = []
+    for cell in todo:
+        row = done.get(cell.key)
+        ran = row is None or (retry_failed and row["status"] != "ok")
+        if ran:
+            row = run_cell(bench, settings, cell)
+            bench.append(row)
+        out.append(row)
+        if on_cell:
+            on_cell(row, ran)
+    return out
+
+
+def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
+    from promptgym import api
+
+    row: dict[str, Any] = dict(key=cell.key, dataset=cell.dataset, task_model=cell.task_model, layout=cell.layout,
+                               variant=cell.variant.label, method=cell.variant.method, params=cell.variant.params,
+                               seed=cell.seed)
+    files = settings.split_files or {}
+    cache_file = bench.work / "caches" / (cell.slug + ".sqlite")
+    row["resumed"] = cache_file.exists()  # its wall time and curve then understate a cold run
+    started = time.perf_counter()
+    try:
+        result = api.optimize(
+            cell.dataset, method=cell.variant.method, params=cell.variant.params, seed=cell.seed,
+            budget=settings.budget, train_size=settings.train_size, dev_size=settings.dev_size,
+            test_size=settings.test_size, select_k=settings.select_k, select_level=settings.select_level,
+            task_model=cell.task_model, optimizer_model=settings.optimizer_model, layout=cell.layout,
+            store_url=bench.store_url, cache_url=bench.cache_url(cell), quiet=True,
+            **{f"{k}_file": v for k, v in files.items()})
+    except Exception as exc:  # a method failing in one cell is that cell's result
+        last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+        where = traceback.extract_tb(exc.__traceback__)[-1:]
+        row.update(status="failed", error=f"{type(exc).__name__}: {last[0]}",
+                   error_at=f"{where[0].filename}:{where[0].lineno}" if where else None,
+                   wall_seconds=round(time.perf_counter() - started, 2))
+        return row
+    row.update(status="ok", wall_seconds=round(time.perf_counter() - started, 2),
+               summary=result.summary.to_dict(full=False),
+               **_from_store(bench, result))
+    return row
+
+
+def _from_store(bench: BenchDir, result: Any) -> dict[str, Any]:
+    """Per-example test scores (for the paired tests across seeds and methods) and the search's
+    best training score against the budget it had spent (for the plots)."""
+    from promptgym.store.runs import RunStore
+
+    store = RunStore(bench.store_url)
+    scores = store.scores(result.run_id)
+    test: dict[str, dict[str, float]] = {}
+    for s in scores:
+        if s["split"] == "test":
+            test[s["candidate_id"]] = s["per_example"]
+    charged = [c["created"] for c in store.call_rows(result.run_id)
+               if c["charged"] and not c["cached"] and c["role"] != "select"]
+    full = max((s["n"] for s in scores if s["split"] == "train"), default=0)
+    curve, best = [], None
+    for s in scores:
+        if s["split"] != "train" or s["n"] != full:
+            continue
+        if best is None or s["score"] > best:
+            best = s["score"]
+            curve.append([sum(1 for t in charged if t <= s["created"]), best])
+    return dict(run_id=result.run_id,
+                test_initial_scores=test.get(result.initial_prompt.id),
+                test_best_scores=test.get(result.best_prompt.id),
+                train_curve=curve)
+
+
+def settings_dict(settings: Settings) -> dict[str, Any]:
+    return asdict(settings)

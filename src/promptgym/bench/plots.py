@@ -1,0 +1,88 @@
+"""The bench's two figures (matplotlib, headless): one panel per dataset x task model.
+
+- ``test-delta.png``: each method's returned prompt minus the start on test, the pooled 95% paired
+  interval as a bar and each seed as a dot; zero is the start.
+- ``train-curve.png``: the best training score found so far against the search budget spent, the
+  mean over seeds of each method's step curve.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return list(dict.fromkeys((r["dataset"], r["task_model"], r["layout"]) for r in records))
+
+
+def _title(key: tuple[str, str, str]) -> str:
+    dataset, model, layout = key
+    return f"{dataset.split(':')[-1]}\n{model} ({layout})"
+
+
+def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    panels = _panels(records)
+    if not panels:
+        return []
+    written = []
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * max(
+        sum(1 for r in records if (r["dataset"], r["task_model"], r["layout"]) == k) for k in panels) + 1.6),
+        squeeze=False, sharex=True)
+    for ax, key in zip(axes[0], panels):
+        recs = [r for r in records if (r["dataset"], r["task_model"], r["layout"]) == key]
+        for y, rec in enumerate(recs):
+            p = rec.get("pooled")
+            if p:
+                ax.plot([p["low"], p["high"]], [y, y], color="tab:blue", linewidth=3, alpha=0.5)
+                ax.plot([p["delta"]], [y], marker="|", color="tab:blue", markersize=12)
+            seeds = [r["summary"]["test_delta"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
+                     and (r["dataset"], r["task_model"], r["layout"]) == key
+                     and r["summary"].get("test_delta") is not None]
+            ax.scatter(seeds, [y] * len(seeds), color="black", s=10, zorder=3)
+        ax.axvline(0, color="grey", linewidth=1)
+        ax.set_yticks(range(len(recs)), [r["variant"] for r in recs], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(_title(key), fontsize=9)
+        ax.set_xlabel("test score: returned − start", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "test-delta.png", dpi=110)
+    plt.close(fig)
+    written.append("test-delta.png")
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        for rec in (r for r in records if (r["dataset"], r["task_model"], r["layout"]) == key):
+            curves = [r["train_curve"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
+                      and (r["dataset"], r["task_model"], r["layout"]) == key and r.get("train_curve")]
+            if not curves:
+                continue
+            end = max(c[-1][0] for c in curves) or 1
+            grid = np.arange(0, end + 1)
+            # each seed's best-so-far is a step function of calls spent; before its first score it is undefined
+            values = np.array([[max([s for x, s in c if x <= g], default=np.nan) for g in grid] for c in curves])
+            with warnings.catch_warnings():  # calls before any seed's first score: a gap, not a warning
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(values, axis=0)
+            ax.step(grid, mean, where="post", label=rec["variant"], linewidth=1.2)
+        ax.set_title(_title(key), fontsize=9)
+        ax.set_xlabel("search calls spent", fontsize=8)
+        ax.set_ylabel("best training score so far", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(folder / "train-curve.png", dpi=110)
+    plt.close(fig)
+    written.append("train-curve.png")
+    return written
