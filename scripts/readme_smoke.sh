@@ -2,7 +2,7 @@
 # Every command of README.md, run as a new user would, in order (tests/test_readme.py checks that
 # each command in the README's sh blocks stands here, so the two cannot drift apart).
 # Uses a throwaway PROMPTGYM_HOME unless one is set; the BIG-bench sdist is fetched with pip into it
-# (358 MB) unless PROMPTGYM_BIGBENCH_SDIST names a copy. About 10 minutes on 2 cores.
+# (358 MB) unless PROMPTGYM_BIGBENCH_SDIST names a copy. About 15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROMPTGYM_HOME="${PROMPTGYM_HOME:-$(mktemp -d)}"
@@ -31,6 +31,8 @@ step bash scripts/test.sh -m "not integration"
 # After the dev install: it brings bubblewrap (the code sandbox) and the envs/rl extras.
 promptgym optimize --dataset example:python-functions --method ape --budget 60 \
     --train-size 6 --test-size 6 --dev-size 0 --seed 0
+# After the dev install (matplotlib for the plots): every method once on multiemo, about 5 minutes.
+promptgym bench --preset quick --out bench-quick
 # The README's other Python blocks (the prompt-editing environment), as written there.
 python - <<'PY'
 import re, pathlib

@@ -179,8 +179,10 @@ class BenchDir:
 
     def append(self, row: dict[str, Any]) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        with self.cells_file.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        with self.cells_file.open("a+") as fh:
+            fh.seek(0, 2)
+            torn = fh.tell() > 0 and (fh.seek(fh.tell() - 1) or fh.read(1) != "\n")
+            fh.write(("\n" if torn else "") + json.dumps(row) + "\n")  # never glued to a line a kill cut
             fh.flush()
 
 
@@ -240,25 +242,27 @@ def _from_store(bench: BenchDir, result: Any) -> dict[str, Any]:
     from promptgym.store.runs import RunStore
 
     store = RunStore(bench.store_url)
-    scores = store.scores(result.run_id)
-    test: dict[str, dict[str, float]] = {}
-    for s in scores:
-        if s["split"] == "test":
-            test[s["candidate_id"]] = s["per_example"]
-    charged = [c["created"] for c in store.call_rows(result.run_id)
+    test = {s["candidate_id"]: s["per_example"] for s in store.scores(result.run_id) if s["split"] == "test"}
+    return dict(run_id=result.run_id, test_initial_scores=test.get(result.initial_prompt.id),
+                test_best_scores=test.get(result.best_prompt.id), train_curve=train_curve(store, result.run_id))
+
+
+def train_curve(store: Any, run_id: str) -> list[list[float]]:
+    """``[[search calls spent, best score so far], ...]`` from the scores a method recorded on its
+    training data during the search (splits ``train*`` but not ``train-final``, which is scored
+    after it), on the largest batch it used (methods score minibatches of different sizes; mixing
+    sizes would make the curve jump with the batch, not the prompt). Ends at the calls spent."""
+    charged = [c["created"] for c in store.call_rows(run_id)
                if c["charged"] and not c["cached"] and c["role"] != "select"]
-    full = max((s["n"] for s in scores if s["split"] == "train"), default=0)
-    curve, best = [], None
+    scores = [s for s in store.scores(run_id) if s["split"].startswith("train") and s["split"] != "train-final"]
+    full = max((s["n"] for s in scores), default=0)
+    curve: list[list[float]] = []
     for s in scores:
-        if s["split"] != "train" or s["n"] != full:
-            continue
-        if best is None or s["score"] > best:
-            best = s["score"]
-            curve.append([sum(1 for t in charged if t <= s["created"]), best])
-    return dict(run_id=result.run_id,
-                test_initial_scores=test.get(result.initial_prompt.id),
-                test_best_scores=test.get(result.best_prompt.id),
-                train_curve=curve)
+        if s["n"] == full and (not curve or s["score"] > curve[-1][1]):
+            curve.append([sum(1 for t in charged if t <= s["created"]), s["score"]])
+    if curve and len(charged) > curve[-1][0]:
+        curve.append([len(charged), curve[-1][1]])
+    return curve
 
 
 def settings_dict(settings: Settings) -> dict[str, Any]:

@@ -46,16 +46,21 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
             if p:
                 ax.plot([p["low"], p["high"]], [y, y], color="tab:blue", linewidth=3, alpha=0.5)
                 ax.plot([p["delta"]], [y], marker="|", color="tab:blue", markersize=12)
-            seeds = [r["summary"]["test_delta"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
-                     and (r["dataset"], r["task_model"], r["layout"]) == key
-                     and r["summary"].get("test_delta") is not None]
-            ax.scatter(seeds, [y] * len(seeds), color="black", s=10, zorder=3)
+            runs = [r["summary"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
+                    and (r["dataset"], r["task_model"], r["layout"]) == key and r["summary"].get("test_delta") is not None]
+            picks = [s["test_method_best"] - s["test_initial"] for s in runs if s.get("test_method_best") is not None]
+            ax.scatter(picks, [y + 0.2] * len(picks), facecolors="none", edgecolors="tab:red", s=14, zorder=3,
+                       label="method's own pick (before selection)" if y == 0 else None)
+            ax.scatter([s["test_delta"] for s in runs], [y] * len(runs), color="black", s=10, zorder=3,
+                       label="returned prompt, per seed" if y == 0 else None)
         ax.axvline(0, color="grey", linewidth=1)
         ax.set_yticks(range(len(recs)), [r["variant"] for r in recs], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(_title(key), fontsize=9)
-        ax.set_xlabel("test score: returned − start", fontsize=8)
-    fig.tight_layout()
+        ax.set_xlabel("test score minus the start's", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(folder / "test-delta.png", dpi=110)
     plt.close(fig)
     written.append("test-delta.png")
@@ -80,8 +85,8 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
         ax.set_ylabel("best training score so far", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(folder / "train-curve.png", dpi=110)
     plt.close(fig)
     written.append("train-curve.png")

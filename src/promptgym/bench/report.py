@@ -173,9 +173,24 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
     return "\n".join(lines)
 
 
+def _refresh_curves(bench: BenchDir, rows: list[dict[str, Any]]) -> None:
+    """Recompute the training curves from the bench's run store when it is there (so a report made
+    by a newer promptgym draws old cells the same way); rows keep theirs otherwise."""
+    if not (bench.work / "runs.sqlite").exists():
+        return
+    from promptgym.bench.grid import train_curve
+    from promptgym.store.runs import RunStore
+
+    store = RunStore(bench.store_url)
+    for row in rows:
+        if row.get("run_id"):
+            row["train_curve"] = train_curve(store, row["run_id"])
+
+
 def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
                  seconds: float | None = None) -> dict[str, Any]:
     """results.json, results.md and plots/ in the bench directory, from the given rows."""
+    _refresh_curves(bench, rows)
     records = aggregate(rows)
     duels = leaders(rows, records)
     meta: dict[str, Any] = dict(date=dt.datetime.now().isoformat(timespec="seconds"), settings=bench.settings(),

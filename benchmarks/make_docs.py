@@ -1,0 +1,191 @@
+"""Write docs/benchmarks.md from the recorded result files; runs no model.
+
+    python benchmarks/make_docs.py
+
+It reads ``benchmarks/results/bench-full/`` and ``bench-quick/`` (``promptgym bench``),
+``peers.json`` (``benchmarks/peers/run.py``), ``throughput-http.json`` and ``bench-warm.json``
+(``benchmarks/throughput.py``), copies the bench plots to ``docs/img/bench/`` and writes the page.
+A missing file is said on the page ("not recorded yet"), never invented.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+
+FULL_COMMANDS = """```sh
+promptgym bench --preset full --out benchmarks/results/bench-full
+promptgym bench --preset full --datasets bigbench:multiemo/all_sentence_en \\
+    --task-model gemma3-270m --layout plain --out benchmarks/results/bench-full
+```"""
+
+
+def _load(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _tables(results_md: str) -> str:
+    """The per-table sections of a bench's results.md, headings one level down, plots dropped."""
+    keep, on = [], False
+    for line in results_md.splitlines():
+        if line.startswith("## "):
+            on = True
+        if on and not line.startswith("!["):
+            keep.append("#" + line if line.startswith("## ") else line)
+    return "\n".join(keep).strip()
+
+
+def _fmt(x: float | None, spec: str = "+.3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None) -> list[str]:
+    out = ["## Every method on the same work (`promptgym bench`)", ""]
+    if not full:
+        return out + ["Not recorded yet: run the commands below.", "", FULL_COMMANDS, ""]
+    s, runs, methods = full["meta"]["settings"], full["runs"], full["methods"]
+    ok = [r for r in runs if r["status"] == "ok"]
+    worse = [r for r in ok if (r["summary"].get("test_delta") or 0) < 0]
+    picks_worse = [r for r in ok if r["summary"].get("test_method_best") is not None
+                   and r["summary"]["test_method_best"] < r["summary"]["test_initial"]]
+    kept = sum(bool(r["summary"].get("kept_start")) for r in ok)
+    real = [m for m in methods if m.get("pooled") and m["pooled"].get("q_value", 1) < 0.05]
+    models = sorted({r["task_model"] for r in runs})
+    datasets = sorted({r["dataset"] for r in runs})
+    cold = sum(r["wall_seconds"] for r in runs)
+    out += [f"Recorded {full['meta']['date'][:10]} on this 2-core machine: {len({r['variant'] for r in runs})} methods "
+            f"at their defaults, {len(datasets)} datasets ({', '.join(f'`{d}`' for d in datasets)}), seeds "
+            f"{', '.join(map(str, full['meta']['seeds']))}, task models {', '.join(f'`{m}`' for m in models)}; budget "
+            f"{s['budget']} calls per run (search and final selection), train {s['train_size']}, dev {s['dev_size']}, "
+            f"test {s['test_size']}, final selection k {s['select_k']} at level {s['select_level']}; optimizer model "
+            f"`{s['optimizer_model']}`. {len(runs)} runs, {len(runs) - len(ok)} failed; "
+            f"{cold / 60:.0f} minutes of runs.", "",
+            "What it says:", "",
+            f"- The start was handed back in {kept} of {len(ok)} runs. The returned prompt was worse than the start "
+            f"on test in {len(worse)} of {len(ok)} runs; the methods' own picks, before final selection, in "
+            f"{len(picks_worse)} of {len(ok)}.",
+            "- Methods whose returned prompt differs from the start at q < 0.05 (pooled over seeds, "
+            "Benjamini-Hochberg over each table): " + (", ".join(f"{m['variant']} on `{m['dataset']}` / "
+                                                                  f"`{m['task_model']}` ({_fmt(m['pooled']['delta'])})"
+                                                                  for m in real) if real else "none") + "."]
+    for d in full.get("best_two", []):
+        out.append(f"- `{d['dataset']}` / `{d['task_model']}`: best two by mean test score, {d['first']} vs "
+                   f"{d['second']}: {_fmt(d['delta'])} [{_fmt(d['low'])}, {_fmt(d['high'])}], p = {d['p_value']:.3g}.")
+    out += ["", "How to read it: Δ test is the returned prompt minus the start on the held-out test split; the pooled "
+            "interval treats all seeds' test examples as one paired sample. \"Δ method's pick\" is what the method "
+            "itself would have returned without final selection. On a 135M model with 20 training examples the "
+            "candidates are rarely better than the start by more than the dev split can tell, so the start comes back; "
+            "that is the guard working, not a method failing to run.", ""]
+    if len(models) > 1:
+        out += cross_model(methods, models), ""
+    out += [_tables((RESULTS / "bench-full" / "results.md").read_text()), "",
+            "![Δ test per method](img/bench/test-delta.png)", "",
+            "Δ test per method: the bar is the pooled 95% paired interval, black dots the returned prompt per seed, "
+            "red circles the method's own pick before final selection.", "",
+            "![Best training score against budget spent](img/bench/train-curve.png)", "",
+            "Best score so far on the method's own training batches against the search calls spent, mean over seeds "
+            "(methods score batches of different sizes, so compare shapes, not heights across methods).", "",
+            "Reproduce (the second command adds the Gemma cells to the same directory; a finished cell is never run "
+            "again, so re-running either only rewrites the report):", "", FULL_COMMANDS, ""]
+    out += ["### The quick preset", ""]
+    if quick:
+        q = quick["meta"]["settings"]
+        total = sum(r["wall_seconds"] for r in quick["runs"])
+        out += [f"`promptgym bench --preset quick` ({len(quick['runs'])} runs: every method once on "
+                f"`{quick['runs'][0]['dataset']}`, budget {q['budget']}, train {q['train_size']}, dev {q['dev_size']}, "
+                f"test {q['test_size']}) took {total / 60:.1f} minutes of runs here"
+                + (f" ({quick['meta']['wall_clock_seconds'] / 60:.1f} minutes wall clock, loading included)"
+                   if quick["meta"].get("wall_clock_seconds") else "")
+                + ". A first look at the machinery, not evidence: one seed and 50 test examples.", ""]
+    else:
+        out += ["Not recorded yet.", ""]
+    return out
+
+
+def cross_model(methods: list[dict[str, Any]], models: list[str]) -> str:
+    """Per dataset measured on several task models: each method's pooled Δ on each."""
+    by = {(m["dataset"], m["task_model"], m["variant"]): m for m in methods}
+    lines = []
+    for dataset in sorted({m["dataset"] for m in methods}):
+        have = [mo for mo in models if any(k[0] == dataset and k[1] == mo for k in by)]
+        if len(have) < 2:
+            continue
+        lines += [f"### Does it hold on another model? `{dataset}`", "",
+                  "| method | " + " | ".join(f"`{mo}`: start → returned, pooled Δ [95%]" for mo in have) + " |",
+                  "|---|" + "---|" * len(have)]
+        for variant in dict.fromkeys(m["variant"] for m in methods if m["dataset"] == dataset):
+            cells = []
+            for mo in have:
+                m = by.get((dataset, mo, variant))
+                p = m and m.get("pooled")
+                cells.append(f"{_fmt(m['test_initial_mean'], '.3f')} → {_fmt(m['test_best_mean'], '.3f')}, "
+                             f"{_fmt(p['delta'])} [{_fmt(p['low'])}, {_fmt(p['high'])}]" if p else "-")
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def peers_section(peers: dict[str, Any] | None) -> list[str]:
+    out = ["## Peers on the same split and budget (`benchmarks/peers/`)", ""]
+    if not peers:
+        return out + ["Not recorded yet: see benchmarks/peers/README.md.", ""]
+    md = RESULTS / "peers.md"
+    out += [md.read_text().split("\n", 1)[1].strip() if md.exists() else "", "",
+            "Reproduce: `bash benchmarks/peers/setup.sh && " + peers.get("meta", {}).get("command", "see benchmarks/peers/README.md") + "`", ""]
+    return out
+
+
+def throughput_section(http: dict[str, Any] | None, warm: dict[str, Any] | None) -> list[str]:
+    out = ["## Throughput", ""]
+    if http:
+        out += ["Concurrency on the OpenAI-compatible path against a loopback server that answers every request "
+                f"after {http.get('delay')} s (the real promptgym path: evaluator, cache, ledger). Achieved "
+                "throughput as a fraction of ideal (in flight / delay), measured in one run:", "",
+                "| in flight | requests | achieved / ideal |", "|---|---|---|"]
+        for level in http.get("levels", []):
+            out.append(f"| {level['in_flight']} | {level['requests']} | {level['fraction_of_ideal']:.2f} |")
+        out += ["", f"Goal: at least 0.80 at 16 in flight: {'met' if http.get('goal_met') else 'NOT met'}. "
+                f"Reproduce: `{http.get('command', 'python benchmarks/throughput.py --part http')}`.", ""]
+    else:
+        out += ["HTTP concurrency: not recorded yet.", ""]
+    if warm:
+        out += [f"A warm re-run of the finished full bench (`{warm['command']}`) made {warm['new_calls']} model calls "
+                f"and {warm['new_runs']} new runs and took {warm['warm_seconds']:.1f} s, "
+                f"{100 * warm['ratio']:.2f}% of the cold runs' {warm['cold_seconds'] / 60:.0f} minutes "
+                f"(goal: 0 calls and under 5%: {'met' if warm['goal_met'] else 'NOT met'}).", ""]
+    else:
+        out += ["Warm re-run of a finished bench: not recorded yet.", ""]
+    return out
+
+
+def main() -> int:
+    full = _load(RESULTS / "bench-full" / "results.json")
+    quick = _load(RESULTS / "bench-quick" / "results.json")
+    if full:
+        (DOCS / "img" / "bench").mkdir(parents=True, exist_ok=True)
+        for png in (RESULTS / "bench-full" / "plots").glob("*.png"):
+            shutil.copyfile(png, DOCS / "img" / "bench" / png.name)
+    lines = ["# Benchmarks", "",
+             "Generated by `python benchmarks/make_docs.py` from the result files under `benchmarks/results/`; "
+             "each section gives the command that made its numbers. All runs on this project's 2-core machine "
+             "with no GPU; times are only compared within one run.", ""]
+    lines += bench_section(full, quick)
+    lines += peers_section(_load(RESULTS / "peers.json"))
+    lines += throughput_section(_load(RESULTS / "throughput-http.json"), _load(RESULTS / "bench-warm.json"))
+    (DOCS / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {DOCS / 'benchmarks.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""``promptgym bench`` on the scripted model (unit tests of the grid and report logic: no claim about
+any method's quality rests on these numbers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promptgym import api
+from promptgym.bench import BenchDir, Settings, cells, parse_variants, run_grid
+from promptgym.bench.grid import split_list
+from promptgym.bench.report import aggregate, leaders
+from promptgym.cli import main
+from promptgym.errors import PromptgymError
+
+from support import write_reviews
+
+SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
+SMALL = ["--budget", "60", "--train-size", "8", "--dev-size", "10", "--test-size", "20"]
+
+
+def _bench(tmp_path, *extra: str):
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape,grips", "--datasets", data, "--seeds", "0,1",
+                                       *SMALL, *SCRIPTED, "--out", str(out), *extra])
+    return result, out
+
+
+def test_grid_writes_a_row_per_cell_a_table_and_plots(tmp_path):
+    result, out = _bench(tmp_path)
+    assert result.exit_code == 0, result.stderr + result.stdout
+    data = json.loads((out / "results.json").read_text())
+    runs = data["runs"]
+    assert sorted((r["variant"], r["seed"]) for r in runs) == [("ape", 0), ("ape", 1), ("grips", 0), ("grips", 1)]
+    for row in runs:  # every number of the run summary, final selection included
+        assert row["status"] == "ok"
+        for field in ("test_initial", "test_best", "test_delta", "test_interval", "kept_start", "selection",
+                      "llm_calls", "prompt_tokens", "budget_used"):
+            assert field in row["summary"]
+        assert len(row["test_initial_scores"]) == 20 and len(row["test_best_scores"]) == 20
+        assert row["summary"]["budget_used"] <= 60
+    methods = {m["variant"]: m for m in data["methods"]}
+    assert methods["ape"]["pooled"]["n"] == 40  # two seeds' test examples as one paired sample
+    assert "q_value" in methods["ape"]["pooled"]
+    table = (out / "results.md").read_text()
+    assert "| ape | 2/2 |" in table and "| grips | 2/2 |" in table
+    assert "Best two by mean test score" in table
+    pytest.importorskip("matplotlib")
+    assert (out / "plots" / "test-delta.png").stat().st_size > 1000
+    assert (out / "plots" / "train-curve.png").stat().st_size > 1000
+
+
+def test_a_finished_cell_is_never_run_again(tmp_path, monkeypatch):
+    result, out = _bench(tmp_path)
+    assert result.exit_code == 0
+    before = (out / "results.json").read_text()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished cell ran again")
+
+    monkeypatch.setattr(api, "optimize", forbidden)
+    again, _ = _bench(tmp_path)
+    assert again.exit_code == 0, again.stderr + again.stdout
+    assert "(finished before)" in again.stderr
+    assert json.loads((out / "results.json").read_text())["runs"] == json.loads(before)["runs"]
+
+
+def test_a_cell_cut_by_a_kill_runs_again_and_only_it(tmp_path, monkeypatch):
+    result, out = _bench(tmp_path)
+    lines = (out / "work" / "cells.jsonl").read_text().splitlines()
+    (out / "work" / "cells.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # torn last line
+    calls = []
+    real = api.optimize
+    monkeypatch.setattr(api, "optimize", lambda *a, **k: calls.append(k["method"]) or real(*a, **k))
+    again, _ = _bench(tmp_path)
+    assert again.exit_code == 0, again.stderr
+    assert calls == ["grips"]  # the last cell (grips, seed 1) only
+    rows = BenchDir(out).rows()
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    replayed = [r for r in rows if r["variant"] == "grips" and r["seed"] == 1][0]
+    assert replayed["resumed"] and replayed["summary"]["cached_calls"] > 0  # its own cache replayed it
+
+
+def test_other_settings_in_the_same_directory_are_refused(tmp_path):
+    _bench(tmp_path)
+    result, _ = _bench(tmp_path, "--budget", "70")
+    assert result.exit_code != 0
+    assert result.stderr.count("\n") == 1 and "made with other settings (budget 60)" in result.stderr
+
+
+def test_a_failing_method_is_a_result_and_the_grid_goes_on(tmp_path, monkeypatch):
+    real = api.optimize
+
+    def flaky(*args, **kwargs):
+        if kwargs["method"] == "ape" and kwargs["seed"] == 1:
+            raise RuntimeError("boom in the middle\nlast line of the error")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "optimize", flaky)
+    result, out = _bench(tmp_path)
+    assert result.exit_code == 0, result.stderr
+    rows = {(r["variant"], r["seed"]): r for r in BenchDir(out).rows()}
+    assert rows[("ape", 1)]["status"] == "failed"
+    assert rows[("ape", 1)]["error"] == "RuntimeError: last line of the error"
+    assert rows[("grips", 1)]["status"] == "ok"
+    assert "## Failed runs" in (out / "results.md").read_text()
+    monkeypatch.setattr(api, "optimize", real)
+    again, _ = _bench(tmp_path, "--retry-failed")
+    assert again.exit_code == 0
+    assert BenchDir(out).rows()[-1]["status"] == "ok" and len(BenchDir(out).rows()) == 4
+
+
+def test_method_lists():
+    assert split_list("ape, protegi[selector=uniform,beam_size=2],opro") == [
+        "ape", "protegi[selector=uniform,beam_size=2]", "opro"]
+    variants = parse_variants("ape,protegi[selector=uniform]")
+    assert [(v.label, v.method, v.params) for v in variants] == [
+        ("ape", "ape", {}), ("protegi[selector=uniform]", "protegi", {"selector": "uniform"})]
+    from promptgym.optimizers import REGISTRY
+
+    assert [v.method for v in parse_variants("all")] == list(REGISTRY)
+    with pytest.raises(PromptgymError, match="nosuch"):
+        parse_variants("ape,nosuch")
+    with pytest.raises(PromptgymError, match="selector"):
+        parse_variants("protegi[selector=banana]")
+
+
+def test_cells_put_seeds_before_methods():
+    grid = cells(["d"], ["m"], "chat", parse_variants("ape,opro"), [0, 1])
+    assert [(c.variant.label, c.seed) for c in grid] == [("ape", 0), ("opro", 0), ("ape", 1), ("opro", 1)]
+
+
+def _row(variant: str, seed: int, start: list[int], best: list[int]) -> dict:
+    n = len(start)
+    return dict(key=f"{variant}{seed}", dataset="d", task_model="m", layout="chat", variant=variant, method=variant,
+                seed=seed, status="ok", wall_seconds=1.0,
+                test_initial_scores={f"e{i}": float(start[i]) for i in range(n)},
+                test_best_scores={f"e{i}": float(best[i]) for i in range(n)},
+                summary=dict(test_initial=sum(start) / n, test_best=sum(best) / n,
+                             test_delta=(sum(best) - sum(start)) / n, test_method_best=None, best_score=0.5,
+                             initial_score=0.5, kept_start=best == start, llm_calls=10, budget_used=5,
+                             prompt_tokens=1, completion_tokens=1))
+
+
+def test_pooled_test_and_the_best_two_can_tell_a_real_difference():
+    start = [0] * 15 + [1] * 5
+    rows = [_row("good", s, start, [1] * 18 + [0] * 2) for s in (0, 1)]
+    rows += [_row("same", s, start, start) for s in (0, 1)]
+    rows += [_row("bit", s, start, [1] * 2 + start[2:]) for s in (0, 1)]
+    records = {r["variant"]: r for r in aggregate(rows)}
+    good, same = records["good"]["pooled"], records["same"]["pooled"]
+    assert good["n"] == 40 and good["delta"] == pytest.approx(0.65)
+    assert good["p_value"] < 0.001 and good["low"] > 0
+    assert same["p_value"] == 1 and same["delta"] == 0
+    assert good["q_value"] >= good["p_value"]
+    duel = leaders(rows, list(records.values()))[0]
+    assert (duel["first"], duel["second"]) == ("good", "bit")
+    assert duel["delta"] > 0 and duel["p_value"] < 0.001
+    close = leaders(rows[2:], aggregate(rows[2:]))[0]  # 'bit' vs 'same': 4 discordant pairs, not real
+    assert close["p_value"] > 0.05
+
+
+def test_settings_bind_rejects_a_corrupt_manifest(tmp_path):
+    bench = BenchDir(tmp_path / "b")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bench.json").write_text("{not json")
+    with pytest.raises(PromptgymError, match="unreadable"):
+        run_grid(bench, Settings(budget=1, train_size=1, dev_size=0, test_size=0, select_k=0, select_level=0.1,
+                                 optimizer_model="scripted"), [])
