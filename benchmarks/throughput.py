@@ -430,6 +430,7 @@ def run_http(levels: Sequence[int] = HTTP_LEVELS, delay: float = 0.2, waves: int
         seconds: dict[str, dict[int, list[float]]] = {m: {n: [] for n in levels} for m in modes}
         seen: dict[str, dict[int, list[int]]] = {m: {n: [] for n in levels} for m in modes}
         sizes: dict[str, dict[int, int]] = {m: {} for m in modes}
+        cpu_ms: dict[str, dict[int, list[float]]] = {m: {n: [] for n in levels} for m in modes}
         load_before = os.getloadavg()
         started = time.perf_counter()
         for rnd in range(repeats):
@@ -437,7 +438,9 @@ def run_http(levels: Sequence[int] = HTTP_LEVELS, delay: float = 0.2, waves: int
             for n in levels:
                 for mode in order:
                     requests = sent(mode, waves * n)
+                    cpu = time.process_time()
                     took = measure(mode, n, requests, f"{mode}-{n}-{rnd}")
+                    cpu_ms[mode][n].append(1000 * (time.process_time() - cpu) / requests)
                     stats = server.stats()
                     if stats["received"] != requests:
                         raise AssertionError(f"{mode} at {n} in flight: the server received {stats['received']} "
@@ -446,7 +449,8 @@ def run_http(levels: Sequence[int] = HTTP_LEVELS, delay: float = 0.2, waves: int
                     sizes[mode][n] = requests
                     seen[mode][n].append(stats["max_in_flight"])
                     log(f"repeat {rnd + 1}/{repeats} {mode:8} {n:3} in flight: {requests:4} requests in {took:.2f}s"
-                        f" = {requests / took / (n / delay):.3f} of ideal (server saw {stats['max_in_flight']} at once)")
+                        f" = {requests / took / (n / delay):.3f} of ideal (server saw {stats['max_in_flight']} at once;"
+                        f" client CPU {cpu_ms[mode][n][-1]:.2f} ms/request)")
         wall = time.perf_counter() - started
         load_after = os.getloadavg()
     finally:
@@ -472,6 +476,10 @@ def run_http(levels: Sequence[int] = HTTP_LEVELS, delay: float = 0.2, waves: int
         "requests_per_level": {m: {str(n): sizes[m][n] for n in levels} for m in modes},
         "ideal_seconds_per_level": round(waves * delay, 4),
         "seconds": {m: {str(n): [round(v, 4) for v in seconds[m][n]] for n in levels} for m in modes},
+        # This process's CPU time per request (all threads): unlike the seconds, it hardly depends on
+        # the load; the event loop can start at most ~1000 / ms requests per second.
+        "client_cpu_ms_per_request": {m: {str(n): [round(v, 3) for v in cpu_ms[m][n]] for n in levels}
+                                      for m in modes},
         "server_max_in_flight": {m: {str(n): seen[m][n] for n in levels} for m in modes},
         "achieved_over_ideal": ratios,
         "wall_seconds": round(wall, 2),

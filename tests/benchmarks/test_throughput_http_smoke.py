@@ -44,4 +44,5 @@ def test_throughput_http_part_writes_its_json(tmp_path):
         for ratio in result["achieved_over_ideal"][mode].values():
             assert set(ratio) == {"median", "min", "max", "per_round"} and 0 < ratio["median"] < 1.5
     assert result["goal"]["met"] is None and result["goal"]["achieved_over_ideal_at_least"] == 0.8
+    assert all(v[0] > 0 for m in result["modes"] for v in result["client_cpu_ms_per_request"][m].values())
     assert not list(tmp_path.glob("*.tmp"))
