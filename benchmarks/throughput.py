@@ -14,6 +14,11 @@ Two questions (promptgym issue 3):
 2. **Prefix KV reuse on vs off.** ``LlamaCppBackend(reuse_prefix=True)`` vs ``reuse_prefix=False``
    on the same requests (``backend.score`` directly, no evaluator).
 
+3. **HTTP concurrency** (issue 14, ``--part http``, no model): requests/s achieved through
+   ``Evaluator.run_task`` over ``OpenAIBackend`` against a loopback server that answers after a fixed
+   delay, as a fraction of ideal (``in_flight / delay``) at 1, 4, 16 and 64 in flight; goal >= 0.80
+   at 16. See ``run_http``; it writes ``results/throughput-http.json``.
+
 The backend alone (reuse on) is also timed against raw, which splits the overhead of ours into a
 backend part and an evaluator part when the goal is missed.
 
@@ -44,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -273,23 +278,272 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# -- HTTP concurrency (issue 14 part 4): no model, a loopback server answering after a fixed delay --
+
+HTTP_RESULTS = Path(__file__).resolve().parent / "results" / "throughput-http.json"
+HTTP_LEVELS = (1, 4, 16, 64)
+HTTP_GOAL = 0.80  # achieved / ideal requests per second at HTTP_GOAL_AT in flight, at least
+HTTP_GOAL_AT = 16
+FAKE_MODEL = "fake-model"
+
+# The fake server of the tests in a child process: its handler threads do not share this process's
+# GIL (and cores) with the client being measured. One line per command on stdin: "stats" answers
+# {"received", "max_in_flight"} since the last "stats" (and resets them); end of input stops it.
+_SERVER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from fake_openai_server import FakeOpenAIServer
+server = FakeOpenAIServer(delay=float(sys.argv[2]), models=(sys.argv[3],), max_requests=10**9,
+                          lifetime=float(sys.argv[4])).start()
+print(server.base_url, flush=True)
+for line in sys.stdin:
+    with server._lock:
+        stats = dict(received=len(server.received), max_in_flight=server.max_in_flight)
+        server.received.clear()
+        server.max_in_flight = 0
+    print(json.dumps(stats), flush=True)
+server.stop()
+"""
+
+
+class LoopbackServer:
+    """``tests/integration/fake_openai_server.py`` in a child process, every answer after ``delay`` s."""
+
+    def __init__(self, delay: float, lifetime: float = 3600.0):
+        import subprocess
+
+        fake_dir = Path(__file__).resolve().parents[1] / "tests" / "integration"
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(fake_dir), str(delay), FAKE_MODEL,
+                                      str(lifetime)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.base_url = self.proc.stdout.readline().strip()
+        if not self.base_url.startswith("http://"):
+            self.close()
+            raise RuntimeError("the loopback server did not start")
+
+    def stats(self) -> dict:
+        """Requests received and the most seen in flight at once since the last call."""
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _http_examples(n: int, tag: str) -> list:
+    """``n`` distinct two-choice examples (distinct requests: an empty cache misses on every one)."""
+    from promptgym.data.dataset import Example
+
+    return [Example(id=f"{tag}-{i}", input=f"Review {tag}-{i}: the film was fine, the popcorn was cold.",
+                    targets=("positive",), choices=("positive", "negative")) for i in range(n)]
+
+
+def _raw_http(base_url: str, bodies: list[dict], in_flight: int) -> float:
+    """The least client code: ``httpx.AsyncClient`` POSTing ``bodies`` to /chat/completions, at most
+    ``in_flight`` at once (what the loopback server and the socket layer allow). Seconds taken."""
+    import asyncio
+
+    import openai
+
+    # The httpx the SDK runs on (found as the backend finds it: the package name may differ).
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    httpx = sys.modules[base.__module__.split(".")[0]]
+
+    async def go() -> None:
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+            semaphore = asyncio.Semaphore(in_flight)
+
+            async def one(body: dict) -> None:
+                async with semaphore:
+                    resp = await client.post("/chat/completions", json=body)
+                    resp.raise_for_status()
+                    resp.json()
+            await asyncio.gather(*(one(b) for b in bodies))
+
+    start = time.perf_counter()
+    asyncio.run(go())
+    return time.perf_counter() - start
+
+
+def run_http(levels: Sequence[int] = HTTP_LEVELS, delay: float = 0.2, waves: int = 10, repeats: int = 3,
+             modes: Sequence[str] = ("raw", "generate", "score"), log=print) -> dict:
+    """Achieved requests/s over ideal (``in_flight / delay``) for each number of requests in flight.
+
+    Per level, ``waves * in_flight`` HTTP requests (so every level ideally takes ``waves * delay``
+    seconds). Modes: ``generate`` = ``Evaluator.run_task`` with ``ChoiceTask(scoring="generate")``
+    (one /chat/completions request per example), ``score`` = ``ChoiceTask`` log-prob scoring with
+    ``logprob_scoring=True`` and the ``plain`` layout (one /completions request per option, two
+    options per example), ``raw`` = bare httpx (the ceiling the server and loopback allow). Each
+    ``run_task`` gets an empty cache and a run-store ledger in a fresh temp dir (created before the
+    timer), its own ``OpenAIBackend(max_concurrency=in_flight)``; the timer covers the whole call.
+    """
+    from promptgym.models.openai_backend import OpenAIBackend
+
+    tmp = tempfile.TemporaryDirectory(prefix="promptgym-bench-http-")
+    fresh = itertools.count()
+    server = LoopbackServer(delay)
+    prompt_for = {"generate": Prompt("Classify the sentiment of the review.", layout=get_layout("chat")),
+                  "score": Prompt("Classify the sentiment of the review.", layout=get_layout("plain"))}
+    task_for = {"generate": ChoiceTask(scoring="generate", max_tokens=4), "score": ChoiceTask()}
+
+    def evaluator_for(in_flight: int, scoring: bool) -> Evaluator:
+        folder = Path(tmp.name) / f"run{next(fresh)}"
+        cache = ResponseCache(f"sqlite:///{folder / 'cache.sqlite'}")
+        store = RunStore(f"sqlite:///{folder / 'runs.sqlite'}")
+        run_id = store.create_run("benchmark-http", "synthetic", {})
+        backend = OpenAIBackend(FAKE_MODEL, base_url=server.base_url, api_key="unused", max_concurrency=in_flight,
+                                max_retries=0, timeout=60, logprob_scoring=scoring)
+        return Evaluator(backend, backend, cache, Budget(None), ledger=lambda rows: store.add_calls(run_id, rows),
+                         origin=run_id)
+
+    def sent(mode: str, requests: int) -> int:
+        """HTTP requests a level sends: scoring sends two per example, so an even number."""
+        per_example = 2 if mode == "score" else 1
+        return per_example * -(-requests // per_example)
+
+    def measure(mode: str, in_flight: int, requests: int, tag: str) -> float:
+        if mode == "raw":
+            bodies = [dict(model=FAKE_MODEL, max_tokens=4, messages=[{"role": "user", "content": f"raw {tag}-{i}"}])
+                      for i in range(requests)]
+            return _raw_http(server.base_url, bodies, in_flight)
+        per_example = 2 if mode == "score" else 1
+        examples = _http_examples(requests // per_example, tag)
+        evaluator = evaluator_for(in_flight, scoring=mode == "score")
+        start = time.perf_counter()
+        result = evaluator.run_task(task_for[mode], prompt_for[mode], examples)
+        seconds = time.perf_counter() - start
+        assert evaluator.usage.calls == len(examples) and evaluator.usage.cached_calls == 0
+        assert all(p == "positive" for p in result.predictions) or mode == "score"
+        return seconds
+
+    try:
+        for mode in modes:  # untimed warm-up: imports, the SDK's first client, template compilation
+            measure(mode, 2, 4, f"warm-{mode}")
+        server.stats()
+        seconds: dict[str, dict[int, list[float]]] = {m: {n: [] for n in levels} for m in modes}
+        seen: dict[str, dict[int, list[int]]] = {m: {n: [] for n in levels} for m in modes}
+        sizes: dict[str, dict[int, int]] = {m: {} for m in modes}
+        cpu_ms: dict[str, dict[int, list[float]]] = {m: {n: [] for n in levels} for m in modes}
+        load_before = os.getloadavg()
+        started = time.perf_counter()
+        for rnd in range(repeats):
+            order = list(modes[rnd % len(modes):]) + list(modes[:rnd % len(modes)])
+            for n in levels:
+                for mode in order:
+                    requests = sent(mode, waves * n)
+                    cpu = time.process_time()
+                    took = measure(mode, n, requests, f"{mode}-{n}-{rnd}")
+                    cpu_ms[mode][n].append(1000 * (time.process_time() - cpu) / requests)
+                    stats = server.stats()
+                    if stats["received"] != requests:
+                        raise AssertionError(f"{mode} at {n} in flight: the server received {stats['received']} "
+                                             f"requests, expected {requests}")
+                    seconds[mode][n].append(took)
+                    sizes[mode][n] = requests
+                    seen[mode][n].append(stats["max_in_flight"])
+                    log(f"repeat {rnd + 1}/{repeats} {mode:8} {n:3} in flight: {requests:4} requests in {took:.2f}s"
+                        f" = {requests / took / (n / delay):.3f} of ideal (server saw {stats['max_in_flight']} at once;"
+                        f" client CPU {cpu_ms[mode][n][-1]:.2f} ms/request)")
+        wall = time.perf_counter() - started
+        load_after = os.getloadavg()
+    finally:
+        server.close()
+        tmp.cleanup()
+
+    ratios = {m: {str(n): _summary([sizes[m][n] / s / (n / delay) for s in seconds[m][n]]) for n in levels}
+              for m in modes}
+    at = str(HTTP_GOAL_AT)
+    checked = [m for m in modes if m != "raw"]
+    goal_met = (all(ratios[m][at]["median"] >= HTTP_GOAL for m in checked)
+                if HTTP_GOAL_AT in levels and checked else None)
+    return {
+        "benchmark": "throughput-http",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after]},
+        "openai": importlib.metadata.version("openai"),
+        "server": "tests/integration/fake_openai_server.py (ThreadingHTTPServer) in a child process",
+        "delay_seconds": delay, "levels": list(levels), "waves": waves, "repeats": repeats,
+        "modes": list(modes),
+        "requests_per_level": {m: {str(n): sizes[m][n] for n in levels} for m in modes},
+        "ideal_seconds_per_level": round(waves * delay, 4),
+        "seconds": {m: {str(n): [round(v, 4) for v in seconds[m][n]] for n in levels} for m in modes},
+        # This process's CPU time per request (all threads): unlike the seconds, it hardly depends on
+        # the load; the event loop can start at most ~1000 / ms requests per second.
+        "client_cpu_ms_per_request": {m: {str(n): [round(v, 3) for v in cpu_ms[m][n]] for n in levels}
+                                      for m in modes},
+        "server_max_in_flight": {m: {str(n): seen[m][n] for n in levels} for m in modes},
+        "achieved_over_ideal": ratios,
+        "wall_seconds": round(wall, 2),
+        "goal": {"achieved_over_ideal_at_least": HTTP_GOAL, "in_flight": HTTP_GOAL_AT, "modes": checked,
+                 "met": goal_met},
+    }
+
+
+def http_table(result: dict) -> str:
+    levels = [str(n) for n in result["levels"]]
+    lines = [(f"HTTP: delay {result['delay_seconds']:g}s, {result['waves']} waves per level, "
+              f"{result['repeats']} repeats, {result['machine']['cpu_count']} CPUs, openai {result['openai']}"),
+             "achieved/ideal requests per second (median of repeats; min-max)",
+             f"{'in flight':12}" + "".join(f"{n:>18}" for n in levels)]
+    for mode in result["modes"]:
+        cells = []
+        for n in levels:
+            r = result["achieved_over_ideal"][mode][n]
+            cells.append(f"{r['median']:.3f} ({r['min']:.2f}-{r['max']:.2f})")
+        lines.append(f"{mode:12}" + "".join(f"{c:>18}" for c in cells))
+    goal = result["goal"]
+    if goal["met"] is not None:
+        lines.append(f"goal >= {goal['achieved_over_ideal_at_least']:.0%} of ideal at {goal['in_flight']} in flight "
+                     f"({', '.join(goal['modes'])}): {'met' if goal['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def _write(out: Path, result: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".tmp")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    partial.replace(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("embedded", "http"), default="embedded",
+                        help="embedded: the llama.cpp model (default); http: concurrency over loopback HTTP, no model")
+    parser.add_argument("--delay", type=float, default=0.2, help="http: seconds the server waits before each answer")
+    parser.add_argument("--levels", type=int, nargs="+", default=list(HTTP_LEVELS), help="http: requests in flight")
+    parser.add_argument("--waves", type=int, default=10, help="http: requests per level = waves x in flight")
+    parser.add_argument("--repeats", type=int, default=3, help="http: rounds over all levels (median reported)")
+    parser.add_argument("--modes", nargs="+", choices=("raw", "generate", "score"), default=["raw", "generate", "score"],
+                        help="http: bare httpx, run_task generating, run_task scoring log-probs")
     parser.add_argument("--examples", type=int, default=40, help="examples scored per variant per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (ratios: median over rounds)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the example sample")
     parser.add_argument("--dataset", default=DATASET)
     parser.add_argument("--layout", default=DEFAULT_LAYOUT)
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the backend's)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"result JSON (default {RESULTS})")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"result JSON (default {RESULTS}; with --part http {HTTP_RESULTS})")
     args = parser.parse_args(argv)
     log = lambda m: print(m, file=sys.stderr, flush=True)
+    if args.part == "http":
+        out = HTTP_RESULTS if args.out == RESULTS else args.out
+        result = run_http(args.levels, args.delay, args.waves, args.repeats, args.modes, log=log)
+        _write(out, result)
+        print(http_table(result))
+        print(f"written: {out}")
+        return 0
     result = run(args.examples, args.rounds, seed=args.seed, dataset=args.dataset, layout=args.layout,
                  threads=args.threads, log=log)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".tmp")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    partial.replace(args.out)
+    _write(args.out, result)
     print(table(result))
     print(f"written: {args.out}")
     return 0

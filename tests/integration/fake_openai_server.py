@@ -132,6 +132,9 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like a real server
+            # TCP_NODELAY, like a real server: the headers and the body go out as two writes, and
+            # with Nagle on the body waited for the client's delayed ACK (~40 ms per answer).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
