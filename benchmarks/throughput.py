@@ -514,10 +514,50 @@ def _write(out: Path, result: dict) -> None:
     partial.replace(out)
 
 
+WARM_RESULTS = RESULTS.parent / "bench-warm.json"
+WARM_GOAL = 0.05
+
+
+def run_bench_warm(bench_dir: Path, commands: Sequence[str], log=print) -> dict:
+    """Re-run the ``promptgym bench`` commands that filled ``bench_dir`` (finished) and compare:
+    model calls made (new ledger rows in its run store; any row means a run did work), new runs,
+    and the warm wall time over the cold one (the sum of every cell's recorded wall time)."""
+    import shlex
+    import sqlite3
+    import subprocess
+
+    def counts() -> tuple[int, int]:
+        with sqlite3.connect(bench_dir / "work" / "runs.sqlite") as db:
+            return (db.execute("select count(*) from calls").fetchone()[0],
+                    db.execute("select count(*) from runs").fetchone()[0])
+
+    rows = [json.loads(line) for line in (bench_dir / "work" / "cells.jsonl").read_text().splitlines() if line.strip()]
+    cold = sum(r["wall_seconds"] for r in {r["key"]: r for r in rows}.values())
+    calls_before, runs_before = counts()
+    started = time.perf_counter()
+    for command in commands:
+        log(f"warm: {command}")
+        subprocess.run(shlex.split(command), check=True, stdout=subprocess.DEVNULL)
+    warm = time.perf_counter() - started
+    calls_after, runs_after = counts()
+    ratio = warm / cold if cold else float("nan")
+    return {"benchmark": "bench-warm", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " && ".join(commands), "cells": len({r["key"] for r in rows}),
+            "cold_seconds": round(cold, 1), "warm_seconds": round(warm, 2), "ratio": round(ratio, 5),
+            "new_calls": calls_after - calls_before, "new_runs": runs_after - runs_before,
+            "goal": {"new_calls": 0, "ratio_below": WARM_GOAL},
+            "goal_met": calls_after == calls_before and runs_after == runs_before and ratio < WARM_GOAL,
+            "machine": {"cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("embedded", "http"), default="embedded",
-                        help="embedded: the llama.cpp model (default); http: concurrency over loopback HTTP, no model")
+    parser.add_argument("--part", choices=("embedded", "http", "bench-warm"), default="embedded",
+                        help="embedded: the llama.cpp model (default); http: concurrency over loopback HTTP, no model; "
+                             "bench-warm: re-run a finished promptgym bench")
+    parser.add_argument("--bench-dir", type=Path, default=None, help="bench-warm: the finished bench directory")
+    parser.add_argument("--bench-command", action="append", default=[],
+                        help="bench-warm: a promptgym bench command that filled --bench-dir (repeatable)")
     parser.add_argument("--delay", type=float, default=0.2, help="http: seconds the server waits before each answer")
     parser.add_argument("--levels", type=int, nargs="+", default=list(HTTP_LEVELS), help="http: requests in flight")
     parser.add_argument("--waves", type=int, default=10, help="http: requests per level = waves x in flight")
@@ -534,6 +574,17 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"result JSON (default {RESULTS}; with --part http {HTTP_RESULTS})")
     args = parser.parse_args(argv)
     log = lambda m: print(m, file=sys.stderr, flush=True)
+    if args.part == "bench-warm":
+        if not args.bench_dir or not args.bench_command:
+            parser.error("--part bench-warm needs --bench-dir and --bench-command")
+        out = WARM_RESULTS if args.out == RESULTS else args.out
+        result = run_bench_warm(args.bench_dir, args.bench_command, log=log)
+        _write(out, result)
+        print(f"warm re-run: {result['new_calls']} calls, {result['new_runs']} new runs, {result['warm_seconds']:.1f} s "
+              f"= {100 * result['ratio']:.2f}% of the cold {result['cold_seconds']:.0f} s; goal "
+              f"{'met' if result['goal_met'] else 'NOT met'}")
+        print(f"written: {out}")
+        return 0
     if args.part == "http":
         out = HTTP_RESULTS if args.out == RESULTS else args.out
         result = run_http(args.levels, args.delay, args.waves, args.repeats, args.modes, log=log)
