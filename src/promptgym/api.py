@@ -347,12 +347,36 @@ def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool 
     else:
         splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
     task_backend = _backend(config["task_model"])
+    _check_chat(task_backend, config)
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
     task = _make_task(dataset, config, scoring, reward)
     if check_lengths:
         splits = _fit_context(splits, task_backend, task, _initial_prompt(config, dataset, task),
                               config.get("long_inputs", "error"), dataset)
     return _Prepared(dataset, plan, splits, task_backend, task, started)
+
+
+def _check_chat(task_backend: Backend, config: dict[str, Any]) -> None:
+    """A task model without a chat template (a base model: ``gemma3-270m``) takes raw text only:
+    a chat layout, or a method that switches to one (GRIPS's format edits), fails here, before a
+    run is stored, instead of at the first model call."""
+    if getattr(task_backend, "chat_template", True):
+        return
+    model = config["task_model"]
+    if get_layout(config["layout"]).chat:
+        raise PromptgymError(f"task model '{model}' has no chat template (a base model): use --layout plain")
+    if getattr(get_method(config["method"])(**config["params"]), "edits_layout", False):
+        raise PromptgymError(f"task model '{model}' has no chat template (a base model), and {config['method']}'s "
+                             "format edits switch to chat layouts: pass --param format_edits=false")
+
+
+def _check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[str, Any]) -> None:
+    """Methods write prompts by chatting with the optimizer model: a model without a chat template
+    cannot (one line before any call; GRIPS without ``sub`` edits never asks it)."""
+    if not getattr(backend, "chat_template", True) and getattr(optimizer, "uses_optimizer_model", True):
+        raise PromptgymError(f"optimizer model '{config['optimizer_model']}' has no chat template (a base model), "
+                             "so it cannot write prompts as an optimizer model: choose a chat model "
+                             "(e.g. --optimizer-model embedded)")
 
 
 def _initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:
@@ -582,6 +606,7 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
     optimizer_backend = _backend(config["optimizer_model"])
+    _check_optimizer_chat(optimizer_backend, setup.optimizer, config)
     _preflight(setup.task_backend, optimizer_backend)
     initial = _initial_prompt(config, setup.dataset, task)
     optimizer, recorder = setup.optimizer, setup.recorder
