@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from promptgym.data.dataset import Dataset, Example, Splits, split_dataset
