@@ -12,8 +12,7 @@ are cached under the backend's identity, which does not name them.
 
 A GGUF without a chat template (a base model such as Gemma 3 270M) loads too: it takes raw-text
 requests (the ``plain`` layout) only, and a request with chat messages is a one-line error. A model
-with sliding-window attention (Gemma 3) gets a full-size cache for its sliding-window layers
-(``swa_full``), so that prefix reuse gives the scores of a fresh evaluation (see ``__init__``).
+with sliding-window attention gets no prefix reuse (see ``__init__``).
 """
 
 from __future__ import annotations
@@ -124,14 +123,15 @@ class LlamaCppBackend:
         self.reuse_prefix = reuse_prefix
         threads = n_threads or int(os.environ.get("PROMPTGYM_THREADS", 0)) or min(os.cpu_count() or 2, 4)
         with LOCK:
-            # swa_full: sliding-window layers (Gemma 3) keep a full-size cache, so removing a suffix
-            # (kv_cache_seq_rm) leaves the prefix exactly as a fresh evaluation computes it. With the
-            # default small window cache, scores after a reused prefix differed from fresh ones (up
-            # to 0.14 nats on Gemma 3 270M); with it they agree (< 1e-3, 2026-12-01). A model
-            # without sliding-window layers ignores it.
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                             logits_all=False, verbose=False, seed=seed, swa_full=True)
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                             n_threads_batch=threads, logits_all=False, verbose=False, seed=seed)
         meta = self.llm.metadata
+        if any(key.endswith(".attention.sliding_window") for key in meta):
+            # Sliding-window attention (Gemma 3): scores after a reused prefix differed from a fresh
+            # evaluation (up to 0.14 nats on Gemma 3 270M, 2026-12-01; SmolLM2's agree exactly), so
+            # such a model evaluates every prompt from scratch: slower, but a score never depends
+            # on what was scored before.
+            self.reuse_prefix = False
         template = meta.get("tokenizer.chat_template")
         self.chat_template = bool(template)  # without one: raw-text requests only (api checks the layout)
         vocab = self.llm._model
