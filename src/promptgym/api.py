@@ -14,10 +14,11 @@ import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from promptgym.data.dataset import Dataset, Example, Splits, split_dataset
-from promptgym.data.loaders import load_dataset
+from promptgym.data.loaders import load_dataset, load_split_files
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.cache import ResponseCache
 from promptgym.evaluation import stats
@@ -136,8 +137,9 @@ class RunDetails:
     scores: list[dict[str, Any]]
 
 
-def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 300, seed: int = 0,
-             prompt: str | None = None, train_size: int = 30, test_size: int = 100, dev_size: int | None = None,
+def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: int | None = 300, seed: int = 0,
+             prompt: str | None = None, train_size: int | None = None, test_size: int | None = None,
+             dev_size: int | None = None,
              task_model: str = "embedded", optimizer_model: str = "embedded",
              layout: str = DEFAULT_LAYOUT, normalize: str = "none", scoring: str | None = None,
              params: dict[str, Any] | None = None, store_url: str | None = None,
@@ -146,8 +148,14 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
              select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
              reward: str | Metric | Callable[[str, Example], float] | None = None,
              length_penalty: tuple[int, float] | int | None = None,
-             long_inputs: str = "error") -> RunResult:
+             long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
+             test_file: str | None = None) -> RunResult:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
+
+    Splits: seeded samples of ``dataset`` (``train_size`` default 30, ``test_size`` default 100),
+    or exactly the rows of ``train_file`` (and ``dev_file``, ``test_file``: .jsonl/.csv, in the
+    formats ``dataset`` takes), in order, when given (see ``_split_files``). Then ``dataset`` is
+    optional and only supplies the task's own instruction and label set.
 
     Final selection: the method's top ``select_k`` candidates race the starting prompt on a dev
     split (``dev_size``; None chooses one the data and budget allow) and the start is kept unless
@@ -181,6 +189,14 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
             raise PromptgymError(f"--{name}-size must be a whole number, at least {least} (got {value!r})")
     if long_inputs not in LONG_INPUTS:
         raise PromptgymError(f"long_inputs '{long_inputs}': use one of {', '.join(LONG_INPUTS)}")
+    if train_file is None:
+        if dev_file is not None or test_file is not None:
+            raise PromptgymError("--dev FILE and --test FILE need --train FILE (exact splits come from files together)")
+        if dataset is None:
+            raise PromptgymError("no data: give --dataset, or exact splits as files (--train FILE, "
+                                 "optionally --dev FILE and --test FILE)")
+        train_size = 30 if train_size is None else train_size
+        test_size = 100 if test_size is None else test_size
     for spec in (task_model, optimizer_model):
         _LIVE_SPECS[redact_spec(spec)] = spec
     config = dict(method=method, budget=budget, seed=seed, prompt=prompt, train_size=train_size,
@@ -190,12 +206,14 @@ def optimize(dataset: str | Dataset, method: str = "ape", budget: int | None = 3
                   scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {},
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level)
     reward_obj = _reward_config(config, reward, length_penalty)
-    if isinstance(dataset, Dataset):
+    get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
+    if train_file is not None:
+        _split_files(config, dataset, train_file, dev_file, test_file)
+    elif isinstance(dataset, Dataset):
         config["dataset"] = dataset.source or dataset.name
         config["inline_dataset"] = _dataset_to_json(dataset)
     else:
         config["dataset"] = dataset
-    get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
     _selection_plan(config, available=None)  # and on a selection the budget cannot pay for
     prepared = _prepare(config, reward_obj)  # bad data fails here, before the store has a run row
     store = _store(store_url)
@@ -323,14 +341,42 @@ def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool 
     started = time.perf_counter()
     dataset = _dataset_from_config(config)
     plan = _selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
-    splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
+    if config.get("split_files"):  # exact splits: the stored rows are train, dev, test in order
+        rows, n_train, n_dev = dataset.examples, config["train_size"], config["dev_size"]
+        splits = Splits(train=rows[:n_train], dev=rows[n_train:n_train + n_dev], test=rows[n_train + n_dev:])
+    else:
+        splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
     task_backend = _backend(config["task_model"])
+    _check_chat(task_backend, config)
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
     task = _make_task(dataset, config, scoring, reward)
     if check_lengths:
         splits = _fit_context(splits, task_backend, task, _initial_prompt(config, dataset, task),
                               config.get("long_inputs", "error"), dataset)
     return _Prepared(dataset, plan, splits, task_backend, task, started)
+
+
+def _check_chat(task_backend: Backend, config: dict[str, Any]) -> None:
+    """A task model without a chat template (a base model: ``gemma3-270m``) takes raw text only:
+    a chat layout, or a method that switches to one (GRIPS's format edits), fails here, before a
+    run is stored, instead of at the first model call."""
+    if getattr(task_backend, "chat_template", True):
+        return
+    model = config["task_model"]
+    if get_layout(config["layout"]).chat:
+        raise PromptgymError(f"task model '{model}' has no chat template (a base model): use --layout plain")
+    if getattr(get_method(config["method"])(**config["params"]), "edits_layout", False):
+        raise PromptgymError(f"task model '{model}' has no chat template (a base model), and {config['method']}'s "
+                             "format edits switch to chat layouts: pass --param format_edits=false")
+
+
+def _check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[str, Any]) -> None:
+    """Methods write prompts by chatting with the optimizer model: a model without a chat template
+    cannot (one line before any call; GRIPS without ``sub`` edits never asks it)."""
+    if not getattr(backend, "chat_template", True) and getattr(optimizer, "uses_optimizer_model", True):
+        raise PromptgymError(f"optimizer model '{config['optimizer_model']}' has no chat template (a base model), "
+                             "so it cannot write prompts as an optimizer model: choose a chat model "
+                             "(e.g. --optimizer-model embedded)")
 
 
 def _initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:
@@ -463,7 +509,11 @@ def _dataset_reward(config: dict[str, Any]) -> str | None:
 def _selection_plan(config: dict[str, Any], available: int | None) -> SelectionPlan:
     """The run's final-selection plan (``available`` None: before the data is loaded, only the
     user's own choices are checked). Runs stored before final selection existed have no
-    ``select_k`` and replay without it."""
+    ``select_k`` and replay without it. Exact splits without a dev file: off, and it says why."""
+    files = config.get("split_files")
+    if files and not files.get("dev") and config.get("select_k", 0):
+        return SelectionPlan(0, config["select_k"], config.get("select_level", DEFAULT_LEVEL), 0,
+                             "off (no --dev file): the method's best is returned unguarded")
     try:
         return plan_selection(available if available is not None else 10**9, config["budget"],
                               config["dev_size"], config.get("select_k", 0),
@@ -479,7 +529,41 @@ def _store(url: str | None) -> RunStore:
 def _dataset_to_json(dataset: Dataset) -> dict[str, Any]:
     return dict(name=dataset.name, description=dataset.description, source=dataset.source,
                 examples=[dict(id=e.id, input=e.input, targets=list(e.targets),
-                               choices=list(e.choices) if e.choices else None) for e in dataset.examples])
+                               choices=list(e.choices) if e.choices else None, where=e.where)
+                          for e in dataset.examples])
+
+
+def _split_files(config: dict[str, Any], dataset: str | Dataset | None, train: str, dev: str | None,
+                 test: str | None) -> None:
+    """Exact splits (``--train/--dev/--test FILE``) into ``config``: the rows inline (train, dev,
+    test in order, as ``inline_dataset``; a resume never rereads the files, so an edited file
+    cannot change a run) and the split sizes the files give. A size the user also gave must agree
+    with its file. ``dataset``, if given, supplies only the task's instruction and label set."""
+    given = {name: config[f"{name}_size"] for name in ("train", "dev", "test")}
+    source: Dataset | None = None
+    if isinstance(dataset, Dataset):
+        source = dataset
+    elif dataset is not None:
+        source = _dataset_from_config({"dataset": dataset, "fields": config["fields"]})
+    fields = config["fields"]
+    splits = load_split_files(train, dev, test, input_field=fields.get("input"), target_field=fields.get("target"),
+                              choices_field=fields.get("choices"), labels=source.labels if source else None,
+                              labels_from=(source.source or source.name) if source else "")
+    for name, path, rows in (("train", train, splits.train), ("dev", dev, splits.dev), ("test", test, splits.test)):
+        if given[name] is None or given[name] == len(rows):
+            continue
+        if path is None:
+            raise PromptgymError(f"--{name}-size {given[name]} needs a {name} split: give --{name} FILE "
+                                 "(with --train FILE the splits are the files' rows)")
+        raise PromptgymError(f"--{name}-size {given[name]} conflicts with --{name} {path} ({len(rows)} rows): "
+                             f"the splits are the files' rows; leave --{name}-size out")
+    config.update(train_size=len(splits.train), dev_size=len(splits.dev), test_size=len(splits.test),
+                  split_files=dict(train=train, dev=dev, test=test))
+    name = dataset if isinstance(dataset, str) else (source.source or source.name) if source else train
+    config["dataset"] = name
+    config["inline_dataset"] = _dataset_to_json(Dataset(
+        name=source.name if source else Path(train).stem, description=source.description if source else None,
+        source=train, examples=[*splits.train, *splits.dev, *splits.test]))
 
 
 def _dataset_from_config(config: dict[str, Any]) -> Dataset:
@@ -487,7 +571,7 @@ def _dataset_from_config(config: dict[str, Any]) -> Dataset:
     if inline:
         return Dataset(name=inline["name"], description=inline["description"], source=inline["source"],
                        examples=[Example(e["id"], e["input"], tuple(e["targets"]),
-                                         tuple(e["choices"]) if e["choices"] else None)
+                                         tuple(e["choices"]) if e["choices"] else None, where=e.get("where", ""))
                                  for e in inline["examples"]])
     fields = config.get("fields") or {}
     return load_dataset(config["dataset"], input_field=fields.get("input"),
@@ -522,6 +606,7 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
     optimizer_backend = _backend(config["optimizer_model"])
+    _check_optimizer_chat(optimizer_backend, setup.optimizer, config)
     _preflight(setup.task_backend, optimizer_backend)
     initial = _initial_prompt(config, setup.dataset, task)
     optimizer, recorder = setup.optimizer, setup.recorder

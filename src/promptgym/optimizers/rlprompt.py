@@ -308,6 +308,7 @@ class RlPromptState(State):
 class RlPromptOptimizer(Optimizer):
     name = "rlprompt"
     summary = "RLPrompt: a small policy writes a few-word prompt, trained by soft Q-learning on the gap reward"
+    uses_optimizer_model = False  # the policy writes the prompt: the optimizer model is never asked
     parameters = {
         "prompt_length": Param(5, "words the policy writes (T)", low=1),
         "mode": Param("append", "append the words to the starting instruction, or replace it with them",
