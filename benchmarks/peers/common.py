@@ -1,0 +1,118 @@
+"""Shared by the peers' scripts: the split files, the one answer parser, the proxy's control calls,
+and the paired statistics. Stdlib only (scipy for McNemar, imported where used)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+# --- the split --------------------------------------------------------------------------------
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def labels_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The shared label set, in the file's order (every row of a split has the same choices)."""
+    return list(rows[0]["choices"])
+
+
+# --- parsing: the same rule as promptgym's match_option (src/promptgym/tasks/parsing.py) ----------
+
+_LEADS = re.compile(
+    r"^\s*(?:(?:the\s+)?(?:final\s+)?(?:answer|output|label|sentiment|result)\s*(?:is\s*[:\-]|is\s+|[:\-])"
+    r"|a\s*[:\-])\s*",
+    re.IGNORECASE)
+_PUNCT = string.punctuation + "“”‘’«»"
+
+
+def normalize(text: str) -> str:
+    text = " ".join(text.split()).casefold()
+    return text.strip(_PUNCT + " ")
+
+
+def extract_answer(text: str) -> str:
+    for line in text.strip().splitlines():
+        line = _LEADS.sub("", line.strip())
+        line = line.strip().strip(_PUNCT + " ")
+        if line:
+            return line
+    return ""
+
+
+def parse_label(text: str | None, labels: list[str]) -> str | None:
+    """The label a free-text answer names, or None: an exact (case-insensitive, punctuation-
+    stripped) match of the answer's first line (without an "Answer:"-style lead) wins, else the
+    label whose whole-word mention comes first (ties: the longer label)."""
+    if not text:
+        return None
+    answer = normalize(extract_answer(text))
+    normalized = [normalize(o) for o in labels]
+    if answer in normalized:
+        return labels[normalized.index(answer)]
+    body = normalize(text)
+    best: tuple[int, int, int] | None = None
+    for i, option in enumerate(normalized):
+        if not option:
+            continue
+        found = re.search(r"(?<!\w)" + re.escape(option) + r"(?!\w)", body)
+        if found:
+            key = (found.start(), -len(option), i)
+            best = key if best is None or key < best else best
+    return None if best is None else labels[best[2]]
+
+
+def correct(text: str | None, target: str, labels: list[str]) -> int:
+    got = parse_label(text, labels)
+    return int(got is not None and got.casefold() == target.casefold())
+
+
+def error_line(e: BaseException) -> str:
+    """``Type: first line`` of an exception's message (``... last line`` too when it differs)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip() and not ln.strip().startswith("-") and not ln.strip().endswith(":")]
+    text = lines[0] if lines else ""
+    if len(lines) > 1 and lines[-1] != lines[0]:
+        text += " ... " + lines[-1]
+    return f"{type(e).__name__}: {text[:600]}"
+
+
+# --- the proxy's control endpoint ---------------------------------------------------------------
+
+
+def proxy_control(control: str, path: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``control`` is the proxy's root (``http://127.0.0.1:P``); ``path`` e.g. ``phase``."""
+    body = None if data is None else json.dumps(data).encode()
+    req = urllib.request.Request(f"{control}/_proxy/{path}", data=body, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+# --- paired statistics ------------------------------------------------------------------------
+
+
+def paired(start: list[int], final: list[int], seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
+    """Delta (final - start) of the mean with a 95% paired bootstrap interval and the exact
+    McNemar p-value (two-sided binomial test on the discordant pairs)."""
+    n = len(start)
+    assert n == len(final) and n > 0
+    diffs = [f - s for s, f in zip(start, final)]
+    delta = sum(diffs) / n
+    rng = random.Random(seed)
+    boots = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
+    lo, hi = boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
+    b = sum(1 for s, f in zip(start, final) if s == 1 and f == 0)
+    c = sum(1 for s, f in zip(start, final) if s == 0 and f == 1)
+    if b + c == 0:
+        p = 1.0
+    else:
+        from scipy.stats import binomtest
+        p = float(binomtest(c, b + c, 0.5).pvalue)
+    return {"delta": delta, "interval": [lo, hi], "mcnemar_p": p, "start_only": b, "final_only": c}
