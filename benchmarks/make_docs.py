@@ -49,7 +49,7 @@ def _fmt(x: float | None, spec: str = "+.3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None) -> list[str]:
+def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, results: Path = RESULTS) -> list[str]:
     out = ["## Every method on the same work (`promptgym bench`)", ""]
     if not full:
         return out + ["Not recorded yet: run the commands below.", "", FULL_COMMANDS, ""]
@@ -88,7 +88,7 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None) -> 
             "that is the guard working, not a method failing to run.", ""]
     if len(models) > 1:
         out += cross_model(methods, models), ""
-    out += [_tables((RESULTS / "bench-full" / "results.md").read_text()), "",
+    out += [_tables((results / "bench-full" / "results.md").read_text()), "",
             "![Δ test per method](img/bench/test-delta.png)", "",
             "Δ test per method: the bar is the pooled 95% paired interval, black dots the returned prompt per seed, "
             "red circles the method's own pick before final selection.", "",
@@ -135,11 +135,11 @@ def cross_model(methods: list[dict[str, Any]], models: list[str]) -> str:
     return "\n".join(lines)
 
 
-def peers_section(peers: dict[str, Any] | None) -> list[str]:
+def peers_section(peers: dict[str, Any] | None, results: Path = RESULTS) -> list[str]:
     out = ["## Peers on the same split and budget (`benchmarks/peers/`)", ""]
     if not peers:
         return out + ["Not recorded yet: see benchmarks/peers/README.md.", ""]
-    md = RESULTS / "peers.md"
+    md = results / "peers.md"
     out += [md.read_text().split("\n", 1)[1].strip() if md.exists() else "", "",
             "Reproduce: `bash benchmarks/peers/setup.sh && " + peers.get("meta", {}).get("command", "see benchmarks/peers/README.md") + "`", ""]
     return out
@@ -148,14 +148,23 @@ def peers_section(peers: dict[str, Any] | None) -> list[str]:
 def throughput_section(http: dict[str, Any] | None, warm: dict[str, Any] | None) -> list[str]:
     out = ["## Throughput", ""]
     if http:
+        levels = [str(n) for n in http["levels"]]
         out += ["Concurrency on the OpenAI-compatible path against a loopback server that answers every request "
-                f"after {http.get('delay')} s (the real promptgym path: evaluator, cache, ledger). Achieved "
-                "throughput as a fraction of ideal (in flight / delay), measured in one run:", "",
-                "| in flight | requests | achieved / ideal |", "|---|---|---|"]
-        for level in http.get("levels", []):
-            out.append(f"| {level['in_flight']} | {level['requests']} | {level['fraction_of_ideal']:.2f} |")
-        out += ["", f"Goal: at least 0.80 at 16 in flight: {'met' if http.get('goal_met') else 'NOT met'}. "
-                f"Reproduce: `{http.get('command', 'python benchmarks/throughput.py --part http')}`.", ""]
+                f"after {http['delay_seconds']:g} s. `generate` and `score` are the real promptgym path "
+                "(`Evaluator.run_task` over `OpenAIBackend`, with cache and ledger); `raw` is a bare httpx client, the "
+                "ceiling the server and loopback allow. Achieved requests per second as a fraction of ideal "
+                f"(in flight / delay), median of {http['repeats']} repeats in one run "
+                f"({http['waves']} waves of requests per level):", "",
+                "| mode | " + " | ".join(f"{n} in flight" for n in levels) + " |",
+                "|---|" + "---|" * len(levels)]
+        for mode in http["modes"]:
+            out.append(f"| {mode} | " + " | ".join(f"{http['achieved_over_ideal'][mode][n]['median']:.2f}"
+                                                   for n in levels) + " |")
+        goal = http["goal"]
+        out += ["", f"Goal: at least {goal['achieved_over_ideal_at_least']:.0%} of ideal at {goal['in_flight']} in "
+                f"flight ({', '.join(goal['modes'])}): {'met' if goal['met'] else 'NOT met'}. Load average before and "
+                f"after: {http['machine']['loadavg_before'][0]} / {http['machine']['loadavg_after'][0]}. Reproduce: "
+                "`python benchmarks/throughput.py --part http`.", ""]
     else:
         out += ["HTTP concurrency: not recorded yet.", ""]
     if warm:
@@ -168,22 +177,23 @@ def throughput_section(http: dict[str, Any] | None, warm: dict[str, Any] | None)
     return out
 
 
-def main() -> int:
-    full = _load(RESULTS / "bench-full" / "results.json")
-    quick = _load(RESULTS / "bench-quick" / "results.json")
+def main(results: Path = RESULTS, docs: Path = DOCS) -> int:
+    full = _load(results / "bench-full" / "results.json")
+    quick = _load(results / "bench-quick" / "results.json")
     if full:
-        (DOCS / "img" / "bench").mkdir(parents=True, exist_ok=True)
-        for png in (RESULTS / "bench-full" / "plots").glob("*.png"):
-            shutil.copyfile(png, DOCS / "img" / "bench" / png.name)
+        (docs / "img" / "bench").mkdir(parents=True, exist_ok=True)
+        for png in (results / "bench-full" / "plots").glob("*.png"):
+            shutil.copyfile(png, docs / "img" / "bench" / png.name)
     lines = ["# Benchmarks", "",
              "Generated by `python benchmarks/make_docs.py` from the result files under `benchmarks/results/`; "
              "each section gives the command that made its numbers. All runs on this project's 2-core machine "
              "with no GPU; times are only compared within one run.", ""]
-    lines += bench_section(full, quick)
-    lines += peers_section(_load(RESULTS / "peers.json"))
-    lines += throughput_section(_load(RESULTS / "throughput-http.json"), _load(RESULTS / "bench-warm.json"))
-    (DOCS / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n")
-    print(f"wrote {DOCS / 'benchmarks.md'}")
+    lines += bench_section(full, quick, results)
+    lines += peers_section(_load(results / "peers.json"), results)
+    lines += throughput_section(_load(results / "throughput-http.json"), _load(results / "bench-warm.json"))
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {docs / 'benchmarks.md'}")
     return 0
 
 
