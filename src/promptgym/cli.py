@@ -236,9 +236,10 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
     except ValueError:
         raise PromptgymError(f"--seeds '{seeds}': expected whole numbers separated by commas") from None
     dataset_list = split_list(datasets) if datasets else ([files["train"]] if files else p["datasets"])
-    settings = Settings(budget=budget or p["budget"], train_size=train_size or p["train_size"],
-                        dev_size=p["dev_size"] if dev_size is None else dev_size,
-                        test_size=p["test_size"] if test_size is None else test_size,
+    sizes = dict(train_size=train_size, dev_size=dev_size, test_size=test_size)
+    if not files:  # with exact split files the sizes are the files' (a size given too must agree)
+        sizes = {k: p[k] if v is None else v for k, v in sizes.items()}
+    settings = Settings(budget=budget or p["budget"], **sizes,
                         select_k=p["select_k"] if select_k is None else select_k, select_level=select_level,
                         optimizer_model=optimizer_model, split_files={k: str(Path(v).resolve()) for k, v in files.items()} or None)
     todo = cells(dataset_list, split_list(task_model), layout, parse_variants(methods or p["methods"]), seed_list)

@@ -170,3 +170,21 @@ def test_settings_bind_rejects_a_corrupt_manifest(tmp_path):
     with pytest.raises(PromptgymError, match="unreadable"):
         run_grid(bench, Settings(budget=1, train_size=1, dev_size=0, test_size=0, select_k=0, select_level=0.1,
                                  optimizer_model="scripted"), [])
+
+
+def test_exact_split_files_give_every_cell_the_same_rows(tmp_path):
+    rows = [json.loads(line) for line in open(write_reviews(tmp_path, 40))]
+    files = {}
+    for name, part in (("train", rows[:8]), ("dev", rows[8:20]), ("test", rows[20:40])):
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in part))
+    out = tmp_path / "bench-files"
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape,grips", "--seeds", "0,1", "--budget", "60",
+                                       *SCRIPTED, "--train", str(files["train"]), "--dev", str(files["dev"]),
+                                       "--test", str(files["test"]), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert len(runs) == 4 and all(r["status"] == "ok" for r in runs)
+    for r in runs:
+        assert (r["summary"]["train_size"], r["summary"]["dev_size"], r["summary"]["test_size"]) == (8, 12, 20)
+        assert sorted(r["test_initial_scores"]) == sorted(f"test-{i}" for i in range(20))

@@ -66,9 +66,9 @@ class Settings:
     """What every cell of one bench directory shares."""
 
     budget: int
-    train_size: int
+    train_size: int | None  # None with split files: the files' rows
     dev_size: int | None
-    test_size: int
+    test_size: int | None
     select_k: int
     select_level: float
     optimizer_model: str
