@@ -141,8 +141,19 @@ def peers_section(peers: dict[str, Any] | None, results: Path = RESULTS) -> list
         return out + ["Not recorded yet: see benchmarks/peers/README.md.", ""]
     md = results / "peers.md"
     out += [md.read_text().split("\n", 1)[1].strip() if md.exists() else "", "",
-            "Reproduce: `bash benchmarks/peers/setup.sh && " + peers.get("meta", {}).get("command", "see benchmarks/peers/README.md") + "`", ""]
+            "Reproduce: `bash benchmarks/peers/setup.sh`, then `" + _peers_command(peers.get("config", {}), peers.get("rows", [])) + "`.", ""]
     return out
+
+
+def _peers_command(c: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The recorded run's settings as the command to repeat it (paths of this checkout)."""
+    if not c:
+        return "see benchmarks/peers/README.md"
+    return (f"benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --dataset {c['dataset']} --budget {c['budget']} "
+            f"--seed {c['seed']} --train-size {c['train_size']} --dev-size {c['dev_size']} --test-size {c['test_size']} "
+            f"--threads {c.get('threads', 2)}"
+            + (f" --promptgym-methods {','.join(ours)}" if (ours := [r["peer"].removeprefix("promptgym-") for r in rows
+                                                                     if r.get("framework") == "promptgym"]) else ""))
 
 
 def throughput_section(http: dict[str, Any] | None, warm: dict[str, Any] | None) -> list[str]:

@@ -234,6 +234,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(files: list[Path], out: Path) -> None:
+    """One result from several run.py files whose split and budget agree (the split is a function of
+    dataset, seed and sizes, so their peers saw the same rows); a later file's row of the same peer wins."""
+    parts = [json.loads(f.read_text()) for f in files]
+    same = ("dataset", "budget", "seed", "train_size", "dev_size", "test_size", "model")
+    for f, part in zip(files[1:], parts[1:]):
+        differ = [k for k in same if part["config"].get(k) != parts[0]["config"].get(k)]
+        if differ:
+            raise SystemExit(f"{f}: {', '.join(differ)} differ from {files[0]}; not merged")
+    rows = {r["peer"]: r for part in parts for r in part["rows"]}
+    result = dict(parts[0], rows=list(rows.values()), seconds=round(sum(p.get("seconds", 0) for p in parts), 1),
+                  merged_from=[dict(file=str(f), started=p["config"]["started"], command=p["config"]["command"])
+                               for f, p in zip(files, parts)])
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(f"[peers] merged {len(files)} files into {out} and {out.with_suffix('.md')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="bigbench:multiemo/all_sentence_en")
@@ -255,7 +273,13 @@ def main() -> None:
                     help="use this running server (http://127.0.0.1:P) instead of starting one")
     ap.add_argument("--nice", type=int, default=0, help="run the model server under nice -n N")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per peer (search + test)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="run nothing: the rows of result files made with the same dataset, seed, split sizes and "
+                         "budget (e.g. two halves run side by side, one server each) into --out and its table")
     args = ap.parse_args()
+    if args.merge:
+        merge([Path(f) for f in args.merge], Path(args.out))
+        return
     args.promptgym_python = args.promptgym_python or default_promptgym_python()
     peers = [p for p in args.peers.split(",") if p]
     for p in peers:
