@@ -23,8 +23,12 @@ DOCS = ROOT / "docs"
 FULL_COMMANDS = """```sh
 promptgym bench --preset full --out benchmarks/results/bench-full
 promptgym bench --preset full --datasets bigbench:multiemo/all_sentence_en \\
-    --task-model gemma3-270m --layout plain --out benchmarks/results/bench-full
-```"""
+    --task-model gemma3-270m --layout plain --out benchmarks/results/bench-full \\
+    --methods "ape,opro,evoprompt-ga,evoprompt-de,protegi,gpo,dp2o,grips[format_edits=false],promptbreeder,rlprompt"
+```
+
+GRIPS runs on Gemma with `format_edits=false`: its format edits switch to chat layouts, which a model
+without a chat template cannot take (promptgym refuses that run up front)."""
 
 
 def _load(path: Path) -> Any | None:
@@ -63,8 +67,8 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
     models = sorted({r["task_model"] for r in runs})
     datasets = sorted({r["dataset"] for r in runs})
     cold = sum(r["wall_seconds"] for r in runs)
-    out += [f"Recorded {full['meta']['date'][:10]} on this 2-core machine: {len({r['variant'] for r in runs})} methods "
-            f"at their defaults, {len(datasets)} datasets ({', '.join(f'`{d}`' for d in datasets)}), seeds "
+    out += [f"Recorded {full['meta']['date'][:10]} on this 2-core machine: {len({r['method'] for r in runs})} methods "
+            f"({len({r['variant'] for r in runs})} variants: defaults, and parameters where the label says), {len(datasets)} datasets ({', '.join(f'`{d}`' for d in datasets)}), seeds "
             f"{', '.join(map(str, full['meta']['seeds']))}, task models {', '.join(f'`{m}`' for m in models)}; budget "
             f"{s['budget']} calls per run (search and final selection), train {s['train_size']}, dev {s['dev_size']}, "
             f"test {s['test_size']}, final selection k {s['select_k']} at level {s['select_level']}; optimizer model "
@@ -83,9 +87,9 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
                    f"{d['second']}: {_fmt(d['delta'])} [{_fmt(d['low'])}, {_fmt(d['high'])}], p = {d['p_value']:.3g}.")
     out += ["", "How to read it: Δ test is the returned prompt minus the start on the held-out test split; the pooled "
             "interval treats all seeds' test examples as one paired sample. \"Δ method's pick\" is what the method "
-            "itself would have returned without final selection. On a 135M model with 20 training examples the "
-            "candidates are rarely better than the start by more than the dev split can tell, so the start comes back; "
-            "that is the guard working, not a method failing to run.", ""]
+            "itself would have returned without final selection. Where no candidate is better than the start by more "
+            "than the dev split can tell, the start comes back: that is the guard working, not a method failing to "
+            "run. Ties between methods that all kept the start are listed in the order the methods ran.", ""]
     if len(models) > 1:
         out += cross_model(methods, models), ""
     out += [_tables((results / "bench-full" / "results.md").read_text()), "",
@@ -140,6 +144,25 @@ def peers_section(peers: dict[str, Any] | None, results: Path = RESULTS) -> list
     if not peers:
         return out + ["Not recorded yet: see benchmarks/peers/README.md.", ""]
     md = results / "peers.md"
+    rows = peers.get("rows", [])
+    crashed = [r["peer"] for r in rows if r.get("status") != "ok"]
+    done = [r for r in rows if r.get("status") == "ok"]
+    out += ["What it says: " + (f"{len(crashed)} of {len(rows)} crashed ({', '.join(crashed)}; a crash is a result, "
+                                "the peer is not patched). " if crashed else "")
+            + f"Of the {len(done)} that finished, "
+            + (f"{sum(1 for r in done if (r.get('delta') or 0) != 0)} changed the test score; "
+               if any("delta" in r for r in done) else "")
+            + "the start scores differ between frameworks because each one's own program answers and parses the "
+              "answer its own way (DSPy's adapters expect structured fields and score 0 when this model answers "
+              "free-form). promptgym's final selection keeps (k + 1) x dev calls of the budget back, so its methods "
+              "search with fewer calls than the peers.", ""]
+    replicate = _load(results / "peers-replicate.json")
+    if replicate:
+        same = all(any(r["peer"] == q["peer"] and r.get("score_start") == q.get("score_start")
+                       and r.get("score_final") == q.get("score_final") and r.get("calls_search") == q.get("calls_search")
+                       for r in rows) for q in replicate.get("rows", []))
+        out += [f"A second run of {', '.join(q['peer'] for q in replicate['rows'])} on its own server "
+                f"(`peers-replicate.json`) gave {'the same' if same else 'different'} scores and search calls.", ""]
     out += [md.read_text().split("\n", 1)[1].strip() if md.exists() else "", "",
             "Reproduce: `bash benchmarks/peers/setup.sh`, then `" + _peers_command(peers.get("config", {}), peers.get("rows", [])) + "`.", ""]
     return out
