@@ -3,6 +3,7 @@ and the paired statistics. Stdlib only (scipy for McNemar, imported where used).
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -116,3 +117,18 @@ def paired(start: list[int], final: list[int], seed: int = 0, n_boot: int = 10_0
         from scipy.stats import binomtest
         p = float(binomtest(c, b + c, 0.5).pvalue)
     return {"delta": delta, "interval": [lo, hi], "mcnemar_p": p, "start_only": b, "final_only": c}
+
+
+def peer_arguments(plans: dict[str, Any]) -> argparse.ArgumentParser:
+    """The options every peer script takes (run.py passes them); a script adds its own."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--optimizer", choices=sorted(plans), required=True)
+    ap.add_argument("--split", required=True)
+    ap.add_argument("--base-url", required=True, help="the proxy's /v1 base")
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--budget", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task-max-tokens", type=int, default=64)
+    ap.add_argument("--meta-max-tokens", type=int, default=512)
+    ap.add_argument("--out", required=True)
+    return ap

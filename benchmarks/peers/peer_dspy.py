@@ -14,7 +14,6 @@ as ``max_errors`` allows: set high here, see --max-errors), on the test split it
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look-up at import
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import correct, error_line, labels_of, proxy_control, read_jsonl  # noqa: E402
+from common import correct, error_line, labels_of, peer_arguments, proxy_control, read_jsonl  # noqa: E402
 
 import dspy  # noqa: E402
 
@@ -115,19 +114,10 @@ PLANS = {"copro": plan_copro, "mipro": plan_mipro, "gepa": plan_gepa}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--optimizer", choices=sorted(PLANS), required=True)
-    ap.add_argument("--split", required=True)
-    ap.add_argument("--base-url", required=True, help="the proxy's /v1 base")
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--budget", type=int, required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--task-max-tokens", type=int, default=64)
-    ap.add_argument("--meta-max-tokens", type=int, default=512)
+    ap = peer_arguments(PLANS)
     ap.add_argument("--max-errors", type=int, default=1_000_000,
                     help="DSPy's max_errors: parse failures allowed before its evaluator gives up")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     split = Path(args.split)

@@ -13,7 +13,6 @@ prompt), sent through the same APILLM, the reply parsed with common.parse_label 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,7 +21,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import correct, error_line, labels_of, proxy_control, read_jsonl  # noqa: E402
+from common import correct, error_line, labels_of, peer_arguments, proxy_control, read_jsonl  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -81,17 +80,8 @@ class StepErrors(logging.Handler):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--optimizer", choices=sorted(PLANS), required=True)
-    ap.add_argument("--split", required=True)
-    ap.add_argument("--base-url", required=True, help="the proxy's /v1 base")
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--budget", type=int, required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--task-max-tokens", type=int, default=64)
-    ap.add_argument("--meta-max-tokens", type=int, default=512)
+    ap = peer_arguments(PLANS)
     ap.add_argument("--threads", type=int, default=2, help="APILLM max_concurrent_calls")
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     split = Path(args.split)
