@@ -267,6 +267,8 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
     click.echo((folder.path / "results.md").read_text())
     click.echo(f"written: {folder.path / 'results.md'}, {folder.path / 'results.json'}"
                + (f", {folder.path / 'plots'}/" if report["meta"]["plots"] else ""))
+    if report["meta"].get("plots_skipped"):
+        click.echo(f"no plots: {report['meta']['plots_skipped']}", err=True)
 
 
 @main.command()
