@@ -221,34 +221,17 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
           dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, as_json: bool) -> None:
     """Run every method on the same datasets, seeds, split and budget; write a table, paired tests and
     plots. Resumable: a finished run is never repeated, so running it again only rewrites the report."""
-    import time
     from pathlib import Path
 
-    from promptgym.bench import PRESETS, BenchDir, Settings, cells, parse_variants, run_grid, write_report
+    from promptgym.bench import bench as run_bench
     from promptgym.bench.grid import split_list
 
-    p = PRESETS[preset]
-    files = {k: v for k, v in (("train", train_file), ("dev", dev_file), ("test", test_file)) if v}
-    if files and "train" not in files:
-        raise PromptgymError("--dev and --test need --train")
     try:
-        seed_list = [int(s) for s in split_list(seeds)] if seeds else p["seeds"]
+        seed_list = [int(s) for s in split_list(seeds)] if seeds else None
     except ValueError:
         raise PromptgymError(f"--seeds '{seeds}': expected whole numbers separated by commas") from None
-    dataset_list = split_list(datasets) if datasets else ([files["train"]] if files else p["datasets"])
-    sizes = dict(train_size=train_size, dev_size=dev_size, test_size=test_size)
-    if not files:  # with exact split files the sizes are the files' (a size given too must agree)
-        sizes = {k: p[k] if v is None else v for k, v in sizes.items()}
-    settings = Settings(budget=budget or p["budget"], **sizes,
-                        select_k=p["select_k"] if select_k is None else select_k, select_level=select_level,
-                        optimizer_model=optimizer_model, split_files={k: str(Path(v).resolve()) for k, v in files.items()} or None)
-    todo = cells(dataset_list, split_list(task_model), layout, parse_variants(methods or p["methods"]), seed_list)
-    folder = BenchDir(Path(out_dir))
-    started = time.perf_counter()
-
-    def progress(row: dict[str, Any], ran: bool) -> None:
-        n = progress.n = getattr(progress, "n", 0) + 1
-        head = f"[{n}/{len(todo)}] {row['dataset']} {row['task_model']} {row['variant']} seed {row['seed']}:"
+    def progress(row: dict[str, Any], ran: bool, number: int, total: int) -> None:
+        head = f"[{number}/{total}] {row['dataset']} {row['task_model']} {row['variant']} seed {row['seed']}:"
         if row["status"] != "ok":
             tail = f"failed: {row['error']}"
         else:
@@ -258,15 +241,18 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
                     f"{row['wall_seconds']:.0f} s" if s.get("test_initial") is not None else "no test split")
         click.echo(f"{head} {tail}{'' if ran else ' (finished before)'}", err=True)
 
-    run_grid(folder, settings, todo, retry_failed=retry_failed, on_cell=progress)
-    rows = folder.rows()  # every cell of the directory, this invocation's and earlier ones'
-    report = write_report(folder, rows, sorted({r["seed"] for r in rows}), seconds=round(time.perf_counter() - started, 1))
+    report = run_bench(out_dir, preset=preset, methods=methods, datasets=split_list(datasets) if datasets else None,
+                       seeds=seed_list, budget=budget, train_size=train_size, dev_size=dev_size, test_size=test_size,
+                       select_k=select_k, select_level=select_level, task_models=split_list(task_model),
+                       optimizer_model=optimizer_model, layout=layout, train_file=train_file, dev_file=dev_file,
+                       test_file=test_file, retry_failed=retry_failed, on_cell=progress)
+    folder = Path(out_dir)
     if as_json:
         click.echo(json.dumps(report["methods"]))
         return
-    click.echo((folder.path / "results.md").read_text())
-    click.echo(f"written: {folder.path / 'results.md'}, {folder.path / 'results.json'}"
-               + (f", {folder.path / 'plots'}/" if report["meta"]["plots"] else ""))
+    click.echo((folder / "results.md").read_text())
+    click.echo(f"written: {folder / 'results.md'}, {folder / 'results.json'}"
+               + (f", {folder / 'plots'}/" if report["meta"]["plots"] else ""))
     if report["meta"].get("plots_skipped"):
         click.echo(f"no plots: {report['meta']['plots_skipped']}", err=True)
 

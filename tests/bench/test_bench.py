@@ -188,3 +188,22 @@ def test_exact_split_files_give_every_cell_the_same_rows(tmp_path):
     for r in runs:
         assert (r["summary"]["train_size"], r["summary"]["dev_size"], r["summary"]["test_size"]) == (8, 12, 20)
         assert sorted(r["test_initial_scores"]) == sorted(f"test-{i}" for i in range(20))
+
+
+def test_the_python_call_is_what_the_cli_runs(tmp_path):
+    from promptgym.bench import bench
+
+    data = write_reviews(tmp_path, 80)
+    heard = []
+    report = bench(tmp_path / "b", methods="ape,grips", datasets=[data], seeds=[0], budget=60, train_size=8,
+                   dev_size=10, test_size=20, task_models=["scripted"], optimizer_model="scripted",
+                   on_cell=lambda row, ran, number, total: heard.append((row["variant"], ran, number, total)))
+    assert heard == [("ape", True, 1, 2), ("grips", True, 2, 2)]
+    assert [m["variant"] for m in report["methods"]] == ["ape", "grips"]
+    again = []
+    bench(tmp_path / "b", methods="ape,grips", datasets=[data], seeds=[0], budget=60, train_size=8, dev_size=10,
+          test_size=20, task_models=["scripted"], optimizer_model="scripted",
+          on_cell=lambda row, ran, number, total: again.append(ran))
+    assert again == [False, False]
+    with pytest.raises(PromptgymError, match="preset 'huge'"):
+        bench(tmp_path / "c", preset="huge")

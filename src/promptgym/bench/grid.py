@@ -187,13 +187,13 @@ class BenchDir:
 
 
 def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed: bool = False,
-             on_cell: Callable[[dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
+             on_cell: Callable[[dict[str, Any], bool, int, int], None] | None = None) -> list[dict[str, Any]]:
     """Run the cells not finished yet; returns every row of the asked-for cells (finished before
-    or now). ``on_cell(row, ran)`` is told about each, in order."""
+    or now). ``on_cell(row, ran, number, total)`` is told about each, in order."""
     bench.bind(settings)
     done = {r["key"]: r for r in bench.rows()}
     out = []
-    for cell in todo:
+    for number, cell in enumerate(todo, 1):
         row = done.get(cell.key)
         ran = row is None or (retry_failed and row["status"] != "ok")
         if ran:
@@ -201,7 +201,7 @@ def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed
             bench.append(row)
         out.append(row)
         if on_cell:
-            on_cell(row, ran)
+            on_cell(row, ran, number, len(todo))
     return out
 
 
