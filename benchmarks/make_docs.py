@@ -83,8 +83,8 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
                                                                   f"`{m['task_model']}` ({_fmt(m['pooled']['delta'])})"
                                                                   for m in real) if real else "none") + "."]
     for d in full.get("best_two", []):
-        out.append(f"- `{d['dataset']}` / `{d['task_model']}`: best two by mean test score, {d['first']} vs "
-                   f"{d['second']}: {_fmt(d['delta'])} [{_fmt(d['low'])}, {_fmt(d['high'])}], p = {d['p_value']:.3g}.")
+        out.append(f"- `{d['dataset']}` / `{d['task_model']}`: best two by mean dev score, {d['first']} vs "
+                   f"{d['second']}, on test: {_fmt(d['delta'])} [{_fmt(d['low'])}, {_fmt(d['high'])}], p = {d['p_value']:.3g}.")
     out += ["", "How to read it: Δ test is the returned prompt minus the start on the held-out test split; the pooled "
             "interval treats all seeds' test examples as one paired sample. \"Δ method's pick\" is what the method "
             "itself would have returned without final selection. Where no candidate is better than the start by more "

@@ -47,7 +47,7 @@ def test_grid_writes_a_row_per_cell_a_table_and_plots(tmp_path):
     assert "q_value" in methods["ape"]["pooled"]
     table = (out / "results.md").read_text()
     assert "| ape | 2/2 |" in table and "| grips | 2/2 |" in table
-    assert "Best two by mean test score" in table
+    assert "Best two by mean dev score" in table
     pytest.importorskip("matplotlib")
     assert (out / "plots" / "test-delta.png").stat().st_size > 1000
     assert (out / "plots" / "train-curve.png").stat().st_size > 1000
@@ -139,7 +139,7 @@ def _row(variant: str, seed: int, start: list[int], best: list[int]) -> dict:
                 seed=seed, status="ok", wall_seconds=1.0,
                 test_initial_scores={f"e{i}": float(start[i]) for i in range(n)},
                 test_best_scores={f"e{i}": float(best[i]) for i in range(n)},
-                summary=dict(test_initial=sum(start) / n, test_best=sum(best) / n,
+                summary=dict(test_initial=sum(start) / n, test_best=sum(best) / n, dev_best=sum(best) / n,
                              test_delta=(sum(best) - sum(start)) / n, test_method_best=None, best_score=0.5,
                              initial_score=0.5, kept_start=best == start, llm_calls=10, budget_used=5,
                              prompt_tokens=1, completion_tokens=1))
@@ -207,3 +207,22 @@ def test_the_python_call_is_what_the_cli_runs(tmp_path):
     assert again == [False, False]
     with pytest.raises(PromptgymError, match="preset 'huge'"):
         bench(tmp_path / "c", preset="huge")
+
+
+def test_the_best_two_are_picked_on_dev_not_test():
+    start = [0] * 20
+    rows = [_row(v, 0, start, best) for v, best in (("a", [1] * 20), ("b", [1] * 10 + [0] * 10), ("c", [0] * 20))]
+    for row, dev in zip(rows, (0.1, 0.9, 0.8)):  # dev disagrees with test: b and c lead on dev
+        row["summary"]["dev_best"] = dev
+    duel = leaders(rows, aggregate(rows))[0]
+    assert (duel["first"], duel["second"]) == ("b", "c")
+
+
+def test_bad_data_stops_the_bench_before_any_run(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input": "x", "target": "a"}\n{"input": "y"}\n')
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape", "--datasets", str(bad), "--seeds", "0", *SMALL,
+                                       *SCRIPTED, "--out", str(tmp_path / "b")])
+    assert result.exit_code != 0
+    assert result.stderr.count("\n") == 1 and "bad.jsonl:2" in result.stderr and "target" in result.stderr
+    assert not (tmp_path / "b" / "work" / "cells.jsonl").exists()

@@ -45,7 +45,7 @@ def test_page_from_a_bench_and_nothing_else(tmp_path):
     page = (docs / "benchmarks.md").read_text()
     assert "| ape | 2/2 |" in page and "| grips | 2/2 |" in page
     assert "The start was handed back in" in page and "of 4 runs" in page
-    assert "Best two by mean test score" in page
+    assert "Best two by mean dev score" in page
     assert "Peers on the same split and budget" in page and "Not recorded yet: see benchmarks/peers" in page
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -192,6 +192,12 @@ def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed
     or now). ``on_cell(row, ran, number, total)`` is told about each, in order."""
     bench.bind(settings)
     done = {r["key"]: r for r in bench.rows()}
+    pending = [c for c in todo if c.key not in done or (retry_failed and done[c.key]["status"] != "ok")]
+    if not settings.split_files:  # bad data is one line before any run, not a failed row per cell
+        from promptgym.data.loaders import load_dataset
+
+        for dataset in dict.fromkeys(c.dataset for c in pending):
+            load_dataset(dataset)
     out = []
     for number, cell in enumerate(todo, 1):
         row = done.get(cell.key)
@@ -264,6 +270,3 @@ def train_curve(store: Any, run_id: str) -> list[list[float]]:
         curve.append([len(charged), curve[-1][1]])
     return curve
 
-
-def settings_dict(settings: Settings) -> dict[str, Any]:
-    return asdict(settings)

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from promptgym.bench.report import group_key
+
 
 def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return list(dict.fromkeys((r["dataset"], r["task_model"], r["layout"]) for r in records))
+    return list(dict.fromkeys(map(group_key, records)))
 
 
 def _title(key: tuple[str, str, str]) -> str:
@@ -37,17 +39,17 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
     written = []
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * max(
-        sum(1 for r in records if (r["dataset"], r["task_model"], r["layout"]) == k) for k in panels) + 1.6),
+        sum(1 for r in records if group_key(r) == k) for k in panels) + 1.6),
         squeeze=False, sharex=True)
     for ax, key in zip(axes[0], panels):
-        recs = [r for r in records if (r["dataset"], r["task_model"], r["layout"]) == key]
+        recs = [r for r in records if group_key(r) == key]
         for y, rec in enumerate(recs):
             p = rec.get("pooled")
             if p:
                 ax.plot([p["low"], p["high"]], [y, y], color="tab:blue", linewidth=3, alpha=0.5)
                 ax.plot([p["delta"]], [y], marker="|", color="tab:blue", markersize=12)
             runs = [r["summary"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
-                    and (r["dataset"], r["task_model"], r["layout"]) == key and r["summary"].get("test_delta") is not None]
+                    and group_key(r) == key and r["summary"].get("test_delta") is not None]
             picks = [s["test_method_best"] - s["test_initial"] for s in runs if s.get("test_method_best") is not None]
             ax.scatter(picks, [y + 0.2] * len(picks), facecolors="none", edgecolors="tab:red", s=14, zorder=3,
                        label="method's own pick (before selection)" if y == 0 else None)
@@ -67,9 +69,9 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, key in zip(axes[0], panels):
-        for rec in (r for r in records if (r["dataset"], r["task_model"], r["layout"]) == key):
+        for rec in (r for r in records if group_key(r) == key):
             curves = [r["train_curve"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
-                      and (r["dataset"], r["task_model"], r["layout"]) == key and r.get("train_curve")]
+                      and group_key(r) == key and r.get("train_curve")]
             if not curves:
                 continue
             end = max(c[-1][0] for c in curves) or 1

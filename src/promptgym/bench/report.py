@@ -5,8 +5,8 @@ start and the method's returned prompt were both scored, so the per-example pair
 one paired sample (exact McNemar for 0/1 scores, else a paired bootstrap; the interval is the
 paired bootstrap interval of the mean difference). With many methods a few p-values fall under
 0.05 by chance, so each p-value is also given Benjamini-Hochberg-adjusted over the methods of its
-table (q). The two methods with the best mean test score are compared with each other on the same
-examples: is the leader's lead real?
+table (q). The two methods whose returned prompts scored best on dev are compared with each other
+on the same test examples: is the leader's lead real? (Picked by dev, so test is not used twice.)
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                  if r["status"] != "ok"],
             test_initial_mean=_mean_sd([x["test_initial"] for x in s if x.get("test_initial") is not None])[0],
             test_best_mean=_mean_sd([x["test_best"] for x in s if x.get("test_best") is not None])[0],
+            dev_best_mean=_mean_sd([x["dev_best"] for x in s if x.get("dev_best") is not None])[0],
             test_delta_mean=delta_mean, test_delta_sd=delta_sd,
             method_pick_delta_mean=_mean_sd([x["test_method_best"] - x["test_initial"] for x in s
                                              if x.get("test_method_best") is not None
@@ -87,7 +88,7 @@ def _adjust(records: list[dict[str, Any]]) -> None:
     tables: dict[tuple, list[dict[str, Any]]] = {}
     for rec in records:
         if "pooled" in rec:
-            tables.setdefault((rec["dataset"], rec["task_model"], rec["layout"]), []).append(rec)
+            tables.setdefault(group_key(rec), []).append(rec)
     for recs in tables.values():
         qs = false_discovery_control([r["pooled"]["p_value"] for r in recs], method="bh")
         for rec, q in zip(recs, qs):
@@ -95,12 +96,13 @@ def _adjust(records: list[dict[str, Any]]) -> None:
 
 
 def leaders(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per table, the two methods with the best mean returned-prompt test score, compared with each
-    other on the same examples (two-sided)."""
+    """Per table, the two methods whose returned prompts scored best on dev (the split final
+    selection used; never test, so the pair is not picked by the data that then tests it),
+    compared with each other on the same test examples (two-sided)."""
     out = []
-    for key in dict.fromkeys((r["dataset"], r["task_model"], r["layout"]) for r in records):
-        ranked = sorted((r for r in records if (r["dataset"], r["task_model"], r["layout"]) == key
-                         and r["test_best_mean"] is not None), key=lambda r: -r["test_best_mean"])
+    for key in dict.fromkeys(map(group_key, records)):
+        ranked = sorted((r for r in records if group_key(r) == key and r["dev_best_mean"] is not None),
+                        key=lambda r: -r["dev_best_mean"])
         if len(ranked) < 2:
             continue
         first, second = ranked[0], ranked[1]
@@ -132,8 +134,8 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
              "Kept start: runs where final selection handed the start back. Method's pick: the method's own "
              "best before final selection. Calls: model calls made (search, selection and the held-out "
              "test); tokens: prompt + completion; wall: seconds per run.", ""]
-    for key in dict.fromkeys((r["dataset"], r["task_model"], r["layout"]) for r in records):
-        recs = [r for r in records if (r["dataset"], r["task_model"], r["layout"]) == key]
+    for key in dict.fromkeys(map(group_key, records)):
+        recs = [r for r in records if group_key(r) == key]
         lines += [f"## `{key[0]}` on `{key[1]}` (layout {key[2]})", "",
                   "| method | runs | test start | test returned | Δ test | pooled Δ [95% interval] | p | q "
                   "| kept start | Δ method's pick | Δ train | calls | tokens | wall s |",
@@ -153,8 +155,8 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
         lines.append("Methods whose returned prompt differs from the start at q < 0.05: "
                      + (", ".join(real) if real else "none") + ".")
         for d in duels:
-            if (d["dataset"], d["task_model"], d["layout"]) == key:
-                lines.append(f"Best two by mean test score: {d['first']} vs {d['second']}: "
+            if group_key(d) == key:
+                lines.append(f"Best two by mean dev score, tested on test: {d['first']} vs {d['second']}: "
                              f"{d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] on {d['n']} paired examples, "
                              f"p = {d['p_value']:.3g} ({'a real difference' if d['p_value'] < 0.05 else 'not a real difference'} "
                              "at 0.05).")
