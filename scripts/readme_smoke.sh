@@ -19,6 +19,7 @@ promptgym optimize --dataset bigbench:multiemo/all_sentence_en --method ape --bu
 RUN_ID=$(tail -n 1 "$out" | python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])')
 step promptgym runs
 step promptgym show "$RUN_ID"
+step promptgym report "$RUN_ID" -o report.html
 step promptgym resume "$RUN_ID"
 step promptgym predict "$RUN_ID" --input "The room was clean."
 # The README's Python API block, as written there.

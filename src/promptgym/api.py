@@ -286,6 +286,18 @@ def show(run_id: str, store_url: str | None = None) -> RunDetails:
     return RunDetails(store.get_run(run_id), store.candidates(run_id), store.scores(run_id))
 
 
+def report(run_id: str, out: str | Path | None = None, store_url: str | None = None) -> Path:
+    """Write a run's HTML report (one self-contained file; no model call) and return its path;
+    ``out`` defaults to ``promptgym-report-RUN_ID.html`` in the working directory."""
+    from promptgym.report.html import write_run_report
+
+    path = Path(out) if out is not None else Path(f"promptgym-report-{run_id}.html")
+    try:
+        return write_run_report(_store(store_url), run_id, path)
+    except OSError as exc:
+        raise PromptgymError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
 def methods() -> dict[str, str]:
     """The registered methods, name -> one-line summary."""
     return {name: REGISTRY[name].summary for name in sorted(REGISTRY)}

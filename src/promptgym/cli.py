@@ -251,7 +251,7 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
         click.echo(json.dumps(report["methods"]))
         return
     click.echo((folder / "results.md").read_text())
-    click.echo(f"written: {folder / 'results.md'}, {folder / 'results.json'}"
+    click.echo(f"written: {folder / 'results.html'}, {folder / 'results.md'}, {folder / 'results.json'}"
                + (f", {folder / 'plots'}/" if report["meta"]["plots"] else ""))
     if report["meta"].get("plots_skipped"):
         click.echo(f"no plots: {report['meta']['plots_skipped']}", err=True)
@@ -297,6 +297,20 @@ def show(ctx: click.Context, run_id: str) -> None:
 
     details = api.show(run_id, store_url=ctx.obj["store"])
     candidates_table(details.run, details.candidates, details.scores)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("-o", "--out", default=None, metavar="FILE",
+              help="Where to write the page [default: promptgym-report-RUN_ID.html].")
+@click.pass_context
+def report(ctx: click.Context, run_id: str, out: str | None) -> None:
+    """Write a run's report as one self-contained HTML file: prompts with a word diff, final
+    selection, the held-out result, trajectory, candidates, lineage, cost, flipped examples."""
+    from promptgym import api
+
+    path = api.report(run_id, out=out, store_url=ctx.obj["store"])
+    click.echo(f"written: {path}")
 
 
 @main.command()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from promptgym.errors import PromptgymError
+from promptgym.report.trajectory import train_curve
 
 PRESETS: dict[str, dict[str, Any]] = {
     # About 10 minutes here: every method once on one dataset, small splits. A first look only.
@@ -251,22 +252,4 @@ def _from_store(bench: BenchDir, result: Any) -> dict[str, Any]:
     test = {s["candidate_id"]: s["per_example"] for s in store.scores(result.run_id) if s["split"] == "test"}
     return dict(run_id=result.run_id, test_initial_scores=test.get(result.initial_prompt.id),
                 test_best_scores=test.get(result.best_prompt.id), train_curve=train_curve(store, result.run_id))
-
-
-def train_curve(store: Any, run_id: str) -> list[list[float]]:
-    """``[[search calls spent, best score so far], ...]`` from the scores a method recorded on its
-    training data during the search (splits ``train*`` but not ``train-final``, which is scored
-    after it), on the largest batch it used (methods score minibatches of different sizes; mixing
-    sizes would make the curve jump with the batch, not the prompt). Ends at the calls spent."""
-    charged = [c["created"] for c in store.call_rows(run_id)
-               if c["charged"] and not c["cached"] and c["role"] != "select"]
-    scores = [s for s in store.scores(run_id) if s["split"].startswith("train") and s["split"] != "train-final"]
-    full = max((s["n"] for s in scores), default=0)
-    curve: list[list[float]] = []
-    for s in scores:
-        if s["n"] == full and (not curve or s["score"] > curve[-1][1]):
-            curve.append([sum(1 for t in charged if t <= s["created"]), s["score"]])
-    if curve and len(charged) > curve[-1][0]:
-        curve.append([len(charged), curve[-1][1]])
-    return curve
 

@@ -26,8 +26,11 @@ def _title(key: tuple[str, str, str]) -> str:
     return f"{dataset.split(':')[-1]}\n{model} ({layout})"
 
 
-def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[str]:
+def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, str]:
+    """Write the PNGs into ``folder``; return each figure as inline SVG by file name (the HTML page)."""
     import matplotlib
+
+    from promptgym.report.charts import _svg
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -35,8 +38,8 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
     folder.mkdir(parents=True, exist_ok=True)
     panels = _panels(records)
     if not panels:
-        return []
-    written = []
+        return {}
+    written: dict[str, str] = {}
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * max(
         sum(1 for r in records if group_key(r) == k) for k in panels) + 1.6),
@@ -64,8 +67,7 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(folder / "test-delta.png", dpi=110)
-    plt.close(fig)
-    written.append("test-delta.png")
+    written["test-delta.png"] = _svg(fig)
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, key in zip(axes[0], panels):
@@ -90,6 +92,5 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
         fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(folder / "train-curve.png", dpi=110)
-    plt.close(fig)
-    written.append("train-curve.png")
+    written["train-curve.png"] = _svg(fig)
     return written

@@ -180,7 +180,7 @@ def _refresh_curves(bench: BenchDir, rows: list[dict[str, Any]]) -> None:
     by a newer promptgym draws old cells the same way); rows keep theirs otherwise."""
     if not (bench.work / "runs.sqlite").exists():
         return
-    from promptgym.bench.grid import train_curve
+    from promptgym.report.trajectory import train_curve
     from promptgym.store.runs import RunStore
 
     store = RunStore(bench.store_url)
@@ -201,11 +201,15 @@ def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
     try:
         from promptgym.bench.plots import draw
 
-        meta["plots"] = draw(bench.path / "plots", rows, records)
+        figures = draw(bench.path / "plots", rows, records)
     except ImportError:
-        meta["plots"] = []
-        meta["plots_skipped"] = "matplotlib is not installed (pip install 'promptgym[bench]')"
+        figures = {}
+        meta["plots_skipped"] = "matplotlib is not installed (pip install 'promptgym[report]')"
+    meta["plots"] = list(figures)
     (bench.path / "results.json").write_text(json.dumps(dict(meta=meta, methods=records, best_two=duels,
                                                              runs=rows), indent=1))
     (bench.path / "results.md").write_text(markdown(meta, records, duels))
+    from promptgym.report.html import render_bench
+
+    (bench.path / "results.html").write_text(render_bench(meta, records, duels, figures), encoding="utf-8")
     return dict(meta=meta, methods=records, best_two=duels)

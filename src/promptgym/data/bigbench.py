@@ -14,6 +14,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from promptgym.data.dataset import Dataset, Example
@@ -23,6 +26,20 @@ from promptgym.paths import downloads_dir
 BIGBENCH_VERSION = "1.0.0"
 _TASKS_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
 SDIST_NAME = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
+
+
+_NO_DOWNLOAD: ContextVar[bool] = ContextVar("promptgym_bigbench_no_download", default=False)
+
+
+@contextmanager
+def no_download() -> Iterator[None]:
+    """Inside it, a task not yet on this machine is a DataError instead of a 358 MB download (a
+    report that would like to show inputs must not fetch data to do so)."""
+    token = _NO_DOWNLOAD.set(True)
+    try:
+        yield
+    finally:
+        _NO_DOWNLOAD.reset(token)
 
 
 def sdist_path() -> Path:
@@ -35,6 +52,8 @@ def sdist_path() -> Path:
         return path
     target = downloads_dir() / SDIST_NAME
     if not target.exists():
+        if _NO_DOWNLOAD.get():
+            raise DataError(f"the bigbench sdist is not on this machine ({target})")
         print(f"Fetching the bigbench {BIGBENCH_VERSION} sdist (358 MB, once per machine)...", file=sys.stderr)
         download_sdist(downloads_dir())
     return target

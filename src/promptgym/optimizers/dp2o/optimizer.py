@@ -480,6 +480,8 @@ class Dp2oOptimizer(Optimizer):
         }
         calls, seconds = meter.read()
         report["test_accuracy"] = {k: round(v, 4) for k, v in acc.items()}
+        # how often each pool prompt was the policy's greedy choice on the test inputs (the run page)
+        report["policy_choices"] = np.bincount(pi.argmax(axis=1), minlength=len(run.pool)).tolist()
         report["calls"] = dict(run.calls, inference=calls)
         report["seconds"] = dict(run.seconds, inference=seconds)
         report["encoder"] = run.embedder.kind

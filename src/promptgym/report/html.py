@@ -1,0 +1,298 @@
+"""A run as one self-contained HTML page (``promptgym report RUN_ID``) and a bench as another.
+
+The page is read from the run store only (no model call): the task and models, the starting and
+the returned prompt part by part with a word diff, final selection's record, the held-out result in
+plain words, the search trajectory, every candidate (sortable, filterable) with its parents and the
+operation that made it, the lineage graph, the cost, the test examples that flipped, and DP2O's pool.
+Everything the page needs is inside it: CSS, a small script for the table, figures as inline SVG.
+Jinja2 autoescapes every value, so text a model wrote shows as text, never as markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from promptgym.report.trajectory import score_points, train_curve
+
+PLOTS_MISSING = "no figures: matplotlib is not installed (pip install 'promptgym[report]')"
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("promptgym.report", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["num"] = lambda x, spec=".3f": "-" if x is None else format(x, spec)
+    env.filters["when"] = lambda t: "-" if t is None else dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    env.filters["pretty"] = lambda x: json.dumps(x, indent=1, ensure_ascii=False)
+    return env
+
+
+# -- pieces -------------------------------------------------------------------------------------------
+def word_diff(before: str, after: str) -> list[tuple[str, str]]:
+    """``[(op, text), ...]`` with op ``same``, ``del`` or ``ins``: a word-level diff (whitespace
+    kept with its word, so joining the ``same`` and ``ins`` parts gives ``after`` back)."""
+    a, b = re.findall(r"\s*\S+|\s+", before), re.findall(r"\s*\S+|\s+", after)
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(("same", "".join(a[i1:i2])))
+        else:
+            if i2 > i1:
+                out.append(("del", "".join(a[i1:i2])))
+            if j2 > j1:
+                out.append(("ins", "".join(b[j1:j2])))
+    return out
+
+
+def _demos_text(demos: list[Any]) -> str:
+    return "\n".join(json.dumps(d, ensure_ascii=False) for d in demos)
+
+
+def prompt_parts(start: dict[str, Any], chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each part of a prompt (instruction, layout, label words, demonstrations), start vs chosen,
+    with a word diff and whether it changed."""
+    def layout(p: dict[str, Any]) -> str:
+        lay = p.get("layout") or {}
+        lines = [f"name: {lay.get('name', '')}"]
+        for key in ("system", "user", "answer_prefix", "demo"):
+            if lay.get(key):
+                lines.append(f"{key}: {lay[key]}")
+        return "\n".join(lines)
+
+    parts = [("instruction", start.get("instruction", ""), chosen.get("instruction", "")),
+             ("layout", layout(start), layout(chosen)),
+             ("label words", ", ".join(start.get("verbalizers") or []) or "(the labels themselves)",
+              ", ".join(chosen.get("verbalizers") or []) or "(the labels themselves)"),
+             ("demonstrations", _demos_text(start.get("demos") or []) or "(none)",
+              _demos_text(chosen.get("demos") or []) or "(none)")]
+    return [dict(name=name, start=a, chosen=b, changed=a != b, diff=word_diff(a, b)) for name, a, b in parts]
+
+
+def result_in_words(s: dict[str, Any]) -> str:
+    """The held-out result as a sentence a reader without statistics can check."""
+    if s.get("test_initial") is None or s.get("test_best") is None:
+        return "There was no held-out test split, so nothing can be said about new data."
+    n = s.get("test_size")
+    if s.get("kept_start") or s.get("best_prompt_full") == s.get("initial_prompt_full"):
+        head = (f"Your prompt was handed back. On {n} held-out test examples it scores {s['test_initial']:.3f}.")
+        pick = s.get("test_method_best")
+        if pick is not None and s.get("method_best_prompt") != s.get("initial_prompt"):
+            head += (f" The method's own pick, which final selection did not accept, scores {pick:.3f} there "
+                     f"({pick - s['test_initial']:+.3f}).")
+        return head
+    delta, interval, p = s.get("test_delta"), s.get("test_interval"), s.get("test_p_value")
+    text = (f"On {n} held-out test examples, which the search never saw, your prompt scores "
+            f"{s['test_initial']:.3f} and the returned prompt {s['test_best']:.3f}: {delta:+.3f}.")
+    if interval:
+        low, high = interval
+        if low > 0:
+            sure = "the whole range is above zero, so the gain is unlikely to be chance"
+        elif high < 0:
+            sure = "the whole range is below zero: the returned prompt is worse on new data"
+        else:
+            sure = "the range includes zero, so these examples cannot tell the two prompts apart"
+        text += (f" With 95% confidence the true difference lies between {low:+.3f} and {high:+.3f}; {sure}"
+                 + (f" (paired test p = {p:.3g})." if p is not None else "."))
+    return text
+
+
+def _latest(scores: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (candidate, split): the score row on the most examples (the last such row)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in scores:
+        key = (row["candidate_id"], row["split"])
+        if key not in out or row["n"] >= out[key]["n"]:
+            out[key] = row
+    return out
+
+
+def _cost(calls: list[dict[str, Any]], summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The ledger by phase: search (optimizer model, task model), final selection, held-out."""
+    phases = {"search: writing prompts": lambda c: c["role"] == "optimizer",
+              "search: scoring prompts": lambda c: c["role"] == "task" and c["charged"],
+              "final selection": lambda c: c["role"] == "select",
+              "held-out evaluation (not charged)": lambda c: c["role"] == "task" and not c["charged"]}
+    rows = []
+    for name, belongs in phases.items():
+        mine = [c for c in calls if belongs(c) and c["kind"] != "embed"]
+        made = [c for c in mine if not c["cached"]]
+        rows.append(dict(phase=name, calls=len(made), cached=len(mine) - len(made),
+                         prompt_tokens=sum(c["prompt_tokens"] for c in made),
+                         completion_tokens=sum(c["completion_tokens"] for c in made),
+                         seconds=sum(c["seconds"] for c in made)))
+    embeds = [c for c in calls if c["kind"] == "embed"]
+    faults: dict[str, int] = {}
+    for c in calls:
+        for kind, n in (json.loads(c["faults"]) if c.get("faults") else {}).items():
+            faults[kind] = faults.get(kind, 0) + int(n)
+    total = dict(phase="all", **{k: sum(r[k] for r in rows) for k in
+                                 ("calls", "cached", "prompt_tokens", "completion_tokens", "seconds")})
+    return dict(rows=rows, total=total, embeddings=len([c for c in embeds if not c["cached"]]),
+                cached_embeddings=len([c for c in embeds if c["cached"]]), faults=faults,
+                wall_seconds=(summary or {}).get("seconds"), budget=(summary or {}).get("budget"),
+                budget_used=(summary or {}).get("budget_used"))
+
+
+def _examples_by_id(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The dataset's examples by id (to show a flipped example's input), or why not."""
+    from promptgym.api import _dataset_from_config
+    from promptgym.data.bigbench import no_download
+    from promptgym.errors import PromptgymError
+
+    try:
+        with no_download():
+            return {e.id: e for e in _dataset_from_config(config).examples}, ""
+    except (PromptgymError, OSError) as exc:
+        return {}, f"inputs not shown: the dataset could not be read here ({str(exc).splitlines()[0]})"
+
+
+def flipped(latest: dict[tuple[str, str], dict[str, Any]], a: str, b: str,
+            examples: dict[str, Any]) -> list[dict[str, Any]]:
+    """Test examples whose score differs between candidates ``a`` and ``b``."""
+    ra, rb = latest.get((a, "test")), latest.get((b, "test"))
+    if not ra or not rb:
+        return []
+    out = []
+    for eid, sa in ra["per_example"].items():
+        sb = rb["per_example"].get(eid)
+        if sb is None or sb == sa:
+            continue
+        e = examples.get(eid)
+        out.append(dict(id=eid, input=e.input if e else None, target=" | ".join(e.targets) if e else None,
+                        start_score=sa, chosen_score=sb, start_answer=ra["predictions"].get(eid, ""),
+                        chosen_answer=rb["predictions"].get(eid, "")))
+    return sorted(out, key=lambda r: (r["chosen_score"] - r["start_score"], r["id"]))
+
+
+def _dp2o(store: Any, run_id: str, summary: dict[str, Any] | None, seq: dict[str, int]) -> dict[str, Any] | None:
+    """DP2O's pool: each prompt's screening score, dev accuracy, and how often the policy picked it
+    on the test inputs (stored by runs made since the report existed)."""
+    artifact = store.get_artifact(run_id, "dp2o")
+    if not artifact:
+        return None
+    report = ((summary or {}).get("extra") or {}).get("dp2o") or {}
+    chosen = report.get("policy_choices") or []
+    from promptgym.tasks.prompt import Prompt
+
+    pool = []
+    sue = artifact.get("pool_sue") or []
+    for i, p in enumerate(artifact.get("pool") or []):
+        prompt = Prompt.from_dict(p)
+        pool.append(dict(index=i, seq=seq.get(prompt.id), instruction=prompt.instruction,
+                         demos=len(prompt.demos), screening=sue[i] if i < len(sue) else None,
+                         chosen=chosen[i] if i < len(chosen) else None, best=i == artifact.get("best_index")))
+    return dict(pool=pool, report=report, has_choices=bool(chosen))
+
+
+# -- the run page ----------------------------------------------------------------------------------------
+def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
+    """Everything the run page shows, as plain data (the template only lays it out)."""
+    run = store.get_run(run_id)
+    config, summary = run["config"], run["result"]
+    cands = store.candidates(run_id)
+    scores = store.scores(run_id)
+    latest = _latest(scores)
+    seq = {c["candidate_id"]: c["seq"] for c in cands}
+    start_id = next((c["candidate_id"] for c in cands if c["operation"] == "initial"), None)
+    chosen_id = run.get("best_candidate")
+    # the method's own pick, when final selection did not return it: the other prompt scored on test
+    pick_id = next((cid for (cid, split) in latest if split == "test" and cid not in (start_id, chosen_id)), None)
+    selection = (summary or {}).get("selection") or {}
+    finalists = {f["candidate_id"]: f for f in selection.get("candidates", [])}
+    splits = [s for s in ("train", "dev", "select", "train-final", "test")
+              if any(split == s for _, split in latest)]
+    extra_splits = sorted({split for _, split in latest} - set(splits))
+
+    def role(cid: str) -> str:
+        return ("chosen" if cid == chosen_id and cid != start_id else "start" if cid == start_id
+                else "pick" if cid == pick_id else "other")
+
+    def train_score(cid: str) -> dict[str, Any] | None:
+        rows = [r for (c, split), r in latest.items() if c == cid and split.startswith("train")
+                and split != "train-final"]
+        return max(rows, key=lambda r: (r["n"], r["id"]), default=None)
+
+    table = []
+    for c in cands:
+        cid = c["candidate_id"]
+        train = train_score(cid)
+        table.append(dict(
+            seq=c["seq"], id=cid, operation=c["operation"], role=role(cid),
+            parents=[seq[p] for p in c["parents"] if p in seq], instruction=c["prompt"].get("instruction", ""),
+            layout=(c["prompt"].get("layout") or {}).get("name", ""),
+            verbalizers=", ".join(c["prompt"].get("verbalizers") or []), demos=len(c["prompt"].get("demos") or []),
+            train=train["score"] if train else None, train_n=train["n"] if train else None,
+            dev=(latest.get((cid, "select")) or latest.get((cid, "dev")) or {}).get("score"),
+            test=(latest.get((cid, "test")) or {}).get("score"),
+            finalist=cid in finalists, dropped_after=(finalists.get(cid) or {}).get("dropped_after"),
+            created=c["created"]))
+    points = score_points(store, run_id)
+    curve = train_curve(store, run_id)
+    batch = max((p["n"] for p in points), default=0)
+    examples, examples_note = ({}, "") if not summary else _examples_by_id(config)
+    flip_against = chosen_id if chosen_id and chosen_id != start_id else pick_id
+    flips = flipped(latest, start_id, flip_against, examples) if start_id and flip_against else []
+    start_train = next((r["train"] for r in table if r["id"] == start_id), None)
+    figures: dict[str, str] = {}
+    figures_note = ""
+    try:
+        from promptgym.report import charts
+
+        if points:
+            figures["trajectory"] = charts.trajectory(points, curve, seq, start_id or "", start_train, batch)
+        figures["lineage"] = charts.lineage([dict(seq=r["seq"], parents=r["parents"], score=r["train"],
+                                                  role=r["role"]) for r in table])
+    except ImportError:
+        figures_note = PLOTS_MISSING
+    dp2o = _dp2o(store, run_id, summary, seq)
+    if dp2o and dp2o["has_choices"] and not figures_note:
+        from promptgym.report import charts
+
+        figures["dp2o"] = charts.bars([f"pool prompt {p['index']}" for p in dp2o["pool"]],
+                                      [p["chosen"] or 0 for p in dp2o["pool"]],
+                                      "test inputs for which the policy chose it",
+                                      next((p["index"] for p in dp2o["pool"] if p["best"]), None))
+    return dict(
+        run=run, config=config, summary=summary, table=table, splits=splits, extra_splits=extra_splits,
+        operations=sorted({r["operation"] for r in table}), start_id=start_id, chosen_id=chosen_id,
+        pick_id=pick_id, seq=seq,
+        parts=prompt_parts(summary["initial_prompt_full"], summary["best_prompt_full"]) if summary else [],
+        pick_parts=(prompt_parts(summary["initial_prompt_full"],
+                                 next(c["prompt"] for c in cands if c["candidate_id"] == pick_id))
+                    if summary and pick_id else []),
+        words=result_in_words(summary) if summary else None, selection=selection,
+        finalists=[dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])],
+        cost=_cost(store.call_rows(run_id), summary), flips=flips,
+        flip_counts=dict(better=sum(f["chosen_score"] > f["start_score"] for f in flips),
+                         worse=sum(f["chosen_score"] < f["start_score"] for f in flips)), flips_against=role(flip_against) if flip_against else None,
+        examples_note=examples_note, figures=figures, figures_note=figures_note, dp2o=dp2o,
+        params=config.get("params") or {}, generated=dt.datetime.now().isoformat(timespec="seconds"))
+
+
+def render_run(data: dict[str, Any]) -> str:
+    return _env().get_template("run.html").render(**data)
+
+
+def write_run_report(store: Any, run_id: str, out: str | Path) -> Path:
+    path = Path(out)
+    path.write_text(render_run(run_page_data(store, run_id)), encoding="utf-8")
+    return path
+
+
+# -- the bench page --------------------------------------------------------------------------------------
+def render_bench(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[dict[str, Any]],
+                 figures: dict[str, str]) -> str:
+    """The bench's tables, best two and figures (inline SVG) as one page."""
+    from promptgym.bench.report import group_key
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(group_key(rec), []).append(rec)
+    return _env().get_template("bench.html").render(meta=meta, groups=groups, duels=duels, figures=figures, generated=meta["date"],
+                                                     failed=[(r, f) for r in records for f in r["failed"]])

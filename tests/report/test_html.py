@@ -1,0 +1,131 @@
+"""The HTML run page and bench page, without a browser: the data behind them (scripted model, a
+real run store) and the escaping of model-written text. The browser test is test_html_chromium.py."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from promptgym import api
+from promptgym.report.html import render_run, result_in_words, run_page_data, word_diff
+from promptgym.store.runs import RunStore
+
+LABELS = ("positive", "negative", "neutral", "ambivalent")
+HOSTILE = '<script>window.__pwned = 1</script><img src="http://127.0.0.1:9/x.png"> {{ input }} & "quotes"'
+
+
+def make_run(tmp_path, method: str = "opro", budget: int = 120, hostile: bool = True) -> tuple[RunStore, str]:
+    """A finished run on the scripted model (a stand-in: the page's logic, not a quality claim),
+    plus, when ``hostile``, a candidate whose text is HTML and a template, as a model could write."""
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
+                                        "target": LABELS[i % 4]}) + "\n" for i in range(160)))
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    result = api.optimize(dataset=str(data), method=method, budget=budget, train_size=20, dev_size=20,
+                          test_size=40, task_model="scripted", optimizer_model="scripted", store_url=url, quiet=True)
+    store = RunStore(url)
+    if hostile:
+        start = store.candidates(result.run_id)[0]
+        store.add_candidate(result.run_id, "hostile", dict(start["prompt"], instruction=HOSTILE),
+                            [start["candidate_id"]], "test:hostile")
+    return store, result.run_id
+
+
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_word_diff_gives_both_texts_back(before, after):
+    parts = word_diff(before, after)
+    assert "".join(t for op, t in parts if op != "ins") == before
+    assert "".join(t for op, t in parts if op != "del") == after
+
+
+def test_word_diff_marks_the_changed_words_only():
+    assert word_diff("Classify the review.", "Classify the short review.") == [
+        ("same", "Classify the"), ("ins", " short"), ("same", " review.")]
+
+
+def test_the_page_data_agrees_with_the_store_and_the_summary(tmp_path):
+    store, run_id = make_run(tmp_path, hostile=False)
+    data = run_page_data(store, run_id)
+    s = data["summary"]
+    assert [r["id"] for r in data["table"]] == [c["candidate_id"] for c in store.candidates(run_id)]
+    assert [r["role"] for r in data["table"]].count("start") == 1
+    # the ledger split by phase adds up to the run's own counts
+    assert data["cost"]["total"]["calls"] == s["llm_calls"]
+    assert data["cost"]["total"]["cached"] == s["cached_calls"]
+    assert data["cost"]["total"]["prompt_tokens"] == s["prompt_tokens"]
+    # flips: exactly the test examples where the two compared prompts score differently
+    test = {r["candidate_id"]: r["per_example"] for r in store.scores(run_id) if r["split"] == "test"}
+    other = data["chosen_id"] if data["chosen_id"] != data["start_id"] else data["pick_id"]
+    if other is not None:
+        expected = {k for k, v in test[data["start_id"]].items() if test[other][k] != v}
+        assert {f["id"] for f in data["flips"]} == expected
+        assert all(f["input"] for f in data["flips"])  # a local file: the inputs are shown
+    assert "trajectory" in data["figures"] and "lineage" in data["figures"]
+    page = render_run(data)
+    assert page.count('<tr id="cand-') == len(data["table"])
+
+
+def test_model_written_text_is_escaped_and_nothing_is_loaded(tmp_path):
+    store, run_id = make_run(tmp_path)
+    page = render_run(run_page_data(store, run_id))
+    assert HOSTILE not in page
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
+    # the page's own script is the only one; no external resource of any kind
+    assert len(re.findall(r"<script\b", page)) == 1
+    assert not re.search(r"""<(link|iframe|object|embed)\b""", page)
+    assert not re.search(r"""\s(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "default-src 'none'" in page
+
+
+def test_a_run_that_has_not_finished_still_gets_a_page(tmp_path):
+    store, run_id = make_run(tmp_path, hostile=False)
+    store.set_status(run_id, "running")
+    with store.engine.begin() as conn:  # as a killed run has it: no result yet
+        from promptgym.store.runs import runs
+        conn.execute(runs.update().where(runs.c.run_id == run_id).values(result=None))
+    page = render_run(run_page_data(store, run_id))
+    assert "has not finished" in page and f"promptgym resume {run_id}" in page
+
+
+@pytest.mark.parametrize("interval, expected", [
+    ((0.02, 0.10), "unlikely to be chance"), ((-0.05, 0.08), "cannot tell the two prompts apart"),
+    ((-0.10, -0.01), "worse on new data")])
+def test_the_result_in_words_follows_the_interval(interval, expected):
+    s = dict(test_initial=0.4, test_best=0.45, test_size=100, test_delta=0.05, test_interval=interval,
+             test_p_value=0.03, kept_start=False, best_prompt_full={"a": 1}, initial_prompt_full={"a": 2})
+    assert expected in result_in_words(s)
+
+
+def test_kept_start_says_so_with_the_method_pick(tmp_path):
+    s = dict(test_initial=0.4, test_best=0.4, test_size=100, kept_start=True, test_method_best=0.43,
+             method_best_prompt="x", initial_prompt="y")
+    words = result_in_words(s)
+    assert "Your prompt was handed back" in words and "+0.030" in words
+
+
+def test_cli_report_writes_the_file_and_unknown_runs_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from promptgym.cli import main
+
+    store, run_id = make_run(tmp_path, hostile=False)
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(main, ["--store", store.url, "report", run_id, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    result = CliRunner().invoke(main, ["--store", store.url, "report", "nope"])
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1 and "no run 'nope'" in result.stderr
+
+
+def test_a_bigbench_run_never_downloads_for_its_page(tmp_path, monkeypatch):
+    from promptgym.data import bigbench
+
+    monkeypatch.setattr(bigbench, "download_sdist", lambda *a, **k: pytest.fail("the report downloaded data"))
+    from promptgym.report.html import _examples_by_id
+
+    examples, note = _examples_by_id({"dataset": "bigbench:multiemo/all_sentence_en"})
+    assert examples or "not on this machine" in note
