@@ -73,7 +73,8 @@ def measured_block(method: str, path: Path = BENCH) -> str:
            f"final selection k {s['select_k']}, optimizer model `{s['optimizer_model']}`, means over "
            f"{len(data['meta']['seeds'])} seeds. Charged: calls counted against the budget (search and final "
            "selection). All calls: also the held-out evaluation after the search (the start and the returned "
-           "prompt on train and test), which is not charged.", "",
+           "prompt on train and test, and a method's own held-out report such as DP2O's), which is not "
+           "charged.", "",
            "| dataset | task model | variant | charged calls | all calls | wall s |", "|---|---|---|---|---|---|"]
     for m in rows:
         out.append(f"| `{m['dataset']}` | `{m['task_model']}` | `{_cell(m['variant'])}` | "
