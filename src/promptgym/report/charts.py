@@ -86,7 +86,8 @@ def lineage(nodes: list[dict[str, Any]]) -> str:
             ax.annotate(str(n["seq"]), (n["seq"], y[n["seq"]]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     if any(n["score"] is None for n in nodes):
         ax.axhline(floor + 0.06 * ((high - low) or 1.0), color="#dddddd", linewidth=0.6)
-        ax.text(0, floor, "not scored on train", fontsize=6, color="#666", va="bottom")
+        ax.text(1.0, floor, "not scored on train ", fontsize=6, color="#666", va="bottom", ha="right",
+                transform=ax.get_yaxis_transform())
     ax.set_xlabel("candidate number (order made)")
     ax.set_ylabel("training score")
     ax.legend(loc="best", fontsize=7, frameon=False)

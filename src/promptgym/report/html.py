@@ -50,8 +50,17 @@ def word_diff(before: str, after: str) -> list[tuple[str, str]]:
     return out
 
 
+def _demo_text(demo: Any) -> str:
+    """One demonstration as ``input -> answer`` (stored as a pair, or as any JSON value)."""
+    if isinstance(demo, (list, tuple)) and len(demo) == 2:
+        return f"{demo[0]} -> {demo[1]}"
+    if isinstance(demo, dict) and {"input", "answer"} <= set(demo):
+        return f"{demo['input']} -> {demo['answer']}"
+    return json.dumps(demo, ensure_ascii=False)
+
+
 def _demos_text(demos: list[Any]) -> str:
-    return "\n".join(json.dumps(d, ensure_ascii=False) for d in demos)
+    return "\n".join(_demo_text(d) for d in demos)
 
 
 def prompt_parts(start: dict[str, Any], chosen: dict[str, Any]) -> list[dict[str, Any]]:
@@ -176,7 +185,7 @@ def _dp2o(store: Any, run_id: str, summary: dict[str, Any] | None, seq: dict[str
     artifact = store.get_artifact(run_id, "dp2o")
     if not artifact:
         return None
-    report = ((summary or {}).get("extra") or {}).get("dp2o") or {}
+    report = (summary or {}).get("dp2o") or {}  # a method's own held-out numbers sit at the top
     chosen = report.get("policy_choices") or []
     from promptgym.tasks.prompt import Prompt
 
@@ -227,6 +236,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
             parents=[seq[p] for p in c["parents"] if p in seq], instruction=c["prompt"].get("instruction", ""),
             layout=(c["prompt"].get("layout") or {}).get("name", ""),
             verbalizers=", ".join(c["prompt"].get("verbalizers") or []), demos=len(c["prompt"].get("demos") or []),
+            demo_texts=[_demo_text(d) for d in c["prompt"].get("demos") or []],
             train=train["score"] if train else None, train_n=train["n"] if train else None,
             dev=(latest.get((cid, "select")) or latest.get((cid, "dev")) or {}).get("score"),
             test=(latest.get((cid, "test")) or {}).get("score"),
