@@ -59,6 +59,26 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
     summary_table(summary)
 
 
+class _ConfigCommand(click.Command):
+    """A command that also takes its options from a TOML file (``--config FILE``); what the command
+    line gives wins. ``list_options``: comma-separated options a TOML array may give too."""
+
+    def __init__(self, *args: Any, list_options: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--config", "config_file"], metavar="FILE", default=None,
+                                        help="Options from a TOML file (keys: the long option names; "
+                                             "[params] for --param); flags given here override it."))
+        self.list_options = list_options
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from promptgym.config import merge_into
+
+        path = ctx.params.pop("config_file", None)
+        if path is not None:
+            merge_into(ctx, path, self, self.list_options)
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """Usage errors as one line too (click's default is a multi-line usage block)."""
@@ -113,7 +133,7 @@ def methods(name: str | None, params_of: str | None) -> None:
         click.echo("  ".join(r[k].ljust(w) for k, w in widths.items()) + "  " + r["help"])
 
 
-@main.command()
+@main.command(cls=_ConfigCommand)
 @click.option("--dataset", default=None,
               help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK] or example:NAME (with --train: only the task's "
                    "own instruction and label set).")
@@ -190,7 +210,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
     _print_summary(result.summary, as_json)
 
 
-@main.command()
+@main.command(cls=_ConfigCommand, list_options=("methods", "datasets", "seeds", "task_model"))
 @click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
               help="Defaults for everything below: quick (one dataset, one seed, small splits; a first look) "
                    "or full (the recorded benchmark). Any option given overrides its preset value.")
