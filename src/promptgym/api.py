@@ -286,6 +286,28 @@ def show(run_id: str, store_url: str | None = None) -> RunDetails:
     return RunDetails(store.get_run(run_id), store.candidates(run_id), store.scores(run_id))
 
 
+def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
+    """A finished run's returned prompt (``best_prompt_full``) ready to paste into code: ``json``
+    (the prompt, label words, its template and how the model is asked), ``txt`` (the rendered
+    prompt with ``{input}``) or ``python`` (a standalone snippet that builds the exact request)."""
+    from promptgym.export import FORMATS, export_prompt
+
+    if fmt not in FORMATS:
+        raise PromptgymError(f"export format '{fmt}': use one of {', '.join(FORMATS)}")
+    run = _store(store_url).get_run(run_id)
+    if run["status"] != "finished" or not run["result"]:
+        raise PromptgymError(f"run '{run_id}' is {run['status']}: only a finished run has a returned prompt "
+                             f"(finish it first: promptgym resume {run_id})")
+    config = run["config"]
+    dataset = _dataset_from_config(config)
+    scoring = config.get("scoring") or "logprob"
+    unnamed = ExactMatch() if config.get("reward_unnamed") else None  # nothing is scored here
+    task = _make_task(dataset, config, scoring, unnamed)
+    labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
+    return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]))
+
+
 def methods() -> dict[str, str]:
     """The registered methods, name -> one-line summary."""
     return {name: REGISTRY[name].summary for name in sorted(REGISTRY)}

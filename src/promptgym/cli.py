@@ -321,6 +321,29 @@ def show(ctx: click.Context, run_id: str) -> None:
 
 @main.command()
 @click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "txt", "python"]), default="json", show_default=True,
+              help="json: the prompt, label words and template; txt: the prompt text with {input}; python: a "
+                   "standalone snippet that builds the exact request.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of stdout.")
+@click.pass_context
+def export(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
+    """Export a finished run's returned prompt, with its template, ready to paste into code."""
+    from promptgym import api
+
+    text = api.export(run_id, fmt, store_url=ctx.obj["store"])
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise PromptgymError(f"{output}: cannot write ({exc.strerror})") from None
+    click.echo(f"written: {output}", err=True)
+
+
+@main.command()
+@click.argument("run_id")
 @click.option("--input", "inputs", multiple=True, required=True, help="Text to answer (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list (with per-input details).")
 @click.pass_context
