@@ -286,6 +286,45 @@ def show(run_id: str, store_url: str | None = None) -> RunDetails:
     return RunDetails(store.get_run(run_id), store.candidates(run_id), store.scores(run_id))
 
 
+COMPARED_FIELDS = ("run_id", "method", "dataset", "task_model", "optimizer_model", "seed", "budget", "budget_used",
+                   "llm_calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "initial_prompt",
+                   "best_prompt", "train_size", "dev_size", "test_size", "initial_score", "best_score",
+                   "dev_initial", "dev_best", "test_initial", "test_best", "test_delta", "test_interval",
+                   "test_p_value", "kept_start", "verdict")
+
+
+def compare(run_a: str, run_b: str, store_url: str | None = None) -> dict[str, Any]:
+    """Two finished runs side by side (``a``, ``b``: their summaries' ``COMPARED_FIELDS``) and,
+    when both scored their returned prompts on the same test examples, a paired comparison of
+    those prompts (``paired``: B minus A, 95% paired bootstrap interval, paired p-value, as
+    ``stats.compare`` gives them); otherwise ``paired`` is None and ``paired_note`` says why."""
+    store = _store(store_url)
+    sides, tests = [], []
+    for run_id in (run_a, run_b):
+        run = store.get_run(run_id)
+        if run["status"] != "finished" or not run["result"]:
+            raise PromptgymError(f"run '{run_id}' is {run['status']}: only finished runs can be compared "
+                                 f"(finish it first: promptgym resume {run_id})")
+        sides.append({k: run["result"].get(k) for k in COMPARED_FIELDS})
+        rows = [r for r in store.scores(run_id)
+                if r["candidate_id"] == run["best_candidate"] and r["split"] == "test"]
+        tests.append(rows[-1]["per_example"] if rows else None)
+    record: dict[str, Any] = {"a": sides[0], "b": sides[1], "paired": None, "paired_note": None}
+    (a, b), (test_a, test_b) = sides, tests
+    missing = [side["run_id"] for side, test in zip(sides, tests) if not test]
+    if missing:
+        record["paired_note"] = f"no paired comparison: no test scores for run {' and run '.join(missing)}"
+    elif a["dataset"] != b["dataset"] or set(test_a) != set(test_b):
+        shared = len(set(test_a) & set(test_b))
+        record["paired_note"] = (f"no paired comparison: the test sets differ (A: {len(test_a)} examples of "
+                                 f"{a['dataset']}, B: {len(test_b)} of {b['dataset']}, {shared} example ids in common)")
+    else:
+        ids = sorted(test_a)
+        c = stats.compare([test_a[i] for i in ids], [test_b[i] for i in ids], "two-sided", seed=0)
+        record["paired"] = c.as_dict()
+    return record
+
+
 def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
     """A finished run's returned prompt (``best_prompt_full``) ready to paste into code: ``json``
     (the prompt, label words, its template and how the model is asked), ``txt`` (the rendered

@@ -308,6 +308,25 @@ def runs(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a, b, paired, paired_note).")
+@click.pass_context
+def compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """Two finished runs side by side, and their returned prompts compared on the same test examples
+    (B - A, 95% paired bootstrap interval, paired p-value)."""
+    from promptgym import api
+
+    record = api.compare(run_a, run_b, store_url=ctx.obj["store"])
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    from promptgym.report import compare_table
+
+    compare_table(record)
+
+
+@main.command()
 @click.argument("run_id")
 @click.pass_context
 def show(ctx: click.Context, run_id: str) -> None:
