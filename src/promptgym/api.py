@@ -273,11 +273,33 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
     return setup.optimizer.predict(ctx, Prompt.from_dict(run["result"]["best_prompt_full"]), examples)
 
 
-def runs(store_url: str | None = None) -> list[dict[str, Any]]:
+RUN_RESULT_FIELDS = ("test_initial", "test_best", "test_delta", "kept_start", "llm_calls")  # what runs() adds
+
+
+def runs(store_url: str | None = None, method: str | None = None, dataset: str | None = None,
+         status: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Stored runs, newest first: run_id, method, dataset, status, best_score, created (and the
-    lease's owner_host, owner_pid, heartbeat). A ``running`` run whose process is gone (its lease
-    expired) is listed as ``interrupted``."""
-    return _store(store_url).list_runs(lease=lease_settings()[1])
+    lease's owner_host, owner_pid, heartbeat), and from the summary of a finished run
+    ``RUN_RESULT_FIELDS`` (None before it finishes). A ``running`` run whose process is gone (its
+    lease expired) is listed as ``interrupted``. Filters: ``method`` (exact), ``dataset`` (a
+    substring), ``status`` (as listed), ``since`` (a Unix time: created at or after), ``limit``
+    (the newest N that pass)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise PromptgymError(f"--limit must be a whole number, at least 1 (got {limit!r})")
+    rows = _store(store_url).list_runs(lease=lease_settings()[1], method=method, dataset=dataset, since=since,
+                                       with_result=True)
+    out = []
+    for row in rows:
+        if status is not None and row["status"] != status:
+            continue
+        result = row.pop("result") or {}
+        row.update({k: result.get(k) for k in RUN_RESULT_FIELDS})
+        if row["test_delta"] is None and None not in (row["test_initial"], row["test_best"]):
+            row["test_delta"] = row["test_best"] - row["test_initial"]  # a run stored before final selection
+        out.append(row)
+        if limit is not None and len(out) == limit:
+            break
+    return out
 
 
 def show(run_id: str, store_url: str | None = None) -> RunDetails:

@@ -290,17 +290,28 @@ def resume(ctx: click.Context, run_id: str, as_json: bool, quiet: bool) -> None:
     _print_summary(result.summary, as_json)
 
 
+RUN_STATUSES = ("running", "interrupted", "finished", "failed")
+
+
 @main.command()
+@click.option("--method", default=None, help="Only runs of this method.")
+@click.option("--dataset", default=None, help="Only runs whose dataset contains this text.")
+@click.option("--status", type=click.Choice(RUN_STATUSES), default=None, help="Only runs with this status.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="Only runs created on or after this day (local time).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="The newest N runs that pass the filters.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def runs(ctx: click.Context, as_json: bool) -> None:
-    """List stored runs, newest first."""
+def runs(ctx: click.Context, method: str | None, dataset: str | None, status: str | None, since: Any,
+         limit: int | None, as_json: bool) -> None:
+    """List stored runs, newest first: train score, test start -> returned, delta, kept start, calls."""
     from promptgym import api
 
-    rows = api.runs(store_url=ctx.obj["store"])
+    rows = api.runs(store_url=ctx.obj["store"], method=method, dataset=dataset, status=status,
+                    since=None if since is None else since.timestamp(), limit=limit)
     if as_json:
-        click.echo(json.dumps([{k: r[k] for k in ("run_id", "method", "dataset", "status", "best_score")}
-                               for r in rows]))
+        keys = ("run_id", "method", "dataset", "status", "best_score", *api.RUN_RESULT_FIELDS)
+        click.echo(json.dumps([{k: r[k] for k in keys} for r in rows]))
         return
     from promptgym.report import runs_table
 

@@ -63,12 +63,19 @@ def summary_table(s: dict[str, Any]) -> None:
 
 
 def runs_table(rows: list[dict[str, Any]]) -> None:
+    """One run a row; the held-out columns (test start -> returned, delta) are '-' until a run finishes."""
     table = Table()
     for col in ("run_id", "created", "method", "dataset", "status", "best_score"):
         table.add_column(col)
+    for col in ("test start -> returned", "delta", "kept start", "calls"):
+        table.add_column(col, justify="right")
     for r in rows:
         created = dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M")
-        _row(table, _e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]))
+        test = ("-" if r.get("test_best") is None else f"{_fmt(r.get('test_initial'))} -> {_fmt(r['test_best'])}")
+        delta = "-" if r.get("test_delta") is None else f"{r['test_delta']:+.3f}"
+        kept = {True: "yes", False: "no"}.get(r.get("kept_start"), "-")
+        _row(table, _e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]),
+             test, delta, kept, _fmt(r.get("llm_calls")))
     console.print(table)
 
 
