@@ -182,6 +182,12 @@ def test_wrong_type_names_the_file_the_key_and_what_it_accepts(tmp_path, optimiz
     assert optimize_calls == []
 
 
+def test_a_key_in_both_spellings_is_one_line(tmp_path, optimize_calls):
+    path = _write(tmp_path, "train-size = 3\ntrain_size = 4\n")
+    _one_line_error(_invoke("optimize", "--config", path), f"{path}: train_size: given twice (also as train-size); keep one")
+    assert optimize_calls == []
+
+
 def test_toml_syntax_error_names_the_file_and_line(tmp_path, optimize_calls):
     path = _write(tmp_path, 'dataset = "d.jsonl"\nbudget = 3\nseed = = 1\n')
     result = _invoke("optimize", "--config", path)

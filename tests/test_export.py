@@ -157,3 +157,10 @@ def test_export_of_an_unfinished_run_is_one_line(tmp_path):
         f"(finish it first: promptgym resume {run_id})"]
     unknown = CliRunner().invoke(main, ["export", "nosuchrun"])
     assert unknown.exit_code != 0 and "no run 'nosuchrun'" in unknown.stderr
+
+
+def test_export_says_how_the_run_scored_choices(tmp_path):
+    logprob = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path)]).stdout)
+    assert logprob["request"]["kind"] == "score"
+    generated = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path, "--scoring", "generate")]).stdout)
+    assert generated["request"] == {"kind": "generate", "max_tokens": 16, "stop": []}

@@ -361,12 +361,21 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
                              f"(finish it first: promptgym resume {run_id})")
     config = run["config"]
     dataset = _dataset_from_config(config)
-    scoring = config.get("scoring") or "logprob"
+    scoring = config.get("scoring") or _scoring_used(_store(store_url), run_id)
     unnamed = ExactMatch() if config.get("reward_unnamed") else None  # nothing is scored here
     task = _make_task(dataset, config, scoring, unnamed)
     labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
     return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
                          dict(run_id=run_id, method=run["method"], dataset=run["dataset"]))
+
+
+def _scoring_used(store: RunStore, run_id: str) -> str:
+    """How a run scored choices when it left it to the model (``--scoring`` not given): by
+    log-probability if its ledger has a scoring call, else by generating, if the task model generated."""
+    kinds = {(r["role"], r["kind"]) for r in store.call_rows(run_id)}
+    if any(kind == "score" for _, kind in kinds):
+        return "logprob"
+    return "generate" if ("task", "generate") in kinds or (SELECT_ROLE, "generate") in kinds else "logprob"
 
 
 def methods() -> dict[str, str]:

@@ -118,6 +118,7 @@ def option_values(path: str | Path, command: click.Command, ctx: click.Context,
     accepted = sorted(k for k, p in by_key.items() if p.name != PARAMS_OPTION)
     has_params = any(p.name == PARAMS_OPTION for p in by_key.values())
     values: dict[str, Any] = {}
+    seen: dict[str, str] = {}  # parameter name -> the key that gave it
     for key, value in table.items():
         if key == PARAMS_TABLE and has_params:
             values[PARAMS_OPTION] = _param_items(path, value)
@@ -127,6 +128,9 @@ def option_values(path: str | Path, command: click.Command, ctx: click.Context,
             known = ", ".join(accepted) + (f", [{PARAMS_TABLE}]" if has_params else "")
             hint = f" (method parameters go in a [{PARAMS_TABLE}] table)" if param is not None else ""
             raise PromptgymError(f"{path}: {key}: unknown key{hint}; known keys: {known}")
+        if param.name in seen:
+            raise PromptgymError(f"{path}: {key}: given twice (also as {seen[param.name]}); keep one")
+        seen[param.name] = key
         if param.name in lists and isinstance(value, list) and all(
                 isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             value = ",".join(str(v) for v in value)
