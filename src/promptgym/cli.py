@@ -65,9 +65,10 @@ class _ConfigCommand(click.Command):
 
     def __init__(self, *args: Any, list_options: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        table = "; [params] for --param" if any(p.name == "params" for p in self.params) else ""
         self.params.append(click.Option(["--config", "config_file"], metavar="FILE", default=None,
-                                        help="Options from a TOML file (keys: the long option names; "
-                                             "[params] for --param); flags given here override it."))
+                                        help=f"Options from a TOML file (keys: the long option names{table}); "
+                                             "flags given here override it."))
         self.list_options = list_options
 
     def invoke(self, ctx: click.Context) -> Any:
