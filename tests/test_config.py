@@ -54,10 +54,15 @@ def _invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Config files by a relative name, as a user gives them (and as the messages then show them)."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _write(tmp_path: Path, text: str, name: str = "run.toml") -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
+    (tmp_path / name).write_text(text)
+    return name
 
 
 def _one_line_error(result, expected: str) -> None:
@@ -161,7 +166,7 @@ def test_unknown_key_names_the_file_and_the_key(tmp_path, optimize_calls):
     assert line.startswith(f"promptgym: error: {path}: budgett: unknown key; known keys: budget, ")
     assert "\n" not in line and "[params]" in line
     _one_line_error(_invoke("optimize", "--config", _write(tmp_path, "param = ['steps=3']\n")),
-                    f"{tmp_path / 'run.toml'}: param: unknown key (method parameters go in a [params] table); "
+                    "run.toml: param: unknown key (method parameters go in a [params] table); "
                     + line.split("; ", 1)[1].removeprefix("promptgym: error: "))
 
 
@@ -196,7 +201,7 @@ def test_toml_syntax_error_names_the_file_and_line(tmp_path, optimize_calls):
 
 
 def test_missing_config_file(tmp_path, optimize_calls):
-    missing = str(tmp_path / "nope.toml")
+    missing = "nope.toml"
     _one_line_error(_invoke("optimize", "--config", missing), f"{missing}: no such file")
 
 
@@ -233,7 +238,7 @@ def test_bench_config_makes_the_same_call_as_its_flags(tmp_path, bench_calls):
     from_flags.pop("on_cell"), from_file.pop("on_cell")
     assert from_file == from_flags
     assert from_file["seeds"] == [0, 1] and from_file["task_models"] == ["scripted", "embedded"]
-    assert _invoke("bench", "--config", str(tmp_path / "bench.toml"), "--budget", "7").exit_code == 0
+    assert _invoke("bench", "--config", "bench.toml", "--budget", "7").exit_code == 0
     assert bench_calls[2]["budget"] == 7
 
 
