@@ -156,8 +156,14 @@ def test_optimize_replay_runs_and_resume(dataset):
 
     listed = _last_json(_invoke("runs", "--json"))
     assert [r["run_id"] for r in listed] == [second["run_id"], first["run_id"]]
+    # the original fields first, unchanged; then the held-out columns of the table
+    assert list(listed[1]) == ["run_id", "method", "dataset", "status", "best_score",
+                               "test_initial", "test_best", "test_delta", "kept_start", "llm_calls"]
     assert listed[1] == {"run_id": first["run_id"], "method": "ape", "dataset": dataset,
-                         "status": "finished", "best_score": first["best_score"]}
+                         "status": "finished", "best_score": first["best_score"],
+                         "test_initial": first["test_initial"], "test_best": first["test_best"],
+                         "test_delta": first["test_delta"], "kept_start": first["kept_start"],
+                         "llm_calls": first["llm_calls"]}
 
     resumed = _last_json(_invoke("resume", first["run_id"], "--json"))
     assert resumed == first
@@ -221,3 +227,78 @@ def test_field_names_can_be_given_for_jsonl(tmp_path):
     assert ok.exit_code == 0, ok.output
     summary = json.loads(ok.output.strip().splitlines()[-1])
     assert summary["dataset"] == str(data) and summary["test_size"] == 2
+
+
+def _set_created(run_id: str, when: str) -> None:
+    """Back-date a run (local time), as if it had been started then."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from promptgym.store.runs import runs as runs_table
+
+    store = RunStore(f"sqlite:///{Path(os.environ['PROMPTGYM_HOME']) / 'runs.sqlite'}")
+    with store.engine.begin() as conn:
+        conn.execute(update(runs_table).where(runs_table.c.run_id == run_id)
+                     .values(created=dt.datetime.fromisoformat(when).timestamp()))
+
+
+def test_runs_filters_and_limit(dataset, tmp_path):
+    base = ["optimize", *SCRIPTED, "--budget", "20", "--train-size", "6", "--test-size", "6", "--dev-size", "0",
+            "--json", "--quiet"]
+    other = tmp_path / "other-set.jsonl"
+    other.write_text(Path(dataset).read_text())
+    ape = _last_json(_invoke(*base, "--dataset", dataset, "--method", "ape"))
+    opro = _last_json(_invoke(*base, "--dataset", dataset, "--method", "opro", "--param", "steps=1"))
+    late = _last_json(_invoke(*base, "--dataset", str(other), "--method", "ape"))
+    failed = _invoke(*base, "--dataset", str(other), "--method", "ape", "--task-model", "scripted",
+                     "--optimizer-model", "gguf:/nonexistent.gguf")
+    assert failed.exit_code != 0
+    _set_created(ape["run_id"], "2026-01-05T12:00:00")
+    _set_created(opro["run_id"], "2026-02-01T00:00:00")
+    _set_created(late["run_id"], "2026-03-01T09:00:00")
+
+    def ids(*args: str) -> list[str]:
+        return [r["run_id"] for r in _last_json(_invoke("runs", "--json", *args))]
+
+    everything = ids()
+    assert len(everything) == 4 and everything[1:] == [late["run_id"], opro["run_id"], ape["run_id"]]
+    assert ids("--method", "opro") == [opro["run_id"]]
+    assert ids("--method", "op") == []  # the method is matched exactly
+    assert ids("--dataset", "other-set") == [everything[0], late["run_id"]]  # a substring of the dataset
+    assert ids("--dataset", "reviews", "--method", "ape") == [ape["run_id"]]
+    assert ids("--status", "failed") == [everything[0]]
+    assert ids("--status", "finished", "--limit", "2") == [late["run_id"], opro["run_id"]]
+    assert ids("--since", "2026-02-01", "--status", "finished") == [late["run_id"], opro["run_id"]]
+    assert ids("--since", "2026-02-02", "--status", "finished") == [late["run_id"]]
+    assert ids("--limit", "1", "--dataset", "%") == []  # no SQL wildcard in the substring
+    bad = _invoke("runs", "--since", "2026-13-01")
+    assert bad.exit_code != 0 and len(bad.stderr.splitlines()) == 1 and "--since" in bad.stderr
+    assert _invoke("runs", "--limit", "0").exit_code != 0
+    assert _invoke("runs", "--status", "done").exit_code != 0
+
+
+def test_runs_table_shows_test_start_to_returned_delta_kept_start_and_calls(dataset):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from promptgym.report import tables
+
+    summary = _last_json(_invoke("optimize", *SCRIPTED, "--dataset", dataset, "--budget", "80",
+                                 "--train-size", "6", "--test-size", "10", "--dev-size", "10", "--json", "--quiet"))
+    assert summary["kept_start"] is not None  # final selection ran: the column says yes or no
+    saved, buffer = tables.console, StringIO()
+    tables.console = Console(file=buffer, width=300)
+    try:
+        assert _invoke("runs").exit_code == 0
+    finally:
+        tables.console = saved
+    header, row = [line for line in buffer.getvalue().splitlines() if "│" in line or "┃" in line][:2]
+    assert [c.strip() for c in header.strip("┃").split("┃")][-4:] == ["test start -> returned", "delta",
+                                                                     "kept start", "calls"]
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[0] == summary["run_id"]
+    assert cells[-4:] == [f"{summary['test_initial']:.3f} -> {summary['test_best']:.3f}",
+                          f"{summary['test_delta']:+.3f}", "yes" if summary["kept_start"] else "no",
+                          str(summary["llm_calls"])]

@@ -273,11 +273,33 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
     return setup.optimizer.predict(ctx, Prompt.from_dict(run["result"]["best_prompt_full"]), examples)
 
 
-def runs(store_url: str | None = None) -> list[dict[str, Any]]:
+RUN_RESULT_FIELDS = ("test_initial", "test_best", "test_delta", "kept_start", "llm_calls")  # what runs() adds
+
+
+def runs(store_url: str | None = None, method: str | None = None, dataset: str | None = None,
+         status: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Stored runs, newest first: run_id, method, dataset, status, best_score, created (and the
-    lease's owner_host, owner_pid, heartbeat). A ``running`` run whose process is gone (its lease
-    expired) is listed as ``interrupted``."""
-    return _store(store_url).list_runs(lease=lease_settings()[1])
+    lease's owner_host, owner_pid, heartbeat), and from the summary of a finished run
+    ``RUN_RESULT_FIELDS`` (None before it finishes). A ``running`` run whose process is gone (its
+    lease expired) is listed as ``interrupted``. Filters: ``method`` (exact), ``dataset`` (a
+    substring), ``status`` (as listed), ``since`` (a Unix time: created at or after), ``limit``
+    (the newest N that pass)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise PromptgymError(f"--limit must be a whole number, at least 1 (got {limit!r})")
+    rows = _store(store_url).list_runs(lease=lease_settings()[1], method=method, dataset=dataset, since=since,
+                                       with_result=True)
+    out = []
+    for row in rows:
+        if status is not None and row["status"] != status:
+            continue
+        result = row.pop("result") or {}
+        row.update({k: result.get(k) for k in RUN_RESULT_FIELDS})
+        if row["test_delta"] is None and None not in (row["test_initial"], row["test_best"]):
+            row["test_delta"] = row["test_best"] - row["test_initial"]  # a run stored before final selection
+        out.append(row)
+        if limit is not None and len(out) == limit:
+            break
+    return out
 
 
 def show(run_id: str, store_url: str | None = None) -> RunDetails:
@@ -296,6 +318,76 @@ def report(run_id: str, out: str | Path | None = None, store_url: str | None = N
         return write_run_report(_store(store_url), run_id, path)
     except OSError as exc:
         raise PromptgymError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
+COMPARED_FIELDS = ("run_id", "method", "dataset", "task_model", "optimizer_model", "seed", "budget", "budget_used",
+                   "llm_calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "initial_prompt",
+                   "best_prompt", "train_size", "dev_size", "test_size", "initial_score", "best_score",
+                   "dev_initial", "dev_best", "test_initial", "test_best", "test_delta", "test_interval",
+                   "test_p_value", "kept_start", "verdict")
+
+
+def compare(run_a: str, run_b: str, store_url: str | None = None) -> dict[str, Any]:
+    """Two finished runs side by side (``a``, ``b``: their summaries' ``COMPARED_FIELDS``) and,
+    when both scored their returned prompts on the same test examples, a paired comparison of
+    those prompts (``paired``: B minus A, 95% paired bootstrap interval, paired p-value, as
+    ``stats.compare`` gives them); otherwise ``paired`` is None and ``paired_note`` says why."""
+    store = _store(store_url)
+    sides, tests = [], []
+    for run_id in (run_a, run_b):
+        run = store.get_run(run_id)
+        if run["status"] != "finished" or not run["result"]:
+            raise PromptgymError(f"run '{run_id}' is {run['status']}: only finished runs can be compared "
+                                 f"(finish it first: promptgym resume {run_id})")
+        sides.append({k: run["result"].get(k) for k in COMPARED_FIELDS})
+        rows = [r for r in store.scores(run_id)
+                if r["candidate_id"] == run["best_candidate"] and r["split"] == "test"]
+        tests.append(rows[-1]["per_example"] if rows else None)
+    record: dict[str, Any] = {"a": sides[0], "b": sides[1], "paired": None, "paired_note": None}
+    (a, b), (test_a, test_b) = sides, tests
+    missing = [side["run_id"] for side, test in zip(sides, tests) if not test]
+    if missing:
+        record["paired_note"] = f"no paired comparison: no test scores for run {' and run '.join(missing)}"
+    elif a["dataset"] != b["dataset"] or set(test_a) != set(test_b):
+        shared = len(set(test_a) & set(test_b))
+        record["paired_note"] = (f"no paired comparison: the test sets differ (A: {len(test_a)} examples of "
+                                 f"{a['dataset']}, B: {len(test_b)} of {b['dataset']}, {shared} example ids in common)")
+    else:
+        ids = sorted(test_a)
+        c = stats.compare([test_a[i] for i in ids], [test_b[i] for i in ids], "two-sided", seed=0)
+        record["paired"] = c.as_dict()
+    return record
+
+
+def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
+    """A finished run's returned prompt (``best_prompt_full``) ready to paste into code: ``json``
+    (the prompt, label words, its template and how the model is asked), ``txt`` (the rendered
+    prompt with ``{input}``) or ``python`` (a standalone snippet that builds the exact request)."""
+    from promptgym.export import FORMATS, export_prompt
+
+    if fmt not in FORMATS:
+        raise PromptgymError(f"export format '{fmt}': use one of {', '.join(FORMATS)}")
+    run = _store(store_url).get_run(run_id)
+    if run["status"] != "finished" or not run["result"]:
+        raise PromptgymError(f"run '{run_id}' is {run['status']}: only a finished run has a returned prompt "
+                             f"(finish it first: promptgym resume {run_id})")
+    config = run["config"]
+    dataset = _dataset_from_config(config)
+    scoring = config.get("scoring") or _scoring_used(_store(store_url), run_id)
+    unnamed = ExactMatch() if config.get("reward_unnamed") else None  # nothing is scored here
+    task = _make_task(dataset, config, scoring, unnamed)
+    labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
+    return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]))
+
+
+def _scoring_used(store: RunStore, run_id: str) -> str:
+    """How a run scored choices when it left it to the model (``--scoring`` not given): by
+    log-probability if its ledger has a scoring call, else by generating, if the task model generated."""
+    kinds = {(r["role"], r["kind"]) for r in store.call_rows(run_id)}
+    if any(kind == "score" for _, kind in kinds):
+        return "logprob"
+    return "generate" if ("task", "generate") in kinds or (SELECT_ROLE, "generate") in kinds else "logprob"
 
 
 def methods() -> dict[str, str]:

@@ -59,6 +59,27 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
     summary_table(summary)
 
 
+class _ConfigCommand(click.Command):
+    """A command that also takes its options from a TOML file (``--config FILE``); what the command
+    line gives wins. ``list_options``: comma-separated options a TOML array may give too."""
+
+    def __init__(self, *args: Any, list_options: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        table = "; [params] for --param" if any(p.name == "params" for p in self.params) else ""
+        self.params.append(click.Option(["--config", "config_file"], metavar="FILE", default=None,
+                                        help=f"Options from a TOML file (keys: the long option names{table}); "
+                                             "flags given here override it."))
+        self.list_options = list_options
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from promptgym.config import merge_into
+
+        path = ctx.params.pop("config_file", None)
+        if path is not None:
+            merge_into(ctx, path, self, self.list_options)
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """Usage errors as one line too (click's default is a multi-line usage block)."""
@@ -113,7 +134,7 @@ def methods(name: str | None, params_of: str | None) -> None:
         click.echo("  ".join(r[k].ljust(w) for k, w in widths.items()) + "  " + r["help"])
 
 
-@main.command()
+@main.command(cls=_ConfigCommand)
 @click.option("--dataset", default=None,
               help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK] or example:NAME (with --train: only the task's "
                    "own instruction and label set).")
@@ -190,7 +211,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
     _print_summary(result.summary, as_json)
 
 
-@main.command()
+@main.command(cls=_ConfigCommand, list_options=("methods", "datasets", "seeds", "task_model"))
 @click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
               help="Defaults for everything below: quick (one dataset, one seed, small splits; a first look) "
                    "or full (the recorded benchmark). Any option given overrides its preset value.")
@@ -270,21 +291,51 @@ def resume(ctx: click.Context, run_id: str, as_json: bool, quiet: bool) -> None:
     _print_summary(result.summary, as_json)
 
 
+RUN_STATUSES = ("running", "interrupted", "finished", "failed")
+
+
 @main.command()
+@click.option("--method", default=None, help="Only runs of this method.")
+@click.option("--dataset", default=None, help="Only runs whose dataset contains this text.")
+@click.option("--status", type=click.Choice(RUN_STATUSES), default=None, help="Only runs with this status.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="Only runs created on or after this day (local time).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="The newest N runs that pass the filters.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def runs(ctx: click.Context, as_json: bool) -> None:
-    """List stored runs, newest first."""
+def runs(ctx: click.Context, method: str | None, dataset: str | None, status: str | None, since: Any,
+         limit: int | None, as_json: bool) -> None:
+    """List stored runs, newest first: train score, test start -> returned, delta, kept start, calls."""
     from promptgym import api
 
-    rows = api.runs(store_url=ctx.obj["store"])
+    rows = api.runs(store_url=ctx.obj["store"], method=method, dataset=dataset, status=status,
+                    since=None if since is None else since.timestamp(), limit=limit)
     if as_json:
-        click.echo(json.dumps([{k: r[k] for k in ("run_id", "method", "dataset", "status", "best_score")}
-                               for r in rows]))
+        keys = ("run_id", "method", "dataset", "status", "best_score", *api.RUN_RESULT_FIELDS)
+        click.echo(json.dumps([{k: r[k] for k in keys} for r in rows]))
         return
     from promptgym.report import runs_table
 
     runs_table(rows)
+
+
+@main.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a, b, paired, paired_note).")
+@click.pass_context
+def compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """Two finished runs side by side, and their returned prompts compared on the same test examples
+    (B - A, 95% paired bootstrap interval, paired p-value)."""
+    from promptgym import api
+
+    record = api.compare(run_a, run_b, store_url=ctx.obj["store"])
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    from promptgym.report import compare_table
+
+    compare_table(record)
 
 
 @main.command()
@@ -311,6 +362,29 @@ def report(ctx: click.Context, run_id: str, out: str | None) -> None:
 
     path = api.report(run_id, out=out, store_url=ctx.obj["store"])
     click.echo(f"written: {path}")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "txt", "python"]), default="json", show_default=True,
+              help="json: the prompt, label words and template; txt: the prompt text with {input}; python: a "
+                   "standalone snippet that builds the exact request.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of stdout.")
+@click.pass_context
+def export(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
+    """Export a finished run's returned prompt, with its template, ready to paste into code."""
+    from promptgym import api
+
+    text = api.export(run_id, fmt, store_url=ctx.obj["store"])
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise PromptgymError(f"{output}: cannot write ({exc.strerror})") from None
+    click.echo(f"written: {output}", err=True)
 
 
 @main.command()

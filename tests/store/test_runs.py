@@ -46,6 +46,21 @@ def test_list_runs_newest_first(store):
     assert len(set(ids)) == 3
 
 
+def test_list_runs_filters_by_method_dataset_and_time_and_reads_the_result(store):
+    first = store.create_run("ape", "data/reviews_100%.jsonl", {})
+    second = store.create_run("opro", "bigbench:multiemo", {})
+    store.finish_run(second, "c", 0.5, {"test_best": 0.75})
+    assert [r["run_id"] for r in store.list_runs(method="ape")] == [first]
+    assert [r["run_id"] for r in store.list_runs(dataset="100%")] == [first]
+    assert [r["run_id"] for r in store.list_runs(dataset="_100")] == [first]
+    assert store.list_runs(dataset="s%") == []  # LIKE wildcards in the text are literal
+    created = {r["run_id"]: r["created"] for r in store.list_runs()}
+    assert [r["run_id"] for r in store.list_runs(since=created[second])] == [second]
+    results = {r["run_id"]: r["result"] for r in store.list_runs(with_result=True)}
+    assert results == {first: None, second: {"test_best": 0.75}}
+    assert "result" not in store.list_runs()[0]
+
+
 def test_set_status(store):
     run_id = store.create_run("ape", "d", {})
     store.set_status(run_id, "failed")

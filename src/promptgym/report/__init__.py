@@ -2,6 +2,6 @@
 progress bar of a run."""
 
 from promptgym.report.progress import call_progress
-from promptgym.report.tables import candidates_table, runs_table, summary_table
+from promptgym.report.tables import candidates_table, compare_table, runs_table, summary_table
 
-__all__ = ["call_progress", "candidates_table", "runs_table", "summary_table"]
+__all__ = ["call_progress", "candidates_table", "compare_table", "runs_table", "summary_table"]

@@ -63,12 +63,19 @@ def summary_table(s: dict[str, Any]) -> None:
 
 
 def runs_table(rows: list[dict[str, Any]]) -> None:
+    """One run a row; the held-out columns (test start -> returned, delta) are '-' until a run finishes."""
     table = Table()
     for col in ("run_id", "created", "method", "dataset", "status", "best_score"):
         table.add_column(col)
+    for col in ("test start -> returned", "delta", "kept start", "calls"):
+        table.add_column(col, justify="right")
     for r in rows:
         created = dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M")
-        _row(table, _e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]))
+        test = ("-" if r.get("test_best") is None else f"{_fmt(r.get('test_initial'))} -> {_fmt(r['test_best'])}")
+        delta = "-" if r.get("test_delta") is None else f"{r['test_delta']:+.3f}"
+        kept = {True: "yes", False: "no"}.get(r.get("kept_start"), "-")
+        _row(table, _e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]),
+             test, delta, kept, _fmt(r.get("llm_calls")))
     console.print(table)
 
 
@@ -88,3 +95,53 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
         _row(table, str(c["seq"]) + marker, _e(c["operation"]), _e(c["instruction"]),
                       *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
     console.print(table)
+
+
+def compare_table(record: dict[str, Any]) -> None:
+    """Two runs side by side, then the paired test of their returned prompts (or why there is none)."""
+    a, b = record["a"], record["b"]
+    table = Table(title=Text(f"run {_e(a['run_id'])} (A) against run {_e(b['run_id'])} (B)"))
+    table.add_column("")
+    table.add_column("A", overflow="fold")
+    table.add_column("B", overflow="fold")
+
+    def scores(s: dict[str, Any], start: str, returned: str) -> str:
+        return f"{_fmt(s[start])} -> {_fmt(s[returned])}"
+
+    def interval(s: dict[str, Any]) -> str:
+        if s.get("test_delta") is None:
+            return "-"
+        low_high = s.get("test_interval")
+        return f"{s['test_delta']:+.3f}" + (f" [{low_high[0]:+.3f}, {low_high[1]:+.3f}]" if low_high else "")
+
+    rows = [
+        ("method", lambda s: _e(s["method"])),
+        ("dataset", lambda s: _e(s["dataset"])),
+        ("task model", lambda s: _e(s["task_model"])),
+        ("optimizer model", lambda s: _e(s["optimizer_model"])),
+        ("seed", lambda s: _e(s["seed"])),
+        ("budget (used)", lambda s: f"{_e(s['budget'])} ({_e(s['budget_used'])})"),
+        ("model calls (cached)", lambda s: f"{_e(s['llm_calls'])} ({_e(s['cached_calls'])})"),
+        ("tokens", lambda s: f"{_e(s['prompt_tokens'])}+{_e(s['completion_tokens'])}"),
+        ("time", lambda s: "-" if s["seconds"] is None else f"{s['seconds']:.1f} s"),
+        ("start prompt", lambda s: _e(s["initial_prompt"])),
+        ("returned prompt", lambda s: _e(s["best_prompt"])),
+        ("splits train/dev/test", lambda s: f"{_e(s['train_size'])}/{_e(s['dev_size'])}/{_e(s['test_size'])}"),
+        ("train start -> returned", lambda s: scores(s, "initial_score", "best_score")),
+        ("dev start -> returned", lambda s: scores(s, "dev_initial", "dev_best")),
+        ("test start -> returned", lambda s: scores(s, "test_initial", "test_best")),
+        ("test delta [95%]", interval),
+        ("kept start", lambda s: _e(s["kept_start"]) if s["kept_start"] is not None else "-"),
+        ("verdict", lambda s: _e(s["verdict"] or "-")),
+    ]
+    for name, cell in rows:
+        _row(table, name, cell(a), cell(b))
+    console.print(table)
+    paired = record.get("paired")
+    if paired is None:
+        _print(_e(record.get("paired_note")))
+        return
+    test = "exact McNemar" if paired["test"] == "mcnemar-exact" else "paired bootstrap"
+    _print(f"returned prompts on the same {paired['n']} test examples: B - A = {paired['delta']:+.3f}, "
+           f"95% paired bootstrap interval [{paired['low']:+.3f}, {paired['high']:+.3f}], "
+           f"p = {paired['p_value']:.3g} ({test}, two-sided)")

@@ -168,18 +168,30 @@ class RunStore:
         out["result"] = json.loads(out["result"]) if out["result"] else None
         return out
 
-    def list_runs(self, lease: float | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, lease: float | None = None, method: str | None = None, dataset: str | None = None,
+                  since: float | None = None, with_result: bool = False) -> list[dict[str, Any]]:
         """Newest first. With ``lease`` (seconds), a ``running`` run whose holder is gone (lease
-        expired, dead pid, or nobody) is listed as ``interrupted``."""
+        expired, dead pid, or nobody) is listed as ``interrupted``. Filters: ``method`` (exact),
+        ``dataset`` (a substring), ``since`` (created at or after this time). ``with_result``: each
+        row also has the run's summary (``result``, None until it finishes)."""
+        columns = [runs.c.run_id, runs.c.method, runs.c.dataset, runs.c.status, runs.c.best_score, runs.c.created,
+                   *(runs.c[c] for c in LEASE_COLUMNS)]
+        query = select(*columns, *([runs.c.result] if with_result else [])).order_by(runs.c.created.desc())
+        if method is not None:
+            query = query.where(runs.c.method == method)
+        if dataset is not None:
+            query = query.where(runs.c.dataset.contains(dataset, autoescape=True))
+        if since is not None:
+            query = query.where(runs.c.created >= since)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs.c.run_id, runs.c.method, runs.c.dataset, runs.c.status,
-                                       runs.c.best_score, runs.c.created, *(runs.c[c] for c in LEASE_COLUMNS))
-                                .order_by(runs.c.created.desc())).mappings().all()
+            rows = conn.execute(query).mappings().all()
         out = []
         for r in rows:
             row = dict(r)
             if lease is not None and row["status"] == "running" and holder_state(row, lease) != "live":
                 row["status"] = "interrupted"
+            if with_result:
+                row["result"] = json.loads(row["result"]) if row["result"] else None
             out.append(row)
         return out
 

@@ -1,0 +1,166 @@
+"""``promptgym export``: the returned prompt as JSON, text or a standalone Python snippet that
+builds exactly the request promptgym sends, for every layout."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promptgym.cli import main
+from promptgym.data.dataset import Example
+from promptgym.errors import PromptgymError
+from promptgym.export import export_prompt, export_record, export_text, request_template
+from promptgym.models.base import ScoreRequest
+from promptgym.tasks.prompt import LAYOUTS, Layout, Prompt
+from promptgym.tasks.task import ChoiceTask, GenerationTask
+
+LABELS = ["positive", "negative", "neutral"]
+INPUTS = ["The room was clean.", "Braces {input} and {{ input }} and {% if x %}, a \\ backslash", "",
+          "Two\n\nparagraphs: {choices}"]
+SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
+
+
+def _prompt(layout: str) -> Prompt:
+    return Prompt("  Classify the {input} review; say {{ label }}.  ", layout=LAYOUTS[layout],
+                  verbalizers=(("positive", "good"), ("negative", "bad")),
+                  demos=(("Loved it {x}", "positive"), ("Awful.", "negative")))
+
+
+def _exec(snippet: str) -> dict:
+    tree = ast.parse(snippet)
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]  # standalone
+    namespace: dict = {}
+    exec(compile(snippet, "<export>", "exec"), namespace)  # noqa: S102 - the test of a generated snippet
+    return namespace
+
+
+def _as_sent(built) -> tuple:
+    return tuple((m["role"], m["content"]) for m in built) if isinstance(built, list) else built
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("normalize", ["none", "mean"])
+def test_python_snippet_builds_the_request_promptgym_sends_for_choice_tasks(layout, normalize):
+    prompt, task = _prompt(layout), ChoiceTask(normalize=normalize)
+    ns = _exec(export_prompt(prompt, task, LABELS, "python", {"run_id": "r1"}))
+    build = ns["build_messages"] if LAYOUTS[layout].chat else ns["build_prompt"]
+    assert ("build_prompt" in ns) == (not LAYOUTS[layout].chat)
+    for text in INPUTS:
+        for choices in (LABELS, ["negative", "positive"], ["unmapped", "neutral"]):
+            sent = task.request(prompt, Example("e", text, (choices[0],), tuple(choices)))
+            assert isinstance(sent, ScoreRequest)
+            built = build(text, choices)
+            assert _as_sent(built) == (sent.messages if LAYOUTS[layout].chat else sent.text)
+            assert tuple(ns["continuations"](choices)) == sent.continuations
+            assert ns["ANSWER_PREFIX"] == sent.answer_prefix
+        # choices left out: the run's label set
+        default = task.request(prompt, Example("e", text, ("positive",), tuple(LABELS)))
+        assert _as_sent(build(text)) == (default.messages if LAYOUTS[layout].chat else default.text)
+    assert ns["LABEL_WORDS"] == {"positive": "good", "negative": "bad", "neutral": "neutral"}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_python_snippet_builds_the_request_for_generation_tasks(layout):
+    prompt, task = _prompt(layout), GenerationTask()
+    snippet = export_prompt(prompt, task, None, "python")
+    ns = _exec(snippet)
+    build = ns["build_messages"] if LAYOUTS[layout].chat else ns["build_prompt"]
+    for text in INPUTS:
+        sent = task.request(prompt, Example("e", text, ("x",)))
+        assert _as_sent(build(text)) == (sent.messages if LAYOUTS[layout].chat else sent.text)
+    assert "continuations" not in ns and "at most 32 tokens" in snippet
+
+
+def test_a_layout_that_is_not_a_fixed_template_is_refused():
+    odd = Layout(name="odd", user="{{ instruction }} {{ input | upper }}", chat=False)
+    with pytest.raises(PromptgymError, match="layout 'odd': cannot be exported"):
+        request_template(Prompt("Say.", layout=odd))
+    joined = Layout(name="joined", user="{{ instruction }} {{ options | join(' / ') }} {{ input }}", chat=False)
+    with pytest.raises(PromptgymError, match="layout 'joined'"):
+        request_template(Prompt("Say.", layout=joined))
+
+
+def test_json_record_has_the_prompt_its_template_and_the_request():
+    prompt = _prompt("chat-options")
+    record = json.loads(export_prompt(prompt, ChoiceTask(), LABELS, "json", {"run_id": "r1", "method": "ape"}))
+    assert Prompt.from_dict(record["prompt"]) == prompt
+    assert record["task"] == "choice" and record["labels"] == LABELS
+    assert record["label_words"] == {"positive": "good", "negative": "bad", "neutral": "neutral"}
+    (message,) = record["template"]["messages"]
+    assert message["role"] == "user"
+    assert message["content"].endswith("Answer with one of: {choices}.\n\nInput: Loved it {x}\nAnswer: good\n\n"
+                                       "Input: Awful.\nAnswer: bad\n\nInput: {input}")
+    assert message["content"].startswith("Classify the {input} review; say {{ label }}.\n")
+    assert record["request"] == {"kind": "score", "lead": "", "continuations": ["good", "bad", "neutral"],
+                                 "normalize": "none"}
+    plain = export_record(_prompt("plain"), GenerationTask(), None, {})
+    assert plain["template"]["text"].endswith("Input: {input}\nAnswer:") and "messages" not in plain["template"]
+    assert plain["request"] == {"kind": "generate", "max_tokens": 32, "stop": ["\n\n"]}
+    assert export_record(_prompt("plain"), ChoiceTask(), LABELS, {})["request"]["lead"] == " "
+
+
+def test_text_export_has_the_input_placeholder_and_the_label_words():
+    assert export_text(_prompt("chat-options"), LABELS).endswith(
+        "Answer with one of: good, bad, neutral.\n\nInput: Loved it {x}\nAnswer: good\n\n"
+        "Input: Awful.\nAnswer: bad\n\nInput: {input}\n")
+    system = export_text(_prompt("chat-system"), LABELS)
+    assert system.startswith("### system\nClassify the") and system.endswith("\n\n### user\n{input}\n")
+    assert export_text(_prompt("plain"), None).endswith("Input: {input}\nAnswer:\n")
+
+
+def _run(tmp_path, *extra: str) -> str:
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"input": f"Review {i}: {{braces}} {['good', 'bad'][i % 2]}",
+                                        "target": ["pos", "neg"][i % 2]}) + "\n" for i in range(24)))
+    result = CliRunner().invoke(main, ["optimize", "--dataset", str(data), *SCRIPTED, "--budget", "20",
+                                       "--train-size", "6", "--test-size", "6", "--dev-size", "0", "--json",
+                                       "--quiet", *extra])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
+
+
+@pytest.mark.parametrize("layout", ["chat-options", "plain"])
+def test_export_of_a_run_reproduces_its_returned_prompts_requests(tmp_path, layout):
+    from promptgym.store.runs import RunStore
+    from promptgym.paths import default_store_url
+
+    run_id = _run(tmp_path, "--layout", layout)
+    out = tmp_path / "prompt.py"
+    result = CliRunner().invoke(main, ["export", run_id, "--format", "python", "-o", str(out)])
+    assert result.exit_code == 0 and result.stdout == "", result.stderr
+    ns = _exec(out.read_text())
+    best = Prompt.from_dict(RunStore(default_store_url()).get_run(run_id)["result"]["best_prompt_full"])
+    build = ns["build_messages"] if best.layout.chat else ns["build_prompt"]
+    for text in ("Review 3: {braces} bad", "new text"):
+        sent = ChoiceTask().request(best, Example("e", text, ("pos",), ("neg", "pos")))
+        assert _as_sent(build(text, ["neg", "pos"])) == (sent.messages if best.layout.chat else sent.text)
+    record = json.loads(CliRunner().invoke(main, ["export", run_id]).stdout)
+    assert record["run_id"] == run_id and Prompt.from_dict(record["prompt"]) == best
+    assert sorted(record["labels"]) == ["neg", "pos"]
+    text = CliRunner().invoke(main, ["export", run_id, "--format", "txt"]).stdout
+    assert text.count("{input}") == 1 and best.instruction.strip() in text
+
+
+def test_export_of_an_unfinished_run_is_one_line(tmp_path):
+    from promptgym.paths import default_store_url
+    from promptgym.store.runs import RunStore
+
+    run_id = _run(tmp_path)
+    RunStore(default_store_url()).set_status(run_id, "interrupted")
+    result = CliRunner().invoke(main, ["export", run_id, "--format", "txt"])
+    assert result.exit_code != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"promptgym: error: run '{run_id}' is interrupted: only a finished run has a returned prompt "
+        f"(finish it first: promptgym resume {run_id})"]
+    unknown = CliRunner().invoke(main, ["export", "nosuchrun"])
+    assert unknown.exit_code != 0 and "no run 'nosuchrun'" in unknown.stderr
+
+
+def test_export_says_how_the_run_scored_choices(tmp_path):
+    logprob = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path)]).stdout)
+    assert logprob["request"]["kind"] == "score"
+    generated = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path, "--scoring", "generate")]).stdout)
+    assert generated["request"] == {"kind": "generate", "max_tokens": 16, "stop": []}
