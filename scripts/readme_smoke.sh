@@ -20,6 +20,7 @@ RUN_ID=$(tail -n 1 "$out" | python -c 'import json, sys; print(json.load(sys.std
 step promptgym runs
 step promptgym show "$RUN_ID"
 step promptgym report "$RUN_ID" -o report.html
+step promptgym export "$RUN_ID" --format python
 step promptgym resume "$RUN_ID"
 step promptgym predict "$RUN_ID" --input "The room was clean."
 # The README's Python API block, as written there.
