@@ -271,7 +271,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     return dict(
         run=run, config=config, summary=summary, table=table, splits=splits, extra_splits=extra_splits,
         operations=sorted({r["operation"] for r in table}), start_id=start_id, chosen_id=chosen_id,
-        pick_id=pick_id, seq=seq,
+        pick_id=pick_id, seq=seq, pick_row=next((r for r in table if r["id"] == pick_id), None),
         parts=prompt_parts(summary["initial_prompt_full"], summary["best_prompt_full"]) if summary else [],
         pick_parts=(prompt_parts(summary["initial_prompt_full"],
                                  next(c["prompt"] for c in cands if c["candidate_id"] == pick_id))
