@@ -35,7 +35,7 @@ def _svg(fig: Any) -> str:
 
 
 def trajectory(points: list[dict[str, Any]], curve: list[list[float]], seq: dict[str, int],
-               start_id: str, start_score: float | None, batch: int) -> str:
+               start_score: float | None, batch: int) -> str:
     """Every training evaluation of the search (dots) and the best score so far (step line)
     against the search's model calls."""
     plt = _pyplot()

@@ -214,9 +214,8 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     pick_id = next((cid for (cid, split) in latest if split == "test" and cid not in (start_id, chosen_id)), None)
     selection = (summary or {}).get("selection") or {}
     finalists = {f["candidate_id"]: f for f in selection.get("candidates", [])}
-    splits = [s for s in ("train", "dev", "select", "train-final", "test")
-              if any(split == s for _, split in latest)]
-    extra_splits = sorted({split for _, split in latest} - set(splits))
+    shown = {"train", "dev", "select", "train-final", "test"}  # the table's and the result's columns
+    extra_splits = sorted({split for _, split in latest if split not in shown and not split.startswith("train")})
 
     def role(cid: str) -> str:
         return ("chosen" if cid == chosen_id and cid != start_id else "start" if cid == start_id
@@ -255,7 +254,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
         from promptgym.report import charts
 
         if points:
-            figures["trajectory"] = charts.trajectory(points, curve, seq, start_id or "", start_train, batch)
+            figures["trajectory"] = charts.trajectory(points, curve, seq, start_train, batch)
         figures["lineage"] = charts.lineage([dict(seq=r["seq"], parents=r["parents"], score=r["train"],
                                                   role=r["role"]) for r in table])
     except ImportError:
@@ -269,7 +268,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
                                       "test inputs for which the policy chose it",
                                       next((p["index"] for p in dp2o["pool"] if p["best"]), None))
     return dict(
-        run=run, config=config, summary=summary, table=table, splits=splits, extra_splits=extra_splits,
+        run=run, config=config, summary=summary, table=table, extra_splits=extra_splits,
         operations=sorted({r["operation"] for r in table}), start_id=start_id, chosen_id=chosen_id,
         pick_id=pick_id, seq=seq, pick_row=next((r for r in table if r["id"] == pick_id), None),
         parts=prompt_parts(summary["initial_prompt_full"], summary["best_prompt_full"]) if summary else [],
@@ -280,7 +279,8 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
         finalists=[dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])],
         cost=_cost(store.call_rows(run_id), summary), flips=flips,
         flip_counts=dict(better=sum(f["chosen_score"] > f["start_score"] for f in flips),
-                         worse=sum(f["chosen_score"] < f["start_score"] for f in flips)), flips_against=role(flip_against) if flip_against else None,
+                         worse=sum(f["chosen_score"] < f["start_score"] for f in flips)),
+        flips_against=role(flip_against) if flip_against else None,
         examples_note=examples_note, figures=figures, figures_note=figures_note, dp2o=dp2o,
         params=config.get("params") or {}, generated=dt.datetime.now().isoformat(timespec="seconds"))
 
