@@ -60,7 +60,10 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                  if r["status"] != "ok"],
             test_initial_mean=_mean_sd([x["test_initial"] for x in s if x.get("test_initial") is not None])[0],
             test_best_mean=_mean_sd([x["test_best"] for x in s if x.get("test_best") is not None])[0],
-            dev_best_mean=_mean_sd([x["dev_best"] for x in s if x.get("dev_best") is not None])[0],
+            # None unless every run has one: a run whose method offered no finalist returned the
+            # start unraced, with no dev score (and an average of the rest would flatter the method)
+            dev_best_mean=(_mean_sd([x["dev_best"] for x in s])[0]
+                           if s and all(x.get("dev_best") is not None for x in s) else None),
             test_delta_mean=delta_mean, test_delta_sd=delta_sd,
             method_pick_delta_mean=_mean_sd([x["test_method_best"] - x["test_initial"] for x in s
                                              if x.get("test_method_best") is not None
@@ -154,6 +157,9 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
         real = [r["variant"] for r in recs if r.get("pooled") and r["pooled"].get("q_value", 1) < 0.05]
         lines.append("Methods whose returned prompt differs from the start at q < 0.05: "
                      + (", ".join(real) if real else "none") + ".")
+        if not any(group_key(d) == key for d in duels):
+            lines.append("Best two by mean dev score: not compared (fewer than two methods have a dev score "
+                         "in every run; a run whose method offered no finalist has none).")
         for d in duels:
             if group_key(d) == key:
                 lines.append(f"Best two by mean dev score, tested on test: {d['first']} vs {d['second']}: "

@@ -40,7 +40,12 @@ class Entrant:
 
     def record(self) -> dict:
         return {"candidate_id": self.prompt.id, "rank": self.rank, "dev_n": len(self.scores),
-                "dev_score": self.mean, "dropped_after": self.dropped_after, "p_worse": self.p_worse}
+                "dev_score": self.dev_score, "dropped_after": self.dropped_after, "p_worse": self.p_worse}
+
+    @property
+    def dev_score(self) -> float | None:
+        """The mean for the record: None when it never raced (no finalist: nothing was scored)."""
+        return self.mean if self.scores else None
 
 
 @dataclass
@@ -58,8 +63,8 @@ class Selection:
     def record(self) -> dict:
         start = self.entrants[0]
         return {"kept_start": self.kept_start, "p_value": self.p_value, "level": self.level,
-                "dev_size": self.dev_size, "chosen_id": self.chosen.id, "dev_initial": start.mean,
-                "dev_best": next(e.mean for e in self.entrants if e.prompt.id == self.chosen.id),
+                "dev_size": self.dev_size, "chosen_id": self.chosen.id, "dev_initial": start.dev_score,
+                "dev_best": next(e.dev_score for e in self.entrants if e.prompt.id == self.chosen.id),
                 "candidates": [e.record() for e in self.entrants],
                 "comparison": self.comparison.as_dict() if self.comparison else None}
 

@@ -88,6 +88,9 @@ def lineage(nodes: list[dict[str, Any]]) -> str:
         ax.axhline(floor + 0.06 * ((high - low) or 1.0), color="#dddddd", linewidth=0.6)
         ax.text(1.0, floor, "not scored on train ", fontsize=6, color="#666", va="bottom", ha="right",
                 transform=ax.get_yaxis_transform())
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("candidate number (order made)")
     ax.set_ylabel("training score")
     ax.legend(loc="best", fontsize=7, frameon=False)

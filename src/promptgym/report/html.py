@@ -277,6 +277,8 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
                     if summary and pick_id else []),
         words=result_in_words(summary) if summary else None, selection=selection,
         finalists=[dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])],
+        # runs stored before a race-less selection said None there recorded 0.0: not a dev score
+        raced_on_dev=any(f.get("dev_n") for f in selection.get("candidates", [])),
         cost=_cost(store.call_rows(run_id), summary), flips=flips,
         flip_counts=dict(better=sum(f["chosen_score"] > f["start_score"] for f in flips),
                          worse=sum(f["chosen_score"] < f["start_score"] for f in flips)),
