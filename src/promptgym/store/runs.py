@@ -288,6 +288,29 @@ class RunStore:
         return Usage(calls=n, cached_calls=n_cached, prompt_tokens=int(p_tok),
                      completion_tokens=int(c_tok), seconds=float(secs))
 
+    def timed_calls(self, task_model: str, optimizer_model: str, limit: int = 5000) -> list[dict[str, Any]]:
+        """This store's most recent uncached language-model calls made by these models (a task
+        role's by ``task_model``, the optimizer's by ``optimizer_model``, as the runs' configs name
+        them): role, kind, seconds, completion_tokens. What a projection reads speeds from."""
+        with self.engine.connect() as conn:
+            configs = conn.execute(select(runs.c.run_id, runs.c.config)).all()
+        task_runs, optimizer_runs = [], []
+        for run_id, blob in configs:
+            config = json.loads(blob)
+            if config.get("task_model") == task_model:
+                task_runs.append(run_id)
+            if config.get("optimizer_model") == optimizer_model:
+                optimizer_runs.append(run_id)
+        if not task_runs and not optimizer_runs:
+            return []
+        by_model = ((calls.c.role != "optimizer") & calls.c.run_id.in_(task_runs)) | (
+            (calls.c.role == "optimizer") & calls.c.run_id.in_(optimizer_runs))
+        query = (select(calls.c.role, calls.c.kind, calls.c.seconds, calls.c.completion_tokens)
+                 .where(calls.c.cached.is_(False), calls.c.kind != "embed", calls.c.seconds > 0, by_model)
+                 .order_by(calls.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings().all()]
+
     # -- method state --------------------------------------------------------------------------------
     def put_artifact(self, run_id: str, name: str, data: Any) -> None:
         blob = json.dumps(data)

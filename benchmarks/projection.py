@@ -1,0 +1,144 @@
+"""Issue 15 item 3: how far off is the projection printed before a run? Every method runs once on
+``example:sentiment`` with the embedded model; its projected calls and tokens (search, final
+selection, held-out test) are set against what its ledger recorded.
+
+    PROMPTGYM_THREADS=1 python benchmarks/projection.py                 # every method, budget 100
+    python benchmarks/projection.py --methods ape opro --budget 60      # a quicker look
+
+Each run has its own response cache (a shared one would hand a method another's answers for free)
+and all runs share one run store, in order: so the first method's projection has no speeds of past
+calls to go by (no time projected) unless the store has some, and later ones read the earlier runs'
+calls (the projection's own rule: "this machine's past calls of these models"). Writes
+``benchmarks/results/projection.json`` (every run: projection, actual, ratios) and
+``benchmarks/results/projection.md`` (the table). Error is (actual - projected) / projected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from promptgym import api
+from promptgym.paths import default_store_url, home
+from promptgym.store.runs import SELECT_ROLE, RunStore
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def actual_phases(store: RunStore, run_id: str) -> dict[str, dict[str, int]]:
+    """What the ledger says each phase spent: uncached language-model calls and their tokens."""
+    out = {name: dict(calls=0, prompt_tokens=0, completion_tokens=0, optimizer_calls=0, seconds=0.0)
+           for name in ("search", "selection", "heldout")}
+    for row in store.call_rows(run_id):
+        if row["cached"] or row["kind"] == "embed":
+            continue
+        name = "selection" if row["role"] == SELECT_ROLE else "search" if row["charged"] else "heldout"
+        phase = out[name]
+        phase["calls"] += 1
+        phase["prompt_tokens"] += row["prompt_tokens"]
+        phase["completion_tokens"] += row["completion_tokens"]
+        phase["optimizer_calls"] += row["role"] == "optimizer"
+        phase["seconds"] += row["seconds"]
+    return out
+
+
+def error(actual: float, projected: float | None) -> float | None:
+    if projected is None or projected == 0:
+        return None
+    return round((actual - projected) / projected, 3)
+
+
+def run_one(method: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    result = api.optimize("example:sentiment", method=method, budget=args.budget, seed=args.seed,
+                          train_size=args.train_size, test_size=args.test_size, quiet=True,
+                          cache_url=f"sqlite:///{workdir / f'cache-{method}-{args.budget}-{args.seed}.sqlite'}")
+    wall = time.perf_counter() - started
+    summary = result.summary
+    projection = summary.projection or {}
+    actual = actual_phases(RunStore(default_store_url()), summary.run_id)
+    row: dict[str, Any] = dict(method=method, run_id=summary.run_id, projection=projection, actual=actual,
+                               wall_seconds=round(wall, 1), stopped_by=summary.stats.get("stopped_by"),
+                               steps=summary.stats.get("steps"))
+    for phase in ("search", "selection", "heldout"):
+        row[f"{phase}_calls_error"] = error(actual[phase]["calls"], projection[phase]["calls"])
+    total_actual = sum(actual[p]["calls"] for p in actual)
+    tokens = {k: sum(actual[p][k] for p in actual) for k in ("prompt_tokens", "completion_tokens")}
+    row.update(calls_error=error(total_actual, projection["calls"]),
+               prompt_tokens_error=error(tokens["prompt_tokens"], projection["prompt_tokens"]),
+               completion_tokens_error=error(tokens["completion_tokens"], projection["completion_tokens"]),
+               seconds_error=error(summary.seconds, projection["seconds"]),
+               actual_calls=total_actual, actual_tokens=tokens, seconds=summary.seconds)
+    return row
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.0%}"
+
+
+def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Projection error (issue 15, item 3)",
+        "",
+        f"{meta['date']}, {meta['host_cpus']} CPUs (shared), embedded model (SmolLM2-135M) as task and optimizer "
+        f"model, `example:sentiment`, budget {meta['budget']}, train {meta['train_size']}, test "
+        f"{meta['test_size']}, dev chosen by the runner, seed {meta['seed']}, PROMPTGYM_THREADS="
+        f"{meta['threads']}. Command: `{meta['command']}`.",
+        "",
+        "Calls are uncached language-model calls from each run's ledger; projected / actual. Error is "
+        "(actual - projected) / projected. Selection's projection is its reserve, the most it may spend.",
+        "",
+        "| method | search calls | selection calls | held-out calls | all calls (error) | prompt tokens (error) "
+        "| completion tokens (error) | seconds (error) | steps, ended by |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p, a = r["projection"], r["actual"]
+        secs = "-" if p["seconds"] is None else f"{p['seconds']:.0f} / {r['seconds']:.0f} ({pct(r['seconds_error'])})"
+        lines.append(
+            f"| {r['method']} | {p['search']['calls']} / {a['search']['calls']} | {p['selection']['calls']} / "
+            f"{a['selection']['calls']} | {p['heldout']['calls']} / {a['heldout']['calls']} | {p['calls']} / "
+            f"{r['actual_calls']} ({pct(r['calls_error'])}) | {p['prompt_tokens']} / {r['actual_tokens']['prompt_tokens']} "
+            f"({pct(r['prompt_tokens_error'])}) | {p['completion_tokens']} / {r['actual_tokens']['completion_tokens']} "
+            f"({pct(r['completion_tokens_error'])}) | {secs} | {r['steps']}, {r['stopped_by']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--train-size", type=int, default=15)
+    parser.add_argument("--test-size", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "projection"), help="path without suffix (.json, .md)")
+    args = parser.parse_args(argv)
+    methods = args.methods or sorted(api.methods())
+    workdir = home() / "bench-projection"
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in methods:
+        row = run_one(method, args, workdir)
+        rows.append(row)
+        print(f"{method}: calls {row['projection']['calls']} projected, {row['actual_calls']} actual "
+              f"({pct(row['calls_error'])}); {row['wall_seconds']} s", file=sys.stderr, flush=True)
+    meta = dict(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), host_cpus=os.cpu_count(),
+                platform=platform.platform(), budget=args.budget, train_size=args.train_size,
+                test_size=args.test_size, seed=args.seed, threads=os.environ.get("PROMPTGYM_THREADS", "default"),
+                command="python benchmarks/projection.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(dict(meta=meta, runs=rows), indent=2) + "\n")
+    out.with_suffix(".md").write_text(table(rows, meta))
+    print(table(rows, meta))
+
+
+if __name__ == "__main__":
+    main()
