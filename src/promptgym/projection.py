@@ -86,6 +86,9 @@ class Projection:
     stopped_by: str  # how the rehearsal ended: done, budget, patience...
     basis: dict[str, str] = field(default_factory=dict)  # where the tokens and the time come from
     more_than: bool = False  # the rehearsal was cut at REHEARSAL_LIMIT calls: the search needs more
+    # the search's earliest end when the method stops on scores that stop improving (patience,
+    # target): a real run's search spends between this and ``search``; None when it cannot end early
+    search_least: Phase | None = None
 
     @property
     def charged_calls(self) -> int:
@@ -122,7 +125,7 @@ class Projection:
                     search=asdict(self.search), selection=asdict(self.selection), heldout=asdict(self.heldout),
                     prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                     seconds=self.seconds, steps=self.steps, stopped_by=self.stopped_by, basis=dict(self.basis),
-                    more_than=self.more_than)
+                    more_than=self.more_than, search_least=asdict(self.search_least) if self.search_least else None)
 
     def lines(self) -> list[str]:
         """The projection in words, for stderr before the run."""
@@ -132,7 +135,8 @@ class Projection:
         out = [f"projected for {self.method} ({budget}): {more}{self.calls} model calls, "
                f"about {_k(self.prompt_tokens)} prompt + {_k(self.completion_tokens)} completion tokens",
                f"  search: {more}{s.calls} calls ({s.optimizer_calls} writing prompts, "
-               f"{s.calls - s.optimizer_calls} scoring; {self.steps} steps, ends by {self.stopped_by})",
+               f"{s.calls - s.optimizer_calls} scoring; {self.steps} steps, ends by {self.stopped_by})"
+               + (f"; {self.search_least.calls} if its score stops improving at once" if self.search_least else ""),
                f"  final selection: at most {sel.calls} calls (its reserve)" if sel.calls else
                "  final selection: off",
                f"  held-out test: about {h.calls} calls (not charged to the budget)"]
@@ -152,21 +156,31 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
     count_task, count_optimizer = token_counter(task_backend), token_counter(optimizer_backend)
     task_stand_in = StandIn(getattr(task_backend, "supports_scoring", True), count_task, typical.get("task"))
     optimizer_stand_in = StandIn(True, count_optimizer, typical.get("optimizer"), name="optimizer")
-    search = Phase()
 
-    def ledger(rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            if not row["cached"] and row["kind"] != "embed":
-                search.add(row["role"], row["kind"], row["prompt_tokens"], row["completion_tokens"], speeds)
+    def rehearse(flat: bool) -> tuple[Phase, Context, _MemoryCache, bool]:
+        search, cache = Phase(), _MemoryCache()
 
-    evaluator = Evaluator(task_stand_in, optimizer_stand_in, _MemoryCache(), Budget(search_limit), ledger=ledger)
-    ctx = Context(task=_rehearsal_task(task), evaluator=evaluator, train=list(train), dev=list(method_dev),
-                  initial=initial, seed=seed, forbidden_ids=frozenset(e.id for e in test))
-    more_than = False
-    try:
-        optimizer.run(ctx, stop=stop)
-    except _RehearsalTooLong:
-        more_than = True
+        def ledger(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                if not row["cached"] and row["kind"] != "embed":
+                    search.add(row["role"], row["kind"], row["prompt_tokens"], row["completion_tokens"], speeds)
+
+        task_stand_in.flat = optimizer_stand_in.flat = flat
+        task_stand_in.calls = optimizer_stand_in.calls = 0
+        evaluator = Evaluator(task_stand_in, optimizer_stand_in, cache, Budget(search_limit), ledger=ledger)
+        ctx = Context(task=_rehearsal_task(task, flat), evaluator=evaluator, train=list(train), dev=list(method_dev),
+                      initial=initial, seed=seed, forbidden_ids=frozenset(e.id for e in test))
+        try:
+            optimizer.run(ctx, stop=stop)
+            return search, ctx, cache, False
+        except _RehearsalTooLong:
+            return search, ctx, cache, True
+
+    search, ctx, cache, more_than = rehearse(flat=False)
+    # A method that stops when its score stops improving (its own patience, or --patience / --target)
+    # may end far sooner on a real model: rehearsed again on scores that never improve, the earliest end.
+    reads_scores = bool(optimizer.stoppers()) or (stop is not None and (stop.patience or stop.target is not None))
+    least = rehearse(flat=True)[0] if reads_scores and not more_than else None
     stopped_by = "the budget" if ctx.stats.get("stopped_by") == "budget" else str(ctx.stats.get("stopped_by", ""))
 
     def phase(prompt_examples: Sequence[tuple[Prompt, Sequence[Example]]], calls: int | None = None) -> Phase:
@@ -176,7 +190,7 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
         for prompt, examples in prompt_examples:
             for example in examples:
                 request = task.request(prompt, example)
-                if request_key(task_stand_in.identity, request) not in evaluator.cache.answers:
+                if request_key(task_stand_in.identity, request) not in cache.answers:
                     kind = "score" if isinstance(request, ScoreRequest) else "generate"
                     rows.append((kind, count_task(request), task_stand_in.completion_tokens(request)))
         for i in range(len(rows) if calls is None else (calls if rows else 0)):
@@ -190,7 +204,7 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
     heldout = phase([(initial, train), (initial, test), (initial, test)])
     return Projection(method=optimizer.name, budget=budget, search=search, selection=selection, heldout=heldout,
                       steps=int(ctx.stats.get("steps", 0)), stopped_by=stopped_by or "done", basis=basis,
-                      more_than=more_than)
+                      more_than=more_than, search_least=least if least and least.calls < search.calls else None)
 
 
 def token_counter(backend: Any) -> TokenCounter:
@@ -239,6 +253,7 @@ class StandIn:
         self.typical = typical_completion
         self.identity = f"stand-in:{name}"
         self.calls = 0
+        self.flat = False  # every option scores the same: no prompt ever beats another
 
     def completion_tokens(self, request: Request) -> int:
         if not isinstance(request, GenerationRequest):
@@ -262,7 +277,8 @@ class StandIn:
         for i, request in enumerate(requests):
             self._tick()
             digest = _digest(repr(request))
-            logprobs = tuple(-1.0 - ((digest >> (4 * j)) % 16) / 8 for j in range(len(request.continuations)))
+            logprobs = tuple(-1.0 - (0 if self.flat else ((digest >> (4 * j)) % 16) / 8)
+                             for j in range(len(request.continuations)))
             on_result(i, OptionScores(logprobs, tuple(1 for _ in logprobs), prompt_tokens=self.count(request)))
 
     def embed(self, requests: Sequence[Any], on_result: OnResult) -> None:  # pragma: no cover - never offered
@@ -290,14 +306,16 @@ class _MemoryCache:
         self.answers[key] = response
 
 
-def _rehearsal_task(task: Task) -> Task:
+def _rehearsal_task(task: Task, flat: bool) -> Task:
     """The task as the rehearsal scores it: a choice task as it is (the stand-in's option scores give
-    it varied accuracies); any other with a pseudo-random score per answer, so that no code runs in
-    a sandbox and no metric depends on the stand-in's made-up answers."""
+    it varied accuracies, or none with ``flat``); any other with a pseudo-random score per answer
+    (``flat``: 0.5), so that no code runs in a sandbox and no metric depends on the stand-in's
+    made-up answers."""
     if isinstance(task, ChoiceTask):
         return task
     rehearsal = copy.copy(task)
-    rehearsal.score = lambda prediction, example: (_digest(f"{prediction}|{example.id}") % 101) / 100  # type: ignore[method-assign]
+    rehearsal.score = (lambda prediction, example: 0.5) if flat else (  # type: ignore[method-assign]
+        lambda prediction, example: (_digest(f"{prediction}|{example.id}") % 101) / 100)
     return rehearsal
 
 

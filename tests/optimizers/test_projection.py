@@ -1,0 +1,111 @@
+"""The projection before a run (``promptgym.projection``): its search rehearsal against what every
+method really charges, on the conformance suite's scripted model (varied, tagged replies); how it
+counts tokens; where its time comes from."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptgym.models.base import ScoreRequest
+from promptgym.models.scripted import ScriptedBackend
+from promptgym.optimizers import REGISTRY
+from promptgym.projection import CHARS_PER_TOKEN, CHAT_OVERHEAD, project, token_counter
+from test_conformance import ConformanceBackend, build  # noqa: F401  (fixture)
+
+# A real run's search spends between the rehearsal's earliest end (patience on scores that never
+# improve) and its full plan, give or take what no rehearsal can know: which of a model's proposals a
+# method drops or finds twice (cached, free). Stated tolerance: 30% below the earliest end, 30% above.
+BELOW, ABOVE = 0.7, 1.3
+
+
+def _project(name: str, ctx, budget: int | None, backend, reserve: int = 0, select_dev=(), stop=None,
+             history=()):
+    optimizer = REGISTRY[name]()
+    method_dev = ctx.dev if optimizer.searches_on_dev else []
+    return project(optimizer, ctx.task, ctx.train, method_dev, list(select_dev), ctx.test_examples, ctx.initial,
+                   seed=ctx.seed, search_limit=budget, budget=budget, reserve=reserve, stop=stop,
+                   task_backend=backend, optimizer_backend=backend, history=history)
+
+
+@pytest.mark.parametrize("budget", [40, 150])
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_projected_search_calls_are_what_the_method_charges(name, budget, build):
+    backend = ConformanceBackend()
+    ctx = build(budget, backend)
+    projection = _project(name, ctx, budget, backend)
+    assert backend.keys == []  # the rehearsal never reaches a model
+    optimizer = REGISTRY[name]()
+    if not optimizer.searches_on_dev:
+        ctx.dev = []
+    optimizer.run(ctx)
+    spent = ctx.evaluator.budget.spent
+    least = projection.search_least.calls if projection.search_least else projection.search.calls
+    assert BELOW * least <= spent <= ABOVE * projection.search.calls, (projection.to_dict(), spent)
+    assert projection.search.calls <= budget
+
+
+def test_a_method_that_stops_on_patience_gets_a_range(build):
+    backend = ConformanceBackend()
+    ctx = build(150, backend)
+    projection = _project("grips", ctx, 150, backend)  # GRIPS stops after 2 iterations without a gain
+    assert projection.search_least is not None and projection.search_least.calls < projection.search.calls
+    assert "if its score stops improving" in "\n".join(projection.lines())
+    no_patience = project(REGISTRY["grips"](patience=0), ctx.task, ctx.train, [], [], ctx.test_examples, ctx.initial,
+                          seed=0, search_limit=150, budget=150, reserve=0, stop=None, task_backend=backend,
+                          optimizer_backend=backend)
+    assert no_patience.search_least is None
+
+
+def test_selection_and_heldout_phases(build):
+    backend = ConformanceBackend()
+    ctx = build(150, backend)
+    projection = _project("ape", ctx, 110, backend, reserve=40, select_dev=ctx.dev)
+    assert projection.selection.calls == 40 and projection.charged_calls == projection.search.calls + 40
+    # APE never scores the start during its search: the runner scores it on train, then on test for
+    # the start and the method's own pick
+    assert projection.heldout.calls == len(ctx.train) + 2 * len(ctx.test_examples)
+    opro = _project("opro", ctx, 110, backend)
+    assert opro.heldout.calls == 2 * len(ctx.test_examples)  # OPRO scored the start on train itself
+
+
+def test_tokens_are_counted_by_the_backends_tokenizer_else_about_four_characters():
+    request = ScoreRequest(("yes", "no"), messages=(("user", "Is it good? " * 10),), answer_prefix="Answer:")
+    text = "Is it good? " * 10 + "Answer:"
+    assert token_counter(ScriptedBackend())(request) == ScriptedBackend.count_tokens(text) + CHAT_OVERHEAD
+
+    class Http:  # an endpoint that tells no token counts
+        pass
+
+    assert token_counter(Http())(request) == -(-len(text) // CHARS_PER_TOKEN) + CHAT_OVERHEAD
+
+    class Templated:
+        def prompt_text(self, messages, text, answer_prefix):
+            return "<|im_start|>" + messages[0][1] + answer_prefix
+
+        def tokenize(self, text):
+            return text.split()
+
+    assert token_counter(Templated())(request) == len(("<|im_start|>" + text).split())
+
+
+def test_time_and_completions_come_from_past_calls_else_none(build):
+    backend = ConformanceBackend()
+    ctx = build(60, backend)
+    bare = _project("opro", ctx, 60, backend)
+    assert bare.seconds is None and "time" not in "\n".join(bare.lines())
+    assert bare.completion_tokens == 100 * bare.search.optimizer_calls  # OPRO's cap, max_tokens 100
+    history = ([dict(role="task", kind="score", seconds=0.5, completion_tokens=0)] * 5
+               + [dict(role="optimizer", kind="generate", seconds=2.0, completion_tokens=30)] * 5)
+    timed = _project("opro", ctx, 60, backend, history=history)
+    calls = timed.calls
+    optimizer_calls = timed.search.optimizer_calls
+    assert timed.seconds == pytest.approx(0.5 * (calls - optimizer_calls) + 2.0 * optimizer_calls, abs=0.1)
+    assert timed.completion_tokens == 30 * optimizer_calls
+    assert "time: about" in "\n".join(timed.lines())
+
+
+def test_too_few_past_calls_give_no_time(build):
+    backend = ConformanceBackend()
+    ctx = build(60, backend)
+    history = [dict(role="task", kind="score", seconds=0.5, completion_tokens=0)] * 4
+    assert _project("opro", ctx, 60, backend, history=history).seconds is None
