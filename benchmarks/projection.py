@@ -2,13 +2,15 @@
 ``example:sentiment`` with the embedded model; its projected calls and tokens (search, final
 selection, held-out test) are set against what its ledger recorded.
 
-    PROMPTGYM_THREADS=1 python benchmarks/projection.py                 # every method, budget 100
-    python benchmarks/projection.py --methods ape opro --budget 60      # a quicker look
+    PROMPTGYM_THREADS=1 python benchmarks/projection.py                 # every method, seeds 0 and 1
+    python benchmarks/projection.py --methods ape opro --seeds 0        # a quicker look
 
-Each run has its own response cache (a shared one would hand a method another's answers for free)
-and all runs share one run store, in order: so the first method's projection has no speeds of past
-calls to go by (no time projected) unless the store has some, and later ones read the earlier runs'
-calls (the projection's own rule: "this machine's past calls of these models"). Writes
+The work directory (``$PROMPTGYM_HOME/bench-projection``: a run store and one response cache per
+run, so no method gets another's answers for free) is emptied first, so the first pass starts on a
+machine with no past calls: its first method projects no time and completion tokens at their caps,
+later methods read the earlier methods' calls. The second pass (seed 1, other splits) is a machine
+that has run every method once: each projection reads its own method's past calls (the projection's
+rule: "this machine's past calls of these models, of this method first"). Writes
 ``benchmarks/results/projection.json`` (every run: projection, actual, ratios) and
 ``benchmarks/results/projection.md`` (the table). Error is (actual - projected) / projected.
 """
@@ -20,13 +22,14 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from promptgym import api
-from promptgym.paths import default_store_url, home
+from promptgym.paths import home
 from promptgym.store.runs import SELECT_ROLE, RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,16 +58,17 @@ def error(actual: float, projected: float | None) -> float | None:
     return round((actual - projected) / projected, 3)
 
 
-def run_one(method: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def run_one(method: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    result = api.optimize("example:sentiment", method=method, budget=args.budget, seed=args.seed,
-                          train_size=args.train_size, test_size=args.test_size, quiet=True,
-                          cache_url=f"sqlite:///{workdir / f'cache-{method}-{args.budget}-{args.seed}.sqlite'}")
+    store_url = f"sqlite:///{workdir / 'runs.sqlite'}"
+    result = api.optimize("example:sentiment", method=method, budget=args.budget, seed=seed,
+                          train_size=args.train_size, test_size=args.test_size, quiet=True, store_url=store_url,
+                          cache_url=f"sqlite:///{workdir / f'cache-{method}-{args.budget}-{seed}.sqlite'}")
     wall = time.perf_counter() - started
     summary = result.summary
     projection = summary.projection or {}
-    actual = actual_phases(RunStore(default_store_url()), summary.run_id)
-    row: dict[str, Any] = dict(method=method, run_id=summary.run_id, projection=projection, actual=actual,
+    actual = actual_phases(RunStore(store_url), summary.run_id)
+    row: dict[str, Any] = dict(method=method, seed=seed, run_id=summary.run_id, projection=projection, actual=actual,
                                wall_seconds=round(wall, 1), stopped_by=summary.stats.get("stopped_by"),
                                steps=summary.stats.get("steps"))
     for phase in ("search", "selection", "heldout"):
@@ -89,26 +93,39 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"{meta['date']}, {meta['host_cpus']} CPUs (shared), embedded model (SmolLM2-135M) as task and optimizer "
         f"model, `example:sentiment`, budget {meta['budget']}, train {meta['train_size']}, test "
-        f"{meta['test_size']}, dev chosen by the runner, seed {meta['seed']}, PROMPTGYM_THREADS="
+        f"{meta['test_size']}, dev chosen by the runner, seeds {meta['seeds']}, PROMPTGYM_THREADS="
         f"{meta['threads']}. Command: `{meta['command']}`.",
         "",
         "Calls are uncached language-model calls from each run's ledger; projected / actual. Error is "
         "(actual - projected) / projected. Selection's projection is its reserve, the most it may spend.",
         "",
-        "| method | search calls | selection calls | held-out calls | all calls (error) | prompt tokens (error) "
+        "| seed | method | search calls (earliest end) | selection calls | held-out calls | all calls (error) | prompt tokens (error) "
         "| completion tokens (error) | seconds (error) | steps, ended by |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p, a = r["projection"], r["actual"]
         secs = "-" if p["seconds"] is None else f"{p['seconds']:.0f} / {r['seconds']:.0f} ({pct(r['seconds_error'])})"
+        least = f" ({p['search_least']['calls']})" if p.get("search_least") else ""
         lines.append(
-            f"| {r['method']} | {p['search']['calls']} / {a['search']['calls']} | {p['selection']['calls']} / "
+            f"| {r['seed']} | {r['method']} | {p['search']['calls']}{least} / {a['search']['calls']} | {p['selection']['calls']} / "
             f"{a['selection']['calls']} | {p['heldout']['calls']} / {a['heldout']['calls']} | {p['calls']} / "
             f"{r['actual_calls']} ({pct(r['calls_error'])}) | {p['prompt_tokens']} / {r['actual_tokens']['prompt_tokens']} "
             f"({pct(r['prompt_tokens_error'])}) | {p['completion_tokens']} / {r['actual_tokens']['completion_tokens']} "
             f"({pct(r['completion_tokens_error'])}) | {secs} | {r['steps']}, {r['stopped_by']} |")
+    lines += ["", "Mean absolute error per pass (runs with a projection of that column):", "",
+              "| seed | search calls | all calls | prompt tokens | completion tokens | seconds |", "|---|---|---|---|---|---|"]
+    for seed in meta["seeds"]:
+        mine = [r for r in rows if r["seed"] == seed]
+        cells = [mean_abs([r[key] for r in mine]) for key in
+                 ("search_calls_error", "calls_error", "prompt_tokens_error", "completion_tokens_error", "seconds_error")]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def mean_abs(errors: list[float | None]) -> str:
+    known = [abs(e) for e in errors if e is not None]
+    return f"{sum(known) / len(known):.0%} (n={len(known)})" if known else "-"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,21 +134,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--train-size", type=int, default=15)
     parser.add_argument("--test-size", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="one pass over the methods per seed, in order (the first on an empty store)")
     parser.add_argument("--out", default=str(RESULTS / "projection"), help="path without suffix (.json, .md)")
     args = parser.parse_args(argv)
     methods = args.methods or sorted(api.methods())
     workdir = home() / "bench-projection"
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
     rows = []
-    for method in methods:
-        row = run_one(method, args, workdir)
+    for seed, method in ((seed, method) for seed in args.seeds for method in methods):
+        row = run_one(method, seed, args, workdir)
         rows.append(row)
-        print(f"{method}: calls {row['projection']['calls']} projected, {row['actual_calls']} actual "
+        print(f"seed {seed} {method}: calls {row['projection']['calls']} projected, {row['actual_calls']} actual "
               f"({pct(row['calls_error'])}); {row['wall_seconds']} s", file=sys.stderr, flush=True)
     meta = dict(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), host_cpus=os.cpu_count(),
                 platform=platform.platform(), budget=args.budget, train_size=args.train_size,
-                test_size=args.test_size, seed=args.seed, threads=os.environ.get("PROMPTGYM_THREADS", "default"),
+                test_size=args.test_size, seeds=args.seeds, threads=os.environ.get("PROMPTGYM_THREADS", "default"),
                 command="python benchmarks/projection.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -152,7 +152,7 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
             task_backend: Any, optimizer_backend: Any, history: Sequence[dict[str, Any]] = ()) -> Projection:
     """Rehearse the search on the stand-in model and project the other phases (module docstring).
     ``history``: this machine's past calls of the same models (``RunStore.timed_calls``)."""
-    speeds, typical, basis = _from_history(history)
+    speeds, typical, basis = _from_history(history, optimizer.name)
     count_task, count_optimizer = token_counter(task_backend), token_counter(optimizer_backend)
     task_stand_in = StandIn(getattr(task_backend, "supports_scoring", True), count_task, typical.get("task"))
     optimizer_stand_in = StandIn(True, count_optimizer, typical.get("optimizer"), name="optimizer")
@@ -354,22 +354,40 @@ def _group(role: str) -> str:
     return "optimizer" if role == "optimizer" else "task"
 
 
-def _from_history(history: Sequence[dict[str, Any]]) -> tuple[dict[tuple[str, str], float], dict[str, float],
-                                                                 dict[str, str]]:
+def _from_history(history: Sequence[dict[str, Any]], method: str) -> tuple[dict[tuple[str, str], float],
+                                                                             dict[str, float], dict[str, str]]:
     """Median seconds per uncached call by (model role, kind) and median completion tokens of a
-    generation by role, from past calls; each only with ``MIN_SAMPLES`` calls or more."""
-    seconds: dict[tuple[str, str], list[float]] = {}
-    completions: dict[str, list[int]] = {}
-    for row in history:
-        seconds.setdefault((_group(row["role"]), row["kind"]), []).append(float(row["seconds"]))
-        if row["kind"] == "generate":
-            completions.setdefault(_group(row["role"]), []).append(int(row["completion_tokens"]))
-    speeds = {key: statistics.median(v) for key, v in seconds.items() if len(v) >= MIN_SAMPLES}
-    typical = {key: float(statistics.median(v)) for key, v in completions.items() if len(v) >= MIN_SAMPLES}
-    basis = {"seconds": f"median seconds per call of {len(history)} past calls of these models on this machine"
-             if speeds else "",
-             "completion": ("median length of past generations of these models, at most each request's cap"
-                            if typical else "each generation's cap (max_tokens): an upper bound")}
+    generation by role, from past calls: of this method where there are ``MIN_SAMPLES`` or more
+    (its meta-prompts and stop rules set how long its generations run), else of any method; each
+    only from ``MIN_SAMPLES`` calls or more."""
+    own = [row for row in history if row.get("method") == method]
+    seconds: dict[str, dict[tuple[str, str], list[float]]] = {"own": {}, "any": {}}
+    completions: dict[str, dict[str, list[int]]] = {"own": {}, "any": {}}
+    for which, rows in (("own", own), ("any", history)):
+        for row in rows:
+            seconds[which].setdefault((_group(row["role"]), row["kind"]), []).append(float(row["seconds"]))
+            if row["kind"] == "generate":
+                completions[which].setdefault(_group(row["role"]), []).append(int(row["completion_tokens"]))
+
+    def medians(samples: dict[str, dict[Any, list]]) -> tuple[dict[Any, float], set[str]]:
+        out: dict[Any, float] = {}
+        used: set[str] = set()
+        for key in set(samples["own"]) | set(samples["any"]):
+            which = next((w for w in ("own", "any") if len(samples[w].get(key, [])) >= MIN_SAMPLES), None)
+            if which is not None:
+                out[key] = float(statistics.median(samples[which][key]))
+                used.add(which)
+        return out, used
+
+    speeds, speeds_from = medians(seconds)
+    typical, typical_from = medians(completions)
+    whose = {"own": f"{method}'s", "any": "any method's"}
+    basis = {"seconds": ("median seconds per call of past calls of these models on this machine ("
+                         + " and ".join(whose[w] for w in ("own", "any") if w in speeds_from) + ")") if speeds else "",
+             "completion": ("median length of past generations of these models ("
+                            + " and ".join(whose[w] for w in ("own", "any") if w in typical_from)
+                            + "), at most each request's cap") if typical
+             else "each generation's cap (max_tokens): an upper bound"}
     return speeds, typical, basis
 
 

@@ -109,3 +109,16 @@ def test_too_few_past_calls_give_no_time(build):
     ctx = build(60, backend)
     history = [dict(role="task", kind="score", seconds=0.5, completion_tokens=0)] * 4
     assert _project("opro", ctx, 60, backend, history=history).seconds is None
+
+
+def test_past_calls_of_the_same_method_come_first(build):
+    backend = ConformanceBackend()
+    ctx = build(60, backend)
+    others = [dict(method="ape", role="optimizer", kind="generate", seconds=1.0, completion_tokens=10)] * 9
+    own = [dict(method="opro", role="optimizer", kind="generate", seconds=3.0, completion_tokens=40)] * 5
+    projection = _project("opro", ctx, 60, backend, history=others + own)
+    assert projection.completion_tokens == 40 * projection.search.optimizer_calls
+    assert "opro's" in projection.basis["completion"]
+    fallback = _project("opro", ctx, 60, backend, history=others + own[:4])
+    assert fallback.completion_tokens == 10 * fallback.search.optimizer_calls
+    assert "any method's" in fallback.basis["completion"]

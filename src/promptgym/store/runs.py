@@ -291,11 +291,12 @@ class RunStore:
     def timed_calls(self, task_model: str, optimizer_model: str, limit: int = 5000) -> list[dict[str, Any]]:
         """This store's most recent uncached language-model calls made by these models (a task
         role's by ``task_model``, the optimizer's by ``optimizer_model``, as the runs' configs name
-        them): role, kind, seconds, completion_tokens. What a projection reads speeds from."""
+        them): method, role, kind, seconds, completion_tokens. What a projection reads speeds from."""
         with self.engine.connect() as conn:
-            configs = conn.execute(select(runs.c.run_id, runs.c.config)).all()
+            configs = conn.execute(select(runs.c.run_id, runs.c.config, runs.c.method)).all()
         task_runs, optimizer_runs = [], []
-        for run_id, blob in configs:
+        method_of = {run_id: method for run_id, _, method in configs}
+        for run_id, blob, _ in configs:
             config = json.loads(blob)
             if config.get("task_model") == task_model:
                 task_runs.append(run_id)
@@ -305,11 +306,13 @@ class RunStore:
             return []
         by_model = ((calls.c.role != "optimizer") & calls.c.run_id.in_(task_runs)) | (
             (calls.c.role == "optimizer") & calls.c.run_id.in_(optimizer_runs))
-        query = (select(calls.c.role, calls.c.kind, calls.c.seconds, calls.c.completion_tokens)
+        query = (select(calls.c.run_id, calls.c.role, calls.c.kind, calls.c.seconds, calls.c.completion_tokens)
                  .where(calls.c.cached.is_(False), calls.c.kind != "embed", calls.c.seconds > 0, by_model)
                  .order_by(calls.c.id.desc()).limit(limit))
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings().all()]
+            rows = conn.execute(query).mappings().all()
+        return [dict(method=method_of[r["run_id"]], role=r["role"], kind=r["kind"], seconds=r["seconds"],
+                     completion_tokens=r["completion_tokens"]) for r in rows]
 
     # -- method state --------------------------------------------------------------------------------
     def put_artifact(self, run_id: str, name: str, data: Any) -> None:
