@@ -97,18 +97,25 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['threads']}. Command: `{meta['command']}`.",
         "",
         "Calls are uncached language-model calls from each run's ledger; projected / actual. Error is "
-        "(actual - projected) / projected. Selection's projection is its reserve, the most it may spend.",
+        "(actual - projected) / projected. Search: the method's plan (rehearsed), scaled by what past runs "
+        "of the method here spent of theirs when there are some (the second pass); \"earliest\": the "
+        "plan's end if the score stops improving at once. Selection: its reserve (the most it may spend), "
+        "scaled likewise.",
         "",
-        "| seed | method | search calls (earliest end) | selection calls | held-out calls | all calls (error) | prompt tokens (error) "
+        "| seed | method | search calls | selection calls | held-out calls | all calls (error) | prompt tokens (error) "
         "| completion tokens (error) | seconds (error) | steps, ended by |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p, a = r["projection"], r["actual"]
         secs = "-" if p["seconds"] is None else f"{p['seconds']:.0f} / {r['seconds']:.0f} ({pct(r['seconds_error'])})"
-        least = f" ({p['search_least']['calls']})" if p.get("search_least") else ""
+        plan = p["search_plan"]["calls"]
+        least = f", earliest {p['search_least']['calls']}" if p.get("search_least") else ""
+        plan_note = f" (plan {plan}{least})" if p.get("calibration") or least else ""
+        reserve = f" (reserve {p['reserve']['calls']})" if p["reserve"]["calls"] != p["selection"]["calls"] else ""
         lines.append(
-            f"| {r['seed']} | {r['method']} | {p['search']['calls']}{least} / {a['search']['calls']} | {p['selection']['calls']} / "
+            f"| {r['seed']} | {r['method']} | {p['search']['calls']}{plan_note} / {a['search']['calls']} | "
+            f"{p['selection']['calls']}{reserve} / "
             f"{a['selection']['calls']} | {p['heldout']['calls']} / {a['heldout']['calls']} | {p['calls']} / "
             f"{r['actual_calls']} ({pct(r['calls_error'])}) | {p['prompt_tokens']} / {r['actual_tokens']['prompt_tokens']} "
             f"({pct(r['prompt_tokens_error'])}) | {p['completion_tokens']} / {r['actual_tokens']['completion_tokens']} "

@@ -714,14 +714,18 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
 def _projection(store: RunStore, config: dict[str, Any], plan: SelectionPlan, splits: Splits, task: Task,
                 task_backend: Backend, optimizer_backend: Backend, initial: Prompt) -> Projection:
     """The run's projection: its search rehearsed by a fresh instance of its method on the data the
-    run will see, speeds and completion lengths from this store's past calls of the same models."""
+    run will see; speeds and completion lengths from this store's past calls of the same models, and
+    what its past runs of the method with these models spent of their projections."""
     optimizer = get_method(config["method"])(**config["params"])
     method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
     limit = None if config["budget"] is None else config["budget"] - plan.reserve
     return project(optimizer, task, splits.train, method_dev, splits.dev if plan.enabled else [], splits.test,
                    initial, seed=config["seed"], search_limit=limit, budget=config["budget"], reserve=plan.reserve,
                    stop=Stop.of(config.get("stop")), task_backend=task_backend, optimizer_backend=optimizer_backend,
-                   history=store.timed_calls(config["task_model"], config["optimizer_model"]))
+                   history=store.timed_calls(config["task_model"], config["optimizer_model"]),
+                   past_runs=[run["result"] for run in store.finished_runs(config["method"])
+                              if (run["config"]["task_model"], run["config"]["optimizer_model"])
+                              == (config["task_model"], config["optimizer_model"])])
 
 
 def _preflight(*backends: Backend) -> None:

@@ -61,6 +61,13 @@ class Phase:
     seconds: float | None = 0.0
     optimizer_calls: int = 0  # calls to the optimizer model (writing prompts); the rest score or answer
 
+    def scaled(self, ratio: float, most: int | None = None) -> "Phase":
+        """This phase at ``ratio`` of its calls (and tokens, time), at most ``most`` calls."""
+        calls = round(self.calls * ratio) if most is None else min(round(self.calls * ratio), most)
+        r = calls / self.calls if self.calls else 0.0
+        return Phase(calls, round(self.prompt_tokens * r), round(self.completion_tokens * r),
+                     None if self.seconds is None else self.seconds * r, round(self.optimizer_calls * r))
+
     def add(self, role: str, kind: str, prompt_tokens: int, completion_tokens: int,
             speeds: dict[tuple[str, str], float]) -> None:
         self.calls += 1
@@ -73,9 +80,11 @@ class Phase:
 
 @dataclass
 class Projection:
-    """A run's projected cost. ``search`` is what the method's own plan spends (charged), ``selection``
-    final selection's reserve (charged, the most it may spend), ``heldout`` the test evaluation
-    (not charged). ``seconds`` is None when this machine has not timed these models yet."""
+    """A run's projected cost. ``search_plan`` is what the method's own plan spends (charged) and
+    ``reserve`` final selection's reserve (charged, the most it may spend); ``search`` and
+    ``selection`` are the projection: the same, or scaled by what past runs of this method with these
+    models spent of theirs (``calibration``). ``heldout`` is the test evaluation (not charged).
+    ``seconds`` is None when this machine has not timed these models yet."""
 
     method: str
     budget: int | None
@@ -89,6 +98,9 @@ class Projection:
     # the search's earliest end when the method stops on scores that stop improving (patience,
     # target): a real run's search spends between this and ``search``; None when it cannot end early
     search_least: Phase | None = None
+    search_plan: Phase = field(default_factory=Phase)
+    reserve: Phase = field(default_factory=Phase)
+    calibration: dict[str, Any] | None = None  # past runs: how many, and the two ratios
 
     @property
     def charged_calls(self) -> int:
@@ -122,23 +134,29 @@ class Projection:
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (``--dry-run --json``; the run summary's ``projection``)."""
         return dict(method=self.method, budget=self.budget, calls=self.calls, charged_calls=self.charged_calls,
-                    search=asdict(self.search), selection=asdict(self.selection), heldout=asdict(self.heldout),
+                    search=_record(self.search), selection=_record(self.selection), heldout=_record(self.heldout),
                     prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                     seconds=self.seconds, steps=self.steps, stopped_by=self.stopped_by, basis=dict(self.basis),
-                    more_than=self.more_than, search_least=asdict(self.search_least) if self.search_least else None)
+                    more_than=self.more_than, search_least=_record(self.search_least) if self.search_least else None,
+                    search_plan=_record(self.search_plan), reserve=_record(self.reserve), calibration=self.calibration)
 
     def lines(self) -> list[str]:
         """The projection in words, for stderr before the run."""
         more = "more than " if self.more_than else "about "
         budget = "no budget" if self.budget is None else f"budget {self.budget}"
-        s, sel, h = self.search, self.selection, self.heldout
+        s, sel, h, c = self.search, self.selection, self.heldout, self.calibration
+        past = "" if not c else f", as {c['runs']} past run{'s' if c['runs'] > 1 else ''} of {self.method} here did"
         out = [f"projected for {self.method} ({budget}): {more}{self.calls} model calls, "
                f"about {_k(self.prompt_tokens)} prompt + {_k(self.completion_tokens)} completion tokens",
                f"  search: {more}{s.calls} calls ({s.optimizer_calls} writing prompts, "
-               f"{s.calls - s.optimizer_calls} scoring; {self.steps} steps, ends by {self.stopped_by})"
-               + (f"; {self.search_least.calls} if its score stops improving at once" if self.search_least else ""),
-               f"  final selection: at most {sel.calls} calls (its reserve)" if sel.calls else
-               "  final selection: off",
+               f"{s.calls - s.optimizer_calls} scoring); "
+               + (f"{s.calls / self.search_plan.calls:.0%} of its plan{past}: " if c and self.search_plan.calls else "its plan: ")
+               + f"{self.search_plan.calls} calls, {self.steps} step{'' if self.steps == 1 else 's'}, "
+               f"ending by {self.stopped_by}"
+               + (f" ({self.search_least.calls} if its score stops improving at once)" if self.search_least else ""),
+               (f"  final selection: about {sel.calls} calls{past}, at most {self.reserve.calls} (its reserve)"
+                if c and c.get("selection") is not None else f"  final selection: at most {sel.calls} calls (its reserve)")
+               if self.reserve.calls else "  final selection: off",
                f"  held-out test: about {h.calls} calls (not charged to the budget)"]
         if self.seconds is not None:
             out.append(f"  time: about {_duration(self.seconds)} ({self.basis.get('seconds', '')})")
@@ -149,9 +167,11 @@ class Projection:
 def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_dev: Sequence[Example],
             select_dev: Sequence[Example], test: Sequence[Example], initial: Prompt, *, seed: int,
             search_limit: int | None, budget: int | None, reserve: int, stop: Stop | None,
-            task_backend: Any, optimizer_backend: Any, history: Sequence[dict[str, Any]] = ()) -> Projection:
+            task_backend: Any, optimizer_backend: Any, history: Sequence[dict[str, Any]] = (),
+            past_runs: Sequence[dict[str, Any]] = ()) -> Projection:
     """Rehearse the search on the stand-in model and project the other phases (module docstring).
-    ``history``: this machine's past calls of the same models (``RunStore.timed_calls``)."""
+    ``history``: this machine's past calls of the same models (``RunStore.timed_calls``);
+    ``past_runs``: past finished runs' summaries of this method with these models (``calibration``)."""
     speeds, typical, basis = _from_history(history, optimizer.name)
     count_task, count_optimizer = token_counter(task_backend), token_counter(optimizer_backend)
     task_stand_in = StandIn(getattr(task_backend, "supports_scoring", True), count_task, typical.get("task"))
@@ -198,13 +218,43 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
             out.add("task", kind, p_tok, c_tok, speeds)
         return out
 
-    selection = phase([(initial, select_dev)], calls=reserve)
+    reserved = phase([(initial, select_dev)], calls=reserve)
     # held out: the start on train (what the search did not score there) and on test, and the
     # method's own pick on test (final selection mostly hands back the start; else one test more)
     heldout = phase([(initial, train), (initial, test), (initial, test)])
-    return Projection(method=optimizer.name, budget=budget, search=search, selection=selection, heldout=heldout,
+    ratios = calibration(past_runs)
+    expected, selection = search, reserved
+    if ratios:
+        expected = search.scaled(ratios["search"], most=search_limit)
+        if ratios["selection"] is not None:
+            selection = reserved.scaled(ratios["selection"], most=reserve)
+    return Projection(method=optimizer.name, budget=budget, search=expected, selection=selection, heldout=heldout,
                       steps=int(ctx.stats.get("steps", 0)), stopped_by=stopped_by or "done", basis=basis,
-                      more_than=more_than, search_least=least if least and least.calls < search.calls else None)
+                      more_than=more_than, search_least=least if least and least.calls < search.calls else None,
+                      search_plan=search, reserve=reserved, calibration=ratios)
+
+
+def calibration(past_runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What past runs of a method spent of their projection: the median of (search calls made /
+    the plan's) and of (selection calls made / the reserve). A real model's proposals are dropped
+    or repeated (so a method scores fewer than it planned) and the race drops finalists early, at
+    rates a rehearsal cannot know but a method's past runs on these models show. None without
+    past runs that recorded a projection."""
+    search, selection = [], []
+    for summary in past_runs:
+        projection = summary.get("projection") or {}
+        plan = (projection.get("search_plan") or {}).get("calls")
+        reserve = (projection.get("reserve") or {}).get("calls")
+        if not plan:
+            continue
+        select_calls = (summary.get("selection") or {}).get("calls") or 0
+        search.append((summary["budget_used"] - select_calls) / plan)
+        if reserve:
+            selection.append(select_calls / reserve)
+    if not search:
+        return None
+    return dict(runs=len(search), search=round(statistics.median(search), 3),
+                selection=round(statistics.median(selection), 3) if selection else None)
 
 
 def token_counter(backend: Any) -> TokenCounter:
@@ -389,6 +439,12 @@ def _from_history(history: Sequence[dict[str, Any]], method: str) -> tuple[dict[
                             + "), at most each request's cap") if typical
              else "each generation's cap (max_tokens): an upper bound"}
     return speeds, typical, basis
+
+
+def _record(phase: Phase) -> dict[str, Any]:
+    record = asdict(phase)
+    record["seconds"] = None if phase.seconds is None else round(phase.seconds, 1)
+    return record
 
 
 def _k(n: int) -> str:

@@ -19,12 +19,12 @@ BELOW, ABOVE = 0.7, 1.3
 
 
 def _project(name: str, ctx, budget: int | None, backend, reserve: int = 0, select_dev=(), stop=None,
-             history=()):
+             history=(), past_runs=()):
     optimizer = REGISTRY[name]()
     method_dev = ctx.dev if optimizer.searches_on_dev else []
     return project(optimizer, ctx.task, ctx.train, method_dev, list(select_dev), ctx.test_examples, ctx.initial,
                    seed=ctx.seed, search_limit=budget, budget=budget, reserve=reserve, stop=stop,
-                   task_backend=backend, optimizer_backend=backend, history=history)
+                   task_backend=backend, optimizer_backend=backend, history=history, past_runs=past_runs)
 
 
 @pytest.mark.parametrize("budget", [40, 150])
@@ -122,3 +122,24 @@ def test_past_calls_of_the_same_method_come_first(build):
     fallback = _project("opro", ctx, 60, backend, history=others + own[:4])
     assert fallback.completion_tokens == 10 * fallback.search.optimizer_calls
     assert "any method's" in fallback.basis["completion"]
+
+
+def test_past_runs_of_the_method_scale_the_plan_and_the_reserve(build):
+    backend = ConformanceBackend()
+    ctx = build(150, backend)
+    plain = _project("ape", ctx, 110, backend, reserve=40, select_dev=ctx.dev)
+    assert plain.calibration is None and plain.search.calls == plain.search_plan.calls
+    plan = plain.search_plan.calls
+
+    def past(search: int, selection: int) -> dict:
+        return dict(budget_used=search + selection, selection=dict(calls=selection),
+                    projection=dict(search_plan=dict(calls=plan), reserve=dict(calls=40)))
+
+    scaled = _project("ape", ctx, 110, backend, reserve=40, select_dev=ctx.dev,
+                      past_runs=[past(plan // 2, 20), past(plan // 2, 10), past(plan, 40)])
+    assert scaled.calibration == dict(runs=3, search=pytest.approx(0.5, abs=0.02), selection=0.5)
+    assert scaled.search.calls == pytest.approx(plan / 2, abs=1) and scaled.selection.calls == 20
+    assert scaled.search_plan.calls == plan and scaled.reserve.calls == 40
+    assert "of its plan, as 3 past runs of ape here did" in "\n".join(scaled.lines())
+    greedy = _project("ape", ctx, 110, backend, reserve=40, select_dev=ctx.dev, past_runs=[past(3 * plan, 40)])
+    assert greedy.search.calls <= 110  # never more than the search may spend

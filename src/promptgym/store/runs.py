@@ -288,6 +288,14 @@ class RunStore:
         return Usage(calls=n, cached_calls=n_cached, prompt_tokens=int(p_tok),
                      completion_tokens=int(c_tok), seconds=float(secs))
 
+    def finished_runs(self, method: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent finished runs of ``method``, newest first: config and result."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.config, runs.c.result).where(
+                runs.c.method == method, runs.c.status == "finished", runs.c.result.is_not(None))
+                .order_by(runs.c.created.desc()).limit(limit)).all()
+        return [dict(config=json.loads(c), result=json.loads(r)) for c, r in rows]
+
     def timed_calls(self, task_model: str, optimizer_model: str, limit: int = 5000) -> list[dict[str, Any]]:
         """This store's most recent uncached language-model calls made by these models (a task
         role's by ``task_model``, the optimizer's by ``optimizer_model``, as the runs' configs name
