@@ -13,13 +13,17 @@ counted by the task and optimizer models' own tokenizers (about 4 characters per
 backend has none).
 
 What a rehearsal cannot know, and why the numbers are "about": how many of a real model's
-proposals a method drops (a dropped one costs its generation, not its scores; most methods then
-spend what is left on more steps), when patience or a target fires on real scores, how long real
-completions are (the median of this machine's past calls of the same model, else the request's
-``max_tokens`` cap), how far final selection's race goes (its reserve, (k + 1) x dev, is the most
-it may spend) and whether it hands back the start (assumed: then the held-out test scores the
-start and the method's own pick). ``benchmarks/projection.py`` measures the error on the embedded
-model (``benchmarks/results/projection.md``).
+proposals a method drops or gets twice (a dropped one costs its generation, not its scores), when
+patience or a target fires on real scores, how long real completions run, how far final selection's
+race goes (its reserve, (k + 1) x dev, is the most it may spend) and whether it hands back the start
+(assumed: the held-out test then scores the start and the method's own pick). This machine's past
+fills in what it can: seconds per call and completion lengths are the medians of past calls of the
+same models (of the same method first; else no time, and completions at their ``max_tokens`` cap),
+and the plan and the reserve are scaled by what past runs of the method with these models spent of
+theirs (``calibration``). A method that stops on its score (its own patience, ``--patience``,
+``--target``) is rehearsed a second time on scores that never improve: its earliest end.
+``benchmarks/projection.py`` measures the error on the embedded model
+(``benchmarks/results/projection.md``).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class Projection:
     selection: Phase
     heldout: Phase
     steps: int  # the method's steps in the rehearsal
-    stopped_by: str  # how the rehearsal ended: done, budget, patience...
+    stopped_by: str  # how the rehearsal ended (as ``stats.stopped_by``): done, budget, patience...
     basis: dict[str, str] = field(default_factory=dict)  # where the tokens and the time come from
     more_than: bool = False  # the rehearsal was cut at REHEARSAL_LIMIT calls: the search needs more
     # the search's earliest end when the method stops on scores that stop improving (patience,
@@ -152,7 +156,7 @@ class Projection:
                f"{s.calls - s.optimizer_calls} scoring); "
                + (f"{s.calls / self.search_plan.calls:.0%} of its plan{past}: " if c and self.search_plan.calls else "its plan: ")
                + f"{self.search_plan.calls} calls, {self.steps} step{'' if self.steps == 1 else 's'}, "
-               f"ending by {self.stopped_by}"
+               f"ending by {'the budget' if self.stopped_by == 'budget' else self.stopped_by}"
                + (f" ({self.search_least.calls} if its score stops improving at once)" if self.search_least else ""),
                (f"  final selection: about {sel.calls} calls{past}, at most {self.reserve.calls} (its reserve)"
                 if c and c.get("selection") is not None else f"  final selection: at most {sel.calls} calls (its reserve)")
@@ -201,7 +205,7 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
     # may end far sooner on a real model: rehearsed again on scores that never improve, the earliest end.
     reads_scores = bool(optimizer.stoppers()) or (stop is not None and (stop.patience or stop.target is not None))
     least = rehearse(flat=True)[0] if reads_scores and not more_than else None
-    stopped_by = "the budget" if ctx.stats.get("stopped_by") == "budget" else str(ctx.stats.get("stopped_by", ""))
+    stopped_by = str(ctx.stats.get("stopped_by", ""))
 
     def phase(prompt_examples: Sequence[tuple[Prompt, Sequence[Example]]], calls: int | None = None) -> Phase:
         """The task model's calls for these (prompt, examples), cached ones of the rehearsal free;
@@ -432,12 +436,12 @@ def _from_history(history: Sequence[dict[str, Any]], method: str) -> tuple[dict[
     speeds, speeds_from = medians(seconds)
     typical, typical_from = medians(completions)
     whose = {"own": f"{method}'s", "any": "any method's"}
-    basis = {"seconds": ("median seconds per call of past calls of these models on this machine ("
-                         + " and ".join(whose[w] for w in ("own", "any") if w in speeds_from) + ")") if speeds else "",
-             "completion": ("median length of past generations of these models ("
+    basis = {"seconds": ("median seconds per call of these models' past calls on this machine: "
+                         + " and ".join(whose[w] for w in ("own", "any") if w in speeds_from)) if speeds else "",
+             "completion": ("each the median length of these models' past generations ("
                             + " and ".join(whose[w] for w in ("own", "any") if w in typical_from)
-                            + "), at most each request's cap") if typical
-             else "each generation's cap (max_tokens): an upper bound"}
+                            + "), at most its cap") if typical
+             else "each at its cap (max_tokens): an upper bound"}
     return speeds, typical, basis
 
 

@@ -36,7 +36,7 @@ class RunStatus:
         self.tokens = self.cached = 0
         self.started = clock()
         self._printed_at: float | None = None
-        columns = [TextColumn("{task.description}"), BarColumn(bar_width=20), TimeElapsedColumn(),
+        columns = [TextColumn("{task.description}", markup=False), BarColumn(bar_width=20), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn()]
         self.progress = Progress(*columns, console=Console(file=stream), transient=False, disable=not live)
         total = projection["calls"] if projection else budget
