@@ -17,10 +17,11 @@ proposals a method drops or gets twice (a dropped one costs its generation, not 
 patience or a target fires on real scores, how long real completions run, how far final selection's
 race goes (its reserve, (k + 1) x dev, is the most it may spend) and whether it hands back the start
 (assumed: the held-out test then scores the start and the method's own pick). This machine's past
-fills in what it can: seconds per call and completion lengths are the medians of past calls of the
-same models (of the same method first; else no time, and completions at their ``max_tokens`` cap),
-and the plan and the reserve are scaled by what past runs of the method with these models spent of
-theirs (``calibration``). A method that stops on its score (its own patience, ``--patience``,
+fills in what it can: seconds per call and completion lengths are the means of past calls of the
+same models (of the same method first; else no time, and completions at their ``max_tokens`` cap;
+means, not medians, because a total is projected and a few long generations weigh in it), and the
+plan and the reserve are scaled by what past runs of the method with these models spent of theirs,
+whose wall time beyond their model calls (setup, the store) is added (``calibration``). A method that stops on its score (its own patience, ``--patience``,
 ``--target``) is rehearsed a second time on scores that never improve: its earliest end.
 ``benchmarks/projection.py`` measures the error on the embedded model
 (``benchmarks/results/projection.md``).
@@ -49,7 +50,7 @@ from promptgym.tasks.task import ChoiceTask, Task
 CHARS_PER_TOKEN = 4  # where a backend has no tokenizer (an HTTP endpoint)
 CHAT_OVERHEAD = 8  # tokens a chat template adds per message, roughly (as api._CHAT_OVERHEAD)
 REHEARSAL_LIMIT = 20_000  # stand-in calls; an unlimited budget lets OPRO plan 200 steps
-MIN_SAMPLES = 5  # past calls needed before a median speed or completion length is trusted
+MIN_SAMPLES = 3  # past calls needed before a mean speed or completion length is used
 
 Request = GenerationRequest | ScoreRequest
 TokenCounter = Callable[[Request], int]
@@ -128,8 +129,12 @@ class Projection:
 
     @property
     def seconds(self) -> float | None:
+        """Wall time: the model calls' and, from past runs of the method, the rest of a run's."""
         parts = [p.seconds for p in self.phases]
-        return None if any(s is None for s in parts) else round(sum(parts), 1)  # type: ignore[arg-type]
+        if any(s is None for s in parts):
+            return None
+        overhead = (self.calibration or {}).get("overhead_seconds") or 0.0
+        return round(sum(parts) + overhead, 1)  # type: ignore[arg-type]
 
     @property
     def phases(self) -> tuple[Phase, Phase, Phase]:
@@ -240,11 +245,12 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
 
 def calibration(past_runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """What past runs of a method spent of their projection: the median of (search calls made /
-    the plan's) and of (selection calls made / the reserve). A real model's proposals are dropped
+    the plan's), of (selection calls made / the reserve) and of their wall seconds beyond model
+    calls (``overhead_seconds``: loading, setup, the rehearsal, the store). A real model's proposals are dropped
     or repeated (so a method scores fewer than it planned) and the race drops finalists early, at
     rates a rehearsal cannot know but a method's past runs on these models show. None without
     past runs that recorded a projection."""
-    search, selection = [], []
+    search, selection, overhead = [], [], []
     for summary in past_runs:
         projection = summary.get("projection") or {}
         plan = (projection.get("search_plan") or {}).get("calls")
@@ -253,12 +259,14 @@ def calibration(past_runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
             continue
         select_calls = (summary.get("selection") or {}).get("calls") or 0
         search.append((summary["budget_used"] - select_calls) / plan)
+        overhead.append(max(0.0, (summary.get("seconds") or 0.0) - (summary.get("model_seconds") or 0.0)))
         if reserve:
             selection.append(select_calls / reserve)
     if not search:
         return None
     return dict(runs=len(search), search=round(statistics.median(search), 3),
-                selection=round(statistics.median(selection), 3) if selection else None)
+                selection=round(statistics.median(selection), 3) if selection else None,
+                overhead_seconds=round(statistics.median(overhead), 1))
 
 
 def token_counter(backend: Any) -> TokenCounter:
@@ -410,7 +418,7 @@ def _group(role: str) -> str:
 
 def _from_history(history: Sequence[dict[str, Any]], method: str) -> tuple[dict[tuple[str, str], float],
                                                                              dict[str, float], dict[str, str]]:
-    """Median seconds per uncached call by (model role, kind) and median completion tokens of a
+    """Mean seconds per uncached call by (model role, kind) and mean completion tokens of a
     generation by role, from past calls: of this method where there are ``MIN_SAMPLES`` or more
     (its meta-prompts and stop rules set how long its generations run), else of any method; each
     only from ``MIN_SAMPLES`` calls or more."""
@@ -423,22 +431,22 @@ def _from_history(history: Sequence[dict[str, Any]], method: str) -> tuple[dict[
             if row["kind"] == "generate":
                 completions[which].setdefault(_group(row["role"]), []).append(int(row["completion_tokens"]))
 
-    def medians(samples: dict[str, dict[Any, list]]) -> tuple[dict[Any, float], set[str]]:
+    def means(samples: dict[str, dict[Any, list]]) -> tuple[dict[Any, float], set[str]]:
         out: dict[Any, float] = {}
         used: set[str] = set()
         for key in set(samples["own"]) | set(samples["any"]):
             which = next((w for w in ("own", "any") if len(samples[w].get(key, [])) >= MIN_SAMPLES), None)
             if which is not None:
-                out[key] = float(statistics.median(samples[which][key]))
+                out[key] = float(statistics.fmean(samples[which][key]))
                 used.add(which)
         return out, used
 
-    speeds, speeds_from = medians(seconds)
-    typical, typical_from = medians(completions)
+    speeds, speeds_from = means(seconds)
+    typical, typical_from = means(completions)
     whose = {"own": f"{method}'s", "any": "any method's"}
-    basis = {"seconds": ("median seconds per call of these models' past calls on this machine: "
+    basis = {"seconds": ("mean seconds per call of these models' past calls on this machine: "
                          + " and ".join(whose[w] for w in ("own", "any") if w in speeds_from)) if speeds else "",
-             "completion": ("each the median length of these models' past generations ("
+             "completion": ("each the mean length of these models' past generations ("
                             + " and ".join(whose[w] for w in ("own", "any") if w in typical_from)
                             + "), at most its cap") if typical
              else "each at its cap (max_tokens): an upper bound"}

@@ -94,8 +94,9 @@ def test_time_and_completions_come_from_past_calls_else_none(build):
     bare = _project("opro", ctx, 60, backend)
     assert bare.seconds is None and "time" not in "\n".join(bare.lines())
     assert bare.completion_tokens == 100 * bare.search.optimizer_calls  # OPRO's cap, max_tokens 100
-    history = ([dict(role="task", kind="score", seconds=0.5, completion_tokens=0)] * 5
-               + [dict(role="optimizer", kind="generate", seconds=2.0, completion_tokens=30)] * 5)
+    history = ([dict(role="task", kind="score", seconds=s, completion_tokens=0) for s in (0.2, 0.3, 1.0)]
+               + [dict(role="optimizer", kind="generate", seconds=s, completion_tokens=c)
+                  for s, c in ((1.0, 10), (1.0, 20), (4.0, 60))])  # means: 0.5 s, 2.0 s and 30 tokens
     timed = _project("opro", ctx, 60, backend, history=history)
     calls = timed.calls
     optimizer_calls = timed.search.optimizer_calls
@@ -107,7 +108,7 @@ def test_time_and_completions_come_from_past_calls_else_none(build):
 def test_too_few_past_calls_give_no_time(build):
     backend = ConformanceBackend()
     ctx = build(60, backend)
-    history = [dict(role="task", kind="score", seconds=0.5, completion_tokens=0)] * 4
+    history = [dict(role="task", kind="score", seconds=0.5, completion_tokens=0)] * 2
     assert _project("opro", ctx, 60, backend, history=history).seconds is None
 
 
@@ -119,8 +120,9 @@ def test_past_calls_of_the_same_method_come_first(build):
     projection = _project("opro", ctx, 60, backend, history=others + own)
     assert projection.completion_tokens == 40 * projection.search.optimizer_calls
     assert "opro's" in projection.basis["completion"]
-    fallback = _project("opro", ctx, 60, backend, history=others + own[:4])
-    assert fallback.completion_tokens == 10 * fallback.search.optimizer_calls
+    fallback = _project("opro", ctx, 60, backend, history=others + own[:2])
+    any_method = round((9 * 10 + 2 * 40) / 11)  # too few of its own: every method's calls, its own too
+    assert fallback.completion_tokens == any_method * fallback.search.optimizer_calls
     assert "any method's" in fallback.basis["completion"]
 
 
@@ -132,12 +134,12 @@ def test_past_runs_of_the_method_scale_the_plan_and_the_reserve(build):
     plan = plain.search_plan.calls
 
     def past(search: int, selection: int) -> dict:
-        return dict(budget_used=search + selection, selection=dict(calls=selection),
+        return dict(budget_used=search + selection, selection=dict(calls=selection), seconds=30.0, model_seconds=20.0,
                     projection=dict(search_plan=dict(calls=plan), reserve=dict(calls=40)))
 
     scaled = _project("ape", ctx, 110, backend, reserve=40, select_dev=ctx.dev,
                       past_runs=[past(plan // 2, 20), past(plan // 2, 10), past(plan, 40)])
-    assert scaled.calibration == dict(runs=3, search=pytest.approx(0.5, abs=0.02), selection=0.5)
+    assert scaled.calibration == dict(runs=3, search=pytest.approx(0.5, abs=0.02), selection=0.5, overhead_seconds=10.0)
     assert scaled.search.calls == pytest.approx(plan / 2, abs=1) and scaled.selection.calls == 20
     assert scaled.search_plan.calls == plan and scaled.reserve.calls == 40
     assert "of its plan, as 3 past runs of ape here did" in "\n".join(scaled.lines())
