@@ -9,6 +9,7 @@ import pytest
 from promptgym.models.base import ScoreRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers import REGISTRY
+from promptgym.optimizers.base import Context, Optimizer, State
 from promptgym.projection import CHARS_PER_TOKEN, CHAT_OVERHEAD, project, token_counter
 from test_conformance import ConformanceBackend, build  # noqa: F401  (fixture)
 
@@ -27,21 +28,49 @@ def _project(name: str, ctx, budget: int | None, backend, reserve: int = 0, sele
                    task_backend=backend, optimizer_backend=backend, history=history, past_runs=past_runs)
 
 
-@pytest.mark.parametrize("budget", [40, 150])
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_projected_search_calls_are_what_the_method_charges(name, budget, build):
+def check_projection(optimizer: Optimizer, budget: int, build) -> None:
+    """The conformance check: the projected search against what ``optimizer`` then charges."""
     backend = ConformanceBackend()
     ctx = build(budget, backend)
-    projection = _project(name, ctx, budget, backend)
+    method_dev = ctx.dev if optimizer.searches_on_dev else []
+    projection = project(optimizer, ctx.task, ctx.train, method_dev, [], ctx.test_examples, ctx.initial, seed=0,
+                         search_limit=budget, budget=budget, reserve=0, stop=None, task_backend=backend,
+                         optimizer_backend=backend)
     assert backend.keys == []  # the rehearsal never reaches a model
-    optimizer = REGISTRY[name]()
-    if not optimizer.searches_on_dev:
-        ctx.dev = []
+    ctx.dev = method_dev
     optimizer.run(ctx)
     spent = ctx.evaluator.budget.spent
     least = projection.search_least.calls if projection.search_least else projection.search.calls
     assert BELOW * least <= spent <= ABOVE * projection.search.calls, (projection.to_dict(), spent)
     assert projection.search.calls <= budget
+
+
+@pytest.mark.parametrize("budget", [40, 150])
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_projected_search_calls_are_what_the_method_charges(name, budget, build):
+    check_projection(REGISTRY[name](), budget, build)
+
+
+class Picky(Optimizer):
+    """Scores a proposal only when the model's reply names a sentiment: the stand-in's never do, so
+    its rehearsal scores nothing while the scripted model's replies get scored."""
+
+    name = "picky"
+
+    def setup(self, ctx: Context) -> State:
+        return State()
+
+    def step(self, ctx: Context, state: State) -> None:
+        for reply in ctx.ask([("user", f"Write an instruction ({len(ctx.results)}).")], n=4, max_tokens=60):
+            if "sentiment" in reply.lower() or "positive" in reply.lower():
+                ctx.evaluate(ctx.initial.with_instruction(reply), ctx.train)
+        if len(ctx.results) >= 6 or ctx.evaluator.budget.remaining < 4 + len(ctx.train):
+            state.finished = "done"
+
+
+def test_the_check_fails_for_a_method_the_rehearsal_misjudges(build):
+    with pytest.raises(AssertionError):
+        check_projection(Picky(), 150, build)
 
 
 def test_a_method_that_stops_on_patience_gets_a_range(build):
