@@ -1,9 +1,9 @@
-"""Issue 15 item 3: how far off is the projection printed before a run? Every method runs once on
-``example:sentiment`` with the embedded model; its projected calls and tokens (search, final
+"""Issue 15 item 3: how far off is the projection printed before a run? Every method runs on
+``example:sentiment`` with the embedded model, once per seed; its projected calls and tokens (search, final
 selection, held-out test) are set against what its ledger recorded.
 
-    PROMPTGYM_THREADS=1 python benchmarks/projection.py                 # every method, seeds 0 and 1
-    python benchmarks/projection.py --methods ape opro --seeds 0        # a quicker look
+    PROMPTGYM_THREADS=1 python benchmarks/projection.py     # every method, seeds 0 and 1: about 20 minutes
+    python benchmarks/projection.py --methods ape opro --seeds 0     # a quicker look
 
 The work directory (``$PROMPTGYM_HOME/bench-projection``: a run store and one response cache per
 run, so no method gets another's answers for free) is emptied first, so the first pass starts on a
