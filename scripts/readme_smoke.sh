@@ -13,6 +13,8 @@ step bash scripts/quickstart.sh
 . .venv/bin/activate
 step promptgym methods
 step promptgym methods --params opro
+step promptgym optimize --dataset bigbench:multiemo/all_sentence_en --method ape --budget 600 \
+    --train-size 30 --test-size 100 --seed 0 --dry-run
 out=$(mktemp)
 promptgym optimize --dataset bigbench:multiemo/all_sentence_en --method ape --budget 600 \
     --train-size 30 --test-size 100 --seed 0 --json | tee "$out"

@@ -29,7 +29,8 @@ from promptgym.models.factory import make_backend, redact_spec
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
-from promptgym.report.progress import call_progress
+from promptgym.projection import Projection, project
+from promptgym.report.progress import run_status
 from promptgym.store.lease import Lease, Owner, lease_settings
 from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import SELECT_ROLE, RunStore
@@ -89,6 +90,7 @@ class RunSummary(Mapping):
     test_interval: list[float] | None = None  # 95% paired bootstrap interval of test_delta
     test_p_value: float | None = None  # two-sided paired test (exact McNemar for 0/1 metrics)
     verdict: str | None = None
+    projection: dict[str, Any] | None = None  # what the run was projected to cost (promptgym.projection)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -149,8 +151,12 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              reward: str | Metric | Callable[[str, Example], float] | None = None,
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
-             test_file: str | None = None) -> RunResult:
+             test_file: str | None = None, dry_run: bool = False) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
+
+    ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
+    ``promptgym.projection``) instead, without a model call and without creating a run. Before a
+    real run the same projection is printed (unless ``quiet``) and kept in its summary.
 
     Splits: seeded samples of ``dataset`` (``train_size`` default 30, ``test_size`` default 100),
     or exactly the rows of ``train_file`` (and ``dev_file``, ``test_file``: .jsonl/.csv, in the
@@ -217,6 +223,12 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     _selection_plan(config, available=None)  # and on a selection the budget cannot pay for
     prepared = _prepare(config, reward_obj)  # bad data fails here, before the store has a run row
     store = _store(store_url)
+    if dry_run:
+        optimizer_backend = _backend(config["optimizer_model"])
+        optimizer = get_method(method)(**(params or {}))
+        _check_optimizer_chat(optimizer_backend, optimizer, config)
+        return _projection(store, config, prepared.plan, prepared.splits, prepared.task, prepared.task_backend,
+                           optimizer_backend, _initial_prompt(config, prepared.dataset, prepared.task))
     owner = Owner.me()
     run_id = store.create_run(method, config["dataset"], config, owner=owner)
     with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id):
@@ -719,6 +731,9 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
     limit = None if config["budget"] is None else config["budget"] - plan.reserve
     budget = Budget(limit, spent=store.charged_calls(run_id, phase="search"))
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    projection = _projection(store, config, plan, splits, task, setup.task_backend, optimizer_backend, initial)
+    for line in projection.lines():
+        log(line)
 
     def ledger(rows: list[dict[str, Any]], role: str | None = None) -> None:
         if lease is not None and lease.lost:  # e.g. this process was stopped past its lease
@@ -727,7 +742,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
 
     # the run's own calls so far: a cached answer of this run with no row here lost it to a kill
     recorded = {r["key"] for r in store.call_rows(run_id) if not r["cached"]}
-    with call_progress(quiet, config["budget"], store.charged_calls(run_id)) as on_call:
+    with run_status(quiet, config["budget"], store.charged_calls(run_id), projection.to_dict()) as status:
+        on_call = status.on_call if status else None
         evaluator = Evaluator(setup.task_backend, optimizer_backend, setup.cache, budget,
                               ledger=ledger, on_call=on_call, origin=run_id, recorded=recorded)
         # dev is final selection's, unless the method selects on a dev set itself (or the user
@@ -737,10 +753,14 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         ctx = Context(task=task, evaluator=evaluator, train=splits.train, dev=method_dev,
                       initial=initial, seed=config["seed"], recorder=recorder,
                       forbidden_ids=frozenset(unseen), log=log)
+        if status:
+            ctx.on_step = status.on_step
         recorder.candidate(initial, [], "initial")
         method_best = optimizer.run(ctx, stop=Stop.of(config.get("stop")))
         selection = None
         if plan.enabled:
+            if status:
+                status.phase("final selection")
             selector = Evaluator(setup.task_backend, optimizer_backend, setup.cache,
                                  Budget(config["budget"], spent=store.charged_calls(run_id)),
                                  ledger=lambda rows: ledger(rows, SELECT_ROLE),
@@ -758,6 +778,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         # Held-out numbers: outside the search budget, never shown to the optimizer.
         # (prompt id, split) -> result; the method's own pick only on test, and each prompt once
         results: dict[tuple[str, str], EvalResult] = {}
+        if status:
+            status.phase("held-out test")
         for prompt, splits_of in ((initial, ("train", "test")), (best, ("train", "test")), (method_best, ("test",))):
             for split in splits_of:
                 examples = splits.train if split == "train" else splits.test
@@ -788,9 +810,26 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
         method_best_prompt=method_best.instruction,
         test_method_best=scores.get((method_best.id, "test")),
-        **test, verdict=_verdict(plan, selection, test), extra=extra or {})
+        **test, verdict=_verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
     store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
     return RunResult(run_id, best, initial, summary)
+
+
+def _projection(store: RunStore, config: dict[str, Any], plan: SelectionPlan, splits: Splits, task: Task,
+                task_backend: Backend, optimizer_backend: Backend, initial: Prompt) -> Projection:
+    """The run's projection: its search rehearsed by a fresh instance of its method on the data the
+    run will see; speeds and completion lengths from this store's past calls of the same models, and
+    what its past runs of the method with these models spent of their projections."""
+    optimizer = get_method(config["method"])(**config["params"])
+    method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
+    limit = None if config["budget"] is None else config["budget"] - plan.reserve
+    return project(optimizer, task, splits.train, method_dev, splits.dev if plan.enabled else [], splits.test,
+                   initial, seed=config["seed"], search_limit=limit, budget=config["budget"], reserve=plan.reserve,
+                   stop=Stop.of(config.get("stop")), task_backend=task_backend, optimizer_backend=optimizer_backend,
+                   history=store.timed_calls(config["task_model"], config["optimizer_model"]),
+                   past_runs=[run["result"] for run in store.finished_runs(config["method"])
+                              if (run["config"]["task_model"], run["config"]["optimizer_model"])
+                              == (config["task_model"], config["optimizer_model"])])
 
 
 def _preflight(*backends: Backend) -> None:

@@ -181,7 +181,9 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="An input too long for the task model's context: stop before the search, naming the row, "
                    "or cut the input to fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--quiet", is_flag=True, help="No projection or progress output.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the projected model calls, tokens and time, then exit: no model call, no run stored.")
 @_stop_options
 @click.pass_context
 def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, dev_file: str | None,
@@ -191,7 +193,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
-             long_inputs: str, as_json: bool, quiet: bool, **stop: Any) -> None:
+             long_inputs: str, as_json: bool, quiet: bool, dry_run: bool, **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
     from promptgym import api
 
@@ -207,7 +209,11 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                               length_penalty, 0.5 if length_weight is None else length_weight),
                           store_url=ctx.obj["store"], quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
-                                                    ("choices", choices_field)) if v}, stop=stop)
+                                                    ("choices", choices_field)) if v}, stop=stop,
+                          dry_run=dry_run)
+    if dry_run:
+        click.echo(json.dumps(result.to_dict()) if as_json else "\n".join(result.lines()))
+        return
     _print_summary(result.summary, as_json)
 
 

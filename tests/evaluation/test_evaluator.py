@@ -83,7 +83,7 @@ def test_run_task_respects_the_budget(cache):
 def test_cache_hits_cost_nothing_and_are_counted_as_cached(cache):
     rows = []
     events = []
-    ev, backend = _evaluator(cache, limit=4, ledger=rows.extend, on_call=lambda c, ch: events.append((c, ch)))
+    ev, backend = _evaluator(cache, limit=4, ledger=rows.extend, on_call=lambda c, ch, tokens: events.append((c, ch)))
     first = ev.generate([_gen(i) for i in range(4)])
     assert backend.calls == 4 and ev.budget.remaining == 0
     again = ev.generate([_gen(i) for i in range(4)])  # would raise if it cost anything
@@ -128,7 +128,7 @@ def test_embeddings_are_cached_in_the_ledger_and_never_charged(cache):
     rows, events = [], []
     backend = ScriptedBackend(embeddings=True)
     ev, _ = _evaluator(cache, limit=1, backend=backend, ledger=rows.extend,
-                       on_call=lambda c, ch: events.append((c, ch)))
+                       on_call=lambda c, ch, tokens: events.append((c, ch)))
     first = ev.embed(["good food", "rude staff", "good food"])
     assert first.shape == (3, 32) and backend.calls == 2  # a text repeated in one batch is one call
     again = ev.embed(["rude staff", "good food"])

@@ -234,6 +234,9 @@ def test_cli_prints_endpoint_errors_as_one_line(fake, tmp_path, monkeypatch, cas
                                        "--budget", "10", "--train-size", "4", "--test-size", "4",
                                        "--task-model", spec, "--optimizer-model", spec, "--json"])
     lines = result.stderr.strip().splitlines()
+    if case != "refused":  # the endpoint answered the preflight: the run's projection comes first
+        assert lines[0].startswith("projected for ape") and all(line.startswith("  ") for line in lines[1:-1])
+        lines = lines[-1:]
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("promptgym: error: ") and url in lines[0]
     assert "Traceback" not in result.output

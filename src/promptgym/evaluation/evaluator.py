@@ -74,7 +74,7 @@ class Evaluator:
 
     def __init__(self, task_model: Backend, optimizer_model: Backend, cache: ResponseCache,
                  budget: Budget | None = None, ledger: LedgerSink | None = None,
-                 on_call: Callable[[bool, bool], None] | None = None, origin: str | None = None,
+                 on_call: Callable[[bool, bool, int], None] | None = None, origin: str | None = None,
                  recorded: set[str] | None = None):
         self.task_model = task_model
         self.optimizer_model = optimizer_model
@@ -145,7 +145,7 @@ class Evaluator:
             self.usage.cached_embeddings += len(cached_rows)
         if on_call:
             for _ in cached_rows:
-                on_call(True, False)
+                on_call(True, False, 0)
         if self.ledger:
             self.ledger(cached_rows)
         positions: dict[str, list[int]] = {}  # a request repeated in one batch is one call
@@ -195,7 +195,7 @@ class Evaluator:
                               completion_tokens=c_tok, seconds=seconds, faults=faults)])
         on_call = self.on_call if language_model else None
         if on_call:
-            on_call(False, charge)
+            on_call(False, charge, p_tok + c_tok)
 
 
 def _without_first(keys: list[str], drop: list[str]) -> list[str]:

@@ -52,6 +52,9 @@ class Context:
     recorder: Recorder = field(default_factory=Recorder)
     forbidden_ids: frozenset[str] = frozenset()  # the held-out test split
     log: Callable[[str], None] = lambda message: None
+    # Called by ``Optimizer.run`` after each step with the steps done and the method's best score so
+    # far: the runner's progress display reads it (methods never display anything themselves).
+    on_step: Callable[[int, float | None], None] = lambda steps, best: None
     stats: dict[str, Any] = field(default_factory=dict)
     state: Any = None  # the method's state for this run (set by Optimizer.run; read after the search)
 
@@ -219,6 +222,7 @@ class Optimizer:
                 self.step(ctx, state)
                 steps += 1
                 best = self.best_score(ctx, state)
+                ctx.on_step(steps, best)
                 # every stopper sees every step (patience counts steps without improvement)
                 fired = [s.name for s in stoppers if s(steps, best)]
                 if fired:

@@ -300,6 +300,40 @@ class RunStore:
         return Usage(calls=n, cached_calls=n_cached, prompt_tokens=int(p_tok),
                      completion_tokens=int(c_tok), seconds=float(secs))
 
+    def finished_runs(self, method: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent finished runs of ``method``, newest first: config and result."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.config, runs.c.result).where(
+                runs.c.method == method, runs.c.status == "finished", runs.c.result.is_not(None))
+                .order_by(runs.c.created.desc()).limit(limit)).all()
+        return [dict(config=json.loads(c), result=json.loads(r)) for c, r in rows]
+
+    def timed_calls(self, task_model: str, optimizer_model: str, limit: int = 5000) -> list[dict[str, Any]]:
+        """This store's most recent uncached language-model calls made by these models (a task
+        role's by ``task_model``, the optimizer's by ``optimizer_model``, as the runs' configs name
+        them): method, role, kind, seconds, completion_tokens. What a projection reads speeds from."""
+        with self.engine.connect() as conn:
+            configs = conn.execute(select(runs.c.run_id, runs.c.config, runs.c.method)).all()
+        task_runs, optimizer_runs = [], []
+        method_of = {run_id: method for run_id, _, method in configs}
+        for run_id, blob, _ in configs:
+            config = json.loads(blob)
+            if config.get("task_model") == task_model:
+                task_runs.append(run_id)
+            if config.get("optimizer_model") == optimizer_model:
+                optimizer_runs.append(run_id)
+        if not task_runs and not optimizer_runs:
+            return []
+        by_model = ((calls.c.role != "optimizer") & calls.c.run_id.in_(task_runs)) | (
+            (calls.c.role == "optimizer") & calls.c.run_id.in_(optimizer_runs))
+        query = (select(calls.c.run_id, calls.c.role, calls.c.kind, calls.c.seconds, calls.c.completion_tokens)
+                 .where(calls.c.cached.is_(False), calls.c.kind != "embed", calls.c.seconds > 0, by_model)
+                 .order_by(calls.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [dict(method=method_of[r["run_id"]], role=r["role"], kind=r["kind"], seconds=r["seconds"],
+                     completion_tokens=r["completion_tokens"]) for r in rows]
+
     # -- method state --------------------------------------------------------------------------------
     def put_artifact(self, run_id: str, name: str, data: Any) -> None:
         blob = json.dumps(data)
