@@ -107,6 +107,7 @@ target = 0.9
 max_seconds = 30
 json = true
 quiet = true
+dry-run = false
 
 [params]
 steps = 3
