@@ -324,31 +324,31 @@ class OpenAIBackend:
         """A cheap estimate (no tokenizer over HTTP): a token per three characters."""
         return -(-len(text) // 3)
 
-    def preflight(self) -> None:
+    def preflight(self) -> str | None:
         """Fail in seconds, with one line, if nothing answers (see the docstring). A pool starts
-        when at least one endpoint answers: the others are named in one line on stderr and start
-        with an open circuit (tried again after the cooldown)."""
+        when at least one endpoint answers: the others start with an open circuit (tried again
+        after the cooldown) and are named in the one-line warning returned, which the caller
+        prints on stderr (once, if the task and optimizer models are the same pool)."""
         if not self.failover:
             problem = self._preflight_one(self.endpoints[0])
             if problem is not None:
                 raise PromptgymError(scrub(problem))
-            return
+            return None
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(len(self.endpoints), 8)) as threads:
             problems = list(threads.map(self._preflight_one, self.endpoints))
         failed = [(e, p) for e, p in zip(self.endpoints, problems) if p is not None]
         if not failed:
-            return
+            return None
         listed = "; ".join(f"{e.shown}: {p.split(': ', 1)[-1]}" for e, p in failed)
         if len(failed) == len(self.endpoints):
             raise PromptgymError(scrub(f"{self._where()}: no endpoint answers at run start: {listed}"))
         now = time.monotonic()
         for endpoint, problem in failed:
             endpoint.trip(now, self.cooldown, problem.split(": ", 1)[-1])
-        print(scrub(f"promptgym: warning: {self._where()}: {len(failed)} of {len(self.endpoints)} endpoints do not "
-                    f"answer at run start, starting without them (tried again every {self.cooldown:g}s or more): "
-                    f"{listed}"), file=sys.stderr, flush=True)
+        return scrub(f"{self._where()}: {len(failed)} of {len(self.endpoints)} endpoints do not answer at run "
+                     f"start, starting without them (tried again after {self.cooldown:g}s, then less often): {listed}")
 
     def _preflight_one(self, endpoint: "Endpoint") -> str | None:
         """``GET /models`` at one endpoint: None if something answered, else the one-line problem."""
