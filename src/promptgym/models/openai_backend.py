@@ -4,13 +4,34 @@ Retries with exponential backoff on 408/409/429/5xx, timeouts and connection err
 own (``max_retries``; a server's ``Retry-After``/``retry-after-ms`` header sets the wait when it is
 positive); requests run concurrently up to ``max_concurrency``.
 
+Pools (``base_url="URL1,URL2#4,..."``, spec ``openai:MODEL@URL1,URL2#4``): several servers of one
+model. ``#N`` is that endpoint's limit of requests in flight (else ``max_concurrency``, which is per
+endpoint); each HTTP request goes to the next endpoint in turn that has a free slot and a closed
+circuit. In a pool the SDK makes no retries (``max_retries=0`` per attempt): an attempt that fails
+with a connection error, a timeout, 408/409/429 or 5xx opens that endpoint's circuit for
+``cooldown`` s (doubled per failure in a row, at most ``MAX_COOLDOWN``; after it one probe request
+is let through, whose answer closes it) and the request is made again on another endpoint, at most
+``max_retries + len(endpoints)`` attempts in all; the fault ``failover`` is counted per such
+attempt. A failure of a request sent before the endpoint's last trip is not counted again (the
+requests in flight to a dying server all fail at once). When every endpoint has failed
+``DOWN_AFTER`` times in a row (fewer if ``max_retries`` is smaller), the batch stops with one line
+naming each endpoint and its last error. A call is charged by the evaluator when its answer comes
+back, so once, whatever it took. 4xx answers are not failed over: the servers of a pool serve the
+same model, so a 400/401/404 would be the same everywhere (a setup error, one line).
+Identity: a pool answers as its first endpoint (``openai:FIRST_URL:MODEL``), so ``M@a`` and
+``M@a,b,c`` share cached answers; this assumes every endpoint of a pool serves the same weights
+(the caller's promise: servers do not report their weights). The identity keeps the URL rather than
+the model name alone because names are not unique across servers (llama.cpp's server answers to any
+model name).
+
 Decisions:
 - Every failure that reaches the caller is one ``PromptgymError`` line naming the endpoint and the
   model, with the HTTP status and the server's own message, plus a hint for the usual causes
   (server not running, wrong key, wrong model name or base URL without ``/v1``).
-- Concurrency, retries and timeout are constructor arguments; CLI users (whose model spec has no
-  room for them) set ``PROMPTGYM_OPENAI_CONCURRENCY`` (8), ``PROMPTGYM_OPENAI_RETRIES`` (6) and
-  ``PROMPTGYM_OPENAI_TIMEOUT`` (120 s). A refused connection is retried like any transient failure
+- Concurrency, retries, timeout and a pool's cooldown are constructor arguments; CLI users (whose
+  model spec has room only for per-endpoint limits) set ``PROMPTGYM_OPENAI_CONCURRENCY`` (8, per
+  endpoint), ``PROMPTGYM_OPENAI_RETRIES`` (6), ``PROMPTGYM_OPENAI_TIMEOUT`` (120 s) and
+  ``PROMPTGYM_OPENAI_COOLDOWN`` (2 s). A refused connection is retried like any transient failure
   (a server may be restarting), so a wrong port fails only after the retries' backoff (~20 s at 6).
 - A base URL must be ``http(s)://...``: without a scheme the SDK would only fail at the first call
   with an opaque "Connection error."
@@ -42,6 +63,7 @@ Decisions:
   (``PREFLIGHT_TIMEOUT`` s at most; a refused or reset connection is tried once more after 0.5 s,
   a silent server is not), so a dead endpoint fails in seconds with one line,
   before any work; any HTTP answer but 401/403 counts as alive (some servers lack ``/models``).
+  A pool checks its endpoints in parallel and starts if one answers (see ``preflight``).
 """
 
 from __future__ import annotations
