@@ -553,6 +553,7 @@ def run_pool(sizes: Sequence[int] = POOL_SIZES, limit: int = 8, delay: float = 0
         seconds: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         spread: dict[str, list[list[int]]] = {name: [] for name, _, _ in variants}
         peaks: dict[str, list[list[int]]] = {name: [] for name, _, _ in variants}
+        cpu_ms: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         sizes_of: dict[str, int] = {}
         load_before = os.getloadavg()
         started = time.perf_counter()
@@ -561,7 +562,9 @@ def run_pool(sizes: Sequence[int] = POOL_SIZES, limit: int = 8, delay: float = 0
             for name, urls, each in order:
                 live = [u for u in urls if u != dead_url]
                 count = waves * len(live) * each
+                cpu = time.process_time()
                 took = measure(urls, f"{name}-{rnd}", count, each)
+                cpu_ms[name].append(1000 * (time.process_time() - cpu) / count)
                 stats = {srv.base_url: srv.stats() for srv in servers}
                 got = [stats[u]["received"] for u in live]
                 peak = [stats[u]["max_in_flight"] for u in live]
@@ -574,7 +577,8 @@ def run_pool(sizes: Sequence[int] = POOL_SIZES, limit: int = 8, delay: float = 0
                 sizes_of[name] = count
                 ideal = len(live) * each / delay
                 log(f"repeat {rnd + 1}/{repeats} pool {name:10}: {count:4} requests in {took:.2f}s = "
-                    f"{count / took / ideal:.3f} of ideal; per endpoint {got}, most in flight {peak}")
+                    f"{count / took / ideal:.3f} of ideal; per endpoint {got}, most in flight {peak}; "
+                    f"client CPU {cpu_ms[name][-1]:.2f} ms/request")
         wall = time.perf_counter() - started
         load_after = os.getloadavg()
     finally:
@@ -604,6 +608,8 @@ def run_pool(sizes: Sequence[int] = POOL_SIZES, limit: int = 8, delay: float = 0
         "seconds": {name: [round(v, 4) for v in seconds[name]] for name, _, _ in variants},
         "requests_per_endpoint": spread,
         "server_max_in_flight": peaks,
+        # This process's CPU time per request: hardly depends on the load (see run_http)
+        "client_cpu_ms_per_request": {name: [round(v, 3) for v in cpu_ms[name]] for name, _, _ in variants},
         "achieved_over_ideal": ratios,
         "wall_seconds": round(wall, 2),
     }
