@@ -357,3 +357,39 @@ def test_a_pool_of_ollama_like_servers_scores_choices_by_generating(servers, tmp
 def test_parse_endpoints_without_url_is_the_hosted_api():
     (hosted,) = parse_endpoints(None, 5)
     assert hosted.url is None and hosted.limit == 5 and hosted.where == "https://api.openai.com/v1"
+
+
+def test_a_pool_of_vllm_like_servers_scores_log_probs_on_every_endpoint(servers):
+    """vLLM echoes prompt log-probs: each option's request may go to another server, same scores."""
+    vllm = servers(2)
+    backend = OpenAIBackend("fake-model", base_url=pool_url(vllm), logprob_scoring=True, max_concurrency=2)
+    request = ScoreRequest(continuations=(" positive", " very negative"), text="Review: fine.\nSentiment:")
+    found: list = []
+    backend.score([request] * 1 + [ScoreRequest(continuations=(" a", " b"), text=f"R{i}:") for i in range(7)],
+                  lambda i, r: found.append((i, r)))
+    scores = dict(found)[0]
+    assert scores.logprobs == pytest.approx((-0.9, -0.5 - 0.9))  # fake_logprob: -len(token) / 10
+    assert all(model_posts(s) == 8 for s in vllm)  # 16 option requests, in turn
+
+
+def test_a_4xx_is_not_failed_over_and_names_its_endpoint(servers):
+    good, strict = servers(2)
+    strict.api_key = "other"  # this one rejects the key: a setup error, the same on a retry
+    backend = OpenAIBackend("fake-model", base_url=pool_url([good, strict]), max_concurrency=1)
+    with pytest.raises(PromptgymError) as info:
+        generate(backend, [chat(f"r{i}") for i in range(4)])
+    message = str(info.value)
+    assert "\n" not in message and "HTTP 401" in message and strict.base_url.rstrip("/") in message
+    assert good.base_url not in message
+    rejected = [r.body["messages"][0]["content"] for r in strict.received]
+    answered = [r.body["messages"][0]["content"] for r in good.received]
+    assert rejected and not set(rejected) & set(answered)  # not sent again elsewhere
+    assert len(rejected) == len(set(rejected))  # nor again to the same server
+
+
+def test_cooldown_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PROMPTGYM_OPENAI_COOLDOWN", "0.5")
+    assert OpenAIBackend("m", base_url="http://127.0.0.1:1/v1,http://127.0.0.1:2/v1").cooldown == 0.5
+    monkeypatch.setenv("PROMPTGYM_OPENAI_COOLDOWN", "0")
+    with pytest.raises(PromptgymError, match="cooldown > 0"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
