@@ -362,14 +362,14 @@ def test_parse_endpoints_without_url_is_the_hosted_api():
 def test_a_pool_of_vllm_like_servers_scores_log_probs_on_every_endpoint(servers):
     """vLLM echoes prompt log-probs: each option's request may go to another server, same scores."""
     vllm = servers(2)
-    backend = OpenAIBackend("fake-model", base_url=pool_url(vllm), logprob_scoring=True, max_concurrency=2)
+    backend = OpenAIBackend("fake-model", base_url=pool_url(vllm), logprob_scoring=True, max_concurrency=16)
     request = ScoreRequest(continuations=(" positive", " very negative"), text="Review: fine.\nSentiment:")
     found: list = []
     backend.score([request] * 1 + [ScoreRequest(continuations=(" a", " b"), text=f"R{i}:") for i in range(7)],
                   lambda i, r: found.append((i, r)))
     scores = dict(found)[0]
     assert scores.logprobs == pytest.approx((-0.9, -0.5 - 0.9))  # fake_logprob: -len(token) / 10
-    assert all(model_posts(s) == 8 for s in vllm)  # 16 option requests, in turn
+    assert [model_posts(s) for s in vllm] == [8, 8]  # 16 option requests, in turn (room for all)
 
 
 def test_a_4xx_is_not_failed_over_and_names_its_endpoint(servers):
@@ -381,8 +381,9 @@ def test_a_4xx_is_not_failed_over_and_names_its_endpoint(servers):
     message = str(info.value)
     assert "\n" not in message and "HTTP 401" in message and strict.base_url.rstrip("/") in message
     assert good.base_url not in message
-    rejected = [r.body["messages"][0]["content"] for r in strict.received]
-    answered = [r.body["messages"][0]["content"] for r in good.received]
+    # (a request cancelled while being sent may reach a server without its body: not counted)
+    rejected = [r.body["messages"][0]["content"] for r in strict.received if r.body.get("messages")]
+    answered = [r.body["messages"][0]["content"] for r in good.received if r.body.get("messages")]
     assert rejected and not set(rejected) & set(answered)  # not sent again elsewhere
     assert len(rejected) == len(set(rejected))  # nor again to the same server
 

@@ -69,8 +69,9 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextvars
+import heapq
+import itertools
 import hashlib
 import json
 import os
@@ -452,7 +453,6 @@ class Endpoint:
         self.last_error = ""
         self.in_flight = 0  # per batch (reset by _Pool)
         self.probing = False
-        self.answered = 0  # requests answered (any HTTP answer but a failover one), for benchmarks and tests
 
     def trip(self, now: float, cooldown: float, error: str) -> None:
         """One more failure in a row: open the circuit for ``cooldown`` doubled per earlier failure."""
@@ -517,7 +517,9 @@ class _Pool:
         self.failover = backend.failover
         self.clients: list[Any] = []
         self._next = 0  # round robin: where the next search for a free endpoint starts
-        self._waiters: "collections.deque[asyncio.Future]" = collections.deque()
+        self._waiting: list[tuple[int, int, asyncio.Future]] = []  # heap of (ticket, -, future): the line
+        self._live = 0  # requests in the line (the heap may also hold futures already given up)
+        self._tickets = itertools.count()
         openai = backend._openai
         self._transient = (openai.APIConnectionError,)  # timeouts included (APITimeoutError)
         self._status_error = openai.APIStatusError
@@ -570,7 +572,6 @@ class _Pool:
             finally:
                 endpoint.in_flight -= 1
                 self._wake(1)
-            endpoint.answered += 1
             self._succeeded(endpoint, probe)
             return result
 
@@ -582,35 +583,36 @@ class _Pool:
 
     async def _acquire(self, model: str | None) -> tuple[int, bool]:
         """The index of an endpoint with a slot taken for this request, and whether the request is
-        the probe of a half-open circuit. Waits in line (first come first served) while none is free."""
-        first_try = True
+        the probe of a half-open circuit. While none is free, waits in line: first come, first
+        served (a ticket keeps a request's place when it is woken and must wait again)."""
+        ticket = None
+        loop = asyncio.get_running_loop()
         while True:
             self._check_down(model)
-            if first_try and self._waiters:
-                picked = None  # others are waiting: take our place in the line
-            else:
+            if ticket is not None or self._live == 0:  # newcomers queue behind those waiting
                 picked = self._pick()
-            if picked is not None:
-                return picked
-            future = asyncio.get_running_loop().create_future()
-            if first_try:
-                self._waiters.append(future)
-            else:
-                self._waiters.appendleft(future)  # woken and still nothing free: keep our place
-            first_try = False
-            reopen = [e.open_until for e in self.endpoints if e.failures and not e.probing]
-            wait = max(min(reopen) - time.monotonic(), 0.0) + 0.001 if reopen else None
+                if picked is not None:
+                    return picked
+            if ticket is None:
+                ticket = next(self._tickets)
+            future = loop.create_future()
+            heapq.heappush(self._waiting, (ticket, next(self._tickets), future))  # (the second: unique)
+            self._live += 1
+            now = time.monotonic()
+            # A circuit that reopens later wakes nobody: wait until then at most. (A full endpoint
+            # past its cooldown wakes the line when a request of its own ends.)
+            reopen = [e.open_until for e in self.endpoints if e.failures and not e.probing and e.open_until > now]
             try:
-                await asyncio.wait_for(future, wait)
+                if reopen:
+                    await asyncio.wait_for(future, min(reopen) - now + 0.001)
+                else:
+                    await future
             except asyncio.TimeoutError:
                 pass
             finally:
+                self._live -= 1
                 if not future.done():
-                    future.cancel()
-                try:
-                    self._waiters.remove(future)
-                except ValueError:
-                    pass
+                    future.cancel()  # left in the heap, skipped by _wake
 
     def _pick(self) -> tuple[int, bool] | None:
         now = time.monotonic()
@@ -637,7 +639,7 @@ class _Pool:
             endpoint.trip(time.monotonic(), self.backend.cooldown, problem)
         else:
             endpoint.last_error = problem
-        self._wake(len(self._waiters))  # all re-check: the next reopening, or the pool is down
+        self._wake(len(self._waiting))  # all re-check: the next reopening, or the pool is down
 
     def _succeeded(self, endpoint: Endpoint, probe: bool) -> None:
         if probe:
@@ -652,13 +654,14 @@ class _Pool:
         down = min(DOWN_AFTER, max(self.backend.max_retries, 1))
         if self.failover and all(e.failures >= down for e in self.endpoints):
             listed = "; ".join(f"{e.where}: {e.last_error}" for e in self.endpoints)
-            self._wake(len(self._waiters))
+            self._wake(len(self._waiting))
             raise PromptgymError(scrub(f"{self.backend._where(model)}: every endpoint failed {down} or more times "
                                        f"in a row: {listed}"))
 
     def _wake(self, count: int) -> None:
-        while count > 0 and self._waiters:
-            future = self._waiters.popleft()
+        """Let the first ``count`` waiting requests look for a free endpoint again."""
+        while count > 0 and self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
             if not future.done():
                 future.set_result(None)
                 count -= 1
