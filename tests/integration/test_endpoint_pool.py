@@ -394,3 +394,26 @@ def test_cooldown_from_the_environment(monkeypatch):
     monkeypatch.setenv("PROMPTGYM_OPENAI_COOLDOWN", "0")
     with pytest.raises(PromptgymError, match="cooldown > 0"):
         OpenAIBackend("m", base_url="http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
+
+
+# -- the real model behind the protocol: two llama_cpp.server processes ------------------------------
+
+@pytest.mark.integration
+def test_a_pool_of_two_real_llama_cpp_servers_fails_over_when_one_stops(monkeypatch):
+    try:
+        from .llama_server import llama_cpp_server
+    except ImportError:
+        from llama_server import llama_cpp_server  # type: ignore[no-redef]
+    monkeypatch.setenv("PROMPTGYM_THREADS", "1")  # two servers on a shared 2-core machine
+    requests = [GenerationRequest(text=f"{word} is the opposite of", max_tokens=4, stop=("\n",))
+                for word in ("Hot", "Up", "Big", "Fast")]
+    with llama_cpp_server() as second:
+        with llama_cpp_server() as first:
+            backend = OpenAIBackend("smollm2", base_url=f"{first}#1,{second}#1", timeout=60, cooldown=30)
+            assert backend.preflight() is None
+            before = generate(backend, requests[:2])
+        # the first server's process has been terminated: its requests go to the second
+        after = generate(backend, requests[2:])
+    assert all(r.text.strip() and r.completion_tokens > 0 for r in before + after)
+    assert backend.endpoints[0].failures == 1 and backend.endpoints[1].failures == 0
+    assert backend.endpoints[0].last_error.startswith("cannot connect")

@@ -476,8 +476,9 @@ def parse_endpoints(base_url: str | Sequence[str] | None, default_limit: int) ->
     endpoints = []
     for part in parts:
         if not part:
-            raise PromptgymError(f"openai backend: an empty URL in the list of base URLs "
-                                 f"'{redact_url(str(base_url))}' (separate them with single commas)")
+            listed = ",".join(redact_url(p) for p in parts)
+            raise PromptgymError(f"openai backend: an empty URL in the list of base URLs '{listed}' "
+                                 "(separate them with single commas)")
         url, sep, limit_text = part.rpartition("#") if "#" in part else (part, "", "")
         limit = default_limit
         if sep:
