@@ -32,7 +32,7 @@ answer. ``answered`` counts the 200 answers it sent to POSTs (model calls that r
 test can compare the calls a pool of servers answered with a run's ledger.
 
 Like Ollama (``echo_logprobs=False``): ``/v1/completions`` ignores ``echo`` and ``logprobs`` (Ollama's
-OpenAI API returns no prompt log-probabilities).
+OpenAI API has no ``echo``, so no prompt log-probabilities).
 """
 
 from __future__ import annotations
