@@ -3,8 +3,8 @@
     python benchmarks/make_docs.py
 
 It reads ``benchmarks/results/bench-full/`` and ``bench-quick/`` (``promptgym bench``),
-``peers.json`` (``benchmarks/peers/run.py``), ``throughput-http.json`` and ``bench-warm.json``
-(``benchmarks/throughput.py``), copies the bench plots to ``docs/img/bench/`` and writes the page.
+``peers.json`` (``benchmarks/peers/run.py``), ``throughput-http.json``, ``throughput-pool.json`` and
+``bench-warm.json`` (``benchmarks/throughput.py``), copies the bench plots to ``docs/img/bench/`` and writes the page.
 A missing file is said on the page ("not recorded yet"), never invented.
 """
 
@@ -211,6 +211,31 @@ def throughput_section(http: dict[str, Any] | None, warm: dict[str, Any] | None)
     return out
 
 
+def pool_section(pool: dict[str, Any] | None) -> list[str]:
+    """Pools of 1, 2, 4 loopback endpoints (``throughput.py --part pool``)."""
+    out = ["### Pools of endpoints", ""]
+    if not pool:
+        return out + ["Pools of endpoints: not recorded yet (`python benchmarks/throughput.py --part pool`).", ""]
+    out += [f"One model spec listing 1, 2 or 4 loopback servers (one process each, every answer after "
+            f"{pool['delay_seconds']:g} s), {pool['limit_per_endpoint']} requests in flight per endpoint, through "
+            "`Evaluator.run_task` (generating, one request per example). Ideal = live endpoints x limit / delay; "
+            "`1 at N` is one endpoint with the same total in flight, `(1 dead)` a pool whose first URL is a port "
+            f"where nothing listens. Median of {pool['repeats']} repeats ({pool['waves']} waves each):", "",
+            "| endpoints | in flight | requests | achieved / ideal (min-max) | requests per endpoint | client CPU ms/request |",
+            "|---|---|---|---|---|---|"]
+    for name in pool["pools"]:
+        r = pool["achieved_over_ideal"][name]
+        in_flight = pool["live_endpoints"][name] * pool.get("limit_of_pool", {}).get(name, pool["limit_per_endpoint"])
+        cpu = pool.get("client_cpu_ms_per_request", {}).get(name)
+        cpu_text = f"{sorted(cpu)[len(cpu) // 2]:.1f}" if cpu else "-"
+        out.append(f"| {name} | {in_flight} | {pool['requests_per_pool'][name]} | {r['median']:.2f} "
+                   f"({r['min']:.2f}-{r['max']:.2f}) | {pool['requests_per_endpoint'][name][-1]} | {cpu_text} |")
+    out += ["", f"Load average before and after: {pool['machine']['loadavg_before'][0]} / "
+            f"{pool['machine']['loadavg_after'][0]} on {pool['machine']['cpu_count']} CPUs. Reproduce: "
+            "`python benchmarks/throughput.py --part pool`.", ""]
+    return out
+
+
 def main(results: Path = RESULTS, docs: Path = DOCS) -> int:
     full = _load(results / "bench-full" / "results.json")
     quick = _load(results / "bench-quick" / "results.json")
@@ -225,6 +250,7 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> int:
     lines += bench_section(full, quick, results)
     lines += peers_section(_load(results / "peers.json"), results)
     lines += throughput_section(_load(results / "throughput-http.json"), _load(results / "bench-warm.json"))
+    lines += pool_section(_load(results / "throughput-pool.json"))
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {docs / 'benchmarks.md'}")

@@ -19,6 +19,14 @@ Two questions (promptgym issue 3):
    delay, as a fraction of ideal (``in_flight / delay``) at 1, 4, 16 and 64 in flight; goal >= 0.80
    at 16. See ``run_http``; it writes ``results/throughput-http.json``.
 
+4. **Pools of endpoints** (issue 16, ``--part pool``, no model): requests/s through
+   ``Evaluator.run_task`` (generating) over one ``OpenAIBackend`` whose spec lists 1, 2 and 4 loopback
+   servers (each in its own process, every answer after a fixed delay) at a fixed per-endpoint limit,
+   as a fraction of ideal (``endpoints * limit / delay``); next to each pool, one endpoint with the
+   same total in flight (so the pool's own cost shows apart from the load of that many requests),
+   and 4 endpoints of which one is a dead port (ideal: the 3 live ones). See ``run_pool``; it writes
+   ``results/throughput-pool.json``.
+
 The backend alone (reuse on) is also timed against raw, which splits the overhead of ours into a
 backend part and an evaluator part when the goal is missed.
 
@@ -488,6 +496,139 @@ def run_http(levels: Sequence[int] = HTTP_LEVELS, delay: float = 0.2, waves: int
     }
 
 
+POOL_RESULTS = HTTP_RESULTS.parent / "throughput-pool.json"
+POOL_SIZES = (1, 2, 4)
+# A language model's answer takes a second or more; at 0.2 s the client's own CPU (~4 ms a request on
+# this shared 2-core machine) is what 32 in flight measure, not the pool.
+POOL_DELAY = 1.0
+
+
+def run_pool(sizes: Sequence[int] = POOL_SIZES, limit: int = 8, delay: float = POOL_DELAY, waves: int = 5,
+             repeats: int = 3, dead: bool = True, log=print) -> dict:
+    """Achieved requests/s over ideal for pools of ``sizes`` endpoints, ``limit`` in flight each.
+
+    Per pool, ``waves * live * limit`` examples (one /chat/completions request each), so every pool
+    ideally takes ``waves * delay`` seconds. Each server's requests and most in flight are read back
+    from it: the spread over the endpoints and the limit are checked, not assumed. With ``dead``, a
+    pool of the largest size whose first endpoint is a port where nothing listens (its circuit opens
+    at the first refused connection and is probed again after the cooldown) is measured too.
+    """
+    import socket
+
+    from promptgym.models.openai_backend import OpenAIBackend
+
+    tmp = tempfile.TemporaryDirectory(prefix="promptgym-bench-pool-")
+    fresh = itertools.count()
+    servers = [LoopbackServer(delay) for _ in range(max(sizes))]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    prompt = Prompt("Classify the sentiment of the review.", layout=get_layout("chat"))
+    task = ChoiceTask(scoring="generate", max_tokens=4)
+    # (name, URLs, limit per endpoint): the pools, and for each pool of n > 1 one endpoint with the
+    # same total in flight (n * limit), which separates the pool's own cost from the cost of having
+    # that many requests in flight on a loaded machine
+    variants = [(str(n), [srv.base_url for srv in servers[:n]], limit) for n in sizes]
+    variants += [(f"1 at {n * limit}", [servers[0].base_url], n * limit) for n in sizes if n > 1]
+    if dead:
+        variants.append((f"{max(sizes)} (1 dead)", [dead_url] + [srv.base_url for srv in servers[:max(sizes) - 1]],
+                         limit))
+
+    def measure(urls: list[str], tag: str, examples_count: int, limit: int) -> float:
+        folder = Path(tmp.name) / f"run{next(fresh)}"
+        store = RunStore(f"sqlite:///{folder / 'runs.sqlite'}")
+        run_id = store.create_run("benchmark-pool", "synthetic", {})
+        backend = OpenAIBackend(FAKE_MODEL, base_url=",".join(urls), api_key="unused", max_concurrency=limit,
+                                max_retries=2, timeout=60)
+        evaluator = Evaluator(backend, backend, ResponseCache(f"sqlite:///{folder / 'cache.sqlite'}"), Budget(None),
+                              ledger=lambda rows: store.add_calls(run_id, rows), origin=run_id)
+        examples = _http_examples(examples_count, tag)
+        start = time.perf_counter()
+        result = evaluator.run_task(task, prompt, examples)
+        seconds = time.perf_counter() - start
+        assert evaluator.usage.calls == examples_count and all(p == "positive" for p in result.predictions)
+        return seconds
+
+    try:
+        measure([servers[0].base_url, servers[-1].base_url], "warm", 4, limit)  # imports, first clients
+        for srv in servers:
+            srv.stats()
+        seconds: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        spread: dict[str, list[list[int]]] = {name: [] for name, _, _ in variants}
+        peaks: dict[str, list[list[int]]] = {name: [] for name, _, _ in variants}
+        cpu_ms: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        sizes_of: dict[str, int] = {}
+        load_before = os.getloadavg()
+        started = time.perf_counter()
+        for rnd in range(repeats):
+            order = variants[rnd % len(variants):] + variants[:rnd % len(variants)]
+            for name, urls, each in order:
+                live = [u for u in urls if u != dead_url]
+                count = waves * len(live) * each
+                cpu = time.process_time()
+                took = measure(urls, f"{name}-{rnd}", count, each)
+                cpu_ms[name].append(1000 * (time.process_time() - cpu) / count)
+                stats = {srv.base_url: srv.stats() for srv in servers}
+                got = [stats[u]["received"] for u in live]
+                peak = [stats[u]["max_in_flight"] for u in live]
+                if sum(got) != count or max(peak) > each:
+                    raise AssertionError(f"pool {name}: servers received {got} (expected {count} in all), "
+                                         f"most in flight {peak} (limit {each})")
+                seconds[name].append(took)
+                spread[name].append(got)
+                peaks[name].append(peak)
+                sizes_of[name] = count
+                ideal = len(live) * each / delay
+                log(f"repeat {rnd + 1}/{repeats} pool {name:10}: {count:4} requests in {took:.2f}s = "
+                    f"{count / took / ideal:.3f} of ideal; per endpoint {got}, most in flight {peak}; "
+                    f"client CPU {cpu_ms[name][-1]:.2f} ms/request")
+        wall = time.perf_counter() - started
+        load_after = os.getloadavg()
+    finally:
+        for srv in servers:
+            srv.close()
+        tmp.cleanup()
+
+    live_of = {name: len([u for u in urls if u != dead_url]) for name, urls, _ in variants}
+    limit_of = {name: each for name, _, each in variants}
+    ratios = {name: _summary([sizes_of[name] / s / (live_of[name] * limit_of[name] / delay) for s in seconds[name]])
+              for name, _, _ in variants}
+    return {
+        "benchmark": "throughput-pool",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after]},
+        "openai": importlib.metadata.version("openai"),
+        "server": "tests/integration/fake_openai_server.py (ThreadingHTTPServer), one child process per endpoint",
+        "path": "Evaluator.run_task, ChoiceTask(scoring='generate'), one /chat/completions request per example",
+        "delay_seconds": delay, "limit_per_endpoint": limit, "waves": waves, "repeats": repeats,
+        "pools": [name for name, _, _ in variants],
+        "live_endpoints": live_of,
+        "limit_of_pool": limit_of,
+        "requests_per_pool": sizes_of,
+        "ideal_seconds_per_pool": round(waves * delay, 4),
+        "seconds": {name: [round(v, 4) for v in seconds[name]] for name, _, _ in variants},
+        "requests_per_endpoint": spread,
+        "server_max_in_flight": peaks,
+        # This process's CPU time per request: hardly depends on the load (see run_http)
+        "client_cpu_ms_per_request": {name: [round(v, 3) for v in cpu_ms[name]] for name, _, _ in variants},
+        "achieved_over_ideal": ratios,
+        "wall_seconds": round(wall, 2),
+    }
+
+
+def pool_table(result: dict) -> str:
+    lines = [(f"pools: delay {result['delay_seconds']:g}s, limit {result['limit_per_endpoint']} per endpoint, "
+              f"{result['waves']} waves, {result['repeats']} repeats, {result['machine']['cpu_count']} CPUs"),
+             f"{'endpoints':14}{'requests':>10}{'achieved/ideal (median; min-max)':>36}{'per endpoint (last)':>26}"]
+    for name in result["pools"]:
+        r = result["achieved_over_ideal"][name]
+        lines.append(f"{name:14}{result['requests_per_pool'][name]:>10}"
+                     f"{r['median']:>21.3f} ({r['min']:.2f}-{r['max']:.2f}){str(result['requests_per_endpoint'][name][-1]):>26}")
+    return "\n".join(lines)
+
+
 def http_table(result: dict) -> str:
     levels = [str(n) for n in result["levels"]]
     lines = [(f"HTTP: delay {result['delay_seconds']:g}s, {result['waves']} waves per level, "
@@ -552,15 +693,20 @@ def run_bench_warm(bench_dir: Path, commands: Sequence[str], log=print) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("embedded", "http", "bench-warm"), default="embedded",
+    parser.add_argument("--part", choices=("embedded", "http", "pool", "bench-warm"), default="embedded",
                         help="embedded: the llama.cpp model (default); http: concurrency over loopback HTTP, no model; "
+                             "pool: pools of 1, 2, 4 loopback endpoints, no model; "
                              "bench-warm: re-run a finished promptgym bench")
+    parser.add_argument("--pool-sizes", type=int, nargs="+", default=list(POOL_SIZES), help="pool: endpoints per pool")
+    parser.add_argument("--pool-limit", type=int, default=8, help="pool: requests in flight per endpoint")
     parser.add_argument("--bench-dir", type=Path, default=None, help="bench-warm: the finished bench directory")
     parser.add_argument("--bench-command", action="append", default=[],
                         help="bench-warm: a promptgym bench command that filled --bench-dir (repeatable)")
-    parser.add_argument("--delay", type=float, default=0.2, help="http: seconds the server waits before each answer")
+    parser.add_argument("--delay", type=float, default=None,
+                        help="http, pool: seconds the server waits before each answer (default: 0.2 http, 1.0 pool)")
     parser.add_argument("--levels", type=int, nargs="+", default=list(HTTP_LEVELS), help="http: requests in flight")
-    parser.add_argument("--waves", type=int, default=10, help="http: requests per level = waves x in flight")
+    parser.add_argument("--waves", type=int, default=None,
+                        help="http, pool: requests per level = waves x in flight (default: 10 http, 5 pool)")
     parser.add_argument("--repeats", type=int, default=3, help="http: rounds over all levels (median reported)")
     parser.add_argument("--modes", nargs="+", choices=("raw", "generate", "score"), default=["raw", "generate", "score"],
                         help="http: bare httpx, run_task generating, run_task scoring log-probs")
@@ -585,9 +731,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if result['goal_met'] else 'NOT met'}")
         print(f"written: {out}")
         return 0
+    if args.part == "pool":
+        out = POOL_RESULTS if args.out == RESULTS else args.out
+        result = run_pool(args.pool_sizes, args.pool_limit, args.delay or POOL_DELAY, args.waves or 5, args.repeats,
+                          log=log)
+        _write(out, result)
+        print(pool_table(result))
+        print(f"written: {out}")
+        return 0
     if args.part == "http":
         out = HTTP_RESULTS if args.out == RESULTS else args.out
-        result = run_http(args.levels, args.delay, args.waves, args.repeats, args.modes, log=log)
+        result = run_http(args.levels, args.delay or 0.2, args.waves or 10, args.repeats, args.modes, log=log)
         _write(out, result)
         print(http_table(result))
         print(f"written: {out}")

@@ -45,10 +45,10 @@ def test_redact_spec_and_resume_without_the_key(monkeypatch):
     assert redact_spec(spec) == "openai:m@http://user:***@127.0.0.1:1/v1"
     assert redact_spec("scripted") == "scripted"
     backend = make_backend(redact_spec(spec))  # a stored spec: the key's place is dropped, not sent as '***'
-    assert backend._client_args["base_url"] == "http://127.0.0.1:1/v1"
+    assert backend.endpoints[0].url == "http://127.0.0.1:1/v1"
     live = make_backend(spec)
     assert "KEY9876" not in live.identity + live.endpoint + live._where()
-    assert live._client_args["base_url"] == "http://user:KEY9876@127.0.0.1:1/v1"  # memory only
+    assert live.endpoints[0].url == "http://user:KEY9876@127.0.0.1:1/v1"  # memory only
 
 
 def _dataset(tmp_path: Path) -> str:

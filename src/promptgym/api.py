@@ -834,11 +834,15 @@ def _projection(store: RunStore, config: dict[str, Any], plan: SelectionPlan, sp
 
 def _preflight(*backends: Backend) -> None:
     """HTTP backends check their endpoint answers before any work (a dead one fails in seconds
-    with one line, not after the retries' backoff in the middle of the search)."""
+    with one line, not after the retries' backoff in the middle of the search). A pool with some
+    endpoints down starts, with one warning line on stderr (once for the same warning)."""
+    warnings: list[str] = []
     for backend in {id(b): b for b in backends}.values():
         check = getattr(backend, "preflight", None)
-        if check is not None:
-            check()
+        warning = check() if check is not None else None
+        if warning and warning not in warnings:
+            warnings.append(warning)
+            print(f"promptgym: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _race_scorer(selector: Evaluator, task: Task, raced: dict[str, list[EvalResult]]):

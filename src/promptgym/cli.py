@@ -161,7 +161,7 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="A winner replaces your prompt only if a paired test on dev gives p below this.")
 @click.option("--test-size", default=None, type=click.IntRange(min=0), help="[default: 100; with --train: --test's rows]")
 @click.option("--task-model", default="embedded", show_default=True,
-              help="embedded | gemma3-270m | gguf:PATH | openai:MODEL[@BASE_URL]")
+              help="embedded | gemma3-270m | gguf:PATH | openai:MODEL[@BASE_URL] | openai:MODEL@URL#N,URL#N (a pool)")
 @click.option("--optimizer-model", default="embedded", show_default=True)
 @click.option("--layout", default="chat", show_default=True, help="Prompt layout (chat, chat-options, chat-system, plain).")
 @click.option("--normalize", type=click.Choice(["mean", "none"]), default="none", show_default=True,
@@ -232,7 +232,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--select-level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_LEVEL,
               show_default=True)
 @click.option("--task-model", default="embedded", show_default=True,
-              help="Task model(s) separated by commas: each is a column of the grid.")
+              help="Task model(s) separated by commas: each is a column of the grid (a pool's URLs stay one model).")
 @click.option("--optimizer-model", default="embedded", show_default=True)
 @click.option("--layout", default="chat", show_default=True, help="Prompt layout of the task model (plain for base models).")
 @click.option("--train", "train_file", default=None, help="Exact training split (JSONL/CSV), with --dev and --test.")
@@ -251,7 +251,7 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
     from pathlib import Path
 
     from promptgym.bench import bench as run_bench
-    from promptgym.bench.grid import split_list
+    from promptgym.bench.grid import split_list, split_models
 
     try:
         seed_list = [int(s) for s in split_list(seeds)] if seeds else None
@@ -270,7 +270,7 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
 
     report = run_bench(out_dir, preset=preset, methods=methods, datasets=split_list(datasets) if datasets else None,
                        seeds=seed_list, budget=budget, train_size=train_size, dev_size=dev_size, test_size=test_size,
-                       select_k=select_k, select_level=select_level, task_models=split_list(task_model),
+                       select_k=select_k, select_level=select_level, task_models=split_models(task_model),
                        optimizer_model=optimizer_model, layout=layout, train_file=train_file, dev_file=dev_file,
                        test_file=test_file, retry_failed=retry_failed, on_cell=progress)
     folder = Path(out_dir)

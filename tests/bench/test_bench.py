@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.bench import BenchDir, Settings, cells, parse_variants, run_grid
-from promptgym.bench.grid import split_list
+from promptgym.bench.grid import split_list, split_models
 from promptgym.bench.report import aggregate, leaders
 from promptgym.cli import main
 from promptgym.errors import PromptgymError
@@ -111,6 +111,12 @@ def test_a_failing_method_is_a_result_and_the_grid_goes_on(tmp_path, monkeypatch
     again, _ = _bench(tmp_path, "--retry-failed")
     assert again.exit_code == 0
     assert BenchDir(out).rows()[-1]["status"] == "ok" and len(BenchDir(out).rows()) == 4
+
+
+def test_a_pool_of_urls_stays_one_task_model_of_the_grid():
+    assert split_models("openai:m@http://a:8000/v1#4,http://b:8000/v1#4, embedded,openai:n@https://c/v1") == [
+        "openai:m@http://a:8000/v1#4,http://b:8000/v1#4", "embedded", "openai:n@https://c/v1"]
+    assert split_models("embedded,gemma3-270m") == ["embedded", "gemma3-270m"]
 
 
 def test_method_lists():

@@ -25,6 +25,14 @@ short), ``empty`` / ``garbage`` (valid JSON, empty text / no usable choice) and 
 (only for ``/completions`` with ``echo`` and ``logprobs``). ``injected`` counts them by kind.
 
 Bounded: after ``max_requests`` requests, or ``lifetime`` seconds, the server stops by itself.
+
+Killed (``kill()``, or by itself after ``kill_after`` requests): like a process that dies, it stops
+listening and resets every open connection, so requests in flight (and keep-alive connections) get no
+answer. ``answered`` counts the 200 answers it sent to POSTs (model calls that reached a client), so a
+test can compare the calls a pool of servers answered with a run's ledger.
+
+Like Ollama (``echo_logprobs=False``): ``/v1/completions`` ignores ``echo`` and ``logprobs`` (Ollama's
+OpenAI API has no ``echo``, so no prompt log-probabilities).
 """
 
 from __future__ import annotations
@@ -107,6 +115,11 @@ class FakeOpenAIServer:
     faults: Faults | None = None
     max_requests: int = 20_000
     lifetime: float = 300.0
+    kill_after: int | None = None
+    echo_logprobs: bool = True
+    answered: int = 0
+    killed: bool = False
+    _connections: set = field(default_factory=set)
     injected: Counter = field(default_factory=Counter)
     received: list[Received] = field(default_factory=list)
     max_in_flight: int = 0
@@ -139,6 +152,19 @@ class FakeOpenAIServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with owner._lock:
+                    owner._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with owner._lock:
+                    owner._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # a killed server's connection
+                    pass
+
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [
@@ -156,6 +182,10 @@ class FakeOpenAIServer:
                     return
                 status, payload, headers = owner._handle(self.path, body, dict(self.headers.items()))
                 action = headers.pop("x-fake-action", None)
+                if action == "kill":
+                    owner.kill()
+                if owner.killed:
+                    action = "connection"
                 if action == "connection":  # hang up with a reset, no answer
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
@@ -165,6 +195,9 @@ class FakeOpenAIServer:
                     threading.Thread(target=owner.stop, daemon=True).start()
                     return
                 self._send(status, payload, headers, truncate=action == "truncated")
+                if status == 200:
+                    with owner._lock:
+                        owner.answered += 1
 
             def _error(self, status: int, message: str, kind: str) -> None:
                 self._send(status, {"error": {"message": message, "type": kind, "code": status}})
@@ -201,6 +234,19 @@ class FakeOpenAIServer:
             server.shutdown()
             server.server_close()
 
+    def kill(self) -> None:
+        """Die like a process: stop listening and reset every open connection (see the docstring)."""
+        with self._lock:
+            self.killed = True
+            connections = list(self._connections)
+        self.stop()
+        for connection in connections:
+            try:
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def __enter__(self) -> "FakeOpenAIServer":
         return self.start()
 
@@ -219,6 +265,8 @@ class FakeOpenAIServer:
             number = len(self.received)
             if number > self.max_requests:
                 return 503, _error("fake server: request limit reached", "server_error"), {"x-fake-action": "stop"}
+            if self.kill_after is not None and number > self.kill_after:
+                return 0, {}, {"x-fake-action": "kill"}
             fault = self._draw_fault(path, body, number)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -306,10 +354,10 @@ class FakeOpenAIServer:
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": text}}]}, {}
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
-        if body.get("echo"):
+        if body.get("echo") and self.echo_logprobs:
             prompt = body.get("prompt") or ""
             choice["text"] = prompt + text
-            if body.get("logprobs") is not None:
+            if body.get("logprobs") is not None and self.echo_logprobs:
                 tokens = fake_tokens(prompt)
                 offsets, at = [], 0
                 for token in tokens:

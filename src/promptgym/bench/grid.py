@@ -90,6 +90,19 @@ def split_list(text: str) -> list[str]:
     return [i for i in items if i]
 
 
+def split_models(text: str) -> list[str]:
+    """Model specs separated by commas, a pool's URL list kept whole: an item that starts with
+    ``http://`` or ``https://`` (no spec does) continues the pool before it, so
+    ``openai:m@http://a/v1,http://b/v1,embedded`` -> ``["openai:m@http://a/v1,http://b/v1", "embedded"]``."""
+    models: list[str] = []
+    for item in split_list(text):
+        if models and item.startswith(("http://", "https://")) and models[-1].startswith("openai:"):
+            models[-1] += "," + item
+        else:
+            models.append(item)
+    return models
+
+
 def parse_variants(spec: str | Iterable[str]) -> list[Variant]:
     """``all`` (every registered method at its defaults) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
     items; values are read as JSON when they parse. Unknown methods and parameters fail here, in

@@ -1,5 +1,6 @@
 """Model specs on the command line: ``embedded``, ``gemma3-270m``, ``gguf:PATH``,
-``openai:MODEL[@BASE_URL]`` (and ``scripted``, the deterministic test stand-in)."""
+``openai:MODEL[@BASE_URL]``, ``openai:MODEL@URL1,URL2[#LIMIT],...`` (a pool of servers of one model;
+``#LIMIT``: that server's requests in flight) and ``scripted``, the deterministic test stand-in."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def redact_url(url: str) -> str:
 def redact_spec(spec: str) -> str:
     """A model spec as it may be stored and printed: any key in an ``openai:MODEL@URL`` removed."""
     if spec.startswith("openai:") and "@" in spec:
-        model, _, url = spec.partition("@")
-        return f"{model}@{redact_url(url)}"
+        model, _, urls = spec.partition("@")  # one base URL, or a pool: URL,URL,...
+        return f"{model}@" + ",".join(redact_url(url) for url in urls.split(","))
     return spec
 
 
@@ -91,11 +92,15 @@ def make_backend(spec: str) -> Backend:
     if spec.startswith("openai:"):
         from promptgym.models.openai_backend import OpenAIBackend
 
-        model, _, base_url = spec[len("openai:"):].partition("@")
-        if REDACTED in base_url:  # a stored spec: the key was never stored, the environment's is used
-            parts = urlsplit(base_url)
-            base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        model, _, base_urls = spec[len("openai:"):].partition("@")
+        urls = []
+        for base_url in base_urls.split(","):  # a pool: URL,URL,... (each may end in #LIMIT)
+            if REDACTED in base_url:  # a stored spec: the key was never stored, the environment's is used
+                parts = urlsplit(base_url)
+                base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+            urls.append(base_url)
         if not model:
-            raise PromptgymError(f"model spec '{spec}': name the model, e.g. openai:gpt-4o-mini")
-        return OpenAIBackend(model=model, base_url=base_url or None)
-    raise PromptgymError(f"unknown model spec '{spec}' (use embedded, gemma3-270m, gguf:PATH or openai:MODEL[@BASE_URL])")
+            raise PromptgymError(f"model spec '{redact_spec(spec)}': name the model, e.g. openai:gpt-4o-mini")
+        return OpenAIBackend(model=model, base_url=",".join(urls) or None)
+    raise PromptgymError(f"unknown model spec '{redact_spec(spec)}' (use embedded, gemma3-270m, gguf:PATH, "
+                         "openai:MODEL[@BASE_URL] or openai:MODEL@URL,URL,... for a pool)")

@@ -4,13 +4,34 @@ Retries with exponential backoff on 408/409/429/5xx, timeouts and connection err
 own (``max_retries``; a server's ``Retry-After``/``retry-after-ms`` header sets the wait when it is
 positive); requests run concurrently up to ``max_concurrency``.
 
+Pools (``base_url="URL1,URL2#4,..."``, spec ``openai:MODEL@URL1,URL2#4``): several servers of one
+model. ``#N`` is that endpoint's limit of requests in flight (else ``max_concurrency``, which is per
+endpoint); each HTTP request goes to the next endpoint in turn that has a free slot and a closed
+circuit. In a pool the SDK makes no retries (``max_retries=0`` per attempt): an attempt that fails
+with a connection error, a timeout, 408/409/429 or 5xx opens that endpoint's circuit for
+``cooldown`` s (doubled per failure in a row, at most ``MAX_COOLDOWN``; after it one probe request
+is let through, whose answer closes it) and the request is made again on another endpoint, at most
+``max_retries + len(endpoints)`` attempts in all; the fault ``failover`` is counted per such
+attempt. A failure of a request sent before the endpoint's last trip is not counted again (the
+requests in flight to a dying server all fail at once). When every endpoint has failed
+``DOWN_AFTER`` times in a row (fewer if ``max_retries`` is smaller), the batch stops with one line
+naming each endpoint and its last error. A call is charged by the evaluator when its answer comes
+back, so once, whatever it took. 4xx answers are not failed over: the servers of a pool serve the
+same model, so a 400/401/404 would be the same everywhere (a setup error, one line).
+Identity: a pool answers as its first endpoint (``openai:FIRST_URL:MODEL``), so ``M@a`` and
+``M@a,b,c`` share cached answers; this assumes every endpoint of a pool serves the same weights
+(the caller's promise: servers do not report their weights). The identity keeps the URL rather than
+the model name alone because names are not unique across servers (llama.cpp's server answers to any
+model name).
+
 Decisions:
 - Every failure that reaches the caller is one ``PromptgymError`` line naming the endpoint and the
   model, with the HTTP status and the server's own message, plus a hint for the usual causes
   (server not running, wrong key, wrong model name or base URL without ``/v1``).
-- Concurrency, retries and timeout are constructor arguments; CLI users (whose model spec has no
-  room for them) set ``PROMPTGYM_OPENAI_CONCURRENCY`` (8), ``PROMPTGYM_OPENAI_RETRIES`` (6) and
-  ``PROMPTGYM_OPENAI_TIMEOUT`` (120 s). A refused connection is retried like any transient failure
+- Concurrency, retries, timeout and a pool's cooldown are constructor arguments; CLI users (whose
+  model spec has room only for per-endpoint limits) set ``PROMPTGYM_OPENAI_CONCURRENCY`` (8, per
+  endpoint), ``PROMPTGYM_OPENAI_RETRIES`` (6), ``PROMPTGYM_OPENAI_TIMEOUT`` (120 s) and
+  ``PROMPTGYM_OPENAI_COOLDOWN`` (2 s). A refused connection is retried like any transient failure
   (a server may be restarting), so a wrong port fails only after the retries' backoff (~20 s at 6).
 - A base URL must be ``http(s)://...``: without a scheme the SDK would only fail at the first call
   with an opaque "Connection error."
@@ -42,12 +63,15 @@ Decisions:
   (``PREFLIGHT_TIMEOUT`` s at most; a refused or reset connection is tried once more after 0.5 s,
   a silent server is not), so a dead endpoint fails in seconds with one line,
   before any work; any HTTP answer but 401/403 counts as alive (some servers lack ``/models``).
+  A pool checks its endpoints in parallel and starts if one answers (see ``preflight``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
+import itertools
 import hashlib
 import json
 import os
@@ -57,6 +81,7 @@ import time
 from typing import Any, Sequence
 
 from promptgym.errors import PromptgymError
+from promptgym.models.factory import redact_url, remember_secret, scrub
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
 
@@ -64,6 +89,9 @@ OPENAI_URL = "https://api.openai.com/v1"
 EMBED_BATCH = 32
 ANSWER_RETRIES = 3  # extra attempts for an answer the SDK accepted but is unusable
 PREFLIGHT_TIMEOUT = 5.0
+COOLDOWN = 2.0  # seconds a failing pool endpoint is left alone, doubled per failure in a row ...
+MAX_COOLDOWN = 60.0  # ... up to this
+DOWN_AFTER = 3  # failures in a row (a trip and failed probes) of every endpoint: the pool is down
 
 # The faults of the logical call being made (kind -> count); each worker task sets its own dict.
 _FAULTS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("promptgym_faults", default=None)
@@ -93,10 +121,10 @@ class OpenAIBackend:
     supports_scoring = False
     supports_embedding = True
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
+    def __init__(self, model: str, base_url: str | Sequence[str] | None = None, api_key: str | None = None,
                  max_concurrency: int | None = None, max_retries: int | None = None,
                  timeout: float | None = None, logprob_scoring: bool = False,
-                 embedding_model: str | None = None):
+                 embedding_model: str | None = None, cooldown: float | None = None):
         try:
             import openai
         except ImportError:
@@ -104,45 +132,48 @@ class OpenAIBackend:
         max_concurrency = _setting(max_concurrency, "PROMPTGYM_OPENAI_CONCURRENCY", 8, int)
         max_retries = _setting(max_retries, "PROMPTGYM_OPENAI_RETRIES", 6, int)
         timeout = _setting(timeout, "PROMPTGYM_OPENAI_TIMEOUT", 120.0, float)
+        cooldown = _setting(cooldown, "PROMPTGYM_OPENAI_COOLDOWN", COOLDOWN, float)
         self.embedding_model = _setting(embedding_model, "PROMPTGYM_OPENAI_EMBEDDING_MODEL", model, str)
-        base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").strip() or None
-        if base_url and not base_url.startswith(("http://", "https://")):
-            raise PromptgymError(f"openai backend: base URL '{base_url}' must start with http:// or https:// "
-                                 "(e.g. openai:MODEL@http://127.0.0.1:8000/v1)")
+        if base_url is None or (isinstance(base_url, str) and not base_url.strip()):
+            base_url = os.environ.get("OPENAI_BASE_URL") or ""
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        from promptgym.models.factory import redact_url, remember_secret
-
         remember_secret(api_key)
-        shown_url = redact_url(base_url) if base_url else None  # what is stored and printed
+        if max_concurrency < 1 or max_retries < 0 or timeout <= 0 or cooldown <= 0:
+            raise PromptgymError(f"openai backend: need max_concurrency >= 1, max_retries >= 0, timeout > 0 and "
+                                 f"cooldown > 0 (got {max_concurrency}, {max_retries}, {timeout:g}, {cooldown:g})")
+        self.endpoints = parse_endpoints(base_url, max_concurrency)
         if not api_key:
-            if not base_url:
+            if self.endpoints[0].url is None:
                 raise PromptgymError("openai backend: set OPENAI_API_KEY (or give a base URL of a local server)")
             api_key = "unused"  # local servers usually ignore the key
-        if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise PromptgymError(f"openai backend: need max_concurrency >= 1, max_retries >= 0 and timeout > 0 "
-                                 f"(got {max_concurrency}, {max_retries}, {timeout:g})")
+        first = self.endpoints[0]
         self.model = model
-        self.base_url = shown_url  # the key stays in the client's arguments only, in memory
-        self.endpoint = (shown_url or OPENAI_URL).rstrip("/")
+        self.base_url = first.shown if first.url else None  # the key stays in the client's arguments only
+        self.endpoint = first.where  # where errors of a single endpoint point
         # The context size is unknown over HTTP: PROMPTGYM_OPENAI_CONTEXT (tokens) sets it for the
         # long-input check; None skips the check.
         self.context_limit = _setting(None, "PROMPTGYM_OPENAI_CONTEXT", None, int)
-        self.max_concurrency = max_concurrency
+        self.failover = len(self.endpoints) > 1
+        self.max_concurrency = sum(e.limit for e in self.endpoints)  # in flight over the whole pool
         self.max_retries = max_retries
         self.timeout = timeout
+        self.cooldown = cooldown
         self.supports_scoring = logprob_scoring
-        self._client_args = dict(base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
+        # In a pool each attempt goes to one endpoint once (max_retries=0): a retry is a failover,
+        # made by the pool; a single endpoint keeps the SDK's own retries and backoff.
+        self._client_args = dict(api_key=api_key, max_retries=0 if self.failover else max_retries, timeout=timeout)
         self._openai = openai
         self.answer_retries = min(ANSWER_RETRIES, max_retries)
         self.last_faults: dict[str, int] = {}
         self._answered_ok = False  # any well-formed answer yet (see the module docstring)
-        self.identity = f"openai:{shown_url or 'api.openai.com'}:{model}"
+        # A pool answers as its first endpoint (see "Pools" in the module docstring).
+        self.identity = f"openai:{self.base_url or 'api.openai.com'}:{model}"
         if self.embedding_model != model:  # vectors are cached under the identity
             self.identity += f"+embed:{self.embedding_model}"
 
     # -- generation ------------------------------------------------------------------------------
 
-    async def _one(self, client, request: GenerationRequest) -> Completion:
+    async def _one(self, pool: "_Pool", request: GenerationRequest) -> Completion:
         seed = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
         common: dict[str, Any] = dict(model=self.model, max_tokens=request.max_tokens,
                                       temperature=request.temperature, top_p=request.top_p, seed=seed)
@@ -154,13 +185,14 @@ class OpenAIBackend:
                 messages[-1]["content"] += "\n" + request.answer_prefix
 
             async def attempt() -> Completion:
-                resp = await client.chat.completions.create(messages=messages, **common)
+                resp = await pool.request(lambda c: c.chat.completions.create(messages=messages, **common))
                 choice = self._first_choice(resp, "chat/completions")
                 return self._completion(resp, getattr(getattr(choice, "message", None), "content", None),
                                         "chat/completions")
         else:
             async def attempt() -> Completion:
-                resp = await client.completions.create(prompt=(request.text or "") + request.answer_prefix, **common)
+                prompt = (request.text or "") + request.answer_prefix
+                resp = await pool.request(lambda c: c.completions.create(prompt=prompt, **common))
                 return self._completion(resp, getattr(self._first_choice(resp, "completions"), "text", None),
                                         "completions")
 
@@ -207,7 +239,7 @@ class OpenAIBackend:
 
     # -- option scoring over /v1/completions ---------------------------------------------------
 
-    async def _score_one(self, client, request: ScoreRequest, semaphore: asyncio.Semaphore) -> OptionScores:
+    async def _score_one(self, pool: "_Pool", request: ScoreRequest) -> OptionScores:
         if request.messages is not None:
             raise PromptgymError(f"{self._where()}: log-probability scoring over /completions needs a raw-text "
                                  "layout (--layout plain): a remote server's chat template is unknown")
@@ -215,9 +247,9 @@ class OpenAIBackend:
 
         async def option(continuation: str) -> tuple[float, int, int]:
             async def attempt() -> tuple[float, int, int]:
-                async with semaphore:
-                    resp = await client.completions.create(model=self.model, prompt=context + continuation,
-                                                           max_tokens=1, temperature=0.0, echo=True, logprobs=1)
+                resp = await pool.request(lambda c: c.completions.create(
+                    model=self.model, prompt=context + continuation, max_tokens=1, temperature=0.0, echo=True,
+                    logprobs=1))
                 return self._option_logprob(resp, context, continuation)
 
             return await self._retry_bad(attempt, (0.0, 1, 0))
@@ -256,12 +288,13 @@ class OpenAIBackend:
         if not self.supports_scoring:
             raise PromptgymError(f"{self._where()}: log-probability scoring is not enabled for this backend; "
                                  "use --scoring generate")
-        self._call(self._score_one, requests, on_result, per_request_semaphore=False)
+        self._call(self._score_one, requests, on_result)
 
     # -- embeddings over /v1/embeddings ---------------------------------------------------------
 
-    async def _embed_batch(self, client, texts: list[str]) -> list[Embedding]:
-        resp = await client.embeddings.create(model=self.embedding_model, input=texts, encoding_format="float")
+    async def _embed_batch(self, pool: "_Pool", texts: list[str]) -> list[Embedding]:
+        resp = await pool.request(lambda c: c.embeddings.create(model=self.embedding_model, input=texts,
+                                                                encoding_format="float"), self.embedding_model)
         rows = sorted(getattr(resp, "data", None) or [], key=lambda d: d.index)
         if len(rows) != len(texts):
             raise PromptgymError(f"{self._where(self.embedding_model)}: /embeddings answered {len(rows)} vectors for "
@@ -285,26 +318,18 @@ class OpenAIBackend:
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _call(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool = True,
-              model: str | None = None) -> None:
+    def _call(self, one, requests: Sequence, on_result: OnResult, model: str | None = None) -> None:
         try:
-            _run_sync(self._run(one, requests, on_result, per_request_semaphore))
+            _run_sync(self._run(one, requests, on_result))
         except self._openai.OpenAIError as exc:
-            from promptgym.models.factory import scrub
-
             raise PromptgymError(scrub(self.describe(exc, model))) from None
 
-    async def _run(self, one, requests: Sequence, on_result: OnResult, per_request_semaphore: bool) -> None:
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        async with self._openai.AsyncOpenAI(**self._client_args, http_client=_counting_client(self._openai)) as client:
+    async def _run(self, one, requests: Sequence, on_result: OnResult) -> None:
+        async with _Pool(self) as pool:
             async def worker(i: int, request) -> None:
                 faults: dict[str, int] = {}
                 _FAULTS.set(faults)  # this task's own context (scoring's option tasks share the dict)
-                if per_request_semaphore:
-                    async with semaphore:
-                        result = await one(client, request)
-                else:  # scoring takes the semaphore per HTTP request (one per option)
-                    result = await one(client, request, semaphore)
+                result = await one(pool, request)  # the pool bounds the requests in flight per endpoint
                 self.last_faults = faults
                 on_result(i, result)  # same thread as the caller's event loop: safe to persist
 
@@ -322,45 +347,78 @@ class OpenAIBackend:
         """A cheap estimate (no tokenizer over HTTP): a token per three characters."""
         return -(-len(text) // 3)
 
-    def preflight(self) -> None:
-        """Fail in seconds, with one line, if nothing answers at the endpoint (see the docstring)."""
+    def preflight(self) -> str | None:
+        """Fail in seconds, with one line, if nothing answers (see the docstring). A pool starts
+        when at least one endpoint answers: the others start with an open circuit (tried again
+        after the cooldown) and are named in the one-line warning returned, which the caller
+        prints on stderr (once, if the task and optimizer models are the same pool)."""
+        if not self.failover:
+            problem = self._preflight_one(self.endpoints[0])
+            if problem is not None:
+                raise PromptgymError(scrub(problem))
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(self.endpoints), 8)) as threads:
+            problems = list(threads.map(self._preflight_one, self.endpoints))
+        failed = [(e, p) for e, p in zip(self.endpoints, problems) if p is not None]
+        if not failed:
+            return None
+        listed = "; ".join(f"{e.shown}: {p.split(': ', 1)[-1]}" for e, p in failed)
+        if len(failed) == len(self.endpoints):
+            raise PromptgymError(scrub(f"{self._where()}: no endpoint answers at run start: {listed}"))
+        now = time.monotonic()
+        for endpoint, problem in failed:
+            endpoint.trip(now, self.cooldown, problem.split(": ", 1)[-1])
+        return scrub(f"{self._where()}: {len(failed)} of {len(self.endpoints)} endpoints do not answer at run "
+                     f"start, starting without them (tried again after {self.cooldown:g}s, then less often): {listed}")
+
+    def _preflight_one(self, endpoint: "Endpoint") -> str | None:
+        """``GET /models`` at one endpoint: None if something answered, else the one-line problem."""
         openai = self._openai
         timeout = min(self.timeout, PREFLIGHT_TIMEOUT)
-        args = dict(self._client_args, max_retries=0, timeout=timeout)
+        args = dict(self._client_args, base_url=endpoint.url, max_retries=0, timeout=timeout)
+        where = self._where(endpoint=endpoint)
         for tries in (1, 2):  # a refused or reset connection is tried once more; a silent server is not
             try:
                 with openai.OpenAI(**args) as client:
                     client.models.list()
-                return
+                return None
             except openai.APITimeoutError:
-                raise PromptgymError(f"{self._where()}: no answer to GET /models within {timeout:g}s at run start; "
-                                     "is the server up (and not stuck)?") from None
+                return f"{where}: no answer to GET /models within {timeout:g}s at run start; is the server up (and not stuck)?"
             except openai.APIConnectionError as exc:
                 if tries == 2 or self.max_retries == 0:
-                    raise PromptgymError(f"{self._where()}: cannot connect at run start ({_root_cause(exc)}); "
-                                         "is the server running at that address?") from None
+                    return (f"{where}: cannot connect at run start ({_root_cause(exc)}); "
+                            "is the server running at that address?")
                 time.sleep(0.5)
             except openai.APIStatusError as exc:
                 if exc.status_code in (401, 403):
-                    raise PromptgymError(self.describe(exc)) from None
-                return
+                    return self.describe(exc, endpoint=endpoint)
+                return None
             except (ValueError, openai.OpenAIError):
-                return  # something answered: alive
+                return None  # something answered: alive
+        return None  # pragma: no cover - the loop always returns
 
-    def _where(self, model: str | None = None) -> str:
-        return f"openai endpoint {self.endpoint} (model '{model or self.model}')"
+    def _where(self, model: str | None = None, endpoint: "Endpoint | None" = None) -> str:
+        if endpoint is None and self.failover:
+            return f"openai pool of {len(self.endpoints)} endpoints (model '{model or self.model}')"
+        return f"openai endpoint {(endpoint or self.endpoints[0]).where} (model '{model or self.model}')"
 
-    def describe(self, exc: Exception, model: str | None = None) -> str:
+    def describe(self, exc: Exception, model: str | None = None, endpoint: "Endpoint | None" = None) -> str:
         """One line for an SDK error: where (``model``: the one asked, if not the generation
-        model), what the server said, and the likely fix."""
+        model; ``endpoint``: the pool's endpoint that failed), what the server said, and the likely fix."""
+        return f"{self._where(model, endpoint)}: {self._problem(exc)}"
+
+    def _problem(self, exc: Exception) -> str:
+        """What went wrong, without where. The retries are named only where the SDK made them
+        (a single endpoint): in a pool a retry is a failover to another endpoint."""
         openai = self._openai
-        where = self._where(model)
+        retries = "" if self.failover else f" after {self.max_retries} retries"
         if isinstance(exc, openai.APITimeoutError):
-            return (f"{where}: no answer within {self.timeout:g}s "
-                    f"(after {self.max_retries} retries); is the server overloaded?")
+            return f"no answer within {self.timeout:g}s" + (f" ({retries.strip()})" if retries else "") + \
+                "; is the server overloaded?"
         if isinstance(exc, openai.APIConnectionError):
-            cause = _root_cause(exc)
-            return f"{where}: cannot connect ({cause}); is the server running at that address?"
+            return f"cannot connect ({_root_cause(exc)}); is the server running at that address?"
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             message = _server_message(exc)
@@ -368,10 +426,246 @@ class OpenAIBackend:
                 401: "check OPENAI_API_KEY",
                 403: "check OPENAI_API_KEY and the key's permissions",
                 404: "check the model name and that the base URL ends in /v1",
-                429: f"still rate limited after {self.max_retries} retries",
-            }.get(status, f"still failing after {self.max_retries} retries" if status >= 500 else "")
-            return f"{where}: HTTP {status}: {message}" + (f" ({hint})" if hint else "")
-        return f"{where}: {exc.__class__.__name__}: {_short(exc)}"
+                429: f"still rate limited{retries}",
+            }.get(status, f"still failing{retries}" if status >= 500 else "")
+            return f"HTTP {status}: {message}" + (f" ({hint})" if hint.strip() else "")
+        return f"{exc.__class__.__name__}: {_short(exc)}"
+
+
+class Endpoint:
+    """One server of a pool: its base URL (``url``, as given: it may hold a key, so it is never
+    printed; ``shown`` is the redacted form), its in-flight limit and its circuit breaker.
+
+    The circuit's state outlives a batch (each batch runs on its own event loop): ``failures`` in a
+    row (0 = closed), ``open_until`` (monotonic seconds: no request before then; after it, one probe
+    at a time is let through), ``generation`` (bumped on each change, so a failure of a request sent
+    before the last change is not counted twice) and ``last_error`` for the all-down message.
+    """
+
+    def __init__(self, url: str | None, limit: int):
+        self.url = url
+        self.shown = redact_url(url) if url else OPENAI_URL
+        self.where = self.shown.rstrip("/")
+        self.limit = limit
+        self.failures = 0
+        self.open_until = 0.0
+        self.generation = 0
+        self.last_error = ""
+        self.in_flight = 0  # per batch (reset by _Pool)
+        self.probing = False
+
+    def trip(self, now: float, cooldown: float, error: str) -> None:
+        """One more failure in a row: open the circuit for ``cooldown`` doubled per earlier failure."""
+        self.failures += 1
+        self.generation += 1
+        self.open_until = now + min(cooldown * 2 ** (self.failures - 1), max(MAX_COOLDOWN, cooldown))
+        self.last_error = error
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.shown!r}, limit={self.limit}, failures={self.failures})"
+
+
+def parse_endpoints(base_url: str | Sequence[str] | None, default_limit: int) -> list[Endpoint]:
+    """``"URL"``, ``"URL1,URL2#4"`` or a list of such URLs -> endpoints. ``#N`` after a URL sets its
+    limit of requests in flight (else ``default_limit``); a base URL has no use for a fragment, so
+    ``#`` is free for this. No URL: one endpoint, the hosted API."""
+    items = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+    parts = [p.strip() for item in items for p in (item or "").split(",")]
+    if not any(parts):
+        return [Endpoint(None, default_limit)]
+    endpoints = []
+    for part in parts:
+        if not part:
+            listed = ",".join(redact_url(p) for p in parts)
+            raise PromptgymError(f"openai backend: an empty URL in the list of base URLs '{listed}' "
+                                 "(separate them with single commas)")
+        url, sep, limit_text = part.rpartition("#") if "#" in part else (part, "", "")
+        limit = default_limit
+        if sep:
+            if not limit_text.isdigit() or int(limit_text) < 1:
+                raise PromptgymError(f"openai backend: '{redact_url(part)}': after '#' give the endpoint's limit of "
+                                     "requests in flight, a whole number >= 1 (e.g. http://127.0.0.1:8000/v1#4)")
+            limit = int(limit_text)
+        if not url.startswith(("http://", "https://")):
+            raise PromptgymError(f"openai backend: base URL '{redact_url(url)}' must start with http:// or https:// "
+                                 "(e.g. openai:MODEL@http://127.0.0.1:8000/v1)")
+        endpoints.append(Endpoint(url, limit))
+    seen = [e.where for e in endpoints]
+    if len(set(seen)) != len(seen):
+        raise PromptgymError(f"openai backend: an endpoint is listed twice in {', '.join(seen)}; give each server once "
+                             "(raise its limit with #N instead)")
+    return endpoints
+
+
+class _Pool:
+    """One batch's view of the endpoints: an SDK client each, and the scheduling.
+
+    ``request(send)`` makes one HTTP request: it waits for an endpoint with a free slot (round robin
+    over the endpoints whose circuit lets requests through, first come first served), and in a pool
+    an attempt that fails with a connection error, a timeout, 408/409/429 or 5xx opens that
+    endpoint's circuit and is made again on another endpoint. The evaluator charges a call when its
+    answer comes back, so a call is charged once however many endpoints it tried.
+
+    Why no library: the breaker's state has to be read by the scheduler (which endpoint may take
+    the next request, when to wake the waiting ones, when every endpoint is down), and the
+    breakers on PyPI (pybreaker, aiobreaker, purgatory) wrap one call and decide alone; the code
+    needed is the ~40 lines of ``_pick``, ``_failed`` and ``_succeeded``.
+    """
+
+    def __init__(self, backend: "OpenAIBackend"):
+        self.backend = backend
+        self.endpoints = backend.endpoints
+        self.failover = backend.failover
+        self.clients: list[Any] = []
+        self._next = 0  # round robin: where the next search for a free endpoint starts
+        self._waiting: list[tuple[int, int, asyncio.Future]] = []  # heap of (ticket, -, future): the line
+        self._live = 0  # requests in the line (the heap may also hold futures already given up)
+        self._tickets = itertools.count()
+        openai = backend._openai
+        self._transient = (openai.APIConnectionError,)  # timeouts included (APITimeoutError)
+        self._status_error = openai.APIStatusError
+        self._openai_error = openai.OpenAIError
+        # Attempts of one request before it gives up: the retries, and each endpoint at least once.
+        self.max_attempts = backend.max_retries + len(self.endpoints)
+
+    async def __aenter__(self) -> "_Pool":
+        openai = self.backend._openai
+        for endpoint in self.endpoints:
+            endpoint.in_flight, endpoint.probing = 0, False
+            client = openai.AsyncOpenAI(**self.backend._client_args, base_url=endpoint.url,
+                                        http_client=_counting_client(openai))
+            self.clients.append(await client.__aenter__())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for client in self.clients:
+            await client.__aexit__(*exc)
+
+    async def request(self, send, model: str | None = None) -> Any:
+        """``await send(client)`` on an endpoint (see the class docstring)."""
+        attempts = 0
+        while True:
+            k, probe = await self._acquire(model)
+            endpoint = self.endpoints[k]
+            generation = endpoint.generation
+            try:
+                result = await send(self.clients[k])
+            except self._openai_error as exc:
+                if not (self.failover and self._is_transient(exc)):
+                    self._succeeded(endpoint, probe)  # an answer (4xx) or our own mistake: the server lives
+                    raise PromptgymError(scrub(self.backend.describe(exc, model, endpoint if self.failover else None))) \
+                        from None
+                _note("failover")
+                attempts += 1
+                problem = self.backend._problem(exc)
+                self._failed(endpoint, generation, probe, problem)
+                if attempts >= self.max_attempts:
+                    raise PromptgymError(scrub(f"{self.backend._where(model, endpoint)}: {problem} (the request "
+                                               f"failed {attempts} times over the pool's endpoints)")) from None
+                continue
+            except asyncio.CancelledError:
+                if probe:
+                    endpoint.probing = False
+                raise
+            except BaseException:
+                self._succeeded(endpoint, probe)  # e.g. cut-short JSON: something answered
+                raise
+            finally:
+                endpoint.in_flight -= 1
+                self._wake(1)
+            self._succeeded(endpoint, probe)
+            return result
+
+    def _is_transient(self, exc: Exception) -> bool:
+        if isinstance(exc, self._transient):
+            return True
+        status = getattr(exc, "status_code", None) if isinstance(exc, self._status_error) else None
+        return status is not None and (status in (408, 409, 429) or status >= 500)
+
+    async def _acquire(self, model: str | None) -> tuple[int, bool]:
+        """The index of an endpoint with a slot taken for this request, and whether the request is
+        the probe of a half-open circuit. While none is free, waits in line: first come, first
+        served (a ticket keeps a request's place when it is woken and must wait again)."""
+        ticket = None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._check_down(model)
+            if ticket is not None or self._live == 0:  # newcomers queue behind those waiting
+                picked = self._pick()
+                if picked is not None:
+                    return picked
+            if ticket is None:
+                ticket = next(self._tickets)
+            future = loop.create_future()
+            heapq.heappush(self._waiting, (ticket, next(self._tickets), future))  # (the second: unique)
+            self._live += 1
+            now = time.monotonic()
+            # A circuit that reopens later wakes nobody: wait until then at most. (A full endpoint
+            # past its cooldown wakes the line when a request of its own ends.)
+            reopen = [e.open_until for e in self.endpoints if e.failures and not e.probing and e.open_until > now]
+            try:
+                if reopen:
+                    await asyncio.wait_for(future, min(reopen) - now + 0.001)
+                else:
+                    await future
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._live -= 1
+                if not future.done():
+                    future.cancel()  # left in the heap, skipped by _wake
+
+    def _pick(self) -> tuple[int, bool] | None:
+        now = time.monotonic()
+        count = len(self.endpoints)
+        for step in range(count):
+            k = (self._next + step) % count
+            endpoint = self.endpoints[k]
+            if endpoint.in_flight >= endpoint.limit:
+                continue
+            probe = False
+            if endpoint.failures:  # open, or half-open after its cooldown: one probe at a time
+                if endpoint.open_until > now or endpoint.probing:
+                    continue
+                endpoint.probing = probe = True
+            endpoint.in_flight += 1
+            self._next = (k + 1) % count
+            return k, probe
+        return None
+
+    def _failed(self, endpoint: Endpoint, generation: int, probe: bool, problem: str) -> None:
+        if probe:
+            endpoint.probing = False
+        if endpoint.generation == generation or probe:  # else already counted: sent before the last trip
+            endpoint.trip(time.monotonic(), self.backend.cooldown, problem)
+        else:
+            endpoint.last_error = problem
+        self._wake(len(self._waiting))  # all re-check: the next reopening, or the pool is down
+
+    def _succeeded(self, endpoint: Endpoint, probe: bool) -> None:
+        if probe:
+            endpoint.probing = False
+        if endpoint.failures:
+            endpoint.failures, endpoint.open_until = 0, 0.0
+            endpoint.generation += 1
+            self._wake(endpoint.limit)
+
+    def _check_down(self, model: str | None) -> None:
+        """The one-line error when every endpoint has failed ``DOWN_AFTER`` times in a row."""
+        down = min(DOWN_AFTER, max(self.backend.max_retries, 1))
+        if self.failover and all(e.failures >= down for e in self.endpoints):
+            listed = "; ".join(f"{e.where}: {e.last_error}" for e in self.endpoints)
+            self._wake(len(self._waiting))
+            raise PromptgymError(scrub(f"{self.backend._where(model)}: every endpoint failed {down} or more times "
+                                       f"in a row: {listed}"))
+
+    def _wake(self, count: int) -> None:
+        """Let the first ``count`` waiting requests look for a free endpoint again."""
+        while count > 0 and self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():
+                future.set_result(None)
+                count -= 1
 
 
 def _counting_client(openai: Any) -> Any:
