@@ -96,10 +96,16 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             return super().invoke(ctx)
         except PromptgymError as exc:
             _fail(str(exc))
+        except SQLAlchemyError as exc:  # the store or cache failed after opening (server gone, disk full)
+            from promptgym.store.db import reason
+
+            _fail(f"database error: {reason(exc)}")
         except KeyboardInterrupt:
             _fail("interrupted; continue with: promptgym resume RUN_ID (see: promptgym runs)", 130)
 

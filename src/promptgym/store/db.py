@@ -41,7 +41,9 @@ def without_password(url: str) -> str:
     if not parsed.password:
         return url
     shown_url(parsed)  # remember it for scrub
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    # URL.create, not URL.set: set(password=None) means "leave the password as it is"
+    return URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                      parsed.query).render_as_string(hide_password=False)
 
 
 def make_engine(url: str) -> Engine:
