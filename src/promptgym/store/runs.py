@@ -223,8 +223,10 @@ class RunStore:
                       parents: list[str], operation: str) -> None:
         """Idempotent: a candidate proposed again (e.g. on resume, or by another writer) keeps its
         first record. One statement reads the run's next seq and inserts (ON CONFLICT on the
-        candidate's key does nothing); two writers that read the same next seq collide on the
-        unique (run, seq) index, and the loser tries again with the new next seq."""
+        candidate's key does nothing). On PostgreSQL the writers of one run first queue on its row
+        (``FOR UPDATE``), so each reads the seq the one before wrote; SQLite runs one write at a
+        time anyway. Should two writers still read the same next seq, they collide on the unique
+        (run, seq) index and the loser tries again."""
         next_seq = (select(func.coalesce(func.max(candidates.c.seq) + 1, 0))
                     .where(candidates.c.run_id == run_id).scalar_subquery())
         statement = insert_new(self.engine, candidates, ("run_id", "candidate_id")).values(
@@ -234,6 +236,8 @@ class RunStore:
         for attempt in range(CANDIDATE_INSERT_ATTEMPTS):
             try:
                 with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":  # writers of one run queue on its row
+                        conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
                     conn.execute(statement)
                 return
             except IntegrityError:
