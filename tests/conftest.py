@@ -43,6 +43,14 @@ def scripted_context(tmp_path):
     return build
 
 
+def pytest_collection_modifyitems(items):
+    """Tests on the throwaway PostgreSQL server carry the ``postgres`` marker (``-m "not postgres"``
+    leaves them out); they are in the default run."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """One throwaway PostgreSQL server for the session (``tests/postgres_server.py``); skips with the

@@ -111,7 +111,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.option("--store", "store_url", default=None, help="Run store URL (default: SQLite under PROMPTGYM_HOME).")
+@click.option("--store", "store_url", default=None, help="Run store URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite under PROMPTGYM_HOME).")
 @click.pass_context
 def main(ctx: click.Context, store_url: str | None) -> None:
     """promptgym: automatic prompt optimization with honest held-out numbers."""

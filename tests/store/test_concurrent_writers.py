@@ -13,7 +13,7 @@ ZERO = dict(candidates_lost=0, candidates_doubled=0, seq_faults=0, scores_lost=0
             leases_held_by_another=0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def urls(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'runs.sqlite'}", f"sqlite:///{tmp_path / 'cache.sqlite'}"

@@ -19,7 +19,7 @@ from promptgym.store.db import make_engine
 from promptgym.store.runs import RunStore, metadata as store_metadata
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db.sqlite'}"

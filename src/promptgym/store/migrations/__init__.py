@@ -20,6 +20,7 @@ never waits on a writer.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,19 @@ class Schema:
         return config
 
     def head(self) -> str:
-        return ScriptDirectory.from_config(self.config()).get_current_head()
+        return _head(self.scripts)
 
 
 STORE = Schema("store", "promptgym_store_version", 0x70675F73746F7265)
 CACHE = Schema("cache", "promptgym_cache_version", 0x70675F6361636865)
+
+
+@functools.lru_cache(maxsize=None)
+def _head(scripts: Path) -> str:
+    """The newest revision in ``scripts`` (read once per process: the files do not change)."""
+    config = Config()
+    config.set_main_option("script_location", str(scripts))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def current_revision(connection: Connection, schema: Schema) -> str | None:
