@@ -105,3 +105,23 @@ def check(store_url: str, cache_url: str, run_id: str, lease_runs: list[str], re
     store.engine.dispose()
     cache.engine.dispose()
     return out
+
+
+def evaluator_writer(store_url: str, cache_url: str, run_id: str, requests: int, barrier: Any) -> list[str]:
+    """One run's evaluator asking the same ``requests`` generations as every other writer, at once,
+    on one cache; its ledger goes to ``run_id``. Returns the keys its model was asked."""
+    from promptgym.evaluation.evaluator import Evaluator
+    from promptgym.models.base import GenerationRequest
+
+    from support import RecordingBackend
+
+    store, cache = RunStore(store_url), ResponseCache(cache_url)
+    asked: list[str] = []
+    backend = RecordingBackend(keys=asked)
+    evaluator = Evaluator(backend, backend, cache, ledger=lambda rows: store.add_calls(run_id, rows), origin=run_id)
+    barrier.wait()
+    for i in range(requests):  # one at a time: the writers interleave key by key
+        evaluator.generate([GenerationRequest(text=f"Write prompt number {i}.")])
+    store.engine.dispose()
+    cache.engine.dispose()
+    return asked
