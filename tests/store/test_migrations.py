@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, String, Table, create_engine, inspect, select
 
+from promptgym.errors import PromptgymError
 from promptgym.evaluation.cache import ResponseCache, _metadata as cache_metadata
 from promptgym.models.base import Completion
 from promptgym.store import migrations
@@ -158,3 +159,12 @@ def test_opening_a_store_at_head_takes_no_lock(tmp_path, monkeypatch):
     RunStore(url)
     monkeypatch.setattr(migrations, "_locking_engine", lambda engine: pytest.fail("locked a store at head"))
     RunStore(url)
+
+
+def test_a_store_from_a_newer_release_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    store = RunStore(url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE promptgym_store_version SET version_num = '0099'")
+    with pytest.raises(PromptgymError, match=r"store schema is at revision 0099, which this promptgym does not know"):
+        RunStore(url)

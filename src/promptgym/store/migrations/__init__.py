@@ -69,6 +69,7 @@ class Schema:
         return _head(self.scripts)
 
 
+# lock keys: "pg_store" and "pg_cache" in ASCII, as 64-bit integers
 STORE = Schema("store", "promptgym_store_version", 0x70675F73746F7265)
 CACHE = Schema("cache", "promptgym_cache_version", 0x70675F6361636865)
 
@@ -81,6 +82,13 @@ def _head(scripts: Path) -> str:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+@functools.lru_cache(maxsize=None)
+def _revisions(scripts: Path) -> frozenset[str]:
+    config = Config()
+    config.set_main_option("script_location", str(scripts))
+    return frozenset(script.revision for script in ScriptDirectory.from_config(config).walk_revisions())
+
+
 def current_revision(connection: Connection, schema: Schema) -> str | None:
     return MigrationContext.configure(connection, opts={"version_table": schema.version_table}).get_current_revision()
 
@@ -89,8 +97,15 @@ def migrate(engine: Engine, schema: Schema) -> None:
     """Bring ``engine``'s database to ``schema``'s head revision (see the module's docstring)."""
     head = schema.head()
     with engine.connect() as conn:
-        if current_revision(conn, schema) == head:
-            return
+        current = current_revision(conn, schema)
+    if current == head:
+        return
+    if current is not None and current not in _revisions(schema.scripts):
+        from promptgym.errors import PromptgymError
+        from promptgym.store.db import shown_url
+
+        raise PromptgymError(f"{shown_url(engine.url)}: its {schema.name} schema is at revision {current}, which this "
+                             f"promptgym does not know (made by a newer release? upgrade promptgym)")
     locking = _locking_engine(engine)
     try:
         with locking.begin() as conn:
