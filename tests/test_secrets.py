@@ -141,3 +141,13 @@ def test_a_store_url_with_a_password_fails_in_one_line_without_it():
     message = str(caught.value)
     assert message.startswith(f"run store postgresql://alice:***@127.0.0.1:{port}/runs: cannot open (")
     assert "\n" not in message and "Db-Secret-913" not in message
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_one_line_without_the_password():
+    from promptgym.errors import PromptgymError
+    from promptgym.store.runs import RunStore
+
+    with pytest.raises(PromptgymError) as caught:
+        RunStore("mysql://alice:My-Secret-55@db.example/runs")
+    assert str(caught.value) == ("mysql://alice:***@db.example/runs: the run store and cache run on SQLite or "
+                                 "PostgreSQL (sqlite:///PATH, postgresql://USER@HOST/DB), not mysql")

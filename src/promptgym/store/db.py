@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import Table, create_engine, event, insert
+from sqlalchemy import Table, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
@@ -67,6 +67,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise PromptgymError(f"{shown_url(parsed)}: the run store and cache run on SQLite or PostgreSQL "
+                             f"(sqlite:///PATH, postgresql://USER@HOST/DB), not {parsed.get_backend_name()}")
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
@@ -89,25 +92,20 @@ def insert_new(engine: Engine, table: Table, key: Sequence[str]) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO NOTHING`` in the engine's dialect (PostgreSQL, SQLite): a
     row whose key is already there is left as it is, without an error and without aborting the
     transaction; any other unique index still raises ``IntegrityError``."""
-    dialect = _dialect_insert(engine)
-    return dialect(table).on_conflict_do_nothing(index_elements=list(key)) if dialect else insert(table)
+    return _dialect_insert(engine)(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 def upsert(engine: Engine, table: Table, key: Sequence[str], values: dict[str, Any]) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` of ``values``' non-key columns."""
-    dialect = _dialect_insert(engine)
-    if dialect is None:
-        raise PromptgymError(f"{engine.dialect.name}: not a supported database for the run store (SQLite, PostgreSQL)")
-    statement = dialect(table).values(**values)
+    statement = _dialect_insert(engine)(table).values(**values)
     return statement.on_conflict_do_update(index_elements=list(key),
                                            set_={k: statement.excluded[k] for k in values if k not in key})
 
 
-def _dialect_insert(engine: Engine) -> Callable[[Table], Any] | None:
+def _dialect_insert(engine: Engine) -> Callable[[Table], Any]:
+    """The dialect's own ``insert`` (both have ``on_conflict_*``); ``make_engine`` admits no other."""
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif engine.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:
-        return None
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     return dialect_insert
