@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from promptgym.evaluation.cache import ResponseCache
@@ -39,3 +41,34 @@ def scripted_context(tmp_path):
         return ctx
 
     return build
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on the throwaway PostgreSQL server carry the ``postgres`` marker (``-m "not postgres"``
+    leaves them out); they are in the default run."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (``tests/postgres_server.py``); skips with the
+    reason where it cannot start, fails instead when ``PROMPTGYM_REQUIRE_POSTGRES=1`` (CI)."""
+    from postgres_server import PostgresServer, Unavailable
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except Unavailable as exc:
+        if os.environ.get("PROMPTGYM_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (PROMPTGYM_REQUIRE_POSTGRES=1) but unavailable: {exc}")
+        pytest.skip(f"no PostgreSQL server for the tests: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a fresh, empty database on the session's server (password included)."""
+    return postgres_server.create_database()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,40 @@ def test_no_key_in_any_artefact(tmp_path, monkeypatch):
             assert key not in text, text
     assert b"user:***@" in artefacts  # the redacted spec is what the store keeps
     assert os.environ["OPENAI_API_KEY"] == ENV_KEY
+
+
+def test_database_urls_show_no_password():
+    from promptgym.models.factory import scrub
+    from promptgym.store.db import shown_url, without_password
+
+    url = "postgresql+psycopg://alice:Db-Secret-913@db.example:5432/runs?sslmode=require"
+    assert shown_url(url) == "postgresql+psycopg://alice:***@db.example:5432/runs?sslmode=require"
+    assert without_password(url) == "postgresql+psycopg://alice@db.example:5432/runs?sslmode=require"
+    assert without_password("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
+    assert "Db-Secret-913" not in scrub(f"could not reach {url} or Db-Secret-913")
+    assert scrub("postgresql://bob:other-pw-1@h/d") == "postgresql://bob:***@h/d"  # never seen: still hidden
+
+
+def test_a_store_url_with_a_password_fails_in_one_line_without_it():
+    pytest.importorskip("psycopg")
+    from promptgym.errors import PromptgymError
+    from promptgym.store.runs import RunStore
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(PromptgymError) as caught:
+        RunStore(f"postgresql://alice:Db-Secret-913@127.0.0.1:{port}/runs")
+    message = str(caught.value)
+    assert message.startswith(f"run store postgresql://alice:***@127.0.0.1:{port}/runs: cannot open (")
+    assert "\n" not in message and "Db-Secret-913" not in message
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_one_line_without_the_password():
+    from promptgym.errors import PromptgymError
+    from promptgym.store.runs import RunStore
+
+    with pytest.raises(PromptgymError) as caught:
+        RunStore("mysql://alice:My-Secret-55@db.example/runs")
+    assert str(caught.value) == ("mysql://alice:***@db.example/runs: the run store and cache run on SQLite or "
+                                 "PostgreSQL (sqlite:///PATH, postgresql://USER@HOST/DB), not mysql")

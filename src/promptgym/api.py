@@ -9,6 +9,7 @@ call that completed before is answered by the cache.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
 from promptgym.projection import Projection, project
 from promptgym.report.progress import run_status
+from promptgym.store.db import without_password
 from promptgym.store.lease import Lease, Owner, lease_settings
 from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import SELECT_ROLE, RunStore
@@ -205,11 +207,14 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
         test_size = 100 if test_size is None else test_size
     for spec in (task_model, optimizer_model):
         _LIVE_SPECS[redact_spec(spec)] = spec
+    if cache_url:
+        _LIVE_URLS[without_password(cache_url)] = cache_url
     config = dict(method=method, budget=budget, seed=seed, prompt=prompt, train_size=train_size,
                   test_size=test_size, dev_size=dev_size, task_model=redact_spec(task_model),
                   optimizer_model=redact_spec(optimizer_model), long_inputs=long_inputs,
                   layout=layout, normalize=normalize,
-                  scoring=scoring, params=params or {}, cache_url=cache_url, fields=fields or {},
+                  scoring=scoring, params=params or {}, fields=fields or {},
+                  cache_url=without_password(cache_url) if cache_url else None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level)
     reward_obj = _reward_config(config, reward, length_penalty)
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
@@ -434,7 +439,21 @@ class _Setup:
 
 LONG_INPUTS = ("error", "truncate")
 _LIVE_SPECS: dict[str, str] = {}  # stored (redacted) model spec -> the one given, key and all: memory only
+_LIVE_URLS: dict[str, str] = {}  # stored cache URL (no password) -> the one given: memory only
 _CHAT_OVERHEAD = 8  # tokens a chat template adds per message, roughly
+
+
+def _cache_url(config: dict[str, Any]) -> str:
+    """The run's cache URL with its password: the one given in this process, else PROMPTGYM_CACHE if
+    it names the same database, else the stored one (the password then comes from PGPASSWORD or
+    ~/.pgpass); no cache URL in the config means the default cache."""
+    stored = config.get("cache_url")
+    if not stored:
+        return default_cache_url()
+    from_env = os.environ.get("PROMPTGYM_CACHE")
+    if stored not in _LIVE_URLS and from_env and without_password(from_env) == stored:
+        return from_env
+    return _LIVE_URLS.get(stored, stored)
 
 
 def _backend(spec: str) -> Backend:
@@ -559,7 +578,7 @@ def _setup(store: RunStore, run_id: str, config: dict[str, Any], reward: Metric 
     return _Setup(store=store, run_id=run_id, config=config, dataset=dataset, splits=splits,
                   task_backend=task_backend,
                   task=p.task,
-                  cache=ResponseCache(config.get("cache_url") or default_cache_url()),
+                  cache=ResponseCache(_cache_url(config)),
                   optimizer=get_method(config["method"])(**config["params"]),
                   recorder=RunRecorder(store, run_id), plan=plan, started=started)
 

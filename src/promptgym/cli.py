@@ -96,16 +96,22 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             return super().invoke(ctx)
         except PromptgymError as exc:
             _fail(str(exc))
+        except SQLAlchemyError as exc:  # the store or cache failed after opening (server gone, disk full)
+            from promptgym.store.db import reason
+
+            _fail(f"database error: {reason(exc)}")
         except KeyboardInterrupt:
             _fail("interrupted; continue with: promptgym resume RUN_ID (see: promptgym runs)", 130)
 
 
 @click.group(cls=_Group)
-@click.option("--store", "store_url", default=None, help="Run store URL (default: SQLite under PROMPTGYM_HOME).")
+@click.option("--store", "store_url", default=None, help="Run store URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: SQLite under PROMPTGYM_HOME).")
 @click.pass_context
 def main(ctx: click.Context, store_url: str | None) -> None:
     """promptgym: automatic prompt optimization with honest held-out numbers."""

@@ -209,6 +209,8 @@ def test_an_old_store_without_the_faults_column_is_upgraded(tmp_path):
     RunStore(f"sqlite:///{path}")
     with sqlite3.connect(path) as conn:  # as stores made before the column existed
         conn.execute("ALTER TABLE calls DROP COLUMN faults")
+        conn.execute("DROP TABLE promptgym_store_version")  # and before Alembic (it came later),
+        conn.execute("DROP INDEX uq_candidates_run_seq")  # and before the seq index (later still)
         conn.execute("INSERT INTO calls (run_id, key, role, kind, cached, charged, prompt_tokens, "
                      "completion_tokens, seconds, created) VALUES ('r', 'k', 'task', 'generate', 0, 1, 1, 1, 0.1, 0)")
     store = RunStore(f"sqlite:///{path}")

@@ -13,12 +13,15 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from promptgym.errors import PromptgymError
 
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OptionScores,
                                    ScoreRequest)
-from promptgym.store.db import add_missing_columns, create_tables, make_engine
+from promptgym.store import migrations
+from promptgym.store.db import insert_new, make_engine, reason, shown_url
 
 _metadata = MetaData()
 responses = Table(
@@ -52,10 +55,18 @@ def request_key(backend_identity: str, request: Request) -> str:
 
 
 class ResponseCache:
+    """One answer per request key, the first one stored. Many processes may share a cache (SQLite or
+    PostgreSQL): two that miss the same key at once both call the model -- neither can know of the
+    other's call before its answer is stored -- but only the first answer is kept, with its origin
+    (a later ``put`` of the key changes nothing), and from then on every lookup of the key is a hit."""
+
     def __init__(self, url: str):
+        self.shown_url = shown_url(url)
         self.engine = make_engine(url)
-        create_tables(_metadata, self.engine)
-        add_missing_columns(_metadata, self.engine)
+        try:
+            migrations.migrate(self.engine, migrations.CACHE)
+        except SQLAlchemyError as exc:
+            raise PromptgymError(f"response cache {self.shown_url}: cannot open ({reason(exc)})") from None
 
     def get(self, key: str) -> Response | None:
         with self.engine.connect() as conn:
@@ -82,13 +93,12 @@ class ResponseCache:
         return found
 
     def put(self, key: str, response: Response, origin: str | None = None) -> None:
-        kind = kind_of(response)
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(responses).values(key=key, kind=kind, created=time.time(), origin=origin,
-                                                      response=json.dumps(asdict(response))))
-        except IntegrityError:
-            pass  # another process stored the same answer first
+        """Store ``response`` unless the key has an answer already (another process stored it first:
+        its answer and origin stay)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert_new(self.engine, responses, ("key",)).values(
+                key=key, kind=kind_of(response), created=time.time(), origin=origin,
+                response=json.dumps(asdict(response))))
 
 
 def _decode(kind: str, data: dict[str, Any]) -> Response:

@@ -58,7 +58,8 @@ def scrub(text: str) -> str:
     """``text`` with every key seen in this process, and URL user info, replaced by ``***``."""
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    return re.sub(r"(https?://[^\s/@:]*:)[^\s/@]+@", rf"\1{REDACTED}@", text)
+    # any scheme: model URLs (http, https) and database URLs (postgresql+psycopg://user:PASSWORD@host)
+    return re.sub(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@", rf"\1{REDACTED}@", text)
 
 _EMBEDDED: dict[str, Backend] = {}
 # Models shipped as pip packages, by spec: (package, promptgym extra that installs it). Gemma 3 270M

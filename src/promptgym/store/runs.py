@@ -1,5 +1,9 @@
 """The run store: plain records, no knowledge of optimizers or models.
 
+The tables below are what the code reads and writes; the database gets them from the Alembic
+revisions in ``store/migrations/store/versions`` (applied on open), and a test checks the two agree.
+JSON columns are Text on every database, so a store moves between SQLite and PostgreSQL unchanged.
+
 Tables: runs (config, status, result), candidates (prompt, parents, operation), scores (per split,
 per example), calls (the usage ledger: one row per model call, cached or not), artifacts (method
 state such as a trained policy, as JSON).
@@ -8,17 +12,19 @@ state such as a trained policy, as JSON).
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, func,
+from sqlalchemy import (Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, func,
                         insert, select, update)
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from promptgym.errors import PromptgymError
-from promptgym.store.db import add_missing_columns, create_tables, make_engine
+from promptgym.store import migrations
+from promptgym.store.db import insert_new, make_engine, reason, shown_url, upsert
 from promptgym.store.lease import Owner, holder_state
 
 metadata = MetaData()
@@ -54,6 +60,8 @@ candidates = Table(
     Column("parents", Text, nullable=False),
     Column("operation", String(64), nullable=False),
     Column("created", Float, nullable=False),
+    # One place in the run's order per candidate, even with many writers (add_candidate retries).
+    Index("uq_candidates_run_seq", "run_id", "seq", unique=True),
 )
 scores = Table(
     "scores", metadata,
@@ -81,7 +89,7 @@ calls = Table(
     Column("seconds", Float, nullable=False),
     Column("created", Float, nullable=False),
     # Faults met on the way to this call's answer, JSON kind -> count ("failed": the backend gave up);
-    # NULL when none. Added after the table: stores from before get it by ALTER TABLE on open.
+    # NULL when none. Added after the table (revision 0003): stores from before get it on open.
     Column("faults", Text, nullable=True),
 )
 artifacts = Table(
@@ -106,15 +114,18 @@ class Usage:
     cached_embeddings: int = 0
 
 
+CANDIDATE_INSERT_ATTEMPTS = 50  # writers racing for one run's next seq: each lost race is one retry
+
+
 class RunStore:
     def __init__(self, url: str):
         self.url = url
+        self.shown_url = shown_url(url)  # for messages: no password
         self.engine = make_engine(url)
         try:
-            create_tables(metadata, self.engine)
-            add_missing_columns(metadata, self.engine)
+            migrations.migrate(self.engine, migrations.STORE)
         except SQLAlchemyError as exc:
-            raise PromptgymError(f"run store {url}: cannot open ({exc.__class__.__name__})") from None
+            raise PromptgymError(f"run store {self.shown_url}: cannot open ({reason(exc)})") from None
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, method: str, dataset: str, config: dict[str, Any], owner: Owner | None = None) -> str:
@@ -162,7 +173,7 @@ class RunStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
         if row is None:
-            raise PromptgymError(f"no run '{run_id}' in {self.url} (see: promptgym runs)")
+            raise PromptgymError(f"no run '{run_id}' in {self.shown_url} (see: promptgym runs)")
         out = dict(row)
         out["config"] = json.loads(out["config"])
         out["result"] = json.loads(out["result"]) if out["result"] else None
@@ -210,18 +221,29 @@ class RunStore:
     # -- candidates and scores -------------------------------------------------------------------
     def add_candidate(self, run_id: str, candidate_id: str, prompt: dict[str, Any],
                       parents: list[str], operation: str) -> None:
-        """Idempotent: a candidate proposed again (e.g. on resume) keeps its first record."""
-        with self.engine.begin() as conn:
-            exists = conn.execute(select(candidates.c.seq).where(
-                candidates.c.run_id == run_id, candidates.c.candidate_id == candidate_id)).first()
-            if exists:
+        """Idempotent: a candidate proposed again (e.g. on resume, or by another writer) keeps its
+        first record. One statement reads the run's next seq and inserts (ON CONFLICT on the
+        candidate's key does nothing). On PostgreSQL the writers of one run first queue on its row
+        (``FOR UPDATE``), so each reads the seq the one before wrote; SQLite runs one write at a
+        time anyway. Should two writers still read the same next seq, they collide on the unique
+        (run, seq) index and the loser tries again."""
+        next_seq = (select(func.coalesce(func.max(candidates.c.seq) + 1, 0))
+                    .where(candidates.c.run_id == run_id).scalar_subquery())
+        statement = insert_new(self.engine, candidates, ("run_id", "candidate_id")).values(
+            run_id=run_id, candidate_id=candidate_id, seq=next_seq, prompt=json.dumps(prompt),
+            instruction=prompt.get("instruction", ""), parents=json.dumps(parents),
+            operation=operation, created=time.time())
+        for attempt in range(CANDIDATE_INSERT_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":  # writers of one run queue on its row
+                        conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
+                    conn.execute(statement)
                 return
-            seq = conn.execute(select(func.count()).select_from(candidates)
-                               .where(candidates.c.run_id == run_id)).scalar_one()
-            conn.execute(insert(candidates).values(
-                run_id=run_id, candidate_id=candidate_id, seq=seq, prompt=json.dumps(prompt),
-                instruction=prompt.get("instruction", ""), parents=json.dumps(parents),
-                operation=operation, created=time.time()))
+            except IntegrityError:
+                if attempt == CANDIDATE_INSERT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # the winners' commits go first
 
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -336,10 +358,10 @@ class RunStore:
 
     # -- method state --------------------------------------------------------------------------------
     def put_artifact(self, run_id: str, name: str, data: Any) -> None:
-        blob = json.dumps(data)
+        """Insert or replace, in one statement: two writers of one artifact never collide."""
         with self.engine.begin() as conn:
-            conn.execute(artifacts.delete().where(artifacts.c.run_id == run_id, artifacts.c.name == name))
-            conn.execute(insert(artifacts).values(run_id=run_id, name=name, data=blob, created=time.time()))
+            conn.execute(upsert(self.engine, artifacts, ("run_id", "name"),
+                                dict(run_id=run_id, name=name, data=json.dumps(data), created=time.time())))
 
     def get_artifact(self, run_id: str, name: str) -> Any | None:
         with self.engine.connect() as conn:
