@@ -63,7 +63,8 @@ class LocalRayCluster:
             self._wait_started("head", head)
             for i in range(self.workers):  # one at a time: nodes starting together on 2 cores time out
                 self._wait_started(f"worker{i}", self.add_worker())
-            self.wait_for_cpus(self.workers * self.cpus)
+            if self.workers:
+                self.wait_for_cpus(self.workers * self.cpus)
         except BaseException:
             self.stop()
             raise
