@@ -17,8 +17,8 @@ Ray (``pip install 'promptgym[ray]'``, imported only when asked for):
   workers the grid has; a resumed run meets the same meter (the ledger's charged rows).
 - Workers need the bench directory at the same path (same machine, or a shared file system) and
   the environment's ``PROMPTGYM_*`` settings, which are passed along; API keys are not (set
-  ``OPENAI_API_KEY`` where the workers start). Relative dataset paths are read from the driver's
-  working directory.
+  ``OPENAI_API_KEY`` where the workers start; a key in a model URL would travel in the task's
+  arguments). Relative dataset paths are read from the driver's working directory.
 - Rows come back in the order cells finish; the bench report does not depend on that order.
 """
 
