@@ -67,16 +67,47 @@ def reply(body: dict) -> str:
 
 @dataclass
 class TimedServer(FakeOpenAIServer):
-    """The fake server, also noting when each answer was finished (body, monotonic time)."""
+    """The fake server, also noting when each answer was finished (body, monotonic time) and which
+    process sent each request (the pid owning the client's socket, asked of the OS once per connection)."""
 
     finished: list = field(default_factory=list)
+    senders: Counter = field(default_factory=Counter)
+    _pids: dict = field(default_factory=dict)
 
-    def _handle(self, path, body, headers):
+    def _handle(self, path, body, headers, peer=None):
+        if peer is not None and peer[1] not in self._pids:
+            self._pids[peer[1]] = client_pid(peer[1])
         try:
-            return super()._handle(path, body, headers)
+            return super()._handle(path, body, headers, peer)
         finally:
             with self._lock:
                 self.finished.append((json.dumps(body, sort_keys=True), time.monotonic()))
+                if peer is not None:
+                    self.senders[self._pids.get(peer[1])] += 1
+
+
+def client_pid(port: int) -> int | None:
+    """The process holding the local TCP socket on ``port`` (Linux /proc): a loopback client."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                parts = line.split()
+                if int(parts[1].rsplit(":", 1)[1], 16) == port:
+                    inode = parts[9]
+                    break
+        if inode:
+            break
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in sorted((int(p) for p in os.listdir("/proc") if p.isdigit()), reverse=True):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == target for fd in os.listdir(f"/proc/{pid}/fd")):
+                return pid
+        except OSError:
+            continue
+    return None
 
 
 def _grid(tmp_path: Path, name: str, model: str, methods: str = "ape,grips", seeds=(0, 1)):
@@ -180,15 +211,60 @@ def test_a_killed_worker_s_cell_resumes_elsewhere_without_repeating_a_completed_
     assert store.get_run(killed["run_id"])["owner_pid"] != killed["pid"]  # finished by another worker process
 
 
-def test_the_budget_holds_across_workers_counted_at_the_server(tmp_path, cluster):
+@pytest.mark.parametrize("fan_out", [None, "3"], ids=["cells", "cells-and-batches"])
+def test_the_budget_holds_across_workers_counted_at_the_server(tmp_path, cluster, monkeypatch, fan_out):
+    """On 2 workers, and with each cell's HTTP batches also spread over Ray tasks in chunks of 3
+    (``PROMPTGYM_RAY_FANOUT``): the same results as in-process, every request in a ledger, no run
+    over its budget."""
+    _, here, _, _ = _http_rows(tmp_path, "local", InProcess())
+    if fan_out:
+        monkeypatch.setenv("PROMPTGYM_RAY_FANOUT", fan_out)  # passed to the workers with the other PROMPTGYM_*
     bench, rows, server, _ = _http_rows(tmp_path, "ray", RayCluster(address=cluster.address))
+    _same(here, rows)
     store = RunStore(bench.store_url)
     total = sum(_requests(server).values())
     ledgers = {r["run_id"]: [c for c in store.call_rows(r["run_id"]) if not c["cached"]] for r in rows}
     assert total == sum(len(calls) for calls in ledgers.values())  # the ledgers hold every request made
-    for run_id, calls in ledgers.items():
-        charged = sum(c["charged"] for c in calls)
+    for row in rows:
+        charged = sum(c["charged"] for c in ledgers[row["run_id"]])
         assert charged <= SETTINGS["budget"]
-        assert charged == store.charged_calls(run_id) == rows[[r["run_id"] for r in rows].index(run_id)]["summary"]["budget_used"]
+        assert charged == store.charged_calls(row["run_id"]) == row["summary"]["budget_used"]
     assert total <= sum(SETTINGS["budget"] + sum(not c["charged"] for c in calls) for calls in ledgers.values())
-    assert {RunStore(bench.store_url).get_run(r)["owner_pid"] for r in ledgers} - {os.getpid()}  # ran on workers
+    assert {store.get_run(r)["owner_pid"] for r in ledgers} - {os.getpid()}  # ran on workers
+    # who sent the requests: only the processes running the cells, unless batches were fanned out
+    cell_processes = {store.get_run(r)["owner_pid"] for r in ledgers}
+    assert None not in server.senders
+    assert (set(server.senders) - cell_processes != set()) == bool(fan_out), (server.senders, cell_processes)
+
+
+def test_a_fanned_out_batch_sends_only_what_the_budget_allows(tmp_path, cluster):
+    """``RayFanOut``: the evaluator's budget decides what leaves; the chunks' answers are the
+    direct backend's."""
+    from promptgym.errors import BudgetExhausted
+    from promptgym.evaluation.cache import ResponseCache
+    from promptgym.evaluation.evaluator import Budget, Evaluator
+    from promptgym.models.openai_backend import OpenAIBackend
+    from promptgym.models.ray_fanout import RayFanOut
+    from promptgym.tasks.prompt import Prompt
+    from promptgym.tasks.task import ChoiceTask
+
+    from support import make_examples
+
+    task, prompt, examples = ChoiceTask(scoring="generate"), Prompt("Classify the review."), make_examples(20)
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        with TimedServer(reply=reply, delay=0.05) as server:
+            spec = f"openai:fake-model@{server.base_url}"
+            fan = RayFanOut(spec, OpenAIBackend(model="fake-model", base_url=server.base_url), chunk=3)
+            cache = ResponseCache(f"sqlite:///{tmp_path / 'fan.sqlite'}")
+            with pytest.raises(BudgetExhausted):
+                Evaluator(fan, fan, cache, Budget(7)).run_task(task, prompt, examples)
+            assert len(server.received) == 7 and fan.chunks_sent == 3  # 3 + 3 + 1
+            fanned = Evaluator(fan, fan, cache, Budget(None)).run_task(task, prompt, examples)
+            assert len(server.received) == 20  # the first 7 from the cache
+            direct = OpenAIBackend(model="fake-model", base_url=server.base_url)
+            alone = Evaluator(direct, direct, ResponseCache(f"sqlite:///{tmp_path / 'direct.sqlite'}")).run_task(
+                task, prompt, examples)
+            assert fanned.predictions == alone.predictions and fanned.scores == alone.scores
+    finally:
+        ray.shutdown()

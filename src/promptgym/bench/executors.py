@@ -20,6 +20,8 @@ Ray (``pip install 'promptgym[ray]'``, imported only when asked for):
   ``OPENAI_API_KEY`` where the workers start; a key in a model URL would travel in the task's
   arguments). Relative dataset paths are read from the driver's working directory.
 - Rows come back in the order cells finish; the bench report does not depend on that order.
+- Within a cell, an HTTP model's batches can be spread over Ray tasks too (``PROMPTGYM_RAY_FANOUT``,
+  see ``promptgym.models.ray_fanout``); the run's own process still charges every call.
 """
 
 from __future__ import annotations
