@@ -297,3 +297,20 @@ def test_executor_choice_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.undo()
     result, _ = _bench(tmp_path, "--address", "auto")
     assert result.exit_code != 0 and result.stderr.count("\n") == 1 and "--executor ray" in result.stderr
+
+
+def test_a_ray_address_nothing_answers_is_one_line_in_seconds(tmp_path):
+    pytest.importorskip("ray")
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    result, _ = _bench(tmp_path, "--executor", "ray", "--address", f"127.0.0.1:{port}")
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1, result.stderr
+    assert f"ray cluster 127.0.0.1:{port}: nothing answers there" in result.stderr
+    assert time.monotonic() - started < 30
+    result, _ = _bench(tmp_path, "--executor", "ray", "--address", "somewhere")
+    assert result.exit_code != 0 and "expected auto, HOST:PORT or ray://HOST:PORT" in result.stderr

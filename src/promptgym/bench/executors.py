@@ -75,6 +75,7 @@ class RayCluster:
 
         started_here = not ray.is_initialized()
         if started_here:
+            check_reachable(self.address)
             env = {k: v for k, v in os.environ.items() if k.startswith("PROMPTGYM_")}
             try:
                 ray.init(address=self.address, runtime_env={"env_vars": env} if env else None,
@@ -109,6 +110,23 @@ def run_cell_task(bench_path: str, settings: Settings, cell: Cell, cwd: str) -> 
     if os.path.isdir(cwd):
         os.chdir(cwd)
     return run_cell(BenchDir(Path(bench_path)), settings, cell)
+
+
+def check_reachable(address: str | None) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` that nothing answers is one line in seconds (Ray itself
+    keeps trying to connect for minutes); ``auto`` and None are left to Ray."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise PromptgymError(f"--address '{address}': expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise PromptgymError(f"ray cluster {address}: nothing answers there ({exc.strerror or exc}); "
+                             "start one with `ray start --head` or check the address") from None
 
 
 def import_ray() -> Any:
