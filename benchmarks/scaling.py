@@ -99,6 +99,32 @@ class LoopbackServer:
             self.proc.wait()
 
 
+def cpu_seconds(sessions: set[int], pids: set[int]) -> float:
+    """CPU time (user + system) of the live processes in ``sessions`` (each Ray node's ``ray start``
+    session holds its raylet, agents and workers) or in ``pids`` (this driver, the server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions or int(name) in pids:  # fields after the name: state ppid pgrp session ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine since boot (/proc/stat), other work included."""
+    with open("/proc/stat") as fh:
+        values = [int(x) for x in fh.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 def _warm() -> int:
     """A worker's first task: the imports a cell needs."""
     import promptgym.api  # noqa: F401
@@ -109,7 +135,7 @@ def _warm() -> int:
     return os.getpid()
 
 
-def run_grid_once(args, server: LoopbackServer, executor) -> dict:
+def run_grid_once(args, server: LoopbackServer, executor, sessions: set[int] = frozenset()) -> dict:
     from promptgym.bench import BenchDir, Settings, cells, parse_variants, run_grid
     from support import write_reviews
 
@@ -120,16 +146,21 @@ def run_grid_once(args, server: LoopbackServer, executor) -> dict:
                             select_level=0.1, optimizer_model=model)
         todo = cells([data], [model], "chat", parse_variants(args.methods), list(range(args.seeds)))
         server.stats()  # reset the counters
+        ours = {os.getpid(), server.proc.pid}
+        cpu_before, busy_before = cpu_seconds(set(sessions), ours), machine_busy()
         started = time.perf_counter()
         rows = run_grid(BenchDir(Path(tmp) / "bench"), settings, todo, executor=executor)
         seconds = time.perf_counter() - started
+        cpu, busy_after = cpu_seconds(set(sessions), ours) - cpu_before, machine_busy()
         stats = server.stats()
     failed = [r["key"] for r in rows if r["status"] != "ok"]
     if failed:
         raise RuntimeError(f"cells failed: {failed}: {[r.get('error') for r in rows if r['status'] != 'ok']}")
+    busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1)
     return dict(cells=len(rows), seconds=round(seconds, 2), requests=stats["received"],
                 max_in_flight=stats["max_in_flight"], calls_per_second=round(stats["received"] / seconds, 1),
-                cell_seconds=sorted(r["wall_seconds"] for r in rows))
+                cpu_seconds=round(cpu, 1), cpu_ms_per_call=round(1000 * cpu / stats["received"], 1),
+                machine_busy=round(busy, 2), cell_seconds=sorted(r["wall_seconds"] for r in rows))
 
 
 def main() -> None:
@@ -168,7 +199,8 @@ def main() -> None:
                     pids = set(ray.get([warm.remote() for _ in range(2 * k)]))
                     warmup = round(time.perf_counter() - started, 2)
                     print(f"ray, {k} workers ({len(pids)} warmed in {warmup} s) ...", file=sys.stderr, flush=True)
-                    result = run_grid_once(args, server, RayCluster(address=cluster.address))
+                    sessions = {os.getsid(node.pid) for node in cluster.nodes if node.poll() is None}
+                    result = run_grid_once(args, server, RayCluster(address=cluster.address), sessions)
                 finally:
                     ray.shutdown()
                 measurements.append(dict(executor="ray", workers=k, warmup_seconds=warmup, **result))
@@ -208,13 +240,17 @@ def markdown(record: dict) -> str:
              f"{record['server']['delay']} s; {record['concurrency_per_cell']} requests in flight per cell at most; "
              f"{record['cpus']} CPUs, load average {record['load_average_before'][0]} before, "
              f"{record['load_average_after'][0]} after; Ray {record['ray']}.", "",
-             "| executor | workers | grid seconds | requests | calls/s | speed-up vs 1 worker | fraction of ideal | most in flight |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| executor | workers | grid seconds | requests | calls/s | speed-up vs 1 worker | fraction of ideal | "
+             "most in flight | CPU s (ours) | CPU ms per call | machine busy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in record["measurements"]:
         lines.append(f"| {m['executor']} | {m['workers']} | {m['seconds']} | {m['requests']} | {m['calls_per_second']} | "
-                     f"{m['speedup_vs_1_worker']} | {m['fraction_of_ideal']} | {m['max_in_flight']} |")
+                     f"{m['speedup_vs_1_worker']} | {m['fraction_of_ideal']} | {m['max_in_flight']} | "
+                     f"{m['cpu_seconds']} | {m['cpu_ms_per_call']} | {m['machine_busy']} |")
     lines += ["", "Ideal at k workers: k x the 1-worker calls per second. Requests are counted at the server "
-              "(equal in every row: the same work)."]
+              "(equal in every row: the same work). CPU s (ours): user + system time of the driver, the server "
+              "and every process of the Ray nodes during the grid; machine busy: the share of all CPUs in use "
+              "meanwhile, other work on the machine included."]
     return "\n".join(lines) + "\n"
 
 
