@@ -243,10 +243,11 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
     row = cell_row(cell)
     files = settings.split_files or {}
     cache_file = bench.work / "caches" / (cell.slug + ".sqlite")
+    row["resumed"] = cache_file.exists()  # its wall time and curve then understate a cold run
     started = time.perf_counter()
     try:
         earlier = cell_run(bench, cell)
-        row["resumed"] = earlier is not None or cache_file.exists()  # its wall time and curve then understate a cold run
+        row["resumed"] = row["resumed"] or earlier is not None
         if earlier is not None:
             await_lease(bench, earlier)
             result = api.resume(earlier, store_url=bench.store_url, quiet=True)
