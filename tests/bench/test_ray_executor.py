@@ -76,7 +76,11 @@ class TimedServer(FakeOpenAIServer):
 
     def _handle(self, path, body, headers, peer=None):
         if peer is not None and peer[1] not in self._pids:
-            self._pids[peer[1]] = client_pid(peer[1])
+            for _ in range(5):  # the client's row may lag the accept by a moment
+                self._pids[peer[1]] = client_pid(peer[1], self.port)
+                if self._pids[peer[1]] is not None:
+                    break
+                time.sleep(0.01)
         try:
             return super()._handle(path, body, headers, peer)
         finally:
@@ -86,14 +90,16 @@ class TimedServer(FakeOpenAIServer):
                     self.senders[self._pids.get(peer[1])] += 1
 
 
-def client_pid(port: int) -> int | None:
-    """The process holding the local TCP socket on ``port`` (Linux /proc): a loopback client."""
+def client_pid(port: int, server_port: int) -> int | None:
+    """The process holding the loopback client socket ``port`` -> ``server_port`` (Linux /proc); a
+    closed socket of an earlier connection on the same port (TIME_WAIT, inode 0) is not it."""
     inode = None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as fh:
             for line in fh.readlines()[1:]:
                 parts = line.split()
-                if int(parts[1].rsplit(":", 1)[1], 16) == port:
+                local, remote = parts[1].rsplit(":", 1)[1], parts[2].rsplit(":", 1)[1]
+                if int(local, 16) == port and int(remote, 16) == server_port and parts[9] != "0":
                     inode = parts[9]
                     break
         if inode:
