@@ -457,7 +457,29 @@ def _cache_url(config: dict[str, Any]) -> str:
 
 
 def _backend(spec: str) -> Backend:
-    return make_backend(_LIVE_SPECS.get(spec, spec))
+    live = _LIVE_SPECS.get(spec, spec)
+    return _fanned_out(live, make_backend(live))
+
+
+def _fanned_out(spec: str, backend: Backend) -> Backend:
+    """An HTTP model's batches spread over Ray tasks, when ``PROMPTGYM_RAY_FANOUT`` (a chunk size)
+    is set and this process is part of a Ray job (a cell on ``--executor ray``); else ``backend``."""
+    import os
+
+    chunk = os.environ.get("PROMPTGYM_RAY_FANOUT", "").strip()
+    if not chunk or not spec.startswith("openai:") or "ray" not in sys.modules:
+        return backend
+    import ray
+
+    if not ray.is_initialized():
+        return backend
+    from promptgym.models.ray_fanout import RayFanOut
+
+    try:
+        size = int(chunk)
+    except ValueError:
+        raise PromptgymError(f"PROMPTGYM_RAY_FANOUT must be a chunk size, a whole number (got {chunk!r})") from None
+    return RayFanOut(spec, backend, chunk=size)
 
 
 @dataclass

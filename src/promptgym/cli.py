@@ -247,11 +247,18 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--out", "out_dir", default="promptgym-bench", show_default=True,
               help="Bench directory: results.json, results.md, plots/, and work/ (run store, one cache per run).")
 @click.option("--retry-failed", is_flag=True, help="Run cells that failed before again (finished ones never are).")
+@click.option("--executor", type=click.Choice(["in-process", "ray"]), default="in-process", show_default=True,
+              help="Who runs the cells: this process, one after another, or a Ray cluster (pip install "
+                   "'promptgym[ray]'), one task per cell.")
+@click.option("--address", default=None, metavar="auto|HOST:PORT|ray://HOST:PORT",
+              help="The Ray cluster (with --executor ray); default RAY_ADDRESS, or a cluster of this machine "
+                   "started for the bench.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-method records as one JSON line.")
 def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | None, budget: int | None,
           train_size: int | None, dev_size: int | None, test_size: int | None, select_k: int | None,
           select_level: float, task_model: str, optimizer_model: str, layout: str, train_file: str | None,
-          dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, as_json: bool) -> None:
+          dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, executor: str,
+          address: str | None, as_json: bool) -> None:
     """Run every method on the same datasets, seeds, split and budget; write a table, paired tests and
     plots. Resumable: a finished run is never repeated, so running it again only rewrites the report."""
     from pathlib import Path
@@ -278,7 +285,8 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
                        seeds=seed_list, budget=budget, train_size=train_size, dev_size=dev_size, test_size=test_size,
                        select_k=select_k, select_level=select_level, task_models=split_models(task_model),
                        optimizer_model=optimizer_model, layout=layout, train_file=train_file, dev_file=dev_file,
-                       test_file=test_file, retry_failed=retry_failed, on_cell=progress)
+                       test_file=test_file, retry_failed=retry_failed, on_cell=progress, executor=executor,
+                       address=address)
     folder = Path(out_dir)
     if as_json:
         click.echo(json.dumps(report["methods"]))

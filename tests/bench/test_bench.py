@@ -68,20 +68,72 @@ def test_a_finished_cell_is_never_run_again(tmp_path, monkeypatch):
     assert json.loads((out / "results.json").read_text())["runs"] == json.loads(before)["runs"]
 
 
-def test_a_cell_cut_by_a_kill_runs_again_and_only_it(tmp_path, monkeypatch):
+def test_a_row_cut_by_a_kill_is_rebuilt_from_its_finished_run(tmp_path, monkeypatch):
     result, out = _bench(tmp_path)
     lines = (out / "work" / "cells.jsonl").read_text().splitlines()
+    lost = json.loads(lines[-1])
     (out / "work" / "cells.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # torn last line
     calls = []
     real = api.optimize
     monkeypatch.setattr(api, "optimize", lambda *a, **k: calls.append(k["method"]) or real(*a, **k))
     again, _ = _bench(tmp_path)
     assert again.exit_code == 0, again.stderr
-    assert calls == ["grips"]  # the last cell (grips, seed 1) only
+    assert calls == []  # its run had finished: the store gives the row back, nothing runs
     rows = BenchDir(out).rows()
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
-    replayed = [r for r in rows if r["variant"] == "grips" and r["seed"] == 1][0]
-    assert replayed["resumed"] and replayed["summary"]["cached_calls"] > 0  # its own cache replayed it
+    rebuilt = [r for r in rows if r["variant"] == "grips" and r["seed"] == 1][0]
+    assert rebuilt["resumed"] and rebuilt["run_id"] == lost["run_id"]
+    assert rebuilt["summary"] == lost["summary"] and rebuilt["test_best_scores"] == lost["test_best_scores"]
+
+
+def _count_scripted_calls(monkeypatch, interrupt_at: int | None = None) -> list[int]:
+    """Count the scripted model's answers (all cells); with ``interrupt_at``, a KeyboardInterrupt
+    (a kill, as far as the run can tell) instead of answer number ``interrupt_at``."""
+    from promptgym.models.scripted import ScriptedBackend
+
+    answered = [0]
+    for name in ("generate", "score"):
+        real = getattr(ScriptedBackend, name)
+
+        def counted(self, requests, on_result, real=real):
+            def one(i, response):
+                if interrupt_at is not None and answered[0] + 1 == interrupt_at:
+                    raise KeyboardInterrupt("simulated kill")
+                answered[0] += 1
+                on_result(i, response)
+            real(self, requests, one)
+
+        monkeypatch.setattr(ScriptedBackend, name, counted)
+    return answered
+
+
+def test_a_cell_killed_mid_run_resumes_its_run_without_a_second_budget(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = _count_scripted_calls(monkeypatch)
+    result, reference = _bench(tmp_path / "a")
+    assert result.exit_code == 0, result.stderr
+    monkeypatch.undo()
+    # the same grid killed in its third cell (grips, seed 0: cells run ape s0, grips s0, ape s1, grips s1)
+    first = sum(r["summary"]["llm_calls"] for r in BenchDir(reference).rows() if r["seed"] == 0 and r["variant"] == "ape")
+    cut = _count_scripted_calls(monkeypatch, interrupt_at=first + 25)
+    killed, out = _bench(tmp_path / "b")
+    assert killed.exit_code != 0 and len(BenchDir(out).rows()) == 1
+    monkeypatch.undo()
+    rest = _count_scripted_calls(monkeypatch)
+    started = []
+    real = api.optimize
+    monkeypatch.setattr(api, "optimize", lambda *a, **k: started.append((k["method"], k["seed"])) or real(*a, **k))
+    again, _ = _bench(tmp_path / "b")
+    assert again.exit_code == 0, again.stderr
+    assert ("grips", 0) not in started  # resumed, not started afresh
+    assert cut[0] + rest[0] == whole[0]  # not one answer asked for twice
+    by_cell = {(r["variant"], r["seed"]): r for r in BenchDir(out).rows()}
+    ref = {(r["variant"], r["seed"]): r for r in BenchDir(reference).rows()}
+    assert by_cell[("grips", 0)]["resumed"]
+    for key, row in ref.items():
+        for field in ("best_prompt", "test_best", "budget_used", "llm_calls"):
+            assert by_cell[key]["summary"][field] == row["summary"][field], (key, field)
 
 
 def test_other_settings_in_the_same_directory_are_refused(tmp_path):
@@ -232,3 +284,39 @@ def test_bad_data_stops_the_bench_before_any_run(tmp_path):
     assert result.exit_code != 0
     assert result.stderr.count("\n") == 1 and "bad.jsonl:2" in result.stderr and "target" in result.stderr
     assert not (tmp_path / "b" / "work" / "cells.jsonl").exists()
+
+
+def test_executor_choice_errors_are_one_line(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    result, out = _bench(tmp_path, "--executor", "ray")
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1
+    assert "pip install 'promptgym[ray]'" in result.stderr and not (out / "work").exists()
+    monkeypatch.undo()
+    result, _ = _bench(tmp_path, "--address", "auto")
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1 and "--executor ray" in result.stderr
+
+
+def test_a_ray_address_nothing_answers_is_one_line_in_seconds(tmp_path):
+    pytest.importorskip("ray")
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    result, _ = _bench(tmp_path, "--executor", "ray", "--address", f"127.0.0.1:{port}")
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1, result.stderr
+    assert f"ray cluster 127.0.0.1:{port}: nothing answers there" in result.stderr
+    assert time.monotonic() - started < 30
+    result, _ = _bench(tmp_path, "--executor", "ray", "--address", "somewhere")
+    assert result.exit_code != 0 and "expected auto, HOST:PORT or ray://HOST:PORT" in result.stderr

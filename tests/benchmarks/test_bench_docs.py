@@ -58,8 +58,21 @@ def test_warm_rerun_of_a_finished_bench_makes_no_call(tmp_path):
     result = throughput.run_bench_warm(out, [command], log=lambda m: None)
     assert result["new_calls"] == 0 and result["new_runs"] == 0 and result["cells"] == 4
     assert result["warm_seconds"] > 0 and result["cold_seconds"] >= 0
-    # the same bookkeeping sees a real re-run: remove one finished cell and it runs again
+    # the same bookkeeping sees a real re-run: remove every trace of one cell (its row, its run,
+    # its cache; a row alone would be rebuilt from its finished run) and it runs again
+    import json
+    import sqlite3
+
     lines = (out / "work" / "cells.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
     (out / "work" / "cells.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    con = sqlite3.connect(out / "work" / "runs.sqlite")
+    config = json.loads(con.execute("SELECT config FROM runs WHERE run_id = ?", (last["run_id"],)).fetchone()[0])
+    con.execute("DELETE FROM runs WHERE run_id = ?", (last["run_id"],))
+    con.commit()
+    con.close()
+    cache = Path(config["cache_url"].removeprefix("sqlite:///"))
+    for path in (cache, cache.with_name(cache.name + "-wal"), cache.with_name(cache.name + "-shm")):
+        path.unlink(missing_ok=True)
     again = throughput.run_bench_warm(out, [command], log=lambda m: None)
     assert again["new_runs"] == 1 and again["new_calls"] > 0 and not again["goal_met"]

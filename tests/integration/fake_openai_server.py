@@ -92,6 +92,7 @@ class Received:
     body: dict[str, Any]
     headers: dict[str, str]
     at: float  # time.monotonic() on arrival: gaps between retries are measured here, server-side
+    peer: tuple | None = None  # the client's (host, port): which process sent it, for a test that asks the OS
 
 
 @dataclass
@@ -180,7 +181,8 @@ class FakeOpenAIServer:
                 except json.JSONDecodeError:
                     self._error(400, "body is not JSON", "invalid_request_error")
                     return
-                status, payload, headers = owner._handle(self.path, body, dict(self.headers.items()))
+                status, payload, headers = owner._handle(self.path, body, dict(self.headers.items()),
+                                                         peer=self.client_address)
                 action = headers.pop("x-fake-action", None)
                 if action == "kill":
                     owner.kill()
@@ -258,10 +260,10 @@ class FakeOpenAIServer:
 
     # -- the protocol ------------------------------------------------------------------------------
 
-    def _handle(self, path: str, body: dict[str, Any], headers: dict[str, str]):
+    def _handle(self, path: str, body: dict[str, Any], headers: dict[str, str], peer: tuple | None = None):
         with self._lock:
             self.received.append(Received(path, body, {k.lower(): v for k, v in headers.items()},
-                                          time.monotonic()))
+                                          time.monotonic(), peer))
             number = len(self.received)
             if number > self.max_requests:
                 return 503, _error("fake server: request limit reached", "server_error"), {"x-fake-action": "stop"}

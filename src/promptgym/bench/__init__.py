@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptgym.bench.grid import PRESETS, BenchDir, Cell, Settings, Variant, cells, parse_variants, run_grid
+from promptgym.bench.executors import EXECUTORS, Executor, InProcess, RayCluster, make_executor
 from promptgym.bench.report import write_report
 from promptgym.errors import PromptgymError
 
-__all__ = ["PRESETS", "BenchDir", "Cell", "Settings", "Variant", "bench", "cells", "parse_variants", "run_grid",
-           "write_report"]
+__all__ = ["EXECUTORS", "PRESETS", "BenchDir", "Cell", "Executor", "InProcess", "RayCluster", "Settings", "Variant",
+           "bench", "cells", "make_executor", "parse_variants", "run_grid", "write_report"]
 
 
 def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: str | Sequence[str] | None = None,
@@ -22,11 +23,15 @@ def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: st
           select_k: int | None = None, select_level: float = 0.1, task_models: Sequence[str] = ("embedded",),
           optimizer_model: str = "embedded", layout: str = "chat", train_file: str | None = None,
           dev_file: str | None = None, test_file: str | None = None, retry_failed: bool = False,
-          on_cell: Callable[[dict[str, Any], bool, int, int], None] | None = None) -> dict[str, Any]:
+          on_cell: Callable[[dict[str, Any], bool, int, int], None] | None = None,
+          executor: str = "in-process", address: str | None = None) -> dict[str, Any]:
     """Run the grid into ``out`` (finished cells are never run again) and write its report; returns
     ``{"meta", "methods", "best_two"}``. Every argument left None takes the ``preset``'s value; with
     split files the split sizes are the files' (a size given too must agree). ``on_cell(row, ran,
-    number, total)`` hears about each cell in order (``ran`` False: finished before)."""
+    number, total)`` hears about each cell (``ran`` False: finished before). ``executor``:
+    ``in-process`` (one cell after another) or ``ray`` (cells spread over the Ray cluster at
+    ``address``; see ``promptgym.bench.executors``)."""
+    runner = make_executor(executor, address)
     if preset not in PRESETS:
         raise PromptgymError(f"preset '{preset}': use one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
@@ -44,6 +49,6 @@ def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: st
                  list(seeds) if seeds else p["seeds"])
     folder = BenchDir(Path(out))
     started = time.perf_counter()
-    run_grid(folder, settings, todo, retry_failed=retry_failed, on_cell=on_cell)
+    run_grid(folder, settings, todo, retry_failed=retry_failed, on_cell=on_cell, executor=runner)
     rows = folder.rows()  # every cell of the directory, this call's and earlier ones'
     return write_report(folder, rows, sorted({r["seed"] for r in rows}), seconds=round(time.perf_counter() - started, 1))

@@ -5,8 +5,14 @@ sizes, final selection, optimizer model) written to its ``bench.json`` on first 
 of the table was bought with the same money. Each cell has its own response cache: with a shared
 one a method would be handed another method's answers (the start's training score, say) for free,
 in effect a larger budget. Finished cells are appended to ``work/cells.jsonl`` as they end, so an
-interrupted bench picks up where it stopped and a finished cell is never run again; a cell that was
-killed half-way runs again on its own cache, which replays its finished calls for free.
+interrupted bench picks up where it stopped and a finished cell is never run again. A cell that was
+killed half-way is found by its cache (each cell's run stores its own cache URL) and its run is
+resumed (``api.resume``: the lease says whether its process is gone, the cache replays finished
+calls, the ledger carries the budget already spent), so a kill never buys a cell a second budget.
+
+Who runs the cells is an executor's business (``bench.executors``): one after another in this
+process, or spread over a Ray cluster; either way only the process that called ``run_grid`` writes
+``cells.jsonl``, and the run store and the caches are shared.
 
 A method that fails in a cell (an error, a crash) is a result too: the row says so, with the error's
 last line, and the grid goes on.
@@ -19,10 +25,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from promptgym.errors import PromptgymError
 from promptgym.report.trajectory import train_curve
+
+if TYPE_CHECKING:
+    from promptgym.bench.executors import Executor
 
 PRESETS: dict[str, dict[str, Any]] = {
     # About 10 minutes here: every method once on one dataset, small splits. A first look only.
@@ -201,9 +210,14 @@ class BenchDir:
 
 
 def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed: bool = False,
-             on_cell: Callable[[dict[str, Any], bool, int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Run the cells not finished yet; returns every row of the asked-for cells (finished before
-    or now). ``on_cell(row, ran, number, total)`` is told about each, in order."""
+             on_cell: Callable[[dict[str, Any], bool, int, int], None] | None = None,
+             executor: Executor | None = None) -> list[dict[str, Any]]:
+    """Run the cells not finished yet on ``executor`` (default: one after another in this process);
+    returns every row of the asked-for cells (finished before or now), in ``todo`` order.
+    ``on_cell(row, ran, number, total)`` is told about each: the ones finished before first, then
+    the others as they finish (in ``todo`` order in this process, in any order on a cluster)."""
+    from promptgym.bench.executors import InProcess
+
     bench.bind(settings)
     done = {r["key"]: r for r in bench.rows()}
     pending = [c for c in todo if c.key not in done or (retry_failed and done[c.key]["status"] != "ok")]
@@ -212,37 +226,52 @@ def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed
 
         for dataset in dict.fromkeys(c.dataset for c in pending):
             load_dataset(dataset)
-    out = []
-    for number, cell in enumerate(todo, 1):
-        row = done.get(cell.key)
-        ran = row is None or (retry_failed and row["status"] != "ok")
-        if ran:
-            row = run_cell(bench, settings, cell)
-            bench.append(row)
-        out.append(row)
+    waiting = {c.key for c in pending}
+    rows = {c.key: done[c.key] for c in todo if c.key not in waiting}
+    number = 0
+    for cell in todo:
+        if cell.key in rows and on_cell:
+            number += 1
+            on_cell(rows[cell.key], False, number, len(todo))
+    for row in (executor or InProcess()).run(bench, settings, pending):
+        bench.append(row)
+        rows[row["key"]] = row
+        number += 1
         if on_cell:
-            on_cell(row, ran, number, len(todo))
-    return out
+            on_cell(row, True, number, len(todo))
+    return [rows[c.key] for c in todo]
+
+
+def cell_row(cell: Cell) -> dict[str, Any]:
+    """A row's identifying fields (the rest is the result, or the error)."""
+    return dict(key=cell.key, dataset=cell.dataset, task_model=cell.task_model, layout=cell.layout,
+                variant=cell.variant.label, method=cell.variant.method, params=cell.variant.params, seed=cell.seed)
 
 
 def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
+    """One cell, start to finish; an earlier run of it that did not finish (a killed process) is
+    resumed rather than started again, and a finished one whose row was lost gives its row back."""
     from promptgym import api
 
-    row: dict[str, Any] = dict(key=cell.key, dataset=cell.dataset, task_model=cell.task_model, layout=cell.layout,
-                               variant=cell.variant.label, method=cell.variant.method, params=cell.variant.params,
-                               seed=cell.seed)
+    row = cell_row(cell)
     files = settings.split_files or {}
     cache_file = bench.work / "caches" / (cell.slug + ".sqlite")
     row["resumed"] = cache_file.exists()  # its wall time and curve then understate a cold run
     started = time.perf_counter()
     try:
-        result = api.optimize(
-            cell.dataset, method=cell.variant.method, params=cell.variant.params, seed=cell.seed,
-            budget=settings.budget, train_size=settings.train_size, dev_size=settings.dev_size,
-            test_size=settings.test_size, select_k=settings.select_k, select_level=settings.select_level,
-            task_model=cell.task_model, optimizer_model=settings.optimizer_model, layout=cell.layout,
-            store_url=bench.store_url, cache_url=bench.cache_url(cell), quiet=True,
-            **{f"{k}_file": v for k, v in files.items()})
+        earlier = cell_run(bench, cell)
+        row["resumed"] = row["resumed"] or earlier is not None
+        if earlier is not None:
+            await_lease(bench, earlier)
+            result = api.resume(earlier, store_url=bench.store_url, quiet=True)
+        else:
+            result = api.optimize(
+                cell.dataset, method=cell.variant.method, params=cell.variant.params, seed=cell.seed,
+                budget=settings.budget, train_size=settings.train_size, dev_size=settings.dev_size,
+                test_size=settings.test_size, select_k=settings.select_k, select_level=settings.select_level,
+                task_model=cell.task_model, optimizer_model=settings.optimizer_model, layout=cell.layout,
+                store_url=bench.store_url, cache_url=bench.cache_url(cell), quiet=True,
+                **{f"{k}_file": v for k, v in files.items()})
     except Exception as exc:  # a method failing in one cell is that cell's result
         last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
         where = traceback.extract_tb(exc.__traceback__)[-1:]
@@ -254,6 +283,30 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
                summary=result.summary.to_dict(full=False),
                **_from_store(bench, result))
     return row
+
+
+def cell_run(bench: BenchDir, cell: Cell) -> str | None:
+    """The newest run of ``cell`` that can be resumed (running, interrupted, or finished with its
+    row lost), or None. A cell's runs are the ones with its cache URL; a failed run (the method's
+    own error) is not resumed: ``--retry-failed`` starts it afresh."""
+    from promptgym.store.runs import RunStore
+
+    runs = RunStore(bench.store_url).runs_with_cache(bench.cache_url(cell))
+    return runs[0]["run_id"] if runs and runs[0]["status"] != "failed" else None
+
+
+def await_lease(bench: BenchDir, run_id: str) -> None:
+    """Wait (at most one lease period and a heartbeat) for the lease of a run whose process was lost
+    to lapse: on this host a dead pid frees it at once, from another host only time does. If it is
+    still held then, ``api.resume`` says by whom, in one line."""
+    from promptgym.store.lease import holder_state, lease_settings
+    from promptgym.store.runs import RunStore
+
+    store = RunStore(bench.store_url)
+    heartbeat, lease = lease_settings()
+    deadline = time.monotonic() + lease + heartbeat
+    while holder_state(store.get_run(run_id), lease) == "live" and time.monotonic() < deadline:
+        time.sleep(min(heartbeat, 1.0))
 
 
 def _from_store(bench: BenchDir, result: Any) -> dict[str, Any]:

@@ -206,6 +206,17 @@ class RunStore:
             out.append(row)
         return out
 
+    def runs_with_cache(self, cache_url: str) -> list[dict[str, Any]]:
+        """Runs whose config names this response cache (run_id, status), newest first: how a bench
+        finds its cell's run (one cache per cell). The text match only narrows the scan; the
+        parsed config decides."""
+        needle = json.dumps(cache_url)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.run_id, runs.c.status, runs.c.config)
+                                .where(runs.c.config.contains(needle, autoescape=True))
+                                .order_by(runs.c.created.desc())).all()
+        return [dict(run_id=r[0], status=r[1]) for r in rows if json.loads(r[2]).get("cache_url") == cache_url]
+
     def set_status(self, run_id: str, status: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id)
