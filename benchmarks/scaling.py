@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,10 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from ray_cluster import LocalRayCluster  # noqa: E402
+from throughput import FAKE_MODEL, LoopbackServer  # noqa: E402  (benchmarks/, this script's folder)
 
 RESULTS = ROOT / "benchmarks" / "results"
-FAKE_MODEL = "fake-model"
 
 # The fake server in a child process (its threads do not share a GIL with the in-process executor
 # being measured); it answers deterministically in the request (support's labels; an instruction
@@ -72,31 +72,6 @@ for line in sys.stdin:
     print(json.dumps(stats), flush=True)
 server.stop()
 """
-
-
-class LoopbackServer:
-    def __init__(self, delay: float, lifetime: float = 7200.0):
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(ROOT / "tests" / "integration"), str(delay),
-                                      FAKE_MODEL, str(lifetime)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        self.base_url = self.proc.stdout.readline().strip()
-        if not self.base_url.startswith("http://"):
-            self.close()
-            raise RuntimeError("the loopback server did not start")
-
-    def stats(self) -> dict:
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def cpu_seconds(sessions: set[int], pids: set[int]) -> float:
@@ -180,7 +155,7 @@ def main() -> None:
     from promptgym.bench import InProcess, RayCluster
 
     load_before = os.getloadavg()
-    server = LoopbackServer(args.delay)
+    server = LoopbackServer(args.delay, lifetime=7200.0, script=_SERVER)
     measurements: list[dict] = []
     try:
         print(f"in-process: {args.seeds} seeds x {args.methods} ...", file=sys.stderr, flush=True)

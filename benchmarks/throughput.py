@@ -317,11 +317,13 @@ server.stop()
 class LoopbackServer:
     """``tests/integration/fake_openai_server.py`` in a child process, every answer after ``delay`` s."""
 
-    def __init__(self, delay: float, lifetime: float = 3600.0):
+    def __init__(self, delay: float, lifetime: float = 3600.0, script: str = _SERVER):
+        """``script``: the child's program, given argv [fake server's folder, delay, model, lifetime]
+        (``scaling.py`` passes one whose answers vary with the request)."""
         import subprocess
 
         fake_dir = Path(__file__).resolve().parents[1] / "tests" / "integration"
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(fake_dir), str(delay), FAKE_MODEL,
+        self.proc = subprocess.Popen([sys.executable, "-c", script, str(fake_dir), str(delay), FAKE_MODEL,
                                       str(lifetime)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.base_url = self.proc.stdout.readline().strip()
         if not self.base_url.startswith("http://"):

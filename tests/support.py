@@ -26,6 +26,50 @@ _TINY_REVIEWS = [
 ]
 
 
+# Sixteen plainly polar reviews (label words a small model gets right), for runs over HTTP.
+SENTIMENT = [
+    ("An absolute delight from start to finish.", "positive"), ("I loved every minute of it.", "positive"),
+    ("The staff were warm and helpful.", "positive"), ("Best purchase I have made this year.", "positive"),
+    ("Fresh, tasty and fairly priced.", "positive"), ("It works perfectly and looks great.", "positive"),
+    ("A wonderful, moving story.", "positive"), ("I would happily come back again.", "positive"),
+    ("It broke after two days.", "negative"), ("The worst service I have ever had.", "negative"),
+    ("Cold food and a rude waiter.", "negative"), ("A boring, pointless film.", "negative"),
+    ("I want my money back.", "negative"), ("The screen cracked on the first drop.", "negative"),
+    ("Slow, noisy and overpriced.", "negative"), ("Never buying from them again.", "negative"),
+]
+
+
+def _h(text: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def sentiment_reply(body: dict) -> str:
+    """A fake server's answer, deterministic in the request (the same on every server of a pool):
+    a label for a task request over ``SENTIMENT``, wrong on a third of them so that prompts differ,
+    or an instruction for an optimizer's request."""
+    import json
+
+    text = json.dumps(body.get("messages") or body.get("prompt"), sort_keys=True)
+    if "instruction" in text.lower():  # the optimizer's request
+        return f"Decide whether the review is positive or negative (variant {_h(json.dumps(body, sort_keys=True)) % 97})."
+    truth = next((y for t, y in SENTIMENT if t in text), "positive")
+    wrong = "negative" if truth == "positive" else "positive"
+    return wrong if _h(text) % 3 == 0 else truth
+
+
+def write_sentiment(folder) -> "Path":
+    """``SENTIMENT`` as a JSONL file in ``folder``; its path."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"input": t, "target": y, "choices": ["positive", "negative"]}) + "\n"
+                            for t, y in SENTIMENT))
+    return path
+
+
 def tiny_sentiment() -> Dataset:
     """Twelve short, plainly polar reviews, for runs on a real model."""
     return Dataset("tiny-sentiment", [Example(f"t{i}", text, (label,), TINY_LABELS)

@@ -11,7 +11,6 @@ endpoint down is one line; a pool shares its cache with its first endpoint alone
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import time
@@ -38,37 +37,7 @@ try:  # tests/integration may or may not be a package
 except ImportError:
     from fake_openai_server import FakeOpenAIServer  # type: ignore[no-redef]
 
-SENTIMENT = [
-    ("An absolute delight from start to finish.", "positive"), ("I loved every minute of it.", "positive"),
-    ("The staff were warm and helpful.", "positive"), ("Best purchase I have made this year.", "positive"),
-    ("Fresh, tasty and fairly priced.", "positive"), ("It works perfectly and looks great.", "positive"),
-    ("A wonderful, moving story.", "positive"), ("I would happily come back again.", "positive"),
-    ("It broke after two days.", "negative"), ("The worst service I have ever had.", "negative"),
-    ("Cold food and a rude waiter.", "negative"), ("A boring, pointless film.", "negative"),
-    ("I want my money back.", "negative"), ("The screen cracked on the first drop.", "negative"),
-    ("Slow, noisy and overpriced.", "negative"), ("Never buying from them again.", "negative"),
-]
-
-
-def _h(text: str) -> int:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
-
-
-def reply(body: dict) -> str:
-    """Deterministic in the request, the same on every server (they serve the same weights)."""
-    text = json.dumps(body.get("messages") or body.get("prompt"), sort_keys=True)
-    if "instruction" in text.lower():  # the optimizer's request
-        return f"Decide whether the review is positive or negative (variant {_h(json.dumps(body, sort_keys=True)) % 97})."
-    truth = next((y for t, y in SENTIMENT if t in text), "positive")
-    wrong = "negative" if truth == "positive" else "positive"
-    return wrong if _h(text) % 3 == 0 else truth
-
-
-def write_dataset(tmp_path: Path) -> Path:
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps({"input": t, "target": y, "choices": ["positive", "negative"]}) + "\n"
-                            for t, y in SENTIMENT))
-    return path
+from support import SENTIMENT, sentiment_reply as reply, write_sentiment as write_dataset  # noqa: E402
 
 
 def chat(text: str) -> GenerationRequest:

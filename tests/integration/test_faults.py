@@ -8,7 +8,6 @@ let at most N calls reach the server however many requests are in flight.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import time
@@ -37,38 +36,9 @@ try:  # tests/integration may or may not be a package
 except ImportError:
     from fake_openai_server import KINDS, FakeOpenAIServer, Faults  # type: ignore[no-redef]
 
-SENTIMENT = [
-    ("An absolute delight from start to finish.", "positive"), ("I loved every minute of it.", "positive"),
-    ("The staff were warm and helpful.", "positive"), ("Best purchase I have made this year.", "positive"),
-    ("Fresh, tasty and fairly priced.", "positive"), ("It works perfectly and looks great.", "positive"),
-    ("A wonderful, moving story.", "positive"), ("I would happily come back again.", "positive"),
-    ("It broke after two days.", "negative"), ("The worst service I have ever had.", "negative"),
-    ("Cold food and a rude waiter.", "negative"), ("A boring, pointless film.", "negative"),
-    ("I want my money back.", "negative"), ("The screen cracked on the first drop.", "negative"),
-    ("Slow, noisy and overpriced.", "negative"), ("Never buying from them again.", "negative"),
-]
+from support import SENTIMENT, sentiment_reply as reply, write_sentiment as write_dataset  # noqa: E402
+
 HTTP_KINDS = tuple(k for k in KINDS if k != "no_logprobs")  # generation: no echoed log-probs asked
-
-
-def _h(text: str) -> int:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
-
-
-def reply(body: dict) -> str:
-    """Deterministic in the request: a task answer (a label) or an optimizer's instruction."""
-    text = json.dumps(body.get("messages") or body.get("prompt"), sort_keys=True)
-    if "instruction" in text.lower():  # the optimizer's request
-        return f"Decide whether the review is positive or negative (variant {_h(json.dumps(body, sort_keys=True)) % 97})."
-    truth = next((y for t, y in SENTIMENT if t in text), "positive")
-    wrong = "negative" if truth == "positive" else "positive"
-    return wrong if _h(text) % 3 == 0 else truth  # some prompts do better than others
-
-
-def write_dataset(tmp_path: Path) -> Path:
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps({"input": t, "target": y, "choices": ["positive", "negative"]}) + "\n"
-                            for t, y in SENTIMENT))
-    return path
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from promptgym.report.trajectory import score_points, train_curve
+from promptgym.report.trajectory import curve_of, points_of
 
 PLOTS_MISSING = "no figures: matplotlib is not installed (pip install 'promptgym[report]')"
 
@@ -206,6 +206,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     config, summary = run["config"], run["result"]
     cands = store.candidates(run_id)
     scores = store.scores(run_id)
+    calls = store.call_rows(run_id)  # read once: the trajectory, the curve and the cost use them
     latest = _latest(scores)
     seq = {c["candidate_id"]: c["seq"] for c in cands}
     start_id = next((c["candidate_id"] for c in cands if c["operation"] == "initial"), None)
@@ -241,8 +242,8 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
             test=(latest.get((cid, "test")) or {}).get("score"),
             finalist=cid in finalists, dropped_after=(finalists.get(cid) or {}).get("dropped_after"),
             created=c["created"]))
-    points = score_points(store, run_id)
-    curve = train_curve(store, run_id)
+    points = points_of(calls, scores)
+    curve = curve_of(calls, scores)
     batch = max((p["n"] for p in points), default=0)
     examples, examples_note = ({}, "") if not summary else _examples_by_id(config)
     flip_against = chosen_id if chosen_id and chosen_id != start_id else pick_id
@@ -279,7 +280,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
         finalists=[dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])],
         # runs stored before a race-less selection said None there recorded 0.0: not a dev score
         raced_on_dev=any(f.get("dev_n") for f in selection.get("candidates", [])),
-        cost=_cost(store.call_rows(run_id), summary), flips=flips,
+        cost=_cost(calls, summary), flips=flips,
         flip_counts=dict(better=sum(f["chosen_score"] > f["start_score"] for f in flips),
                          worse=sum(f["chosen_score"] < f["start_score"] for f in flips)),
         flips_against=role(flip_against) if flip_against else None,
