@@ -1,4 +1,9 @@
-"""The BIG-bench download in a venv made exactly as scripts/setup.sh makes it (``python3 -m venv``).
+"""The BIG-bench sdist fetched with pip, in a venv made exactly as scripts/setup.sh makes it
+(``python3 -m venv``).
+
+pip is the last source of a task, after the cache, an sdist on this machine and the raw URL; the
+public index no longer serves bigbench 1.0.0, so this path matters where a private index or mirror
+does. The raw URL points at a closed loopback port here, so that a load reaches pip.
 
 The real sdist is 358 MB, so pip is pointed (through its environment, not our command line) at a
 folder holding a tiny sdist of the same layout: a setup.py-only package, so pip prepares its
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 import tarfile
@@ -66,6 +72,9 @@ def links(tmp_path_factory) -> Path:
 def _pip_from(monkeypatch, folder: Path) -> None:
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    with socket.socket() as s:  # the raw URL refuses at once: the load goes on to pip
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("PROMPTGYM_BIGBENCH_URL", f"http://127.0.0.1:{s.getsockname()[1]}/tasks")
 
 
 def test_readme_dataset_loads_through_pip_in_a_fresh_venv(fresh_venv, links, monkeypatch):

@@ -1,23 +1,45 @@
-"""BIG-bench JSON tasks, read from the ``bigbench`` sdist on PyPI.
+"""BIG-bench JSON tasks, fetched one task at a time.
 
-The sdist (358 MB) is fetched once per machine with ``pip download --no-deps`` (the running
-Python's pip, with the user's index configuration) into ``$PROMPTGYM_HOME/downloads``; the task
-files of a task are extracted on first use and kept, so later loads read a small JSON file only.
+A task is ``TASK/task.json`` (and, for a task with subtasks, ``TASK/SUBTASK/task.json``) in the
+BIG-bench repository's ``bigbench/benchmark_tasks`` folder. The sources, tried in this order until
+one supplies the task:
+
+1. **cache**: ``$PROMPTGYM_HOME/downloads/bigbench-tasks/`` (files fetched from the raw URL) and
+   ``downloads/bigbench-1.0.0-tasks/`` (files extracted from the sdist, also by earlier releases).
+2. **sdist** on this machine: ``PROMPTGYM_BIGBENCH_SDIST``, else ``downloads/bigbench-1.0.0.tar.gz``
+   if an earlier release fetched it. Its files are extracted into the cache on first use.
+3. **raw URL**: ``PROMPTGYM_BIGBENCH_URL`` (default :data:`RAW_URL`) + ``/TASK[/SUBTASK]/task.json``,
+   a few hundred KB per task; what arrives is checked (UTF-8 JSON object, every example with
+   ``input`` and ``target`` or ``target_scores``) before it is written to the cache.
+4. **sdist via pip**, when none is on this machine: ``pip download bigbench==1.0.0`` (358 MB). The
+   public index now serves only 0.0.1, so this mostly fails; it stays for private indexes and
+   mirrors that keep 1.0.0. It is not tried when the raw URL answered 404 (no such task: the sdist
+   would not have it either).
+
+When every source fails, the error is one line naming each source tried and why it failed. Inside
+:func:`no_download`, only the first two are tried.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
+from typing import NoReturn
 
 from promptgym.data.dataset import Dataset, Example
 from promptgym.errors import DataError
@@ -27,14 +49,26 @@ BIGBENCH_VERSION = "1.0.0"
 _TASKS_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
 SDIST_NAME = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
 
+# The repository's main branch (BIG-bench made no release after 1.0.0, whose files are the sdist's).
+# To pin the files, put a commit in place of main, or name a mirror, in PROMPTGYM_BIGBENCH_URL.
+RAW_URL = "https://raw.githubusercontent.com/google/BIG-bench/main/bigbench/benchmark_tasks"
+TASKS_DIR = "bigbench-tasks"  # under downloads/: files fetched from the raw URL
+SUBTASKS_FILE = ".subtasks.json"  # in a parent task's folder, written last: its subtasks are all there
+MAX_TASK_BYTES = 64 * 2**20  # the largest BIG-bench task.json is a few MB
+DEFAULT_TIMEOUT = 10.0  # seconds per connect and per read
+_TRIES = 3  # of one file, when the failure may pass (5xx, 429, connection dropped, body cut short)
+_RETRY_PAUSE = 0.25  # seconds, doubled each try
+_NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_PIP_FAILED = "bigbench: could not download the sdist with pip: "
+
 
 _NO_DOWNLOAD: ContextVar[bool] = ContextVar("promptgym_bigbench_no_download", default=False)
 
 
 @contextmanager
 def no_download() -> Iterator[None]:
-    """Inside it, a task not yet on this machine is a DataError instead of a 358 MB download (a
-    report that would like to show inputs must not fetch data to do so)."""
+    """Inside it, a task not yet on this machine is a DataError instead of a download (a report that
+    would like to show inputs must not fetch data to do so): no network, no pip."""
     token = _NO_DOWNLOAD.set(True)
     try:
         yield
@@ -42,21 +76,211 @@ def no_download() -> Iterator[None]:
         _NO_DOWNLOAD.reset(token)
 
 
-def sdist_path() -> Path:
-    """The sdist tarball, downloaded on first call (or taken from PROMPTGYM_BIGBENCH_SDIST)."""
+class _Miss(Exception):
+    """One source could not supply the task. ``absent``: it says the task is not there (as opposed to
+    failing to answer, or answering with something unusable)."""
+
+    def __init__(self, reason: str, absent: bool = False) -> None:
+        super().__init__(reason)
+        self.absent = absent
+
+
+class _Setting(DataError):
+    """A bad setting (an environment variable): raised at once, not taken for a failed source."""
+
+
+class _Retry(Exception):
+    """A failure of one request that may pass if the request is made again."""
+
+
+# A source gives the task's files (relative path -> parsed task.json, the asked-for file first) and
+# what to do once they proved good (write them to the cache), or raises _Miss.
+_Files = dict[str, dict]
+_Got = tuple[_Files, Callable[[], None] | None]
+
+
+def load_bigbench(name: str) -> Dataset:
+    """``name`` is ``task`` or ``task/subtask``; a parent task with subtasks loads all of them."""
+    name = name.strip("/")
+    if not name:
+        raise DataError("bigbench: give a task name, e.g. bigbench:multiemo/all_sentence_en")
+    parts = name.split("/")
+    if len(parts) > 2 or not all(_NAME_PART.fullmatch(p) for p in parts):
+        raise DataError(f"bigbench:{name}: not a task name (TASK or TASK/SUBTASK: letters, digits, '_', '-', '.')")
+    spec = f"bigbench:{name}"
+    offline = _NO_DOWNLOAD.get()
+    tried: list[str] = []
+    absent = True
+    sources: list[tuple[str, Callable[[], _Got]]] = [("cache", lambda: _from_cache(name))]
+    sdist = _local_sdist()
+    sources.append((f"sdist {sdist}" if isinstance(sdist, Path) else "sdist", lambda: _from_sdist(name, sdist)))
+    url_404 = False
+    if not offline:
+        url = _task_url(os.environ.get("PROMPTGYM_BIGBENCH_URL") or RAW_URL, f"{name}/task.json")
+        sources.append((f"raw URL {_shown(url)}", lambda: _from_url(name)))
+        if sdist is None:
+            sources.append(("sdist via pip", lambda: _from_pip(name, url_404)))
+    for label, source in sources:
+        try:
+            files, save = source()
+            dataset = _build(name, files)
+        except _Miss as miss:
+            tried.append(f"{label} ({miss})")
+            absent = absent and miss.absent
+            url_404 = url_404 or (label.startswith("raw URL") and miss.absent)
+            continue
+        except _Setting:
+            raise
+        except DataError as exc:  # the files arrived but are not a usable task
+            message = str(exc)
+            tried.append(f"{label} ({message[len(spec) + 2:] if message.startswith(spec + ': ') else message})")
+            absent = False
+            continue
+        if save is not None:
+            try:
+                save()
+            except OSError as exc:
+                print(f"promptgym: warning: {spec}: not cached ({exc})", file=sys.stderr)
+        return dataset
+    if offline:
+        head = "not on this machine (downloads are off here)"
+    else:
+        head = "no such BIG-bench task in any source" if absent else "could not be loaded from any source"
+    raise DataError(f"{spec}: {head}: " + "; ".join(tried))
+
+
+def _build(name: str, files: _Files) -> Dataset:
+    """The dataset of the task's files; a malformed example is one line naming it and the field."""
+    own = f"{name}/task.json"
+    spec = f"bigbench:{name}"
+    main = files.get(own, {})
+    examples = _parse_examples(main, spec, prefix="")
+    description = main.get("task_prefix") or main.get("description")
+    if not examples:  # a parent task: its examples live in the subtasks
+        for rel, sub in files.items():
+            if rel == own:
+                continue
+            sub_name = rel[len(name) + 1 : -len("/task.json")]
+            examples += _parse_examples(sub, spec, prefix=f"{sub_name}:")
+            description = description or sub.get("task_prefix")
+    if isinstance(description, str):
+        description = description.strip() or None
+    return Dataset(name=name, examples=examples, description=description, source=spec)
+
+
+def _has_examples(task: dict) -> bool:
+    return task.get("examples") not in (None, [])
+
+
+# -- source 1: the cache -----------------------------------------------------------------------------
+
+
+def _tasks_root() -> Path:
+    return downloads_dir() / TASKS_DIR
+
+
+def _cache_root() -> Path:
+    """Where the sdist's task files are extracted (and were, by earlier releases)."""
+    return downloads_dir() / f"bigbench-{BIGBENCH_VERSION}-tasks"
+
+
+def _from_cache(name: str) -> _Got:
+    legacy = _cache_root()
+    try:
+        index = json.loads((legacy / "index.json").read_text())
+    except (OSError, ValueError):
+        index = []
+    wanted = _wanted(index, name)
+    if wanted and all((legacy / rel).is_file() for rel in wanted):
+        return {rel: _read_task_json(legacy / rel, rel) for rel in wanted}, None
+    root = _tasks_root()
+    own = f"{name}/task.json"
+    if (root / own).is_file():
+        main = _read_task_json(root / own, own)
+        if _has_examples(main) or "/" in name:
+            return {own: main}, None
+        listed = _listed_subtasks(root / name / SUBTASKS_FILE)
+        if listed and all((root / name / sub / "task.json").is_file() for sub in listed):
+            rels = [f"{name}/{sub}/task.json" for sub in listed]
+            return {own: main, **{rel: _read_task_json(root / rel, rel) for rel in rels}}, None
+    return _fail(f"{root}: not there", absent=True)
+
+
+def _listed_subtasks(path: Path) -> list[str] | None:
+    try:
+        listed = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(listed, list) and all(isinstance(s, str) and _NAME_PART.fullmatch(s) for s in listed)
+    return listed if ok else None
+
+
+def _wanted(index: list[str], name: str) -> list[str]:
+    """The task's files among an sdist's task.json paths (a parent: its own and every subtask's)."""
+    return [p for p in index if isinstance(p, str) and (p == f"{name}/task.json" or p.startswith(f"{name}/"))]
+
+
+# -- source 2 (and 4): the sdist ---------------------------------------------------------------------
+
+
+def _local_sdist() -> Path | str | None:
+    """The sdist on this machine: a Path, or why PROMPTGYM_BIGBENCH_SDIST is unusable, or None."""
     override = os.environ.get("PROMPTGYM_BIGBENCH_SDIST")
     if override:
-        path = Path(override)
-        if not path.exists():
-            raise DataError(f"PROMPTGYM_BIGBENCH_SDIST={override}: no such file")
-        return path
+        path = Path(override).expanduser()
+        return path if path.is_file() else f"PROMPTGYM_BIGBENCH_SDIST={override}: no such file"
     target = downloads_dir() / SDIST_NAME
-    if not target.exists():
-        if _NO_DOWNLOAD.get():
-            raise DataError(f"the bigbench sdist is not on this machine ({target})")
-        print(f"Fetching the bigbench {BIGBENCH_VERSION} sdist (358 MB, once per machine)...", file=sys.stderr)
-        download_sdist(downloads_dir())
-    return target
+    return target if target.is_file() else None
+
+
+def _from_sdist(name: str, sdist: Path | str | None) -> _Got:
+    if not isinstance(sdist, Path):
+        return _fail(sdist or "none on this machine; PROMPTGYM_BIGBENCH_SDIST=FILE names one", absent=sdist is None)
+    root = _cache_root()
+    try:
+        wanted = _wanted(_task_index(root, sdist), name)
+        if not wanted:
+            return _fail("no such task in it", absent=True)
+        _extract_task(root, sdist, wanted)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        return _fail(f"could not read or extract it: {exc}")
+    return {rel: _read_task_json(root / rel, rel) for rel in wanted}, None
+
+
+def _task_index(root: Path, sdist: Path) -> list[str]:
+    """Relative paths of every task.json in the sdist ("multiemo/all_sentence_en/task.json")."""
+    index = root / "index.json"
+    with suppress(OSError, ValueError):
+        return json.loads(index.read_text())
+    with tarfile.open(sdist, "r:gz") as tar:
+        names = sorted(m.name[len(_TASKS_PREFIX):] for m in tar.getmembers()
+                       if m.name.startswith(_TASKS_PREFIX) and m.name.endswith("/task.json"))
+    _write_atomic(index, json.dumps(names).encode())
+    return names
+
+
+def _extract_task(root: Path, sdist: Path, wanted: list[str]) -> None:
+    """Extract every task.json of one task (parent and subtasks) in one pass over the tarball."""
+    missing = [w for w in wanted if not (root / w).exists()]
+    if not missing:
+        return
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar:
+            rel = member.name[len(_TASKS_PREFIX):] if member.name.startswith(_TASKS_PREFIX) else None
+            if rel in missing:
+                _write_atomic(root / rel, tar.extractfile(member).read())  # type: ignore[union-attr]
+
+
+def _from_pip(name: str, url_404: bool) -> _Got:
+    if url_404:
+        return _fail("not tried: the raw URL has no such task, so the sdist has none", absent=True)
+    print(f"Trying pip for the bigbench {BIGBENCH_VERSION} sdist (358 MB, once per machine)...", file=sys.stderr)
+    try:
+        sdist = download_sdist(downloads_dir())
+    except DataError as exc:
+        message = str(exc)
+        return _fail(message[len(_PIP_FAILED):] if message.startswith(_PIP_FAILED) else message)
+    return _from_sdist(name, sdist)
 
 
 def pip_download_command(python: str, dest: Path) -> list[str]:
@@ -84,7 +308,7 @@ def download_sdist(dest: Path, python: str | None = None) -> Path:
         got = Path(scratch) / SDIST_NAME
         if proc.returncode != 0 or not got.exists():
             reason = pip_error(proc.stderr) if proc.returncode != 0 else f"pip saved no {SDIST_NAME}"
-            raise DataError(f"bigbench: could not download the sdist with pip: {reason}")
+            raise DataError(f"{_PIP_FAILED}{reason}")
         got.replace(dest / SDIST_NAME)
     return dest / SDIST_NAME
 
@@ -117,76 +341,192 @@ def pip_error(stderr: str) -> str:
     return (rest or lines or ["pip failed with no output"])[-1]
 
 
-def _cache_root() -> Path:
-    return downloads_dir() / f"bigbench-{BIGBENCH_VERSION}-tasks"
+# -- source 3: the raw URL ---------------------------------------------------------------------------
 
 
-def _task_index(root: Path) -> list[str]:
-    """Relative paths of every task.json in the sdist ("multiemo/all_sentence_en/task.json")."""
-    index = root / "index.json"
-    if index.exists():
-        return json.loads(index.read_text())
-    root.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(sdist_path(), "r:gz") as tar:
-        names = [m.name[len(_TASKS_PREFIX):] for m in tar.getmembers()
-                 if m.name.startswith(_TASKS_PREFIX) and m.name.endswith("/task.json")]
-    tmp = index.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted(names)))
-    tmp.replace(index)
-    return sorted(names)
+def _base_url() -> str:
+    base = os.environ.get("PROMPTGYM_BIGBENCH_URL") or RAW_URL
+    if not re.match(r"https?://[^/]", base):
+        raise _Setting(f"PROMPTGYM_BIGBENCH_URL={_shown(base)}: expected an http:// or https:// URL")
+    return base
 
 
-def _extract_task(root: Path, task: str, wanted: list[str]) -> None:
-    """Extract every task.json of one task (parent and subtasks) in one pass over the tarball."""
-    missing = [w for w in wanted if not (root / w).exists()]
-    if not missing:
-        return
-    with tarfile.open(sdist_path(), "r:gz") as tar:
-        for member in tar:
-            rel = member.name[len(_TASKS_PREFIX):] if member.name.startswith(_TASKS_PREFIX) else None
-            if rel in missing:
-                data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                out = root / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_suffix(".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(out)
+def _task_url(base: str, rel: str) -> str:
+    """``rel`` appended to the base URL's path (a trailing slash or a ``?query`` on it is kept right)."""
+    head, sep, query = base.partition("?")
+    return f"{head.rstrip('/')}/{rel}{sep}{query}"
 
 
-def load_bigbench(name: str) -> Dataset:
-    """``name`` is ``task`` or ``task/subtask``; a parent task with subtasks loads all of them."""
-    name = name.strip("/")
-    if not name:
-        raise DataError("bigbench: give a task name, e.g. bigbench:multiemo/all_sentence_en")
-    root = _cache_root()
-    index = _task_index(root)
-    wanted = [p for p in index if p == f"{name}/task.json" or p.startswith(f"{name}/")]
-    if not wanted:
-        raise DataError(f"bigbench:{name}: no such BIG-bench task")
-    task = name.split("/")[0]
-    _extract_task(root, task, wanted)
-    own = f"{name}/task.json"
-    spec = f"bigbench:{name}"
-    main = _read_task_json(root / own, f"{spec} ({own})") if own in wanted else {}
-    examples = _parse_examples(main, spec, prefix="")
-    description = main.get("task_prefix") or main.get("description")
-    if not examples:  # a parent task: its examples live in the subtasks
-        for rel in wanted:
-            if rel == own:
-                continue
-            sub = _read_task_json(root / rel, f"{spec} ({rel})")
-            sub_name = rel[len(name) + 1 : -len("/task.json")]
-            examples += _parse_examples(sub, spec, prefix=f"{sub_name}:")
-            description = description or sub.get("task_prefix")
-    if isinstance(description, str):
-        description = description.strip() or None
-    return Dataset(name=name, examples=examples, description=description, source=spec)
+def _shown(url: str) -> str:
+    from promptgym.models.factory import redact_url
+
+    return redact_url(url)
 
 
-def _read_task_json(path: Path, where: str) -> dict:
-    """A task.json as a dict; bad bytes or bad JSON are one line naming the task file."""
+def _timeout() -> float:
+    raw = os.environ.get("PROMPTGYM_BIGBENCH_TIMEOUT")
+    if not raw:
+        return DEFAULT_TIMEOUT
     try:
-        task = json.loads(path.read_bytes().decode("utf-8-sig"))
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise _Setting(f"PROMPTGYM_BIGBENCH_TIMEOUT={raw}: expected seconds, a number above 0")
+    return value
+
+
+def _from_url(name: str) -> _Got:
+    """The task's files from the raw URL; written to the cache (by the returned callable) only after
+    the dataset built from them proved good.
+
+    The raw host cannot list a folder. A task whose task.json has examples is complete. A parent
+    task's task.json (no examples) is followed only if it names its subtasks (a ``subtasks`` list of
+    names, or of objects with a ``name``). BIG-bench's own loader finds subtasks by listing folders,
+    so its parent files need not name them; then the load asks for a subtask (the sdist can list
+    them).
+    """
+    base, timeout = _base_url(), _timeout()
+    own = f"{name}/task.json"
+    main, raw = _fetch_task(_task_url(base, own), own, timeout)
+    files, blobs = {own: main}, {own: raw}
+    subtasks: list[str] = []
+    if not _has_examples(main) and "/" not in name:
+        named = _named_subtasks(main)
+        if not named:
+            return _fail(f"{own} has no examples and names no subtasks, and the raw host cannot list "
+                         f"folders: name one, bigbench:{name}/SUBTASK (the sdist can list them)")
+        for sub in named:
+            rel = f"{name}/{sub}/task.json"
+            try:
+                files[rel], blobs[rel] = _fetch_task(_task_url(base, rel), rel, timeout)
+            except _Miss as miss:
+                return _fail(f"subtask {_shown(_task_url(base, rel))}: {miss}")
+        subtasks = named
+
+    def save() -> None:
+        root = _tasks_root()
+        for rel in sorted(blobs, key=lambda r: r == own):  # the parent after its subtasks
+            _write_atomic(root / rel, blobs[rel])
+        if subtasks:  # last: a parent is in the cache only once every subtask is
+            _write_atomic(root / name / SUBTASKS_FILE, json.dumps(subtasks).encode())
+
+    return files, save
+
+
+def _named_subtasks(task: dict) -> list[str] | None:
+    """The subtask names a parent task.json lists, if it does (``"name"`` or ``"task:name"``)."""
+    listed = task.get("subtasks")
+    if not isinstance(listed, list) or not listed:
+        return None
+    names = []
+    for item in listed:
+        value = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(value, str) or not _NAME_PART.fullmatch(value.rsplit(":", 1)[-1]):
+            return _fail(f"field 'subtasks' holds {json.dumps(value)[:60]}, not a subtask name")
+        names.append(value.rsplit(":", 1)[-1])
+    return list(dict.fromkeys(names))
+
+
+def _fetch_task(url: str, rel: str, timeout: float) -> tuple[dict, bytes]:
+    raw = _get(url, timeout)
+    try:
+        return _decode_task_json(raw, rel), raw
+    except DataError as exc:
+        return _fail(str(exc)[len(rel) + 2:])
+
+
+def _get(url: str, timeout: float) -> bytes:
+    """The body at ``url``; any failure is a _Miss with a short reason (404: ``absent``).
+
+    urllib from the standard library, not an HTTP client package: the core's dependencies include
+    none (httpx comes only with the ``openai`` extra), and one small GET per file needs no more. It
+    honours the usual proxy variables (``https_proxy``, ``no_proxy``...). ``timeout`` bounds the
+    connect and each read, so an unreachable host fails in seconds. A failure that may pass (HTTP
+    5xx or 429, the connection dropped, a body cut short) is tried again, up to three tries; a
+    refused connection, a timeout, an unknown host or another HTTP status is not.
+    """
+    for attempt in range(_TRIES):
+        try:
+            return _get_once(url, timeout)
+        except _Retry as exc:
+            if attempt == _TRIES - 1:
+                return _fail(f"{exc}, {_TRIES} tries")
+            time.sleep(_RETRY_PAUSE * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _get_once(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "promptgym (BIG-bench task loader)"})
+    try:
+        # an opener per request: it reads the proxy variables as they are now (urlopen's shared one
+        # keeps those of its first use)
+        with urllib.request.build_opener().open(request, timeout=timeout) as reply:
+            declared = reply.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_TASK_BYTES:
+                return _fail(f"{int(declared):,} bytes, over the {MAX_TASK_BYTES:,}-byte limit for a task file")
+            body = bytearray()
+            while chunk := reply.read(1 << 16):
+                body += chunk
+                if len(body) > MAX_TASK_BYTES:
+                    return _fail(f"over the {MAX_TASK_BYTES:,}-byte limit for a task file")
+            if declared.isdigit() and len(body) < int(declared):
+                raise _Retry(f"body cut short: {len(body):,} of {int(declared):,} bytes")
+            return bytes(body)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return _fail("404: no such task there", absent=True)
+        if exc.code == 429 or exc.code >= 500:
+            raise _Retry(f"HTTP {exc.code}") from None
+        return _fail(f"HTTP {exc.code} {exc.reason}".strip())
+    except http.client.IncompleteRead as exc:
+        raise _Retry(f"body cut short: {len(exc.partial):,} bytes came") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        cause = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return _fail(f"no answer in {timeout:g} s")
+        if isinstance(cause, ConnectionRefusedError):
+            return _fail("connection refused")
+        if isinstance(cause, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+                              http.client.RemoteDisconnected)):
+            raise _Retry("the connection closed before a whole reply") from None
+        if isinstance(cause, socket.gaierror):
+            return _fail(f"host not found: {cause.strerror or cause}")
+        if isinstance(cause, ssl.SSLError):
+            return _fail(f"TLS: {cause.reason or cause}")
+        if isinstance(cause, http.client.HTTPException):
+            return _fail(f"not an HTTP reply ({type(cause).__name__})")
+        return _fail(str(getattr(cause, "strerror", None) or cause) or type(cause).__name__)
+
+
+def _fail(reason: str, absent: bool = False) -> NoReturn:
+    raise _Miss(reason, absent)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename it into place, so a killed
+    process never leaves a half file under the name a later load reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# -- task files --------------------------------------------------------------------------------------
+
+
+def _decode_task_json(data: bytes, where: str) -> dict:
+    """A task.json's bytes as a dict; bad bytes or bad JSON are one line naming ``where``."""
+    try:
+        task = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise DataError(f"{where}: not UTF-8 text ({exc.reason})") from None
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -194,6 +534,11 @@ def _read_task_json(path: Path, where: str) -> dict:
     if not isinstance(task, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(task).__name__}")
     return task
+
+
+def _read_task_json(path: Path, where: str) -> dict:
+    """A task.json file as a dict; bad bytes or bad JSON are one line naming the task file."""
+    return _decode_task_json(path.read_bytes(), where)
 
 
 def _parse_examples(task: dict, spec: str, prefix: str) -> list[Example]:
