@@ -25,7 +25,8 @@ def load_dataset(
     choices_field: str | None = None,
     infer_choices: bool = True,
 ) -> Dataset:
-    """``spec`` is a path to a .jsonl/.csv file, ``bigbench:TASK[/SUBTASK]`` or ``example:NAME``."""
+    """``spec`` is a path to a .jsonl/.csv file, ``bigbench:TASK[/SUBTASK]``, ``example:NAME`` or
+    ``paper:PAPER/TASK``."""
     if spec.startswith("bigbench:"):
         from promptgym.data.bigbench import load_bigbench
 
@@ -34,6 +35,10 @@ def load_dataset(
         from promptgym.data.examples import load_example
 
         return load_example(spec.split(":", 1)[1])
+    if spec.startswith("paper:"):
+        from promptgym.data.papers import load_paper
+
+        return load_paper(spec.split(":", 1)[1])
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"{spec}: no such file")

@@ -1,0 +1,157 @@
+"""Build benchmarks/data/PAPER/TASK.jsonl from the seed papers' repositories, read from local snapshots.
+
+    python benchmarks/data/build.py --snapshot keirp/automatic_prompt_engineer=PATH \\
+        --snapshot microsoft/LMOps=PATH --snapshot mingkaid/rl-prompt=PATH
+
+A snapshot is a git repository (bare or not) holding the pinned commit, or a plain folder holding the
+files themselves; either way every file read must be the pinned one (its git blob id). The rows come
+from promptgym.data.papers' converters, the ones ``paper:`` loads use, so both give the same rows.
+``PROMPTGYM_PAPER_SNAPSHOTS="owner/repo=PATH,..."`` stands for the --snapshot options.
+
+- By default, writes the tasks whose licences allow shipping them into benchmarks/data (README.md
+  there says which and why) and removes any other .jsonl there.
+- ``--all --out DIR``: every task, for a folder of your own (PROMPTGYM_PAPER_DATA=DIR); never
+  commit it.
+- ``--check``: compare with what is there instead of writing; exit status 1 if anything differs.
+- ``--fill-cache``: also put the pinned upstream files into $PROMPTGYM_HOME/downloads/papers, so
+  that every ``paper:`` task loads on this machine without a download.
+- ``--table``: print the README's task table (rows here and upstream, answer type).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from promptgym.errors import DataError
+from promptgym.data.papers import (PaperTask, TASKS, _write_atomic, cache_path, git_blob_sha,
+                                   rows_to_jsonl)
+
+HERE = Path(__file__).resolve().parent
+SNAPSHOTS_ENV = "PROMPTGYM_PAPER_SNAPSHOTS"
+
+
+class BuildError(Exception):
+    pass
+
+
+def read_pinned(snapshot: Path, commit: str, path: str, blob: str | None) -> bytes:
+    """The file at ``commit`` from a git snapshot, or from a plain folder; checked against ``blob``."""
+    if (snapshot / "HEAD").is_file() or (snapshot / ".git").exists():
+        proc = subprocess.run(["git", "-C", str(snapshot), "cat-file", "blob", f"{commit}:{path}"],
+                              capture_output=True)
+        if proc.returncode != 0:
+            raise BuildError(f"{snapshot}: no {path} at {commit[:12]} ({proc.stderr.decode().strip()})")
+        data = proc.stdout
+    else:
+        file = snapshot / path
+        if not file.is_file():
+            raise BuildError(f"{snapshot}: no {path}")
+        data = file.read_bytes()
+    if blob is not None and git_blob_sha(data) != blob:
+        raise BuildError(f"{snapshot}: {path} is not the file at {commit[:12]} "
+                         f"(git blob {git_blob_sha(data)[:12]}, expected {blob[:12]})")
+    return data
+
+
+def task_files(task: PaperTask, snapshots: dict[str, Path]) -> dict[str, bytes]:
+    if task.repo not in snapshots:
+        raise BuildError(f"paper:{task.spec}: no snapshot of {task.repo} (--snapshot {task.repo}=PATH)")
+    return {role: read_pinned(snapshots[task.repo], task.commit, f.path, f.blob) for role, f in task.files.items()}
+
+
+def build(snapshots: dict[str, Path], out: Path, tasks: list[PaperTask], check: bool = False,
+          fill_cache: bool = False, prune: bool = True) -> tuple[list[dict], list[str]]:
+    """Write (or with ``check`` compare) ``out/PAPER/TASK.jsonl`` for ``tasks``. Returns one summary per
+    task and the paths that differ (``check``) or were written or removed."""
+    summaries, changed = [], []
+    wanted = set()
+    for task in tasks:
+        data = task_files(task, snapshots)
+        where = {role: f"{task.repo}@{task.commit[:12]}:{f.path}" for role, f in task.files.items()}
+        keep, rest = task.convert(data, where)
+        rows = task.rows(data, where)
+        text = rows_to_jsonl(rows)
+        target = out / f"{task.spec}.jsonl"
+        wanted.add(target)
+        old = target.read_bytes() if target.is_file() else None
+        if old != text.encode():
+            changed.append(str(target))
+            if not check:
+                _write_atomic(target, text.encode())
+        if fill_cache:
+            for role, blob in data.items():
+                if not cache_path(task, role).is_file():
+                    _write_atomic(cache_path(task, role), blob)
+        choices = rows[0].get("choices")
+        summaries.append(dict(spec=f"paper:{task.spec}", rows=len(rows), upstream=len(keep) + len(rest),
+                              evaluation=len(keep), bytes=len(text.encode()), shipped=task.shipped,
+                              answers=f"choice, {len(choices)}-way" if choices else "free text",
+                              several=sum(isinstance(r["target"], list) for r in rows)))
+    if prune and out.is_dir():
+        for stale in sorted(out.glob("*/*.jsonl")):
+            if stale not in wanted:
+                changed.append(str(stale))
+                if not check:
+                    stale.unlink()
+    return summaries, changed
+
+
+def table(summaries: list[dict]) -> str:
+    lines = ["| dataset | rows here / upstream | answers | shipped |", "|---|---|---|---|"]
+    for s in summaries:
+        here = f"{s['rows']} / {s['upstream']}" if s["shipped"] else f"- / {s['upstream']}"
+        several = f" ({s['several']} with several accepted)" if s["several"] else ""
+        lines.append(f"| `{s['spec']}` | {here} | {s['answers']}{several} | {'yes' if s['shipped'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def parse_snapshots(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        repo, sep, path = item.partition("=")
+        if not sep or repo.count("/") != 1 or not path:
+            raise BuildError(f"--snapshot {item!r}: expected OWNER/REPO=PATH")
+        out[repo] = Path(path).expanduser()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--snapshot", action="append", default=[], metavar="OWNER/REPO=PATH",
+                        help=f"a local copy of a repository (default: ${SNAPSHOTS_ENV}, comma-separated)")
+    parser.add_argument("--out", type=Path, default=HERE, help="where PAPER/TASK.jsonl go (default: benchmarks/data)")
+    parser.add_argument("--all", action="store_true", help="every task, not only those shipped")
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("--fill-cache", action="store_true", help="also cache the pinned upstream files")
+    parser.add_argument("--table", action="store_true", help="print the README's task table")
+    args = parser.parse_args(argv)
+    items = args.snapshot or [s for s in os.environ.get(SNAPSHOTS_ENV, "").split(",") if s.strip()]
+    if args.all and args.out.resolve() == HERE:
+        parser.error("--all writes tasks that must not be committed: give --out DIR outside benchmarks/data")
+    try:
+        snapshots = parse_snapshots(items)
+        tasks = [t for t in TASKS.values() if args.all or t.shipped or args.table or args.fill_cache]
+        shipped = [t for t in tasks if args.all or t.shipped]
+        summaries, changed = build(snapshots, args.out, shipped, check=args.check, fill_cache=args.fill_cache)
+        if args.table or args.fill_cache:
+            others = [t for t in tasks if t not in shipped]
+            more, _ = build(snapshots, args.out, others, check=True, fill_cache=args.fill_cache, prune=False)
+            summaries = sorted(summaries + more, key=lambda s: s["spec"])
+    except (BuildError, DataError) as exc:
+        print(f"build.py: {exc}", file=sys.stderr)
+        return 2
+    if args.table:
+        print(table(summaries))
+    total = sum(s["bytes"] for s in summaries if args.all or s["shipped"])
+    verb = "differ" if args.check else "changed"
+    print(f"{sum(1 for s in summaries if args.all or s['shipped'])} tasks, {total / 1e6:.2f} MB; "
+          f"{len(changed)} files {verb}" + "".join(f"\n  {c}" for c in changed), file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
