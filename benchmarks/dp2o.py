@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dp2o.json"
-DATASET = "bigbench:multiemo/all_sentence_en"
+DATASET = "example:sentiment"
 VARIANTS = ("initial", "best_single", "similarity", "policy_greedy", "policy_ensemble")
 TINY = {"seeds": 3, "rounds": 1, "pool_size": 3, "seed_candidates": 3, "sue_examples": 4,
         "episodes": 30, "hidden": 32, "top_k": 2, "max_tokens": 160}

@@ -49,7 +49,7 @@ from promptgym.data.loaders import load_dataset
 from promptgym.optimizers import REGISTRY
 from promptgym.paths import home
 
-TASKS = ["bigbench:multiemo/all_sentence_en", "bigbench:misconceptions"]
+TASKS = ["example:sentiment", "bigbench:misconceptions"]
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("ape", "ape", {}),
     ("opro", "opro", {}),

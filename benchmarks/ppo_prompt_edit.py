@@ -2,12 +2,12 @@
 agent edits the task's instruction, demonstrations, label words and layout, rewarded by accuracy
 on a batch of training examples (score difference per step).
 
-    PROMPTGYM_BIGBENCH_SDIST=/path/bigbench-1.0.0.tar.gz \\
     python benchmarks/ppo_prompt_edit.py --steps 2048      # the full run (hours on 2 cores)
     python benchmarks/ppo_prompt_edit.py --steps 64 --out /tmp/ppo-env.json   # a quick check
 
 Needs ``pip install torch==2.13.0`` then ``pip install -e '.[rl]'`` (the dev install has both).
-Embedded model, ``bigbench:multiemo/all_sentence_en`` by default. Writes the reward curve
+Embedded model, ``example:sentiment`` by default (the recorded result used
+``bigbench:multiemo/all_sentence_en``, of which it is a 400-row sample). Writes the reward curve
 (per-step rewards and scores, per-episode returns, model calls and wall time after each) to
 ``benchmarks/results/ppo-env.json`` and prints the best prompt found.
 
@@ -106,7 +106,7 @@ def _plain(value):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=2048, help="PPO environment steps (rounded up to --n-steps)")
-    ap.add_argument("--dataset", default="bigbench:multiemo/all_sentence_en")
+    ap.add_argument("--dataset", default="example:sentiment")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--budget", type=int, default=20000, help="hard cap on the env's model calls")
     ap.add_argument("--train-size", type=int, default=24, help="training split: demo pool + scoring examples")

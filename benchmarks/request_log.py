@@ -64,7 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="results file (relative paths are under benchmarks/)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
-    parser.add_argument("--dataset", default="bigbench:multiemo/all_sentence_en")
+    parser.add_argument("--dataset", default="example:sentiment")
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--train-size", type=int, default=20)
     parser.add_argument("--test-size", type=int, default=30)

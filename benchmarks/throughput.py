@@ -40,7 +40,8 @@ Decisions:
   does that once). A short untimed warm-up first pages the weights in and compiles templates.
 - Only one llama.cpp context computes at a time (all variants run one after another in this
   process), and every model is closed at the end.
-- Examples: a seeded sample (``split_dataset``) of ``bigbench:multiemo/all_sentence_en`` with the
+- Examples: a seeded sample (``split_dataset``) of ``example:sentiment`` (a 400-row sample of
+  ``bigbench:multiemo/all_sentence_en``, which the recorded results used) with the
   task's own instruction and the default ``chat`` layout.
 """
 
@@ -72,7 +73,7 @@ from promptgym.store.runs import RunStore
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
 from promptgym.tasks.task import ChoiceTask
 
-DATASET = "bigbench:multiemo/all_sentence_en"
+DATASET = "example:sentiment"
 GOAL = 1.10  # ours may be at most this many times slower than raw llama-cpp-python
 RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
 ATOL = 1e-3  # log-probs of ours and raw must agree this closely (same tokens, same decode batches)

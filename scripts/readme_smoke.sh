@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every command of README.md, run as a new user would, in order (tests/test_readme.py checks that
 # each command in the README's sh blocks stands here, so the two cannot drift apart).
-# Uses a throwaway PROMPTGYM_HOME unless one is set; the BIG-bench sdist is fetched with pip into it
-# (358 MB) unless PROMPTGYM_BIGBENCH_SDIST names a copy. About 15 minutes on 2 cores.
+# Uses a throwaway PROMPTGYM_HOME unless one is set. Every dataset it uses ships in the package, so it
+# fetches no data (only pip's packages). About 15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROMPTGYM_HOME="${PROMPTGYM_HOME:-$(mktemp -d)}"
@@ -13,10 +13,10 @@ step bash scripts/quickstart.sh
 . .venv/bin/activate
 step promptgym methods
 step promptgym methods --params opro
-step promptgym optimize --dataset bigbench:multiemo/all_sentence_en --method ape --budget 600 \
+step promptgym optimize --dataset example:sentiment --method ape --budget 600 \
     --train-size 30 --test-size 100 --seed 0 --dry-run
 out=$(mktemp)
-promptgym optimize --dataset bigbench:multiemo/all_sentence_en --method ape --budget 600 \
+promptgym optimize --dataset example:sentiment --method ape --budget 600 \
     --train-size 30 --test-size 100 --seed 0 --json | tee "$out"
 RUN_ID=$(tail -n 1 "$out" | python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])')
 step promptgym runs
@@ -35,7 +35,7 @@ step bash scripts/test.sh -m "not integration"
 # After the dev install: it brings bubblewrap (the code sandbox) and the envs/rl extras.
 promptgym optimize --dataset example:python-functions --method ape --budget 60 \
     --train-size 6 --test-size 6 --dev-size 0 --seed 0
-# After the dev install (matplotlib for the plots): every method once on multiemo, about 5 minutes.
+# After the dev install (matplotlib for the plots): every method once on example:sentiment.
 promptgym bench --preset quick --out bench-quick
 # The README's other Python blocks (the prompt-editing environment), as written there.
 python - <<'PY'

@@ -2,7 +2,7 @@
 choices) plus split.json (the dataset's description = the starting instruction, labels, sizes).
 
 Runs in promptgym's environment (run.py calls it with promptgym's python):
-    python make_split.py --dataset bigbench:multiemo/all_sentence_en --seed 0 \
+    python make_split.py --dataset example:sentiment --seed 0 \
         --train-size 20 --dev-size 30 --test-size 100 --out DIR
 """
 

@@ -3,7 +3,7 @@ promptgym's own methods, each optimizing the same task with the same local model
 counting proxy, on the same split, with the same call budget. See README.md beside this file.
 
     benchmarks/peers/.venv/bin/python benchmarks/peers/run.py \
-        --dataset bigbench:multiemo/all_sentence_en --budget 200 --seed 0 \
+        --dataset example:sentiment --budget 200 --seed 0 \
         --train-size 20 --dev-size 30 --test-size 100 --out benchmarks/results/peers.json
 
 Writes the JSON (one row per peer, rewritten after each peer), a markdown table beside it
@@ -254,7 +254,7 @@ def merge(files: list[Path], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="bigbench:multiemo/all_sentence_en")
+    ap.add_argument("--dataset", default="example:sentiment")
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-size", type=int, default=20)
