@@ -142,8 +142,9 @@ def methods(name: str | None, params_of: str | None) -> None:
 
 @main.command(cls=_ConfigCommand)
 @click.option("--dataset", default=None,
-              help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK], example:NAME or paper:PAPER/TASK (with --train: "
-                   "only the task's own instruction and label set).")
+              help="PATH (.jsonl/.csv), bigbench:TASK[/SUBTASK], example:NAME, paper:PAPER/TASK or "
+                   "hf:NAME[/CONFIG][@SPLIT] (a Hugging Face dataset: ORG/NAME on the Hub or a local directory; "
+                   "needs promptgym[hf]) (with --train: only the task's own instruction and label set).")
 @click.option("--train", "train_file", default=None, metavar="FILE",
               help="Exact train split: the rows of a .jsonl/.csv file, in order (no sampling; --dataset optional).")
 @click.option("--dev", "dev_file", default=None, metavar="FILE",

@@ -1,5 +1,5 @@
-"""Load datasets from JSONL, CSV or BIG-bench (or exact splits from files), with one-line errors that
-name the file and row."""
+"""Load datasets from JSONL, CSV, BIG-bench or the Hugging Face ``datasets`` library (or exact splits
+from files), with one-line errors that name the file and row."""
 
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ def load_dataset(
     infer_choices: bool = True,
 ) -> Dataset:
     """``spec`` is a path to a .jsonl/.csv file, ``bigbench:TASK[/SUBTASK]``, ``example:NAME`` or
-    ``paper:PAPER/TASK``."""
+    ``paper:PAPER/TASK`` or ``hf:NAME[/CONFIG][@SPLIT]`` (the ``datasets`` library, ``promptgym.data.hf``)."""
+    if spec.startswith("hf:"):
+        from promptgym.data.hf import load_hf
+
+        return load_hf(spec[3:], input_field=input_field, target_field=target_field,
+                       choices_field=choices_field, infer_choices=infer_choices)
     if spec.startswith("bigbench:"):
         from promptgym.data.bigbench import load_bigbench
 
