@@ -1,21 +1,25 @@
-"""Build benchmarks/data/PAPER/TASK.jsonl from the seed papers' repositories, read from local snapshots.
+"""Write PAPER/TASK.jsonl for the ``paper:`` tasks from local copies of the seed papers' repositories.
 
     python benchmarks/data/build.py --snapshot keirp/automatic_prompt_engineer=PATH \\
-        --snapshot microsoft/LMOps=PATH --snapshot mingkaid/rl-prompt=PATH
+        --snapshot microsoft/LMOps=PATH --snapshot mingkaid/rl-prompt=PATH [--out DIR]
 
 A snapshot is a git repository (bare or not) holding the pinned commit, or a plain folder holding the
 files themselves; either way every file read must be the pinned one (its git blob id). The rows come
 from promptgym.data.papers' converters, the ones ``paper:`` loads use, so both give the same rows.
 ``PROMPTGYM_PAPER_SNAPSHOTS="owner/repo=PATH,..."`` stands for the --snapshot options.
 
-- By default, writes the tasks whose licences allow shipping them into benchmarks/data (README.md
-  there says which and why) and removes any other .jsonl there.
-- ``--all --out DIR``: every task, for a folder of your own (PROMPTGYM_PAPER_DATA=DIR); never
-  commit it.
-- ``--check``: compare with what is there instead of writing; exit status 1 if anything differs.
+promptgym's repository holds no data from these repositories: the output goes to ``--out DIR`` (load
+it with ``PROMPTGYM_PAPER_DATA=DIR``) or, by default, to this folder's PAPER/ subfolders, which git
+ignores and which ``paper:`` reads when promptgym runs from this checkout.
+
+- Every task is written (``--task PAPER/TASK`` or ``--task PAPER``, repeatable: only those); a
+  stale PAPER/*.jsonl of no task is removed when every task is built.
+- ``--check``: compare the folder with what would be written instead of writing; exit status 1 if
+  anything differs, is missing or is left over.
 - ``--fill-cache``: also put the pinned upstream files into $PROMPTGYM_HOME/downloads/papers, so
-  that every ``paper:`` task loads on this machine without a download.
-- ``--table``: print the README's task table (rows here and upstream, answer type).
+  that these ``paper:`` tasks load on this machine without a download.
+- ``--table``: print the README's task table (rows, the paper's test rows, answer type, whether the
+  licences would allow redistribution).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import sys
 from pathlib import Path
 
 from promptgym.errors import DataError
-from promptgym.data.papers import (PaperTask, TASKS, _write_atomic, cache_path, git_blob_sha,
+from promptgym.data.papers import (PaperTask, TASKS, _write_atomic, cache_path, get_task, git_blob_sha,
                                    rows_to_jsonl)
 
 HERE = Path(__file__).resolve().parent
@@ -59,20 +63,22 @@ def read_pinned(snapshot: Path, commit: str, path: str, blob: str | None) -> byt
 
 def task_files(task: PaperTask, snapshots: dict[str, Path]) -> dict[str, bytes]:
     if task.repo not in snapshots:
-        raise BuildError(f"paper:{task.spec}: no snapshot of {task.repo} (--snapshot {task.repo}=PATH)")
+        raise BuildError(f"paper:{task.spec}: no snapshot of {task.repo} (--snapshot {task.repo}=PATH; "
+                         f"--task PAPER/TASK builds only some tasks)")
     return {role: read_pinned(snapshots[task.repo], task.commit, f.path, f.blob) for role, f in task.files.items()}
 
 
 def build(snapshots: dict[str, Path], out: Path, tasks: list[PaperTask], check: bool = False,
           fill_cache: bool = False, prune: bool = True) -> tuple[list[dict], list[str]]:
-    """Write (or with ``check`` compare) ``out/PAPER/TASK.jsonl`` for ``tasks``. Returns one summary per
+    """Write (or with ``check`` compare) ``out/PAPER/TASK.jsonl`` for ``tasks``; with ``prune``, also
+    remove (or report) any other .jsonl in the PAPER folders of these tasks. Returns one summary per
     task and the paths that differ (``check``) or were written or removed."""
     summaries, changed = [], []
     wanted = set()
     for task in tasks:
         data = task_files(task, snapshots)
         where = {role: f"{task.repo}@{task.commit[:12]}:{f.path}" for role, f in task.files.items()}
-        keep, rest = task.convert(data, where)
+        keep, _ = task.convert(data, where)
         rows = task.rows(data, where)
         text = rows_to_jsonl(rows)
         target = out / f"{task.spec}.jsonl"
@@ -84,15 +90,18 @@ def build(snapshots: dict[str, Path], out: Path, tasks: list[PaperTask], check: 
                 _write_atomic(target, text.encode())
         if fill_cache:
             for role, blob in data.items():
-                if not cache_path(task, role).is_file():
-                    _write_atomic(cache_path(task, role), blob)
+                cached = cache_path(task, role)
+                if not cached.is_file() or cached.read_bytes() != blob:
+                    _write_atomic(cached, blob)
         choices = rows[0].get("choices")
-        summaries.append(dict(spec=f"paper:{task.spec}", rows=len(rows), upstream=len(keep) + len(rest),
-                              evaluation=len(keep), bytes=len(text.encode()), shipped=task.shipped,
-                              answers=f"choice, {len(choices)}-way" if choices else "free text",
+        summaries.append(dict(spec=f"paper:{task.spec}", rows=len(rows), evaluation=len(keep),
+                              bytes=len(text.encode()), redistributable=task.redistributable,
+                              answers=(f"choice, {len(choices)}-way ({', '.join(f'`{c}`' for c in choices)})"
+                                       if choices else "free text"),
                               several=sum(isinstance(r["target"], list) for r in rows)))
-    if prune and out.is_dir():
-        for stale in sorted(out.glob("*/*.jsonl")):
+    if prune:
+        papers = sorted({task.spec.split("/")[0] for task in tasks})
+        for stale in sorted(p for paper in papers for p in (out / paper).glob("*.jsonl")):
             if stale not in wanted:
                 changed.append(str(stale))
                 if not check:
@@ -101,11 +110,12 @@ def build(snapshots: dict[str, Path], out: Path, tasks: list[PaperTask], check: 
 
 
 def table(summaries: list[dict]) -> str:
-    lines = ["| dataset | rows here / upstream | answers | shipped |", "|---|---|---|---|"]
+    lines = ["| dataset | rows | the paper's test rows | answers | licences allow redistribution |",
+             "|---|---|---|---|---|"]
     for s in summaries:
-        here = f"{s['rows']} / {s['upstream']}" if s["shipped"] else f"- / {s['upstream']}"
         several = f" ({s['several']} with several accepted)" if s["several"] else ""
-        lines.append(f"| `{s['spec']}` | {here} | {s['answers']}{several} | {'yes' if s['shipped'] else 'no'} |")
+        lines.append(f"| `{s['spec']}` | {s['rows']} | {s['evaluation']} | {s['answers']}{several} | "
+                     f"{'yes' if s['redistributable'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -119,37 +129,48 @@ def parse_snapshots(items: list[str]) -> dict[str, Path]:
     return out
 
 
+def select(names: list[str]) -> list[PaperTask]:
+    """The tasks named (PAPER/TASK or PAPER), sorted by spec; every task when none is named."""
+    if not names:
+        return sorted(TASKS.values(), key=lambda t: t.spec)
+    papers = {spec.split("/")[0] for spec in TASKS}
+    specs = set()
+    for name in names:
+        name = name.strip().strip("/")
+        if name in papers:
+            specs.update(spec for spec in TASKS if spec.split("/")[0] == name)
+        else:
+            specs.add(get_task(name).spec)  # DataError naming the known tasks
+    return [TASKS[spec] for spec in sorted(specs)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--snapshot", action="append", default=[], metavar="OWNER/REPO=PATH",
                         help=f"a local copy of a repository (default: ${SNAPSHOTS_ENV}, comma-separated)")
-    parser.add_argument("--out", type=Path, default=HERE, help="where PAPER/TASK.jsonl go (default: benchmarks/data)")
-    parser.add_argument("--all", action="store_true", help="every task, not only those shipped")
-    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="where PAPER/TASK.jsonl go (default: benchmarks/data of this checkout, git-ignored)")
+    parser.add_argument("--task", action="append", default=[], metavar="PAPER[/TASK]",
+                        help="only these tasks (default: every task)")
+    parser.add_argument("--check", action="store_true", help="compare the folder instead of writing")
     parser.add_argument("--fill-cache", action="store_true", help="also cache the pinned upstream files")
     parser.add_argument("--table", action="store_true", help="print the README's task table")
     args = parser.parse_args(argv)
     items = args.snapshot or [s for s in os.environ.get(SNAPSHOTS_ENV, "").split(",") if s.strip()]
-    if args.all and args.out.resolve() == HERE:
-        parser.error("--all writes tasks that must not be committed: give --out DIR outside benchmarks/data")
     try:
         snapshots = parse_snapshots(items)
-        tasks = [t for t in TASKS.values() if args.all or t.shipped or args.table or args.fill_cache]
-        shipped = [t for t in tasks if args.all or t.shipped]
-        summaries, changed = build(snapshots, args.out, shipped, check=args.check, fill_cache=args.fill_cache)
-        if args.table or args.fill_cache:
-            others = [t for t in tasks if t not in shipped]
-            more, _ = build(snapshots, args.out, others, check=True, fill_cache=args.fill_cache, prune=False)
-            summaries = sorted(summaries + more, key=lambda s: s["spec"])
+        tasks = select(args.task)
+        summaries, changed = build(snapshots, args.out, tasks, check=args.check, fill_cache=args.fill_cache,
+                                   prune=not args.task)
     except (BuildError, DataError) as exc:
         print(f"build.py: {exc}", file=sys.stderr)
         return 2
     if args.table:
         print(table(summaries))
-    total = sum(s["bytes"] for s in summaries if args.all or s["shipped"])
+    total = sum(s["bytes"] for s in summaries)
     verb = "differ" if args.check else "changed"
-    print(f"{sum(1 for s in summaries if args.all or s['shipped'])} tasks, {total / 1e6:.2f} MB; "
-          f"{len(changed)} files {verb}" + "".join(f"\n  {c}" for c in changed), file=sys.stderr)
+    print(f"{len(summaries)} tasks, {total / 1e6:.2f} MB in {args.out}; {len(changed)} files {verb}"
+          + "".join(f"\n  {c}" for c in changed), file=sys.stderr)
     return 1 if args.check and changed else 0
 
 

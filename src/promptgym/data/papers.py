@@ -1,21 +1,22 @@
 """The seed papers' own benchmark tasks: ``paper:PAPER/TASK`` (``paper:ape/antonyms``,
 ``paper:protegi/liar``, ``paper:rlprompt/sst-2``...), so that our tables can stand next to theirs.
 
-Each task is pinned to files at one commit of the paper's repository. A load looks, in order:
+Each task is pinned to files at one commit of the paper's repository. promptgym's repository
+holds none of these files nor rows made from them. A load looks, in order:
 
-1. for a local copy, ``PAPER/TASK.jsonl`` in ``$PROMPTGYM_PAPER_DATA`` or else in the
-   ``benchmarks/data`` folder of the checkout this package runs from (an editable install). Only the
-   tasks whose licences allow it are shipped there (``benchmarks/data/README.md``);
+1. for a local copy, ``PAPER/TASK.jsonl`` in ``$PROMPTGYM_PAPER_DATA`` or, when that is not set,
+   in the git-ignored ``benchmarks/data`` folder of the checkout this package runs from (an editable
+   install). ``benchmarks/data/build.py`` writes such a copy from local clones of the repositories;
 2. for the pinned upstream files in the download cache, ``$PROMPTGYM_HOME/downloads/papers/OWNER/
-   REPO/COMMIT/PATH``;
+   REPO/COMMIT/PATH`` (``build.py --fill-cache`` fills it too);
 3. for the pinned files at ``$PROMPTGYM_PAPER_URL/OWNER/REPO/COMMIT/PATH`` (default
    https://raw.githubusercontent.com). What arrives must be the pinned file byte for byte (its git
    blob hash) and must convert; only then is it written to the cache, atomically.
 
 Upstream files are converted to rows by the functions below, which ``benchmarks/data/build.py`` uses
-too, so a task has the same rows whichever source it came from. A task keeps every row of the
-paper's evaluation split and, where it is shipped, fills up to ``CAP`` rows with a seeded sample of
-the rest. A failure is one line naming every source tried.
+too, so a task has the same rows whichever source it came from: every distinct input of the pinned
+files, the paper's evaluation split first. A failure is one line naming every source tried and how
+to get the data without a network.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ from promptgym.paths import downloads_dir
 DEFAULT_URL = "https://raw.githubusercontent.com"
 URL_ENV = "PROMPTGYM_PAPER_URL"
 DATA_ENV = "PROMPTGYM_PAPER_DATA"
-SEED = 2026  # the sampling seed of shipped tasks; changing it changes the shipped rows
-CAP = 1000  # rows per shipped task
+SEED = 2026  # orders cause_and_effect's sentence pairs; changing it changes those rows
 MAX_BYTES = 64 << 20  # no pinned file is near this; a larger answer is not the file
 TIMEOUT = 60.0
 
@@ -58,21 +58,23 @@ class SourceFile:
 @dataclass
 class PaperTask:
     """One task: pinned files and how they become rows. ``convert`` returns the rows of the paper's
-    evaluation split (all kept) and the rest (sampled down to ``cap`` rows in all)."""
+    evaluation split and the rest; a task's rows are both, in that order."""
 
     spec: str  # "ape/antonyms"
     repo: str  # "keirp/automatic_prompt_engineer"
     commit: str  # 40 hex digits
     files: dict[str, SourceFile]  # role ("induce", "test"...) -> file
     convert: Converter
-    shipped: bool  # in benchmarks/data (the licences allow it)
-    cap: int | None = None  # None: every row
+    # Whether the licences of the repository and of the data underneath would allow redistributing
+    # the rows (benchmarks/data/README.md says why). Information only: promptgym's repository holds
+    # no task's data either way.
+    redistributable: bool
     description: str | None = None  # the starting instruction (None: promptgym's neutral one)
 
     def rows(self, data: dict[str, bytes], where: dict[str, str]) -> list[Row]:
         """The task's rows from the upstream files' bytes (``where``: their names for messages)."""
         keep, rest = self.convert(data, where)
-        return sample_rows(keep, rest, self.cap, key=f"{SEED}:{self.spec}")
+        return keep + rest
 
     def url(self, base: str, role: str) -> str:
         return f"{base.rstrip('/')}/{self.repo}/{self.commit}/{self.files[role].path}"
@@ -88,18 +90,8 @@ def git_blob_sha(data: bytes) -> str:
 
 
 def _rank(*parts: object) -> str:
-    """A seeded order that no library version changes: the SHA-256 of the parts."""
+    """A seeded choice that no library version changes: the SHA-256 of the parts."""
     return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
-
-
-def sample_rows(keep: list[Row], rest: list[Row], cap: int | None, key: str) -> list[Row]:
-    """``keep`` whole, then as many of ``rest`` as fit in ``cap`` rows, chosen by a seeded hash of
-    each row's id (stable across Python and numpy versions); each part in upstream order."""
-    if cap is None or len(keep) + len(rest) <= cap:
-        return keep + rest
-    room = max(0, cap - len(keep))
-    chosen = set(sorted(range(len(rest)), key=lambda i: _rank(key, rest[i]["id"]))[:room])
-    return keep + [r for i, r in enumerate(rest) if i in chosen]
 
 
 def rows_to_jsonl(rows: list[Row]) -> str:
@@ -292,7 +284,7 @@ APE_REPO, APE_COMMIT = "keirp/automatic_prompt_engineer", "eac521c79a78965245ce7
 LMOPS_REPO = "microsoft/LMOps"
 LMOPS_COMMIT = "4f2a9deb5f08e459fd44c2e4792344d78ca89fc3"
 # ETHOS was deleted from LMOps in 8c8ddeb8 (issue #221, a complaint about its offensive words); this
-# is that commit's parent, the last one with the file ProTeGi's split comes from. Never shipped here.
+# is that commit's parent, the last one with the file ProTeGi's split comes from.
 LMOPS_ETHOS_COMMIT = "5d6a4db613531f6cfcaa0a330233c6f30f4c6d69"
 RLPROMPT_REPO, RLPROMPT_COMMIT = "mingkaid/rl-prompt", "30528c21e5eb6cbeefa3036d7c7e4ae7e98e597e"
 
@@ -324,22 +316,23 @@ _APE_BLOBS = {
     "word_in_context": ("6c8e0eb396578e7f64a3da2dcdae8f8745a4a570", "d51fac3d479440e840a968c645196e77bef68604"),
 }
 # Instruction-induction tasks built on an earlier corpus whose own terms forbid commercial use (WiC:
-# CC BY-NC 4.0) or that neither repository names or licenses: fetched, never shipped.
-APE_NOT_SHIPPED = frozenset({"word_in_context", "sentiment", "sentence_similarity", "negation",
-                             "orthography_starts_with", "translation_en-de", "translation_en-es",
-                             "translation_en-fr"})
+# CC BY-NC 4.0) or that neither repository names or licenses: not redistributable. The other 16 hold
+# data the instruction-induction authors wrote or generated (Apache-2.0, MIT in APE's repository).
+APE_NOT_REDISTRIBUTABLE = frozenset({"word_in_context", "sentiment", "sentence_similarity", "negation",
+                                     "orthography_starts_with", "translation_en-de", "translation_en-es",
+                                     "translation_en-fr"})
 _APE_DIR = "experiments/data/instruction_induction/raw"
 
 
 def _ape_task(task: str) -> PaperTask:
     induce, execute = _APE_BLOBS[task]
-    shipped = task not in APE_NOT_SHIPPED
     # No starting instruction: APE starts from demonstrations only, and the task's annotation is the
     # gold instruction (starting from it would leave nothing to find). promptgym's neutral one applies.
     return PaperTask(spec=f"ape/{task}", repo=APE_REPO, commit=APE_COMMIT,
                      files={"induce": SourceFile(f"{_APE_DIR}/induce/{task}.json", induce),
                             "execute": SourceFile(f"{_APE_DIR}/execute/{task}.json", execute)},
-                     convert=partial(convert_ape, task), shipped=shipped, cap=CAP if shipped else None)
+                     convert=partial(convert_ape, task),
+                     redistributable=task not in APE_NOT_REDISTRIBUTABLE)
 
 
 def _rlprompt_task(name: str, blobs: tuple[str, str, str]) -> PaperTask:
@@ -349,7 +342,7 @@ def _rlprompt_task(name: str, blobs: tuple[str, str, str]) -> PaperTask:
     return PaperTask(spec=f"rlprompt/{name}", repo=RLPROMPT_REPO, commit=RLPROMPT_COMMIT,
                      files={role: SourceFile(f"{folder}/{role}.tsv", blob)
                             for role, blob in zip(("train", "dev", "test"), blobs)},
-                     convert=convert_rlprompt, shipped=False)
+                     convert=convert_rlprompt, redistributable=False)  # no licence stated
 
 
 def _registry() -> dict[str, PaperTask]:
@@ -360,7 +353,7 @@ def _registry() -> dict[str, PaperTask]:
                                    "0f59913d73fede45149489103855edda156fd1fc"),
                "test": SourceFile("prompt_optimization/data/liar/test.jsonl",
                                   "4a7cf5e037c48dd09af16f14667c6adf17ae6ccb")},
-        convert=convert_liar, shipped=False,
+        convert=convert_liar, redistributable=False,  # LIAR: research use only
         # the "# Task" line of ProTeGi's prompts/liar.md, its starting prompt
         description="Determine whether the Statement is a lie (Yes) or not (No) based on the Context and "
                     "other information."))
@@ -368,7 +361,7 @@ def _registry() -> dict[str, PaperTask]:
         spec="protegi/ethos", repo=LMOPS_REPO, commit=LMOPS_ETHOS_COMMIT,
         files={"data": SourceFile("prompt_optimization/data/ethos/ethos_ishate_binary_shuf.csv",
                                   "e421501f44bcf63044eb80b73f9a37078a4aa368")},
-        convert=convert_ethos, shipped=False,
+        convert=convert_ethos, redistributable=False,  # hate speech, GPLv3, removed upstream
         description="Is the following text hate speech?"))  # prompts/ethos.md's "# Task" line
     tasks.append(_rlprompt_task("sst-2", ("e655a91284936ea4a61ec5eb1350d7772e00403d",
                                           "d416284211a865261cf3fa90ea2f1781dfaa270f",
@@ -404,14 +397,24 @@ def get_task(name: str) -> PaperTask:
 # Loading
 
 
-def checkout_data_dir() -> Path:
-    """``benchmarks/data`` of the checkout this module runs from (src/promptgym/data/papers.py)."""
-    return Path(__file__).resolve().parents[3] / "benchmarks" / "data"
+def checkout_data_dir() -> Path | None:
+    """``benchmarks/data`` of the checkout this module runs from (src/promptgym/data/papers.py), or
+    None when promptgym does not run from a checkout (an installed wheel has no benchmarks/)."""
+    folder = Path(__file__).resolve().parents[3] / "benchmarks" / "data"
+    return folder if (folder / "build.py").is_file() else None
 
 
-def local_dir() -> Path:
+def local_dir() -> Path | None:
+    """Where local copies are looked for: ``$PROMPTGYM_PAPER_DATA``, else the checkout's folder."""
     override = os.environ.get(DATA_ENV)
     return Path(override).expanduser() if override else checkout_data_dir()
+
+
+def offline_hint(task: PaperTask) -> str:
+    """How to get a task's rows onto a machine without a network (for error messages)."""
+    return (f"to load it offline, clone https://github.com/{task.repo} and run `python benchmarks/data/build.py "
+            f"--snapshot {task.repo}=CLONE --task {task.spec} --out DIR` in a promptgym checkout, then set "
+            f"{DATA_ENV}=DIR (benchmarks/data/README.md)")
 
 
 def cache_path(task: PaperTask, role: str) -> Path:
@@ -435,13 +438,13 @@ def load_paper(name: str) -> Dataset:
     task = get_task(name)
     spec = f"paper:{task.spec}"
     tried: list[str] = []
-    local = local_dir() / f"{task.spec}.jsonl"
-    if local.is_file():
+    folder = local_dir()
+    local = folder / f"{task.spec}.jsonl" if folder is not None else None
+    if local is not None and local.is_file():
         from promptgym.data.loaders import _jsonl_rows
 
         return _dataset(task, list(_jsonl_rows(local)))
-    why = "" if task.shipped else ", not shipped: see benchmarks/data/README.md"
-    tried.append(f"no local copy ({local}{why})")
+    tried.append(f"no local copy ({local})" if local is not None else f"no local copy (${DATA_ENV} is not set)")
 
     data: dict[str, bytes] = {}
     where: dict[str, str] = {}
@@ -456,7 +459,7 @@ def load_paper(name: str) -> Dataset:
         return _dataset(task, _located(task.rows(data, where), where))
     tried.append(f"not in the download cache ({cache_path(task, missing[0])})")
     if _downloads_forbidden():
-        raise DataError(f"{spec}: not on this machine: {'; '.join(tried)}")
+        raise DataError(f"{spec}: not on this machine: {'; '.join(tried)}; {offline_hint(task)}")
 
     fetched: dict[str, bytes] = {}
     for role in missing:
@@ -464,11 +467,13 @@ def load_paper(name: str) -> Dataset:
         try:
             blob = _download(url)
         except _Failed as exc:
-            raise DataError(f"{spec}: could not load it: {'; '.join(tried)}; {url}: {exc}") from None
+            raise DataError(f"{spec}: could not load it: {'; '.join(tried)}; {url}: {exc}; "
+                            f"{offline_hint(task)}") from None
         if not _matches(task, role, blob):
             expected = task.files[role].blob or ""
             raise DataError(f"{spec}: could not load it: {'; '.join(tried)}; {url}: not the pinned file "
-                            f"(git blob {git_blob_sha(blob)[:12]}, expected {expected[:12]})")
+                            f"(git blob {git_blob_sha(blob)[:12]}, expected {expected[:12]}); "
+                            f"{offline_hint(task)}")
         fetched[role], where[role] = blob, url
     rows = task.rows({**data, **fetched}, where)  # converts, or says which file and row is wrong
     for role, blob in fetched.items():
