@@ -21,14 +21,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 
 FULL_COMMANDS = """```sh
-promptgym bench --preset full --out benchmarks/results/bench-full
+promptgym bench --preset full --datasets bigbench:multiemo/all_sentence_en,bigbench:misconceptions \\
+    --out benchmarks/results/bench-full
 promptgym bench --preset full --datasets bigbench:multiemo/all_sentence_en \\
     --task-model gemma3-270m --layout plain --out benchmarks/results/bench-full \\
     --methods "ape,opro,evoprompt-ga,evoprompt-de,protegi,gpo,dp2o,grips[format_edits=false],promptbreeder,rlprompt"
 ```
 
 GRIPS runs on Gemma with `format_edits=false`: its format edits switch to chat layouts, which a model
-without a chat template cannot take (promptgym refuses that run up front)."""
+without a chat template cannot take (promptgym refuses that run up front). These results were
+recorded with BIG-bench's tasks from the bigbench 1.0.0 sdist, which the package index no longer
+serves: `bigbench:` now fetches the task files from the BIG-bench repository, so the commands need
+the network (or `PROMPTGYM_BIGBENCH_SDIST`). The full preset itself has since moved to data that
+loads offline ([benchmarks/README.md](../benchmarks/README.md))."""
 
 
 def _load(path: Path) -> Any | None:
