@@ -14,6 +14,12 @@ from click.testing import CliRunner
 from promptgym.cli import main
 from promptgym.store.runs import RunStore
 
+try:  # tests/integration may or may not be a package
+    from integration.fake_openai_server import FakeOpenAIServer
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(Path(__file__).parent / "integration"))
+    from fake_openai_server import FakeOpenAIServer  # type: ignore[no-redef]
+
 CONTRACT = {"method", "dataset", "initial_prompt", "best_prompt", "initial_score", "best_score", "test_initial",
             "test_best", "llm_calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "run_id"}
 LABELS = ("positive", "negative", "neutral", "ambivalent")
@@ -302,3 +308,60 @@ def test_runs_table_shows_test_start_to_returned_delta_kept_start_and_calls(data
     assert cells[-4:] == [f"{summary['test_initial']:.3f} -> {summary['test_best']:.3f}",
                           f"{summary['test_delta']:+.3f}", "yes" if summary["kept_start"] else "no",
                           str(summary["llm_calls"])]
+
+
+# -- issue 26: outside cases, one line each ------------------------------------------------------
+
+@pytest.mark.parametrize("seed", ["-1", "-100"])
+def test_a_negative_seed_is_one_line(dataset, seed):
+    """Issue 26: ``--seed -1`` was a numpy ValueError traceback ("expected non-negative integer")."""
+    result = _invoke("optimize", *SCRIPTED, "--dataset", dataset, "--seed", seed, "--budget", "10")
+    _assert_one_line_error(result, f"Invalid value for '--seed': {seed} is not in the range x>=0")
+
+
+@pytest.mark.parametrize("case", ["file", "below a file", "impossible"])
+def test_promptgym_home_that_cannot_be_a_directory_is_one_line(dataset, tmp_path, monkeypatch, case):
+    """Issue 26: PROMPTGYM_HOME at a file or an impossible path was a FileExistsError /
+    NotADirectoryError traceback from mkdir."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    home = {"file": afile, "below a file": afile / "home", "impossible": Path("/proc/promptgym-home")}[case]
+    monkeypatch.setenv("PROMPTGYM_HOME", str(home))
+    expected = {"file": f"PROMPTGYM_HOME={home}: not a directory (point PROMPTGYM_HOME at a directory)",
+                "below a file": f"PROMPTGYM_HOME={home}: cannot create the directory (a part of the path is a file)",
+                "impossible": f"PROMPTGYM_HOME={home}: cannot create the directory ("}[case]
+    for args in (("runs",), ("optimize", *SCRIPTED, "--dataset", dataset, "--budget", "10")):
+        _assert_one_line_error(_invoke(*args), expected)
+    assert afile.read_text() == "x"
+
+
+def _budget_paragraph() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("**Budget.**")
+    return " ".join(readme[start:readme.index("\n\n", start)].split())
+
+
+@pytest.mark.parametrize("budget", [1, 40])
+def test_the_calls_a_run_sends_are_what_the_budget_paragraph_says(tmp_path, budget):
+    """Issue 26: ``--budget 1`` still sent ~31 requests: the training scores of the start and the
+    returned prompt are made after the search, uncharged, and the README said only the held-out
+    test was. The README now says what is not charged and the bound; the requests at the server
+    are checked against it."""
+    pytest.importorskip("openai")
+    from support import SENTIMENT, sentiment_reply
+
+    said = _budget_paragraph()
+    assert "training scores of your prompt and the returned one" in said
+    assert "at most budget + 2 x train size + 3 x test size calls" in said
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"input": t, "target": y}) + "\n" for t, y in SENTIMENT))
+    with FakeOpenAIServer(reply=sentiment_reply) as server:  # every call, task and optimizer, goes here
+        spec = f"openai:fake-model@{server.base_url}"
+        summary = _last_json(_invoke("optimize", "--dataset", str(data), "--method", "ape", "--budget", str(budget),
+                                     "--train-size", "6", "--test-size", "5", "--task-model", spec,
+                                     "--optimizer-model", spec, "--json", "--quiet"))
+        sent = len(server.received)
+    assert sent == summary["llm_calls"] and summary["budget_used"] <= budget
+    assert sent <= budget + 2 * 6 + 3 * 5
+    if budget == 1:  # the search's one call, then your prompt scored on all 6 train and 5 test examples
+        assert (summary["budget_used"], sent) == (1, 1 + 6 + 5)

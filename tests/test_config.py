@@ -77,7 +77,7 @@ FLAGS = ["--dataset", "data.jsonl", "--method", "opro", "--budget", "120", "--se
          "--scoring", "generate", "--reward", "accuracy", "--length-penalty", "5", "--length-weight", "0.25",
          "--long-inputs", "truncate", "--input-field", "q", "--target-field", "y", "--choices-field", "c",
          "--max-steps", "4", "--patience", "2", "--target", "0.9", "--max-seconds", "30",
-         "--param", "steps=3", "--param", 'meta="x y"', "--json", "--quiet"]
+         "--param", "steps=3", "--param", 'meta="x y"', "--cache-url", "sqlite:///c.sqlite", "--json", "--quiet"]
 TOML = """\
 dataset = "data.jsonl"
 method = "opro"
@@ -105,6 +105,7 @@ max-steps = 4
 patience = 2
 target = 0.9
 max_seconds = 30
+cache_url = "sqlite:///c.sqlite"
 json = true
 quiet = true
 dry-run = false
@@ -221,6 +222,49 @@ def test_params_table_reaches_the_method_and_a_bad_one_is_the_methods_error(tmp_
                  "bad.toml")
     _one_line_error(_invoke("optimize", "--config", bad),
                     "method 'opro': parameter 'steps' must be an integer >= 1, got 'x'")
+
+
+def test_cache_url_in_a_config_file_is_the_runs_cache(tmp_path):
+    """Issue 26: the README offers ``cache_url`` in a config file; config rejected it as unknown."""
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"input": f"Review {i}", "target": ["good", "bad"][i % 2]}) + "\n"
+                            for i in range(20)))
+    cache = tmp_path / "elsewhere" / "answers.sqlite"
+    cache.parent.mkdir()
+    path = _write(tmp_path, f'dataset = "{data}"\ncache_url = "sqlite:///{cache}"\nbudget = 10\ntrain-size = 4\n'
+                            'test-size = 4\ndev-size = 0\ntask-model = "scripted"\noptimizer-model = "scripted"\n'
+                            'json = true\nquiet = true\n')
+    first = _invoke("optimize", "--config", path)
+    assert first.exit_code == 0, first.stderr
+    assert cache.exists() and not (tmp_path / "home" / "cache.sqlite").exists()
+    again = json.loads(_invoke("optimize", "--config", path).stdout.strip().splitlines()[-1])
+    assert again["llm_calls"] == 0 and again["cached_calls"] > 0  # the same cache answered the re-run
+
+
+@pytest.mark.parametrize("value", ["1979-05-27", "1979-05-27T07:32:00Z", "07:32:00", "[1, [2, 1979-05-27]]",
+                                   "{ when = 1979-05-27 }"])
+def test_a_toml_date_in_params_is_one_line(tmp_path, optimize_calls, value):
+    """Issue 26: a TOML date in [params] was a TypeError traceback (datetime not JSON serializable)."""
+    path = _write(tmp_path, f'dataset = "d.jsonl"\n[params]\nwhen = {value}\n')
+    result = _invoke("optimize", "--config", path)
+    line = result.stderr.strip()
+    _one_line_error(result, line.removeprefix("promptgym: error: "))
+    assert line.startswith(f"promptgym: error: {path}: params.when: a method parameter is a string, number, "
+                           "true/false, array or table; got the TOML ")
+    assert line.endswith("(quote it to pass it as a string)") and optimize_calls == []
+
+
+@pytest.mark.parametrize("where", ["top", "params"])
+def test_a_deeply_nested_toml_array_is_one_line(tmp_path, optimize_calls, where):
+    """Issue 26: an array nested a few thousand deep was a RecursionError traceback (tomllib parses
+    by recursion)."""
+    deep = "[" * 5000 + "]" * 5000
+    text = f"x = {deep}\n" if where == "top" else f'dataset = "d.jsonl"\n[params]\nx = {deep}\n'
+    path = _write(tmp_path, text)
+    expected = f"{path}: invalid TOML: arrays or inline tables nested too deeply"
+    _one_line_error(_invoke("optimize", "--config", path), expected)
+    _one_line_error(_invoke("bench", "--config", path), expected)
+    assert optimize_calls == []
 
 
 def test_bench_config_makes_the_same_call_as_its_flags(tmp_path, bench_calls):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,16 +33,18 @@ def _example(*tests: str) -> Example:
     return Example("ex", "Write add(a, b).", ("def add(a, b):\n    return a + b", *tests))
 
 
-def _run(code: str, tests=("assert True",), tmp_root: Path | None = None, limits: Limits = QUICK):
-    if tmp_root is not None:
-        tmp_root.mkdir(exist_ok=True)
-    return run_tests(code, list(tests), limits, tmp_root=tmp_root)
+def _run(code: str, tests=("assert True",), limits: Limits = QUICK):
+    return run_tests(code, list(tests), limits)
 
 
-def _stopped_and_clean(run, tmp_root: Path) -> None:
+def _host_temp() -> set[str]:
+    return set(os.listdir(tempfile.gettempdir()))
+
+
+def _stopped_and_clean(run, before: set[str] | None = None) -> None:
     assert run.passed == 0 and run.fraction == 0.0
-    assert not Path(run.workdir).exists()
-    assert list(tmp_root.iterdir()) == []  # the sandbox's directory is gone
+    if before is not None:  # nothing of the sandbox's was left in (or ever written to) the host's temp folder
+        assert not {n for n in _host_temp() - before if n.startswith("promptgym-sandbox")}
     if run.uid is not None:  # nothing of that user is left running
         left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _uid(p) == run.uid]
         assert left == []
@@ -84,31 +87,30 @@ def test_code_that_does_not_compile_or_exits_scores_zero():
 
 # --- limits ---------------------------------------------------------------------------------
 
-def test_infinite_loop_is_stopped(tmp_path):
+def test_infinite_loop_is_stopped():
     started = time.monotonic()
-    run = _run("while True:\n    pass\n", tmp_root=tmp_path / "sbx", limits=LOOP)
+    run = _run("while True:\n    pass\n", limits=LOOP)
     assert time.monotonic() - started < 12
     assert run.status in ("killed", "timeout")  # CPU limit (SIGXCPU) or, on a busy machine, the wall clock
     assert "stopped" in run.outcomes[0]
-    _stopped_and_clean(run, tmp_path / "sbx")
+    _stopped_and_clean(run)
 
 
-def test_sleeping_code_is_stopped_by_the_wall_clock(tmp_path):
-    run = _run("import time\ntime.sleep(60)\n", tmp_root=tmp_path / "sbx",
-               limits=Limits(wall_seconds=1.5, cpu_seconds=2, processes=8))
+def test_sleeping_code_is_stopped_by_the_wall_clock():
+    run = _run("import time\ntime.sleep(60)\n", limits=Limits(wall_seconds=1.5, cpu_seconds=2, processes=8))
     assert run.status == "timeout" and run.seconds < 8
-    _stopped_and_clean(run, tmp_path / "sbx")
+    _stopped_and_clean(run)
 
 
-def test_huge_allocation_fails(tmp_path):
-    run = _run("data = bytearray(8 * 1024 ** 3)\n", tmp_root=tmp_path / "sbx")
+def test_huge_allocation_fails():
+    run = _run("data = bytearray(8 * 1024 ** 3)\n")
     assert run.status == "error" and "MemoryError" in run.error
-    _stopped_and_clean(run, tmp_path / "sbx")
+    _stopped_and_clean(run)
     inside_test = _run("def grow():\n    return [0] * (2 * 1024 ** 3)\n", tests=["assert grow()", "assert True"])
     assert inside_test.outcomes[0].startswith("MemoryError") and inside_test.outcomes[1] is None
 
 
-def test_network_is_unreachable(tmp_path):
+def test_network_is_unreachable():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -135,9 +137,9 @@ def test_network_is_unreachable(tmp_path):
     try:
         code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
                 "s.sendall(b'from the sandbox')\n")
-        run = _run(code, tmp_root=tmp_path / "sbx")
+        run = _run(code)
         assert run.status == "error" and ("Connection refused" in run.error or "unreachable" in run.error.lower())
-        _stopped_and_clean(run, tmp_path / "sbx")
+        _stopped_and_clean(run)
         time.sleep(0.3)
         assert accepted == []  # nothing reached our server
         with socket.create_connection(("127.0.0.1", port), timeout=2) as ours:  # the server does work
@@ -158,10 +160,10 @@ def test_no_writes_outside_its_directory(tmp_path):
     outside.chmod(0o777)  # only the sandbox, not file permissions, may stop the write
     target = outside / "pwned.txt"
     code = (f"open({str(target)!r}, 'w').write('x')\n")
-    run = _run(code, tmp_root=tmp_path / "sbx")
+    run = _run(code)
     assert run.status == "error"
     assert not target.exists()
-    _stopped_and_clean(run, tmp_path / "sbx")
+    _stopped_and_clean(run)
     # writing is allowed in its own directory (cwd = /tmp inside), and that directory goes away
     attempts = ("import os\nresults = {}\n"
                 "for path in ['/etc/pwned', '/usr/pwned', '/pwned', '/root/pwned', '/home/pwned', "
@@ -170,19 +172,35 @@ def test_no_writes_outside_its_directory(tmp_path):
                 "    except OSError as exc:\n        results[path] = type(exc).__name__\n"
                 "open('mine.txt', 'w').write('ok')\n")
     run = _run(attempts, tests=["assert all(v != 'written' for v in results.values()), results",
-                                "assert open('/tmp/mine.txt').read() == 'ok'"], tmp_root=tmp_path / "sbx")
+                                "assert open('/tmp/mine.txt').read() == 'ok'"])
     assert run.outcomes == [None, None], run.outcomes
     assert not target.exists()
-    assert list((tmp_path / "sbx").iterdir()) == []
 
 
-def test_fork_bomb_is_contained(tmp_path):
+def test_many_files_past_the_total_cap_are_stopped_and_score_zero():
+    """Issue 26: RLIMIT_FSIZE caps each file only; 1 GB went into the host's temp folder in 1.9 s as
+    many files under the cap. Now everything written shares one tmpfs of Limits.disk_mb (64 MB)."""
+    before = _host_temp()
+    writer = ("def add(a, b):\n    return a + b\n"
+              "for i in range({n}):\n    with open(f'part{{i}}.bin', 'wb') as f:\n        f.write(b'x' * (1 << 20))\n")
+    metric = CodeTestsMetric(limits=QUICK)  # QUICK keeps the default disk cap
+    assert metric(writer.format(n=8), _example("assert add(2, 3) == 5")) == 1.0  # 8 MB: fine
+    assert metric(writer.format(n=80), _example("assert add(2, 3) == 5")) == 0.0  # 80 files of 1 MB: stopped
+    run = metric.last_run
+    assert run.status == "error" and "No space left on device" in run.error, (run.status, run.error)
+    _stopped_and_clean(run, before)
+    assert Limits().disk_mb == 64 and Limits().file_mb == 16
+    small = _run(writer.format(n=3), limits=Limits(wall_seconds=30, cpu_seconds=2, processes=8, disk_mb=2))
+    assert small.status == "error" and "No space left" in small.error  # the cap is the setting's
+
+
+def test_fork_bomb_is_contained():
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     started = time.monotonic()
-    run = _run(bomb, tmp_root=tmp_path / "sbx", limits=Limits(wall_seconds=2, cpu_seconds=1, processes=6))
+    run = _run(bomb, limits=Limits(wall_seconds=2, cpu_seconds=1, processes=6))
     assert time.monotonic() - started < 12
     assert run.status in ("timeout", "killed")
-    _stopped_and_clean(run, tmp_path / "sbx")
+    _stopped_and_clean(run)
 
 
 def test_process_cap_is_what_stops_forking():
@@ -207,3 +225,14 @@ def test_missing_bwrap_is_one_clear_line(monkeypatch):
         CodeTestsMetric()("def f(): pass", _example("assert f() is None"))
     message = str(info.value)
     assert "\n" not in message and "apt-get install bubblewrap" in message
+
+
+def test_a_bwrap_without_size_is_one_clear_line(monkeypatch):
+    """The total cap needs bwrap --size (bubblewrap 0.7.0): an older one is refused, never run uncapped."""
+    import promptgym.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_sizes_tmpfs", lambda path: False)
+    with pytest.raises(SandboxUnavailable) as info:
+        CodeTestsMetric()("def f(): pass", _example("assert f() is None"))
+    message = str(info.value)
+    assert "\n" not in message and "bubblewrap 0.7.0 or newer" in message

@@ -49,7 +49,8 @@ def test_redact_spec_and_resume_without_the_key(monkeypatch):
     assert backend.endpoints[0].url == "http://127.0.0.1:1/v1"
     live = make_backend(spec)
     assert "KEY9876" not in live.identity + live.endpoint + live._where()
-    assert live.endpoints[0].url == "http://user:KEY9876@127.0.0.1:1/v1"  # memory only
+    assert live.endpoints[0].url == "http://127.0.0.1:1/v1"  # the SDK gets the URL without the key ...
+    assert live.endpoints[0].api_key == "KEY9876"  # ... and the key as its api_key, in memory only
 
 
 def _dataset(tmp_path: Path) -> str:
@@ -90,9 +91,9 @@ def test_no_key_in_any_artefact(tmp_path, monkeypatch):
         for args in (("runs",), ("runs", "--json"), ("show", run_id), ("resume", run_id, "--json"),
                      ("predict", run_id, "--input", "Lovely stay.", "--json")):
             assert run(*args).exit_code == 0, outputs[-1]
-        # the key really went over the wire (basic auth from the URL overrides the bearer key)
-        auth = {r.headers.get("authorization", "") for r in server.received}
-        assert auth and all(a.startswith(("Bearer ", "Basic ")) for a in auth)
+        # the key really went over the wire, as the URL's key (it wins over OPENAI_API_KEY)
+        auth = {r.headers.get("authorization", "") for r in server.received + server.gets}
+        assert auth == {f"Bearer {URL_KEY}"}
     # errors: a dead endpoint and a rejected key, both with the key in the URL
     dead = run("optimize", "--dataset", _dataset(tmp_path), "--task-model",
                f"openai:fake-model@http://user:{URL_KEY}@127.0.0.1:9/v1", "--optimizer-model", "scripted",
@@ -114,6 +115,57 @@ def test_no_key_in_any_artefact(tmp_path, monkeypatch):
             assert key not in text, text
     assert b"user:***@" in artefacts  # the redacted spec is what the store keeps
     assert os.environ["OPENAI_API_KEY"] == ENV_KEY
+
+
+def _optimize_at(tmp_path: Path, spec: str):
+    return CliRunner().invoke(main, ["optimize", "--dataset", _dataset(tmp_path), "--task-model", spec,
+                                     "--optimizer-model", spec, "--train-size", "6", "--test-size", "6",
+                                     "--dev-size", "0", "--budget", "8", "--quiet", "--json"])
+
+
+@pytest.mark.parametrize("form", ["password", "user", "query"])
+def test_a_key_in_the_model_url_is_sent_as_a_bearer_key(tmp_path, monkeypatch, form):
+    """Issue 26: ``http://user:KEY@host/v1`` went out as HTTP Basic auth (refused by a server that
+    checks a Bearer key) and ``?api_key=KEY`` made the SDK post to ``/v1/?api_key=KEY
+    chat/completions``. Now each form sends ``Authorization: Bearer KEY`` to the clean routes; other
+    query items ride along on every request."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAIServer(api_key=URL_KEY, reply="positive") as server:  # 401 for anything but Bearer URL_KEY
+        host = server.base_url.split("://", 1)[1]
+        url = {"password": f"http://user:{URL_KEY}@{host}", "user": f"http://{URL_KEY}@{host}",
+               "query": f"{server.base_url}?api_key={URL_KEY}&api-version=2024-06-01"}[form]
+        result = _optimize_at(tmp_path, f"openai:fake-model@{url}")
+        assert result.exit_code == 0, result.stderr
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        sent = server.gets + server.received
+        assert server.gets and len(server.received) == server.answered  # preflight GETs; no POST refused
+        assert server.answered == summary["llm_calls"] > 0  # every call the run counted, answered at once
+        assert {r.headers.get("authorization") for r in sent} == {f"Bearer {URL_KEY}"}
+        query = "?api-version=2024-06-01" if form == "query" else ""
+        assert {r.path for r in server.received} == {f"/v1/chat/completions{query}"}
+        assert {r.path for r in server.gets} == {f"/v1/models{query}"}
+    assert URL_KEY not in result.stdout + result.stderr
+
+
+def test_each_endpoint_of_a_pool_sends_its_own_url_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)  # a key in a URL is that endpoint's: it wins
+    with FakeOpenAIServer(api_key="key-of-a-1234") as a, FakeOpenAIServer(api_key="key-of-b-5678") as b:
+        spec = (f"openai:fake-model@http://u:key-of-a-1234@{a.base_url.split('://', 1)[1]},"
+                f"{b.base_url}?api_key=key-of-b-5678")
+        result = _optimize_at(tmp_path, spec)
+        assert result.exit_code == 0, result.stderr
+        for server, key in ((a, "key-of-a-1234"), (b, "key-of-b-5678")):
+            assert server.answered > 0 and len(server.received) == server.answered
+            assert {r.headers.get("authorization") for r in server.received + server.gets} == {f"Bearer {key}"}
+    assert "key-of-" not in result.stdout + result.stderr
+
+
+def test_two_different_keys_in_one_url_is_one_line():
+    from promptgym.errors import PromptgymError
+
+    with pytest.raises(PromptgymError, match=r"holds two different keys") as caught:
+        make_backend("openai:m@http://u:KEY-one-1@127.0.0.1:1/v1?api_key=KEY-two-2")
+    assert "KEY-one-1" not in str(caught.value) and "KEY-two-2" not in str(caught.value)
 
 
 def test_database_urls_show_no_password():

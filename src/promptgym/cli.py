@@ -156,8 +156,10 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--choices-field", default=None, help="Field with the options, a list or 'a|b|c' (default: choices, options).")
 @click.option("--method", default="ape", show_default=True)
 @click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
-              help="Hard cap on model calls during the search.")
-@click.option("--seed", default=0, show_default=True, type=int)
+              help="Hard cap on the model calls of the search and final selection (the held-out test and the "
+                   "summary's training scores are not charged: see README, Budget).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seeds the splits and the method (a whole number from 0).")
 @click.option("--prompt", default=None, help="Starting instruction (default: the dataset's own).")
 @click.option("--train-size", default=None, type=click.IntRange(min=1), help="[default: 30; with --train: its rows]")
 @click.option("--dev-size", default=None, type=click.IntRange(min=0),
@@ -187,6 +189,9 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--long-inputs", type=click.Choice(["error", "truncate"]), default="error", show_default=True,
               help="An input too long for the task model's context: stop before the search, naming the row, "
                    "or cut the input to fit.")
+@click.option("--cache-url", default=None, metavar="URL",
+              help="Response cache: sqlite:///PATH or postgresql://USER@HOST/DB (default: PROMPTGYM_CACHE, else "
+                   "SQLite under PROMPTGYM_HOME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--quiet", is_flag=True, help="No projection or progress output.")
 @click.option("--dry-run", is_flag=True,
@@ -200,7 +205,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
-             long_inputs: str, as_json: bool, quiet: bool, dry_run: bool, **stop: Any) -> None:
+             long_inputs: str, cache_url: str | None, as_json: bool, quiet: bool, dry_run: bool,
+             **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
     from promptgym import api
 
@@ -214,7 +220,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
                           reward=reward, length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
-                          store_url=ctx.obj["store"], quiet=quiet, long_inputs=long_inputs,
+                          store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
                                                     ("choices", choices_field)) if v}, stop=stop,
                           dry_run=dry_run)
@@ -267,10 +273,11 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
     from promptgym.bench import bench as run_bench
     from promptgym.bench.grid import split_list, split_models
 
-    try:
-        seed_list = [int(s) for s in split_list(seeds)] if seeds else None
-    except ValueError:
-        raise PromptgymError(f"--seeds '{seeds}': expected whole numbers separated by commas") from None
+    items = split_list(seeds) if seeds else []
+    if not all(s.isascii() and s.isdigit() for s in items):  # "-1" too: a seed is a whole number from 0
+        raise PromptgymError(f"--seeds '{seeds}': expected whole numbers from 0 separated by commas")
+    seed_list = [int(s) for s in items] or None
+
     def progress(row: dict[str, Any], ran: bool, number: int, total: int) -> None:
         head = f"[{number}/{total}] {row['dataset']} {row['task_model']} {row['variant']} seed {row['seed']}:"
         if row["status"] != "ok":

@@ -9,6 +9,7 @@ Options given on the command line win over the file (click's ``ParameterSource``
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import sys
@@ -44,6 +45,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise PromptgymError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and inline tables by recursion
+        raise PromptgymError(f"{path}: invalid TOML: arrays or inline tables nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         where = re.search(r"\(at line (\d+), column \d+\)", message)
@@ -148,7 +151,32 @@ def _param_items(path: str | Path, table: Any) -> tuple[str, ...]:
     if not isinstance(table, dict):
         raise PromptgymError(f"{path}: {PARAMS_TABLE}: expected a table of method parameters "
                              f"([{PARAMS_TABLE}] with KEY = VALUE lines), got {_shown(table)}")
-    return tuple(f"{k}={json.dumps(v)}" for k, v in table.items())
+    items = []
+    for key, value in table.items():
+        where = f"{path}: {PARAMS_TABLE}.{key}"
+        problem = _not_json(value)
+        if problem:
+            raise PromptgymError(f"{where}: a method parameter is a string, number, true/false, array or "
+                                 f"table; {problem}")
+        try:
+            items.append(f"{key}={json.dumps(value)}")
+        except (RecursionError, ValueError):
+            raise PromptgymError(f"{where}: nested too deeply") from None
+    return tuple(items)
+
+
+def _not_json(value: Any, depth: int = 0) -> str | None:
+    """What in a TOML value has no JSON form (``--param`` values are JSON), or None. TOML dates and
+    times are the only such values; NaN and infinity pass, as ``--param`` reads them."""
+    if depth > 100:
+        return "got values nested more than 100 deep"
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return f"got the TOML {type(value).__name__} {value} (quote it to pass it as a string)"
+    if isinstance(value, list):
+        return next((p for p in (_not_json(v, depth + 1) for v in value) if p), None)
+    if isinstance(value, dict):
+        return next((p for p in (_not_json(v, depth + 1) for v in value.values()) if p), None)
+    return None
 
 
 def merge_into(ctx: click.Context, path: str | Path, command: click.Command,

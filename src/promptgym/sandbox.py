@@ -13,14 +13,17 @@ What the child gets, and which OS mechanism enforces it:
   the host's: a server of ours on the host's loopback is unreachable, and nothing else is routed.
 - **A filesystem view of its own**: an empty read-only root with ``/usr`` (and the ``/bin``,
   ``/lib*`` links) and the interpreter's prefix bound read-only, fresh ``/proc`` and ``/dev``, and
-  one writable directory: a new temporary directory, mounted at ``/tmp`` and used as the working
-  directory and ``HOME``. Nothing else of the host is visible (no ``/root``, ``/home``, ``/work``,
-  ``/etc``) or writable. The directory is deleted afterwards, whatever happened.
+  one writable directory: a new tmpfs of at most ``Limits.disk_mb`` (bwrap ``--size``, 0.7.0 or
+  newer), mounted at ``/tmp`` and used as the working directory and ``HOME``. Nothing else of the
+  host is visible (no ``/root``, ``/home``, ``/work``, ``/etc``) or writable. The tmpfs lives in
+  the sandbox's own mount namespace, so nothing is written to the host's disk, and it is gone when
+  the sandbox ends, whatever happened. Writing past its size fails with ENOSPC (``OSError``), so
+  many files cannot add up to more than the cap (``RLIMIT_FSIZE`` alone caps each file only).
 - **An unprivileged user**: when we are root, bwrap (as root, without a user namespace) runs
   ``setpriv`` (util-linux), which drops to a fresh unprivileged uid/gid from a reserved range
   (no supplementary groups, empty capability bounding set, ``no_new_privs``) before Python
-  starts; the writable directory is chowned to that uid. A fresh uid per run makes the process
-  limit count only that run's processes. When we are not root, bwrap makes a user namespace and
+  starts; the tmpfs is world-writable with the sticky bit (``1777``). A fresh uid per run makes
+  the process limit count only that run's processes. When we are not root, bwrap makes a user namespace and
   the code runs as our own uid without capabilities (the same mount view keeps it from writing
   anywhere else).
 - **Limits** (``setrlimit``, hard = soft, set by our runner inside the child before the code is
@@ -44,16 +47,15 @@ one line with how to install it. Code is never run without the sandbox.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import selectors
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +83,7 @@ class Limits:
     memory_mb: int = 512  # RLIMIT_AS: address space, not resident memory
     processes: int = 32  # RLIMIT_NPROC: processes + threads of the sandbox's uid
     file_mb: int = 16  # RLIMIT_FSIZE: the largest file it may write
+    disk_mb: int = 64  # the size of its writable tmpfs: everything it writes, all files together
     open_files: int = 64  # RLIMIT_NOFILE
     output_chars: int = 20_000  # of stdout+stderr kept (the tail)
 
@@ -112,7 +115,6 @@ class TestRun:
     output: str = ""
     seconds: float = 0.0
     returncode: int | None = None
-    workdir: str = ""
     uid: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -170,10 +172,23 @@ def _require_bwrap() -> str:
     path = bwrap_path()
     if path is None:
         raise SandboxUnavailable(f"running generated code needs bubblewrap (bwrap), which is not installed: {INSTALL_HINT}")
+    if not _sizes_tmpfs(path):
+        raise SandboxUnavailable(f"the code sandbox caps what generated code writes with bwrap --size, which {path} "
+                                 "does not have: install bubblewrap 0.7.0 or newer")
     if os.geteuid() == 0 and not _setpriv_path():
         raise SandboxUnavailable("running generated code as root needs setpriv (util-linux) to drop to an "
                                  "unprivileged user: install it with 'apt-get install util-linux'")
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def _sizes_tmpfs(bwrap: str) -> bool:
+    """Whether this bwrap has ``--size`` (bubblewrap 0.7.0, 2022) for a size-limited ``--tmpfs``."""
+    try:
+        text = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in text
 
 
 def _setpriv_path() -> str | None:
@@ -221,10 +236,12 @@ def _ro_binds(python: str) -> list[str]:
     return args
 
 
-def build_command(workdir: str, python: str, uid: int | None, status_fd: int | None = None) -> list[str]:
+def build_command(python: str, uid: int | None, status_fd: int | None = None,
+                  limits: Limits | None = None) -> list[str]:
     """The bwrap command line (``uid`` set: we are root and drop to it with setpriv; ``status_fd``:
     where bwrap writes the host pid of the sandbox's PID 1)."""
     bwrap = _require_bwrap()
+    limits = limits or Limits()
     cmd = [bwrap]
     if status_fd is not None:
         cmd += ["--json-status-fd", str(status_fd)]
@@ -237,15 +254,15 @@ def build_command(workdir: str, python: str, uid: int | None, status_fd: int | N
             "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--tmpfs", "/", *_ro_binds(python), "--proc", "/proc", "--dev", "/dev",
-            "--bind", workdir, "/tmp", "--chdir", "/tmp", "--remount-ro", "/", "--"]
+            "--perms", "1777", "--size", str(max(1, int(limits.disk_mb)) << 20), "--tmpfs", "/tmp",
+            "--chdir", "/tmp", "--remount-ro", "/", "--"]
     if uid is not None:
         cmd += [_setpriv_path() or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     return cmd + [python, "-I", "-S", "-B", "-c", _RUNNER]
 
 
-def run_tests(code: str, tests: Sequence[str], limits: Limits | None = None, python: str | None = None,
-              tmp_root: str | os.PathLike | None = None) -> TestRun:
+def run_tests(code: str, tests: Sequence[str], limits: Limits | None = None, python: str | None = None) -> TestRun:
     """Run ``code`` then each test snippet (one test each, sharing the code's namespace) in the
     sandbox. A test passes when it runs without an exception. Raises SandboxUnavailable when the
     sandbox cannot be made; anything the code does is a result, never an exception here."""
@@ -253,41 +270,32 @@ def run_tests(code: str, tests: Sequence[str], limits: Limits | None = None, pyt
     python = python or default_python()
     _require_bwrap()
     started = time.perf_counter()
-    workdir = tempfile.mkdtemp(prefix="promptgym-sandbox-", dir=tmp_root)
     uid = UID_BASE + secrets.randbelow(UID_SPAN) if os.geteuid() == 0 else None
+    nonce = secrets.token_hex(16)
+    report_r, report_w = os.pipe()  # results come back on their own pipe, apart from the code's output
+    status_r, status_w = os.pipe()  # bwrap's: the host pid of the sandbox's PID 1
     try:
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        os.chmod(workdir, 0o700)
-        nonce = secrets.token_hex(16)
-        report_r, report_w = os.pipe()  # results come back on their own pipe, apart from the code's output
-        status_r, status_w = os.pipe()  # bwrap's: the host pid of the sandbox's PID 1
-        try:
-            payload = json.dumps(dict(nonce=nonce, code=code, tests=list(tests), limits=limits.rlimits(),
-                                      report_fd=report_w)).encode()
-            proc = subprocess.Popen(build_command(workdir, python, uid, status_w), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True, pass_fds=(report_w, status_w))
-        except BaseException:
-            os.close(report_r)
-            os.close(status_r)
-            raise
-        finally:
-            os.close(report_w)
-            os.close(status_w)
-        try:
-            reports, output, timed_out = _talk(proc, report_r, payload, nonce.encode(), limits)
-        finally:
-            os.close(report_r)
-            child = _child_pid(status_r)
-            os.close(status_r)
-            _kill(proc, child)
-            _reap_namespace(child, uid)
-        returncode = proc.returncode
+        payload = json.dumps(dict(nonce=nonce, code=code, tests=list(tests), limits=limits.rlimits(),
+                                  report_fd=report_w)).encode()
+        proc = subprocess.Popen(build_command(python, uid, status_w, limits), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True, pass_fds=(report_w, status_w))
+    except BaseException:
+        os.close(report_r)
+        os.close(status_r)
+        raise
     finally:
-        _remove(workdir)
-    return _result(reports, output, timed_out, returncode, len(tests), time.perf_counter() - started,
-                   workdir, uid)
+        os.close(report_w)
+        os.close(status_w)
+    try:
+        reports, output, timed_out = _talk(proc, report_r, payload, nonce.encode(), limits)
+    finally:
+        os.close(report_r)
+        child = _child_pid(status_r)
+        os.close(status_r)
+        _kill(proc, child)
+        _reap_namespace(child, uid)
+    return _result(reports, output, timed_out, proc.returncode, len(tests), time.perf_counter() - started, uid)
 
 
 def _talk(proc: subprocess.Popen, report_fd: int, payload: bytes, tag: bytes,
@@ -424,23 +432,8 @@ def _pids_of(uid: int) -> list[int]:
     return pids
 
 
-def _remove(workdir: str) -> None:
-    """Delete the working directory, even where the code took away its own permissions."""
-    def fix(func, path, _exc):
-        try:
-            os.chmod(os.path.dirname(path), stat.S_IRWXU)
-            os.chmod(path, stat.S_IRWXU)
-            func(path)
-        except OSError:
-            pass
-
-    shutil.rmtree(workdir, onerror=fix)
-    if os.path.exists(workdir):  # pragma: no cover - last resort
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def _result(reports: list[dict], output: str, timed_out: bool, returncode: int | None, total: int,
-            seconds: float, workdir: str, uid: int | None) -> TestRun:
+            seconds: float, uid: int | None) -> TestRun:
     if not any(r.get("started") for r in reports) and not timed_out:
         said = next((line.strip() for line in reversed(output.splitlines()) if line.strip()),
                     f"exit status {returncode}")
@@ -478,4 +471,4 @@ def _result(reports: list[dict], output: str, timed_out: bool, returncode: int |
     if status == "error":
         passed, outcomes = 0, [why] * total
     return TestRun(status=status, passed=passed, total=total, outcomes=outcomes, error=error, output=output,
-                   seconds=round(seconds, 3), returncode=returncode, workdir=workdir, uid=uid)
+                   seconds=round(seconds, 3), returncode=returncode, uid=uid)

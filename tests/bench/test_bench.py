@@ -286,6 +286,56 @@ def test_bad_data_stops_the_bench_before_any_run(tmp_path):
     assert not (tmp_path / "b" / "work" / "cells.jsonl").exists()
 
 
+def test_settings_that_cannot_pay_for_final_selection_are_refused_up_front(tmp_path, monkeypatch):
+    """Issue 26: with a budget below selection's reserve, the bench exited 0 with every cell failed
+    on the same error. Now one line before any cell runs and before the directory is made."""
+    data = write_reviews(tmp_path, 80)
+    monkeypatch.setattr(api, "optimize", lambda *a, **k: pytest.fail("a cell ran"))
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape,grips", "--datasets", data, "--seeds", "0,1",
+                                       "--budget", "20", "--train-size", "8", "--dev-size", "10", "--test-size", "20",
+                                       *SCRIPTED, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert result.stderr == ("promptgym: error: --budget 20 cannot pay for final selection on 10 dev examples "
+                             "(3 prompts x 10 = 30 calls): raise --budget, or lower --dev-size or --select-k "
+                             "(0 turns selection off)\n")
+    assert not (tmp_path / "b").exists()
+    for name in ("tr", "dv", "te"):
+        (tmp_path / name).mkdir()
+    files = [write_reviews(tmp_path / name, n) for name, n in (("tr", 8), ("dv", 12), ("te", 6))]
+    with pytest.raises(PromptgymError, match=r"^--budget 30 cannot pay for final selection on 12 dev examples"):
+        from promptgym.bench import bench
+
+        bench(tmp_path / "c", methods="ape", seeds=[0], budget=30, task_models=["scripted"], optimizer_model="scripted",
+              select_k=2, train_file=files[0], dev_file=files[1], test_file=files[2])
+
+
+@pytest.mark.parametrize("seeds", ["-1", "0,-2"])
+def test_negative_or_non_numeric_seeds_are_one_line(tmp_path, seeds):
+    result = CliRunner().invoke(main, ["bench", "--seeds", seeds, *SCRIPTED, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert result.stderr == f"promptgym: error: --seeds '{seeds}': expected whole numbers from 0 separated by commas\n"
+
+
+def test_cells_jsonl_has_one_row_per_line_and_old_files_still_read(tmp_path):
+    """Issue 26: ``append`` wrote a blank line before each row (``seek`` returned the offset, so the
+    "was the last line cut" test was always true)."""
+    bench = BenchDir(tmp_path / "b")
+    rows = [dict(key=f"k{i}", status="ok", n=i) for i in range(3)]
+    for row in rows:
+        bench.append(row)
+    assert bench.cells_file.read_text() == "".join(json.dumps(r) + "\n" for r in rows)
+    bench.cells_file.write_text(bench.cells_file.read_text() + '{"key": "k3", "sta')  # a line a kill cut
+    bench.append(dict(key="k4", status="ok", n=4))
+    assert bench.cells_file.read_text().endswith('{"key": "k3", "sta\n{"key": "k4", "status": "ok", "n": 4}\n')
+    assert [r["key"] for r in bench.rows()] == ["k0", "k1", "k2", "k4"]
+    old = BenchDir(tmp_path / "old")  # written by the earlier version: a blank line before each row
+    old.work.mkdir(parents=True)
+    old.cells_file.write_text("".join("\n" + json.dumps(r) + "\n" for r in rows))
+    assert old.rows() == rows
+    old.append(dict(key="k5", status="ok", n=5))
+    assert old.cells_file.read_text().endswith(json.dumps(rows[-1]) + '\n{"key": "k5", "status": "ok", "n": 5}\n')
+
+
 def test_executor_choice_errors_are_one_line(tmp_path, monkeypatch):
     import builtins
 

@@ -1,10 +1,11 @@
 """A small OpenAI-protocol server on 127.0.0.1 (stdlib only) for testing the HTTP path for real.
 
 It answers ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` with canned text, can fail
-the first N requests with a status (429, 503, ...) and a ``retry-after-ms`` wait, checks the API key and the
-model name like a real server (401 / 404 with an OpenAI-shaped error body), rejects the requests a
-test picks (400), records every request it
-received with its arrival time and measures the largest number of requests in flight at once.
+the first N requests with a status (429, 503, ...) and a ``retry-after-ms`` wait, checks the API key
+(``Authorization: Bearer KEY`` only, on every route) and the model name like a real server (401 /
+404 with an OpenAI-shaped error body), rejects the requests a test picks (400), records every
+request it received (POSTs in ``received``, GETs in ``gets``) with its arrival time and measures the
+largest number of requests in flight at once.
 
 ``/v1/completions`` with ``echo=True`` and ``logprobs`` echoes the prompt split into word tokens
 (``"a b"`` -> ``"a"``, ``" b"``) whose log-probability is ``-len(token) / 10``, the first one ``None``,
@@ -123,6 +124,7 @@ class FakeOpenAIServer:
     _connections: set = field(default_factory=set)
     injected: Counter = field(default_factory=Counter)
     received: list[Received] = field(default_factory=list)
+    gets: list[Received] = field(default_factory=list)  # GET requests (GET /v1/models: a client's preflight)
     max_in_flight: int = 0
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -167,7 +169,13 @@ class FakeOpenAIServer:
                     pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
+                with owner._lock:
+                    owner.gets.append(Received(self.path, {}, {k.lower(): v for k, v in self.headers.items()},
+                                               time.monotonic(), self.client_address))
+                if self.path.split("?")[0].rstrip("/") == "/v1/models":
+                    if not owner._authorized(dict(self.headers.items())):
+                        self._send(401, _error("Incorrect API key provided.", "invalid_request_error"))
+                        return
                     self._send(200, {"object": "list", "data": [
                         {"id": m, "object": "model", "owned_by": "fake"} for m in owner.models]})
                 else:
@@ -285,7 +293,7 @@ class FakeOpenAIServer:
     def _draw_fault(self, path: str, body: dict[str, Any], number: int) -> str | None:
         """(Under the lock.) This attempt's fault, or None: seeded by the body and its attempt number."""
         plan = self.faults
-        route = path.rstrip("/")
+        route = path.split("?")[0].rstrip("/")
         if plan is None or number <= plan.after or route not in plan.routes:
             return None
         key = route + json.dumps(body, sort_keys=True)
@@ -335,13 +343,11 @@ class FakeOpenAIServer:
             # the (OpenAI's own) millisecond header sets the client's wait (short in most tests).
             return self.fail_status, _error("try again later", "server_error"), {
                 "Retry-After": "0", "retry-after-ms": str(self.retry_after_ms)}
-        if self.api_key is not None:
-            auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
-            if auth != f"Bearer {self.api_key}":
-                return 401, _error("Incorrect API key provided.", "invalid_request_error"), {}
+        if not self._authorized(headers):
+            return 401, _error("Incorrect API key provided.", "invalid_request_error"), {}
         if self.reject is not None and self.reject(body):
             return 400, _error("request rejected by the test", "invalid_request_error"), {}
-        route = path.rstrip("/")
+        route = path.split("?")[0].rstrip("/")
         if route not in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
             return 404, _error(f"no route {path}", "not_found"), {}
         if body.get("model") not in self.models:
@@ -371,6 +377,13 @@ class FakeOpenAIServer:
         return 200, {"id": f"cmpl-{number}", "object": "text_completion", "created": 0,
                      "model": body["model"], "usage": usage, "choices": [choice]}, {}
 
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        """With ``api_key`` set, only ``Authorization: Bearer API_KEY`` passes (as at OpenAI; HTTP
+        Basic auth or a key in the URL is refused), on every route, ``GET /v1/models`` included."""
+        if self.api_key is None:
+            return True
+        return {k.lower(): v for k, v in headers.items()}.get("authorization", "") == f"Bearer {self.api_key}"
 
     def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]

@@ -234,7 +234,7 @@ def test_cli_prints_endpoint_errors_as_one_line(fake, tmp_path, monkeypatch, cas
                                        "--budget", "10", "--train-size", "4", "--test-size", "4",
                                        "--task-model", spec, "--optimizer-model", spec, "--json"])
     lines = result.stderr.strip().splitlines()
-    if case != "refused":  # the endpoint answered the preflight: the run's projection comes first
+    if case == "404":  # the endpoint passed the preflight (a wrong key fails it): the projection comes first
         assert lines[0].startswith("projected for ape") and all(line.startswith("  ") for line in lines[1:-1])
         lines = lines[-1:]
     assert result.exit_code == 2, result.output

