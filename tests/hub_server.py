@@ -13,46 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
+
+from support import LoopbackServer
 
 COMMIT = "5eed0123456789abcdef0123456789abcdef0123"
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     def __init__(self, repos: dict[str, Path]) -> None:
         self.repos = repos
         self.requests: list[str] = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_HEAD(self) -> None:
-                hub._handle(self, head=True)
-
-            def do_GET(self) -> None:
-                hub._handle(self, head=False)
-
-            def do_POST(self) -> None:
-                hub._handle(self, head=False)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
+        super().__init__(self._handle)
 
     # -- routes -------------------------------------------------------------------------------------
 
-    def _handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        head = h.command == "HEAD"
         url = urlparse(h.path)
         self.requests.append(f"{h.command} {url.path}")
         parts = unquote(url.path).strip("/").split("/")

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
 from promptgym.data.dataset import Dataset, Example
 from promptgym.evaluation.cache import request_key
 from promptgym.models.base import EmbeddingRequest
@@ -142,3 +148,79 @@ def write_reviews(folder, n: int) -> str:
     path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {REVIEW_LABELS[i % 4]}.",
                                         "target": REVIEW_LABELS[i % 4]}) + "\n" for i in range(n)))
     return str(path)
+
+
+class LoopbackServer:
+    """A real HTTP server on a free 127.0.0.1 port, serving from a thread until ``close()``: each
+    request (GET, HEAD or POST) is handed to ``respond`` as its ``BaseHTTPRequestHandler``."""
+
+    def __init__(self, respond: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                respond(self)
+
+            do_HEAD = do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.release = threading.Event()  # set on close: a reply held back ("hang") ends
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if not self.release.is_set():
+            self.release.set()
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self._thread.join()
+
+
+class FileServer(LoopbackServer):
+    """A LoopbackServer that serves ``files``: a path under ``root`` -> its reply. A reply is a body
+    (bytes, sent with its Content-Length); ``(body, "unsized")`` (no Content-Length: the close ends
+    it); ``(body, "partial")`` (announce the body, send half, close); ``"close"`` (close without
+    replying); ``"hang"`` (no reply until the server closes); an int (that HTTP status); or a list of
+    those, one per request, the last one repeating. Any other path is a 404.
+
+    ``requests`` keeps each request's path, ``hits`` counts them by path under ``root`` and ``lines``
+    keeps each request line (a proxied one names the whole URL). ``base`` is the URL of ``root``.
+    """
+
+    def __init__(self, files: dict | None = None, root: str = "") -> None:
+        self.files = dict(files or {})
+        self.root = root.rstrip("/")
+        self.requests: list[str] = []
+        self.hits: Counter[str] = Counter()
+        self.lines: list[str] = []
+        super().__init__(self._respond)
+        self.base = self.url + self.root
+
+    def _respond(self, h: BaseHTTPRequestHandler) -> None:
+        self.requests.append(h.path)
+        self.lines.append(h.requestline)
+        path = urlsplit(h.path).path
+        rel = path[len(self.root) + 1:] if self.root and path.startswith(self.root + "/") else path
+        self.hits[rel] += 1
+        reply = self.files.get(rel, 404)
+        if isinstance(reply, list):
+            reply = reply[min(self.hits[rel], len(reply)) - 1]
+        body, how = reply if isinstance(reply, tuple) else (reply, "sized")
+        if body == "close":
+            h.close_connection = True
+        elif body == "hang":
+            self.release.wait(10)
+            h.close_connection = True
+        elif isinstance(body, int):
+            h.send_error(body)
+        else:
+            h.send_response(200)
+            if how != "unsized":
+                h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body[: len(body) // 2] if how == "partial" else body)
+            h.close_connection = how != "sized"

@@ -12,17 +12,18 @@ import re
 import shlex
 import shutil
 import subprocess
-import threading
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from promptgym.data import load_dataset
 from promptgym.data import papers
+from promptgym.data.download import no_download
 from promptgym.data.papers import PaperTask, SourceFile, git_blob_sha
 from promptgym.errors import DataError
+
+from support import FileServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "benchmarks" / "data"
@@ -159,37 +160,9 @@ def test_converters_name_the_file_and_row_of_bad_input(convert, data, message):
 # Downloads over real HTTP (a loopback server laid out as OWNER/REPO/COMMIT/PATH)
 
 
-class _Server:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                outer.requests.append(self.path)
-                body = outer.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server(monkeypatch, tmp_path):
-    srv = _Server()
+    srv = FileServer()
     monkeypatch.setenv(papers.URL_ENV, srv.url)
     monkeypatch.setenv(papers.DATA_ENV, str(tmp_path / "no-local-copy"))
     yield srv
@@ -237,7 +210,7 @@ def test_a_missing_file_is_one_line_naming_every_source_tried(toy, server, tmp_p
     assert "\n" not in message and message.startswith("paper:toy/antonyms: could not load it: ")
     assert f"no local copy ({tmp_path / 'no-local-copy' / 'toy' / 'antonyms.jsonl'}" in message
     assert f"not in the download cache ({papers.cache_path(toy, 'induce')})" in message
-    assert f"{server.url}/someone/seed-paper/{COMMIT}/raw/execute/antonyms.json: HTTP 404 Not Found; " in message
+    assert f"{server.url}/someone/seed-paper/{COMMIT}/raw/execute/antonyms.json: 404: no such pinned file there; " in message
     assert message.endswith("; " + papers.offline_hint(toy))
     assert not papers.cache_path(toy, "induce").exists()  # nothing is cached from a task that failed
 
@@ -331,8 +304,6 @@ def test_a_changed_cache_file_is_fetched_again(toy, server):
 
 
 def test_a_local_copy_comes_first_and_no_download_is_respected(toy, server, monkeypatch, tmp_path):
-    from promptgym.data.bigbench import no_download
-
     with no_download(), pytest.raises(DataError, match=r"^paper:toy/antonyms: not on this machine: no local copy"
                                                        r".*; to load it offline, clone https://github.com/someone/"):
         load_dataset("paper:toy/antonyms")

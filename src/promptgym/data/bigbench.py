@@ -22,27 +22,24 @@ When every source fails, the error is one line naming each source tried and why 
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import socket
-import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import NoReturn
 
 from promptgym.data.dataset import Dataset, Example
+from promptgym.data.download import DownloadError, downloads_allowed, fetch, write_atomic
+from promptgym.data.download import no_download  # noqa: F401  (re-exported: it was defined here)
+from promptgym.data.loaders import check_choices, check_text
 from promptgym.errors import DataError
+from promptgym.models.factory import redact_url
 from promptgym.paths import downloads_dir
 
 BIGBENCH_VERSION = "1.0.0"
@@ -56,24 +53,8 @@ TASKS_DIR = "bigbench-tasks"  # under downloads/: files fetched from the raw URL
 SUBTASKS_FILE = ".subtasks.json"  # in a parent task's folder, written last: its subtasks are all there
 MAX_TASK_BYTES = 64 * 2**20  # the largest BIG-bench task.json is a few MB
 DEFAULT_TIMEOUT = 10.0  # seconds per connect and per read
-_TRIES = 3  # of one file, when the failure may pass (5xx, 429, connection dropped, body cut short)
-_RETRY_PAUSE = 0.25  # seconds, doubled each try
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _PIP_FAILED = "bigbench: could not download the sdist with pip: "
-
-
-_NO_DOWNLOAD: ContextVar[bool] = ContextVar("promptgym_bigbench_no_download", default=False)
-
-
-@contextmanager
-def no_download() -> Iterator[None]:
-    """Inside it, a task not yet on this machine is a DataError instead of a download (a report that
-    would like to show inputs must not fetch data to do so): no network, no pip."""
-    token = _NO_DOWNLOAD.set(True)
-    try:
-        yield
-    finally:
-        _NO_DOWNLOAD.reset(token)
 
 
 class _Miss(Exception):
@@ -87,10 +68,6 @@ class _Miss(Exception):
 
 class _Setting(DataError):
     """A bad setting (an environment variable): raised at once, not taken for a failed source."""
-
-
-class _Retry(Exception):
-    """A failure of one request that may pass if the request is made again."""
 
 
 # A source gives the task's files (relative path -> parsed task.json, the asked-for file first) and
@@ -108,7 +85,7 @@ def load_bigbench(name: str) -> Dataset:
     if len(parts) > 2 or not all(_NAME_PART.fullmatch(p) for p in parts):
         raise DataError(f"bigbench:{name}: not a task name (TASK or TASK/SUBTASK: letters, digits, '_', '-', '.')")
     spec = f"bigbench:{name}"
-    offline = _NO_DOWNLOAD.get()
+    offline = not downloads_allowed()
     tried: list[str] = []
     absent = True
     sources: list[tuple[str, Callable[[], _Got]]] = [("cache", lambda: _from_cache(name))]
@@ -117,7 +94,7 @@ def load_bigbench(name: str) -> Dataset:
     url_404 = False
     if not offline:
         url = _task_url(os.environ.get("PROMPTGYM_BIGBENCH_URL") or RAW_URL, f"{name}/task.json")
-        sources.append((f"raw URL {_shown(url)}", lambda: _from_url(name)))
+        sources.append((f"raw URL {redact_url(url)}", lambda: _from_url(name)))
         if sdist is None:
             sources.append(("sdist via pip", lambda: _from_pip(name, url_404)))
     for label, source in sources:
@@ -255,7 +232,7 @@ def _task_index(root: Path, sdist: Path) -> list[str]:
     with tarfile.open(sdist, "r:gz") as tar:
         names = sorted(m.name[len(_TASKS_PREFIX):] for m in tar.getmembers()
                        if m.name.startswith(_TASKS_PREFIX) and m.name.endswith("/task.json"))
-    _write_atomic(index, json.dumps(names).encode())
+    write_atomic(index, json.dumps(names).encode())
     return names
 
 
@@ -268,7 +245,7 @@ def _extract_task(root: Path, sdist: Path, wanted: list[str]) -> None:
         for member in tar:
             rel = member.name[len(_TASKS_PREFIX):] if member.name.startswith(_TASKS_PREFIX) else None
             if rel in missing:
-                _write_atomic(root / rel, tar.extractfile(member).read())  # type: ignore[union-attr]
+                write_atomic(root / rel, tar.extractfile(member).read())  # type: ignore[union-attr]
 
 
 def _from_pip(name: str, url_404: bool) -> _Got:
@@ -347,7 +324,7 @@ def pip_error(stderr: str) -> str:
 def _base_url() -> str:
     base = os.environ.get("PROMPTGYM_BIGBENCH_URL") or RAW_URL
     if not re.match(r"https?://[^/]", base):
-        raise _Setting(f"PROMPTGYM_BIGBENCH_URL={_shown(base)}: expected an http:// or https:// URL")
+        raise _Setting(f"PROMPTGYM_BIGBENCH_URL={redact_url(base)}: expected an http:// or https:// URL")
     return base
 
 
@@ -355,12 +332,6 @@ def _task_url(base: str, rel: str) -> str:
     """``rel`` appended to the base URL's path (a trailing slash or a ``?query`` on it is kept right)."""
     head, sep, query = base.partition("?")
     return f"{head.rstrip('/')}/{rel}{sep}{query}"
-
-
-def _shown(url: str) -> str:
-    from promptgym.models.factory import redact_url
-
-    return redact_url(url)
 
 
 def _timeout() -> float:
@@ -401,15 +372,15 @@ def _from_url(name: str) -> _Got:
             try:
                 files[rel], blobs[rel] = _fetch_task(_task_url(base, rel), rel, timeout)
             except _Miss as miss:
-                return _fail(f"subtask {_shown(_task_url(base, rel))}: {miss}")
+                return _fail(f"subtask {redact_url(_task_url(base, rel))}: {miss}")
         subtasks = named
 
     def save() -> None:
         root = _tasks_root()
         for rel in sorted(blobs, key=lambda r: r == own):  # the parent after its subtasks
-            _write_atomic(root / rel, blobs[rel])
+            write_atomic(root / rel, blobs[rel])
         if subtasks:  # last: a parent is in the cache only once every subtask is
-            _write_atomic(root / name / SUBTASKS_FILE, json.dumps(subtasks).encode())
+            write_atomic(root / name / SUBTASKS_FILE, json.dumps(subtasks).encode())
 
     return files, save
 
@@ -429,95 +400,18 @@ def _named_subtasks(task: dict) -> list[str] | None:
 
 
 def _fetch_task(url: str, rel: str, timeout: float) -> tuple[dict, bytes]:
-    raw = _get(url, timeout)
+    try:
+        raw = fetch(url, max_bytes=MAX_TASK_BYTES, timeout=timeout, what="task")
+    except DownloadError as exc:
+        return _fail(str(exc), absent=exc.absent)
     try:
         return _decode_task_json(raw, rel), raw
     except DataError as exc:
         return _fail(str(exc)[len(rel) + 2:])
 
 
-def _get(url: str, timeout: float) -> bytes:
-    """The body at ``url``; any failure is a _Miss with a short reason (404: ``absent``).
-
-    urllib from the standard library, not an HTTP client package: the core's dependencies include
-    none (httpx comes only with the ``openai`` extra), and one small GET per file needs no more. It
-    honours the usual proxy variables (``https_proxy``, ``no_proxy``...). ``timeout`` bounds the
-    connect and each read, so an unreachable host fails in seconds. A failure that may pass (HTTP
-    5xx or 429, the connection dropped, a body cut short) is tried again, up to three tries; a
-    refused connection, a timeout, an unknown host or another HTTP status is not.
-    """
-    for attempt in range(_TRIES):
-        try:
-            return _get_once(url, timeout)
-        except _Retry as exc:
-            if attempt == _TRIES - 1:
-                return _fail(f"{exc}, {_TRIES} tries")
-            time.sleep(_RETRY_PAUSE * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def _get_once(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "promptgym (BIG-bench task loader)"})
-    try:
-        # an opener per request: it reads the proxy variables as they are now (urlopen's shared one
-        # keeps those of its first use)
-        with urllib.request.build_opener().open(request, timeout=timeout) as reply:
-            declared = reply.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > MAX_TASK_BYTES:
-                return _fail(f"{int(declared):,} bytes, over the {MAX_TASK_BYTES:,}-byte limit for a task file")
-            body = bytearray()
-            while chunk := reply.read(1 << 16):
-                body += chunk
-                if len(body) > MAX_TASK_BYTES:
-                    return _fail(f"over the {MAX_TASK_BYTES:,}-byte limit for a task file")
-            if declared.isdigit() and len(body) < int(declared):
-                raise _Retry(f"body cut short: {len(body):,} of {int(declared):,} bytes")
-            return bytes(body)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return _fail("404: no such task there", absent=True)
-        if exc.code == 429 or exc.code >= 500:
-            raise _Retry(f"HTTP {exc.code}") from None
-        return _fail(f"HTTP {exc.code} {exc.reason}".strip())
-    except http.client.IncompleteRead as exc:
-        raise _Retry(f"body cut short: {len(exc.partial):,} bytes came") from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        cause = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
-        if isinstance(cause, (TimeoutError, socket.timeout)):
-            return _fail(f"no answer in {timeout:g} s")
-        if isinstance(cause, ConnectionRefusedError):
-            return _fail("connection refused")
-        if isinstance(cause, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
-                              http.client.RemoteDisconnected)):
-            raise _Retry("the connection closed before a whole reply") from None
-        if isinstance(cause, socket.gaierror):
-            return _fail(f"host not found: {cause.strerror or cause}")
-        if isinstance(cause, ssl.SSLError):
-            return _fail(f"TLS: {cause.reason or cause}")
-        if isinstance(cause, http.client.HTTPException):
-            return _fail(f"not an HTTP reply ({type(cause).__name__})")
-        return _fail(str(getattr(cause, "strerror", None) or cause) or type(cause).__name__)
-
-
 def _fail(reason: str, absent: bool = False) -> NoReturn:
     raise _Miss(reason, absent)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename it into place, so a killed
-    process never leaves a half file under the name a later load reads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # -- task files --------------------------------------------------------------------------------------
@@ -543,8 +437,6 @@ def _read_task_json(path: Path, where: str) -> dict:
 
 def _parse_examples(task: dict, spec: str, prefix: str) -> list[Example]:
     """A task's examples; every malformed row is one line naming the example and the field."""
-    from promptgym.data.loaders import check_choices, check_text
-
     rows = task.get("examples", [])
     if not isinstance(rows, list):
         raise DataError(f"{spec}: field 'examples' must be a list, got {type(rows).__name__}")

@@ -13,6 +13,8 @@ holds none of these files nor rows made from them. A load looks, in order:
    https://raw.githubusercontent.com). What arrives must be the pinned file byte for byte (its git
    blob hash) and must convert; only then is it written to the cache, atomically.
 
+Inside :func:`promptgym.data.download.no_download`, only the first two are looked at.
+
 Upstream files are converted to rows by the functions below, which ``benchmarks/data/build.py`` uses
 too, so a task has the same rows whichever source it came from: every distinct input of the pinned
 files, the paper's evaluation split first. A failure is one line naming every source tried and how
@@ -26,15 +28,14 @@ import hashlib
 import io
 import json
 import os
-import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 from promptgym.data.dataset import Dataset, Example
+from promptgym.data.download import DownloadError, downloads_allowed, fetch, write_atomic
+from promptgym.data.loaders import _jsonl_rows, rows_to_dataset
 from promptgym.errors import DataError
 from promptgym.paths import downloads_dir
 
@@ -43,7 +44,8 @@ URL_ENV = "PROMPTGYM_PAPER_URL"
 DATA_ENV = "PROMPTGYM_PAPER_DATA"
 SEED = 2026  # orders cause_and_effect's sentence pairs; changing it changes those rows
 MAX_BYTES = 64 << 20  # no pinned file is near this; a larger answer is not the file
-TIMEOUT = 60.0
+TIMEOUT = 60.0  # seconds per connect and per read
+_write_atomic = write_atomic  # the name benchmarks/data/build.py imports
 
 Row = dict[str, Any]
 Converter = Callable[[dict[str, bytes], dict[str, str]], tuple[list[Row], list[Row]]]
@@ -425,15 +427,6 @@ def base_url() -> str:
     return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
-def _downloads_forbidden() -> bool:
-    """Inside bigbench.no_download() (a report showing inputs), nothing is fetched."""
-    try:
-        from promptgym.data.bigbench import _NO_DOWNLOAD
-    except ImportError:  # pragma: no cover
-        return False
-    return bool(_NO_DOWNLOAD.get())
-
-
 def load_paper(name: str) -> Dataset:
     task = get_task(name)
     spec = f"paper:{task.spec}"
@@ -441,8 +434,6 @@ def load_paper(name: str) -> Dataset:
     folder = local_dir()
     local = folder / f"{task.spec}.jsonl" if folder is not None else None
     if local is not None and local.is_file():
-        from promptgym.data.loaders import _jsonl_rows
-
         return _dataset(task, list(_jsonl_rows(local)))
     tried.append(f"no local copy ({local})" if local is not None else f"no local copy (${DATA_ENV} is not set)")
 
@@ -458,26 +449,26 @@ def load_paper(name: str) -> Dataset:
     if not missing:
         return _dataset(task, _located(task.rows(data, where), where))
     tried.append(f"not in the download cache ({cache_path(task, missing[0])})")
-    if _downloads_forbidden():
+    if not downloads_allowed():
         raise DataError(f"{spec}: not on this machine: {'; '.join(tried)}; {offline_hint(task)}")
 
     fetched: dict[str, bytes] = {}
     for role in missing:
         url = task.url(base_url(), role)
         try:
-            blob = _download(url)
-        except _Failed as exc:
-            raise DataError(f"{spec}: could not load it: {'; '.join(tried)}; {url}: {exc}; "
+            blob = fetch(url, max_bytes=MAX_BYTES, timeout=TIMEOUT, what="pinned file")
+            if not _matches(task, role, blob):
+                expected = (task.files[role].blob or "")[:12]
+                raise DownloadError(f"not the pinned file (git blob {git_blob_sha(blob)[:12]}, expected {expected})")
+        except (DownloadError, ValueError) as exc:
+            # a ValueError is a URL urllib cannot read: $PROMPTGYM_PAPER_URL=example.org
+            hint = f" (set {URL_ENV} to a base URL such as {DEFAULT_URL})" if isinstance(exc, ValueError) else ""
+            raise DataError(f"{spec}: could not load it: {'; '.join(tried)}; {url}: {exc}{hint}; "
                             f"{offline_hint(task)}") from None
-        if not _matches(task, role, blob):
-            expected = task.files[role].blob or ""
-            raise DataError(f"{spec}: could not load it: {'; '.join(tried)}; {url}: not the pinned file "
-                            f"(git blob {git_blob_sha(blob)[:12]}, expected {expected[:12]}); "
-                            f"{offline_hint(task)}")
         fetched[role], where[role] = blob, url
     rows = task.rows({**data, **fetched}, where)  # converts, or says which file and row is wrong
     for role, blob in fetched.items():
-        _write_atomic(cache_path(task, role), blob)
+        write_atomic(cache_path(task, role), blob)
     return _dataset(task, _located(rows, where))
 
 
@@ -497,8 +488,6 @@ def _located(rows: list[Row], where: dict[str, str]) -> list[tuple[str, Row]]:
 
 
 def _dataset(task: PaperTask, rows: list[tuple[str, Row]]) -> Dataset:
-    from promptgym.data.loaders import rows_to_dataset
-
     spec = f"paper:{task.spec}"
     data = rows_to_dataset(rows, source=spec, name=task.spec, infer_choices=False)
     examples = []
@@ -510,47 +499,3 @@ def _dataset(task: PaperTask, rows: list[tuple[str, Row]]) -> Dataset:
         seen.add(ident)
         examples.append(Example(ident, example.input, example.targets, example.choices, where=example.where))
     return Dataset(name=task.spec, examples=examples, description=task.description, source=spec)
-
-
-class _Failed(Exception):
-    pass
-
-
-def _download(url: str) -> bytes:
-    """The body at ``url`` (http, https or file), or _Failed with the reason in a few words."""
-    from promptgym import __version__
-
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": f"promptgym/{__version__}"})
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            body = response.read(MAX_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise _Failed(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        raise _Failed(reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)) from None
-    except TimeoutError:
-        raise _Failed(f"no answer within {TIMEOUT:g} s") from None
-    except ValueError as exc:  # not a URL at all ($PROMPTGYM_PAPER_URL=example.org)
-        raise _Failed(f"{exc} (set {URL_ENV} to a base URL such as {DEFAULT_URL})") from None
-    except OSError as exc:
-        raise _Failed(exc.strerror or str(exc)) from None
-    if len(body) > MAX_BYTES:
-        raise _Failed(f"more than {MAX_BYTES >> 20} MB, not the pinned file")
-    return body
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename it, so a reader never sees half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a plain file is what others expect
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

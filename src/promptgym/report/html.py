@@ -151,7 +151,7 @@ def _cost(calls: list[dict[str, Any]], summary: dict[str, Any] | None) -> dict[s
 def _examples_by_id(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The dataset's examples by id (to show a flipped example's input), or why not."""
     from promptgym.api import _dataset_from_config
-    from promptgym.data.bigbench import no_download
+    from promptgym.data.download import no_download
     from promptgym.errors import PromptgymError
 
     try:
