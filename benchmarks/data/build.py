@@ -31,7 +31,8 @@ import sys
 from pathlib import Path
 
 from promptgym.errors import DataError
-from promptgym.data.papers import (PaperTask, TASKS, _write_atomic, cache_path, get_task, git_blob_sha,
+from promptgym.data.download import write_atomic
+from promptgym.data.papers import (PaperTask, TASKS, cache_path, get_task, git_blob_sha,
                                    rows_to_jsonl)
 
 HERE = Path(__file__).resolve().parent
@@ -87,12 +88,12 @@ def build(snapshots: dict[str, Path], out: Path, tasks: list[PaperTask], check: 
         if old != text.encode():
             changed.append(str(target))
             if not check:
-                _write_atomic(target, text.encode())
+                write_atomic(target, text.encode())
         if fill_cache:
             for role, blob in data.items():
                 cached = cache_path(task, role)
                 if not cached.is_file() or cached.read_bytes() != blob:
-                    _write_atomic(cached, blob)
+                    write_atomic(cached, blob)
         choices = rows[0].get("choices")
         summaries.append(dict(spec=f"paper:{task.spec}", rows=len(rows), evaluation=len(keep),
                               bytes=len(text.encode()), redistributable=task.redistributable,

@@ -45,7 +45,6 @@ DATA_ENV = "PROMPTGYM_PAPER_DATA"
 SEED = 2026  # orders cause_and_effect's sentence pairs; changing it changes those rows
 MAX_BYTES = 64 << 20  # no pinned file is near this; a larger answer is not the file
 TIMEOUT = 60.0  # seconds per connect and per read
-_write_atomic = write_atomic  # the name benchmarks/data/build.py imports
 
 Row = dict[str, Any]
 Converter = Callable[[dict[str, bytes], dict[str, str]], tuple[list[Row], list[Row]]]
