@@ -257,8 +257,9 @@ def test_runs_filters_and_limit(dataset, tmp_path):
     ape = _last_json(_invoke(*base, "--dataset", dataset, "--method", "ape"))
     opro = _last_json(_invoke(*base, "--dataset", dataset, "--method", "opro", "--param", "steps=1"))
     late = _last_json(_invoke(*base, "--dataset", str(other), "--method", "ape"))
-    failed = _invoke(*base, "--dataset", str(other), "--method", "ape", "--task-model", "scripted",
-                     "--optimizer-model", "gguf:/nonexistent.gguf")
+    boom = tmp_path / "boom.py"  # a reward that fails mid-run (a missing model now fails before the run row)
+    boom.write_text("def reward(prediction, example):\n    raise ValueError('boom')\n")
+    failed = _invoke(*base, "--dataset", str(other), "--method", "ape", "--reward", f"{boom}:reward")
     assert failed.exit_code != 0
     _set_created(ape["run_id"], "2026-01-05T12:00:00")
     _set_created(opro["run_id"], "2026-02-01T00:00:00")

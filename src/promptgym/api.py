@@ -30,10 +30,10 @@ from promptgym.models.factory import make_backend, redact_spec
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
-from promptgym.projection import Projection, project
+from promptgym.projection import Projection, project, token_counter
 from promptgym.report.progress import run_status
 from promptgym.store.db import without_password
-from promptgym.store.lease import Lease, Owner, lease_settings
+from promptgym.store.lease import Lease, LeaseLost, Owner, lease_settings
 from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
@@ -234,9 +234,10 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
         _check_optimizer_chat(optimizer_backend, optimizer, config)
         return _projection(store, config, prepared.plan, prepared.splits, prepared.task, prepared.task_backend,
                            optimizer_backend, _initial_prompt(config, prepared.dataset, prepared.task))
+    _ready(config, prepared)  # a dead endpoint, cache or sandbox fails here too, before the run row
     owner = Owner.me()
     run_id = store.create_run(method, config["dataset"], config, owner=owner)
-    with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id):
+    with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id, lease):
         return _execute(_setup(store, run_id, config, reward_obj, prepared), quiet=quiet, lease=lease)
 
 
@@ -253,6 +254,11 @@ def resume(run_id: str, store_url: str | None = None, quiet: bool = True,
         summary = RunSummary.from_dict(run["result"])
         return RunResult(run_id, Prompt.from_dict(summary.best_prompt_full),
                          Prompt.from_dict(summary.initial_prompt_full), summary)
+    # What fails before the run can go on (its data, a dead endpoint, the cache, the sandbox) fails
+    # here, before the run is claimed: it stays as it was (interrupted or failed), resumable later.
+    config = run["config"]
+    prepared = _prepare(config, as_metric(reward) if reward else None)
+    _ready(config, prepared)
     owner = Owner.me()
     _, lease_seconds = lease_settings()
     holder = store.claim(run_id, owner, lease_seconds)
@@ -263,9 +269,8 @@ def resume(run_id: str, store_url: str | None = None, quiet: bool = True,
         raise PromptgymError(f"run {run_id} is being run by pid {holder['owner_pid']} on host {holder['owner_host']} "
                              f"(heartbeat {age:.0f} s ago); resume it once that process is gone "
                              f"(its lease lapses {lease_seconds:.0f} s after its last heartbeat)")
-    with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id):
-        return _execute(_setup(store, run_id, run["config"], as_metric(reward) if reward else None),
-                        quiet=quiet, lease=lease)
+    with _leased(store, run_id, owner) as lease, _status_on_error(store, run_id, lease):
+        return _execute(_setup(store, run_id, config, prepared=prepared), quiet=quiet, lease=lease)
 
 
 def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> list[dict[str, Any]]:
@@ -435,12 +440,12 @@ class _Setup:
     recorder: RunRecorder
     plan: SelectionPlan
     started: float  # perf_counter before loading: a run's wall time includes its setup
+    optimizer_backend: Backend | None = None  # checked by _ready; None: made (and checked) by _execute
 
 
 LONG_INPUTS = ("error", "truncate")
 _LIVE_SPECS: dict[str, str] = {}  # stored (redacted) model spec -> the one given, key and all: memory only
 _LIVE_URLS: dict[str, str] = {}  # stored cache URL (no password) -> the one given: memory only
-_CHAT_OVERHEAD = 8  # tokens a chat template adds per message, roughly
 
 
 def _cache_url(config: dict[str, Any]) -> str:
@@ -490,6 +495,8 @@ class _Prepared:
     task_backend: Backend
     task: Task
     started: float
+    optimizer_backend: Backend | None = None  # from here on set by _ready
+    cache: ResponseCache | None = None
 
 
 def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool = True) -> _Prepared:
@@ -511,6 +518,38 @@ def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool 
         splits = _fit_context(splits, task_backend, task, _initial_prompt(config, dataset, task),
                               config.get("long_inputs", "error"), dataset)
     return _Prepared(dataset, plan, splits, task_backend, task, started)
+
+
+def _ready(config: dict[str, Any], prepared: _Prepared) -> None:
+    """What a run needs besides its data, checked before a run row exists (and, on resume, before
+    the run goes on), so that none of it leaves a ``failed`` run: the optimizer model loads and can
+    chat, every HTTP endpoint answers (``_preflight``), the response cache opens, and a reward that
+    runs the model's code finds a working sandbox. Until these moved here, each failed inside the
+    run: a dead endpoint or an unreachable cache at its first call, a missing bubblewrap only after
+    the first batch of model calls."""
+    optimizer_backend = _backend(config["optimizer_model"])
+    _check_optimizer_chat(optimizer_backend, get_method(config["method"])(**config["params"]), config)
+    _preflight(prepared.task_backend, optimizer_backend)
+    cache = ResponseCache(_cache_url(config))
+    _check_sandbox(prepared.task)
+    prepared.optimizer_backend, prepared.cache = optimizer_backend, cache
+
+
+def _check_sandbox(task: Task) -> None:
+    """A code reward runs the model's answers in the sandbox (``promptgym.sandbox``): start it once
+    on a trivial test, so that a missing bwrap, or one that cannot make namespaces here, is its one
+    line now (``SandboxUnavailable``) and not a failed run after the first answers were paid for."""
+    from promptgym.tasks.code import CodeTask, CodeTestsMetric
+
+    if not isinstance(task, CodeTask):
+        return
+    metric = task.metric
+    while not isinstance(metric, CodeTestsMetric) and hasattr(metric, "base"):  # a length penalty's base
+        metric = metric.base
+    if isinstance(metric, CodeTestsMetric):
+        from promptgym.sandbox import run_tests
+
+        run_tests("", ["assert True"], metric.limits, python=metric.python)
 
 
 def _check_chat(task_backend: Backend, config: dict[str, Any]) -> None:
@@ -543,51 +582,59 @@ def _initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Pro
 
 
 def _request_tokens(backend: Backend, task: Task, prompt: Prompt, example: Example) -> int:
-    """The tokens one example's request takes with ``prompt``: the prompt text, chat overhead and
+    """The tokens one example's request takes with ``prompt``: what the backend really sends (the
+    embedded model: its own chat template, system block included, and tokenizer, as
+    ``projection.token_counter`` counts it; else ``count_tokens`` and a rough chat overhead) and
     room for the answer (the longest option, or the generation limit)."""
     from promptgym.models.base import ScoreRequest
 
     request = task.request(prompt, example)
-    if request.messages is not None:
-        text = "\n".join(content for _, content in request.messages)
-        overhead = _CHAT_OVERHEAD * len(request.messages)
-    else:
-        text, overhead = request.text or "", 0
-    text += request.answer_prefix
     if isinstance(request, ScoreRequest):
         answer = max((backend.count_tokens(c) for c in request.continuations), default=0)
     else:
         answer = request.max_tokens
-    return backend.count_tokens(text) + overhead + answer
+    return token_counter(backend)(request) + answer
+
+
+CANDIDATE_ROOM = 1 / 8  # of the task model's context, kept free of a row for the prompts a method writes
 
 
 def _fit_context(splits: Splits, backend: Backend, task: Task, prompt: Prompt, mode: str,
                  dataset: Dataset) -> Splits:
-    """Every example must fit the task model's context with the starting prompt (checked only
-    when the backend tells ``context_limit`` and ``count_tokens``): else an error naming the row,
-    or (``truncate``) its input cut until it fits. Longer candidate prompts may still overflow."""
+    """Every example must fit the task model's context with the starting prompt and room to spare
+    (checked only when the backend tells ``context_limit`` and ``count_tokens``): else an error
+    naming the row, or (``truncate``) its input cut until it fits. The room, ``CANDIDATE_ROOM`` of
+    the context (256 of SmolLM2's 2048 tokens), is for the candidates a method writes: longer than
+    the start (an instruction of up to 80 words, a generated demonstration), they are sent with the
+    same rows during the search, final selection and the held-out test, and a row that fitted only
+    the start overflowed there and ended the run. (What a method shows of a row inside its
+    meta-prompts is cut apart: ``Context.shown``.)"""
     limit = getattr(backend, "context_limit", None)
     if not limit or not hasattr(backend, "count_tokens"):
         return splits
+    room = int(limit * CANDIDATE_ROOM)
+    fits = limit - room
 
     def fit(example: Example) -> Example:
         need = _request_tokens(backend, task, prompt, example)
-        if need <= limit:
+        if need <= fits:
             return example
         where = example.where or f"{dataset.source or dataset.name}: example {example.id}"
         if mode != "truncate":
-            raise PromptgymError(f"{where}: the prompt takes about {need} tokens, more than the task model's "
-                                 f"context of {limit} (shorten the input, or pass --long-inputs truncate)")
+            raise PromptgymError(f"{where}: the prompt takes about {need} tokens, more than the {fits} a row may take "
+                                 f"of the task model's context of {limit} ({room} are kept for the longer prompts a "
+                                 "method writes; shorten the input, or pass --long-inputs truncate)")
         text = example.input
         while text:
-            keep = max(0, min(len(text) - 1, int(len(text) * limit / need) - 1))
+            keep = max(0, min(len(text) - 1, int(len(text) * fits / need) - 1))
             text = text[:keep]
             candidate = Example(example.id, text, example.targets, example.choices, where=example.where)
             need = _request_tokens(backend, task, prompt, candidate)
-            if need <= limit:
+            if need <= fits:
                 return candidate
-        raise PromptgymError(f"{where}: the prompt does not fit the task model's context of {limit} tokens "
-                             "even with the input cut to nothing (shorten the instruction or the options)")
+        raise PromptgymError(f"{where}: the prompt does not fit the {fits} tokens a row may take of the task model's "
+                             f"context of {limit} even with the input cut to nothing (shorten the instruction or "
+                             "the options)")
 
     return Splits(train=[fit(e) for e in splits.train], dev=[fit(e) for e in splits.dev],
                   test=[fit(e) for e in splits.test])
@@ -600,7 +647,8 @@ def _setup(store: RunStore, run_id: str, config: dict[str, Any], reward: Metric 
     return _Setup(store=store, run_id=run_id, config=config, dataset=dataset, splits=splits,
                   task_backend=task_backend,
                   task=p.task,
-                  cache=ResponseCache(_cache_url(config)),
+                  cache=p.cache or ResponseCache(_cache_url(config)),
+                  optimizer_backend=p.optimizer_backend,
                   optimizer=get_method(config["method"])(**config["params"]),
                   recorder=RunRecorder(store, run_id), plan=plan, started=started)
 
@@ -747,24 +795,31 @@ def _leased(store: RunStore, run_id: str, owner: Owner) -> Iterator[Lease]:
 
 
 @contextmanager
-def _status_on_error(store: RunStore, run_id: str) -> Iterator[None]:
-    """A run that stops early says so in the store (a bad dataset path must not look 'running')."""
+def _status_on_error(store: RunStore, run_id: str, lease: Lease) -> Iterator[None]:
+    """A run that stops early says so in the store (a bad dataset path must not look 'running'),
+    but only while this process still holds its lease, checked in the statement that writes: a
+    process stopped past its lease whose run was resumed elsewhere (and maybe finished) leaves the
+    status to the process that took it over."""
     try:
         yield
     except KeyboardInterrupt:
-        store.set_status(run_id, "interrupted")
+        store.set_status(run_id, "interrupted", token=lease.owner.token)
+        raise
+    except LeaseLost:
         raise
     except Exception:
-        store.set_status(run_id, "failed")
+        store.set_status(run_id, "failed", token=lease.owner.token)
         raise
 
 
 def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResult:
     store, run_id, config, splits, task = setup.store, setup.run_id, setup.config, setup.splits, setup.task
     plan = setup.plan
-    optimizer_backend = _backend(config["optimizer_model"])
-    _check_optimizer_chat(optimizer_backend, setup.optimizer, config)
-    _preflight(setup.task_backend, optimizer_backend)
+    optimizer_backend = setup.optimizer_backend
+    if optimizer_backend is None:  # not checked by _ready (a caller of _execute of its own)
+        optimizer_backend = _backend(config["optimizer_model"])
+        _check_optimizer_chat(optimizer_backend, setup.optimizer, config)
+        _preflight(setup.task_backend, optimizer_backend)
     initial = _initial_prompt(config, setup.dataset, task)
     optimizer, recorder = setup.optimizer, setup.recorder
     # The search spends the budget less what final selection keeps back; it meets the same meter
@@ -776,10 +831,13 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
     for line in projection.lines():
         log(line)
 
+    token = lease.owner.token if lease is not None else None
+
     def ledger(rows: list[dict[str, Any]], role: str | None = None) -> None:
         if lease is not None and lease.lost:  # e.g. this process was stopped past its lease
-            raise PromptgymError(f"run {run_id}: another process took this run over; stopping")
-        store.add_calls(run_id, rows if role is None else [{**r, "role": role} for r in rows])
+            raise LeaseLost(store.lost_message(run_id))
+        # add_calls re-checks the lease in its own transaction: the heartbeat may not have beaten yet
+        store.add_calls(run_id, rows if role is None else [{**r, "role": role} for r in rows], token=token)
 
     # the run's own calls so far: a cached answer of this run with no row here lost it to a kill
     recorded = {r["key"] for r in store.call_rows(run_id) if not r["cached"]}
@@ -852,7 +910,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         method_best_prompt=method_best.instruction,
         test_method_best=scores.get((method_best.id, "test")),
         **test, verdict=_verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
-    store.finish_run(run_id, best.id, summary.best_score, summary.to_dict())
+    if not store.finish_run(run_id, best.id, summary.best_score, summary.to_dict(), token=token):
+        raise LeaseLost(store.lost_message(run_id))  # everything came from the cache, yet too late
     return RunResult(run_id, best, initial, summary)
 
 

@@ -48,7 +48,7 @@ from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask, Task
 
 CHARS_PER_TOKEN = 4  # where a backend has no tokenizer (an HTTP endpoint)
-CHAT_OVERHEAD = 8  # tokens a chat template adds per message, roughly (as api._CHAT_OVERHEAD)
+CHAT_OVERHEAD = 8  # tokens a chat template adds per message, roughly (a backend without its template)
 REHEARSAL_LIMIT = 20_000  # stand-in calls; an unlimited budget lets OPRO plan 200 steps
 MIN_SAMPLES = 3  # past calls needed before a mean speed or completion length is used
 

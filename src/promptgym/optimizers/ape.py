@@ -126,7 +126,8 @@ class ApeOptimizer(Optimizer):
                 break
             k = min(p["num_demos"], len(ctx.train))
             demos = [ctx.train[i] for i in ctx.rng.choice(len(ctx.train), size=k, replace=False)]
-            pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}" for d in demos)
+            pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}"
+                                for d in ctx.shown_examples(demos))  # a long input cut to fit
             outs = ctx.ask([("user", render_meta_prompt(PROPOSAL_USER, pairs=pairs))],
                            n=n, temperature=p["temperature"], top_p=p["top_p"],
                            max_tokens=p["max_tokens"], answer_prefix=PROPOSAL_CUE)

@@ -11,7 +11,7 @@ state object (and ``ctx``), never on the optimizer: one instance can run twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -41,6 +41,24 @@ class Recorder:
         return self.__dict__.get("_artifacts", {}).get(name)
 
 
+META_EXAMPLE_SHARE = 0.5  # of the optimizer model's context: the data inputs a meta-prompt shows
+
+
+def _cut(text: str, cap: int, count: Callable[[str], int]) -> str:
+    """``text`` if it counts at most ``cap`` tokens, else its longest prefix that, with " ...",
+    does (found by bisection on characters: one tokenisation per step)."""
+    if count(text) <= cap:
+        return text
+    low, high = 0, len(text)  # count(text[:low] + " ...") <= cap < count(text[:high] + " ...")
+    while high - low > 1:
+        mid = (low + high) // 2
+        if count(text[:mid].rstrip() + " ...") <= cap:
+            low = mid
+        else:
+            high = mid
+    return text[:low].rstrip() + " ..."
+
+
 @dataclass
 class Context:
     task: Task
@@ -63,6 +81,7 @@ class Context:
         self._samples: dict[str, int] = defaultdict(int)
         self.results: dict[tuple[str, str], EvalResult] = {}
         self._order: list[tuple[str, str]] = []
+        self._shown: dict[tuple[str, int], str] = {}
 
     def add(self, prompt: Prompt, parents: Sequence[Prompt] = (), operation: str = "") -> Prompt:
         """Record a candidate with its lineage; returns it for chaining."""
@@ -81,6 +100,30 @@ class Context:
             self._order.append(key)
         self.results[key] = result
         return result
+
+    def shown(self, text: str, among: int = 1) -> str:
+        """A data input as a meta-prompt shows it: whole when it fits its share of the optimizer
+        model's context, else cut to that share (ending in " ..."). The share is
+        ``META_EXAMPLE_SHARE`` of the context split over the ``among`` inputs shown together; the
+        rest is for the meta-prompt's own text, what else it lists (instructions, scores) and the
+        answer. A row that fits the task model's context can still overflow the optimizer's once a
+        method shows it, several at a time, inside a meta-prompt: that ended runs. Only such long
+        inputs are cut, so on ordinary data the meta-prompts (and their cached answers) stay as
+        they were; a model that does not tell its context (``context_limit``) gets every input
+        whole."""
+        backend = self.evaluator.optimizer_model
+        limit, count = getattr(backend, "context_limit", None), getattr(backend, "count_tokens", None)
+        if not limit or count is None:
+            return text
+        cap = max(int(limit * META_EXAMPLE_SHARE) // max(among, 1), 1)
+        key = (text, cap)
+        if key not in self._shown:
+            self._shown[key] = _cut(text, cap, count)
+        return self._shown[key]
+
+    def shown_examples(self, examples: Sequence[Example]) -> list[Example]:
+        """``examples`` with their inputs as ``shown`` cuts them, all shown together."""
+        return [replace(e, input=self.shown(e.input, len(examples))) for e in examples]
 
     def ask(self, messages: Sequence[tuple[str, str]] | None = None, *, text: str | None = None,
             n: int = 1, temperature: float = 0.7, top_p: float = 1.0, max_tokens: int = 128,

@@ -277,7 +277,7 @@ class GpoOptimizer(Optimizer):
                            p["decay_edit_limit"], plan["warmup_steps"])
         stats["edit_limits"].append(limit)
         shown = retrieve(history, p["momentum_k"], p["retrieval"]) if p["momentum"] else []
-        meta = build_meta_prompt(current, shown, exemplars, ctx.initial, limit, p["refinement"])
+        meta = build_meta_prompt(current, shown, ctx.shown_examples(exemplars), ctx.initial, limit, p["refinement"])
         samples = self._samples(state, t)
         stats["samples"].append(samples)
         outs = ctx.ask([("user", meta)], n=samples, temperature=p["temperature"],

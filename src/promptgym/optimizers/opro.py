@@ -147,7 +147,7 @@ class OproOptimizer(Optimizer):
         p, n = self.params, len(ctx.train)
         k = min(p["num_exemplars"], n)
         idx = sorted(ctx.rng.choice(n, size=k, replace=False).tolist()) if k else []
-        meta = build_meta_prompt(state.history, [ctx.train[i] for i in idx], ctx.initial,
+        meta = build_meta_prompt(state.history, ctx.shown_examples([ctx.train[i] for i in idx]), ctx.initial,
                                  p["max_in_meta"], p["score_threshold"], p["score_buckets"])
         shown = [state.pool[item["text"]] for item in
                  trajectory(state.history, p["max_in_meta"], p["score_threshold"], p["score_buckets"])]

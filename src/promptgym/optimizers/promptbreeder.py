@@ -314,7 +314,7 @@ class Promptbreeder(Optimizer):
         if not pairs:
             k = min(self.params["context_size"], len(ctx.train))
             pairs = [(e.input, e.target) for e in (ctx.train[j] for j in rng.choice(len(ctx.train), k, replace=False))]
-        shown = "\n\n".join(f"Input: {x}\nOutput: {unit.prompt.verbalize(y)}" for x, y in pairs)
+        shown = "\n\n".join(f"Input: {ctx.shown(x, len(pairs))}\nOutput: {unit.prompt.verbalize(y)}" for x, y in pairs)
         return self._ask(ctx, state, LAMARCK_TEMPLATE, LAMARCK_CUE, pairs=shown), m
 
     # -- helpers -----------------------------------------------------------------------------------

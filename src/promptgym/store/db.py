@@ -7,6 +7,11 @@ psycopg2. Schemas are made and upgraded by Alembic (``store.migrations``) when a
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,6 +51,104 @@ def without_password(url: str) -> str:
                       parsed.query).render_as_string(hide_password=False)
 
 
+LOCK_WAIT = 60.0  # seconds a SQLite statement waits for another process's write (PROMPTGYM_LOCK_WAIT_SECONDS)
+LOCK_NOTICE = 5.0  # after this long waiting, say so on stderr (once per wait)
+
+
+def lock_wait() -> float:
+    """How long a SQLite write waits for another process's write to end (its busy timeout)."""
+    raw = os.environ.get("PROMPTGYM_LOCK_WAIT_SECONDS", "").strip()
+    try:
+        wait = float(raw) if raw else LOCK_WAIT
+    except ValueError:
+        wait = -1.0
+    if not wait >= 0:
+        raise PromptgymError(f"PROMPTGYM_LOCK_WAIT_SECONDS must be a number of seconds >= 0 (got {raw!r})")
+    return wait
+
+
+def lock_holders(path: Path) -> list[int]:
+    """PIDs of other processes holding a write lock on the SQLite file ``path`` (Linux ``/proc/locks``;
+    [] where it cannot be read). In WAL mode the writer holds byte 120 of the ``-shm`` file (the
+    WAL write lock); in rollback mode a write lock on the database file itself. Matched by inode
+    only: in a container the device numbers of ``stat`` and ``/proc/locks`` may differ."""
+    targets: dict[int, bool] = {}  # inode -> is the -shm file
+    for file, shm in ((path, False), (path.with_name(path.name + "-shm"), True)):
+        try:
+            targets[file.stat().st_ino] = shm
+        except OSError:
+            continue
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    pids: list[int] = []
+    for line in lines:
+        parts = line.split()  # "1: POSIX  ADVISORY  WRITE 1234 00:2f:5678 120 120" (waiters have "->")
+        if len(parts) < 8 or parts[1] != "POSIX" or parts[3] != "WRITE":
+            continue
+        try:
+            pid, inode = int(parts[4]), int(parts[5].rsplit(":", 1)[1])
+            start, end = int(parts[6]), (float("inf") if parts[7] == "EOF" else int(parts[7]))
+        except (ValueError, IndexError):
+            continue
+        if inode not in targets or pid in (os.getpid(), *pids):
+            continue
+        if targets[inode] and not start <= 120 <= end:  # -shm: only the write lock, not a reader's
+            continue
+        pids.append(pid)
+    return pids
+
+
+def _locked_by(path: Path) -> str:
+    pids = lock_holders(path)
+    if not pids:
+        return "another process"
+    return "another process (pid " + ", ".join(str(p) for p in pids) + ")"
+
+
+def _watch_locks(engine: Engine, path: Path, shown: str, wait: float) -> None:
+    """Make a wait on another process's SQLite write visible. A write statement that has waited
+    ``LOCK_NOTICE`` seconds says on stderr who holds the file and how long it will wait; when the
+    busy timeout runs out, "database is locked" becomes one line saying what happened (a process
+    inside a write, e.g. one stopped with SIGSTOP, holds the whole file: SQLite has one writer)."""
+    key = "promptgym_lock_watch"
+
+    def notice() -> None:
+        print(f"promptgym: {shown} is locked by {_locked_by(path)} inside a write; waiting "
+              f"(up to {wait:.0f} s, PROMPTGYM_LOCK_WAIT_SECONDS)", file=sys.stderr, flush=True)
+
+    def done(conn: Any) -> float:
+        """Stop watching the connection's statement; how long it ran."""
+        timer, started = conn.info.pop(key, (None, time.monotonic()))
+        if timer is not None:
+            timer.cancel()
+        return time.monotonic() - started
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, _cursor, statement, _parameters, _context, _executemany):  # noqa: ANN001
+        timer = None
+        if wait > LOCK_NOTICE and not statement.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA")):
+            timer = threading.Timer(LOCK_NOTICE, notice)  # readers never wait for a writer in WAL mode
+            timer.daemon = True
+            timer.start()
+        conn.info[key] = (timer, time.monotonic())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(conn, *_args):  # noqa: ANN001
+        done(conn)
+
+    @event.listens_for(engine, "handle_error")
+    def _locked(context):  # noqa: ANN001
+        waited = done(context.connection) if context.connection is not None else 0.0
+        original = context.original_exception
+        if isinstance(original, sqlite3.OperationalError) and "locked" in str(original):
+            raise PromptgymError(f"{shown} is locked by {_locked_by(path)} inside a write (waited {waited:.0f} s "
+                                 f"of up to {wait:.0f} s: the process is running, stopped or hung there); try "
+                                 "again once it has finished, or end it (PROMPTGYM_LOCK_WAIT_SECONDS sets the "
+                                 "wait)") from None
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -57,7 +160,8 @@ def make_engine(url: str) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PromptgymError(f"{url}: cannot create the folder ({exc.strerror})") from None
-        engine = create_engine(parsed, connect_args={"timeout": 60})
+        wait = lock_wait()
+        engine = create_engine(parsed, connect_args={"timeout": wait})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -66,6 +170,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        _watch_locks(engine, path, shown_url(parsed), wait)
         return engine
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise PromptgymError(f"{shown_url(parsed)}: the run store and cache run on SQLite or PostgreSQL "

@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from promptgym.errors import PromptgymError
+
 if TYPE_CHECKING:
     from promptgym.store.runs import RunStore
 
@@ -29,6 +31,11 @@ def lease_settings() -> tuple[float, float]:
     heartbeat = float(os.environ.get("PROMPTGYM_HEARTBEAT_SECONDS") or DEFAULT_HEARTBEAT)
     lease = float(os.environ.get("PROMPTGYM_LEASE_SECONDS") or DEFAULT_LEASE)
     return heartbeat, max(lease, 2 * heartbeat)
+
+
+class LeaseLost(PromptgymError):
+    """This process no longer holds the run (stopped past its lease, the run taken over by a
+    resume): it must stop and write nothing more to the run, its status least of all."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from promptgym.errors import PromptgymError
 from promptgym.store import migrations
 from promptgym.store.db import insert_new, make_engine, reason, shown_url, upsert
-from promptgym.store.lease import Owner, holder_state
+from promptgym.store.lease import LeaseLost, Owner, holder_state
 
 metadata = MetaData()
 
@@ -112,6 +112,11 @@ class Usage:
     seconds: float = 0.0
     embeddings: int = 0
     cached_embeddings: int = 0
+
+
+def _held(token: str | None) -> tuple[Any, ...]:
+    """The WHERE clause of a write that only the lease holding ``token`` may make (none without)."""
+    return () if token is None else (runs.c.owner_token == token,)
 
 
 CANDIDATE_INSERT_ATTEMPTS = 50  # writers racing for one run's next seq: each lost race is one retry
@@ -217,17 +222,22 @@ class RunStore:
                                 .order_by(runs.c.created.desc())).all()
         return [dict(run_id=r[0], status=r[1]) for r in rows if json.loads(r[2]).get("cache_url") == cache_url]
 
-    def set_status(self, run_id: str, status: str) -> None:
+    def set_status(self, run_id: str, status: str, token: str | None = None) -> bool:
+        """Set the run's status; with ``token``, only while that lease holds the run, checked in the
+        same statement: a process stopped past its lease whose run another process took over (and
+        perhaps finished) must not mark it failed. False when nothing was written."""
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id)
-                         .values(status=status, updated=time.time()))
+            return bool(conn.execute(update(runs).where(runs.c.run_id == run_id, *_held(token))
+                                     .values(status=status, updated=time.time())).rowcount)
 
     def finish_run(self, run_id: str, best_candidate: str, best_score: float,
-                   result: dict[str, Any]) -> None:
+                   result: dict[str, Any], token: str | None = None) -> bool:
+        """Store the run's summary; with ``token``, only while that lease holds the run (as
+        ``set_status``). False when nothing was written."""
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+            return bool(conn.execute(update(runs).where(runs.c.run_id == run_id, *_held(token)).values(
                 status="finished", updated=time.time(), best_candidate=best_candidate,
-                best_score=best_score, result=json.dumps(result)))
+                best_score=best_score, result=json.dumps(result))).rowcount)
 
     # -- candidates and scores -------------------------------------------------------------------
     def add_candidate(self, run_id: str, candidate_id: str, prompt: dict[str, Any],
@@ -278,14 +288,36 @@ class RunStore:
                      predictions=json.loads(r["predictions"])) for r in rows]
 
     # -- the usage ledger --------------------------------------------------------------------------
-    def add_calls(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+    def add_calls(self, run_id: str, rows: list[dict[str, Any]], token: str | None = None) -> None:
+        """Append ledger rows. With ``token`` (the run's lease), the rows are written only while that
+        lease holds the run: the same transaction first refreshes the lease's heartbeat on the run's
+        row, and if that finds another token (the process was stopped past its lease and the run
+        taken over) nothing is written and ``LeaseLost`` is raised. The heartbeat thread alone would
+        notice only at its next beat, after a resumed process had written again."""
         if not rows:
             return
         now = time.time()
         with self.engine.begin() as conn:
+            if token is not None and not conn.execute(update(runs).where(
+                    runs.c.run_id == run_id, runs.c.owner_token == token).values(heartbeat=now)).rowcount:
+                raise LeaseLost(self._taken_over(conn, run_id))
             conn.execute(insert(calls), [dict(r, run_id=run_id, created=now,
                                               faults=json.dumps(r["faults"], sort_keys=True) if r.get("faults") else None)
                                          for r in rows])
+
+    def _taken_over(self, conn: Any, run_id: str) -> str:
+        """The one line for a process that lost its run: who holds it now, if anyone."""
+        row = conn.execute(select(runs.c.status, runs.c.owner_pid, runs.c.owner_host, runs.c.owner_token)
+                           .where(runs.c.run_id == run_id)).first()
+        who = f" (pid {row[1]} on host {row[2]})" if row is not None and row[1] is not None else ""
+        state = f"; it is {row[0]} now" if row is not None and not row[3] else ""
+        return (f"run {run_id}: another process{who} took this run over after this one's lease lapsed (it was "
+                f"stopped or stalled){state}; stopping without touching it")
+
+    def lost_message(self, run_id: str) -> str:
+        """What a process that lost its lease (``LeaseLost``) says about the run."""
+        with self.engine.connect() as conn:
+            return self._taken_over(conn, run_id)
 
     def call_rows(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

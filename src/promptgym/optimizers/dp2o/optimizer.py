@@ -286,8 +286,9 @@ class Dp2oOptimizer(Optimizer):
         stats["seeds"] = {"scored": len(seed_idx), "kept": len(seeds),
                           "sue": [round(seed_scores[k], 4) for k in ranked[:plan["seeds"]]]}
         label_word = {lab: ctx.initial.verbalize(lab) for lab in labels}
+        shown = [replace(e, input=ctx.shown(e.input, p["window"])) for e in seeds]  # a long input cut to fit
         dialogue = run_dialogue(
-            ctx, seeds, ctx.initial.instruction, labels, label_word, rounds=plan["rounds"], window=p["window"],
+            ctx, shown, ctx.initial.instruction, labels, label_word, rounds=plan["rounds"], window=p["window"],
             temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_tokens"],
             max_history_chars=p["max_history_chars"], known_inputs=list(ctx.train) + list(ctx.dev),
             retries=p["dialogue_retries"])
