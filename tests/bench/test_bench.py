@@ -370,3 +370,25 @@ def test_a_ray_address_nothing_answers_is_one_line_in_seconds(tmp_path):
     assert time.monotonic() - started < 30
     result, _ = _bench(tmp_path, "--executor", "ray", "--address", "somewhere")
     assert result.exit_code != 0 and "expected auto, HOST:PORT or ray://HOST:PORT" in result.stderr
+
+
+def test_the_quick_preset_loads_with_no_download_and_every_preset_names_known_datasets(tmp_path, monkeypatch):
+    """The quick preset is what a new user runs first: its data ships in the package, so it loads on a
+    machine that reaches no data host (downloads are switched off here to prove it). The full preset's
+    datasets are real specs: each either loads or fails with the one-line 'how to get it' error."""
+    from promptgym.bench import PRESETS
+    from promptgym.data import load_dataset
+    from promptgym.data.download import no_download
+
+    monkeypatch.setenv("PROMPTGYM_HOME", str(tmp_path))
+    monkeypatch.setenv("PROMPTGYM_PAPER_DATA", str(tmp_path / "no-local-copy"))
+    with no_download():
+        for spec in PRESETS["quick"]["datasets"]:
+            assert len(load_dataset(spec)) >= sum(PRESETS["quick"][k] for k in ("train_size", "dev_size", "test_size"))
+        for spec in PRESETS["full"]["datasets"]:
+            try:
+                data = load_dataset(spec)
+            except PromptgymError as exc:
+                assert spec in str(exc) and "\n" not in str(exc)
+            else:
+                assert data.is_choice
