@@ -58,8 +58,11 @@ def interval(scores: list[float]) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def baseline(spec: str, model: str, test_size: int, seed: int, cache: ResponseCache) -> dict:
+def baseline(spec: str, model: str, test_size: int, seed: int, cache: ResponseCache,
+             generation_test_size: int | None = None) -> dict:
     dataset = load_dataset(spec)
+    if not dataset.is_choice and generation_test_size is not None:
+        test_size = generation_test_size
     test_n = min(test_size, len(dataset) - MIN_TRAIN)
     splits = split_dataset(dataset, MIN_TRAIN, test_n, seed=seed)
     backend = make_backend(model)
@@ -113,6 +116,8 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(DEFAULT_DATASETS))
     ap.add_argument("--task-models", default="embedded,gemma3-270m")
     ap.add_argument("--test-size", type=int, default=150)
+    ap.add_argument("--generation-test-size", type=int, default=None,
+                    help="test size of free-text tasks (generating costs more than scoring options)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "baselines.json"))
     ap.add_argument("--rewrite", action="store_true", help="only rewrite the .md from the results file")
@@ -128,7 +133,7 @@ def main() -> None:
     for model in [m.strip() for m in args.task_models.split(",") if m.strip()]:
         for spec in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             try:
-                row = baseline(spec, model, args.test_size, args.seed, cache)
+                row = baseline(spec, model, args.test_size, args.seed, cache, args.generation_test_size)
             except PromptgymError as exc:  # a dataset that does not load here is a row, not a stop
                 row = dict(dataset=spec, task_model=model, error=str(exc))
             rows.append(row)
@@ -144,7 +149,8 @@ def main() -> None:
 
 def write_markdown(path: Path, out: dict) -> None:
     args = out["args"]
-    md = (f"# Baselines: the starting prompt held out (seed {args['seed']}, test up to {args['test_size']})\n\n"
+    md = (f"# Baselines: the starting prompt held out (seed {args['seed']}, test up to {args['test_size']}"
+          + (f", {args['generation_test_size']} for free text" if args.get("generation_test_size") else "") + ")\n\n"
           f"`python benchmarks/baselines.py` on {out['date'][:10]}, {out['seconds'] / 60:.0f} minutes on "
           f"{out['machine']['cpus']} shared cores. Interval: 95% (Wilson for 0/1 scores). Headroom: `at chance` "
           "when a choice task's interval reaches down to chance, `near zero` when a free-text task's interval "
