@@ -3,6 +3,7 @@ picks right is tested on known truth in tests/evaluation/test_selection.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from promptgym import api
 from promptgym.cli import main
 from promptgym.store.runs import RunStore
 
-from support import write_reviews
+from support import noisy_scripted, write_reviews
 
 
 
@@ -83,3 +84,64 @@ def test_a_dev_split_the_budget_cannot_pay_for_is_a_one_line_error(dataset):
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
     assert "--budget 100 cannot pay for final selection on 30 dev examples" in out.stderr
     assert _store().list_runs() == []  # refused before a run was recorded
+
+
+# -- soft evidence, the chance of better and the detectable gain -------------------------------------------
+
+def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monkeypatch):
+    noisy_scripted(monkeypatch)
+    s = _run(dataset).summary
+    assert s["kept_start"] and s["test_share_better"] is None  # your prompt back: nothing to compare
+    d = s["detectable"]
+    assert d["test"] == "mcnemar-exact" and d["dev_size"] == 25 and 0 < d["discordance"] <= 1
+    n = len(s["selection"]["candidates"]) - 1
+    assert d["level"] == pytest.approx(0.1 / n) and d["finalists"] == n and d["power"] == 0.8
+    assert d["budget_needed"] == 200 - 100 + 4 * d["dev_needed"]  # the search's 100 calls, 4 per dev example
+    assert d["sentence"].startswith(f"a gain under +{d['gain']:.2f} would not have been noticed with 25 dev examples; "
+                                    f"raise --budget to about {d['budget_needed']}")
+    assert json.loads(json.dumps(s.to_dict(full=False)))["detectable"] == d
+
+
+def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset, monkeypatch):
+    noisy_scripted(monkeypatch)
+    for seed, sign in ((2, 1), (1, -1)):  # unguarded: the method's pick, better and worse on test
+        s = _run(dataset, method="grips", seed=seed, select_k=0).summary
+        assert s["best_prompt"] != s["initial_prompt"] and s["detectable"] is None
+        assert s["test_delta"] * sign > 0 and (s["test_share_better"] - 0.5) * sign > 0.15
+
+
+def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset, monkeypatch):
+    noisy_scripted(monkeypatch)
+    result = _run(dataset, select_statistic="probability", select_margin=0.05)
+    record = result.summary["selection"]
+    assert record["statistic"] == "probability" and record["margin"] == 0.05
+    assert record["p_value"] is not None and record["p_accuracy"] is not None
+    assert all("dev_statistic" in c for c in record["candidates"])
+    rows = [r for r in _store().scores(result.run_id) if r["split"] in ("select", "test")]
+    assert rows and all(r["probability"] and r["margin"] and set(r["probability"]) == set(r["per_example"])
+                        for r in rows)
+    assert result.summary["detectable"] is None or result.summary["detectable"]["test"] == "wilcoxon-signed-rank"
+
+
+def test_a_soft_statistic_on_a_task_without_probabilities_is_refused_before_the_run(dataset, tmp_path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"input": f"question {i}", "target": f"answer {i}"}) + "\n" for i in range(80)))
+    with pytest.raises(api.PromptgymError, match="--select-statistic margin needs a choice task scored by "
+                                                 "log-probability.*a generation task"):
+        _run(str(data), select_statistic="margin")
+    with pytest.raises(api.PromptgymError, match="choice task scored by generation"):
+        _run(dataset, select_statistic="probability", scoring="generate")
+    assert _store().list_runs() == []
+
+
+def test_the_cli_takes_the_statistic_and_the_margin(dataset):
+    out = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--task-model", "scripted", "--optimizer-model",
+                                    "scripted", "--method", "ape", "--budget", "120", "--train-size", "8",
+                                    "--test-size", "10", "--select-statistic", "margin", "--select-margin", "0.02",
+                                    "--json", "--quiet"])
+    assert out.exit_code == 0, out.stderr
+    s = json.loads(out.stdout.splitlines()[-1])
+    assert s["selection"]["statistic"] == "margin" and s["selection"]["margin"] == 0.02
+    assert {"test_share_better", "detectable"} <= set(s)
+    bad = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--select-statistic", "f1"])
+    assert bad.exit_code == 2 and "f1" in bad.stderr

@@ -24,7 +24,8 @@ from promptgym.errors import PromptgymError
 from promptgym.evaluation.cache import ResponseCache
 from promptgym.evaluation import stats
 from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
-from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, Selection, SelectionPlan, plan_selection, race
+from promptgym.evaluation.selection import (DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, Selection,
+                                            SelectionPlan, detectable, plan_selection, race)
 from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend, redact_spec
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
@@ -93,6 +94,13 @@ class RunSummary(Mapping):
     test_p_value: float | None = None  # two-sided paired test (exact McNemar for 0/1 metrics)
     verdict: str | None = None
     projection: dict[str, Any] | None = None  # what the run was projected to cost (promptgym.projection)
+    # (fields added later come last: the --json order is a contract)
+    # share of paired bootstrap resamples of test in which the returned prompt beats the start
+    # (held-out evidence, not a posterior); None when the start was returned
+    test_share_better: float | None = None
+    # when the start was kept: the gain the race could have detected on its dev size, and what
+    # would detect half of it (``selection.detectable``; its ``sentence`` in words)
+    detectable: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -150,6 +158,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              cache_url: str | None = None, quiet: bool = True,
              fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
              select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
+             select_statistic: str = DEFAULT_STATISTIC, select_margin: float = DEFAULT_MARGIN,
              reward: str | Metric | Callable[[str, Example], float] | None = None,
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
@@ -169,6 +178,10 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     split (``dev_size``; None chooses one the data and budget allow) and the start is kept unless
     a winner beats it by a paired test at ``select_level``; ``select_k=0`` or ``dev_size=0`` turn
     it off. The budget covers search and selection: selection's share is kept back up front.
+    ``select_statistic`` says what the race tests: ``"accuracy"`` (the task's score, the default),
+    or for a choice task scored by log-probability the right option's ``"probability"`` or its
+    ``"margin"`` over the best wrong option (a signed-rank test, and the winner's dev accuracy may
+    not be below the start's by more than ``select_margin``); see docs/selection.md.
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised.
@@ -215,7 +228,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   layout=layout, normalize=normalize,
                   scoring=scoring, params=params or {}, fields=fields or {},
                   cache_url=without_password(cache_url) if cache_url else None,
-                  stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level)
+                  stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
+                  select_statistic=select_statistic, select_margin=select_margin)
     reward_obj = _reward_config(config, reward, length_penalty)
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
     if train_file is not None:
@@ -514,6 +528,10 @@ def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool 
     _check_chat(task_backend, config)
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
     task = _make_task(dataset, config, scoring, reward)
+    if plan.statistic != DEFAULT_STATISTIC and not (isinstance(task, ChoiceTask) and task.scoring == "logprob"):
+        kind = "a choice task scored by generation" if isinstance(task, ChoiceTask) else "a generation task"
+        raise PromptgymError(f"--select-statistic {plan.statistic} needs a choice task scored by log-probability "
+                             f"(each option's probability); this run is {kind}: use --select-statistic accuracy")
     if check_lengths:
         splits = _fit_context(splits, task_backend, task, _initial_prompt(config, dataset, task),
                               config.get("long_inputs", "error"), dataset)
@@ -718,11 +736,15 @@ def _selection_plan(config: dict[str, Any], available: int | None) -> SelectionP
     files = config.get("split_files")
     if files and not files.get("dev") and config.get("select_k", 0):
         return SelectionPlan(0, config["select_k"], config.get("select_level", DEFAULT_LEVEL), 0,
-                             "off (no --dev file): the method's best is returned unguarded")
+                             "off (no --dev file): the method's best is returned unguarded",
+                             config.get("select_statistic", DEFAULT_STATISTIC),
+                             config.get("select_margin", DEFAULT_MARGIN))
     try:
         return plan_selection(available if available is not None else 10**9, config["budget"],
                               config["dev_size"], config.get("select_k", 0),
-                              config.get("select_level", DEFAULT_LEVEL))
+                              config.get("select_level", DEFAULT_LEVEL),
+                              config.get("select_statistic", DEFAULT_STATISTIC),
+                              config.get("select_margin", DEFAULT_MARGIN))
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
 
@@ -868,7 +890,7 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first
             raced: dict[str, list[EvalResult]] = {}
             selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, raced),
-                             level=plan.level, seed=config["seed"])
+                             level=plan.level, seed=config["seed"], statistic=plan.statistic, margin=plan.margin)
             for rounds in raced.values():  # one row per finalist: every dev example it was scored on
                 recorder.score(rounds[0].prompt, SELECT_ROLE, _joined(rounds))
             best = selection.chosen
@@ -909,7 +931,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
         method_best_prompt=method_best.instruction,
         test_method_best=scores.get((method_best.id, "test")),
-        **test, verdict=_verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
+        **test, detectable=_detectable(selection, plan, config, setup.dataset),
+        verdict=_verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
     if not store.finish_run(run_id, best.id, summary.best_score, summary.to_dict(), token=token):
         raise LeaseLost(store.lost_message(run_id))  # everything came from the cache, yet too late
     return RunResult(run_id, best, initial, summary)
@@ -947,27 +970,44 @@ def _preflight(*backends: Backend) -> None:
 
 def _race_scorer(selector: Evaluator, task: Task, raced: dict[str, list[EvalResult]]):
     """Final selection's scoring: charged, one call per example; each round's result is kept in
-    ``raced`` (by prompt id) for the store."""
-    def score(prompt: Prompt, examples: list[Example]) -> list[float]:
+    ``raced`` (by prompt id) for the store, and handed to the race whole (scores and soft evidence)."""
+    def score(prompt: Prompt, examples: list[Example]) -> EvalResult:
         result = selector.run_task(task, prompt, examples)
         raced.setdefault(prompt.id, []).append(result)
-        return result.scores
+        return result
     return score
 
 
 def _joined(rounds: list[EvalResult]) -> EvalResult:
     return EvalResult(rounds[0].prompt, [e for r in rounds for e in r.examples],
-                      [x for r in rounds for x in r.scores], [x for r in rounds for x in r.predictions])
+                      [x for r in rounds for x in r.scores], [x for r in rounds for x in r.predictions],
+                      probability=[x for r in rounds for x in _padded(r.probability, r)],
+                      margin=[x for r in rounds for x in _padded(r.margin, r)])
+
+
+def _padded(values: list, result: EvalResult) -> list:
+    return values if len(values) == len(result.examples) else [None] * len(result.examples)
+
+
+def _detectable(selection: Selection | None, plan: SelectionPlan, config: dict[str, Any],
+                dataset: Dataset) -> dict[str, Any] | None:
+    """The kept start's "a gain under +X would not have been noticed" (``selection.detectable``),
+    with what the data leaves for dev when the splits were sampled."""
+    if selection is None:
+        return None
+    available = None if config.get("split_files") else len(dataset) - config["train_size"] - config["test_size"]
+    return detectable(selection, plan, config["budget"], available)
 
 
 def _test_comparison(initial: EvalResult | None, best: EvalResult | None, seed: int) -> dict[str, Any]:
     """The returned prompt against the start on test: delta, 95% paired interval, two-sided p."""
     if initial is None or best is None:
-        return dict(test_delta=None, test_interval=None, test_p_value=None)
+        return dict(test_delta=None, test_interval=None, test_p_value=None, test_share_better=None)
     if best.prompt.id == initial.prompt.id:
-        return dict(test_delta=0.0, test_interval=[0.0, 0.0], test_p_value=1.0)
+        return dict(test_delta=0.0, test_interval=[0.0, 0.0], test_p_value=1.0, test_share_better=None)
     c = stats.compare(initial.scores, best.scores, "two-sided", seed)
-    return dict(test_delta=c.delta, test_interval=[c.low, c.high], test_p_value=c.p_value)
+    return dict(test_delta=c.delta, test_interval=[c.low, c.high], test_p_value=c.p_value,
+                test_share_better=stats.share_better(initial.scores, best.scores, seed))
 
 
 def _verdict(plan: SelectionPlan, selection: Selection | None, test: dict[str, Any]) -> str:

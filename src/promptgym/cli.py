@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from promptgym.errors import PromptgymError
-from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL
+from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, STATISTICS
 
 if TYPE_CHECKING:
     from promptgym.api import RunSummary
@@ -168,6 +168,12 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="The method's top candidates that race your prompt on dev (0: no final selection).")
 @click.option("--select-level", default=DEFAULT_LEVEL, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="A winner replaces your prompt only if a paired test on dev gives p below this.")
+@click.option("--select-statistic", type=click.Choice(STATISTICS), default=DEFAULT_STATISTIC, show_default=True,
+              help="What final selection tests on dev: the task's score (accuracy), or for choices scored by "
+                   "log-probability the right option's probability or its margin over the best wrong one.")
+@click.option("--select-margin", type=click.FloatRange(0, 1), default=DEFAULT_MARGIN, show_default=True,
+              help="With --select-statistic probability or margin: how much dev accuracy the winner may lose "
+                   "against your prompt.")
 @click.option("--test-size", default=None, type=click.IntRange(min=0), help="[default: 100; with --train: --test's rows]")
 @click.option("--task-model", default="embedded", show_default=True,
               help="embedded | gemma3-270m | gguf:PATH | openai:MODEL[@BASE_URL] | openai:MODEL@URL#N,URL#N (a pool)")
@@ -201,7 +207,8 @@ def methods(name: str | None, params_of: str | None) -> None:
 def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, dev_file: str | None,
              test_file: str | None, input_field: str | None, target_field: str | None,
              choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
-             train_size: int | None, dev_size: int | None, select_k: int, select_level: float, test_size: int | None,
+             train_size: int | None, dev_size: int | None, select_k: int, select_level: float,
+             select_statistic: str, select_margin: float, test_size: int | None,
              task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
@@ -215,8 +222,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
     result = api.optimize(dataset=dataset, method=method, budget=budget, seed=seed, prompt=prompt,
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
                           train_file=train_file, dev_file=dev_file, test_file=test_file,
-                          select_k=select_k, select_level=select_level,
-                          task_model=task_model, optimizer_model=optimizer_model, layout=layout,
+                          select_k=select_k, select_level=select_level, select_statistic=select_statistic,
+                          select_margin=select_margin, task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
                           reward=reward, length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),

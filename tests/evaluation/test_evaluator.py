@@ -302,3 +302,24 @@ def test_cache_made_before_the_origin_column_gets_it(tmp_path):
     old = ResponseCache(f"sqlite:///{path}")
     old.put("k", Completion(text="x"), origin="run-a")
     assert {k: origin for k, (_, origin) in old.lookup(["k", "missing"]).items()} == {"k": "run-a"}
+
+
+# -- soft evidence ----------------------------------------------------------------------------------------
+
+def test_run_task_keeps_probability_and_margin_and_a_cached_replay_gives_the_same_at_no_call(cache):
+    import math
+
+    table = {"positive": -1.0, "negative": -2.0, "neutral": -3.0, "ambivalent": -4.0}
+    backend = ScriptedBackend(option_logprob=lambda prompt, option: table[option.strip()])
+    ev, _ = _evaluator(cache, backend=backend)
+    examples = make_examples(4)  # targets positive, negative, neutral, ambivalent
+    first = ev.run_task(ChoiceTask(), Prompt("Classify."), examples)
+    z = sum(math.exp(v) for v in table.values())
+    assert first.probability == pytest.approx([math.exp(v) / z for v in table.values()])
+    assert first.margin == pytest.approx([1.0, -1.0, -2.0, -3.0])  # right minus the best wrong option
+    assert first.scores == [1.0, 0.0, 0.0, 0.0] and backend.calls == 4
+    again = Evaluator(backend, backend, cache, Budget(None)).run_task(ChoiceTask(), Prompt("Classify."), examples)
+    assert backend.calls == 4  # every answer from the cache
+    assert (again.probability, again.margin) == (first.probability, first.margin)
+    generated = ev.run_task(ChoiceTask(scoring="generate"), Prompt("Classify."), examples)
+    assert generated.probability == [None] * 4 and generated.margin == [None] * 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from promptgym.data.dataset import Example
 from promptgym.evaluation.selection import race
 from promptgym.tasks.prompt import Prompt
@@ -96,3 +98,116 @@ def test_plan_says_plainly_why_selection_is_off():
     with pytest.raises(ValueError, match=r"--budget 100 cannot pay for final selection on 30 dev examples \(4 prompts x 30 = 120"):
         plan_selection(available=300, budget=100, dev_size=30)
     assert plan_selection(available=300, budget=None, dev_size=None).dev_size == 50
+
+
+# -- a soft statistic (the right option's probability or margin) ------------------------------------------
+
+class Soft:
+    """What the runner's scorer hands the race: per-example scores and soft evidence."""
+
+    def __init__(self, scores, probability, margin):
+        self.scores, self.probability, self.margin = scores, probability, margin
+
+
+def soft_scored(table: dict[str, tuple[list[float], list[float]]]):
+    """score(prompt, examples) from (accuracy, probability) tables; the margin is 2 x probability - 1."""
+    def score(prompt: Prompt, examples):
+        acc, prob = table[prompt.instruction]
+        idx = [int(e.id[1:]) for e in examples]
+        return Soft([acc[i] for i in idx], [prob[i] for i in idx], [2 * prob[i] - 1 for i in idx])
+    return score
+
+
+START_ACC = pattern(2)  # right on half of dev
+START_PROB = [0.55 if a else 0.45 for a in START_ACC]
+
+
+def test_a_soft_statistic_replaces_when_the_signed_rank_test_says_so_and_accuracy_holds():
+    """Same answers (accuracy equal, McNemar sees nothing), but surer of the right option on every
+    example: the signed-rank test sees it and the accuracy condition (not worse) holds."""
+    surer = [p + 0.05 for p in START_PROB]
+    table = {"start": (START_ACC, START_PROB), "surer": (START_ACC, surer)}
+    by_accuracy = race(START, [Prompt("surer")], DEV, soft_scored(table), level=0.1)
+    assert by_accuracy.kept_start and by_accuracy.p_value == 1.0
+    for statistic in ("probability", "margin"):
+        sel = race(START, [Prompt("surer")], DEV, soft_scored(table), level=0.1, statistic=statistic)
+        assert not sel.kept_start and sel.chosen.instruction == "surer", statistic
+        assert sel.p_value < 1e-6 and sel.p_accuracy == 1.0 and sel.accuracy_ok
+        record = sel.record()
+        assert record["statistic"] == statistic and record["p_accuracy"] == 1.0 and record["margin"] == 0.0
+        assert record["soft_comparison"]["test"] == "wilcoxon-signed-rank"
+        assert record["soft_comparison"]["delta"] == pytest.approx(0.05 if statistic == "probability" else 0.1)
+        assert record["candidates"][1]["dev_statistic"] == pytest.approx(sum(table["surer"][1]) / 60 * (
+            1 if statistic == "probability" else 2) - (0 if statistic == "probability" else 1))
+
+
+def test_a_soft_winner_that_loses_accuracy_beyond_the_margin_is_refused():
+    """Surer on average, but wrong on 3 more of 60 dev examples: refused at margin 0, taken at 0.1."""
+    acc = list(START_ACC)
+    for i in (0, 2, 4):  # three examples the start gets right
+        acc[i] = 0.0
+    prob = [p + 0.05 for p in START_PROB]
+    for i in (0, 2, 4):
+        prob[i] = 0.49
+    table = {"start": (START_ACC, START_PROB), "surer": (acc, prob)}
+    strict = race(START, [Prompt("surer")], DEV, soft_scored(table), level=0.1, statistic="probability")
+    assert strict.kept_start and strict.accuracy_ok is False and strict.p_value < 0.1
+    assert strict.record()["accuracy_ok"] is False
+    loose = race(START, [Prompt("surer")], DEV, soft_scored(table), level=0.1, statistic="probability", margin=0.1)
+    assert not loose.kept_start and loose.accuracy_ok
+
+
+def test_a_soft_statistic_without_soft_evidence_is_an_error_not_a_guess():
+    table = {"start": pattern(2), "x": pattern(2)}
+    with pytest.raises(ValueError, match="needs each dev example's probability"):
+        race(START, [Prompt("x")], DEV, scripted(table), statistic="probability")
+    with pytest.raises(ValueError, match="--select-statistic must be one of"):
+        race(START, [Prompt("x")], DEV, scripted(table), statistic="f1")
+
+
+def test_the_default_statistic_decides_exactly_as_before():
+    """accuracy: the record gains only which statistic decided and the accuracy p (the same p)."""
+    table = {"start": pattern(3), "good": [1.0] * 50 + [0.0] * 10}
+    sel = race(START, [Prompt("good")], DEV, scripted(table))
+    assert sel.statistic == "accuracy" and sel.p_accuracy == sel.p_value
+    assert "margin" not in sel.record() and "dev_statistic" not in sel.record()["candidates"][1]
+
+
+def test_plan_checks_the_statistic_and_the_margin():
+    from promptgym.evaluation.selection import plan_selection
+
+    plan = plan_selection(available=300, budget=600, dev_size=None, statistic="margin", margin=0.02)
+    assert (plan.statistic, plan.margin) == ("margin", 0.02) and plan.record()["statistic"] == "margin"
+    with pytest.raises(ValueError, match="--select-statistic"):
+        plan_selection(available=300, budget=600, dev_size=None, statistic="f1")
+    with pytest.raises(ValueError, match="--select-margin"):
+        plan_selection(available=300, budget=600, dev_size=None, margin=2.0)
+
+
+# -- what a kept start could have detected -----------------------------------------------------------
+
+def test_detectable_gain_of_a_kept_start_in_words_with_the_budget_that_would_detect_half():
+    from promptgym.evaluation.selection import SelectionPlan, detectable
+
+    cand = list(START_ACC)
+    for i in (1, 3, 5, 7):  # disagrees with the start on 8 of 60: right on 4 more, wrong on 4 it had
+        cand[i] = 1.0
+    for i in (0, 2, 4, 6):
+        cand[i] = 0.0
+    sel = race(START, [Prompt("c")], DEV, scripted({"start": START_ACC, "c": cand}), level=0.1)
+    assert sel.kept_start
+    plan = SelectionPlan(60, 3, 0.1, 240)
+    out = detectable(sel, plan, budget=500)
+    assert out["test"] == "mcnemar-exact" and out["discordance"] == pytest.approx(8 / 60)
+    assert out["level"] == 0.1 and out["finalists"] == 1  # one finalist: no Bonferroni share
+    assert 0 < out["gain"] <= 8 / 60 and out["target"] == pytest.approx(out["gain"] / 2)
+    assert out["dev_needed"] > 60 and out["budget_needed"] == 500 - 240 + 4 * out["dev_needed"]
+    assert out["sentence"] == (f"a gain under +{out['gain']:.2f} would not have been noticed with 60 dev examples; "
+                               f"raise --budget to about {out['budget_needed']} (with --dev-size {out['dev_needed']}) "
+                               f"to detect +{out['target']:.2f}")
+    assert detectable(sel, plan, budget=None)["sentence"].endswith(
+        f"raise --dev-size to about {out['dev_needed']} to detect +{out['target']:.2f}")
+    taken = race(START, [Prompt("good")], DEV, scripted({"start": START_ACC, "good": [1.0] * 60}))
+    assert not taken.kept_start and detectable(taken, plan, budget=500) is None
+    same = race(START, [Prompt("same")], DEV, scripted({"start": START_ACC, "same": START_ACC}))
+    assert "scored exactly as your prompt did" in detectable(same, plan, budget=500)["sentence"]

@@ -129,3 +129,28 @@ def test_a_bigbench_run_never_downloads_for_its_page(tmp_path, monkeypatch):
 
     examples, note = _examples_by_id({"dataset": "bigbench:multiemo/all_sentence_en"})
     assert examples or "not on this machine" in note
+
+
+def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_path, monkeypatch):
+    from support import noisy_scripted, write_reviews
+
+    noisy_scripted(monkeypatch)  # prompts that disagree: a kept start has a gain it could have missed
+    data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    common = dict(budget=200, train_size=10, test_size=20, task_model="scripted", optimizer_model="scripted",
+                  store_url=url)
+    kept = api.optimize(data, method="opro", seed=0, **common).summary
+    assert kept["kept_start"]
+    page = render_run(run_page_data(RunStore(url), kept["run_id"]))
+    sentence = kept["detectable"]["sentence"]
+    assert re.search(r"a gain under \+0\.\d\d would not have been noticed with 25 dev examples; raise --budget to "
+                     r"about \d+ \(with --dev-size \d+\) to detect \+0\.\d\d", sentence)
+    assert f'<p id="detectable">Your prompt was kept, but that does not prove the candidates were no better: {sentence}.' in page
+    assert 'id="share-better"' not in page
+    returned = api.optimize(data, method="grips", seed=2, select_k=0, **common).summary
+    page = render_run(run_page_data(RunStore(url), returned["run_id"]))
+    share = round(returned["test_share_better"] * 100)
+    assert f"scored higher than yours in {share}% of 10,000 paired bootstrap resamples" in page
+    assert "not a Bayesian probability" in page and 'id="detectable"' not in page
+    # GRIPS edits label words: stored as [label, word] pairs, shown as "label: word"
+    pairs = [v for c in RunStore(url).candidates(returned["run_id"]) for v in c["prompt"].get("verbalizers") or []]
+    assert pairs and f"{pairs[0][0]}: {pairs[0][1]}" in page

@@ -47,7 +47,7 @@ def test_a_fresh_database_gets_the_schema_the_code_reads(url):
     assert _differences(store.engine, store_metadata, migrations.STORE) == []
     assert _differences(cache.engine, cache_metadata, migrations.CACHE) == []
     with store.engine.connect() as conn:
-        assert migrations.current_revision(conn, migrations.STORE) == migrations.STORE.head() == "0004"
+        assert migrations.current_revision(conn, migrations.STORE) == migrations.STORE.head() == "0005"
         assert migrations.current_revision(conn, migrations.CACHE) == migrations.CACHE.head() == "0002"
     tables = set(inspect(store.engine).get_table_names())
     assert {"promptgym_store_version", "promptgym_cache_version", "alembic_version"} & tables == {
@@ -65,10 +65,11 @@ def _old_metadata(drop: dict[str, set[str]]) -> MetaData:
     return old
 
 
+SOFT = {"scores": {"probability", "margin"}}  # revision 0005, made after the last release without Alembic
 BEFORE_LEASE = {"runs": {"owner_host", "owner_pid", "owner_token", "heartbeat"}, "calls": {"faults"},
-                "responses": {"origin"}}
-BEFORE_FAULTS = {"calls": {"faults"}, "responses": {"origin"}}
-LAST_RELEASE = {}  # every column, no version table, no seq index
+                "responses": {"origin"}, **SOFT}
+BEFORE_FAULTS = {"calls": {"faults"}, "responses": {"origin"}, **SOFT}
+LAST_RELEASE = {**SOFT}  # every column of then, no version table, no seq index
 
 
 @pytest.mark.parametrize("drop", [BEFORE_LEASE, BEFORE_FAULTS, LAST_RELEASE], ids=["before-lease", "before-faults",
@@ -102,6 +103,7 @@ def test_a_store_of_an_earlier_release_is_upgraded_with_every_row(url, drop):
     assert (run["status"], run["config"], run["result"], run["owner_token"]) == ("finished", {"budget": 5}, {"x": 1}, None)
     assert [(c["candidate_id"], c["seq"]) for c in store.candidates("old1")] == [("c1", 0), ("c2", 1), ("c3", 2)]
     assert [s["per_example"] for s in store.scores("old1")] == [{"e": 0.5}]
+    assert [(s["probability"], s["margin"]) for s in store.scores("old1")] == [(None, None)]
     assert store.usage("old1").calls == 1 and store.fault_counts("old1") == {}
     assert store.get_artifact("old1", "a") == {"s": 1}
     assert cache.lookup(["k"]) == {"k": (Completion(text="old answer", prompt_tokens=3, completion_tokens=1), None)}
@@ -117,10 +119,30 @@ def test_a_store_of_an_earlier_release_is_upgraded_with_every_row(url, drop):
     assert len(store.candidates("old1")) == 4
 
 
+def test_a_store_at_0004_gains_the_soft_evidence_columns_and_its_rows_read_none(url):
+    from alembic import command
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrations.STORE.config(conn), "0004")
+    with engine.begin() as conn:
+        conn.execute(store_metadata.tables["runs"].insert().values(
+            run_id="r", created=1.0, updated=1.0, method="ape", dataset="d", status="finished", config="{}"))
+        conn.exec_driver_sql("INSERT INTO scores (run_id, candidate_id, split, n, score, per_example, predictions, "
+                             "created) VALUES ('r', 'c', 'select', 1, 1.0, '{\"e\": 1.0}', '{\"e\": \"a\"}', 1.0)")
+    engine.dispose()
+    store = RunStore(url)
+    [row] = store.scores("r")
+    assert (row["per_example"], row["probability"], row["margin"]) == ({"e": 1.0}, None, None)
+    store.add_score("r", "c", "test", 1.0, {"e": 1.0}, {"e": "a"}, probability={"e": 0.7}, margin={"e": 0.4})
+    assert [(r["probability"], r["margin"]) for r in store.scores("r")] == [(None, None), ({"e": 0.7}, {"e": 0.4})]
+    assert _differences(store.engine, store_metadata, migrations.STORE) == []
+
+
 def test_an_earlier_release_with_a_repeated_seq_is_renumbered_in_its_order(tmp_path):
     url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     engine = create_engine(url)
-    old = _old_metadata({})
+    old = _old_metadata(LAST_RELEASE)
     old.create_all(engine)
     with engine.begin() as conn:
         conn.execute(old.tables["runs"].insert().values(run_id="r", created=1.0, updated=1.0, method="ape",

@@ -150,3 +150,34 @@ def test_task_for_picks_the_natural_task():
     assert task_for(choice, normalize="mean", scoring="generate").normalize == "mean"
     assert isinstance(task_for(free), GenerationTask)
     assert isinstance(task_for(choice, metric=lambda p, e: 1.0), GenerationTask)
+
+
+# -- soft evidence: the right option's probability and margin ------------------------------------------
+
+def test_evidence_is_the_softmax_probability_and_margin_of_the_right_option():
+    # right option (negative) -1; wrong options -2 and -3: p = e^-1 / (e^-1 + e^-2 + e^-3), margin -1 - -2
+    resp = OptionScores(logprobs=(-2.0, -1.0, -3.0), token_counts=(1, 1, 1))
+    p, margin = ChoiceTask().evidence(EX, resp)
+    e = np.exp([-2.0, -1.0, -3.0])
+    assert p == pytest.approx(e[1] / e.sum()) == pytest.approx(0.66524, abs=1e-5)
+    assert margin == pytest.approx(1.0)
+    # wrong prediction: the margin is negative, the probability below the best
+    p, margin = ChoiceTask().evidence(EX, OptionScores((-0.5, -1.5, -3.0), (1, 1, 1)))
+    assert margin == pytest.approx(-1.0) and p < 0.5
+
+
+def test_evidence_follows_length_normalisation():
+    # negative: 4 tokens summing to -4 (-1 each); positive -3 on one token; neutral -9
+    resp = OptionScores(logprobs=(-3.0, -4.0, -9.0), token_counts=(1, 4, 1))
+    p_none, m_none = ChoiceTask().evidence(EX, resp)
+    p_mean, m_mean = ChoiceTask(normalize="mean").evidence(EX, resp)
+    assert m_none == pytest.approx(-1.0) and m_mean == pytest.approx(2.0)  # -1 - (-3)
+    e = np.exp([-3.0, -1.0, -9.0])
+    assert p_mean == pytest.approx(e[1] / e.sum()) and p_mean > 0.5 > p_none
+
+
+def test_no_evidence_for_generated_answers_or_a_target_outside_the_options():
+    assert ChoiceTask(scoring="generate").evidence(EX, Completion("negative")) == (None, None)
+    assert GenerationTask().evidence(EX, Completion("negative")) == (None, None)
+    odd = Example("e2", "x", ("other",), LABELS)
+    assert ChoiceTask().evidence(odd, OptionScores((-1.0, -2.0, -3.0), (1, 1, 1))) == (None, None)

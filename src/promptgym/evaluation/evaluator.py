@@ -52,13 +52,20 @@ class Budget:
 
 @dataclass
 class EvalResult:
-    """A prompt's scores on a list of examples, in example order."""
+    """A prompt's scores on a list of examples, in example order.
+
+    ``probability`` and ``margin`` are the soft evidence of a choice task scored by log-probability
+    (``Task.evidence``: the right option's probability, its margin over the best wrong one), one per
+    example, None where there is none; read from the same answers as the scores, at no extra call.
+    Empty when a result was built without them."""
 
     prompt: Prompt
     examples: list[Example]
     scores: list[float]
     predictions: list[str]
     responses: list[Completion | OptionScores] = field(repr=False, default_factory=list)
+    probability: list[float | None] = field(default_factory=list)
+    margin: list[float | None] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -124,7 +131,9 @@ class Evaluator:
                 responses[i] = resp
         predictions = [task.predict(prompt, ex, resp) for ex, resp in zip(examples, responses)]
         scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
-        return EvalResult(prompt, list(examples), scores, predictions, responses)
+        evidence = [task.evidence(ex, resp) for ex, resp in zip(examples, responses)]
+        return EvalResult(prompt, list(examples), scores, predictions, responses,
+                          [p for p, _ in evidence], [m for _, m in evidence])
 
     def _dispatch(self, backend: Backend, role: str, kind: str, requests: Sequence, charge: bool) -> list:
         keys = [request_key(backend.identity, r) for r in requests]

@@ -59,6 +59,12 @@ def _demo_text(demo: Any) -> str:
     return json.dumps(demo, ensure_ascii=False)
 
 
+def _label_words(verbalizers: list[Any] | None) -> str:
+    """Stored verbalizers (``[[label, word], ...]``) as ``label: word, ...``; a bare word as itself."""
+    return ", ".join(f"{v[0]}: {v[1]}" if isinstance(v, (list, tuple)) and len(v) == 2 else str(v)
+                     for v in verbalizers or [])
+
+
 def _demos_text(demos: list[Any]) -> str:
     return "\n".join(_demo_text(d) for d in demos)
 
@@ -76,8 +82,8 @@ def prompt_parts(start: dict[str, Any], chosen: dict[str, Any]) -> list[dict[str
 
     parts = [("instruction", start.get("instruction", ""), chosen.get("instruction", "")),
              ("layout", layout(start), layout(chosen)),
-             ("label words", ", ".join(start.get("verbalizers") or []) or "(the labels themselves)",
-              ", ".join(chosen.get("verbalizers") or []) or "(the labels themselves)"),
+             ("label words", _label_words(start.get("verbalizers")) or "(the labels themselves)",
+              _label_words(chosen.get("verbalizers")) or "(the labels themselves)"),
              ("demonstrations", _demos_text(start.get("demos") or []) or "(none)",
               _demos_text(chosen.get("demos") or []) or "(none)")]
     return [dict(name=name, start=a, chosen=b, changed=a != b, diff=word_diff(a, b)) for name, a, b in parts]
@@ -235,7 +241,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
             seq=c["seq"], id=cid, operation=c["operation"], role=role(cid),
             parents=[seq[p] for p in c["parents"] if p in seq], instruction=c["prompt"].get("instruction", ""),
             layout=(c["prompt"].get("layout") or {}).get("name", ""),
-            verbalizers=", ".join(c["prompt"].get("verbalizers") or []), demos=len(c["prompt"].get("demos") or []),
+            verbalizers=_label_words(c["prompt"].get("verbalizers")), demos=len(c["prompt"].get("demos") or []),
             demo_texts=[_demo_text(d) for d in c["prompt"].get("demos") or []],
             train=train["score"] if train else None, train_n=train["n"] if train else None,
             dev=(latest.get((cid, "select")) or latest.get((cid, "dev")) or {}).get("score"),

@@ -51,6 +51,11 @@ def summary_table(s: dict[str, Any]) -> None:
         held_out = (f"; test {s['test_delta']:+.3f}, 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"
                     if interval and s.get("test_delta") is not None else "")
         _print(f"Result: {_e(s['verdict'])}{held_out}.")
+        if s.get("test_share_better") is not None:
+            _print(f"The returned prompt beat yours in {s['test_share_better']:.0%} of paired bootstrap resamples "
+                   "of the test examples (held-out evidence, not a posterior probability).")
+        if (s.get("detectable") or {}).get("sentence"):
+            _print(f"What the dev split could show: {_e(s['detectable']['sentence'])}.")
     elif s["test_best"] is not None and s["test_initial"] is not None:  # a run stored before final selection
         delta = s["test_best"] - s["test_initial"]
         verdict = ("better than" if delta > 0 else "no better than") + " the starting prompt on held-out data"

@@ -23,10 +23,18 @@ class RunRecorder:
         self.store.add_score(
             self.run_id, prompt.id, split, result.mean,
             {e.id: s for e, s in zip(result.examples, result.scores)},
-            {e.id: p for e, p in zip(result.examples, result.predictions)})
+            {e.id: p for e, p in zip(result.examples, result.predictions)},
+            _by_example(result, result.probability), _by_example(result, result.margin))
 
     def put_artifact(self, name: str, data: Any) -> None:
         self.store.put_artifact(self.run_id, name, data)
 
     def get_artifact(self, name: str) -> Any | None:
         return self.store.get_artifact(self.run_id, name)
+
+
+def _by_example(result: EvalResult, values: list[float | None]) -> dict[str, float | None] | None:
+    """Example id -> value, or None when the result has no soft evidence at all (nothing stored)."""
+    if len(values) != len(result.examples) or all(v is None for v in values):
+        return None
+    return {e.id: v for e, v in zip(result.examples, values)}

@@ -5,7 +5,7 @@ revisions in ``store/migrations/store/versions`` (applied on open), and a test c
 JSON columns are Text on every database, so a store moves between SQLite and PostgreSQL unchanged.
 
 Tables: runs (config, status, result), candidates (prompt, parents, operation), scores (per split,
-per example), calls (the usage ledger: one row per model call, cached or not), artifacts (method
+per example, with the soft evidence of choice tasks), calls (the usage ledger: one row per model call, cached or not), artifacts (method
 state such as a trained policy, as JSON).
 """
 
@@ -74,6 +74,11 @@ scores = Table(
     Column("per_example", Text, nullable=False),  # {"example_id": score, ...}
     Column("predictions", Text, nullable=False),
     Column("created", Float, nullable=False),
+    # Soft evidence of a choice task scored by log-probability, JSON {"example_id": value}: the right
+    # option's probability and its margin over the best wrong option (revision 0005). NULL for
+    # generated answers and in rows written before.
+    Column("probability", Text, nullable=True),
+    Column("margin", Text, nullable=True),
 )
 calls = Table(
     "calls", metadata,
@@ -273,19 +278,27 @@ class RunStore:
         return [dict(r, prompt=json.loads(r["prompt"]), parents=json.loads(r["parents"])) for r in rows]
 
     def add_score(self, run_id: str, candidate_id: str, split: str, score: float,
-                  per_example: dict[str, float], predictions: dict[str, str]) -> None:
+                  per_example: dict[str, float], predictions: dict[str, str],
+                  probability: dict[str, float | None] | None = None,
+                  margin: dict[str, float | None] | None = None) -> None:
+        """One score row; ``probability`` and ``margin`` (example id -> value) only for choice tasks
+        scored by log-probability."""
         with self.engine.begin() as conn:
             conn.execute(insert(scores).values(
                 run_id=run_id, candidate_id=candidate_id, split=split, n=len(per_example),
                 score=score, per_example=json.dumps(per_example), predictions=json.dumps(predictions),
-                created=time.time()))
+                created=time.time(), probability=None if probability is None else json.dumps(probability),
+                margin=None if margin is None else json.dumps(margin)))
 
     def scores(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's score rows in order; ``probability`` and ``margin`` are None where none were
+        stored (generated answers, and stores older than revision 0005)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(scores).where(scores.c.run_id == run_id)
                                 .order_by(scores.c.id)).mappings().all()
-        return [dict(r, per_example=json.loads(r["per_example"]),
-                     predictions=json.loads(r["predictions"])) for r in rows]
+        return [dict(r, per_example=json.loads(r["per_example"]), predictions=json.loads(r["predictions"]),
+                     probability=json.loads(r["probability"]) if r["probability"] else None,
+                     margin=json.loads(r["margin"]) if r["margin"] else None) for r in rows]
 
     # -- the usage ledger --------------------------------------------------------------------------
     def add_calls(self, run_id: str, rows: list[dict[str, Any]], token: str | None = None) -> None:

@@ -30,6 +30,11 @@ class Task:
     def score(self, prediction: str, example: Example) -> float:
         return self.metric(prediction, example)
 
+    def evidence(self, example: Example, response: Response) -> tuple[float | None, float | None]:
+        """Soft evidence read from the answer already in hand: (probability of the right option,
+        its margin over the best wrong one). None, None where there is none (generated answers)."""
+        return None, None
+
 
 class ChoiceTask(Task):
     """Classification / multiple choice, scored by the log-probability of each option's words.
@@ -79,6 +84,21 @@ class ChoiceTask(Task):
         scores = scores - scores.max()
         exp = np.exp(scores)
         return exp / exp.sum()
+
+    def evidence(self, example: Example, response: Response) -> tuple[float | None, float | None]:
+        """From the option scores the prediction came from (so a cached answer gives the same values
+        and no call is added): the softmax probability of the right option (``example.target``,
+        the label ``ChoiceAccuracy`` checks) and its score minus the best wrong option's (RLPrompt's
+        reward gap, here in log-probability units, length-normalised under ``normalize='mean'``).
+        Continuous per example, they separate prompts that 0/1 accuracy scores alike. None, None for
+        an answer generated and matched to an option, or a target that is not among the options."""
+        if not isinstance(response, OptionScores) or not example.choices or example.target not in example.choices:
+            return None, None
+        right = list(example.choices).index(example.target)
+        scores = self.option_scores(response)
+        wrong = np.delete(scores, right)
+        margin = float(scores[right] - wrong.max()) if len(wrong) else None
+        return float(self.probabilities(response)[right]), margin
 
     def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
         assert example.choices
