@@ -82,13 +82,16 @@ def baseline(spec: str, model: str, test_size: int, seed: int, cache: ResponseCa
                 example_prediction=result.predictions[0] if result.predictions else None)
 
 
+FEW = 30  # test rows below which an interval is too wide to place a task (the APE tasks of 30-51 rows)
 NEAR_ZERO = 0.10  # free text: an interval whose top is below this leaves a wording method little to work on
 
 
 def headroom(row: dict) -> str:
     """A word for the table: where a method has something to find. A choice task whose interval
     reaches down to chance is ``at chance``; free text whose interval stays under NEAR_ZERO is
-    ``near zero``; an interval at 0.95 or above is ``at ceiling``."""
+    ``near zero``; an interval at 0.95 or above is ``at ceiling``; under FEW test rows, too few to tell."""
+    if row["test"] < FEW:
+        return "too few rows"
     if row["chance"] is not None and row["low"] <= row["chance"]:
         return "at chance"
     if row["chance"] is None and row["high"] < NEAR_ZERO:
@@ -155,7 +158,8 @@ def write_markdown(path: Path, out: dict) -> None:
           f"{out['machine']['cpus']} shared cores. Interval: 95% (Wilson for 0/1 scores). Headroom: `at chance` "
           "when a choice task's interval reaches down to chance, `near zero` when a free-text task's interval "
           f"stays under {NEAR_ZERO:.2f}, `at ceiling` when the interval's bottom is at 0.95 or more, else "
-          "`room`. Free-text answers are scored by exact match after normalisation, stricter than the APE "
+          f"`room`; `too few rows` under {FEW} test rows. Free-text answers are scored by exact match after "
+          "normalisation, stricter than the APE "
           "paper's metric on a few tasks (benchmarks/data/README.md).\n\n" + table(out["rows"]) + "\n")
     path.with_suffix(".md").write_text(md)
 
