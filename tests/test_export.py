@@ -31,7 +31,8 @@ def _prompt(layout: str) -> Prompt:
 
 def _exec(snippet: str) -> dict:
     tree = ast.parse(snippet)
-    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]  # standalone
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] and set(imported) <= {"re"}  # standalone
     namespace: dict = {}
     exec(compile(snippet, "<export>", "exec"), namespace)  # noqa: S102 - the test of a generated snippet
     return namespace
@@ -91,7 +92,7 @@ def test_json_record_has_the_prompt_its_template_and_the_request():
     assert record["label_words"] == {"positive": "good", "negative": "bad", "neutral": "neutral"}
     (message,) = record["template"]["messages"]
     assert message["role"] == "user"
-    assert message["content"].endswith("Answer with one of: {choices}.\n\nInput: Loved it {x}\nAnswer: good\n\n"
+    assert message["content"].endswith("Answer with one of: {options}.\n\nInput: Loved it {x}\nAnswer: good\n\n"
                                        "Input: Awful.\nAnswer: bad\n\nInput: {input}")
     assert message["content"].startswith("Classify the {input} review; say {{ label }}.\n")
     assert record["request"] == {"kind": "score", "lead": "", "continuations": ["good", "bad", "neutral"],
@@ -102,13 +103,84 @@ def test_json_record_has_the_prompt_its_template_and_the_request():
     assert export_record(_prompt("plain"), ChoiceTask(), LABELS, {})["request"]["lead"] == " "
 
 
+def _body(text: str) -> str:
+    """The txt export after its '#' header lines (which say the scoring) and the blank line."""
+    header, body = text.split("\n\n", 1)
+    assert all(line.startswith("# ") for line in header.splitlines())
+    return body
+
+
 def test_text_export_has_the_input_placeholder_and_the_label_words():
-    assert export_text(_prompt("chat-options"), LABELS).endswith(
+    assert _body(export_text(_prompt("chat-options"), LABELS)).endswith(
         "Answer with one of: good, bad, neutral.\n\nInput: Loved it {x}\nAnswer: good\n\n"
         "Input: Awful.\nAnswer: bad\n\nInput: {input}\n")
-    system = export_text(_prompt("chat-system"), LABELS)
+    system = _body(export_text(_prompt("chat-system"), LABELS))
     assert system.startswith("### system\nClassify the") and system.endswith("\n\n### user\n{input}\n")
-    assert export_text(_prompt("plain"), None).endswith("Input: {input}\nAnswer:\n")
+    assert _body(export_text(_prompt("plain"), None, GenerationTask())).endswith("Input: {input}\nAnswer:\n")
+
+
+# -- issue 27, item 6: what works where it is used, and the scoring it assumes ----------------------
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_text_export_of_a_choice_task_lists_the_options_for_a_model_that_generates(layout):
+    """The txt export is pasted into a chat that generates: every layout's text names the label
+    words, and its header says it assumes generation + matching (and how the run scored)."""
+    for task in (ChoiceTask(), ChoiceTask(scoring="generate")):
+        text = export_text(_prompt(layout), LABELS, task)
+        body = _body(text)
+        assert "Answer with one of: good, bad, neutral." in body
+        assert body.endswith(("Input: {input}\n", "Input: {input}\nAnswer:\n", "### user\n{input}\n"))
+        header = text.split("\n\n", 1)[0]
+        assert "assumes: generation + matching" in header
+        assert ("scored by log-probability" in header) == (task.scoring == "logprob")
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("scoring", ["logprob", "generate"])
+def test_python_snippet_has_a_generation_request_that_lists_the_options_and_matches_as_promptgym(layout, scoring):
+    from promptgym.export import generation_prompt
+    from promptgym.models.base import Completion, GenerationRequest
+
+    prompt, task = _prompt(layout), ChoiceTask(scoring=scoring)
+    snippet = export_prompt(prompt, task, LABELS, "python", {"run_id": "r1"})
+    ns = _exec(snippet)
+    assert ns["SCORING"] == scoring and ns["GENERATION_SCORING"] == "generate"
+    shown, generate = generation_prompt(prompt), ChoiceTask(scoring="generate")
+    build = ns["build_generation_messages"] if LAYOUTS[layout].chat else ns["build_generation_prompt"]
+    for text in INPUTS:
+        for choices in (LABELS, ["negative", "positive"]):
+            example = Example("e", text, (choices[0],), tuple(choices))
+            sent = generate.request(shown, example)
+            assert isinstance(sent, GenerationRequest)
+            built = build(text, choices)
+            assert _as_sent(built) == (sent.messages if LAYOUTS[layout].chat else sent.text)
+            assert "Answer with one of: " + ", ".join(prompt.verbalize(c) for c in choices) in str(built)
+            for reply in ("good", "Answer: bad.", "I think it is neutral, not good", "no idea", "", "BAD\nok"):
+                promptgym = generate.predict(shown, example, Completion(reply))
+                assert ns["answer"](reply, choices) == (promptgym or None)
+    assert ns["GENERATION_MAX_TOKENS"] == generate.max_tokens
+
+
+def test_every_format_uses_the_options_placeholder_and_says_its_scoring():
+    prompt = _prompt("chat-options")
+    for task in (ChoiceTask(), ChoiceTask(scoring="generate")):
+        record = export_record(prompt, task, None, {})
+        assert "{options}" in record["template"]["placeholders"] and "{choices}" not in json.dumps(record)
+        assert "Answer with one of: {options}." in record["template"]["messages"][0]["content"]
+        assert record["template"]["scoring"] == task.scoring
+        assert record["template"]["assumes"].startswith({"logprob": "log-probability",
+                                                         "generate": "generation + matching"}[task.scoring])
+        assert record["generation"]["scoring"] == "generate" and record["generation"]["same_as_template"]
+        assert "Answer with one of: {options}." in _body(export_text(prompt, None, task))
+        snippet = export_prompt(prompt, task, None, "python")
+        assert f"SCORING = {task.scoring!r}" in snippet and "'options'" in snippet and "{choices}" not in snippet
+    chat = export_record(_prompt("chat"), ChoiceTask(), LABELS, {})
+    assert "Answer with one of" not in chat["template"]["messages"][0]["content"]  # promptgym's own request
+    assert chat["generation"]["layout"] == "chat-options" and not chat["generation"]["same_as_template"]
+    assert chat["generation"]["messages"][0]["content"].startswith(
+        "Classify the {input} review; say {{ label }}.\nAnswer with one of: {options}.\n\n")
+    free = export_record(_prompt("plain"), GenerationTask(), None, {})
+    assert "generation" not in free and free["template"]["scoring"] == "generate"
 
 
 def _run(tmp_path, *extra: str) -> str:
@@ -140,8 +212,9 @@ def test_export_of_a_run_reproduces_its_returned_prompts_requests(tmp_path, layo
     record = json.loads(CliRunner().invoke(main, ["export", run_id]).stdout)
     assert record["run_id"] == run_id and Prompt.from_dict(record["prompt"]) == best
     assert sorted(record["labels"]) == ["neg", "pos"]
-    text = CliRunner().invoke(main, ["export", run_id, "--format", "txt"]).stdout
+    text = _body(CliRunner().invoke(main, ["export", run_id, "--format", "txt"]).stdout)
     assert text.count("{input}") == 1 and best.instruction.strip() in text
+    assert "Answer with one of: " in text  # the labels are named for a model that generates
 
 
 def test_export_of_an_unfinished_run_is_one_line(tmp_path):

@@ -824,8 +824,9 @@ def _status_on_error(store: RunStore, run_id: str, lease: Lease) -> Iterator[Non
     status to the process that took it over."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         store.set_status(run_id, "interrupted", token=lease.owner.token)
+        exc.run_id = run_id  # type: ignore[attr-defined]  # the CLI's message names it
         raise
     except LeaseLost:
         raise

@@ -106,8 +106,10 @@ class _Group(click.Group):
             from promptgym.store.db import reason
 
             _fail(f"database error: {reason(exc)}")
-        except KeyboardInterrupt:
-            _fail("interrupted; continue with: promptgym resume RUN_ID (see: promptgym runs)", 130)
+        except KeyboardInterrupt as exc:
+            run_id = getattr(exc, "run_id", None)
+            _fail(f"interrupted; continue with: promptgym resume {run_id}" if run_id else
+                  "interrupted before a run was stored; nothing to resume", 130)
 
 
 @click.group(cls=_Group)
@@ -351,7 +353,7 @@ def runs(ctx: click.Context, method: str | None, dataset: str | None, status: st
         return
     from promptgym.report import runs_table
 
-    runs_table(rows)
+    runs_table(rows, filtered=any(v is not None for v in (method, dataset, status, since)))
 
 
 @main.command()
@@ -377,7 +379,7 @@ def compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
 @click.argument("run_id")
 @click.pass_context
 def show(ctx: click.Context, run_id: str) -> None:
-    """Show a run's candidates with their lineage and scores."""
+    """Show a run's candidates with their lineage (parents, operation) and latest score on each split."""
     from promptgym import api
     from promptgym.report import candidates_table
 
@@ -402,12 +404,16 @@ def report(ctx: click.Context, run_id: str, out: str | None) -> None:
 @main.command()
 @click.argument("run_id")
 @click.option("--format", "fmt", type=click.Choice(["json", "txt", "python"]), default="json", show_default=True,
-              help="json: the prompt, label words and template; txt: the prompt text with {input}; python: a "
-                   "standalone snippet that builds the exact request.")
+              help="json: the prompt, label words, its template with {input} and {options} and the scoring it "
+                   "assumes, and for a choice task a generation-ready prompt; txt: the prompt to paste into a chat "
+                   "(for a choice task the options listed, for generation + matching); python: a standalone "
+                   "snippet that builds the exact request, and the generation-ready one with answer matching.")
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of stdout.")
 @click.pass_context
 def export(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
-    """Export a finished run's returned prompt, with its template, ready to paste into code."""
+    """Export a finished run's returned prompt, with its template, ready to paste into code. Each
+    format says which scoring it assumes: log-probability of the options (promptgym's own request)
+    or generation + matching (a prompt that lists the options, for a chat API that generates)."""
     from promptgym import api
 
     text = api.export(run_id, fmt, store_url=ctx.obj["store"])

@@ -1,5 +1,13 @@
 """Export a prompt to paste into code: as JSON, as text, or as a standalone Python snippet.
 
+Two requests for a choice task. promptgym's own (``json`` and ``python``) scores each option's words
+by log-probability (or, with ``--scoring generate``, generates and matches), and a layout like
+``chat`` never names the options: pasted into a chat API that generates, that prompt has nothing to
+answer with. So a choice task also exports a generation-ready request, the same prompt with the
+options listed ("Answer with one of: ..."), whose reply is matched to an option as promptgym's
+``--scoring generate`` does; ``txt`` (what is pasted into a chat) is that request. Every format
+says which scoring it assumes. The options' hole is ``{options}`` in every format.
+
 A prompt is rendered by its layout (a Jinja2 template) with the input and the options as values.
 Everything else (instruction, demonstrations, label words) is fixed for a chosen prompt, so the
 rendered request is literal text with two holes: the input and the options joined. We find the
@@ -10,25 +18,36 @@ an export either reproduces the request exactly or is refused (one line).
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, replace
 from typing import Any
 
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.models.base import ScoreRequest
-from promptgym.tasks.prompt import Prompt
+from promptgym.tasks import parsing
+from promptgym.tasks.prompt import LAYOUTS, Layout, Prompt
 from promptgym.tasks.task import ChoiceTask, Task
 
 FORMATS = ("json", "txt", "python")
 OPTIONS_SEPARATOR = ", "  # how every shipped layout joins the options (checked on each export)
-PLACEHOLDERS = {"input": "{input}", "options": "{choices}"}
+PLACEHOLDERS = {"input": "{input}", "options": "{options}"}
 _SENTINELS = {"input": "\x00promptgym:input\x00", "options": "\x00promptgym:options\x00"}
 _SPLIT = re.compile("(" + "|".join(re.escape(s) for s in _SENTINELS.values()) + ")")
 _NAME_OF = {s: name for name, s in _SENTINELS.items()}
 _PROBE_INPUT = "Probe {input} {{ input }} {% raw %} \\n ü"
-_PROBE_OPTIONS = ["first {choices}", "second"]
+_PROBE_OPTIONS = ["first {options} {choices}", "second"]
+OPTIONS_LINE = "Answer with one of: {{ options | join(', ') }}."  # as the chat-options layout says it
+SCORING = {
+    "logprob": "log-probability: promptgym scores each option's words after the prompt and picks the most "
+               "likely; the prompt need not name the options (needs a backend with log-probabilities)",
+    "generate": "generation + matching: the model writes a reply and the option it names is the answer "
+                "(promptgym's match: the reply's first line equal to an option's word, else the option "
+                "named first, whole words, case-insensitive); the prompt must list the options",
+}
 
 
 @dataclass(frozen=True)
@@ -47,7 +66,7 @@ class RequestTemplate:
                 for role, pieces in self.parts]
 
     def with_placeholders(self, words: list[str] | None = None) -> list[tuple[str, str]]:
-        """Readable text: ``{input}`` for the input; the options joined (``{choices}`` without words)."""
+        """Readable text: ``{input}`` for the input; the options joined (``{options}`` without words)."""
         values = dict(PLACEHOLDERS)
         if words is not None:
             values["options"] = OPTIONS_SEPARATOR.join(words)
@@ -71,6 +90,38 @@ def request_template(prompt: Prompt) -> RequestTemplate:
     return template
 
 
+def lists_options(layout: Layout) -> bool:
+    return any("options" in t for t in (layout.user, layout.system or ""))
+
+
+def generation_prompt(prompt: Prompt) -> Prompt:
+    """``prompt`` with the options listed, for a model that generates its answer: unchanged when its
+    layout lists them already, else the layout with ``OPTIONS_LINE`` after the instruction (for
+    ``chat``, that is the shipped ``chat-options``)."""
+    layout = prompt.layout
+    if lists_options(layout):
+        return prompt
+    mark, name = "{{ instruction }}", f"{layout.name}+options"
+    if layout.system is not None and mark in layout.system:
+        derived = replace(layout, name=name, system=layout.system.replace(mark, f"{mark}\n{OPTIONS_LINE}", 1))
+    elif mark in layout.user:
+        derived = replace(layout, name=name, user=layout.user.replace(mark, f"{mark}\n{OPTIONS_LINE}", 1))
+    else:
+        derived = replace(layout, name=name, user=f"{OPTIONS_LINE}\n\n{layout.user}")
+    shipped = [l for l in LAYOUTS.values() if replace(l, name=derived.name) == derived]
+    return replace(prompt, layout=shipped[0] if shipped else derived)
+
+
+def run_scoring(task: Task) -> str | None:
+    """How promptgym scored the run's answers: ``logprob`` or ``generate`` (choice tasks), None
+    (free text: generated and scored by the task's metric)."""
+    return getattr(task, "scoring", "logprob") if isinstance(task, ChoiceTask) else None
+
+
+def generation_max_tokens(task: Task) -> int:
+    return task.max_tokens if isinstance(task, ChoiceTask) else ChoiceTask().max_tokens
+
+
 def request_details(task: Task, prompt: Prompt, labels: list[str] | None) -> dict[str, Any]:
     """How the task asks the model, read off the task's own request for a probe example: option
     scoring (the continuations' lead) or generation (max tokens, stop strings)."""
@@ -84,42 +135,77 @@ def request_details(task: Task, prompt: Prompt, labels: list[str] | None) -> dic
     return {"kind": "generate", "max_tokens": request.max_tokens, "stop": list(request.stop)}
 
 
+def _shown(template: RequestTemplate, words: list[str] | None = None) -> dict[str, Any]:
+    filled = template.with_placeholders(words)
+    return ({"messages": [{"role": r, "content": c} for r, c in filled]} if template.chat
+            else {"text": filled[0][1]})
+
+
 def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any]) -> dict[str, Any]:
     """The JSON export: the prompt, its label words, its template with ``{input}`` and
-    ``{choices}`` placeholders, and how the model is asked."""
+    ``{options}`` placeholders, how the model is asked (``scoring``: what the template assumes) and,
+    for a choice task, ``generation``: the request for a model that generates (options listed)."""
     template = request_template(prompt)
     words = {label: prompt.verbalize(label) for label in labels} if labels else {}
-    filled = template.with_placeholders()
-    shown: dict[str, Any] = ({"messages": [{"role": r, "content": c} for r, c in filled]} if template.chat
-                             else {"text": filled[0][1]})
-    return {
+    placeholders = {"{input}": "the input text",
+                    "{options}": f"the label words of the example's options, joined by {OPTIONS_SEPARATOR!r}"}
+    scoring = run_scoring(task)
+    record = {
         "run_id": run.get("run_id"), "method": run.get("method"), "dataset": run.get("dataset"),
         "prompt": prompt.to_dict(),
         "task": "choice" if isinstance(task, ChoiceTask) else "generation",
         "labels": list(labels) if labels else None,
         "label_words": words,
-        "template": {"layout": prompt.layout.name, "chat": template.chat, **shown,
-                     "answer_prefix": template.answer_prefix,
-                     "placeholders": {"{input}": "the input text",
-                                      "{choices}": f"the label words of the example's options, joined by "
-                                                   f"{OPTIONS_SEPARATOR!r}"}},
+        "template": {"layout": prompt.layout.name, "chat": template.chat, **_shown(template),
+                     "answer_prefix": template.answer_prefix, "placeholders": placeholders,
+                     "scoring": scoring or "generate",
+                     "assumes": SCORING[scoring] if scoring else "generation: the model writes the answer, "
+                                                                 "scored by the task's metric"},
         "request": request_details(task, prompt, labels),
     }
+    if isinstance(task, ChoiceTask):
+        shown = generation_prompt(prompt)
+        generation = request_template(shown)
+        record["generation"] = {
+            "layout": shown.layout.name, "chat": generation.chat, **_shown(generation),
+            "answer_prefix": generation.answer_prefix, "placeholders": placeholders,
+            "scoring": "generate", "assumes": SCORING["generate"],
+            "max_tokens": generation_max_tokens(task),
+            "same_as_template": shown is prompt,
+        }
+    return record
 
 
-def export_text(prompt: Prompt, labels: list[str] | None) -> str:
-    """The rendered prompt with ``{input}`` where the input goes (options filled with the label
-    words when the label set is known); chat messages under ``### role`` headers."""
-    template = request_template(prompt)
-    filled = template.with_placeholders([prompt.verbalize(c) for c in labels] if labels else None)
+def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = None) -> str:
+    """The prompt to paste into a chat: ``{input}`` where the input goes; for a choice task, the
+    generation-ready prompt (the options listed, filled with the label words when the label set is
+    known, else ``{options}``); chat messages under ``### role`` headers. First, ``#`` lines that
+    say which scoring the text assumes (not part of the prompt)."""
+    task = task if task is not None else ChoiceTask() if labels else None
+    choice = isinstance(task, ChoiceTask)
+    shown = generation_prompt(prompt) if choice else prompt
+    template = request_template(shown)
+    filled = template.with_placeholders([shown.verbalize(c) for c in labels] if labels else None)
+    if choice:
+        ran = ("log-probability, with a prompt that " + ("lists" if shown is prompt else "does not list")
+               + " the options") if run_scoring(task) == "logprob" else "generation + matching"
+        header = [f"# promptgym export. Scoring this text assumes: {SCORING['generate']}.",
+                  f"# The run itself scored by {ran} (promptgym export --format json or python has that "
+                  "exact request)."]
+    else:
+        header = ["# promptgym export. Scoring this text assumes: generation (the model writes the "
+                  "answer, scored by the task's metric)."]
+    header.append("# Everything after the blank line below is the prompt; {input} is where the input goes.")
     if not template.chat:
-        return filled[0][1] + template.answer_prefix + "\n"
-    if len(filled) == 1 and not template.answer_prefix:
-        return filled[0][1] + "\n"
-    blocks = [f"### {role}\n{content}" for role, content in filled]
-    if template.answer_prefix:
-        blocks.append(f"### assistant\n{template.answer_prefix}")
-    return "\n\n".join(blocks) + "\n"
+        body = filled[0][1] + template.answer_prefix + "\n"
+    elif len(filled) == 1 and not template.answer_prefix:
+        body = filled[0][1] + "\n"
+    else:
+        blocks = [f"### {role}\n{content}" for role, content in filled]
+        if template.answer_prefix:
+            blocks.append(f"### assistant\n{template.answer_prefix}")
+        body = "\n\n".join(blocks) + "\n"
+    return "\n".join(header) + "\n\n" + body
 
 
 def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any]) -> str:
@@ -129,6 +215,12 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     template = request_template(prompt)
     details = request_details(task, prompt, labels)
     words = {label: prompt.verbalize(label) for label in labels} if labels else {}
+    choice = isinstance(task, ChoiceTask)
+    scoring = run_scoring(task) or "generate"
+    scoring_text = (SCORING[scoring] if choice else
+                    "generation: the model writes the answer, scored by the task's metric")
+    generation = request_template(generation_prompt(prompt)) if choice else None
+    generation_name = "build_generation_messages" if generation and generation.chat else "build_generation_prompt"
     lines = [
         '"""A prompt exported by promptgym (the run in SOURCE). Standalone: nothing here imports promptgym.',
         "",
@@ -141,8 +233,15 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
         + ("\ncontinuations(choices) are the options promptgym scores by log-probability after it." if
            details["kind"] == "score" else
            f"\npromptgym generates the answer: at most {details['max_tokens']} tokens"
-           + (f", stopping at {details['stop']!r}." if details["stop"] else ".")),
+           + (f", stopping at {details['stop']!r}." if details["stop"] else "."))
+        + "\n\n" + textwrap.fill(f"SCORING: how that request is scored ({scoring!r}): {scoring_text}.", 100)
+        + ("" if not choice else
+           f"\n\nFor a model that generates its answer (a chat API): {generation_name}(input, choices=None)\n"
+           "builds the prompt with the options listed (GENERATION_SCORING: generation + matching);\n"
+           "answer(reply, choices=None) returns the label the reply names (None: no option named),\n"
+           "matched as promptgym matches a generated answer."),
         '"""',
+        *(["", "import re"] if choice else []),
         "",
         f"SOURCE = {dict(run_id=run.get('run_id'), method=run.get('method'), dataset=run.get('dataset'), layout=prompt.layout.name)!r}",
         f"INSTRUCTION = {prompt.instruction!r}",
@@ -150,6 +249,7 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
         f"LABEL_WORDS = {words!r}  # label -> the word the model sees",
         f"DEMOS = {[list(d) for d in prompt.demos]!r}  # (input, label), already in the template below",
         f"ANSWER_PREFIX = {template.answer_prefix!r}",
+        f"SCORING = {scoring!r}  # 'logprob': options scored by log-probability; 'generate': generation + matching",
         "# Each part: literal text at even positions, the name of what goes in at odd ones.",
         "_TEMPLATE = [",
         *(f"    ({role!r}, {list(pieces)!r})," for role, pieces in template.parts),
@@ -180,7 +280,39 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     if details["kind"] == "score":
         lines += ["", "", "def continuations(choices=None):",
                   f"    return [{details['lead']!r} + word for word in label_words(choices)]"]
+    if generation is not None:
+        lines += _generation_lines(generation, generation_name, values, generation_max_tokens(task))
     return "\n".join(lines) + "\n"
+
+
+def _generation_lines(generation: RequestTemplate, name: str, values: str, max_tokens: int) -> list[str]:
+    """The snippet's generation-ready request and promptgym's answer matching, copied from
+    ``promptgym.tasks.parsing`` so that the snippet matches a reply exactly as a run does."""
+    lines = ["", "", "# For a model that generates its answer: the options listed in the prompt.",
+             "GENERATION_SCORING = 'generate'  # generation + matching",
+             f"GENERATION_MAX_TOKENS = {max_tokens}  # what promptgym allows a generated choice",
+             f"GENERATION_ANSWER_PREFIX = {generation.answer_prefix!r}",
+             "_GENERATION_TEMPLATE = [",
+             *(f"    ({role!r}, {list(pieces)!r})," for role, pieces in generation.parts),
+             "]", "", ""]
+    if generation.chat:
+        lines += [f"def {name}(input, choices=None):",
+                  f"    values = {values}",
+                  '    return [{"role": role, "content": _fill(pieces, values)} for role, pieces in _GENERATION_TEMPLATE]']
+    else:
+        lines += [f"def {name}(input, choices=None):",
+                  f"    return _fill(_GENERATION_TEMPLATE[0][1], {values})"]
+    lines += ["", "", "# promptgym's matching of a generated reply to an option (promptgym.tasks.parsing).",
+              f"_LEADS = re.compile({parsing._LEADS.pattern!r}, re.IGNORECASE)",
+              f"_PUNCT = {parsing._PUNCT!r}", ""]
+    for function in (parsing.normalize, parsing.extract_answer, parsing.match_option):
+        lines += ["", *inspect.getsource(function).rstrip("\n").split("\n"), ""]
+    lines += ["", "def answer(reply, choices=None):",
+              '    """The label a generated reply names (as promptgym matches it), or None."""',
+              "    choices = LABELS if choices is None else list(choices)",
+              "    index = match_option(reply, label_words(choices))",
+              "    return None if index is None else choices[index]"]
+    return lines
 
 
 def export_prompt(prompt: Prompt, task: Task, labels: list[str] | None, fmt: str,
@@ -190,7 +322,7 @@ def export_prompt(prompt: Prompt, task: Task, labels: list[str] | None, fmt: str
     if fmt == "json":
         return json.dumps(export_record(prompt, task, labels, run), indent=2, ensure_ascii=False) + "\n"
     if fmt == "txt":
-        return export_text(prompt, labels)
+        return export_text(prompt, labels, task)
     if fmt == "python":
         return export_python(prompt, task, labels, run)
     raise PromptgymError(f"export format '{fmt}': use one of {', '.join(FORMATS)}")

@@ -234,6 +234,11 @@ class Optimizer:
         best = ctx.best(self.selection(ctx))
         return best[1] if best else None
 
+    def shown_score(self, ctx: Context, state: State, best: float | None) -> float | None:
+        """The best score the live status line shows after a step: the task metric's mean (0-1),
+        which is ``best_score`` unless a method ranks by a score of its own (GRIPS)."""
+        return best
+
     def stoppers(self) -> list[Stopper]:
         """Stoppers that are part of the method itself (e.g. OPRO's patience); the run's own
         ``Stop`` settings come on top."""
@@ -265,7 +270,7 @@ class Optimizer:
                 self.step(ctx, state)
                 steps += 1
                 best = self.best_score(ctx, state)
-                ctx.on_step(steps, best)
+                ctx.on_step(steps, self.shown_score(ctx, state, best))
                 # every stopper sees every step (patience counts steps without improvement)
                 fired = [s.name for s in stoppers if s(steps, best)]
                 if fired:

@@ -272,6 +272,12 @@ class GripsOptimizer(Optimizer):
     def best_score(self, ctx: Context, state: GripsState) -> float:
         return state.base_score
 
+    def shown_score(self, ctx: Context, state: GripsState, best: float | None) -> float | None:
+        """The current prompt's mean metric on the score set (0-1), not its GRIPS score (balanced
+        accuracy and entropy on a 0-100 scale), so the status line reads like every method's."""
+        result = ctx.results.get((state.base.id, "train"))
+        return None if result is None else result.mean
+
     def step(self, ctx: Context, state: GripsState) -> None:
         ops = self._operations(state)
         drawn = [ops[k] for k in ctx.rng.integers(len(ops), size=state.plan["candidates"])]

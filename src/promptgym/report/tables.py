@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -27,7 +28,23 @@ def _row(table: Table, *cells: str) -> None:
 
 
 def _print(text: str) -> None:
-    console.print(Text(text))
+    """A line of text: wrapped at a terminal's width; whole elsewhere (a pipe or a file keeps it on
+    one line, for grep)."""
+    console.print(Text(text), soft_wrap=not console.is_terminal)
+
+
+def _table(table: Table) -> None:
+    """A table at a terminal's width; elsewhere (a pipe, a file) at its natural width, so nothing is
+    cut or dropped at rich's default of 80 columns."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(file=console.file, width=max(_natural_width(table), 20), no_color=True).print(table)
+
+
+def _natural_width(table: Table) -> int:
+    """The width the table takes with no limit: every cell on its line, nothing folded or cut."""
+    return Measurement.get(console, console.options.update_width(100_000), table).maximum
 
 
 def summary_table(s: dict[str, Any]) -> None:
@@ -39,7 +56,7 @@ def summary_table(s: dict[str, Any]) -> None:
     _row(table, f"returned: {_e(s['best_prompt'])}", _fmt(s["best_score"]), _fmt(s["test_best"]))
     if s.get("method_best_prompt") not in (None, s["best_prompt"]):  # the guard overruled the method
         _row(table, f"method's pick: {_e(s['method_best_prompt'])}", "", _fmt(s.get("test_method_best")))
-    console.print(table)
+    _table(table)
     selection = s.get("selection") or {}
     if selection.get("enabled"):
         n = len(selection.get("candidates", [])) - 1
@@ -67,21 +84,40 @@ def summary_table(s: dict[str, Any]) -> None:
                   f"{s['seconds']:.1f} s")
 
 
-def runs_table(rows: list[dict[str, Any]]) -> None:
-    """One run a row; the held-out columns (test start -> returned, delta) are '-' until a run finishes."""
+RUNS_COLUMNS = ("run_id", "created", "method", "dataset", "status", "best_score", "test start -> returned",
+                "delta", "kept start", "calls")
+
+
+def _runs_cells(r: dict[str, Any]) -> list[str]:
+    created = dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M")
+    test = ("-" if r.get("test_best") is None else f"{_fmt(r.get('test_initial'))} -> {_fmt(r['test_best'])}")
+    delta = "-" if r.get("test_delta") is None else f"{r['test_delta']:+.3f}"
+    kept = {True: "yes", False: "no"}.get(r.get("kept_start"), "-")
+    return [_e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]),
+            test, delta, kept, _fmt(r.get("llm_calls"))]
+
+
+def runs_table(rows: list[dict[str, Any]], filtered: bool = False) -> None:
+    """One run a row; the held-out columns (test start -> returned, delta) are '-' until a run finishes.
+    At a terminal too narrow for the table (80 columns), one block of three lines a run instead;
+    no runs: one line that says so (``filtered``: none passed the filters)."""
+    if not rows:
+        _print("no runs match these filters (see: promptgym runs --help)" if filtered else
+               "no runs yet (start one: promptgym optimize --help)")
+        return
     table = Table()
-    for col in ("run_id", "created", "method", "dataset", "status", "best_score"):
-        table.add_column(col)
-    for col in ("test start -> returned", "delta", "kept start", "calls"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        created = dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M")
-        test = ("-" if r.get("test_best") is None else f"{_fmt(r.get('test_initial'))} -> {_fmt(r['test_best'])}")
-        delta = "-" if r.get("test_delta") is None else f"{r['test_delta']:+.3f}"
-        kept = {True: "yes", False: "no"}.get(r.get("kept_start"), "-")
-        _row(table, _e(r["run_id"]), created, _e(r["method"]), _e(r["dataset"]), _e(r["status"]), _fmt(r["best_score"]),
-             test, delta, kept, _fmt(r.get("llm_calls")))
-    console.print(table)
+    for i, col in enumerate(RUNS_COLUMNS):
+        table.add_column(col, justify="right" if i >= 6 else "left")
+    cells = [_runs_cells(r) for r in rows]
+    for row in cells:
+        _row(table, *row)
+    if not console.is_terminal or _natural_width(table) <= console.width:
+        _table(table)
+        return
+    for run_id, created, method, dataset, status, train, test, delta, kept, calls in cells:
+        _print(f"{run_id}  {created}  {method}  {status}")
+        console.print(Text(f"  {dataset}", overflow="fold"))  # a long path folds
+        _print(f"  train {train} | test {test} | delta {delta} | kept start {kept} | calls {calls}")
 
 
 def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:
@@ -91,15 +127,19 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
     splits = sorted({split for _, split in latest})
     table = Table(title=Text(f"run {_e(run['run_id'])} ({_e(run['method'])}, {_e(run['status'])})"))
     table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("parents", no_wrap=True)
     table.add_column("operation", no_wrap=True)
     table.add_column("instruction", ratio=1, min_width=30, overflow="fold")
     for split in splits:
         table.add_column(split, justify="right", no_wrap=True)
+    seq = {c["candidate_id"]: str(c["seq"]) for c in candidates}
     for c in candidates:
         marker = " *" if c["candidate_id"] == run.get("best_candidate") else ""
-        _row(table, str(c["seq"]) + marker, _e(c["operation"]), _e(c["instruction"]),
-                      *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
-    console.print(table)
+        parents = ",".join(seq.get(p, p[:8]) for p in c.get("parents") or ()) or "-"
+        _row(table, str(c["seq"]) + marker, parents, _e(c["operation"]), _e(c["instruction"]),
+             *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
+    _table(table)
+    _print("#: candidate (* the returned prompt); parents: the candidates it was made from")
 
 
 def compare_table(record: dict[str, Any]) -> None:
@@ -141,7 +181,7 @@ def compare_table(record: dict[str, Any]) -> None:
     ]
     for name, cell in rows:
         _row(table, name, cell(a), cell(b))
-    console.print(table)
+    _table(table)
     paired = record.get("paired")
     if paired is None:
         _print(_e(record.get("paired_note")))
