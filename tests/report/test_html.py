@@ -241,3 +241,11 @@ def test_a_run_answered_from_the_cache_still_has_a_trajectory(tmp_path):
     assert all(c["cached"] for c in calls if c["role"] == "task")
     xs = [p["calls"] for p in points_of(calls, store.scores(run_id))]
     assert len(xs) > 1 and xs == sorted(xs) and xs[-1] > xs[0] > 0
+
+
+def test_a_returned_prompt_that_scored_the_same_is_not_called_a_difference():
+    s = dict(test_initial=0.25, test_best=0.25, test_size=12, test_delta=0.0, test_p_value=1.0,
+             test_interval=[-0.3, 0.3], best_prompt_full={"a": 1}, initial_prompt_full={"a": 2})
+    text = headline(s, test_name="exact McNemar test")["text"]
+    assert text == ("Not distinguishable from your prompt: the same score on 12 held-out test examples, "
+                    "p = 1 (exact McNemar test, two-sided).")

@@ -135,6 +135,9 @@ def headline(s: dict[str, Any], finalists: list[dict[str, Any]] | None = None,
         return dict(cls="better" if delta > 0 else "worse",
                     text=off + f"{word} than your prompt: {how}. A difference this large would arise by chance "
                                f"less than {LEVEL:.0%} of the time if the prompts were equally good.")
+    if abs(delta) < 1e-12:
+        return dict(cls="", text=off + f"Not distinguishable from your prompt: the same score on {n} held-out "
+                                       f"test examples, {how.split(', ', 1)[1]}.")
     return dict(cls="", text=off + f"Not distinguishable from your prompt: {how}. A difference this large arises "
                                    f"by chance {p * 100:.3g}% of the time between equally good prompts, so these "
                                    f"{n} examples cannot tell the two apart.")
