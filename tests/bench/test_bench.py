@@ -392,3 +392,30 @@ def test_the_quick_preset_loads_with_no_download_and_every_preset_names_known_da
                 assert spec in str(exc) and "\n" not in str(exc)
             else:
                 assert data.is_choice
+
+
+def test_the_bench_page_names_and_links_every_run_and_draws_train_as_train(tmp_path):
+    """Issue 27: each row names its runs (seed: run id) and links each to its run page, written
+    next to results.html; the training
+    curve has the start as its baseline and each method's held-out result beside its name."""
+    pytest.importorskip("matplotlib")
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape,grips", "--datasets", data, "--seeds", "0,1",
+                                       "--budget", "150", "--train-size", "8", "--test-size", "20", *SCRIPTED,
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    page = (out / "results.html").read_text()
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert len(runs) == 4
+    for row in runs:
+        assert f'{row["seed"]}: <a href="runs/{row["run_id"]}.html">{row["run_id"]}</a>' in page
+        assert f'Run {row["run_id"]}: {row["method"]}' in (out / "runs" / f'{row["run_id"]}.html').read_text()
+    assert "dev None" not in page
+    curve = page[page.index('id="plot-train-curve"'):]
+    assert "your prompt (start)" in curve and "held-out Δ test" in curve
+    # rewritten from results.json alone, the links stay
+    from promptgym.bench.report import rewrite_html
+
+    (out / "results.html").unlink()
+    assert f'href="runs/{runs[0]["run_id"]}.html"' in rewrite_html(out).read_text()

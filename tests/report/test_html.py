@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from promptgym import api
-from promptgym.report.html import render_run, result_in_words, run_page_data, word_diff
+from promptgym.report.html import headline, render_run, result_in_words, run_page_data, word_diff
 from promptgym.store.runs import RunStore
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")
@@ -91,13 +91,80 @@ def test_a_run_that_has_not_finished_still_gets_a_page(tmp_path):
     assert "has not finished" in page and f"promptgym resume {run_id}" in page
 
 
-@pytest.mark.parametrize("interval, expected", [
-    ((0.02, 0.10), "unlikely to be chance"), ((-0.05, 0.08), "cannot tell the two prompts apart"),
-    ((-0.10, -0.01), "worse on new data")])
-def test_the_result_in_words_follows_the_interval(interval, expected):
-    s = dict(test_initial=0.4, test_best=0.45, test_size=100, test_delta=0.05, test_interval=interval,
-             test_p_value=0.03, kept_start=False, best_prompt_full={"a": 1}, initial_prompt_full={"a": 2})
-    assert expected in result_in_words(s)
+@pytest.mark.parametrize("interval, p, verdict", [
+    ((0.02, 0.10), 0.01, "Better than your prompt"), ((-0.05, 0.08), 0.4, "Not distinguishable"),
+    ((-0.10, -0.01), 0.03, "Worse than your prompt")])
+def test_the_verdict_is_the_paired_tests_and_the_interval_is_detail(interval, p, verdict):
+    s = dict(test_initial=0.4, test_best=0.45, test_size=100, test_delta=sum(interval) / 2, test_interval=interval,
+             test_p_value=p, kept_start=False, best_prompt_full={"a": 1}, initial_prompt_full={"a": 2})
+    assert headline(s)["text"].startswith(verdict) and f"p = {p:.3g}" in headline(s)["text"]
+    words = result_in_words(s)
+    assert "Supporting detail: the 95% paired bootstrap interval" in words and "disagree" not in words
+
+
+def test_few_test_examples_get_one_verdict_not_two():
+    """Issue 27: 12 test examples, the exact test p = 0.125 but the bootstrap interval below zero:
+    one verdict (the paired test's), in the headline with how sure; the interval only as detail."""
+    s = dict(test_initial=0.5, test_best=0.25, test_size=12, test_delta=-0.25, test_interval=[-0.5, -0.083],
+             test_p_value=0.125, kept_start=False, best_prompt_full={"a": 1}, initial_prompt_full={"a": 2})
+    head = headline(s, test_name="exact McNemar test")
+    assert head["cls"] == "" and head["text"].startswith("Not distinguishable from your prompt: -0.250 on 12 held-out")
+    assert "p = 0.125 (exact McNemar test, two-sided)" in head["text"] and "by chance 12.5% of the time" in head["text"]
+    words = result_in_words(s)
+    assert "worse" not in words and "below zero" not in words
+    assert "the verdict above is the paired test's" in words
+
+
+def test_kept_start_beside_a_finalist_with_a_higher_dev_score_is_not_clearly_better():
+    s = dict(kept_start=True, test_initial=0.4, test_best=0.4, test_size=40,
+             selection=dict(enabled=True, level=0.05, p_value=0.21))
+    finalists = [dict(rank=-1, seq=0, dev_n=20, dev_score=0.70), dict(rank=0, seq=3, dev_n=20, dev_score=0.75)]
+    text = headline(s, finalists)["text"]
+    assert "no candidate was clearly better on dev" in text and "beat" not in text
+    assert "#3 scored 0.750 on dev against your 0.700; p = 0.21, needed below 0.05" in text
+    finalists[1]["dev_score"] = 0.65
+    assert "no candidate scored higher on dev" in headline(s, finalists)["text"]
+
+
+def test_the_run_page_states_the_verdict_once(tmp_path):
+    store, run_id = make_run(tmp_path, hostile=False)
+    data = run_page_data(store, run_id)
+    page = render_run(data)
+    verdict = re.search(r'<div class="verdict[^"]*" id="verdict"><strong>(.*?)</strong>', page).group(1)
+    assert verdict == data["headline"]["text"].replace("'", "&#39;")
+    assert "no candidate beat it" not in page
+    assert "two-sided paired p =" not in page  # the old second statement of the same result
+
+
+def test_your_prompt_is_drawn_at_its_training_score_with_the_held_out_result_beside(tmp_path):
+    """Issue 27: APE scores only its own candidates during the search; your prompt was scored on
+    the training split after it and must be drawn there (not in the unscored band), as the
+    trajectory's baseline, with the held-out test scores beside the training curve."""
+    store, run_id = make_run(tmp_path, method="ape", hostile=False)
+    data = run_page_data(store, run_id)
+    start = next(r for r in data["table"] if r["role"] == "start")
+    assert start["train"] == data["summary"]["initial_score"]
+    assert "not scored on train" not in data["figures"]["lineage"]
+    svg = data["figures"]["trajectory"]
+    assert "your prompt (baseline)" in svg and "test, held out" in svg and "seen by the search" in svg
+
+
+def test_a_live_runs_page_does_not_advise_a_resume_that_would_be_refused(tmp_path):
+    import os
+    import socket
+    import time
+
+    from promptgym.store.runs import runs
+
+    store, run_id = make_run(tmp_path, hostile=False)
+    config = dict(store.get_run(run_id)["config"], dev_size=None)  # as given: sized from the budget
+    with store.engine.begin() as conn:  # as a run in progress has it: held, heartbeat fresh, no result
+        conn.execute(runs.update().where(runs.c.run_id == run_id).values(
+            status="running", result=None, owner_token="t", owner_pid=os.getpid(), config=json.dumps(config),
+            owner_host=socket.gethostname(), heartbeat=time.time()))
+    page = render_run(run_page_data(store, run_id))
+    assert "still running" in page and "promptgym resume" not in page
+    assert "dev None" not in page and "dev chosen from the budget" in page
 
 
 def test_kept_start_says_so_with_the_method_pick(tmp_path):
@@ -154,3 +221,31 @@ def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_
     # GRIPS edits label words: stored as [label, word] pairs, shown as "label: word"
     pairs = [v for c in RunStore(url).candidates(returned["run_id"]) for v in c["prompt"].get("verbalizers") or []]
     assert pairs and f"{pairs[0][0]}: {pairs[0][1]}" in page
+
+
+def test_a_run_answered_from_the_cache_still_has_a_trajectory(tmp_path):
+    """Seen in a screenshot for issue 27: a run replayed wholly from the response cache charged no
+    call, and every dot of its trajectory sat at 0 calls."""
+    from promptgym.report.trajectory import points_of
+
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
+                                        "target": LABELS[i % 4]}) + "\n" for i in range(160)))
+    common = dict(dataset=str(data), method="grips", budget=120, train_size=20, test_size=20, select_k=0,
+                  task_model="scripted", optimizer_model="scripted", cache_url=f"sqlite:///{tmp_path / 'c.sqlite'}",
+                  quiet=True)
+    api.optimize(store_url=f"sqlite:///{tmp_path / 'a.sqlite'}", **common)
+    store = RunStore(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    run_id = api.optimize(store_url=store.url, **common).run_id
+    calls = store.call_rows(run_id)
+    assert all(c["cached"] for c in calls if c["role"] == "task")
+    xs = [p["calls"] for p in points_of(calls, store.scores(run_id))]
+    assert len(xs) > 1 and xs == sorted(xs) and xs[-1] > xs[0] > 0
+
+
+def test_a_returned_prompt_that_scored_the_same_is_not_called_a_difference():
+    s = dict(test_initial=0.25, test_best=0.25, test_size=12, test_delta=0.0, test_p_value=1.0,
+             test_interval=[-0.3, 0.3], best_prompt_full={"a": 1}, initial_prompt_full={"a": 2})
+    text = headline(s, test_name="exact McNemar test")["text"]
+    assert text == ("Not distinguishable from your prompt: the same score on 12 held-out test examples, "
+                    "p = 1 (exact McNemar test, two-sided).")

@@ -2,8 +2,9 @@
 
 - ``test-delta.png``: each method's returned prompt minus the start on test, the pooled 95% paired
   interval as a bar and each seed as a dot; zero is the start.
-- ``train-curve.png``: the best training score found so far against the search budget spent, the
-  mean over seeds of each method's step curve.
+- ``train-curve.png`` (smaller: it is not the result): the best training score found so far against
+  the search budget spent, the mean over seeds of each method's step curve, the start's training
+  score dashed as the baseline, and each method's held-out Δ test beside its name in the legend.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder.mkdir(parents=True, exist_ok=True)
     panels = _panels(records)
@@ -62,15 +64,22 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
         ax.set_yticks(range(len(recs)), [r["variant"] for r in recs], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(_title(key), fontsize=9)
-        ax.set_xlabel("test score minus the start's", fontsize=8)
+        ax.set_xlabel("test score minus the start's (held out)", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(axis="x", labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(folder / "test-delta.png", dpi=110)
     written["test-delta.png"] = _svg(fig)
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 2.3), squeeze=False)
     for ax, key in zip(axes[0], panels):
+        starts = [r["summary"]["initial_score"] for r in rows if r["status"] == "ok" and group_key(r) == key
+                  and r["summary"].get("initial_score") is not None]
+        if starts:
+            ax.axhline(float(np.mean(starts)), color="grey", linestyle="--", linewidth=1,
+                       label="your prompt (start)")
         for rec in (r for r in records if group_key(r) == key):
             curves = [r["train_curve"] for r in rows if r["status"] == "ok" and r["variant"] == rec["variant"]
                       and group_key(r) == key and r.get("train_curve")]
@@ -83,14 +92,16 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
             with warnings.catch_warnings():  # calls before any seed's first score: a gap, not a warning
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(values, axis=0)
-            ax.step(grid, mean, where="post", label=rec["variant"], linewidth=1.2)
-        ax.set_title(_title(key), fontsize=9)
-        ax.set_xlabel("search calls spent", fontsize=8)
-        ax.set_ylabel("best training score so far", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0.16, 1, 1))
-    fig.savefig(folder / "train-curve.png", dpi=110)
+            held = rec.get("test_delta_mean")
+            ax.step(grid, mean, where="post", linewidth=1.2,
+                    label=rec["variant"] + ("" if held is None else f" (held-out Δ test {held:+.3f})"))
+        ax.set_title(_title(key), fontsize=8)
+        ax.set_xlabel("search calls spent", fontsize=7)
+        ax.set_ylabel("best training score so far\n(train: seen by the search)", fontsize=7)
+        ax.tick_params(labelsize=7)
+        if ax.get_legend_handles_labels()[0]:  # per panel: each panel's Δ test is its own
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=6.5, frameon=False)
+    fig.tight_layout()
+    fig.savefig(folder / "train-curve.png", dpi=110, bbox_inches="tight")
     written["train-curve.png"] = _svg(fig)
     return written

@@ -195,6 +195,32 @@ def _refresh_curves(bench: BenchDir, rows: list[dict[str, Any]]) -> None:
             row["train_curve"] = train_curve(store, row["run_id"])
 
 
+def write_run_pages(folder: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each cell's run page, ``runs/RUN_ID.html`` next to results.html, from the bench's run store
+    (``work/runs.sqlite``); returns ``{run_id: relative link}`` for the pages written. A run the
+    store does not have (or a bench without its work/ directory) gets no page and no link."""
+    db = Path(folder) / "work" / "runs.sqlite"
+    if not db.exists():
+        return {}
+    from promptgym.errors import PromptgymError
+    from promptgym.report.html import write_run_report
+    from promptgym.store.runs import RunStore
+
+    store = RunStore(f"sqlite:///{db}")
+    (Path(folder) / "runs").mkdir(exist_ok=True)
+    links: dict[str, str] = {}
+    for row in rows:
+        run_id = row.get("run_id")
+        if not run_id:
+            continue
+        try:
+            write_run_report(store, run_id, Path(folder) / "runs" / f"{run_id}.html")
+        except PromptgymError:
+            continue
+        links[run_id] = f"runs/{run_id}.html"
+    return links
+
+
 def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
                  seconds: float | None = None) -> dict[str, Any]:
     """results.json, results.md and plots/ in the bench directory, from the given rows."""
@@ -217,7 +243,9 @@ def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
     (bench.path / "results.md").write_text(markdown(meta, records, duels))
     from promptgym.report.html import render_bench
 
-    (bench.path / "results.html").write_text(render_bench(meta, records, duels, figures), encoding="utf-8")
+    links = write_run_pages(bench.path, rows)
+    (bench.path / "results.html").write_text(render_bench(meta, records, duels, figures, rows, links),
+                                             encoding="utf-8")
     return dict(meta=meta, methods=records, best_two=duels)
 
 
@@ -237,6 +265,8 @@ def rewrite_html(folder: Path) -> Path:
         pass
     from promptgym.report.html import render_bench
 
+    links = write_run_pages(Path(folder), data["runs"])
     out = Path(folder) / "results.html"
-    out.write_text(render_bench(data["meta"], data["methods"], data["best_two"], figures), encoding="utf-8")
+    out.write_text(render_bench(data["meta"], data["methods"], data["best_two"], figures, data["runs"], links),
+                   encoding="utf-8")
     return out

@@ -35,26 +35,46 @@ def _svg(fig: Any) -> str:
 
 
 def trajectory(points: list[dict[str, Any]], curve: list[list[float]], seq: dict[str, int],
-               start_score: float | None, batch: int) -> str:
-    """Every training evaluation of the search (dots) and the best score so far (step line)
-    against the search's model calls."""
+               start_score: float | None, batch: int, tests: dict[str, float] | None = None,
+               returned_is_start: bool = False) -> str:
+    """Left, on the training data the search saw: every training evaluation (dots) and the best
+    score so far (step line) against the search's model calls, your prompt's training score as
+    the baseline. Right, beside it on the same scale: the held-out test scores (``tests`` by role:
+    start, chosen, pick), which the search never saw."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    tests = tests or {}
+    fig, (ax, held) = plt.subplots(1, 2, figsize=(8.2, 3.2), sharey=True,
+                                   gridspec_kw=dict(width_ratios=[5, 1.2], wspace=0.06))
     xs = [p["calls"] for p in points]
     ax.scatter(xs, [p["score"] for p in points], s=14, color=OTHER, alpha=0.6, label="an evaluation")
     if curve:
         ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", color=CHOSEN, linewidth=1.5,
                 label="best so far")
     if start_score is not None:
-        ax.axhline(start_score, color=START, linestyle="--", linewidth=1, label="your prompt")
+        ax.axhline(start_score, color=START, linestyle="--", linewidth=1, label="your prompt (baseline)")
     for p in points:
         if len(points) <= 60:
             ax.annotate(str(seq.get(p["candidate_id"], "?")), (p["calls"], p["score"]), fontsize=6,
                         xytext=(2, 2), textcoords="offset points", color="#444")
     ax.set_xlabel("search model calls spent")
-    ax.set_ylabel(f"training score ({batch} examples)")
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.set_ylabel("score")
+    ax.set_title(f"training data, seen by the search ({batch} examples)", fontsize=8, loc="left")
+    # below the axes: inside, it covered the dots and the baseline
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.2), ncol=3, fontsize=7, frameon=False)
     ax.grid(alpha=0.2)
+    colours = {"start": START, "chosen": CHOSEN, "pick": PICK}
+    names = {"start": "yours (returned)" if returned_is_start else "yours", "chosen": "returned",
+             "pick": "method's pick"}
+    shown = [r for r in ("start", "chosen", "pick") if tests.get(r) is not None]
+    for i, r in enumerate(shown):
+        held.scatter([i], [tests[r]], s=50, color=colours[r], edgecolors="black", linewidths=0.6, zorder=3)
+        held.annotate(f"{tests[r]:.2f}", (i, tests[r]), fontsize=6, xytext=(5, -2), textcoords="offset points")
+    held.set_xticks(range(len(shown)), [names[r] for r in shown], rotation=30, ha="right", fontsize=7)
+    held.set_xlim(-0.6, max(len(shown), 1) - 0.4)
+    held.set_title("test, held out", fontsize=8)
+    held.grid(alpha=0.2, axis="y")
+    if not shown:
+        held.text(0.5, 0.5, "no test split", ha="center", va="center", fontsize=7, transform=held.transAxes)
     return _svg(fig)
 
 

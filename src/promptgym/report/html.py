@@ -89,8 +89,63 @@ def prompt_parts(start: dict[str, Any], chosen: dict[str, Any]) -> list[dict[str
     return [dict(name=name, start=a, chosen=b, changed=a != b, diff=word_diff(a, b)) for name, a, b in parts]
 
 
+LEVEL = 0.05  # the headline's level: two-sided, on the paired test the summary's p comes from
+TEST_NAMES = {"mcnemar-exact": "exact McNemar test", "paired-bootstrap": "paired bootstrap test"}
+
+
+def _kept_reason(s: dict[str, Any], finalists: list[dict[str, Any]] | None) -> str:
+    """Why final selection kept the start, true to the dev scores: a finalist may have scored higher
+    on dev without being clearly better (the paired test at the selection level decides)."""
+    sel = s.get("selection") or {}
+    level, p = sel.get("level"), sel.get("p_value")
+    start = next((f for f in finalists or [] if f.get("rank") == -1), None)
+    others = [f for f in finalists or [] if f.get("rank") != -1 and f.get("dev_n") and f.get("dev_score") is not None]
+    if finalists is not None and not others:
+        return "the method offered no other candidate to race it"
+    if not others or start is None or not start.get("dev_n") or start.get("dev_score") is None:
+        return "no candidate was clearly better on dev"
+    best = max(others, key=lambda f: f["dev_score"])
+    name = f"#{best['seq']}" if best.get("seq") is not None else "the best finalist"
+    detail = f"{name} scored {best['dev_score']:.3f} on dev against your {start['dev_score']:.3f}"
+    if p is not None:
+        detail += f"; p = {p:.3g}" + (f", needed below {level:g}" if level is not None else "")
+    if best["dev_score"] > start["dev_score"]:
+        return f"no candidate was clearly better on dev ({detail})"
+    return f"no candidate scored higher on dev ({detail})"
+
+
+def headline(s: dict[str, Any], finalists: list[dict[str, Any]] | None = None,
+             test_name: str | None = None) -> dict[str, str]:
+    """The one verdict, with how sure it is: ``{"cls", "text"}``. Kept start: final selection's
+    decision on dev. Otherwise the two-sided paired test on test (the summary's ``test_p_value``:
+    exact McNemar for 0/1 scores, else a paired bootstrap) at 0.05; the bootstrap interval is shown
+    below it as detail, never as a second verdict."""
+    sel = s.get("selection") or {}
+    off = "" if sel.get("enabled", True) or not sel.get("reason") else f"Final selection {sel['reason']}. "
+    if s.get("kept_start"):
+        return dict(cls="kept", text=f"Your prompt was kept: {_kept_reason(s, finalists)}.")
+    n, p, delta = s.get("test_size"), s.get("test_p_value"), s.get("test_delta")
+    if p is None or delta is None or s.get("test_initial") is None:
+        return dict(cls="", text=off + "No held-out test split: nothing to judge the returned prompt by.")
+    if s.get("best_prompt_full") == s.get("initial_prompt_full"):
+        return dict(cls="kept", text=off + "The returned prompt is your prompt.")
+    how = f"{delta:+.3f} on {n} held-out test examples, p = {p:.3g} ({test_name or 'paired test'}, two-sided)"
+    if p < LEVEL:
+        word = "Better" if delta > 0 else "Worse"
+        return dict(cls="better" if delta > 0 else "worse",
+                    text=off + f"{word} than your prompt: {how}. A difference this large would arise by chance "
+                               f"less than {LEVEL:.0%} of the time if the prompts were equally good.")
+    if abs(delta) < 1e-12:
+        return dict(cls="", text=off + f"Not distinguishable from your prompt: the same score on {n} held-out "
+                                       f"test examples, {how.split(', ', 1)[1]}.")
+    return dict(cls="", text=off + f"Not distinguishable from your prompt: {how}. A difference this large arises "
+                                   f"by chance {p * 100:.3g}% of the time between equally good prompts, so these "
+                                   f"{n} examples cannot tell the two apart.")
+
+
 def result_in_words(s: dict[str, Any]) -> str:
-    """The held-out result as a sentence a reader without statistics can check."""
+    """The held-out result as a sentence a reader without statistics can check: the scores, and the
+    bootstrap interval as supporting detail (the verdict is ``headline``'s, from the paired test)."""
     if s.get("test_initial") is None or s.get("test_best") is None:
         return "There was no held-out test split, so nothing can be said about new data."
     n = s.get("test_size")
@@ -106,14 +161,11 @@ def result_in_words(s: dict[str, Any]) -> str:
             f"{s['test_initial']:.3f} and the returned prompt {s['test_best']:.3f}: {delta:+.3f}.")
     if interval:
         low, high = interval
-        if low > 0:
-            sure = "the whole range is above zero, so the gain is unlikely to be chance"
-        elif high < 0:
-            sure = "the whole range is below zero: the returned prompt is worse on new data"
-        else:
-            sure = "the range includes zero, so these examples cannot tell the two prompts apart"
-        text += (f" With 95% confidence the true difference lies between {low:+.3f} and {high:+.3f}; {sure}"
-                 + (f" (paired test p = {p:.3g})." if p is not None else "."))
+        text += (f" Supporting detail: the 95% paired bootstrap interval of the difference is "
+                 f"[{low:+.3f}, {high:+.3f}].")
+        if p is not None and (p < LEVEL) != (low > 0 or high < 0):
+            text += (" It and the paired test disagree here, as they can on few examples; the verdict above "
+                     "is the paired test's.")
     return text
 
 
@@ -205,6 +257,15 @@ def _dp2o(store: Any, run_id: str, summary: dict[str, Any] | None, seq: dict[str
     return dict(pool=pool, report=report, has_choices=bool(chosen))
 
 
+def _live(run: dict[str, Any]) -> dict[str, Any] | None:
+    """Who holds a running run whose lease is live (a resume would be refused), else None."""
+    from promptgym.store.lease import holder_state, lease_settings
+
+    if run.get("status") != "running" or holder_state(run, lease_settings()[1]) != "live":
+        return None
+    return dict(pid=run.get("owner_pid"), host=run.get("owner_host"), heartbeat=run.get("heartbeat"))
+
+
 # -- the run page ----------------------------------------------------------------------------------------
 def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     """Everything the run page shows, as plain data (the template only lays it out)."""
@@ -229,9 +290,12 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
                 else "pick" if cid == pick_id else "other")
 
     def train_score(cid: str) -> dict[str, Any] | None:
+        """The search's training score; for a candidate the search never scored (your prompt, under
+        methods that score only their own candidates) the score on the full training split after
+        the search, so no scored prompt is drawn as unscored."""
         rows = [r for (c, split), r in latest.items() if c == cid and split.startswith("train")
                 and split != "train-final"]
-        return max(rows, key=lambda r: (r["n"], r["id"]), default=None)
+        return max(rows, key=lambda r: (r["n"], r["id"]), default=latest.get((cid, "train-final")))
 
     table = []
     for c in cands:
@@ -255,18 +319,23 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     flip_against = chosen_id if chosen_id and chosen_id != start_id else pick_id
     flips = flipped(latest, start_id, flip_against, examples) if start_id and flip_against else []
     start_train = next((r["train"] for r in table if r["id"] == start_id), None)
+    tests = {role(cid): r["score"] for (cid, split), r in latest.items() if split == "test"}
+    binary = all(v in (0, 1) for (_, split), r in latest.items() if split == "test" for v in r["per_example"].values())
+    test_name = TEST_NAMES["mcnemar-exact" if binary else "paired-bootstrap"]
     figures: dict[str, str] = {}
     figures_note = ""
     try:
         from promptgym.report import charts
 
         if points:
-            figures["trajectory"] = charts.trajectory(points, curve, seq, start_train, batch)
+            figures["trajectory"] = charts.trajectory(points, curve, seq, start_train, batch, tests,
+                                                      bool(summary) and chosen_id in (None, start_id))
         figures["lineage"] = charts.lineage([dict(seq=r["seq"], parents=r["parents"], score=r["train"],
                                                   role=r["role"]) for r in table])
     except ImportError:
         figures_note = PLOTS_MISSING
     dp2o = _dp2o(store, run_id, summary, seq)
+    finalists_seq = [dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])]
     if dp2o and dp2o["has_choices"] and not figures_note:
         from promptgym.report import charts
 
@@ -283,7 +352,8 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
                                  next(c["prompt"] for c in cands if c["candidate_id"] == pick_id))
                     if summary and pick_id else []),
         words=result_in_words(summary) if summary else None, selection=selection,
-        finalists=[dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])],
+        headline=headline(summary, finalists_seq, test_name) if summary else None, live=_live(run),
+        finalists=finalists_seq,
         # runs stored before a race-less selection said None there recorded 0.0: not a dev score
         raced_on_dev=any(f.get("dev_n") for f in selection.get("candidates", [])),
         cost=_cost(calls, summary), flips=flips,
@@ -306,12 +376,22 @@ def write_run_report(store: Any, run_id: str, out: str | Path) -> Path:
 
 # -- the bench page --------------------------------------------------------------------------------------
 def render_bench(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[dict[str, Any]],
-                 figures: dict[str, str]) -> str:
-    """The bench's tables, best two and figures (inline SVG) as one page."""
+                 figures: dict[str, str], rows: list[dict[str, Any]] | None = None,
+                 links: dict[str, str] | None = None) -> str:
+    """The bench's tables, best two and figures (inline SVG) as one page; with ``rows`` (the
+    cells), each method's runs by seed with their run ids, linked to ``links[run_id]`` (a run
+    page next to the bench page) where there is one."""
     from promptgym.bench.report import group_key
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for rec in records:
         groups.setdefault(group_key(rec), []).append(rec)
-    return _env().get_template("bench.html").render(meta=meta, groups=groups, duels=duels, figures=figures, generated=meta["date"],
+    runs: dict[tuple, list[dict[str, Any]]] = {}
+    for row in sorted(rows or [], key=lambda r: r["seed"]):
+        runs.setdefault((*group_key(row), row["variant"]), []).append(dict(
+            seed=row["seed"], run_id=row.get("run_id"), status=row["status"],
+            link=(links or {}).get(row.get("run_id") or ""),
+            delta=(row.get("summary") or {}).get("test_delta")))
+    return _env().get_template("bench.html").render(meta=meta, groups=groups, duels=duels, figures=figures,
+                                                     generated=meta["date"], runs=runs,
                                                      failed=[(r, f) for r in records for f in r["failed"]])

@@ -13,6 +13,12 @@ def _search_scores(calls: list[dict[str, Any]], scores: list[dict[str, Any]]
     the search; final selection's calls (role ``select``) are not the search's."""
     charged = [c["created"] for c in calls if c["charged"] and not c["cached"] and c["role"] != "select"]
     search = [s for s in scores if s["split"].startswith("train") and s["split"] != "train-final"]
+    if not charged and search:
+        # a run answered wholly from the cache spent nothing: count the answers it took (cached,
+        # search only: up to the first score after the search), else every dot sits at 0 calls
+        after = min((s["created"] for s in scores if not s["split"].startswith("train") or s["split"] == "train-final"),
+                    default=float("inf"))
+        charged = [c["created"] for c in calls if c["role"] != "select" and c["created"] <= after]
     return charged, search, max((s["n"] for s in search), default=0)
 
 
