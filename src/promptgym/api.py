@@ -37,7 +37,7 @@ from promptgym.store.db import without_password
 from promptgym.store.lease import Lease, LeaseLost, Owner, lease_settings
 from promptgym.store.recorder import RunRecorder
 from promptgym.store.runs import SELECT_ROLE, RunStore
-from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout
+from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt, get_layout, with_options
 from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch, Metric
 from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
 from promptgym.tasks.task import ChoiceTask, GenerationTask, Task
@@ -155,7 +155,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              task_model: str = "embedded", optimizer_model: str = "embedded",
              layout: str = DEFAULT_LAYOUT, normalize: str = "none", scoring: str | None = None,
              params: dict[str, Any] | None = None, store_url: str | None = None,
-             cache_url: str | None = None, quiet: bool = True,
+             cache_url: str | None = None, quiet: bool = False,
              fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
              select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
              select_statistic: str = DEFAULT_STATISTIC, select_margin: float = DEFAULT_MARGIN,
@@ -167,7 +167,11 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
 
     ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
     ``promptgym.projection``) instead, without a model call and without creating a run. Before a
-    real run the same projection is printed (unless ``quiet``) and kept in its summary.
+    real run the same projection is printed and kept in its summary.
+
+    Progress goes to stderr as the CLI shows it (the projection, the parameters a method's plan cut to
+    fit the budget, a live line with an ETA that covers the held-out test, and on a machine that has
+    timed no call yet a first time estimate after the first calls); ``quiet=True`` prints nothing.
 
     Splits: seeded samples of ``dataset`` (``train_size`` default 30, ``test_size`` default 100),
     or exactly the rows of ``train_file`` (and ``dev_file``, ``test_file``: .jsonl/.csv, in the
@@ -255,7 +259,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
         return _execute(_setup(store, run_id, config, reward_obj, prepared), quiet=quiet, lease=lease)
 
 
-def resume(run_id: str, store_url: str | None = None, quiet: bool = True,
+def resume(run_id: str, store_url: str | None = None, quiet: bool = False,
            reward: Metric | Callable[[str, Example], float] | None = None) -> RunResult:
     """Continue a killed run: replay it; completed calls come from the cache, free. ``reward``:
     only for a run started with a reward object that has no spec (it is not stored).
@@ -594,9 +598,44 @@ def _check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[s
 
 
 def _initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:
+    """The start: the user's prompt (or the dataset's, or a neutral one) in the run's layout; for a
+    choice task answered by generation, with the options line added where the layout has none
+    (``chat`` becomes ``chat-options``): the model must see the label words to answer with one."""
     instruction = config["prompt"] or dataset.description or (
         NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
-    return Prompt(instruction=instruction, layout=get_layout(config["layout"]))
+    layout = get_layout(config["layout"])
+    if isinstance(task, ChoiceTask) and task.scoring == "generate":
+        layout = with_options(layout)
+    return Prompt(instruction=instruction, layout=layout)
+
+
+ANSWER_CHECK_EXAMPLES = 10  # training examples the start answers before the search (generated choices)
+ANSWER_CHECK_LEAST = 0.2  # share of those answers that must name an option, else the run stops
+
+
+def _answer_check(evaluator: Evaluator, task: Task, initial: Prompt, train: list[Example],
+                  log: Callable[[str], None]) -> dict[str, Any] | None:
+    """A choice task answered by generation: the start answers the first ``ANSWER_CHECK_EXAMPLES``
+    training examples (not charged; the search finds them in the cache) before the search, and a
+    run in which fewer than ``ANSWER_CHECK_LEAST`` of the answers name an option stops there with
+    one line, instead of spending its budget on scores of 0 (a served model that answers in free
+    text). Returns the check's record (``stats["answer_check"]``), None when there is nothing to check."""
+    if not (isinstance(task, ChoiceTask) and task.scoring == "generate") or not train:
+        return None
+    result = evaluator.run_task(task, initial, train[:ANSWER_CHECK_EXAMPLES], charge=False)
+    matched = sum(1 for p in result.predictions if p != "")
+    share = matched / len(result.predictions)
+    record = dict(examples=len(result.predictions), matched=matched, share=round(share, 3), layout=initial.layout.name)
+    if share < ANSWER_CHECK_LEAST:
+        sample = " ".join(str(getattr(result.responses[0], "text", "")).split())[:80]
+        raise PromptgymError(
+            f"the task model's answers name an option in {matched} of the first {len(result.predictions)} training "
+            f"examples (the prompt shows the options, layout {initial.layout.name}; an answer: {sample!r}): the search "
+            "would score every prompt about 0, so it was not started; use a model that follows the instruction, "
+            "score by log-probability (--scoring logprob, a backend that has it) or change the prompt (--prompt)")
+    log(f"answer check: {matched} of the first {len(result.predictions)} training answers name an option "
+        f"(layout {initial.layout.name})")
+    return record
 
 
 def _request_tokens(backend: Backend, task: Task, prompt: Prompt, example: Example) -> int:
@@ -878,6 +917,9 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         if status:
             ctx.on_step = status.on_step
         recorder.candidate(initial, [], "initial")
+        checked = _answer_check(evaluator, task, initial, splits.train, log)
+        if checked:
+            ctx.stats["answer_check"] = checked
         method_best = optimizer.run(ctx, stop=Stop.of(config.get("stop")))
         selection = None
         if plan.enabled:

@@ -43,6 +43,7 @@ from promptgym.evaluation.evaluator import Budget, Evaluator
 from promptgym.models.base import (Completion, Embedding, GenerationRequest, OnResult, OptionScores,
                                    ScoreRequest)
 from promptgym.optimizers.base import Context, Optimizer
+from promptgym.optimizers.budget import adjusted_line
 from promptgym.optimizers.stopping import Stop
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask, Task
@@ -106,6 +107,10 @@ class Projection:
     search_plan: Phase = field(default_factory=Phase)
     reserve: Phase = field(default_factory=Phase)
     calibration: dict[str, Any] | None = None  # past runs: how many, and the two ratios
+    # the method's parameters its plan changed to fit the budget (name -> {asked, used}), and
+    # {needs, budget} when even its smallest plan does not fit (``optimizers.budget.note``)
+    adjusted: dict[str, Any] = field(default_factory=dict)
+    plan_short: dict[str, Any] | None = None
 
     @property
     def charged_calls(self) -> int:
@@ -147,7 +152,8 @@ class Projection:
                     prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                     seconds=self.seconds, steps=self.steps, stopped_by=self.stopped_by, basis=dict(self.basis),
                     more_than=self.more_than, search_least=_record(self.search_least) if self.search_least else None,
-                    search_plan=_record(self.search_plan), reserve=_record(self.reserve), calibration=self.calibration)
+                    search_plan=_record(self.search_plan), reserve=_record(self.reserve), calibration=self.calibration,
+                    adjusted=self.adjusted, plan_short=self.plan_short)
 
     def lines(self) -> list[str]:
         """The projection in words, for stderr before the run."""
@@ -162,11 +168,17 @@ class Projection:
                + (f"{s.calls / self.search_plan.calls:.0%} of its plan{past}: " if c and self.search_plan.calls else "its plan: ")
                + f"{self.search_plan.calls} calls, {self.steps} step{'' if self.steps == 1 else 's'}, "
                f"ending by {'the budget' if self.stopped_by == 'budget' else self.stopped_by}"
+               + (" (a method spends what dropped or repeated proposals leave on more steps)"
+                  if self.stopped_by == "budget" else "")
                + (f" ({self.search_least.calls} if its score stops improving at once)" if self.search_least else ""),
                (f"  final selection: about {sel.calls} calls{past}, at most {self.reserve.calls} (its reserve)"
                 if c and c.get("selection") is not None else f"  final selection: at most {sel.calls} calls (its reserve)")
                if self.reserve.calls else "  final selection: off",
-               f"  held-out test: about {h.calls} calls (not charged to the budget)"]
+               f"  held-out test: about {h.calls} calls (not charged to the budget"
+               + (f"; about {_duration(h.seconds)}" if h.seconds else "") + "; --test-size sizes it)"]
+        cut = adjusted_line(dict(adjusted=self.adjusted, plan_short=self.plan_short), self.method)
+        if cut:
+            out.insert(2, f"  {cut}")
         if self.seconds is not None:
             out.append(f"  time: about {_duration(self.seconds)} ({self.basis.get('seconds', '')})")
         out.append(f"  completion tokens: {self.basis.get('completion', '')}")
@@ -240,7 +252,8 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
     return Projection(method=optimizer.name, budget=budget, search=expected, selection=selection, heldout=heldout,
                       steps=int(ctx.stats.get("steps", 0)), stopped_by=stopped_by or "done", basis=basis,
                       more_than=more_than, search_least=least if least and least.calls < search.calls else None,
-                      search_plan=search, reserve=reserved, calibration=ratios)
+                      search_plan=search, reserve=reserved, calibration=ratios,
+                      adjusted=dict(ctx.stats.get("adjusted") or {}), plan_short=ctx.stats.get("plan_short"))
 
 
 def calibration(past_runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

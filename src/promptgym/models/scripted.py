@@ -31,6 +31,7 @@ DEFAULT_REPLIES = (
 
 
 EMBEDDING_DIM = 32
+OPTIONS = re.compile(r"Answer with one of: (.+?)\.\n")  # the options line of a layout that shows them
 
 
 def _digest(*parts: object) -> int:
@@ -63,8 +64,15 @@ class ScriptedBackend:
         self.supports_embedding = embeddings
         self.calls = 0
 
-    @staticmethod
-    def _default_reply(request: GenerationRequest) -> str:
+    @classmethod
+    def _default_reply(cls, request: GenerationRequest) -> str:
+        """A canned reply; a short answer to a prompt that lists its options ("Answer with one of:
+        a, b.", a choice task scored by generation) is the option scoring would rank first."""
+        listed = OPTIONS.search(request_text(request)) if request.max_tokens <= 32 else None
+        if listed:
+            prompt = request_text(request)
+            options = [o.strip() for o in listed.group(1).split(", ") if o.strip()]
+            return max(options, key=lambda o: cls._default_logprob(prompt, o))
         return DEFAULT_REPLIES[_digest(request) % len(DEFAULT_REPLIES)]
 
     @staticmethod

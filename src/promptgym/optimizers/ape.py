@@ -112,7 +112,8 @@ class ApeOptimizer(Optimizer):
         limit = budget.planning_budget(ctx)
         affordable = limit if math.isinf(limit) else limit // per_candidate  # floor: exact, not a float product
         plan = budget.fit({"proposals": p["num_subsamples"] * p["prompts_per_subsample"]},
-                          lambda plan: plan["proposals"], affordable, [budget.lower("proposals")])
+                          lambda plan: plan["proposals"], affordable, [budget.lower("proposals")],
+                          ctx=ctx, names={"proposals": "proposals (num_subsamples x prompts_per_subsample)"})
         return plan["proposals"]
 
     def _propose(self, ctx: Context, count: int, filt: CandidateFilter) -> list[str]:

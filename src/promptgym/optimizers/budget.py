@@ -22,14 +22,19 @@ Plan = TypeVar("Plan")
 Reduction = Callable[[Plan], "Plan | None"]
 
 
-def fit(plan: Plan, cost: Callable[[Plan], float], limit: float, reductions: Sequence[Reduction]) -> Plan:
+def fit(plan: Plan, cost: Callable[[Plan], float], limit: float, reductions: Sequence[Reduction],
+        ctx: "Context | None" = None, names: dict[str, str] | None = None) -> Plan:
     """The largest plan that fits ``limit``.
 
     While ``cost(plan)`` exceeds the limit, the first of ``reductions`` that still applies is
     applied (a reduction returns a smaller plan, or None when it cannot shrink it further) and
     the search starts again from the first. When no reduction applies, the smallest plan is
     returned although it does not fit (the budget then stops the run). An unlimited budget
-    (``inf``) returns ``plan`` unchanged."""
+    (``inf``) returns ``plan`` unchanged.
+
+    With ``ctx``, what was changed is recorded (``note``): ``names`` maps a plan entry to the
+    parameter the user sets (``{"per_step": "per_step"}``); entries not named are not reported."""
+    asked = plan
     while cost(plan) > limit:
         for reduce in reductions:
             smaller = reduce(plan)
@@ -37,8 +42,38 @@ def fit(plan: Plan, cost: Callable[[Plan], float], limit: float, reductions: Seq
                 plan = smaller
                 break
         else:
-            return plan
+            break
+    if ctx is not None:
+        note(ctx, {names[k]: asked[k] for k in names or {}}, {names[k]: plan[k] for k in names or {}},  # type: ignore[index]
+             needs=None if cost(plan) <= limit else int(cost(plan)), limit=limit)
     return plan
+
+
+def note(ctx: "Context", asked: dict[str, Any], used: dict[str, Any], needs: int | None = None,
+         limit: float = math.inf) -> None:
+    """Record in ``ctx.stats`` the parameters a method's plan changed to fit the budget
+    (``adjusted``: name -> {asked, used}) and, when even its smallest plan does not fit
+    (``needs`` calls), ``plan_short`` ({needs, budget}): the runner prints both before the run and
+    the projection carries them (a setting changed in silence ran as another experiment)."""
+    changed = {k: dict(asked=asked[k], used=used[k]) for k in asked if asked[k] != used[k]}
+    if changed:
+        ctx.stats.setdefault("adjusted", {}).update(changed)
+    if needs is not None and not math.isinf(limit):
+        ctx.stats["plan_short"] = dict(needs=needs, budget=int(limit))
+
+
+def adjusted_line(stats: dict[str, Any], method: str) -> str | None:
+    """The parameters changed to fit the budget, in words (None when none was)."""
+    parts = []
+    changed = stats.get("adjusted") or {}
+    if changed:
+        parts.append(f"{method}'s plan was cut to fit the budget: "
+                     + ", ".join(f"{k} {v['asked']} -> {v['used']}" for k, v in changed.items()))
+    short = stats.get("plan_short")
+    if short:
+        parts.append(f"even {method}'s smallest plan needs about {short['needs']} calls, more than the "
+                     f"{short['budget']} the search has: the budget stops it early (raise --budget)")
+    return "; ".join(parts) or None
 
 
 def lower(key: str, floor: int | Callable[[dict[str, Any]], int] = 1,

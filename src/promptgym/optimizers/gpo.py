@@ -345,7 +345,7 @@ class GpoOptimizer(Optimizer):
             lambda s: s["eval_examples"] + s["steps"] * s["per_step"] * (1 + s["eval_examples"]),
             budget.planning_budget(ctx),
             [budget.lower("steps", lambda s: s["least"]), budget.lower("per_step", 2, steps=total),
-             fewer_examples, last_resort])
+             fewer_examples, last_resort], ctx=ctx, names={"steps": "steps", "per_step": "per_step", "eval_examples": "eval_examples"})
         steps = plan["steps"]
         warmup = max(1, math.ceil(p["warmup_fraction"] * steps)) if p["warmup"] else 0
         return dict(steps=steps, steps_default=total, per_step=plan["per_step"],

@@ -379,7 +379,8 @@ class GripsOptimizer(Optimizer):
         per_candidate = score_set + (1 if self.uses_optimizer_model else 0)
         return budget.fit({"num_iter": self.params["num_iter"], "candidates": self.params["candidates"]},
                           lambda plan: score_set + plan["num_iter"] * plan["candidates"] * per_candidate,
-                          budget.planning_budget(ctx), [budget.lower("num_iter"), budget.lower("candidates")])
+                          budget.planning_budget(ctx), [budget.lower("num_iter"), budget.lower("candidates")],
+                          ctx=ctx, names={"num_iter": "num_iter", "candidates": "candidates"})
 
 
 def paraphrase(ctx: Context, text: str, i: int) -> str | None:

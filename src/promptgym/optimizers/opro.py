@@ -182,5 +182,6 @@ class OproOptimizer(Optimizer):
         n = len(ctx.train)
         plan = budget.fit({"steps": self.params["steps"], "per_step": self.params["per_step"]},
                           lambda plan: n + plan["steps"] * plan["per_step"] * (1 + n), budget.planning_budget(ctx),
-                          [budget.lower("steps"), budget.lower("per_step")])
+                          [budget.lower("steps"), budget.lower("per_step")],
+                          ctx=ctx, names={"steps": "steps", "per_step": "per_step"})
         return plan["steps"], plan["per_step"]

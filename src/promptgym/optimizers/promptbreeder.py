@@ -186,7 +186,8 @@ class Promptbreeder(Optimizer):
                 return {"n": n - 1, "t": t}
             return {"n": n, "t": t - 1} if t > 1 else None
 
-        plan = budget.fit({"n": n0, "t": t0}, cost, budget.planning_budget(ctx), [lower_larger_share])
+        plan = budget.fit({"n": n0, "t": t0}, cost, budget.planning_budget(ctx), [lower_larger_share],
+                          ctx=ctx, names={"n": "population", "t": "generations"})
         return plan["n"], plan["t"]
 
     def setup(self, ctx: Context) -> PromptbreederState:

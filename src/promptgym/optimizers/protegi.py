@@ -391,7 +391,8 @@ class ProtegiOptimizer(Optimizer):
 
         p = budget.fit(p, least, limit, [
             budget.lower("rounds"), budget.lower("mc_samples_per_step"), budget.lower("n_gradients"),
-            budget.lower("max_expansion_factor", 2), budget.lower("minibatch_size", 8, lambda v: v // 2)])
+            budget.lower("max_expansion_factor", 2), budget.lower("minibatch_size", 8, lambda v: v // 2)],
+            ctx=ctx, names={k: k for k in ("rounds", "mc_samples_per_step", "n_gradients", "max_expansion_factor", "minibatch_size")})
         if math.isinf(limit):
             p["allowance"] = default_allowance
         else:  # what is left after the expansion, per round (the last resort: all of it, maybe 0)

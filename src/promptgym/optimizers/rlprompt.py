@@ -336,7 +336,8 @@ class RlPromptOptimizer(Optimizer):
         limit = budget.planning_budget(ctx)
         plan = budget.fit({"prompts": p["prompts_per_step"], "batch": min(p["batch_size"], len(ctx.train))},
                           lambda plan: plan["prompts"] * plan["batch"] + len(examples), limit,
-                          [budget.lower("batch"), budget.lower("prompts", floor=2)])
+                          [budget.lower("batch"), budget.lower("prompts", floor=2)],
+                          ctx=ctx, names={"prompts": "prompts_per_step", "batch": "batch_size"})
         policy = init_policy(ctx.rng, p["prompt_length"], len(vocab), p["hidden_size"])
         state = RlPromptState(vocab=vocab, policy=policy, target={k: v.copy() for k, v in policy.items()},
                               adam=Adam(p["learning_rate"]), prompts=plan["prompts"], batch=plan["batch"],

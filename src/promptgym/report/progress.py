@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 PLAIN_EVERY = 5.0  # seconds between two plain lines at least
+FIRST_ESTIMATE_CALLS = 8  # model calls timed before a first time estimate, when the projection has none
 
 
 class RunStatus:
@@ -36,6 +37,8 @@ class RunStatus:
         self.tokens = self.cached = 0
         self.started = clock()
         self._printed_at: float | None = None
+        self.made = 0  # model calls made (not from the cache), charged or not
+        self.first_estimate: float | None = None  # seconds still to go, said once after the first calls
         columns = [TextColumn("{task.description}", markup=False), BarColumn(bar_width=20), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn()]
         self.progress = Progress(*columns, console=Console(file=stream), transient=False, disable=not live)
@@ -50,8 +53,29 @@ class RunStatus:
         else:
             self.charged += charged
             self.tokens += tokens
+            self.made += 1
             self.progress.advance(self.bar)
+            if self.made == FIRST_ESTIMATE_CALLS:
+                self._estimate()
         self.progress.update(self.bar, description=self.describe())
+
+    def _estimate(self) -> None:
+        """A fresh machine (no timed calls: the projection has no time): once the first
+        ``FIRST_ESTIMATE_CALLS`` calls are made, the time the run's other projected calls (search,
+        final selection and the held-out test) take at their pace, said once."""
+        if not self.projection or self.projection.get("seconds") is not None:
+            return
+        spent = self.clock() - self.started
+        left = max(int(self.projection["calls"]) - self.made, 0)
+        self.first_estimate = left * spent / self.made
+        heldout = (self.projection.get("heldout") or {}).get("calls") or 0
+        line = (f"promptgym: time: about {_duration(self.first_estimate)} to go, a first estimate from the first "
+                f"{self.made} calls ({spent / self.made:.2f} s each) for the {left} projected still "
+                f"(the held-out test's {heldout} included)")
+        if self.live:
+            self.progress.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def on_step(self, steps: int, best: float | None) -> None:
         """The Context's hook: the method finished step ``steps``; ``best`` is its best score so far."""
@@ -98,6 +122,12 @@ def run_status(quiet: bool, budget: int | None, spent: int, projection: dict[str
     status = RunStatus(budget, spent, projection, stream, live=stream.isatty())
     with status.progress:
         yield status
+
+
+def _duration(seconds: float) -> str:
+    from promptgym.projection import _duration as duration
+
+    return duration(seconds)
 
 
 def _k(n: int) -> str:

@@ -138,6 +138,33 @@ class Prompt:
         return Rendered(messages=tuple(messages), text=None, answer_prefix=layout.answer_prefix)
 
 
+OPTIONS_LINE = "Answer with one of: {{ options | join(', ') }}."
+
+
+def shows_options(layout: Layout) -> bool:
+    """Whether the layout puts the options (the label words) into the prompt."""
+    return "options" in layout.user or "options" in (layout.system or "")
+
+
+def with_options(layout: Layout) -> Layout:
+    """``layout`` with the options line after the instruction (``chat`` becomes ``chat-options``;
+    another gets it under its name plus ``-options``). A choice task answered by generation needs
+    it: the model must see the label words to answer with one (a layout that shows them already is
+    returned as it is)."""
+    if shows_options(layout):
+        return layout
+    part = "system" if layout.system is not None and "{{ instruction }}" in layout.system else "user"
+    text = getattr(layout, part)
+    if "{{ instruction }}" not in text:  # a layout of one's own without the instruction: options first
+        changed = replace(layout, **{part: OPTIONS_LINE + "\n" + text})
+    else:
+        changed = replace(layout, **{part: text.replace("{{ instruction }}", "{{ instruction }}\n" + OPTIONS_LINE, 1)})
+    for named in LAYOUTS.values():
+        if replace(changed, name=named.name) == named:
+            return named
+    return replace(changed, name=f"{layout.name}-options")
+
+
 def get_layout(name: str) -> Layout:
     try:
         return LAYOUTS[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Union
 
 import numpy as np
@@ -10,7 +11,7 @@ from promptgym.data.dataset import Dataset, Example
 from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
 from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
 from promptgym.tasks.parsing import match_option
-from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.prompt import Prompt, shows_options, with_options
 
 Request = Union[ScoreRequest, GenerationRequest]
 Response = Union[OptionScores, Completion]
@@ -43,7 +44,9 @@ class ChoiceTask(Task):
     divides each option's log-probability by its token count (length normalisation), which matters
     when label words tokenise to different lengths. Options keep the example's order.
     ``scoring='generate'`` instead generates an answer and matches it to an option (for backends
-    without log-probabilities).
+    without log-probabilities); the prompt then always shows the options (``with_options``: a
+    layout without them, e.g. one a method switched to, gets the options line), since a model that
+    never sees the label words answers in free text that matches none of them.
     """
 
     def __init__(self, normalize: str = "none", scoring: str = "logprob", max_tokens: int = 16):
@@ -62,6 +65,8 @@ class ChoiceTask(Task):
 
     def request(self, prompt: Prompt, example: Example) -> Request:
         words = self._words(prompt, example)
+        if self.scoring == "generate" and not shows_options(prompt.layout):
+            prompt = replace(prompt, layout=with_options(prompt.layout))
         rendered = prompt.render(example.input, options=words)
         if self.scoring == "generate":
             return GenerationRequest(messages=rendered.messages, text=rendered.text,
