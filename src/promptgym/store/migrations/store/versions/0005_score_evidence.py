@@ -9,6 +9,8 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
+from promptgym.store.migrations import has_column
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -16,8 +18,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("scores", sa.Column("probability", sa.Text, nullable=True))
-    op.add_column("scores", sa.Column("margin", sa.Text, nullable=True))
+    # A store made before Alembic is stamped at its first revision and upgraded from there, though
+    # its tables were created from today's metadata (columns of later revisions included).
+    for name in ("probability", "margin"):
+        if not has_column("scores", name):
+            op.add_column("scores", sa.Column(name, sa.Text, nullable=True))
 
 
 def downgrade() -> None:
