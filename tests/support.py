@@ -140,11 +140,11 @@ class Recording(Recorder):
 REVIEW_LABELS = ("positive", "negative", "neutral", "ambivalent")
 
 
-def write_reviews(folder, n: int) -> str:
+def write_reviews(folder, n: int, name: str = "reviews.jsonl") -> str:
     """A JSONL file of ``n`` labelled hotel reviews (labels in turn) in ``folder``; its path."""
     import json
 
-    path = folder / "reviews.jsonl"
+    path = folder / name
     path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {REVIEW_LABELS[i % 4]}.",
                                         "target": REVIEW_LABELS[i % 4]}) + "\n" for i in range(n)))
     return str(path)
@@ -237,3 +237,17 @@ def noisy_scripted(monkeypatch) -> None:
         return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
 
     monkeypatch.setattr(api, "make_backend", lambda spec: ScriptedBackend(option_logprob=logprob))
+
+
+def one_line_data_error(spec: str, **fields) -> str:
+    """The DataError ``load_dataset(spec, **fields)`` raises, checked to be one line."""
+    import pytest
+
+    from promptgym.data.loaders import load_dataset
+    from promptgym.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, **fields)
+    message = str(info.value)
+    assert "\n" not in message
+    return message

@@ -14,8 +14,8 @@ from rich.console import Console
 
 from promptgym.cli import main
 from promptgym.report import tables
+from support import write_reviews
 
-LABELS = ("positive", "negative", "neutral", "ambivalent")
 SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
 LONG_PROMPT = ("Read the hotel review below carefully, weigh what the guest praises against what the guest "
                "complains about, and then choose the single label that fits the review best.")
@@ -23,10 +23,7 @@ LONG_PROMPT = ("Read the hotel review below carefully, weigh what the guest prai
 
 @pytest.fixture
 def dataset(tmp_path) -> str:
-    path = tmp_path / "a-rather-long-dataset-name-for-the-reviews.jsonl"
-    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
-                                        "target": LABELS[i % 4]}) + "\n" for i in range(40)))
-    return str(path)
+    return write_reviews(tmp_path, 40, name="a-rather-long-dataset-name-for-the-reviews.jsonl")
 
 
 def _optimize(dataset: str, *extra: str) -> dict:

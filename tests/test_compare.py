@@ -13,17 +13,14 @@ from promptgym.cli import main
 from promptgym.evaluation import stats
 from promptgym.paths import default_store_url
 from promptgym.store.runs import RunStore
+from support import write_reviews
 
 SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
-LABELS = ("positive", "negative", "neutral", "ambivalent")
 
 
 @pytest.fixture
 def dataset(tmp_path) -> str:
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
-                                        "target": LABELS[i % 4]}) + "\n" for i in range(60)))
-    return str(path)
+    return write_reviews(tmp_path, 60)
 
 
 def _run(dataset: str, *extra: str) -> dict:

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 import promptgym
 from promptgym.cli import main
 from promptgym.data.loaders import load_dataset
-from promptgym.errors import DataError
 from promptgym.store.runs import RunStore
 
 from hub_server import COMMIT, HubServer
+from support import one_line_data_error
 
 SRC = str(Path(promptgym.__file__).resolve().parents[1])  # the promptgym these tests import
 MOODS = ["negative", "neutral", "positive"]
@@ -32,12 +32,7 @@ def hf():
     return pytest.importorskip("datasets", reason="needs the hf extra: pip install 'promptgym[hf]'")
 
 
-def _error(spec: str, **fields) -> str:
-    with pytest.raises(DataError) as info:
-        load_dataset(spec, **fields)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+_error = one_line_data_error
 
 
 def _features(hf, **extra):

@@ -10,6 +10,7 @@ import pytest
 from promptgym.data.dataset import Dataset, Example, split_dataset
 from promptgym.data.loaders import load_dataset
 from promptgym.errors import DataError
+from support import one_line_data_error
 
 
 def _jsonl(path: Path, rows: list) -> str:
@@ -22,12 +23,7 @@ def _write(path: Path, text: str) -> str:
     return str(path)
 
 
-def _error(spec: str, **kwargs) -> str:
-    with pytest.raises(DataError) as info:
-        load_dataset(spec, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+_error = one_line_data_error
 
 
 # -- JSONL ------------------------------------------------------------------------------------------
