@@ -27,11 +27,12 @@ from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
 from promptgym.evaluation.selection import (DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, Selection,
                                             SelectionPlan, detectable, plan_selection, race)
 from promptgym.models.base import Backend
-from promptgym.models.factory import make_backend, redact_spec
+from promptgym.models.factory import make_backend
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
 from promptgym.projection import Projection, project, token_counter
+from promptgym.secrets import redact_spec
 from promptgym.report.progress import run_status
 from promptgym.store.db import without_password
 from promptgym.store.lease import Lease, LeaseLost, Owner, lease_settings

@@ -85,9 +85,9 @@ from typing import Any, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from promptgym.errors import PromptgymError
-from promptgym.models.factory import REDACTED, redact_url, remember_secret, scrub
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
+from promptgym.secrets import REDACTED, redact_url, remember_secret, scrub
 
 OPENAI_URL = "https://api.openai.com/v1"
 EMBED_BATCH = 32
