@@ -37,7 +37,7 @@ from typing import NoReturn
 from promptgym.data.dataset import Dataset, Example
 from promptgym.data.download import DownloadError, downloads_allowed, fetch, write_atomic
 from promptgym.data.download import no_download  # noqa: F401  (re-exported: it was defined here)
-from promptgym.data.loaders import check_choices, check_text
+from promptgym.data.rows import check_choices, check_text
 from promptgym.errors import DataError
 from promptgym.paths import downloads_dir
 from promptgym.secrets import redact_url
