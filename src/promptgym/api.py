@@ -28,6 +28,7 @@ from promptgym.evaluation.selection import (DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MA
                                             SelectionPlan, detectable, plan_selection, race)
 from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend
+from promptgym.models.ray_fanout import fanned_out
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
@@ -482,28 +483,7 @@ def _cache_url(config: dict[str, Any]) -> str:
 
 def _backend(spec: str) -> Backend:
     live = _LIVE_SPECS.get(spec, spec)
-    return _fanned_out(live, make_backend(live))
-
-
-def _fanned_out(spec: str, backend: Backend) -> Backend:
-    """An HTTP model's batches spread over Ray tasks, when ``PROMPTGYM_RAY_FANOUT`` (a chunk size)
-    is set and this process is part of a Ray job (a cell on ``--executor ray``); else ``backend``."""
-    import os
-
-    chunk = os.environ.get("PROMPTGYM_RAY_FANOUT", "").strip()
-    if not chunk or not spec.startswith("openai:") or "ray" not in sys.modules:
-        return backend
-    import ray
-
-    if not ray.is_initialized():
-        return backend
-    from promptgym.models.ray_fanout import RayFanOut
-
-    try:
-        size = int(chunk)
-    except ValueError:
-        raise PromptgymError(f"PROMPTGYM_RAY_FANOUT must be a chunk size, a whole number (got {chunk!r})") from None
-    return RayFanOut(spec, backend, chunk=size)
+    return fanned_out(live, make_backend(live))
 
 
 @dataclass

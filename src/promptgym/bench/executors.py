@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from promptgym.errors import PromptgymError
+from promptgym.models.ray_fanout import import_ray
 
 if TYPE_CHECKING:
     from promptgym.bench.grid import BenchDir, Cell, Settings
 
 EXECUTORS = ("in-process", "ray")
-RAY_MISSING = "--executor ray needs Ray: pip install 'promptgym[ray]'"
 
 
 class Executor(Protocol):
@@ -127,14 +127,6 @@ def check_reachable(address: str | None) -> None:
     except OSError as exc:
         raise PromptgymError(f"ray cluster {address}: nothing answers there ({exc.strerror or exc}); "
                              "start one with `ray start --head` or check the address") from None
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise PromptgymError(RAY_MISSING) from None
-    return ray
 
 
 def make_executor(name: str = "in-process", address: str | None = None) -> Executor:
