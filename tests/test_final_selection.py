@@ -88,9 +88,8 @@ def test_a_dev_split_the_budget_cannot_pay_for_is_a_one_line_error(dataset):
 
 # -- soft evidence, the chance of better and the detectable gain -------------------------------------------
 
-def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
-    s = _run(dataset).summary
+def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset):
+    s = _run(dataset, backends=noisy_scripted()).summary
     assert s["kept_start"] and s["test_share_better"] is None  # your prompt back: nothing to compare
     d = s["detectable"]
     assert d["test"] == "mcnemar-exact" and d["dev_size"] == 25 and 0 < d["discordance"] <= 1
@@ -102,17 +101,15 @@ def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monk
     assert json.loads(json.dumps(s.to_dict(full=False)))["detectable"] == d
 
 
-def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
+def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset):
     for seed, sign in ((2, 1), (1, -1)):  # unguarded: the method's pick, better and worse on test
-        s = _run(dataset, method="grips", seed=seed, select_k=0).summary
+        s = _run(dataset, method="grips", seed=seed, select_k=0, backends=noisy_scripted()).summary
         assert s["best_prompt"] != s["initial_prompt"] and s["detectable"] is None
         assert s["test_delta"] * sign > 0 and (s["test_share_better"] - 0.5) * sign > 0.15
 
 
-def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
-    result = _run(dataset, select_statistic="probability", select_margin=0.05)
+def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset):
+    result = _run(dataset, select_statistic="probability", select_margin=0.05, backends=noisy_scripted())
     record = result.summary["selection"]
     assert record["statistic"] == "probability" and record["margin"] == 0.05
     assert record["p_value"] is not None and record["p_accuracy"] is not None

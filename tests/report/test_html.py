@@ -198,13 +198,12 @@ def test_a_bigbench_run_never_downloads_for_its_page(tmp_path, monkeypatch):
     assert examples or "not on this machine" in note
 
 
-def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_path, monkeypatch):
+def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_path):
     from support import noisy_scripted, write_reviews
 
-    noisy_scripted(monkeypatch)  # prompts that disagree: a kept start has a gain it could have missed
     data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
     common = dict(budget=200, train_size=10, test_size=20, task_model="scripted", optimizer_model="scripted",
-                  store_url=url)
+                  store_url=url, backends=noisy_scripted())  # prompts that disagree: a kept start may miss a gain
     kept = api.optimize(data, method="opro", seed=0, **common).summary
     assert kept["kept_start"]
     page = render_run(run_page_data(RunStore(url), kept["run_id"]))
