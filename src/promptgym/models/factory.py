@@ -8,6 +8,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from promptgym.errors import PromptgymError
 from promptgym.models.base import Backend
+from promptgym.models.llama_cpp_backend import LlamaCppBackend, embedded_model_path
+from promptgym.models.openai_backend import OpenAIBackend
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.secrets import REDACTED, redact_spec
 
 _EMBEDDED: dict[str, Backend] = {}
@@ -20,15 +23,11 @@ def make_backend(spec: str) -> Backend:
     """One in-process llama.cpp model per file, shared by the task and optimizer roles."""
     spec = spec.strip()
     if spec in ("embedded", "smollm2", "") or spec.startswith("gguf:"):
-        from promptgym.models.llama_cpp_backend import LlamaCppBackend
-
         path = spec[5:] if spec.startswith("gguf:") else ""
         if path not in _EMBEDDED:
             _EMBEDDED[path] = LlamaCppBackend(model_path=path or None)
         return _EMBEDDED[path]
     if spec in PACKAGED:
-        from promptgym.models.llama_cpp_backend import LlamaCppBackend, embedded_model_path
-
         package, extra = PACKAGED[spec]
         if spec not in _EMBEDDED:
             path = embedded_model_path(package, what=f"model '{spec}'",
@@ -36,12 +35,8 @@ def make_backend(spec: str) -> Backend:
             _EMBEDDED[spec] = LlamaCppBackend(model_path=path)
         return _EMBEDDED[spec]
     if spec == "scripted":  # deterministic stand-in for unit tests of optimizer logic only
-        from promptgym.models.scripted import ScriptedBackend
-
         return ScriptedBackend()
     if spec.startswith("openai:"):
-        from promptgym.models.openai_backend import OpenAIBackend
-
         model, _, base_urls = spec[len("openai:"):].partition("@")
         urls = []
         for base_url in base_urls.split(","):  # a pool: URL,URL,... (each may end in #LIMIT)
