@@ -180,10 +180,11 @@ class BenchDir:
                 theirs = json.loads(manifest.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise PromptgymError(f"{manifest}: unreadable ({exc})") from None
-            differ = [k for k in SETTING_KEYS if theirs.get(k, SETTING_DEFAULTS.get(k)) != mine[k]]
+            theirs = {k: theirs.get(k, SETTING_DEFAULTS.get(k)) for k in SETTING_KEYS}
+            differ = [k for k in SETTING_KEYS if theirs[k] != mine[k]]
             if differ:
                 raise PromptgymError(
-                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs.get(k)!r}' for k in differ)}); "
+                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs[k]!r}' for k in differ)}); "
                     "use those or another --out")
             return
         (self.work / "caches").mkdir(parents=True, exist_ok=True)
