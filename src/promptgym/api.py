@@ -65,6 +65,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
              select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
              select_statistic: str = DEFAULT_STATISTIC, select_margin: float = DEFAULT_MARGIN,
+             select_sequential: bool = False,
              reward: str | Metric | Callable[[str, Example], float] | None = None,
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
@@ -93,6 +94,9 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     or for a choice task scored by log-probability the right option's ``"probability"`` or its
     ``"margin"`` over the best wrong option (a signed-rank test, and the winner's dev accuracy may
     not be below the start's by more than ``select_margin``); see docs/selection.md.
+    ``select_sequential=True`` races on dev drawn while the race is undecided, from the examples in
+    neither train nor test, and stops as soon as an anytime-valid test decides, within the same
+    reserve (``selection.race_sequential``).
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised.
@@ -141,7 +145,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   scoring=scoring, params=params or {}, fields=fields or {},
                   cache_url=remember_cache_url(cache_url) if cache_url else None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
-                  select_statistic=select_statistic, select_margin=select_margin)
+                  select_statistic=select_statistic, select_margin=select_margin,
+                  **({"select_sequential": True} if select_sequential else {}))
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:

@@ -12,7 +12,8 @@ from typing import Any
 from promptgym.errors import PromptgymError
 
 SETTING_KEYS = ("budget", "train_size", "dev_size", "test_size", "select_k", "select_level",
-                "optimizer_model", "split_files")
+                "optimizer_model", "split_files", "select_sequential")
+SETTING_DEFAULTS = {"select_sequential": False}  # settings added later: what a bench.json without them meant
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Settings:
     select_level: float
     optimizer_model: str
     split_files: dict[str, str] | None = None  # {"train": PATH, "dev": PATH, "test": PATH}
+    select_sequential: bool = False
 
 
 class BenchDir:
@@ -80,10 +82,11 @@ class BenchDir:
                 theirs = json.loads(manifest.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise PromptgymError(f"{manifest}: unreadable ({exc})") from None
-            differ = [k for k in SETTING_KEYS if theirs.get(k) != mine[k]]
+            theirs = {k: theirs.get(k, SETTING_DEFAULTS.get(k)) for k in SETTING_KEYS}
+            differ = [k for k in SETTING_KEYS if theirs[k] != mine[k]]
             if differ:
                 raise PromptgymError(
-                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs.get(k)!r}' for k in differ)}); "
+                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs[k]!r}' for k in differ)}); "
                     "use those or another --out")
             return
         (self.work / "caches").mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPl
                               config["dev_size"], config.get("select_k", 0),
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
-                              config.get("select_margin", DEFAULT_MARGIN))
+                              config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False))
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
 

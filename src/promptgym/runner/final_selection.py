@@ -1,5 +1,5 @@
 """Final selection: the method's best candidates race the starting prompt on the dev split
-(``evaluation.selection.race``), charged to the run's budget under the ledger role ``select``; the
+(``evaluation.selection.run_race``: the fixed race, or the sequential one), charged to the run's budget under the ledger role ``select``; the
 start is kept unless a finalist beats it. Each finalist's dev scores are stored as one row."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from promptgym.data.dataset import Example
 from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
-from promptgym.evaluation.selection import Selection, race
+from promptgym.evaluation.selection import Selection, run_race
 from promptgym.runner.progress import RunStatus
 from promptgym.runner.search import Ledger, Search
 from promptgym.runner.setup import Setup
@@ -41,8 +41,8 @@ def select(setup: Setup, store: RunStore, run_id: str, found: Search, recorder: 
     finalists = list({p.id: p for p in [found.method_best, *setup.optimizer.ranking(found.ctx)]
                       if p.id != initial.id}.values())[:plan.k]  # the method's best first
     raced: dict[str, list[EvalResult]] = {}
-    selection = race(initial, finalists, setup.splits.dev, race_scorer(selector, setup.task, raced),
-                     level=plan.level, seed=setup.config["seed"], statistic=plan.statistic, margin=plan.margin)
+    selection = run_race(plan, initial, finalists, setup.splits.dev, race_scorer(selector, setup.task, raced),
+                         seed=setup.config["seed"])
     for rounds in raced.values():  # one row per finalist: every dev example it was scored on
         recorder.score(rounds[0].prompt, SELECT_ROLE, joined(rounds))
     return Choice(selection.chosen, selection)

@@ -52,8 +52,10 @@ def ledger_of(store: RunStore, run_id: str, lease: Lease | None) -> Ledger:
 
 def method_dev(setup: Setup) -> list[Example]:
     """The dev split is final selection's, unless the method selects on a dev set itself (or the
-    user asked for a dev split with selection off, as before final selection existed)."""
-    return setup.splits.dev if setup.optimizer.searches_on_dev or not setup.plan.enabled else []
+    user asked for a dev split with selection off, as before final selection existed); a method
+    sees at most its first ``plan.dev_size`` examples (the rest is the sequential race's pool)."""
+    plan = setup.plan
+    return setup.splits.dev[:plan.dev_size] if setup.optimizer.searches_on_dev or not plan.enabled else []
 
 
 def search(setup: Setup, store: RunStore, run_id: str, recorder: RunRecorder, ledger: Ledger,
@@ -66,7 +68,7 @@ def search(setup: Setup, store: RunStore, run_id: str, recorder: RunRecorder, le
     evaluator = Evaluator(setup.task_backend, setup.optimizer_backend, setup.cache, budget, ledger=ledger,
                           on_call=status.on_call if status else None, origin=run_id, recorded=recorded)
     dev = method_dev(setup)
-    unseen = [e.id for e in splits.test] + [e.id for e in splits.dev if not dev]
+    unseen = [e.id for e in splits.test] + [e.id for e in splits.dev[len(dev):]]
     ctx = Context(task=setup.task, evaluator=evaluator, train=splits.train, dev=dev, initial=setup.initial,
                   seed=config["seed"], recorder=recorder, forbidden_ids=frozenset(unseen), log=log)
     if status:

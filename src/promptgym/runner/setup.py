@@ -90,11 +90,13 @@ def ready(setup: Setup) -> None:
 
 
 def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> Splits:
-    """Exact splits (the stored rows are train, dev, test in order), else seeded samples."""
+    """Exact splits (the stored rows are train, dev, test in order), else seeded samples (dev then
+    holds the sequential race's pool beyond its first ``plan.dev_size`` examples)."""
     if config.get("split_files"):
         rows, n_train, n_dev = dataset.examples, config["train_size"], config["dev_size"]
         return Splits(train=rows[:n_train], dev=rows[n_train:n_train + n_dev], test=rows[n_train + n_dev:])
-    return split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
+    return split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"],
+                         dev_rest=plan.pool_size - plan.dev_size)
 
 
 def task_of(config: dict[str, Any], dataset: Dataset, scoring: str, reward: Metric | None = None) -> Task:

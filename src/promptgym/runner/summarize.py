@@ -39,7 +39,7 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         train_size=len(splits.train), test_size=len(splits.test), task_model=setup.task_backend.identity,
         optimizer_model=setup.optimizer_backend.identity, candidates=len(store.candidates(run_id)),
         stats=found.ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict(),
-        dev_size=len(splits.dev), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
+        dev_size=sel.get("dev_size", len(splits.dev)), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
         kept_start=sel.get("kept_start"),
         selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
         method_best_prompt=method_best.instruction,
