@@ -28,7 +28,7 @@ from promptgym.evaluation.selection import (DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MA
                                             SelectionPlan, detectable, plan_selection, race)
 from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend, redact_spec
-from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
+from promptgym.optimizers import Context, Optimizer, get_method, method_summaries
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
 from promptgym.projection import Projection, project, token_counter
@@ -431,8 +431,9 @@ def _scoring_used(store: RunStore, run_id: str) -> str:
 
 
 def methods() -> dict[str, str]:
-    """The registered methods, name -> one-line summary."""
-    return {name: REGISTRY[name].summary for name in sorted(REGISTRY)}
+    """The methods, built-in and from installed packages (``promptgym.methods`` entry points), name ->
+    one-line summary."""
+    return method_summaries()
 
 
 def method_parameters(method: str) -> list[dict[str, str]]:

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from promptgym.models.scripted import ScriptedBackend, _digest, request_text
-from promptgym.optimizers.base import Recorder, get_method
+from promptgym.optimizers import get_method
+from promptgym.optimizers.base import Recorder
 from promptgym.optimizers.promptbreeder import (MUTATION_PROMPTS, OPERATORS, THINKING_STYLES, Promptbreeder,
                                                 PromptbreederState, Unit)
 from promptgym.tasks.prompt import Prompt

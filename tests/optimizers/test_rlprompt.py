@@ -14,7 +14,7 @@ from promptgym.evaluation.evaluator import EvalResult
 from promptgym.models.base import Completion, OptionScores
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers import rlprompt
-from promptgym.optimizers.base import get_method
+from promptgym.optimizers import get_method
 from promptgym.optimizers.rlprompt import (GENERAL_WORDS, RlPromptOptimizer, build_vocabulary, forward,
                                            init_policy, piecewise_gap, prompt_reward, sql_loss, stabilise)
 from promptgym.tasks.prompt import Prompt

@@ -118,14 +118,14 @@ def split_models(text: str) -> list[str]:
 
 
 def parse_variants(spec: str | Iterable[str]) -> list[Variant]:
-    """``all`` (every registered method at its defaults) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
+    """``all`` (every method at its defaults, installed packages' too) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
     items; values are read as JSON when they parse. Unknown methods and parameters fail here, in
     one line, before any cell runs."""
-    from promptgym.optimizers import REGISTRY, get_method
+    from promptgym.optimizers import get_method, method_names
 
     items = split_list(spec) if isinstance(spec, str) else list(spec)
     if items == ["all"]:
-        return [Variant(name, name) for name in REGISTRY]
+        return [Variant(name, name) for name in method_names()]
     out = []
     for item in items:
         method, bracket, rest = item.partition("[")

@@ -287,20 +287,15 @@ class Optimizer:
         return self.result(ctx, ctx.state)
 
 
-REGISTRY: dict[str, type[Optimizer]] = {}
+REGISTRY: dict[str, type[Optimizer]] = {}  # name -> method; ``registry`` adds the installed packages'
 
 
 def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: make a method known by its ``name`` (which must be free)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a name")
+    taken = REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"method name '{cls.name}' is taken by {taken.__module__}.{taken.__qualname__}")
     REGISTRY[cls.name] = cls
     return cls
-
-
-def get_method(name: str) -> type[Optimizer]:
-    from promptgym import optimizers  # noqa: F401  (registers the built-in methods)
-
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise PromptgymError(f"unknown method '{name}' (known: {', '.join(sorted(REGISTRY))})") from None
