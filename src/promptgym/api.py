@@ -584,7 +584,7 @@ def _check_chat(task_backend: Backend, config: dict[str, Any]) -> None:
     model = config["task_model"]
     if get_layout(config["layout"]).chat:
         raise PromptgymError(f"task model '{model}' has no chat template (a base model): use --layout plain")
-    if getattr(get_method(config["method"])(**config["params"]), "edits_layout", False):
+    if get_method(config["method"])(**config["params"]).edits_layout:
         raise PromptgymError(f"task model '{model}' has no chat template (a base model), and {config['method']}'s "
                              "format edits switch to chat layouts: pass --param format_edits=false")
 
@@ -592,7 +592,7 @@ def _check_chat(task_backend: Backend, config: dict[str, Any]) -> None:
 def _check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[str, Any]) -> None:
     """Methods write prompts by chatting with the optimizer model: a model without a chat template
     cannot (one line before any call; GRIPS without ``sub`` edits never asks it)."""
-    if not getattr(backend, "chat_template", True) and getattr(optimizer, "uses_optimizer_model", True):
+    if not getattr(backend, "chat_template", True) and optimizer.uses_optimizer_model:
         raise PromptgymError(f"optimizer model '{config['optimizer_model']}' has no chat template (a base model), "
                              "so it cannot write prompts as an optimizer model: choose a chat model "
                              "(e.g. --optimizer-model embedded)")
@@ -930,7 +930,7 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
                                  Budget(config["budget"], spent=store.charged_calls(run_id)),
                                  ledger=lambda rows: ledger(rows, SELECT_ROLE),
                                  on_call=on_call, origin=run_id, recorded=recorded)
-            finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx)]
+            finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx, ctx.state)]
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first
             raced: dict[str, list[EvalResult]] = {}
             selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, raced),

@@ -224,6 +224,6 @@ def test_final_selection_ranks_grips_candidates_by_its_own_score(scripted_contex
     ctx = scripted_context(budget=400)
     method = GripsOptimizer(edits="del,swap")
     best = method.run(ctx)
-    ranking = method.ranking(ctx)
+    ranking = method.ranking(ctx, ctx.state)
     assert ranking == list(reversed(ctx.state.accepted))
     assert not ranking or ranking[0].id == best.id  # the latest accepted prompt is the answer

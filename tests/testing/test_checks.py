@@ -5,16 +5,17 @@ searches on the scripted model (a deterministic stand-in, not a language model).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from promptgym.optimizers import Context, Optimizer
 from promptgym.optimizers.base import State
 from promptgym.optimizers.params import Param
-from promptgym.tasks.prompt import Prompt
-from promptgym.testing import (ConformanceError, check_budget, check_deterministic, check_hash_seed, check_lineage,
-                               check_method, check_no_test_leak, check_resume, check_runs_twice_alike)
+from promptgym.tasks.prompt import LAYOUTS, Prompt
+from promptgym.testing import (ConformanceError, check_budget, check_capabilities, check_deterministic,
+                               check_hash_seed, check_lineage, check_method, check_no_test_leak, check_resume,
+                               check_runs_twice_alike)
 
 WORDS = ("Classify the review.", "Label the sentiment.", "Decide the feeling of the text.",
          "Say whether the review is positive.", "Tag the opinion.")
@@ -114,6 +115,19 @@ class SwallowsBudget(Honest):
         state.finished = "budget"
 
 
+class SaysItNeedsNoOptimizerModel(Honest):
+    name = "no-optimizer"
+    uses_optimizer_model = False  # yet it asks for rewrites
+
+
+class SwitchesLayoutsSilently(Honest):
+    name = "layouts"  # edits_layout stays False
+
+    def record(self, ctx: Context, prompt: Prompt) -> Prompt:
+        other = next(layout for name, layout in LAYOUTS.items() if name != ctx.initial.layout.name)
+        return ctx.add(replace(prompt, layout=other), [ctx.initial], "layouts:switch")
+
+
 def test_a_method_that_keeps_the_contract_passes_every_check(tmp_path):
     check_method(Honest, tmp_path)
 
@@ -124,6 +138,8 @@ def test_a_method_that_keeps_the_contract_passes_every_check(tmp_path):
     (ReadsTheMeter, check_resume, "other requests than the whole run"),
     (KeepsStateOnItself, check_runs_twice_alike, "a second run of the same instance went differently"),
     (HashOrdered, check_hash_seed, "depend on PYTHONHASHSEED"),
+    (SaysItNeedsNoOptimizerModel, check_capabilities, "uses_optimizer_model = False, yet asked the optimizer model"),
+    (SwitchesLayoutsSilently, check_capabilities, "edits_layout = False, yet recorded candidates with layouts"),
 ], ids=lambda v: getattr(v, "name", "") if isinstance(v, type) else "")
 def test_a_broken_rule_fails_its_check_by_name(method, check, rule, tmp_path):
     with pytest.raises(ConformanceError, match=rule) as err:

@@ -12,7 +12,7 @@ Needs pytest for ``MethodConformance`` (``pip install 'promptgym[testing]'``).
 """
 
 from promptgym.testing.checks import (BUDGETS, ConformanceError, LineageRecorder, check_bad_parameters,
-                                      check_budget, check_deterministic, check_hash_seed, check_lineage,
+                                      check_budget, check_capabilities, check_deterministic, check_hash_seed, check_lineage,
                                       check_method, check_no_test_leak, check_rehearsal, check_result_renders,
                                       check_resume, check_runs_to_its_end, check_runs_twice_alike, check_stoppers,
                                       fingerprint)
@@ -21,7 +21,7 @@ from promptgym.testing.scripted import (LABELS, ConformanceBackend, RecordingBac
 from promptgym.testing.suite import MethodConformance
 
 __all__ = ["BUDGETS", "ConformanceBackend", "ConformanceError", "LABELS", "LineageRecorder", "MethodConformance",
-           "RecordingBackend", "check_bad_parameters", "check_budget", "check_deterministic", "check_hash_seed",
-           "check_lineage", "check_method", "check_no_test_leak", "check_rehearsal", "check_result_renders",
+           "RecordingBackend", "check_bad_parameters", "check_budget", "check_capabilities", "check_deterministic",
+           "check_hash_seed", "check_lineage", "check_method", "check_no_test_leak", "check_rehearsal", "check_result_renders",
            "check_resume", "check_runs_to_its_end", "check_runs_twice_alike", "check_stoppers", "fingerprint",
            "heldout_examples", "make_context", "make_examples", "scripted_logprob", "scripted_reply"]

@@ -13,7 +13,8 @@ What a method must do, and why:
 (h) not depend on string hashing (two processes, two PYTHONHASHSEEDs);
 (i) refuse bad parameters when built, not when run; (j) stop when any stopper says so, and run
     twice alike from one instance (state lives in the run, not on the method);
-(k) rehearse for the projection printed before a run without reaching a model.
+(k) rehearse for the projection printed before a run without reaching a model;
+(l) keep the capabilities it declares (``uses_optimizer_model = False``: never ask that model).
 """
 
 from __future__ import annotations
@@ -279,6 +280,32 @@ def check_runs_twice_alike(method: Method, workdir: Path) -> None:
     _expect(runs[0] == runs[1], method, "a second run of the same instance went differently")
 
 
+class LayoutRecorder(Recorder):
+    """Keeps the layout of every candidate recorded."""
+
+    def __init__(self) -> None:
+        self.layouts: set[str] = set()
+
+    def candidate(self, prompt: Prompt, parents: list[str], operation: str) -> None:
+        self.layouts.add(prompt.layout.name)
+
+
+def check_capabilities(method: Method, workdir: Path) -> None:
+    """(l) The capabilities it declares hold: with ``uses_optimizer_model = False`` it never asks
+    the optimizer model (the runner then accepts a model that cannot chat there); with
+    ``edits_layout = False`` every candidate keeps the starting prompt's layout (the runner then
+    accepts a task model without a chat template)."""
+    instance = method()
+    task_model, optimizer_model = ConformanceBackend(), ConformanceBackend(name="optimizer")
+    ctx = make_context(150, task_model, Path(workdir) / "capabilities.sqlite", optimizer_backend=optimizer_model)
+    ctx.recorder = recorder = LayoutRecorder()
+    instance.run(ctx)
+    _expect(instance.uses_optimizer_model or not optimizer_model.keys, method,
+            f"declares uses_optimizer_model = False, yet asked the optimizer model {len(optimizer_model.keys)} times")
+    _expect(instance.edits_layout or recorder.layouts <= {ctx.initial.layout.name}, method,
+            f"declares edits_layout = False, yet recorded candidates with layouts {sorted(recorder.layouts)}")
+
+
 def check_rehearsal(method: Method, workdir: Path, budget: int = 150) -> None:
     """(k) The projection printed before a run rehearses the method on a stand-in model: that works,
     reaches no model and projects no more search calls than the budget."""
@@ -303,11 +330,11 @@ def check_method(method: Method, workdir: str | Path) -> None:
         check_lineage(method, workdir, budget)
     for check in (check_deterministic, check_resume, check_no_test_leak, check_result_renders,
                   check_runs_to_its_end, check_stoppers, check_runs_twice_alike, check_rehearsal,
-                  check_hash_seed):
+                  check_capabilities, check_hash_seed):
         check(method, workdir)
 
 
 __all__ = ["BUDGETS", "ConformanceError", "LineageRecorder", "check_bad_parameters", "check_budget",
-           "check_deterministic", "check_hash_seed", "check_lineage", "check_method",
+           "check_capabilities", "check_deterministic", "check_hash_seed", "check_lineage", "check_method",
            "check_no_test_leak", "check_rehearsal", "check_result_renders", "check_resume", "check_runs_to_its_end",
            "check_runs_twice_alike", "check_stoppers", "fingerprint", "import_path", "load_method"]

@@ -70,3 +70,6 @@ class MethodConformance:
 
     def test_projection_rehearsal(self, method: type[Optimizer], tmp_path: Path) -> None:
         checks.check_rehearsal(method, tmp_path)
+
+    def test_declared_capabilities_hold(self, method: type[Optimizer], tmp_path: Path) -> None:
+        checks.check_capabilities(method, tmp_path)
