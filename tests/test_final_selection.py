@@ -3,8 +3,10 @@ picks right is tested on known truth in tests/evaluation/test_selection.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.cli import main
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.store.runs import RunStore
 
 from support import RecordingBackend, noisy_scripted, write_reviews
@@ -50,16 +53,36 @@ def test_selection_is_paid_from_its_reserve_and_counted_apart(dataset):
     assert isinstance(s["kept_start"], bool) and s["verdict"]
 
 
-def test_the_returned_prompt_and_its_test_comparison_agree(dataset):
+def _opinion_reads_the_label() -> dict[str, ScriptedBackend]:
+    """Scripted scores under which an instruction that mentions the opinion answers with the label
+    the review names, and any other (the start: "Read the input and choose the correct label.")
+    answers by a hash: one of OPRO's scripted proposals ("Label the opinion expressed in the input.")
+    is then truly better, on dev and on test."""
+
+    def logprob(prompt: str, option: str) -> float:
+        instruction, _, rest = prompt.partition("Input:")
+        if "opinion" in instruction.lower() and re.search(rf"\b{option.strip()}\b", rest):
+            return 0.0
+        return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
+
+    return {"scripted": ScriptedBackend(option_logprob=logprob)}
+
+
+def test_a_kept_start_is_returned_with_no_test_difference(dataset):
     s = _run(dataset).summary
-    if s["kept_start"]:
-        assert s["best_prompt"] == s["initial_prompt"] and s["test_delta"] == 0.0
-        assert s["verdict"].startswith("kept your prompt")
-    else:
-        assert s["test_delta"] == pytest.approx(s["test_best"] - s["test_initial"])
-        low, high = s["test_interval"]
-        assert low <= s["test_delta"] <= high and 0 <= s["test_p_value"] <= 1
+    assert s["kept_start"] is True  # no scripted proposal is better than the start here
+    assert s["best_prompt"] == s["initial_prompt"] and s["test_delta"] == 0.0
+    assert s["test_interval"] == [0.0, 0.0] and s["verdict"].startswith("kept your prompt")
     assert s["method_best_prompt"] and s["test_method_best"] is not None
+
+
+def test_a_better_candidate_is_returned_with_its_test_comparison(dataset):
+    s = _run(dataset, backends=_opinion_reads_the_label()).summary
+    assert s["kept_start"] is False and "opinion" in s["best_prompt"].lower()
+    assert s["test_delta"] == pytest.approx(s["test_best"] - s["test_initial"]) and s["test_delta"] > 0.3
+    low, high = s["test_interval"]
+    assert 0 < low <= s["test_delta"] <= high and 0 <= s["test_p_value"] < 0.01
+    assert s["verdict"].startswith("better than your prompt on test")
 
 
 def test_a_run_killed_after_selection_resumes_to_the_same_result_for_free(dataset):

@@ -23,7 +23,7 @@ from promptgym.evaluation.evaluator import Budget, Evaluator
 from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC
 from promptgym.export import FORMATS, export_prompt
 from promptgym.models.base import Backend
-from promptgym.optimizers import REGISTRY, Context, get_method
+from promptgym.optimizers import Context, get_method, method_summaries
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_store_url
 from promptgym.projection import Projection
@@ -324,8 +324,9 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
 
 
 def methods() -> dict[str, str]:
-    """The registered methods, name -> one-line summary."""
-    return {name: REGISTRY[name].summary for name in sorted(REGISTRY)}
+    """The methods, built-in and from installed packages (``promptgym.methods`` entry points), name ->
+    one-line summary."""
+    return method_summaries()
 
 
 def method_parameters(method: str) -> list[dict[str, str]]:

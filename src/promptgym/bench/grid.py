@@ -29,7 +29,7 @@ from promptgym.bench.work import BenchDir, Cell, Settings, Variant
 from promptgym.data.loaders import load_dataset, load_split_files
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.selection import plan_selection
-from promptgym.optimizers import REGISTRY, get_method
+from promptgym.optimizers import get_method, method_names
 
 # Datasets with room above the start on the embedded model (benchmarks/results/baselines.md): the
 # start scores 0.42 on example:sentiment (4 labels, chance 0.25) and 0.62 on SST-2 (2 labels).
@@ -72,12 +72,12 @@ def split_models(text: str) -> list[str]:
 
 
 def parse_variants(spec: str | Iterable[str]) -> list[Variant]:
-    """``all`` (every registered method at its defaults) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
+    """``all`` (every method at its defaults, installed packages' too) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
     items; values are read as JSON when they parse. Unknown methods and parameters fail here, in
     one line, before any cell runs."""
     items = split_list(spec) if isinstance(spec, str) else list(spec)
     if items == ["all"]:
-        return [Variant(name, name) for name in REGISTRY]
+        return [Variant(name, name) for name in method_names()]
     out = []
     for item in items:
         method, bracket, rest = item.partition("[")

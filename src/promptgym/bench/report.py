@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -239,22 +238,6 @@ def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
                                              encoding="utf-8")
     return dict(meta=meta, methods=records, best_two=duels)
 
-
-def rewrite_html(folder: Path) -> Path:
-    """results.html again from a bench directory's results.json (no model call, results.json and
-    the PNGs untouched): for benches recorded before the page existed, or after the page changed."""
-    data = json.loads((Path(folder) / "results.json").read_text())
-    figures: dict[str, str] = {}
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            figures = draw(Path(scratch), data["runs"], data["methods"])
-    except ImportError:
-        pass
-    links = write_run_pages(Path(folder), data["runs"])
-    out = Path(folder) / "results.html"
-    out.write_text(render_bench(data["meta"], data["methods"], data["best_two"], figures, data["runs"], links),
-                   encoding="utf-8")
-    return out
 
 
 # -- the bench page: results.html ----------------------------------------------------------------------------------

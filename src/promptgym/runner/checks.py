@@ -28,7 +28,7 @@ def check_chat(task_backend: Backend, optimizer: Optimizer, config: dict[str, An
     model = config["task_model"]
     if get_layout(config["layout"]).chat:
         raise PromptgymError(f"task model '{model}' has no chat template (a base model): use --layout plain")
-    if getattr(optimizer, "edits_layout", False):
+    if optimizer.edits_layout:
         raise PromptgymError(f"task model '{model}' has no chat template (a base model), and {config['method']}'s "
                              "format edits switch to chat layouts: pass --param format_edits=false")
 
@@ -36,7 +36,7 @@ def check_chat(task_backend: Backend, optimizer: Optimizer, config: dict[str, An
 def check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[str, Any]) -> None:
     """Methods write prompts by chatting with the optimizer model: a model without a chat template
     cannot (one line before any call; GRIPS without ``sub`` edits never asks it)."""
-    if not getattr(backend, "chat_template", True) and getattr(optimizer, "uses_optimizer_model", True):
+    if not getattr(backend, "chat_template", True) and optimizer.uses_optimizer_model:
         raise PromptgymError(f"optimizer model '{config['optimizer_model']}' has no chat template (a base model), "
                              "so it cannot write prompts as an optimizer model: choose a chat model "
                              "(e.g. --optimizer-model embedded)")

@@ -38,7 +38,7 @@ def select(setup: Setup, store: RunStore, run_id: str, found: Search, recorder: 
                          Budget(setup.config["budget"], spent=store.charged_calls(run_id)),
                          ledger=lambda rows: ledger(rows, SELECT_ROLE),
                          on_call=status.on_call if status else None, origin=run_id, recorded=recorded)
-    finalists = list({p.id: p for p in [found.method_best, *setup.optimizer.ranking(found.ctx)]
+    finalists = list({p.id: p for p in [found.method_best, *setup.optimizer.ranking(found.ctx, found.ctx.state)]
                       if p.id != initial.id}.values())[:plan.k]  # the method's best first
     raced: dict[str, list[EvalResult]] = {}
     selection = run_race(plan, initial, finalists, setup.splits.dev, race_scorer(selector, setup.task, raced),

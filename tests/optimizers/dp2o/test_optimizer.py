@@ -186,3 +186,16 @@ def test_api_optimize_then_predict(tmp_path):
     assert json.loads(out.output)[0]["input"] == "the food was positive"
     # a resumed, finished run is answered from the store
     assert api.resume(result.run_id).summary["dp2o"] == json.loads(json.dumps(report))
+
+
+def test_a_dialogue_with_nothing_usable_keeps_the_start(world):
+    # What a 135M model may do in a short dialogue: only replies no item can be read from.
+    mute = WorldBackend()
+    mute.reply = lambda request: "!!!"
+    ctx = world(backend=mute)
+    opt = Dp2oOptimizer(**FAST)
+    best = opt.run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert best == ctx.initial and stats["h"] == 0 and stats["error"] == "empty pool"
+    assert stats["pool_before_screening"] == 0 and sum(stats["dialogue"]["dropped"].values()) == stats["dialogue"]["turns"]
+    assert ctx.stats["stopped_by"] == "done"
