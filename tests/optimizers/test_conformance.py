@@ -9,6 +9,8 @@ reaches a model; (e) the returned prompt renders for a test example; (f) with no
 runs to its own end; (g) lineage: every parent of a recorded candidate is a recorded candidate;
 (h) results do not depend on PYTHONHASHSEED (two processes); (i) bad parameters fail when the
 method is built, not when it runs; (j) every stopper stops it, and one instance runs twice alike.
+The ways of scoring a pool of candidates (``VARIANTS``: ``candidate_eval`` races, ProTeGi's
+``halving`` and ``rejects`` selectors) go through the same checks.
 
 The model is the deterministic scripted backend (not a language model): its replies are instruction
 -like sentences that vary with the request and come wrapped in whatever tag the request mentions
@@ -23,6 +25,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -115,13 +118,36 @@ def build(tmp_path):
     return make
 
 
+# Parameter variants that change how a method scores its candidates (the shared ``candidate_eval``,
+# and ProTeGi's selectors from the same module) go through every check as if they were methods.
+POOL_METHODS = ("ape", "evoprompt-ga", "grips", "opro", "promptbreeder")
+VARIANTS: dict[str, tuple[str, dict]] = {
+    **{f"{m}[candidate_eval={s}]": (m, {"candidate_eval": s}) for m in POOL_METHODS for s in ("halving", "rejects")},
+    **{f"{m}[candidate_eval=halving,saved_calls=candidates]": (m, {"candidate_eval": "halving",
+                                                                   "saved_calls": "candidates"})
+       for m in POOL_METHODS},
+    **{f"protegi[selector={s}]": ("protegi", {"selector": s}) for s in ("halving", "rejects")},
+}
+
+
+def method_of(name: str) -> tuple[type, dict]:
+    """A registered method's class, or a variant's class and parameters."""
+    method, params = VARIANTS.get(name, (name, {}))
+    return REGISTRY[method], params
+
+
+def build_method(name: str):
+    cls, params = method_of(name)
+    return cls(**params)
+
+
 def run_method(name: str, ctx: Context, stop: Stop | None = None) -> Prompt:
     if name in SKIP:
         pytest.skip(SKIP[name])
-    return REGISTRY[name]().run(ctx, stop)
+    return build_method(name).run(ctx, stop)
 
 
-METHODS = sorted(REGISTRY)
+METHODS = sorted(REGISTRY) + list(VARIANTS)
 
 
 @pytest.mark.parametrize("budget", [5, 40, 150])
@@ -201,7 +227,7 @@ def test_runs_to_its_own_end_without_a_budget(name, build):
     ctx = build(None, backend)
     best = run_method(name, ctx)
     assert isinstance(best, Prompt) and backend.keys
-    own = ["done"] + [s.name for s in REGISTRY[name]().stoppers()]  # e.g. OPRO's patience
+    own = ["done"] + [s.name for s in build_method(name).stoppers()]  # e.g. OPRO's patience
     assert ctx.stats["stopped_by"] in own and not ctx.stats.get("budget_exhausted")
 
 
@@ -232,7 +258,7 @@ def fingerprints(names: list[str], cache_dir: str) -> dict[str, str]:
     for name in names:
         backend = ConformanceBackend()
         ctx = make_context(150, backend, Path(cache_dir) / f"{name}.sqlite", seed=1)
-        best = REGISTRY[name]().run(ctx)
+        best = build_method(name).run(ctx)
         out[name] = hashlib.sha256(json.dumps([backend.keys, best.to_dict()]).encode()).hexdigest()
     return out
 
@@ -263,7 +289,7 @@ def test_independent_of_python_hash_seed(name, hash_seed_runs):
     assert first[name] == second[name]
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_bad_parameters_fail_at_construction(name):
     cls = REGISTRY[name]
     with pytest.raises(PromptgymError, match="no_such_parameter"):
@@ -275,27 +301,28 @@ def test_bad_parameters_fail_at_construction(name):
                 cls(**{key: "no-such-choice"})
 
 
-def _watched(name: str) -> tuple[type, list]:
-    """The method, recording the best score the base reads before and after every step."""
+def _watched(name: str) -> tuple[Callable[[], Any], list]:
+    """The method (built with its variant's parameters), recording the best score the base reads
+    before and after every step."""
     seen: list = []
+    cls, params = method_of(name)
 
-    class Watched(REGISTRY[name]):  # type: ignore[misc,valid-type]
+    class Watched(cls):  # type: ignore[misc,valid-type]
         def best_score(self, ctx, state):
             score = super().best_score(ctx, state)
             seen.append(score)
             return score
 
-    return Watched, seen
+    return lambda: Watched(**params), seen
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_each_stopper_stops_it(name, build):
     if name in SKIP:
         pytest.skip(SKIP[name])
-    cls = REGISTRY[name]
     for stop, stopper in ((Stop(max_steps=1), "max_steps"), (Stop(max_seconds=0), "wall_time")):
         ctx = build(None, ConformanceBackend())
-        cls().run(ctx, stop)
+        build_method(name).run(ctx, stop)
         assert (ctx.stats["steps"], ctx.stats["stopped_by"]) == (1, stopper)
 
     # target: the first step after which the method has a best score at or above it
@@ -328,7 +355,7 @@ def test_each_stopper_stops_it(name, build):
 def test_one_instance_runs_twice_alike(name, build):
     if name in SKIP:
         pytest.skip(SKIP[name])
-    method = REGISTRY[name]()
+    method = build_method(name)
     runs = []
     for attempt in range(2):
         backend = ConformanceBackend()

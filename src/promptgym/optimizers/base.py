@@ -118,10 +118,15 @@ class Context:
         (``halving``, ``rejects``) scores the ``keep`` best on every example and the others on
         fewer; each candidate's result is recorded once, at the end: under ``split`` when it saw every
         example, else under ``split`` + ``PARTIAL`` (so ``best`` and ``ranked`` on ``split`` compare
-        candidates on the same examples only)."""
-        if not arms.races(strategy, len(prompts), len(examples), keep):
+        candidates on the same examples only). ``stats["candidate_eval"]["raced"]`` adds up the races:
+        pools, candidates, calls asked for (``requested``) and what full would have asked (``full``)."""
+        if not arms.races(strategy, len(prompts), len(examples), keep):  # too small to save calls
             return arms.score_pool(prompts, examples, lambda p, batch: self.evaluate(p, batch, split))
         race = arms.score_pool(prompts, examples, self.score, strategy, keep=keep, rng=self.rng)
+        raced = self.stats.setdefault("candidate_eval", {}).setdefault("raced", {})
+        for key, value in (("pools", 1), ("candidates", len(prompts)), ("requested", race.requested),
+                           ("full", len(prompts) * len(examples))):
+            raced[key] = raced.get(key, 0) + value
         for i, prompt in enumerate(prompts):
             result = race.result(i)
             if result is not None:
