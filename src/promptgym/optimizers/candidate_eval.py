@@ -35,7 +35,7 @@ SAVED_CALLS = ("selection", "candidates")
 PARAMETERS = {
     "candidate_eval": Param("full", "how a pool of candidates is scored: full (every candidate on every example), "
                             "halving or rejects (a race: the best on every example, clearly worse ones on "
-                            "fewer; see docs/methods/candidate-eval.md)", choices=STRATEGIES),
+                            "fewer; see docs/candidate-eval.md)", choices=STRATEGIES),
     "saved_calls": Param("selection", "with halving or rejects, what the calls a race saves go to: selection "
                          "(the plan stays; the calls are left in the budget) or candidates (more candidates "
                          "per pool, for the calls full would spend)", choices=SAVED_CALLS, paper=UNSTATED),
