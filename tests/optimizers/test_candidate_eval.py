@@ -96,6 +96,24 @@ def test_selection_keeps_the_plan_and_leaves_the_calls(scripted_context):
     assert full["all"] - raced["all"] == full["task"] - raced["task"] > 0
 
 
+@pytest.mark.parametrize("method", ["opro", "evoprompt-ga", "promptbreeder"])
+def test_selection_stops_at_the_plan_where_full_goes_on_past_it(method, scripted_context):
+    budget = {"opro": 500, "evoprompt-ga": 900, "promptbreeder": 700}[method]
+    runs = {}
+    for name, params in (("full", {}), ("selection", {"candidate_eval": "halving"})):
+        backend = RecordingBackend(reply=unique_reply, option_logprob=scripted_logprob)
+        ctx = scripted_context(budget=budget, seed=1, train=40, backend=backend, cache_name=f"{method}-{name}.sqlite")
+        REGISTRY[method](**params).run(ctx)
+        key = "opro" if method == "opro" else method.split("-")[0]
+        steps = ctx.stats[key]
+        runs[name] = (ctx.evaluator.budget.spent, steps.get("steps_run", steps.get("generations_run")),
+                      steps.get("steps_planned", steps.get("generations_planned")), ctx.stats["stopped_by"])
+    spent, run, planned, stopped = runs["selection"]
+    assert (run, stopped) == (planned, "done")
+    assert runs["full"][1] > runs["full"][2]  # full spends what is left on steps past its plan
+    assert spent < runs["full"][0] - budget / 4
+
+
 @pytest.mark.parametrize("selector", ["halving", "rejects"])
 def test_protegi_races_its_beam_within_its_allowance(selector, scripted_context):
     _, full, _, _ = one_step(scripted_context, "protegi")

@@ -8,10 +8,12 @@ rejects, as TRIPLE does): the candidates a method goes on with are scored on eve
 full, and clearly worse ones on a few. A race costs far fewer calls; ``saved_calls`` says where
 they go:
 
-- ``selection`` (default): the method plans what it plans in full (the same candidates, the same
-  steps) and the calls a race saves stay in the budget for what comes after the search. The
-  runner's final selection races a fixed number of finalists on a dev split fixed before the search,
-  ((k + 1) x dev) calls at most, so today they are left unspent: the run costs less.
+- ``selection`` (default): the method runs the plan it makes in full (the same candidates, the
+  same steps) and stops there; methods that otherwise go on past their plan while the budget pays
+  (OPRO, EvoPrompt GA, Promptbreeder) do not (``last_step``). The calls a race saves stay in the
+  budget for what comes after the search. The runner's final selection races a fixed number of
+  finalists on a dev split fixed before the search, ((k + 1) x dev) calls at most, so today they
+  are left unspent: the run costs less.
 - ``candidates``: the method proposes more candidates per pool, as many as its races can score for
   the calls its full plan would spend (``more_candidates``).
 
@@ -44,7 +46,14 @@ MOST = 64  # more_candidates never asks for more than this many times the full p
 
 
 def racing(params: dict[str, Any]) -> bool:
-    return params["candidate_eval"] != "full"
+    return params.get("candidate_eval", "full") != "full"
+
+
+def last_step(params: dict[str, Any], planned: int, most: int) -> int:
+    """The step a method ends at: ``most`` (methods that go on past their plan while the budget
+    pays), or with a race and ``saved_calls=selection`` the plan's ``planned``: the saved calls are
+    left, not spent on more steps."""
+    return planned if racing(params) and params["saved_calls"] == "selection" else most
 
 
 def more_candidates(ctx: "Context", params: dict[str, Any], count: int, full_cost: Callable[[int], float],

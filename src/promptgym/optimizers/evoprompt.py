@@ -234,7 +234,9 @@ class _EvoPrompt(Optimizer):
         (planned ones always can; later ones use what drops left)."""
         if state.finished:
             return
-        if state.stats["generations_run"] >= max(state.stats["generations_planned"], self.params["generations"]):
+        planned = state.stats["generations_planned"]
+        if state.stats["generations_run"] >= candidate_eval.last_step(self.params, planned,
+                                                                     max(planned, self.params["generations"])):
             state.finished = "done"
         elif not self._affords_child(state):
             state.finished = "budget"

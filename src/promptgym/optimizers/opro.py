@@ -203,7 +203,8 @@ class OproOptimizer(Optimizer):
         left, n = state.spend.limit - state.spend.spent, len(ctx.train)
         state.size = next((m for m in range(state.per_step, 0, -1)
                            if self._step_cost(self.params["candidate_eval"], m, n) <= left), 0)
-        if state.stats["steps_run"] >= self.params["steps"]:
+        if state.stats["steps_run"] >= candidate_eval.last_step(self.params, state.stats["steps_planned"],
+                                                               self.params["steps"]):
             state.finished = "done"
         elif state.size < 1:
             state.finished = "budget"

@@ -457,7 +457,8 @@ class Promptbreeder(Optimizer):
     def _next(self, state: PromptbreederState) -> None:
         if state.finished:
             return
-        if state.stats["generations_run"] >= self.params["generations"]:
+        if state.stats["generations_run"] >= candidate_eval.last_step(
+                self.params, state.stats["generations_planned"], self.params["generations"]):
             state.finished = "done"
         elif not self._affords(state, 2):
             state.finished = "budget"
