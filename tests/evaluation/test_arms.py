@@ -156,3 +156,12 @@ def test_small_pools_are_scored_in_full_racing_cannot_save_there():
 def test_unknown_strategy_is_one_clear_error():
     with pytest.raises(ValueError, match="candidate_eval must be one of full, halving, rejects"):
         score_pool([0, 1], examples(4), Scorer(table((0.1, 0.2), 4)), "thompson")
+
+
+@pytest.mark.parametrize("strategy", ["halving", "rejects"])
+def test_more_candidates_than_examples_each_get_at_least_one(strategy):
+    shares = tuple(float(x) for x in np.linspace(0.1, 0.9, 40))
+    result, scorer = run(strategy, shares=shares, n=12)
+    assert min(result.seen) >= 1  # the race's budget pays for the first round's example each
+    assert scorer.calls <= pool_cost(strategy, 40, 12) < 40 * 12
+    assert race_budget(40, 12) == math.ceil(math.log2(40)) * 40

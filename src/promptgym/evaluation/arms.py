@@ -27,8 +27,9 @@ and an arm that saw every example has its exact mean.
   1/2 + sum_{i=2..m} 1/i. This is the paper's CR-A rule; the official code accepts CR-A or CR-C, and
   CR-C (the smallest gap instead of the mean one) implies CR-A, so the two agree.
 
-The race's budget T is ceil(log2(n / keep)) x N calls for n candidates on N examples, the same for
-both strategies: each halving round costs about as much as scoring one candidate in full. Then the
+The race's budget T is ceil(log2(n / keep)) x max(N, n) calls for n candidates on N examples, the
+same for both strategies: each halving round costs about as much as scoring one candidate in full,
+and never less than one example per candidate (the first round must see every candidate). Then the
 ``keep`` best are scored on every example, so the candidates a method goes on with are measured
 exactly as ``full`` measures them; ``pool_cost`` is the most a pool can cost (for a method's budget
 plan). A pool so small that racing cannot cost less than ``full`` is scored in full.
@@ -263,8 +264,9 @@ def halving_rounds(n: int, keep: int = 1) -> int:
 
 
 def race_budget(n: int, size: int, keep: int = 1) -> int:
-    """The race's calls for ``n`` candidates on ``size`` examples: a full score's worth per round."""
-    return halving_rounds(n, keep) * size
+    """The race's calls for ``n`` candidates on ``size`` examples: per round a full score's worth,
+    or one example per candidate when there are more candidates than examples."""
+    return halving_rounds(n, keep) * max(size, n)
 
 
 def pool_cost(strategy: str, n: int, size: int, keep: int = 1) -> int:
