@@ -14,7 +14,7 @@ from promptgym import api
 from promptgym.cli import main
 from promptgym.store.runs import RunStore
 
-from support import noisy_scripted, write_reviews
+from support import RecordingBackend, noisy_scripted, write_reviews
 
 
 
@@ -145,3 +145,59 @@ def test_the_cli_takes_the_statistic_and_the_margin(dataset):
     assert {"test_share_better", "detectable"} <= set(s)
     bad = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--select-statistic", "f1"])
     assert bad.exit_code == 2 and "f1" in bad.stderr
+
+
+# -- sequential final selection ----------------------------------------------------------------------------
+
+def _noisy(keys: list[str], interrupt_after: int | None = None):
+    """A scripted model (as ``noisy_scripted``: each prompt answers each example its own way) that logs
+    the requests it answers and can be killed before call ``interrupt_after + 1``."""
+    import hashlib
+
+    def logprob(prompt: str, option: str) -> float:
+        return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
+
+    return lambda spec: RecordingBackend(keys=keys, interrupt_after=interrupt_after, option_logprob=logprob)
+
+
+def test_sequential_selection_races_on_the_pool_within_its_reserve_and_a_kill_mid_race_resumes_to_the_same_result(
+        dataset, monkeypatch, tmp_path):
+    reference_store = f"sqlite:///{tmp_path / 'reference.sqlite'}"
+    monkeypatch.setattr(api, "make_backend", _noisy([]))
+    reference = _run(dataset, select_sequential=True, store_url=reference_store,
+                     cache_url=f"sqlite:///{tmp_path / 'reference-cache.sqlite'}")
+    s = reference.summary
+    record, race = s["selection"], s["selection"]["race"]
+    assert record["sequential"] is True and record["reserve"] == 100  # the fixed race's reserve: 4 x 25
+    assert race["pool"] == 50 and race["stop"]  # what 100 calls pay for with two prompts (the data has 170) in ("decided", "futility", "reserve", "pool")
+    assert race["race_calls"] <= 100 and 0 < record["calls"] <= race["race_calls"]
+    assert s["dev_size"] == race["dev_n"] == record["candidates"][0]["dev_n"] > 0
+    assert s["kept_start"] == (race["stop"] != "decided") and s["detectable"] is None
+    assert RunStore(reference_store).get_run(s["run_id"])["config"]["select_sequential"] is True
+
+    rows = RunStore(reference_store).call_rows(s["run_id"])
+    before_race = next(i for i, r in enumerate(rows) if r["role"] == "select")
+    kill_at = before_race + record["calls"] // 2  # half-way through the race
+    before: list[str] = []
+    monkeypatch.setattr(api, "make_backend", _noisy(before, interrupt_after=kill_at))
+    with pytest.raises(KeyboardInterrupt):
+        _run(dataset, select_sequential=True)
+    [killed] = _store().list_runs()
+    assert killed["status"] == "interrupted" and _store().charged_calls(killed["run_id"], phase="select") > 0
+    after: list[str] = []
+    monkeypatch.setattr(api, "make_backend", _noisy(after))
+    resumed = api.resume(killed["run_id"]).summary
+    assert not set(before) & set(after)  # the killed race's calls came back from the cache
+    for key in ("best_prompt", "kept_start", "dev_size", "dev_initial", "dev_best", "test_best", "test_delta"):
+        assert resumed[key] == s[key], key
+    assert resumed["selection"]["race"] == race and resumed["budget_used"] == s["budget_used"]
+
+
+def test_the_cli_runs_sequential_selection_and_prints_where_it_stopped(dataset):
+    out = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--task-model", "scripted", "--optimizer-model",
+                                    "scripted", "--method", "ape", "--budget", "120", "--train-size", "8",
+                                    "--test-size", "10", "--select-sequential", "--quiet"])
+    assert out.exit_code == 0, out.stderr
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("sequential race: ")]
+    race = _store().finished_runs("ape")[0]["result"]["selection"]["race"]
+    assert line == f"sequential race: {race['sentence']}"

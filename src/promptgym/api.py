@@ -25,7 +25,7 @@ from promptgym.evaluation.cache import ResponseCache
 from promptgym.evaluation import stats
 from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
 from promptgym.evaluation.selection import (DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, Selection,
-                                            SelectionPlan, detectable, plan_selection, race)
+                                            SelectionPlan, detectable, plan_selection, run_race)
 from promptgym.models.base import Backend
 from promptgym.models.factory import make_backend, redact_spec
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
@@ -159,6 +159,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              fields: dict[str, str] | None = None, stop: Stop | dict[str, Any] | None = None,
              select_k: int = DEFAULT_K, select_level: float = DEFAULT_LEVEL,
              select_statistic: str = DEFAULT_STATISTIC, select_margin: float = DEFAULT_MARGIN,
+             select_sequential: bool = False,
              reward: str | Metric | Callable[[str, Example], float] | None = None,
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
@@ -186,6 +187,9 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     or for a choice task scored by log-probability the right option's ``"probability"`` or its
     ``"margin"`` over the best wrong option (a signed-rank test, and the winner's dev accuracy may
     not be below the start's by more than ``select_margin``); see docs/selection.md.
+    ``select_sequential=True`` races on dev drawn while the race is undecided, from the examples in
+    neither train nor test, and stops as soon as an anytime-valid test decides, within the same
+    reserve (``selection.race_sequential``).
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised.
@@ -233,7 +237,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   scoring=scoring, params=params or {}, fields=fields or {},
                   cache_url=without_password(cache_url) if cache_url else None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
-                  select_statistic=select_statistic, select_margin=select_margin)
+                  select_statistic=select_statistic, select_margin=select_margin,
+                  **({"select_sequential": True} if select_sequential else {}))
     reward_obj = _reward_config(config, reward, length_penalty)
     get_method(method)(**(params or {}))  # fail fast on unknown method / parameters
     if train_file is not None:
@@ -527,7 +532,8 @@ def _prepare(config: dict[str, Any], reward: Metric | None, check_lengths: bool 
         rows, n_train, n_dev = dataset.examples, config["train_size"], config["dev_size"]
         splits = Splits(train=rows[:n_train], dev=rows[n_train:n_train + n_dev], test=rows[n_train + n_dev:])
     else:
-        splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"])
+        splits = split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"],
+                               dev_rest=plan.pool_size - plan.dev_size)
     task_backend = _backend(config["task_model"])
     _check_chat(task_backend, config)
     scoring = config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate")
@@ -783,7 +789,7 @@ def _selection_plan(config: dict[str, Any], available: int | None) -> SelectionP
                               config["dev_size"], config.get("select_k", 0),
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
-                              config.get("select_margin", DEFAULT_MARGIN))
+                              config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False))
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
 
@@ -909,8 +915,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
                               ledger=ledger, on_call=on_call, origin=run_id, recorded=recorded)
         # dev is final selection's, unless the method selects on a dev set itself (or the user
         # asked for a dev split with selection off, as before final selection existed)
-        method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
-        unseen = [e.id for e in splits.test] + [e.id for e in splits.dev if not method_dev]
+        method_dev = splits.dev[:plan.dev_size] if optimizer.searches_on_dev or not plan.enabled else []
+        unseen = [e.id for e in splits.test] + [e.id for e in splits.dev[len(method_dev):]]
         ctx = Context(task=task, evaluator=evaluator, train=splits.train, dev=method_dev,
                       initial=initial, seed=config["seed"], recorder=recorder,
                       forbidden_ids=frozenset(unseen), log=log)
@@ -932,8 +938,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
             finalists = list({p.id: p for p in [method_best, *optimizer.ranking(ctx)]
                               if p.id != initial.id}.values())[:plan.k]  # the method's best first
             raced: dict[str, list[EvalResult]] = {}
-            selection = race(initial, finalists, splits.dev, _race_scorer(selector, task, raced),
-                             level=plan.level, seed=config["seed"], statistic=plan.statistic, margin=plan.margin)
+            selection = run_race(plan, initial, finalists, splits.dev, _race_scorer(selector, task, raced),
+                                 seed=config["seed"])
             for rounds in raced.values():  # one row per finalist: every dev example it was scored on
                 recorder.score(rounds[0].prompt, SELECT_ROLE, _joined(rounds))
             best = selection.chosen
@@ -969,7 +975,7 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         train_size=len(splits.train), test_size=len(splits.test), task_model=setup.task_backend.identity,
         optimizer_model=optimizer_backend.identity, candidates=len(store.candidates(run_id)),
         stats=ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict(),
-        dev_size=len(splits.dev), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
+        dev_size=sel.get("dev_size", len(splits.dev)), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
         kept_start=sel.get("kept_start"),
         selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
         method_best_prompt=method_best.instruction,
@@ -987,7 +993,7 @@ def _projection(store: RunStore, config: dict[str, Any], plan: SelectionPlan, sp
     run will see; speeds and completion lengths from this store's past calls of the same models, and
     what its past runs of the method with these models spent of their projections."""
     optimizer = get_method(config["method"])(**config["params"])
-    method_dev = splits.dev if optimizer.searches_on_dev or not plan.enabled else []
+    method_dev = splits.dev[:plan.dev_size] if optimizer.searches_on_dev or not plan.enabled else []
     limit = None if config["budget"] is None else config["budget"] - plan.reserve
     return project(optimizer, task, splits.train, method_dev, splits.dev if plan.enabled else [], splits.test,
                    initial, seed=config["seed"], search_limit=limit, budget=config["budget"], reserve=plan.reserve,

@@ -419,3 +419,20 @@ def test_the_bench_page_names_and_links_every_run_and_draws_train_as_train(tmp_p
 
     (out / "results.html").unlink()
     assert f'href="runs/{runs[0]["run_id"]}.html"' in rewrite_html(out).read_text()
+
+
+def test_select_sequential_reaches_every_cell_and_an_older_directory_reads_as_without_it(tmp_path):
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    args = ["bench", "--methods", "ape", "--datasets", data, "--seeds", "0", *SMALL, *SCRIPTED, "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--select-sequential"])
+    assert result.exit_code == 0, result.stderr
+    [row] = BenchDir(out).rows()
+    assert row["summary"]["selection"]["sequential"] is True and row["summary"]["selection"]["race"]["stop"]
+    assert "level 0.1 (sequential)" in (out / "results.md").read_text()
+    manifest = out / "bench.json"
+    older = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "select_sequential"}
+    manifest.write_text(json.dumps(older))  # made before the option existed: the fixed race
+    refused = CliRunner().invoke(main, [*args, "--select-sequential"])
+    assert refused.exit_code != 0 and "made with other settings (select_sequential False)" in refused.stderr
+    assert CliRunner().invoke(main, args).exit_code == 0

@@ -249,3 +249,18 @@ def test_a_returned_prompt_that_scored_the_same_is_not_called_a_difference():
     text = headline(s, test_name="exact McNemar test")["text"]
     assert text == ("Not distinguishable from your prompt: the same score on 12 held-out test examples, "
                     "p = 1 (exact McNemar test, two-sided).")
+
+
+def test_a_sequential_race_is_described_as_one_with_where_it_stopped(tmp_path, monkeypatch):
+    from support import noisy_scripted, write_reviews
+
+    noisy_scripted(monkeypatch)
+    data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    s = api.optimize(data, method="opro", budget=200, train_size=10, test_size=20, task_model="scripted",
+                     optimizer_model="scripted", store_url=url, select_sequential=True, quiet=True).summary
+    page = render_run(run_page_data(RunStore(url), s["run_id"]))
+    race = s["selection"]["race"]
+    assert "raced your prompt sequentially" in page and f"The race {race['sentence']}." in page
+    assert "in rounds of 10; a finalist a paired test found worse" not in page  # not the fixed race's words
+    dropped = [c for c in s["selection"]["candidates"] if c.get("dropped_why")]
+    assert all(f"dev examples: {c['dropped_why']}" in page for c in dropped)

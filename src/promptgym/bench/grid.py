@@ -47,7 +47,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  seeds=[0, 1, 2], budget=200, train_size=20, dev_size=30, test_size=100, select_k=2),
 }
 SETTING_KEYS = ("budget", "train_size", "dev_size", "test_size", "select_k", "select_level",
-                "optimizer_model", "split_files")
+                "optimizer_model", "split_files", "select_sequential")
+SETTING_DEFAULTS = {"select_sequential": False}  # settings added later: what a bench.json without them meant
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Settings:
     select_level: float
     optimizer_model: str
     split_files: dict[str, str] | None = None  # {"train": PATH, "dev": PATH, "test": PATH}
+    select_sequential: bool = False
 
 
 def split_list(text: str) -> list[str]:
@@ -184,10 +186,11 @@ class BenchDir:
                 theirs = json.loads(manifest.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise PromptgymError(f"{manifest}: unreadable ({exc})") from None
-            differ = [k for k in SETTING_KEYS if theirs.get(k) != mine[k]]
+            theirs = {k: theirs.get(k, SETTING_DEFAULTS.get(k)) for k in SETTING_KEYS}
+            differ = [k for k in SETTING_KEYS if theirs[k] != mine[k]]
             if differ:
                 raise PromptgymError(
-                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs.get(k)!r}' for k in differ)}); "
+                    f"{self.path}: made with other settings ({', '.join(f'{k} {theirs[k]!r}' for k in differ)}); "
                     "use those or another --out")
             return
         (self.work / "caches").mkdir(parents=True, exist_ok=True)
@@ -306,7 +309,7 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
                 cell.dataset, method=cell.variant.method, params=cell.variant.params, seed=cell.seed,
                 budget=settings.budget, train_size=settings.train_size, dev_size=settings.dev_size,
                 test_size=settings.test_size, select_k=settings.select_k, select_level=settings.select_level,
-                task_model=cell.task_model, optimizer_model=settings.optimizer_model, layout=cell.layout,
+                select_sequential=settings.select_sequential, task_model=cell.task_model, optimizer_model=settings.optimizer_model, layout=cell.layout,
                 store_url=bench.store_url, cache_url=bench.cache_url(cell), quiet=True,
                 **{f"{k}_file": v for k, v in files.items()})
     except Exception as exc:  # a method failing in one cell is that cell's result

@@ -129,7 +129,7 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
     lines = ["# promptgym bench", "",
              f"{meta['date']}; budget {s['budget']} calls per run (search and final selection); train "
              f"{s['train_size']}, dev {s['dev_size']}, test {s['test_size']}; final selection k {s['select_k']}, "
-             f"level {s['select_level']}; optimizer model `{s['optimizer_model']}`; seeds "
+             f"level {s['select_level']}{' (sequential)' if s.get('select_sequential') else ''}; optimizer model `{s['optimizer_model']}`; seeds "
              f"{', '.join(map(str, meta['seeds']))}. One response cache per cell.", "",
              "Δ test: the returned prompt minus the start on the held-out test split (mean ± sd over seeds). "
              "Pooled: all seeds' test examples as one paired sample; 95% paired bootstrap interval, two-sided "

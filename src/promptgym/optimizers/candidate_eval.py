@@ -11,8 +11,8 @@ they go:
 - ``selection`` (default): the method runs the plan it makes in full (the same candidates, the
   same steps) and stops there; methods that otherwise go on past their plan while the budget pays
   (OPRO, EvoPrompt GA, Promptbreeder) do not (``last_step``). The calls a race saves stay in the
-  budget for what comes after the search. The runner's final selection races a fixed number of
-  finalists on a dev split fixed before the search, ((k + 1) x dev) calls at most, so today they
+  budget for what comes after the search. The runner's final selection (fixed or sequential)
+  spends at most the reserve it kept back before the search, (k + 1) x dev calls, so today they
   are left unspent: the run costs less.
 - ``candidates``: the method proposes more candidates per pool, as many as its races can score for
   the calls its full plan would spend (``more_candidates``).
