@@ -226,17 +226,16 @@ class FileServer(LoopbackServer):
             h.close_connection = how != "sized"
 
 
-def noisy_scripted(monkeypatch) -> None:
-    """Runs get the scripted model with option scores that depend on the whole request: each prompt answers
-    each example its own way (about 1 in 4 right), so prompts disagree on many dev examples."""
+def noisy_scripted() -> dict[str, ScriptedBackend]:
+    """``backends=`` for runs on the scripted model with option scores that depend on the whole request:
+    each prompt answers each example its own way (about 1 in 4 right), so prompts disagree on many dev
+    examples."""
     import hashlib
-
-    from promptgym import api
 
     def logprob(prompt: str, option: str) -> float:
         return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
 
-    monkeypatch.setattr(api, "make_backend", lambda spec: ScriptedBackend(option_logprob=logprob))
+    return {"scripted": ScriptedBackend(option_logprob=logprob)}
 
 
 def one_line_data_error(spec: str, **fields) -> str:

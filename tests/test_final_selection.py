@@ -88,9 +88,8 @@ def test_a_dev_split_the_budget_cannot_pay_for_is_a_one_line_error(dataset):
 
 # -- soft evidence, the chance of better and the detectable gain -------------------------------------------
 
-def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
-    s = _run(dataset).summary
+def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset):
+    s = _run(dataset, backends=noisy_scripted()).summary
     assert s["kept_start"] and s["test_share_better"] is None  # your prompt back: nothing to compare
     d = s["detectable"]
     assert d["test"] == "mcnemar-exact" and d["dev_size"] == 25 and 0 < d["discordance"] <= 1
@@ -102,17 +101,15 @@ def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monk
     assert json.loads(json.dumps(s.to_dict(full=False)))["detectable"] == d
 
 
-def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
+def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset):
     for seed, sign in ((2, 1), (1, -1)):  # unguarded: the method's pick, better and worse on test
-        s = _run(dataset, method="grips", seed=seed, select_k=0).summary
+        s = _run(dataset, method="grips", seed=seed, select_k=0, backends=noisy_scripted()).summary
         assert s["best_prompt"] != s["initial_prompt"] and s["detectable"] is None
         assert s["test_delta"] * sign > 0 and (s["test_share_better"] - 0.5) * sign > 0.15
 
 
-def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
-    result = _run(dataset, select_statistic="probability", select_margin=0.05)
+def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset):
+    result = _run(dataset, select_statistic="probability", select_margin=0.05, backends=noisy_scripted())
     record = result.summary["selection"]
     assert record["statistic"] == "probability" and record["margin"] == 0.05
     assert record["p_value"] is not None and record["p_accuracy"] is not None
@@ -150,22 +147,21 @@ def test_the_cli_takes_the_statistic_and_the_margin(dataset):
 # -- sequential final selection ----------------------------------------------------------------------------
 
 def _noisy(keys: list[str], interrupt_after: int | None = None):
-    """A scripted model (as ``noisy_scripted``: each prompt answers each example its own way) that logs
-    the requests it answers and can be killed before call ``interrupt_after + 1``."""
+    """``backends=``: a scripted model (as ``noisy_scripted``: each prompt answers each example its own
+    way) that logs the requests it answers and can be killed before call ``interrupt_after + 1``."""
     import hashlib
 
     def logprob(prompt: str, option: str) -> float:
         return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
 
-    return lambda spec: RecordingBackend(keys=keys, interrupt_after=interrupt_after, option_logprob=logprob)
+    return {"scripted": RecordingBackend(keys=keys, interrupt_after=interrupt_after, option_logprob=logprob)}
 
 
 def test_sequential_selection_races_on_the_pool_within_its_reserve_and_a_kill_mid_race_resumes_to_the_same_result(
-        dataset, monkeypatch, tmp_path):
+        dataset, tmp_path):
     reference_store = f"sqlite:///{tmp_path / 'reference.sqlite'}"
-    monkeypatch.setattr(api, "make_backend", _noisy([]))
     reference = _run(dataset, select_sequential=True, store_url=reference_store,
-                     cache_url=f"sqlite:///{tmp_path / 'reference-cache.sqlite'}")
+                     cache_url=f"sqlite:///{tmp_path / 'reference-cache.sqlite'}", backends=_noisy([]))
     s = reference.summary
     record, race = s["selection"], s["selection"]["race"]
     assert record["sequential"] is True and record["reserve"] == 100  # the fixed race's reserve: 4 x 25
@@ -179,14 +175,12 @@ def test_sequential_selection_races_on_the_pool_within_its_reserve_and_a_kill_mi
     before_race = next(i for i, r in enumerate(rows) if r["role"] == "select")
     kill_at = before_race + record["calls"] // 2  # half-way through the race
     before: list[str] = []
-    monkeypatch.setattr(api, "make_backend", _noisy(before, interrupt_after=kill_at))
     with pytest.raises(KeyboardInterrupt):
-        _run(dataset, select_sequential=True)
+        _run(dataset, select_sequential=True, backends=_noisy(before, interrupt_after=kill_at))
     [killed] = _store().list_runs()
     assert killed["status"] == "interrupted" and _store().charged_calls(killed["run_id"], phase="select") > 0
     after: list[str] = []
-    monkeypatch.setattr(api, "make_backend", _noisy(after))
-    resumed = api.resume(killed["run_id"]).summary
+    resumed = api.resume(killed["run_id"], backends=_noisy(after)).summary
     assert not set(before) & set(after)  # the killed race's calls came back from the cache
     for key in ("best_prompt", "kept_start", "dev_size", "dev_initial", "dev_best", "test_best", "test_delta"):
         assert resumed[key] == s[key], key

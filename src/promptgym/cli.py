@@ -10,15 +10,14 @@ import click
 
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, STATISTICS
+from promptgym.secrets import scrub
 
 if TYPE_CHECKING:
     from promptgym.api import RunSummary
 
 
 def _fail(message: str, code: int = 2) -> None:
-    from promptgym.models.factory import scrub  # no key seen in this process is ever printed
-
-    click.echo(f"promptgym: error: {scrub(message)}", err=True)
+    click.echo(f"promptgym: error: {scrub(message)}", err=True)  # no key seen in this process is ever printed
     sys.exit(code)
 
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.cli import main
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.paths import default_store_url
 from promptgym.store.lease import Lease, Owner, holder_state
 from promptgym.store.runs import RunStore
@@ -123,16 +124,23 @@ def test_resume_refuses_a_live_run_in_one_line_and_runs_tells_running_from_inter
     assert run["status"] == "finished" and run["owner_token"] is None and run["owner_pid"] == os.getpid()
 
 
-def test_a_run_holds_its_lease_while_it_runs(dataset, monkeypatch):
-    seen = []
-    real = api._execute
+class _RunWatcher(ScriptedBackend):
+    """The scripted model that reads the run's row from the store at each call: what the lease looked
+    like while the run was running."""
 
-    def spy(setup, quiet, lease=None):
-        seen.append(setup.store.get_run(setup.run_id))
-        return real(setup, quiet, lease=lease)
+    def __init__(self):
+        super().__init__()
+        self.seen: list[dict] = []
 
-    monkeypatch.setattr(api, "_execute", spy)
+    def score(self, requests, on_result):
+        self.seen += [r for r in _store().list_runs() if r["status"] == "running"]
+        super().score(requests, on_result)
+
+
+def test_a_run_holds_its_lease_while_it_runs(dataset):
+    watcher = _RunWatcher()
     result = api.optimize(dataset, budget=20, train_size=10, test_size=10, task_model="scripted",
-                          optimizer_model="scripted")
-    assert seen[0]["owner_pid"] == os.getpid() and seen[0]["owner_token"] and seen[0]["heartbeat"]
+                          optimizer_model="scripted", backends={"scripted": watcher})
+    seen = [r for r in watcher.seen if r["run_id"] == result.run_id]
+    assert seen and seen[0]["owner_pid"] == os.getpid() and seen[0]["owner_token"] and seen[0]["heartbeat"]
     assert _store().get_run(result.run_id)["owner_token"] is None

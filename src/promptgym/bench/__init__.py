@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from promptgym.bench.grid import PRESETS, BenchDir, Cell, Settings, Variant, cells, parse_variants, run_grid
 from promptgym.bench.executors import EXECUTORS, Executor, InProcess, RayCluster, make_executor
+from promptgym.bench.grid import PRESETS, cells, parse_variants, run_grid
+from promptgym.bench.work import BenchDir, Cell, Settings, Variant
 from promptgym.bench.report import write_report
 from promptgym.errors import PromptgymError
 
