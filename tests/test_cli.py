@@ -94,6 +94,19 @@ def test_param_values_from_the_command_line_are_coerced(dataset):
     assert canonical["best_prompt"] == as_typed["best_prompt"]
 
 
+def test_method_parameters_in_brackets_are_the_same_as_param(dataset):
+    args = ["optimize", "--dataset", dataset, *SCRIPTED, "--budget", "400", "--train-size", "20",
+            "--test-size", "4", "--dev-size", "0", "--json"]
+    bracketed = _last_json(_invoke(*args, "--method", "opro[candidate_eval=halving,steps=2]"))
+    assert bracketed["method"] == "opro" and bracketed["stats"]["candidate_eval"]["raced"]["pools"] >= 1
+    with_param = _last_json(_invoke(*args, "--method", "opro", "--param", "candidate_eval=halving",
+                                    "--param", "steps=2"))
+    assert with_param["llm_calls"] == 0 and with_param["best_prompt"] == bracketed["best_prompt"]  # all cached
+    _assert_one_line_error(_invoke(*args, "--method", "opro[steps]"), "--method 'opro[steps]': expected KEY=VALUE")
+    _assert_one_line_error(_invoke(*args, "--method", "opro[candidate_eval=thompson]"),
+                           "parameter 'candidate_eval' must be one of full, halving, rejects")
+
+
 def test_missing_dataset_file(tmp_path):
     missing = str(tmp_path / "nope.jsonl")
     result = _invoke("optimize", "--dataset", missing, *SCRIPTED, "--budget", "5")

@@ -49,6 +49,16 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+def _method_spec(method: str) -> tuple[str, dict[str, Any]]:
+    """``--method ape[candidate_eval=halving]``: the method and the parameters in brackets (as the
+    bench's ``--methods`` items; ``--param`` overrides them)."""
+    if "[" not in method:
+        return method, {}
+    from promptgym.bench.grid import parse_method
+
+    return parse_method(method, "--method")
+
+
 def _print_summary(summary: RunSummary, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.to_dict(full=False)))
@@ -155,7 +165,8 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--input-field", default=None, help="JSONL/CSV field with the input (default: input, question, text...).")
 @click.option("--target-field", default=None, help="Field with the expected answer (default: target, output, answer, label).")
 @click.option("--choices-field", default=None, help="Field with the options, a list or 'a|b|c' (default: choices, options).")
-@click.option("--method", default="ape", show_default=True)
+@click.option("--method", default="ape", show_default=True,
+              help="A method (promptgym methods), its parameters in brackets if you like: ape[candidate_eval=halving].")
 @click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
               help="Hard cap on the model calls of the search and final selection (the held-out test and the "
                    "summary's training scores are not charged: see README, Budget).")
@@ -223,13 +234,14 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 
     if length_weight is not None and length_penalty is None:
         raise PromptgymError("--length-weight needs --length-penalty WORDS")
+    method, in_brackets = _method_spec(method)
     result = api.optimize(dataset=dataset, method=method, budget=budget, seed=seed, prompt=prompt,
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
                           train_file=train_file, dev_file=dev_file, test_file=test_file,
                           select_k=select_k, select_level=select_level, select_statistic=select_statistic,
                           select_margin=select_margin, select_sequential=select_sequential,
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
-                          normalize=normalize, scoring=scoring, params=_parse_params(params),
+                          normalize=normalize, scoring=scoring, params={**in_brackets, **_parse_params(params)},
                           reward=reward, length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
                           store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,

@@ -80,22 +80,28 @@ def parse_variants(spec: str | Iterable[str]) -> list[Variant]:
         return [Variant(name, name) for name in method_names()]
     out = []
     for item in items:
-        method, bracket, rest = item.partition("[")
-        method = method.strip()
-        if bracket and not rest.endswith("]"):
-            raise PromptgymError(f"--methods '{item}': expected METHOD or METHOD[KEY=VALUE,...]")
-        params: dict[str, Any] = {}
-        for pair in split_list(rest[:-1]) if bracket else []:
-            key, eq, value = pair.partition("=")
-            if not eq or not key.strip():
-                raise PromptgymError(f"--methods '{item}': expected KEY=VALUE inside the brackets, got '{pair}'")
-            try:
-                params[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                params[key.strip()] = value
+        method, params = parse_method(item)
         get_method(method)(**params)  # unknown method or bad parameter: one line now
         out.append(Variant(item if params else method, method, params))
     return out
+
+
+def parse_method(item: str, flag: str = "--methods") -> tuple[str, dict[str, Any]]:
+    """``METHOD`` or ``METHOD[KEY=VALUE,...]`` -> (method, parameters); values are read as JSON when
+    they parse. A malformed item is one line naming ``flag``."""
+    method, bracket, rest = item.partition("[")
+    if bracket and not rest.endswith("]"):
+        raise PromptgymError(f"{flag} '{item}': expected METHOD or METHOD[KEY=VALUE,...]")
+    params: dict[str, Any] = {}
+    for pair in split_list(rest[:-1]) if bracket else []:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise PromptgymError(f"{flag} '{item}': expected KEY=VALUE inside the brackets, got '{pair}'")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return method.strip(), params
 
 
 def cells(datasets: list[str], task_models: list[str], layout: str, variants: list[Variant],

@@ -71,6 +71,18 @@ class EvalResult:
     def mean(self) -> float:
         return sum(self.scores) / len(self.scores) if self.scores else 0.0
 
+    @classmethod
+    def joined(cls, parts: Sequence["EvalResult"]) -> "EvalResult":
+        """One prompt's results on successive batches as one result (a race scores a candidate a
+        batch at a time; the store keeps one row per candidate). Soft evidence a part lacks is None."""
+        def padded(values: list, part: EvalResult) -> list:
+            return values if len(values) == len(part.examples) else [None] * len(part.examples)
+
+        return cls(parts[0].prompt, [e for p in parts for e in p.examples], [s for p in parts for s in p.scores],
+                   [x for p in parts for x in p.predictions], [x for p in parts for x in p.responses],
+                   [x for p in parts for x in padded(p.probability, p)],
+                   [x for p in parts for x in padded(p.margin, p)])
+
 
 class Evaluator:
     """Runs requests through the task or optimizer model, replaying cached answers for free.

@@ -17,6 +17,11 @@ filtered (empty, too short/long, copies of the demos, duplicates) before any sco
 dropped count is reported. The proposal count is scaled down (never up) to fit the call budget.
 A step is one selection: the first induces and selects, each later one is a resampling round.
 APE varies the instruction only; layout and verbalizers stay the starting prompt's.
+
+``candidate_eval`` (``optimizers.candidate_eval``): with ``halving`` or ``rejects`` the subsample
+scoring is a race down to the top fraction (TRIPLE's integration into APE), which are scored on the
+whole subsample as before; with ``saved_calls=candidates`` more proposals are drawn for the calls
+the full plan would spend.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import math
 from dataclasses import dataclass, field
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers import budget
+from promptgym.evaluation import arms
+from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import Param
 from promptgym.optimizers.proposals import (PARAPHRASE_USER, CandidateFilter, clean_instruction,
@@ -70,6 +76,7 @@ class ApeOptimizer(Optimizer):
         "temperature": Param(0.9, "sampling temperature of the proposals", low=0),
         "top_p": Param(0.9, "nucleus sampling of the proposals", low=0, high=1),
         "max_tokens": Param(50, "token cap of one proposal", low=1),
+        **candidate_eval.PARAMETERS,
     }
 
     def setup(self, ctx: Context) -> ApeState:
@@ -78,8 +85,11 @@ class ApeOptimizer(Optimizer):
         eval_idx = sorted(ctx.rng.choice(len(train), size=n_eval, replace=False).tolist())
         filt = CandidateFilter(demos=train, meta_texts=[PROPOSAL_USER, PARAPHRASE_USER])
         filt.remember([ctx.initial.instruction])
-        return ApeState(eval_set=[train[i] for i in eval_idx], proposals=self._proposal_count(ctx, n_eval),
-                        filter=filt)
+        extra = max(len(train) - n_eval, 0)
+        proposals = candidate_eval.more_candidates(
+            ctx, self.params, self._proposal_count(ctx, n_eval), lambda m: self._cost("full", m, n_eval, extra),
+            lambda m: self._cost(self.params["candidate_eval"], m, n_eval, extra), "proposals")
+        return ApeState(eval_set=[train[i] for i in eval_idx], proposals=proposals, filter=filt)
 
     def step(self, ctx: Context, state: ApeState) -> None:
         p, filt = self.params, state.filter
@@ -115,6 +125,15 @@ class ApeOptimizer(Optimizer):
                           ctx=ctx, names={"proposals": "proposals (num_subsamples x prompts_per_subsample)"})
         return plan["proposals"]
 
+    def _cost(self, strategy: str, count: int, n_eval: int, extra: int) -> int:
+        """Proposing ``count`` candidates and selecting among them: the pool on the subsample, then
+        the survivors on the rest of the training split."""
+        keep = self._survivors(count)
+        return count + arms.pool_cost(strategy, count, n_eval, keep) + keep * extra
+
+    def _survivors(self, count: int) -> int:
+        return max(1, math.ceil(self.params["top_fraction"] * count))
+
     def _propose(self, ctx: Context, count: int, filt: CandidateFilter) -> list[str]:
         p = self.params
         per = p["prompts_per_subsample"]
@@ -135,13 +154,13 @@ class ApeOptimizer(Optimizer):
         return kept
 
     def _select(self, ctx: Context, pool: list[Prompt], eval_set: list[Example]) -> list[Prompt]:
-        """Score all on the subsample; the top fraction are scored on the whole training split."""
+        """Score all on the subsample (raced, with ``candidate_eval``, down to the survivors); the top
+        fraction are scored on the whole training split."""
         if not pool:
             return []
-        scored = [(ctx.evaluate(c, eval_set, split="train-subsample").mean, i, c) for i, c in enumerate(pool)]
-        scored.sort(key=lambda t: (-t[0], t[1]))
-        keep = max(1, math.ceil(self.params["top_fraction"] * len(pool)))
-        survivors = [c for _, _, c in scored[:keep]]
+        keep = self._survivors(len(pool))
+        race = ctx.evaluate_pool(pool, eval_set, "train-subsample", self.params["candidate_eval"], keep)
+        survivors = [pool[i] for i in race.ranking()[:keep]]
         for cand in survivors:
             ctx.evaluate(cand, ctx.train, split="train")
         return survivors

@@ -18,6 +18,7 @@ import numpy as np
 
 from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted, PromptgymError
+from promptgym.evaluation import arms
 from promptgym.evaluation.evaluator import EvalResult, Evaluator
 from promptgym.models.base import GenerationRequest
 from promptgym.optimizers.params import Param, validate
@@ -41,6 +42,7 @@ class Recorder:
         return self.__dict__.get("_artifacts", {}).get(name)
 
 
+PARTIAL = "-partial"  # a split's suffix for a raced candidate's score on part of its examples
 META_EXAMPLE_SHARE = 0.5  # of the optimizer model's context: the data inputs a meta-prompt shows
 
 
@@ -90,16 +92,46 @@ class Context:
 
     def evaluate(self, prompt: Prompt, examples: Sequence[Example], split: str = "train") -> EvalResult:
         """Score a candidate on examples the optimizer may see (never the test split)."""
+        result = self.score(prompt, examples)
+        self.record(prompt, split, result)
+        return result
+
+    def score(self, prompt: Prompt, examples: Sequence[Example]) -> EvalResult:
+        """``evaluate`` without recording the result (a race records each candidate once, at its end)."""
         leaked = [e.id for e in examples if e.id in self.forbidden_ids]
         if leaked:
             raise PromptgymError(f"optimizer tried to evaluate on held-out examples {leaked[:3]}")
-        result = self.evaluator.run_task(self.task, prompt, examples)
+        return self.evaluator.run_task(self.task, prompt, examples)
+
+    def record(self, prompt: Prompt, split: str, result: EvalResult) -> None:
+        """Keep ``result`` as the candidate's latest score on ``split`` (the store, ``best``, ``ranked``)."""
         self.recorder.score(prompt, split, result)
         key = (prompt.id, split)
         if key not in self.results:
             self._order.append(key)
         self.results[key] = result
-        return result
+
+    def evaluate_pool(self, prompts: Sequence[Prompt], examples: Sequence[Example], split: str = "train",
+                      strategy: str = "full", keep: int = 1) -> arms.Arms:
+        """Score a pool of candidates on ``examples`` as ``strategy`` allocates the calls
+        (``evaluation.arms``). ``full`` is ``evaluate`` on every candidate in pool order. A race
+        (``halving``, ``rejects``) scores the ``keep`` best on every example and the others on
+        fewer; each candidate's result is recorded once, at the end: under ``split`` when it saw every
+        example, else under ``split`` + ``PARTIAL`` (so ``best`` and ``ranked`` on ``split`` compare
+        candidates on the same examples only). ``stats["candidate_eval"]["raced"]`` adds up the races:
+        pools, candidates, calls asked for (``requested``) and what full would have asked (``full``)."""
+        if not arms.races(strategy, len(prompts), len(examples), keep):  # too small to save calls
+            return arms.score_pool(prompts, examples, lambda p, batch: self.evaluate(p, batch, split))
+        race = arms.score_pool(prompts, examples, self.score, strategy, keep=keep, rng=self.rng)
+        raced = self.stats.setdefault("candidate_eval", {}).setdefault("raced", {})
+        for key, value in (("pools", 1), ("candidates", len(prompts)), ("requested", race.requested),
+                           ("full", len(prompts) * len(examples))):
+            raced[key] = raced.get(key, 0) + value
+        for i, prompt in enumerate(prompts):
+            result = race.result(i)
+            if result is not None:
+                self.record(prompt, split if race.exhausted(i) else split + PARTIAL, result)
+        return race
 
     def shown(self, text: str, among: int = 1) -> str:
         """A data input as a meta-prompt shows it: whole when it fits its share of the optimizer

@@ -48,17 +48,26 @@ Decisions where paper and code leave it open:
   The first step builds and scores the initial population (so a stopper can end the run there);
   every later step is one generation.
 - ``max_tokens`` 160 (GA) / 220 (DE): the reply walks through the steps before the final prompt.
+- GA's ``candidate_eval`` (``optimizers.candidate_eval``; ``full``, the paper's scoring, by default):
+  with ``halving`` or ``rejects`` a generation's children race on the selection split down to the
+  better half, which is scored on all of it and competes with the parents for the top N; the rest
+  are dropped as if filtered (their noisy scores never enter the population). The initial
+  population is scored in full: all of it is kept, there is nothing to race for.
+  ``saved_calls=candidates`` makes more children per generation. DE has no pool: each child duels
+  one member, so it has no ``candidate_eval``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers import budget
+from promptgym.evaluation import arms
+from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import (CandidateFilter, normalize_key, paraphrase, parse_first,
@@ -161,6 +170,7 @@ class EvoState(State):
     stats: dict[str, Any] = field(default_factory=dict)
     filter: CandidateFilter = field(default_factory=CandidateFilter)
     spend: budget.PlannedSpend = field(default_factory=budget.PlannedSpend)
+    children: int = 0  # GA: children per generation (the population size, unless races pay for more)
 
 
 class _EvoPrompt(Optimizer):
@@ -200,6 +210,7 @@ class _EvoPrompt(Optimizer):
                          spend=budget.PlannedSpend.of(ctx))  # see "Budget" in the module docstring
         state.stats = ctx.stats["evoprompt"] = dict(population_planned=n, generations_planned=t, generations_run=0,
                                                     selection_split=split, children=0, scored=0)
+        state.children = self.children_per_generation(ctx, n, len(examples))
         state.filter.remember([ctx.initial.instruction])
         return state
 
@@ -228,7 +239,9 @@ class _EvoPrompt(Optimizer):
         (planned ones always can; later ones use what drops left)."""
         if state.finished:
             return
-        if state.stats["generations_run"] >= max(state.stats["generations_planned"], self.params["generations"]):
+        planned = state.stats["generations_planned"]
+        if state.stats["generations_run"] >= candidate_eval.last_step(self.params, planned,
+                                                                     max(planned, self.params["generations"])):
             state.finished = "done"
         elif not state.spend.affords(self._child_cost(state)):
             state.finished = "budget"
@@ -251,9 +264,18 @@ class _EvoPrompt(Optimizer):
             members.append((cand, self._score(ctx, state, cand)))
         return members
 
+    def children_per_generation(self, ctx: Context, n: int, n_select: int) -> int:
+        return n
+
     def _child(self, ctx: Context, state: EvoState, meta: str, cue: str, parents: Sequence[Prompt],
                operation: str) -> Member | None:
         """One evolution call; the child scored, or None if it was dropped before scoring."""
+        child = self._offspring(ctx, state, meta, cue, parents, operation)
+        return None if child is None else (child, self._score(ctx, state, child))
+
+    def _offspring(self, ctx: Context, state: EvoState, meta: str, cue: str, parents: Sequence[Prompt],
+                   operation: str) -> Prompt | None:
+        """One evolution call; the child (recorded, not scored), or None if it was dropped."""
         p = self.params
         out = ctx.ask([("user", meta)], n=1, temperature=p["temperature"], top_p=p["top_p"],
                       max_tokens=p["max_tokens"], answer_prefix=cue)[0]
@@ -268,8 +290,7 @@ class _EvoPrompt(Optimizer):
         ctx.stats["dropped"] = dict(state.filter.dropped)
         if not texts:
             return None
-        child = ctx.add(parents[0].with_instruction(texts[0]), parents, operation)
-        return child, self._score(ctx, state, child)
+        return ctx.add(parents[0].with_instruction(texts[0]), parents, operation)
 
     def _score(self, ctx: Context, state: EvoState, prompt: Prompt) -> float:
         state.stats["scored"] += 1
@@ -308,9 +329,22 @@ class EvoPromptGA(_EvoPrompt):
     summary = "EvoPrompt GA: roulette selection, LLM crossover + mutation, keep the top N"
     mode = "GA"
     min_population = 2
-    parameters = evolution_parameters(min_population, max_tokens=160)
+    parameters = {**evolution_parameters(min_population, max_tokens=160), **candidate_eval.PARAMETERS}
+
+    def children_per_generation(self, ctx: Context, n: int, n_select: int) -> int:
+        return candidate_eval.more_candidates(ctx, self.params, n, lambda c: self._brood_cost("full", c, n_select),
+                                              lambda c: self._brood_cost(self.params["candidate_eval"], c, n_select),
+                                              "children")
+
+    @staticmethod
+    def _brood_cost(strategy: str, children: int, n_select: int) -> int:
+        """A generation of ``children`` at most: their calls, then their race down to half (or, in
+        full, every child scored)."""
+        return children + arms.pool_cost(strategy, children, n_select, math.ceil(children / 2))
 
     def generation(self, ctx: Context, state: EvoState, population: list[Member]) -> list[Member]:
+        if candidate_eval.racing(self.params):
+            return self._raced_generation(ctx, state, population)
         n = len(population)
         probs = roulette_probabilities([s for _, s in population])
         pool = ctx.rng.choice(n, size=n, replace=True, p=probs).tolist()
@@ -325,6 +359,31 @@ class EvoPromptGA(_EvoPrompt):
             if child is not None:
                 children.append(child)
         return select_top(population + children, n)
+
+    def _raced_generation(self, ctx: Context, state: EvoState, population: list[Member]) -> list[Member]:
+        """The same parents and calls, but the children race (``candidate_eval``): the better half,
+        scored on the whole selection split, joins the parents for the top N; the rest are dropped
+        as if filtered."""
+        n, strategy = len(population), self.params["candidate_eval"]
+        probs = roulette_probabilities([s for _, s in population])
+        pool = ctx.rng.choice(n, size=n, replace=True, p=probs).tolist()
+        children: list[Prompt] = []
+        for _ in range(state.children):
+            more = len(children) + 1  # this child's call, and the race it would join, in the worst case
+            if state.spend.count(1 + arms.pool_cost(strategy, more, len(state.examples), math.ceil(more / 2))) < 1:
+                break
+            i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
+            a, b = population[pool[i]][0], population[pool[j]][0]
+            child = self._offspring(ctx, state, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
+                                    "evoprompt-ga:crossover+mutation")
+            if child is not None:
+                children.append(child)
+        keep = math.ceil(len(children) / 2)
+        race = ctx.evaluate_pool(children, state.examples, state.split, strategy, keep)
+        state.spend.add(race.requested)
+        state.stats["scored"] += len(children)
+        kept = sorted(race.ranking()[:keep])  # in the order they were made: ties go to the older
+        return select_top(population + [(children[k], race.mean(k)) for k in kept], n)
 
 
 @register

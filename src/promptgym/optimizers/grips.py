@@ -50,6 +50,12 @@ instruction's words. Two more operations join the draw: ``layout`` switches to a
 layout, ``labels`` changes the label words: all to another case (lower, Capitalised, UPPER) or,
 with ``sub`` on, one label to a synonym the optimizer model proposes.
 
+``candidate_eval`` (``optimizers.candidate_eval``; ``full``, the paper's scoring, by default): with
+``halving`` or ``rejects`` an iteration's candidates race on the score set by the task's metric
+(the GRIPS score, balanced accuracy plus entropy of the predicted labels, is not a per-example mean),
+and only the race's winner gets its GRIPS score, on the whole score set, to beat the current one.
+``saved_calls=candidates`` draws more edits per iteration.
+
 Every candidate is recorded with the operation that made it (del, swap, sub, add, layout, labels)
 and the current prompt as its parent; ``ctx.stats["grips"]`` has the plan, the accepted edits and
 the score after each iteration. The method's best score (what the patience and ``target`` stoppers
@@ -67,7 +73,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers import budget
+from promptgym.evaluation import arms
+from promptgym.evaluation.evaluator import EvalResult
+from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import Param
 from promptgym.optimizers.proposals import clean_instruction, render_meta_prompt
@@ -231,6 +239,7 @@ class GripsOptimizer(Optimizer):
                        "is never called", choices=EDIT_CHOICES),
         "format_edits": Param(True, "also edit the layout and the label words (promptgym's extension)",
                               paper=False),
+        **candidate_eval.PARAMETERS,
     }
 
     @property
@@ -256,6 +265,10 @@ class GripsOptimizer(Optimizer):
         score_set = [train[i] for i in chosen]
         labels = sorted({c for e in score_set for c in e.choices or ()}) if all(e.choices for e in score_set) else []
         plan = self.plan(ctx, n)
+        sub, strategy = int(self.uses_optimizer_model), self.params["candidate_eval"]
+        plan["candidates"] = candidate_eval.more_candidates(
+            ctx, self.params, plan["candidates"], lambda m: m * sub + arms.pool_cost("full", m, n),
+            lambda m: m * sub + arms.pool_cost(strategy, m, n), "candidates")
         state = GripsState(plan=plan, score_set=score_set, labels=labels, base=ctx.initial)
         state.stats = ctx.stats["grips"] = dict(plan=plan, iterations=0, accepted=[], dropped=0, trajectory=[])
         state.base_score = self._score(ctx, state, ctx.initial)
@@ -290,11 +303,15 @@ class GripsOptimizer(Optimizer):
                 continue
             seen.add(edit.prompt.id)
             edits.append(edit)
-        scores = [self._score(ctx, state, ctx.add(e.prompt, [state.base], e.operation)) for e in edits]
-        best = int(np.argmax(scores)) if scores else -1
-        if best >= 0 and scores[best] > state.base_score:
+        if candidate_eval.racing(self.params):
+            best, score = self._race(ctx, state, edits)
+        else:
+            scores = [self._score(ctx, state, ctx.add(e.prompt, [state.base], e.operation)) for e in edits]
+            best = int(np.argmax(scores)) if scores else -1
+            score = scores[best] if scores else -math.inf
+        if best >= 0 and score > state.base_score:
             chosen = edits[best]
-            state.base, state.base_score = chosen.prompt, scores[best]
+            state.base, state.base_score = chosen.prompt, score
             state.accepted.append(chosen.prompt)
             for phrase in chosen.added:
                 state.deleted.remove(phrase)
@@ -368,8 +385,22 @@ class GripsOptimizer(Optimizer):
         new = [case(w) for w in words]
         return new if len({w.casefold() for w in new}) == len(new) else None  # labels stay distinct
 
+    def _race(self, ctx: Context, state: GripsState, edits: list[Edit]) -> tuple[int, float]:
+        """The iteration's candidates raced on the score set (``candidate_eval``) by the task's
+        metric, the only per-example score; (the winner, its GRIPS score on the whole score set)."""
+        prompts = [ctx.add(e.prompt, [state.base], e.operation) for e in edits]
+        if not prompts:
+            return -1, -math.inf
+        race = ctx.evaluate_pool(prompts, state.score_set, "train", self.params["candidate_eval"])
+        best = race.ranking()[0]
+        return best, self._grips(state, race.result(best))
+
     def _score(self, ctx: Context, state: GripsState, prompt: Prompt) -> float:
-        result = ctx.evaluate(prompt, state.score_set, split="train")
+        return self._grips(state, ctx.evaluate(prompt, state.score_set, split="train"))
+
+    @staticmethod
+    def _grips(state: GripsState, result: EvalResult) -> float:
+        """The GRIPS score of a result on the whole score set (100 x the mean without label choices)."""
         if not state.labels:
             return 100 * result.mean
         return grips_score(result.predictions, [e.target for e in result.examples], state.labels)

@@ -41,6 +41,10 @@ Decisions where paper and code leave it open:
   spend is counted by ``budget.PlannedSpend``, not read from the budget meter, so a resumed
   run that replays cached calls for free makes the same steps. The plan and the steps run are in
   ``ctx.stats["opro"]``; what ended the run in ``ctx.stats["stopped_by"]``.
+- ``candidate_eval`` (``optimizers.candidate_eval``; ``full``, the paper's scoring, by default): with
+  ``halving`` or ``rejects`` a step's candidates race on the training split; the step's best is
+  scored on all of it, the others join the history with their score on the examples they saw (a
+  noisier number in the meta-prompt). ``saved_calls=candidates`` asks for more samples per step.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers import budget
+from promptgym.evaluation import arms
+from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import CandidateFilter, parse_first, render_meta_prompt
@@ -124,6 +129,7 @@ class OproOptimizer(Optimizer):
         "patience": Param(20, "steps without a new best before stopping (0: never)", low=0,
                           paper=UNSTATED),
         "max_tokens": Param(100, "token cap of one reply", low=1, paper=UNSTATED),
+        **candidate_eval.PARAMETERS,
     }
 
     def stoppers(self) -> list[Patience]:
@@ -131,6 +137,9 @@ class OproOptimizer(Optimizer):
 
     def setup(self, ctx: Context) -> OproState:
         steps, per_step = self.plan(ctx)
+        n, strategy = len(ctx.train), self.params["candidate_eval"]
+        per_step = candidate_eval.more_candidates(ctx, self.params, per_step, lambda m: self._step_cost("full", m, n),
+                                                  lambda m: self._step_cost(strategy, m, n), "per_step")
         state = OproState(per_step=per_step, filter=CandidateFilter(demos=ctx.train),
                           spend=budget.PlannedSpend.of(ctx))
         state.stats = ctx.stats["opro"] = dict(steps_planned=steps, per_step=per_step, steps_run=0, proposed=0,
@@ -155,23 +164,47 @@ class OproOptimizer(Optimizer):
                        max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
         state.stats["proposed"] += len(outs)
         texts = state.filter(parse_first(o, "INS", prefix=ANSWER_CUE) for o in outs)
-        state.spend.add(len(outs) + len(texts) * n)
         ctx.stats["dropped"] = dict(state.filter.dropped)
-        for text in texts:
-            cand = ctx.add(ctx.initial.with_instruction(text), shown, "opro:propose")
-            score = ctx.evaluate(cand, ctx.train, split="train").mean
-            state.stats["scored"] += 1
-            state.history.append((text, score))
-            state.pool[text] = cand
+        if candidate_eval.racing(p):
+            self._race(ctx, state, texts, shown, asked=len(outs))
+        else:
+            state.spend.add(len(outs) + len(texts) * n)
+            for text in texts:
+                cand = ctx.add(ctx.initial.with_instruction(text), shown, "opro:propose")
+                score = ctx.evaluate(cand, ctx.train, split="train").mean
+                self._join(state, text, cand, score)
         state.stats["steps_run"] += 1
         ctx.log(f"OPRO step {state.stats['steps_run']}: {len(texts)} new of {len(outs)}, "
                 f"best {max(s for _, s in state.history):.3f}")
         self._next(ctx, state)
 
+    def _race(self, ctx: Context, state: OproState, texts: list[str], shown: list[Prompt], asked: int) -> None:
+        """The step's candidates raced on the training split (``candidate_eval``): the best is scored
+        on all of it, the others join the history with their score on the examples they saw."""
+        cands = [ctx.add(ctx.initial.with_instruction(text), shown, "opro:propose") for text in texts]
+        race = ctx.evaluate_pool(cands, ctx.train, "train", self.params["candidate_eval"])
+        state.spend.add(asked + race.requested)
+        for i, (text, cand) in enumerate(zip(texts, cands)):
+            self._join(state, text, cand, race.mean(i))
+
+    @staticmethod
+    def _join(state: OproState, text: str, cand: Prompt, score: float) -> None:
+        state.stats["scored"] += 1
+        state.history.append((text, score))
+        state.pool[text] = cand
+
+    @staticmethod
+    def _step_cost(strategy: str, size: int, n: int) -> int:
+        """A step of ``size`` candidates at most: its samples and scoring them on ``n`` examples."""
+        return size + arms.pool_cost(strategy, size, n)
+
     def _next(self, ctx: Context, state: OproState) -> None:
         """Size the next step: the planned number, or (past the plan) what the budget left pays for."""
-        state.size = int(min(state.per_step, state.spend.count(1 + len(ctx.train))))
-        if state.stats["steps_run"] >= self.params["steps"]:
+        left, n = state.spend.limit - state.spend.spent, len(ctx.train)
+        state.size = next((m for m in range(state.per_step, 0, -1)
+                           if self._step_cost(self.params["candidate_eval"], m, n) <= left), 0)
+        if state.stats["steps_run"] >= candidate_eval.last_step(self.params, state.stats["steps_planned"],
+                                                               self.params["steps"]):
             state.finished = "done"
         elif state.size < 1:
             state.finished = "budget"

@@ -49,17 +49,25 @@ Deviations, and why:
 - Ranking: fitness is measured on different random batches, so candidates are ranked by their mean
   score over every batch example they were scored on (pooled), more examples first on ties, then
   the earliest; the result is the top of this ranking.
+- ``candidate_eval`` (``optimizers.candidate_eval``; ``full``, the paper's scoring, by default):
+  with ``halving`` or ``rejects`` a generation's mutants are made first (from the population as
+  the generation found it), then race on one fresh batch; the better half, scored on the whole
+  batch, replace their losers and the rest are dropped as if filtered (the loser stays), so every
+  unit's fitness is a whole batch's. The initial population is scored in full.
+  ``saved_calls=candidates`` raises the population (more tournaments per generation).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
+from promptgym.evaluation import arms
 from promptgym.evaluation.evaluator import EvalResult
-from promptgym.optimizers import budget
+from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.encoders import TfidfEncoder
 from promptgym.optimizers.evoprompt import roulette_probabilities
@@ -144,6 +152,17 @@ class Unit:
 
 
 @dataclass
+class Offspring:
+    """A mutant made in a tournament, before it is scored: what its unit will carry."""
+
+    prompt: Prompt
+    mutation: str
+    loser: int  # the population slot it takes
+    context: list[tuple[str, str]]
+    elites: list[Prompt]
+
+
+@dataclass
 class PromptbreederState(State):
     batch_size: int = 0
     population: list[Unit] = field(default_factory=list)
@@ -169,6 +188,7 @@ class Promptbreeder(Optimizer):
         "eda_similarity": Param(0.95, "cosine above which EDA lists drop a near-duplicate", low=0, high=1),
         "temperature": Param(0.8, "sampling temperature of the mutation requests", low=0, paper=UNSTATED),
         "max_tokens": Param(60, "token cap of one mutation reply", low=1, paper=UNSTATED),
+        **candidate_eval.PARAMETERS,
     }
 
     # -- plan and set-up ---------------------------------------------------------------------------
@@ -178,8 +198,7 @@ class Promptbreeder(Optimizer):
         n0, t0 = self.params["population"], self.params["generations"]
 
         def cost(plan: dict[str, int]) -> int:
-            n, t = plan["n"], plan["t"]
-            return (n - 1) + n * b + t * (n // 2) * (2 + b)
+            return self._cost("full", plan["n"], plan["t"], b)
 
         def lower_larger_share(plan: dict[str, int]) -> dict[str, int] | None:
             n, t = plan["n"], plan["t"]
@@ -191,9 +210,18 @@ class Promptbreeder(Optimizer):
                           ctx=ctx, names={"n": "population", "t": "generations"})
         return plan["n"], plan["t"]
 
+    @staticmethod
+    def _cost(strategy: str, n: int, t: int, b: int) -> int:
+        """The worst case of ``n`` units and ``t`` generations: the initial population, then per
+        generation n // 2 mutants of at most 2 calls each, scored on a batch (raced, unless full)."""
+        mutants = n // 2
+        return (n - 1) + n * b + t * (2 * mutants + arms.pool_cost(strategy, mutants, b, math.ceil(mutants / 2)))
+
     def setup(self, ctx: Context) -> PromptbreederState:
         b = min(self.params["batch_size"], len(ctx.train))
         n, t = self.plan(ctx, b)
+        n = candidate_eval.more_candidates(ctx, self.params, n, lambda m: self._cost("full", m, t, b),
+                                           lambda m: self._cost(self.params["candidate_eval"], m, t, b), "population")
         meta = list(TEMPLATES) + list(MUTATION_PROMPTS) + list(THINKING_STYLES)
         state = PromptbreederState(batch_size=b, filter=CandidateFilter(demos=ctx.train, meta_texts=meta),
                                    spend=budget.PlannedSpend.of(ctx))
@@ -230,9 +258,11 @@ class Promptbreeder(Optimizer):
         return units
 
     def _unit(self, ctx: Context, state: PromptbreederState, prompt: Prompt, mutation: str,
-              context: list[tuple[str, str]], elites: list[Prompt]) -> Unit:
-        """A new unit: scored on a fresh batch, its workings-out updated from that batch."""
-        result = self._score(ctx, state, prompt)
+              context: list[tuple[str, str]], elites: list[Prompt], result: EvalResult | None = None) -> Unit:
+        """A new unit: scored on a fresh batch (unless a race scored it), its workings-out updated
+        from that batch."""
+        if result is None:
+            result = self._score(ctx, state, prompt)
         unit = Unit(prompt, mutation, result.mean, list(context), elites or [prompt])
         self._shuffle_context(ctx, state, unit, result)
         return unit
@@ -243,6 +273,9 @@ class Promptbreeder(Optimizer):
         if not state.population:
             self._populate(ctx, state)
             return
+        if candidate_eval.racing(self.params):
+            self._raced_step(ctx, state)
+            return
         pop = state.population
         order = ctx.rng.permutation(len(pop)).tolist()
         for k in range(len(pop) // 2):
@@ -252,23 +285,62 @@ class Promptbreeder(Optimizer):
             a, b = order[2 * k], order[2 * k + 1]
             winner, loser = (a, b) if pop[a].fitness >= pop[b].fitness else (b, a)
             self.replicate(ctx, state, winner, loser)
+        self._generation_done(ctx, state)
+
+    def _generation_done(self, ctx: Context, state: PromptbreederState) -> None:
         state.stats["generations_run"] += 1
-        best = max(u.fitness for u in pop)
+        best = max(u.fitness for u in state.population)
         ctx.log(f"Promptbreeder generation {state.stats['generations_run']} "
                 f"(planned {state.stats['generations_planned']}): best batch fitness {best:.3f}")
         self._next(state)
+
+    def _raced_step(self, ctx: Context, state: PromptbreederState) -> None:
+        """A generation with ``candidate_eval`` racing: the tournaments' mutants are made first (from
+        the population as the generation found it), then race on one fresh batch; the better half,
+        scored on the whole batch, replace their losers; the rest are dropped as if filtered."""
+        pop, strategy, b = state.population, self.params["candidate_eval"], state.batch_size
+        order = ctx.rng.permutation(len(pop)).tolist()
+        offspring: list[Offspring] = []
+        for k in range(len(pop) // 2):
+            more = len(offspring) + 1  # this mutant's calls, and the race it would join, in the worst case
+            if state.spend.count(2 + arms.pool_cost(strategy, more, b, math.ceil(more / 2))) < 1:
+                state.finished = "budget"
+                break
+            a, c = order[2 * k], order[2 * k + 1]
+            winner, loser = (a, c) if pop[a].fitness >= pop[c].fitness else (c, a)
+            child = self.offspring(ctx, state, winner, loser)
+            if child is not None:
+                offspring.append(child)
+        if offspring:
+            idx = sorted(ctx.rng.choice(len(ctx.train), size=b, replace=False).tolist())
+            keep = math.ceil(len(offspring) / 2)
+            race = ctx.evaluate_pool([o.prompt for o in offspring], [ctx.train[i] for i in idx], "train-batch",
+                                     strategy, keep)
+            state.spend.add(race.requested)
+            for i in sorted(race.ranking()[:keep]):
+                o, result = offspring[i], race.result(i)
+                self._tally(state, o.prompt, result)
+                pop[o.loser] = self._unit(ctx, state, o.prompt, o.mutation, o.context, o.elites, result)
+        self._generation_done(ctx, state)
 
     def replicate(self, ctx: Context, state: PromptbreederState, winner: int, loser: int,
                   op: str | None = None) -> None:
         """The winner copied over the loser, the copy mutated (one operator, drawn uniformly unless
         given), maybe crossed over, then scored."""
+        child = self.offspring(ctx, state, winner, loser, op)
+        if child is not None:  # else dropped before scoring: the loser stays
+            state.population[loser] = self._unit(ctx, state, child.prompt, child.mutation, child.context, child.elites)
+
+    def offspring(self, ctx: Context, state: PromptbreederState, winner: int, loser: int,
+                  op: str | None = None) -> Offspring | None:
+        """The winner's mutated (maybe crossed-over) copy, recorded but not scored; None if dropped."""
         pop, p = state.population, self.params
         parent = pop[winner]
         op = op or OPERATORS[ctx.rng.integers(len(OPERATORS))]
         state.stats["operators"][op] = state.stats["operators"].get(op, 0) + 1
         text, mutation = self.mutate(ctx, state, op, winner)
         if not text:
-            return  # dropped before scoring: the loser stays
+            return None
         state.stats["kept"][op] = state.stats["kept"].get(op, 0) + 1
         child = parent.prompt.with_instruction(text)
         parents, operation = [parent.prompt], f"promptbreeder:{op}"
@@ -283,7 +355,7 @@ class Promptbreeder(Optimizer):
             child = replace(child, demos=tuple(parent.context))
         ctx.add(child, parents, operation)
         elites = parent.elites if parent.elites[-1].id == parent.prompt.id else parent.elites + [parent.prompt]
-        pop[loser] = self._unit(ctx, state, child, mutation, parent.context, elites[-p["lineage_size"]:])
+        return Offspring(child, mutation, loser, parent.context, elites[-p["lineage_size"]:])
 
     def mutate(self, ctx: Context, state: PromptbreederState, op: str, i: int) -> tuple[str, str]:
         """(new task-prompt text or "" when dropped, the mutation prompt the offspring carries)."""
@@ -357,10 +429,14 @@ class Promptbreeder(Optimizer):
         idx = sorted(ctx.rng.choice(len(ctx.train), size=state.batch_size, replace=False).tolist())
         state.spend.add(state.batch_size)
         result = ctx.evaluate(prompt, [ctx.train[i] for i in idx], split="train-batch")
+        self._tally(state, prompt, result)
+        return result
+
+    @staticmethod
+    def _tally(state: PromptbreederState, prompt: Prompt, result: EvalResult) -> None:
         entry = state.tally.setdefault(prompt.id, [0.0, 0, prompt, len(state.tally)])
         entry[0] += sum(result.scores)
         entry[1] += len(result.scores)
-        return result
 
     def _shuffle_context(self, ctx: Context, state: PromptbreederState, unit: Unit, result: EvalResult) -> None:
         """Context shuffling: add one new correct working-out (replacing a random one when the list
@@ -389,7 +465,8 @@ class Promptbreeder(Optimizer):
     def _next(self, state: PromptbreederState) -> None:
         if state.finished:
             return
-        if state.stats["generations_run"] >= self.params["generations"]:
+        if state.stats["generations_run"] >= candidate_eval.last_step(
+                self.params, state.stats["generations_planned"], self.params["generations"]):
             state.finished = "done"
         elif not state.spend.affords(self._replication_cost(state, 2)):
             state.finished = "budget"

@@ -20,7 +20,10 @@ Faithful to the paper and microsoft/LMOps ``prompt_optimization/`` (``main.py``,
   ``eval_prompts_per_round`` arms with the largest mean + c * sqrt(log t / n_i) (c = 1) on a batch
   of ``samples_per_eval`` examples; ``"successive_rejects"``: phases evaluate every surviving arm
   on more examples and reject the worst, until ``beam_size`` survive; ``"uniform"``: every
-  candidate on B / n examples (the code's argparse default, "bf" brute force).
+  candidate on B / n examples (the code's argparse default, "bf" brute force). Not in the paper:
+  ``"halving"`` and ``"rejects"``, sequential halving and continuous rejects down to ``beam_size``
+  as TRIPLE (Shi et al., NeurIPS 2024) puts them into APO, with the same allowance B
+  (``evaluation.arms``, where the arms and every selector live; the other methods' pools use it too).
 - Result: the top of the final beam by the last selection's estimates (the paper max-pools the
   beam's *test* scores; promptgym never looks at test).
 
@@ -75,13 +78,15 @@ from typing import Any, Sequence
 
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
+from promptgym.evaluation.arms import SELECTORS as BANDITS
+from promptgym.evaluation.arms import Arms
 from promptgym.optimizers import budget
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import CandidateFilter, paraphrase, parse_all, render_meta_prompt
 from promptgym.tasks.prompt import Prompt
 
-SELECTORS = ("ucb", "successive_rejects", "uniform")
+SELECTORS = ("ucb", "successive_rejects", "uniform", "halving", "rejects")
 ANSWER_CUE = "<START>"
 
 _ERRORS_BLOCK = """\
@@ -108,132 +113,20 @@ Each must be a complete instruction on its own. Put each one between <START> and
 
 
 # ---------------------------------------------------------------------------------------------
-# Selection: candidates as bandit arms. Exposed so selectors can be compared with each other.
-
-
-@dataclass
-class Arms:
-    """Candidates as arms over one shared shuffled order of ``examples``; the one place a selector
-    spends its allowance (candidate x example evaluations, through ``ctx.evaluate``)."""
-
-    ctx: Context
-    prompts: Sequence[Prompt]
-    examples: Sequence[Example]
-    allowance: int
-    split: str = "train-bandit"
-    requested: int = 0
-    pulls: int = 0
-    order: list[int] = field(default_factory=list)
-    seen: list[int] = field(default_factory=list)
-    total: list[float] = field(default_factory=list)
-    rejected: list[int] = field(default_factory=list)  # successive rejects, in rejection order
-
-    def __post_init__(self) -> None:
-        self.order = self.ctx.rng.permutation(len(self.examples)).tolist()
-        self.seen = [0] * len(self.prompts)
-        self.total = [0.0] * len(self.prompts)
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-    @property
-    def left(self) -> int:
-        return max(self.allowance - self.requested, 0)
-
-    def exhausted(self, i: int) -> bool:
-        return self.seen[i] >= len(self.examples)
-
-    def mean(self, i: int) -> float:
-        return self.total[i] / self.seen[i] if self.seen[i] else 0.0
-
-    def pull(self, i: int, size: int) -> int:
-        """Score arm ``i`` on its next ``size`` examples (fewer if the allowance or the examples run
-        out); returns how many were scored."""
-        take = min(size, len(self.examples) - self.seen[i], self.left)
-        if take <= 0:
-            return 0
-        batch = [self.examples[j] for j in self.order[self.seen[i]: self.seen[i] + take]]
-        result = self.ctx.evaluate(self.prompts[i], batch, split=self.split)
-        self.total[i] += sum(result.scores)
-        self.seen[i] += take
-        self.requested += take
-        self.pulls += 1
-        return take
-
-    def fill(self, arms: Sequence[int]) -> None:
-        """Spend what is left evenly over ``arms`` (water-filling past exhausted ones)."""
-        active = [i for i in arms if not self.exhausted(i)]
-        while self.left > 0 and active:
-            share, extra = divmod(self.left, len(active))
-            for rank, i in enumerate(active):
-                self.pull(i, share + (1 if rank < extra else 0))
-            active = [i for i in active if not self.exhausted(i)]
-
-    def ranking(self) -> list[int]:
-        """Arm indices best first: arms not rejected by mean (unpulled last, ties keep pool order),
-        then rejected arms, the last rejected first."""
-        out = set(self.rejected)
-        alive = [i for i in range(len(self)) if i not in out]
-        return sorted(alive, key=lambda i: (self.seen[i] == 0, -self.mean(i), i)) + self.rejected[::-1]
-
-
-def select_uniform(arms: Arms, **_: Any) -> None:
-    """Every candidate on (about) B / n examples: the code's brute-force evaluator."""
-    fair = arms.ctx.rng.permutation(len(arms)).tolist()  # who gets the remainder's extra example
-    arms.fill(fair)
-
-
-def select_ucb(arms: Arms, per_round: int = 8, batch: int = 32, c: float = 1.0, **_: Any) -> None:
-    """UCB: repeatedly pull the ``per_round`` arms with the largest upper confidence bound."""
-    tiebreak = arms.ctx.rng.permutation(len(arms)).tolist()
-
-    def bound(i: int, t: int) -> float:
-        if arms.seen[i] == 0:
-            return math.inf
-        return arms.mean(i) + c * math.sqrt(math.log(t) / arms.seen[i])
-
-    while arms.left > 0:
-        active = [i for i in range(len(arms)) if not arms.exhausted(i)]
-        if not active:
-            break
-        t = arms.pulls + 1
-        chosen = sorted(active, key=lambda i: (-bound(i, t), tiebreak[i]))[:per_round]
-        for i in chosen:
-            arms.pull(i, batch)
-
-
-def select_successive_rejects(arms: Arms, keep: int = 4, **_: Any) -> None:
-    """Successive rejects until ``keep`` arms survive; the schedule spends the allowance exactly."""
-    n = len(arms)
-    rejections = n - keep
-    alive = list(range(n))
-    if rejections > 0:
-        harmonic = sum(1.0 / i for i in range(1, rejections + 1))
-        scale = arms.left / (harmonic + keep)
-        done = 0
-        for k in range(1, rejections + 1):
-            target = max(done + 1, int(scale / (rejections + 1 - k)))
-            for i in alive:
-                arms.pull(i, target - arms.seen[i])
-            done = target
-            worst = min(alive, key=lambda i: (arms.mean(i), -i))
-            alive.remove(worst)
-            arms.rejected.append(worst)
-    arms.fill(alive)
-
-
-_SELECT = {"ucb": select_ucb, "successive_rejects": select_successive_rejects, "uniform": select_uniform}
+# Selection: candidates as bandit arms (``evaluation.arms``, shared with the other methods' pools).
 
 
 def select(ctx: Context, prompts: Sequence[Prompt], examples: Sequence[Example], allowance: int,
            selector: str = "ucb", keep: int = 4, per_round: int = 8, batch: int = 32,
            c: float = 1.0, split: str = "train-bandit") -> Arms:
     """Score ``prompts`` with ``selector`` spending at most ``allowance`` candidate x example
-    evaluations; returns the arms (``.ranking()``, ``.mean(i)``, ``.seen[i]``, ``.requested``)."""
-    if selector not in _SELECT:
+    evaluations; returns the arms (``.ranking()``, ``.mean(i)``, ``.seen[i]``, ``.requested``).
+    Every pull is recorded under ``split``."""
+    if selector not in SELECTORS:
         raise PromptgymError(f"protegi: unknown selector '{selector}' (known: {', '.join(SELECTORS)})")
-    arms = Arms(ctx, list(prompts), list(examples), int(allowance), split=split)
-    _SELECT[selector](arms, keep=keep, per_round=per_round, batch=max(1, batch), c=c)
+    arms = Arms(list(prompts), list(examples), lambda p, batch: ctx.evaluate(p, batch, split=split),
+                int(allowance), rng=ctx.rng)
+    BANDITS[selector](arms, keep=keep, per_round=per_round, batch=max(1, batch), c=c)
     return arms
 
 
