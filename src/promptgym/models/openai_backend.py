@@ -47,6 +47,20 @@ Decisions:
   llama.cpp's C++ server do not return them; llama-cpp-python 0.3.x returns them shifted by one
   position (checked here: P(" of" | "The") reads -0.66 over HTTP, -4.53 in-process; see
   abetlen/llama-cpp-python#1983), so do not enable it there; vLLM is the intended target.
+- Otherwise choice options are scored from the first answer token (``first_token``): one request
+  per example with ``max_tokens=1`` and ``logprobs``: ``/chat/completions`` with ``logprobs=true,
+  top_logprobs=K`` for chat layouts, ``/completions`` with ``logprobs=K`` (no echo) for raw text.
+  K is ``top_logprobs`` (``PROMPTGYM_OPENAI_TOP_LOGPROBS``, default 100: a small model's option
+  words may sit far down the list); a server that refuses it (400/422, or a 5xx twice; OpenAI and
+  vLLM allow 20 by default) is asked again with 20 in the same call. The first request of a route
+  goes alone and settles, per endpoint, model and route for the process, how many alternatives the
+  endpoint lists or that it lists none: then that call is a failed call (ledger fault
+  ``no_logprobs``) and ``score`` raises ``ScoringUnavailable`` (one line), which a run that chose
+  the scoring itself takes as the answer "generate instead"; every later batch to that endpoint
+  raises it at once, without a request. Options read from one shared first token tie, with one
+  warning line per option set. ``supports_scoring`` stays False (the runner asks with a real
+  request whether a served model scores a task's options: ``scores_first_token``).
+  Echo mode has its own identity (``+echo``): its option scores of a raw-text request differ.
 - Embeddings go to ``/v1/embeddings`` (``embedding_model``, by default the generation model: a
   local server serves both from one model; OpenAI's own API needs an embedding model's name, or
   ``PROMPTGYM_OPENAI_EMBEDDING_MODEL``), ``EMBED_BATCH`` texts per request. A server that answers
@@ -84,10 +98,11 @@ import time
 from typing import Any, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from promptgym.errors import PromptgymError
+from promptgym.errors import PromptgymError, ScoringUnavailable
 from promptgym.models.factory import REDACTED, redact_url, remember_secret, scrub
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
+from promptgym.models.first_token import chat_alternatives, completion_alternatives, read_options
 
 OPENAI_URL = "https://api.openai.com/v1"
 EMBED_BATCH = 32
@@ -96,6 +111,11 @@ PREFLIGHT_TIMEOUT = 5.0
 COOLDOWN = 2.0  # seconds a failing pool endpoint is left alone, doubled per failure in a row ...
 MAX_COOLDOWN = 60.0  # ... up to this
 DOWN_AFTER = 3  # failures in a row (a trip and failed probes) of every endpoint: the pool is down
+TOP_LOGPROBS = 100  # alternatives asked for the first answer token (option scoring) ...
+COMMON_TOP_LOGPROBS = 20  # ... else this, OpenAI's maximum and vLLM's default one
+# What an endpoint grants for first-token option scoring, per (endpoint, model, route): the number
+# of alternatives it lists, or why it lists none. Asked once per process.
+_GRANTED: dict[tuple[str, str, str], int | str] = {}
 
 # The faults of the logical call being made (kind -> count); each worker task sets its own dict.
 _FAULTS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("promptgym_faults", default=None)
@@ -115,11 +135,19 @@ class _BadAnswer(Exception):
         self.kind = kind
 
 
+class _Refused:
+    """A server's refusal of a request for log-probabilities (see ``_first_token_call``): its words."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 class OpenAIBackend:
     """Chat completions for chat-shaped requests, completions for raw-text requests.
 
-    By default log-probability scoring is not offered (few chat APIs return prompt log-probs):
-    choice tasks on this backend generate an answer and match it to an option instead.
+    Options are scored from the first answer token's top log-probabilities (``scores_first_token``),
+    or with ``logprob_scoring`` from echoed prompt log-probs (``supports_scoring``: the runner then
+    scores choices by log-probability without asking).
     """
 
     supports_scoring = False
@@ -128,7 +156,8 @@ class OpenAIBackend:
     def __init__(self, model: str, base_url: str | Sequence[str] | None = None, api_key: str | None = None,
                  max_concurrency: int | None = None, max_retries: int | None = None,
                  timeout: float | None = None, logprob_scoring: bool = False,
-                 embedding_model: str | None = None, cooldown: float | None = None):
+                 embedding_model: str | None = None, cooldown: float | None = None,
+                 top_logprobs: int | None = None):
         try:
             import openai
         except ImportError:
@@ -137,6 +166,9 @@ class OpenAIBackend:
         max_retries = _setting(max_retries, "PROMPTGYM_OPENAI_RETRIES", 6, int)
         timeout = _setting(timeout, "PROMPTGYM_OPENAI_TIMEOUT", 120.0, float)
         cooldown = _setting(cooldown, "PROMPTGYM_OPENAI_COOLDOWN", COOLDOWN, float)
+        self.top_logprobs = _setting(top_logprobs, "PROMPTGYM_OPENAI_TOP_LOGPROBS", TOP_LOGPROBS, int)
+        if self.top_logprobs < 1:
+            raise PromptgymError(f"openai backend: top_logprobs must be at least 1 (got {self.top_logprobs})")
         self.embedding_model = _setting(embedding_model, "PROMPTGYM_OPENAI_EMBEDDING_MODEL", model, str)
         if base_url is None or (isinstance(base_url, str) and not base_url.strip()):
             base_url = os.environ.get("OPENAI_BASE_URL") or ""
@@ -164,7 +196,10 @@ class OpenAIBackend:
         self.max_retries = max_retries
         self.timeout = timeout
         self.cooldown = cooldown
+        self.logprob_scoring = logprob_scoring
         self.supports_scoring = logprob_scoring
+        self.scores_first_token = not logprob_scoring  # whether it does is known after a first request
+        self._warned_shared: set[tuple[str, ...]] = set()
         # In a pool each attempt goes to one endpoint once (max_retries=0): a retry is a failover,
         # made by the pool; a single endpoint keeps the SDK's own retries and backoff.
         # (Each endpoint's client also gets its URL without the key, the key as the SDK's api_key --
@@ -178,19 +213,18 @@ class OpenAIBackend:
         self.identity = f"openai:{self.base_url or 'api.openai.com'}:{model}"
         if self.embedding_model != model:  # vectors are cached under the identity
             self.identity += f"+embed:{self.embedding_model}"
+        if logprob_scoring:  # a raw-text request's option scores differ from first-token scoring's
+            self.identity += "+echo"
 
     # -- generation ------------------------------------------------------------------------------
 
     async def _one(self, pool: "_Pool", request: GenerationRequest) -> Completion:
-        seed = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
         common: dict[str, Any] = dict(model=self.model, max_tokens=request.max_tokens,
-                                      temperature=request.temperature, top_p=request.top_p, seed=seed)
+                                      temperature=request.temperature, top_p=request.top_p, seed=_seed(request))
         if request.stop:
             common["stop"] = list(request.stop)[:4]  # the OpenAI API accepts at most four
         if request.messages is not None:
-            messages = [{"role": r, "content": c} for r, c in request.messages]
-            if request.answer_prefix:  # no portable assistant prefill: cue the answer in the user turn
-                messages[-1]["content"] += "\n" + request.answer_prefix
+            messages = _chat_messages(request)
 
             async def attempt() -> Completion:
                 resp = await pool.request(lambda c: c.chat.completions.create(messages=messages, **common))
@@ -293,10 +327,105 @@ class OpenAIBackend:
         return total, count, prompt_tokens
 
     def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
-        if not self.supports_scoring:
-            raise PromptgymError(f"{self._where()}: log-probability scoring is not enabled for this backend; "
-                                 "use --scoring generate")
-        self._call(self._score_one, requests, on_result)
+        if self.logprob_scoring:
+            self._call(self._score_one, requests, on_result)
+            return
+        # A route the endpoint has not answered yet is tried with one request alone: it finds out
+        # how many alternatives the endpoint lists, or that it lists none (then the rest is not sent).
+        pilots = list({_route(r): i for i, r in reversed(list(enumerate(requests)))
+                       if _GRANTED.get(self._grant_key(r)) is None}.values())
+        for i in pilots:
+            self._call(self._score_first_token, [requests[i]], lambda _, result, i=i: on_result(i, result))
+        for request in requests:
+            granted = _GRANTED.get(self._grant_key(request))
+            if isinstance(granted, str):
+                raise ScoringUnavailable(scrub(f"{self._where()}: {granted}"))
+        rest = [i for i in range(len(requests)) if i not in pilots]
+        self._call(self._score_first_token, [requests[i] for i in rest], lambda j, result: on_result(rest[j], result))
+
+    # -- option scoring from the first answer token's top log-probabilities (``first_token``) ---------
+
+    def _grant_key(self, request: ScoreRequest) -> tuple[str, str, str]:
+        return self.endpoints[0].where, self.model, _route(request)
+
+    async def _score_first_token(self, pool: "_Pool", request: ScoreRequest) -> OptionScores:
+        """One request for the first answer token's alternatives, read into option scores. The
+        endpoint's first answer of a route settles ``_GRANTED`` (``_first_answer``); if it gives no
+        log-probabilities, the call is a failed call and ``score`` stops. Later answers without
+        them are faults, retried."""
+        key, route, count = self._grant_key(request), _route(request), len(request.continuations)
+
+        async def attempt() -> OptionScores | None:
+            granted = _GRANTED.get(key)
+            resp = None if isinstance(granted, str) else await self._first_answer(pool, request, granted)
+            if resp is None:
+                return None
+            alternatives = _ALTERNATIVES[route](resp)
+            if alternatives is None and granted is None:
+                _GRANTED[key] = f"/{route} returns no log-probabilities of the answer's tokens"
+                return None
+            if alternatives is None:
+                raise _BadAnswer("no_logprobs", f"{self._where()}: /{route} returned no log-probabilities of "
+                                                "the answer's first token (use --scoring generate)")
+            reading = read_options(alternatives, request.continuations)
+            self._warn_shared(reading.shared, request.continuations)
+            return OptionScores(reading.logprobs, tuple(1 if tokens else 0 for tokens in reading.tokens),
+                                prompt_tokens=_usage(resp)[0])
+
+        failed = OptionScores((0.0,) * count, (0,) * count)  # no option read
+        scores = await self._retry_bad(attempt, failed)
+        if scores is None:  # the endpoint gives no log-probabilities: recorded as a failed call
+            _note("no_logprobs")
+            _note("failed")
+            return failed
+        return scores
+
+    async def _first_answer(self, pool: "_Pool", request: ScoreRequest, granted: int | None) -> Any:
+        """The answer to ``request`` with ``granted`` alternatives asked; the endpoint's first time
+        (``granted`` None), with ``top_logprobs``, then ``COMMON_TOP_LOGPROBS`` if that was refused,
+        noting in ``_GRANTED`` what was accepted or, when both were refused, why (then None)."""
+        key, route = self._grant_key(request), _route(request)
+        asks = [granted] if granted else sorted({self.top_logprobs, min(self.top_logprobs, COMMON_TOP_LOGPROBS)},
+                                                reverse=True)
+        refusal = ""
+        for top in asks:
+            resp = await pool.request(lambda c: self._first_token_call(c, request, top, granted is None))
+            if not isinstance(resp, _Refused):
+                self._first_choice(resp, route)
+                _GRANTED[key] = _GRANTED.get(key) or top
+                return resp
+            refusal = f"/{route} refuses log-probabilities (top_logprobs={top}: {resp.text})"
+        _GRANTED[key] = refusal
+        return None
+
+    async def _first_token_call(self, client: Any, request: ScoreRequest, top: int, asking: bool) -> Any:
+        """The request for the first answer token and its ``top`` alternatives. ``asking`` (the
+        endpoint's first answer): a refusal -- a 400 or 422, or a 5xx a retry did not cure
+        (llama-cpp-python's server without ``logits_all`` answers 500; a pool fails a 5xx over
+        instead) -- comes back as a ``_Refused``, not as the one-line error that ends the run."""
+        common: dict[str, Any] = dict(model=self.model, max_tokens=1, temperature=0.0, seed=_seed(request))
+        if asking:
+            client = client.with_options(max_retries=min(self.max_retries, 1))
+        try:
+            if request.messages is not None:
+                return await client.chat.completions.create(messages=_chat_messages(request), logprobs=True,
+                                                            top_logprobs=top, **common)
+            return await client.completions.create(prompt=(request.text or "") + request.answer_prefix,
+                                                   logprobs=top, **common)
+        except self._openai.APIStatusError as exc:
+            status = exc.status_code
+            if asking and (status in (400, 422) or (status >= 500 and not self.failover)):
+                return _Refused(f"HTTP {status}: {_server_message(exc)}")
+            raise
+
+    def _warn_shared(self, shared: tuple[tuple[int, ...], ...], continuations: Sequence[str]) -> None:
+        """One stderr line per option set whose options share a first token (they tie)."""
+        if not shared or tuple(continuations) in self._warned_shared:
+            return
+        self._warned_shared.add(tuple(continuations))
+        groups = "; ".join(" and ".join(repr(continuations[i].strip()) for i in group) for group in shared)
+        print(f"promptgym: warning: {self._where()}: options {groups} begin with the same token, so the first "
+              "answer token cannot tell them apart and they tie (use --scoring generate)", file=sys.stderr, flush=True)
 
     # -- embeddings over /v1/embeddings ---------------------------------------------------------
 
@@ -747,6 +876,27 @@ def _counting_client(openai: Any) -> Any:
             await self.inner.aclose()
 
     return openai.DefaultAsyncHttpxClient(transport=Counting())
+
+
+def _route(request: ScoreRequest) -> str:
+    return "chat/completions" if request.messages is not None else "completions"
+
+
+_ALTERNATIVES = {"chat/completions": chat_alternatives, "completions": completion_alternatives}
+
+
+def _seed(request: GenerationRequest | ScoreRequest) -> int:
+    """Derived from the whole request: the same request always sends the same seed."""
+    return int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
+
+
+def _chat_messages(request: GenerationRequest | ScoreRequest) -> list[dict[str, str]]:
+    """The request's chat messages; the answer cue goes at the end of the last (user) turn, as there
+    is no portable way to prefill the assistant's."""
+    messages = [{"role": r, "content": c} for r, c in request.messages or ()]
+    if request.answer_prefix:
+        messages[-1]["content"] += "\n" + request.answer_prefix
+    return messages
 
 
 def _setting(value, env: str, default, kind):
