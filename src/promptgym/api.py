@@ -9,6 +9,7 @@ call that completed before is answered by the cache.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -20,14 +21,15 @@ from typing import Any, Callable, Iterator
 
 from promptgym.data.dataset import Dataset, Example, Splits, split_dataset
 from promptgym.data.loaders import load_dataset, load_split_files
-from promptgym.errors import PromptgymError
-from promptgym.evaluation.cache import ResponseCache
+from promptgym.errors import PromptgymError, ScoringUnavailable
+from promptgym.evaluation.cache import ResponseCache, request_key
 from promptgym.evaluation import stats
 from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
 from promptgym.evaluation.selection import (DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, Selection,
                                             SelectionPlan, detectable, plan_selection, race)
-from promptgym.models.base import Backend
+from promptgym.models.base import Backend, ScoreRequest
 from promptgym.models.factory import make_backend, redact_spec
+from promptgym.models.first_token import told_apart
 from promptgym.optimizers import REGISTRY, Context, Optimizer, get_method
 from promptgym.optimizers.stopping import Stop
 from promptgym.paths import default_cache_url, default_store_url
@@ -299,7 +301,8 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None) -> lis
     if run["status"] != "finished" or not run["result"]:
         raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
     unnamed = run["config"].get("reward_unnamed")  # nothing is scored here: any metric will do
-    setup = _setup(store, run_id, run["config"], ExactMatch() if unnamed else None, check_lengths=False)
+    config = dict(run["config"], scoring=run["config"].get("scoring") or _scoring_used(store, run_id))
+    setup = _setup(store, run_id, config, ExactMatch() if unnamed else None, check_lengths=False)
     task = setup.task
     labels = setup.dataset.labels if isinstance(task, ChoiceTask) else None
     if isinstance(task, ChoiceTask) and not labels:
@@ -423,10 +426,9 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
 
 def _scoring_used(store: RunStore, run_id: str) -> str:
     """How a run scored choices when it left it to the model (``--scoring`` not given): by
-    log-probability if its ledger has a scoring call, else by generating, if the task model generated."""
+    generating if the task model generated (a served model may have been asked once for
+    log-probabilities first, at the start), else by log-probability."""
     kinds = {(r["role"], r["kind"]) for r in store.call_rows(run_id)}
-    if any(kind == "score" for _, kind in kinds):
-        return "logprob"
     return "generate" if ("task", "generate") in kinds or (SELECT_ROLE, "generate") in kinds else "logprob"
 
 
@@ -609,6 +611,42 @@ def _initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Pro
     return Prompt(instruction=instruction, layout=layout)
 
 
+def _served_scoring(setup: _Setup, checker: Evaluator) -> tuple[Task, str | None]:
+    """``--scoring`` not given, a choice task and a served task model that may score options from
+    the first answer token (``scores_first_token``): the start scores the first training example
+    that way (``checker``: not charged; cached and in the ledger, so the search finds it). If the
+    server gave log-probabilities that tell the options apart, the run scores by log-probability;
+    else it answers by generation, as before. Returns the task and the line the run logs (and keeps
+    in ``stats["scoring"]``)."""
+    task, config = setup.task, setup.config
+    if config["scoring"] or not getattr(setup.task_backend, "scores_first_token", False) \
+            or not isinstance(task, ChoiceTask) or task.scoring != "generate" or not setup.splits.train:
+        return task, None
+    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens)
+    scored.metric = task.metric
+    request = scored.request(_initial_prompt(config, setup.dataset, scored), setup.splits.train[0])
+    problem = _why_not_scored(setup, checker, request)
+    if problem is not None:
+        return task, f"{problem}: choices are answered by generation and matched to an option"
+    return scored, ("options scored by the log-probabilities of the served model's first answer token "
+                    "(--scoring generate to answer by generation instead)")
+
+
+def _why_not_scored(setup: _Setup, checker: Evaluator, request: ScoreRequest) -> str | None:
+    """Why the served model cannot score ``request``'s options by its first answer token (None: it
+    can). A resumed run decides as before: a usable answer is in the cache, an unusable one (never
+    cached) in its ledger as a failed call."""
+    key = request_key(setup.task_backend.identity, request)
+    if any(row["key"] == key and row["faults"] and json.loads(row["faults"]).get("failed")
+           for row in setup.store.call_rows(setup.run_id)):
+        return "the served model gave no usable log-probabilities when this run asked at its start"
+    try:
+        (answer,) = checker.score([request], charge=False)
+    except ScoringUnavailable as exc:
+        return exc.reason
+    return told_apart(answer.logprobs, answer.token_counts, request.continuations)
+
+
 ANSWER_CHECK_EXAMPLES = 10  # training examples the start answers before the search (generated choices)
 ANSWER_CHECK_LEAST = 0.2  # share of those answers that must name an option, else the run stops
 
@@ -643,8 +681,6 @@ def _request_tokens(backend: Backend, task: Task, prompt: Prompt, example: Examp
     embedded model: its own chat template, system block included, and tokenizer, as
     ``projection.token_counter`` counts it; else ``count_tokens`` and a rough chat overhead) and
     room for the answer (the longest option, or the generation limit)."""
-    from promptgym.models.base import ScoreRequest
-
     request = task.request(prompt, example)
     if isinstance(request, ScoreRequest):
         answer = max((backend.count_tokens(c) for c in request.continuations), default=0)
@@ -882,17 +918,6 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         optimizer_backend = _backend(config["optimizer_model"])
         _check_optimizer_chat(optimizer_backend, setup.optimizer, config)
         _preflight(setup.task_backend, optimizer_backend)
-    initial = _initial_prompt(config, setup.dataset, task)
-    optimizer, recorder = setup.optimizer, setup.recorder
-    # The search spends the budget less what final selection keeps back; it meets the same meter
-    # on resume because selection's calls are counted apart (ledger role "select").
-    limit = None if config["budget"] is None else config["budget"] - plan.reserve
-    budget = Budget(limit, spent=store.charged_calls(run_id, phase="search"))
-    log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
-    projection = _projection(store, config, plan, splits, task, setup.task_backend, optimizer_backend, initial)
-    for line in projection.lines():
-        log(line)
-
     token = lease.owner.token if lease is not None else None
 
     def ledger(rows: list[dict[str, Any]], role: str | None = None) -> None:
@@ -903,6 +928,20 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
 
     # the run's own calls so far: a cached answer of this run with no row here lost it to a kill
     recorded = {r["key"] for r in store.call_rows(run_id) if not r["cached"]}
+    task, scoring_note = _served_scoring(setup, Evaluator(setup.task_backend, optimizer_backend, setup.cache,
+                                                          ledger=ledger, origin=run_id, recorded=recorded))
+    initial = _initial_prompt(config, setup.dataset, task)
+    optimizer, recorder = setup.optimizer, setup.recorder
+    # The search spends the budget less what final selection keeps back; it meets the same meter
+    # on resume because selection's calls are counted apart (ledger role "select").
+    limit = None if config["budget"] is None else config["budget"] - plan.reserve
+    budget = Budget(limit, spent=store.charged_calls(run_id, phase="search"))
+    log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    projection = _projection(store, config, plan, splits, task, setup.task_backend, optimizer_backend, initial)
+    for line in projection.lines():
+        log(line)
+    if scoring_note:
+        log(f"scoring: {scoring_note}")
     with run_status(quiet, config["budget"], store.charged_calls(run_id), projection.to_dict()) as status:
         on_call = status.on_call if status else None
         evaluator = Evaluator(setup.task_backend, optimizer_backend, setup.cache, budget,
@@ -917,6 +956,8 @@ def _execute(setup: _Setup, quiet: bool, lease: Lease | None = None) -> RunResul
         if status:
             ctx.on_step = status.on_step
         recorder.candidate(initial, [], "initial")
+        if scoring_note:
+            ctx.stats["scoring"] = scoring_note
         checked = _answer_check(evaluator, task, initial, splits.train, log)
         if checked:
             ctx.stats["answer_check"] = checked
