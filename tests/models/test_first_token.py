@@ -66,6 +66,15 @@ def test_options_that_start_with_one_token_tie_and_are_named():
     assert why is not None and "'ambivalent' and 'ambiguous' begin with the same token" in why
 
 
+def test_a_one_or_two_letter_piece_stands_for_no_option():
+    # SmolLM2 under a prompt that elicits no label: the words are out of the list, letters are in
+    listed = [("This", lp(0.5)), ("n", lp(0.01)), ("ne", lp(0.005)), ("a", lp(0.02)), ("positive", lp(0.001))]
+    reading = read_options(listed, ["ambivalent", "positive", "negative", "neutral"])
+    assert reading.tokens == ((), ("positive",), (), ())
+    assert reading.shared == ()  # "n" would have been read for both "negative" and "neutral"
+    assert read_options([("no", lp(0.3)), ("n", lp(0.2))], ["no", "yes"]).tokens == (("no",), ())  # a whole word counts
+
+
 def test_case_is_kept_and_a_whitespace_token_starts_no_option():
     reading = read_options([("Positive", lp(0.7)), (" ", lp(0.2)), ("\n", lp(0.05))], ["positive", "negative"])
     assert reading.found == 0  # "Positive" is not "positive"; " " and "\n" start nothing
@@ -108,7 +117,7 @@ def test_a_chat_request_asks_for_the_first_token_and_reads_the_options_from_it()
         (sent,) = server.received
     assert sent.path == "/v1/chat/completions"
     body = sent.body
-    assert (body["logprobs"], body["top_logprobs"], body["max_tokens"], body["temperature"]) == (True, 100, 1, 0.0)
+    assert (body["logprobs"], body["top_logprobs"], body["max_tokens"], body["temperature"]) == (True, 1000, 1, 0.0)
     assert body["messages"] == [{"role": "system", "content": "Classify."},
                                 {"role": "user", "content": "Review: fine.\nSentiment:"}]  # the cue in the user turn
     expected = read_options(SENTIMENT, OPTIONS)
@@ -126,7 +135,7 @@ def test_a_server_that_lists_20_at_most_is_asked_again_in_the_same_call_and_that
         asked = [r.body["top_logprobs"] for r in server.received]
         again, _ = score(OpenAIBackend("fake-model", base_url=server.base_url), [chat_request("Review 9.")])
         asked_again = [r.body["top_logprobs"] for r in server.received[len(asked):]]
-    assert asked == [100, 20, 20, 20]  # the first request alone (refused, then 20), the rest at 20
+    assert asked == [1000, 20, 20, 20]  # the first request alone (refused, then 20), the rest at 20
     assert all(r is not None and r.logprobs[1] == pytest.approx(lp(0.3)) for r in results + again)
     assert faults == [{}, {}, {}]  # a refused K is not a fault
     assert asked_again == [20]  # per endpoint, for the process
@@ -138,7 +147,7 @@ def test_a_raw_text_request_goes_to_completions_without_echo():
     with FakeOpenAIServer(alternatives=listed) as server:
         (scores,), _ = score(OpenAIBackend("fake-model", base_url=server.base_url), [request])
         (sent,) = server.received
-    assert sent.path == "/v1/completions" and sent.body["logprobs"] == 100 and "echo" not in sent.body
+    assert sent.path == "/v1/completions" and sent.body["logprobs"] == 1000 and "echo" not in sent.body
     assert sent.body["prompt"] == "Review: fine.\nSentiment:" and sent.body["max_tokens"] == 1
     assert scores.logprobs == pytest.approx((lp(0.6), lp(0.05)))  # " negative" read from "negative"
 

@@ -14,16 +14,20 @@ The rule, for each option's continuation ``c`` (what the in-process backend scor
 - Spellings: ``c`` and its leading-space variant (a space added, or taken off when ``c`` has one),
   since a tokenizer may start the answer with either. Case is kept: "Positive" is not "positive",
   as in-process.
-- First token: among the alternatives with a non-space character that a spelling starts with,
-  the longest (the whole word "positive" rather than the piece "pos"). The option's score is the
-  log of the summed probabilities of its spellings' first tokens. A multi-token option is scored by
+- First token: among the alternatives that a spelling starts with, the longest (the whole word
+  "positive" rather than the piece "pos"). A piece shorter than the whole spelling must have
+  ``MIN_PIECE`` characters or more besides a leading space: one- and two-letter tokens ("a", "n",
+  "ne") start too many words to stand for an option (on SmolLM2, with the label words out of the
+  list, "n" would have scored "negative" and "neutral"). The option's score is the log of the summed
+  probabilities of its spellings' first tokens. A multi-token option is scored by
   its first token alone (an upper bound on the option's probability), so length normalisation
   changes nothing.
 - Not in the top K: an option none of whose spellings starts with an alternative gets the floor,
   half the most its first token can have (the smaller of the lowest listed probability and the
   probability left outside the list), so it ranks below every option found. Options at the floor
   tie. Its token count is 0 (1 for an option found), so the verdict below can be read again from
-  the scores alone.
+  the scores alone, and an answer with no option found is no answer (``ChoiceTask.predict``), not
+  the first option.
 - Shared first token: options read from the same alternative (``ambivalent`` and ``ambiguous``,
   both starting with ``amb``) cannot be told apart by the first token; they get the same score and
   ``shared`` names them.
@@ -37,6 +41,7 @@ from typing import Any, Sequence
 
 Alternative = tuple[str, float]  # (token text, log-probability)
 SMALLEST_MASS = 1e-12  # probability left outside the list, at least (the listed mass may round to 1)
+MIN_PIECE = 3  # characters a token that is only the start of an option must have
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ def _merged(alternatives: Sequence[Alternative]) -> dict[str, float]:
 
 
 def _first_token(spelling: str, mass: dict[str, float]) -> str | None:
-    starts = [token for token in mass if token.strip() and spelling.startswith(token)]
+    starts = [token for token in mass if token.strip() and spelling.startswith(token)
+              and (token == spelling or len(token.strip()) >= MIN_PIECE)]
     return max(starts, key=len) if starts else None
 
 

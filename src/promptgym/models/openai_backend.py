@@ -50,7 +50,7 @@ Decisions:
 - Otherwise choice options are scored from the first answer token (``first_token``): one request
   per example with ``max_tokens=1`` and ``logprobs``: ``/chat/completions`` with ``logprobs=true,
   top_logprobs=K`` for chat layouts, ``/completions`` with ``logprobs=K`` (no echo) for raw text.
-  K is ``top_logprobs`` (``PROMPTGYM_OPENAI_TOP_LOGPROBS``, default 100: a small model's option
+  K is ``top_logprobs`` (``PROMPTGYM_OPENAI_TOP_LOGPROBS``, default 1000: a small model's option
   words may sit far down the list); a server that refuses it (400/422, or a 5xx twice; OpenAI and
   vLLM allow 20 by default) is asked again with 20 in the same call. The first request of a route
   goes alone and settles, per endpoint, model and route for the process, how many alternatives the
@@ -111,7 +111,7 @@ PREFLIGHT_TIMEOUT = 5.0
 COOLDOWN = 2.0  # seconds a failing pool endpoint is left alone, doubled per failure in a row ...
 MAX_COOLDOWN = 60.0  # ... up to this
 DOWN_AFTER = 3  # failures in a row (a trip and failed probes) of every endpoint: the pool is down
-TOP_LOGPROBS = 100  # alternatives asked for the first answer token (option scoring) ...
+TOP_LOGPROBS = 1000  # alternatives asked for the first answer token (option scoring) ...
 COMMON_TOP_LOGPROBS = 20  # ... else this, OpenAI's maximum and vLLM's default one
 # What an endpoint grants for first-token option scoring, per (endpoint, model, route): the number
 # of alternatives it lists, or why it lists none. Asked once per process.
