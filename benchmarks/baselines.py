@@ -26,15 +26,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from promptgym.api import NEUTRAL_CHOICE, NEUTRAL_GENERATION
 from promptgym.data import load_dataset, split_dataset
 from promptgym.errors import PromptgymError
 from promptgym.evaluation import Budget, Evaluator, ResponseCache
 from promptgym.models import make_backend
 from promptgym.paths import default_cache_url
-from promptgym.tasks import Prompt
-from promptgym.tasks.prompt import get_layout
-from promptgym.tasks.task import ChoiceTask, task_for
+from promptgym.runner.setup import initial_prompt, task_of
+from promptgym.tasks.task import ChoiceTask
 
 APE_TASKS = ("active_to_passive", "antonyms", "cause_and_effect", "common_concept", "diff", "first_word_letter",
              "informal_to_formal", "larger_animal", "letters_list", "negation", "num_to_verbal",
@@ -66,10 +64,11 @@ def baseline(spec: str, model: str, test_size: int, seed: int, cache: ResponseCa
     test_n = min(test_size, len(dataset) - MIN_TRAIN)
     splits = split_dataset(dataset, MIN_TRAIN, test_n, seed=seed)
     backend = make_backend(model)
-    task = task_for(dataset)
     layout = LAYOUTS.get(model, "chat")
-    instruction = dataset.description or (NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
-    prompt = Prompt(instruction=instruction, layout=get_layout(layout))
+    config = dict(dataset=spec, prompt=None, layout=layout)  # a run's start, as the runner builds it
+    task = task_of(config, dataset, "logprob")
+    prompt = initial_prompt(config, dataset, task)
+    instruction = prompt.instruction
     evaluator = Evaluator(backend, backend, cache, Budget(None))
     started = time.perf_counter()
     result = evaluator.run_task(task, prompt, splits.test, charge=False)

@@ -85,9 +85,11 @@ def measured_block(method: str, path: Path = BENCH) -> str:
 # -- index -------------------------------------------------------------------------------------------
 
 def methods_block() -> str:
-    from promptgym import api
+    """The built-in methods (an installed package's method documents itself)."""
+    from promptgym.optimizers import BUILTIN_METHODS, get_method
 
-    return "\n".join(f"- [`{name}`](methods/{name}.md): {summary}" for name, summary in api.methods().items()) + "\n"
+    return "\n".join(f"- [`{name}`](methods/{name}.md): {get_method(name).summary}"
+                     for name in sorted(BUILTIN_METHODS)) + "\n"
 
 
 # -- CLI reference ------------------------------------------------------------------------------------
@@ -182,9 +184,9 @@ def pages() -> list[Path]:
 
 
 def missing_method_pages() -> list[str]:
-    from promptgym import api
+    from promptgym.optimizers import BUILTIN_METHODS
 
-    return [name for name in api.methods() if not (DOCS / "methods" / f"{name}.md").exists()]
+    return [name for name in sorted(BUILTIN_METHODS) if not (DOCS / "methods" / f"{name}.md").exists()]
 
 
 def render_all() -> dict[Path, tuple[str, str]]:

@@ -15,6 +15,9 @@ from promptgym.tasks.task import ChoiceTask
 
 from support import LABELS, make_examples  # noqa: E402,F401  (re-exported for fixtures)
 
+# A package of its own, with its own tests: tests/testing/test_plugin_example.py installs it and runs them.
+collect_ignore = ["plugin_example"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):

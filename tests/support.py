@@ -9,12 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from promptgym.data.dataset import Dataset, Example
-from promptgym.evaluation.cache import request_key
-from promptgym.models.base import EmbeddingRequest
-from promptgym.models.scripted import ScriptedBackend, request_text
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.base import Recorder
+from promptgym.testing import LABELS, RecordingBackend, make_examples  # noqa: F401  (re-exported)
 
-LABELS = ("positive", "negative", "neutral", "ambivalent")
 TINY_LABELS = ("positive", "negative")
 _TINY_REVIEWS = [
     ("The staff were friendly and the room was spotless.", "positive"),
@@ -81,46 +79,6 @@ def tiny_sentiment() -> Dataset:
     return Dataset("tiny-sentiment", [Example(f"t{i}", text, (label,), TINY_LABELS)
                                       for i, (text, label) in enumerate(_TINY_REVIEWS)],
                    description="Is the opinion positive or negative?")
-
-
-def make_examples(n: int, prefix: str = "ex") -> list[Example]:
-    """Synthetic 4-way sentiment examples with distinct ids."""
-    return [Example(id=f"{prefix}{i}", input=f"Review number {i}: the service was {LABELS[i % 4]} overall.",
-                    targets=(LABELS[i % 4],), choices=LABELS) for i in range(n)]
-
-
-class RecordingBackend(ScriptedBackend):
-    """Scripted backend that logs every request it answers (key and text, embeddings included) into
-    shared lists and can simulate a kill (KeyboardInterrupt) before answering call number
-    ``interrupt_after + 1``."""
-
-    def __init__(self, keys: list[str] | None = None, texts: list[str] | None = None,
-                 interrupt_after: int | None = None, **scripted):
-        super().__init__(**scripted)
-        self.keys = [] if keys is None else keys
-        self.texts = [] if texts is None else texts
-        self.interrupt_after = interrupt_after
-
-    def _log(self, request) -> None:
-        if self.interrupt_after is not None and len(self.keys) >= self.interrupt_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.keys.append(request_key(self.identity, request))
-        self.texts.append(request.text if isinstance(request, EmbeddingRequest) else request_text(request))
-
-    def generate(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().generate([request], lambda _, resp, i=i: on_result(i, resp))
-
-    def score(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().score([request], lambda _, resp, i=i: on_result(i, resp))
-
-    def embed(self, requests, on_result):
-        for i, request in enumerate(requests):
-            self._log(request)
-            super().embed([request], lambda _, resp, i=i: on_result(i, resp))
 
 
 class Recording(Recorder):
@@ -226,17 +184,16 @@ class FileServer(LoopbackServer):
             h.close_connection = how != "sized"
 
 
-def noisy_scripted(monkeypatch) -> None:
-    """Runs get the scripted model with option scores that depend on the whole request: each prompt answers
-    each example its own way (about 1 in 4 right), so prompts disagree on many dev examples."""
+def noisy_scripted() -> dict[str, ScriptedBackend]:
+    """``backends=`` for runs on the scripted model with option scores that depend on the whole request:
+    each prompt answers each example its own way (about 1 in 4 right), so prompts disagree on many dev
+    examples."""
     import hashlib
-
-    from promptgym import api
 
     def logprob(prompt: str, option: str) -> float:
         return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
 
-    monkeypatch.setattr(api, "make_backend", lambda spec: ScriptedBackend(option_logprob=logprob))
+    return {"scripted": ScriptedBackend(option_logprob=logprob)}
 
 
 def one_line_data_error(spec: str, **fields) -> str:

@@ -22,6 +22,7 @@ from promptgym.data.dataset import Dataset, Example
 from promptgym.data.loaders import load_dataset
 from promptgym.errors import DataError, PromptgymError
 from promptgym.models.scripted import ScriptedBackend
+from promptgym.runner.backends import using
 from promptgym.store.runs import RunStore
 
 FUZZ = settings(max_examples=80, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -326,12 +327,12 @@ def test_no_context_limit_means_no_check(tmp_path):
 def test_markup_in_prompts_and_output_is_printed_literally(tmp_path, monkeypatch):
     nasty = "[bold red]{input}[/] {0} %s [link=http://x]y[/link]"
     backend = ScriptedBackend(reply=lambda request: nasty)
-    monkeypatch.setattr(api, "make_backend", lambda spec: backend)
     store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     path = _write_jsonl(tmp_path, [{"input": f"[i]{{x}}[/i] {i}", "target": "good" if i % 2 else "bad"}
                                    for i in range(30)], name="[red]data.jsonl")
-    result = _cli(store, "optimize", "--dataset", str(path), *SCRIPTED, "--train-size", "10", "--test-size", "10",
-                  "--dev-size", "0", "--budget", "12", "--prompt", "[bold]Classify[/bold] {input}", "--quiet")
+    with using({"scripted": backend}):
+        result = _cli(store, "optimize", "--dataset", str(path), *SCRIPTED, "--train-size", "10", "--test-size", "10",
+                      "--dev-size", "0", "--budget", "12", "--prompt", "[bold]Classify[/bold] {input}", "--quiet")
     assert result.exit_code == 0, result.stderr
     flat = " ".join(result.stdout.split())
     assert "[bold]Classify[/bold]" in flat and "[red]data.jsonl" in flat

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from promptgym import api
 from promptgym.cli import main
 from promptgym.store.runs import RunStore
 
@@ -141,9 +142,15 @@ def test_optimize_replay_runs_and_resume(dataset):
     first = _last_json(_invoke(*args))
     assert CONTRACT <= set(first)
     assert first["method"] == "ape" and first["dataset"] == dataset
-    assert isinstance(first["initial_prompt"], str) and first["best_prompt"]
-    for key in ("initial_score", "best_score", "test_initial", "test_best"):
-        assert 0.0 <= first[key] <= 1.0
+    # the numbers printed are the run's stored scores: of the candidates recorded, on the splits said
+    details = api.show(first["run_id"])
+    by_id = {c["candidate_id"]: c for c in details.candidates}
+    stored = {(by_id[r["candidate_id"]]["instruction"], r["split"]): r["score"] for r in details.scores}
+    start, best = first["initial_prompt"], first["best_prompt"]
+    assert [c["instruction"] for c in details.candidates if c["operation"] == "initial"] == [start]
+    assert (stored[(start, "train-final")], stored[(start, "test")]) == (first["initial_score"], first["test_initial"])
+    assert (stored[(best, "train-final")], stored[(best, "test")]) == (first["best_score"], first["test_best"])
+    assert len(next(r for r in details.scores if r["split"] == "test")["per_example"]) == first["test_size"] == 100
     # APE returns its own best candidate (the starting prompt is not in its pool), so best_score
     # may be below initial_score; the verdict field must agree with the held-out numbers.
     assert first["improved_on_test"] == (first["test_best"] > first["test_initial"])

@@ -73,7 +73,7 @@ def _one_line_error(result, expected: str) -> None:
 
 FLAGS = ["--dataset", "data.jsonl", "--method", "opro", "--budget", "120", "--seed", "3", "--prompt", "Say it.",
          "--train-size", "12", "--dev-size", "0", "--select-k", "2", "--select-level", "0.05", "--select-statistic", "margin",
-         "--select-margin", "0.02", "--test-size", "7",
+         "--select-margin", "0.02", "--select-sequential", "--test-size", "7",
          "--task-model", "scripted", "--optimizer-model", "scripted", "--layout", "plain", "--normalize", "mean",
          "--scoring", "generate", "--reward", "accuracy", "--length-penalty", "5", "--length-weight", "0.25",
          "--long-inputs", "truncate", "--input-field", "q", "--target-field", "y", "--choices-field", "c",
@@ -91,6 +91,7 @@ select-k = 2
 select_level = 0.05
 select-statistic = "margin"
 select_margin = 0.02
+select-sequential = true
 test-size = 7
 task-model = "scripted"
 optimizer_model = "scripted"

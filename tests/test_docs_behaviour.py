@@ -70,3 +70,13 @@ def test_backends_doc_names_the_server_extra_and_the_layout_that_generation_need
     # the layout that lists the options: the one a generated choice needs (as export builds it)
     listing = generation_prompt(Prompt("Say.", layout=LAYOUTS["chat"])).layout.name
     assert listing == "chat-options" and f"--layout {listing}" in backends
+
+
+def test_the_readme_says_what_every_extra_adds():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| extra | what it adds |"):].split("\n\n")[0]
+    rows = re.findall(r"^\| `([\w-]+)` \| (.+) \|$", table, flags=re.M)
+    names = [name for name, _ in rows]
+    assert sorted(names) == sorted(extras) and len(set(names)) == len(names), "one row per extra in pyproject"
+    assert all(len(what) > 20 for _, what in rows)

@@ -3,8 +3,10 @@ picks right is tested on known truth in tests/evaluation/test_selection.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.cli import main
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.store.runs import RunStore
 
-from support import noisy_scripted, write_reviews
+from support import RecordingBackend, noisy_scripted, write_reviews
 
 
 
@@ -50,16 +53,36 @@ def test_selection_is_paid_from_its_reserve_and_counted_apart(dataset):
     assert isinstance(s["kept_start"], bool) and s["verdict"]
 
 
-def test_the_returned_prompt_and_its_test_comparison_agree(dataset):
+def _opinion_reads_the_label() -> dict[str, ScriptedBackend]:
+    """Scripted scores under which an instruction that mentions the opinion answers with the label
+    the review names, and any other (the start: "Read the input and choose the correct label.")
+    answers by a hash: one of OPRO's scripted proposals ("Label the opinion expressed in the input.")
+    is then truly better, on dev and on test."""
+
+    def logprob(prompt: str, option: str) -> float:
+        instruction, _, rest = prompt.partition("Input:")
+        if "opinion" in instruction.lower() and re.search(rf"\b{option.strip()}\b", rest):
+            return 0.0
+        return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
+
+    return {"scripted": ScriptedBackend(option_logprob=logprob)}
+
+
+def test_a_kept_start_is_returned_with_no_test_difference(dataset):
     s = _run(dataset).summary
-    if s["kept_start"]:
-        assert s["best_prompt"] == s["initial_prompt"] and s["test_delta"] == 0.0
-        assert s["verdict"].startswith("kept your prompt")
-    else:
-        assert s["test_delta"] == pytest.approx(s["test_best"] - s["test_initial"])
-        low, high = s["test_interval"]
-        assert low <= s["test_delta"] <= high and 0 <= s["test_p_value"] <= 1
+    assert s["kept_start"] is True  # no scripted proposal is better than the start here
+    assert s["best_prompt"] == s["initial_prompt"] and s["test_delta"] == 0.0
+    assert s["test_interval"] == [0.0, 0.0] and s["verdict"].startswith("kept your prompt")
     assert s["method_best_prompt"] and s["test_method_best"] is not None
+
+
+def test_a_better_candidate_is_returned_with_its_test_comparison(dataset):
+    s = _run(dataset, backends=_opinion_reads_the_label()).summary
+    assert s["kept_start"] is False and "opinion" in s["best_prompt"].lower()
+    assert s["test_delta"] == pytest.approx(s["test_best"] - s["test_initial"]) and s["test_delta"] > 0.3
+    low, high = s["test_interval"]
+    assert 0 < low <= s["test_delta"] <= high and 0 <= s["test_p_value"] < 0.01
+    assert s["verdict"].startswith("better than your prompt on test")
 
 
 def test_a_run_killed_after_selection_resumes_to_the_same_result_for_free(dataset):
@@ -88,9 +111,8 @@ def test_a_dev_split_the_budget_cannot_pay_for_is_a_one_line_error(dataset):
 
 # -- soft evidence, the chance of better and the detectable gain -------------------------------------------
 
-def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
-    s = _run(dataset).summary
+def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset):
+    s = _run(dataset, backends=noisy_scripted()).summary
     assert s["kept_start"] and s["test_share_better"] is None  # your prompt back: nothing to compare
     d = s["detectable"]
     assert d["test"] == "mcnemar-exact" and d["dev_size"] == 25 and 0 < d["discordance"] <= 1
@@ -102,17 +124,15 @@ def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset, monk
     assert json.loads(json.dumps(s.to_dict(full=False)))["detectable"] == d
 
 
-def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
+def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset):
     for seed, sign in ((2, 1), (1, -1)):  # unguarded: the method's pick, better and worse on test
-        s = _run(dataset, method="grips", seed=seed, select_k=0).summary
+        s = _run(dataset, method="grips", seed=seed, select_k=0, backends=noisy_scripted()).summary
         assert s["best_prompt"] != s["initial_prompt"] and s["detectable"] is None
         assert s["test_delta"] * sign > 0 and (s["test_share_better"] - 0.5) * sign > 0.15
 
 
-def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset, monkeypatch):
-    noisy_scripted(monkeypatch)
-    result = _run(dataset, select_statistic="probability", select_margin=0.05)
+def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset):
+    result = _run(dataset, select_statistic="probability", select_margin=0.05, backends=noisy_scripted())
     record = result.summary["selection"]
     assert record["statistic"] == "probability" and record["margin"] == 0.05
     assert record["p_value"] is not None and record["p_accuracy"] is not None
@@ -145,3 +165,56 @@ def test_the_cli_takes_the_statistic_and_the_margin(dataset):
     assert {"test_share_better", "detectable"} <= set(s)
     bad = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--select-statistic", "f1"])
     assert bad.exit_code == 2 and "f1" in bad.stderr
+
+
+# -- sequential final selection ----------------------------------------------------------------------------
+
+def _noisy(keys: list[str], interrupt_after: int | None = None):
+    """``backends=``: a scripted model (as ``noisy_scripted``: each prompt answers each example its own
+    way) that logs the requests it answers and can be killed before call ``interrupt_after + 1``."""
+    import hashlib
+
+    def logprob(prompt: str, option: str) -> float:
+        return -(int(hashlib.sha256(f"{prompt}|{option}".encode()).hexdigest()[:6], 16) % 1000) / 200
+
+    return {"scripted": RecordingBackend(keys=keys, interrupt_after=interrupt_after, option_logprob=logprob)}
+
+
+def test_sequential_selection_races_on_the_pool_within_its_reserve_and_a_kill_mid_race_resumes_to_the_same_result(
+        dataset, tmp_path):
+    reference_store = f"sqlite:///{tmp_path / 'reference.sqlite'}"
+    reference = _run(dataset, select_sequential=True, store_url=reference_store,
+                     cache_url=f"sqlite:///{tmp_path / 'reference-cache.sqlite'}", backends=_noisy([]))
+    s = reference.summary
+    record, race = s["selection"], s["selection"]["race"]
+    assert record["sequential"] is True and record["reserve"] == 100  # the fixed race's reserve: 4 x 25
+    assert race["pool"] == 50 and race["stop"]  # what 100 calls pay for with two prompts (the data has 170) in ("decided", "futility", "reserve", "pool")
+    assert race["race_calls"] <= 100 and 0 < record["calls"] <= race["race_calls"]
+    assert s["dev_size"] == race["dev_n"] == record["candidates"][0]["dev_n"] > 0
+    assert s["kept_start"] == (race["stop"] != "decided") and s["detectable"] is None
+    assert RunStore(reference_store).get_run(s["run_id"])["config"]["select_sequential"] is True
+
+    rows = RunStore(reference_store).call_rows(s["run_id"])
+    before_race = next(i for i, r in enumerate(rows) if r["role"] == "select")
+    kill_at = before_race + record["calls"] // 2  # half-way through the race
+    before: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        _run(dataset, select_sequential=True, backends=_noisy(before, interrupt_after=kill_at))
+    [killed] = _store().list_runs()
+    assert killed["status"] == "interrupted" and _store().charged_calls(killed["run_id"], phase="select") > 0
+    after: list[str] = []
+    resumed = api.resume(killed["run_id"], backends=_noisy(after)).summary
+    assert not set(before) & set(after)  # the killed race's calls came back from the cache
+    for key in ("best_prompt", "kept_start", "dev_size", "dev_initial", "dev_best", "test_best", "test_delta"):
+        assert resumed[key] == s[key], key
+    assert resumed["selection"]["race"] == race and resumed["budget_used"] == s["budget_used"]
+
+
+def test_the_cli_runs_sequential_selection_and_prints_where_it_stopped(dataset):
+    out = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--task-model", "scripted", "--optimizer-model",
+                                    "scripted", "--method", "ape", "--budget", "120", "--train-size", "8",
+                                    "--test-size", "10", "--select-sequential", "--quiet"])
+    assert out.exit_code == 0, out.stderr
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("sequential race: ")]
+    race = _store().finished_runs("ape")[0]["result"]["selection"]["race"]
+    assert line == f"sequential race: {race['sentence']}"

@@ -13,6 +13,8 @@ from promptgym.cli import main
 from promptgym.data.loaders import load_dataset
 from promptgym.errors import PromptgymError
 from promptgym.models.scripted import ScriptedBackend, request_text
+from promptgym.runner.backends import using
+from promptgym.runner.setup import prepare
 from promptgym.sandbox import bwrap_path
 from promptgym.store.runs import RunStore
 from promptgym.tasks.code import CodeTask
@@ -78,22 +80,22 @@ def test_reward_from_a_file_scores_the_run_and_is_stored(dataset, reward_file):
     assert again["test_initial"] == 0.25
 
 
-def _fixed_reply_backend(monkeypatch, reply):
-    backend = ScriptedBackend(reply=reply, name="fixed")
-    monkeypatch.setattr(api, "make_backend", lambda spec: backend)
-    return backend
+def _fixed_reply_backend(reply) -> dict[str, ScriptedBackend]:
+    """``backends=``: the scripted model answering every request with ``reply(request)``."""
+    return {"scripted": ScriptedBackend(reply=reply, name="fixed")}
 
 
-def test_length_penalty_through_the_api(monkeypatch, dataset):
+def test_length_penalty_through_the_api(dataset):
     # every answer is six words; reward 1; 3 words allowed, weight 0.4: 1 - 0.4 * min(1, 3/3) = 0.6
-    _fixed_reply_backend(monkeypatch, lambda request: "one two three four five six")
+    backends = _fixed_reply_backend(lambda request: "one two three four five six")
     data = load_dataset(dataset, infer_choices=False)  # free text: the reply is the prediction
     result = api.optimize(data, method="ape", budget=10, train_size=6, test_size=4, dev_size=0,
                           task_model="scripted", optimizer_model="scripted",
-                          reward=with_length_penalty(always_one, 3, 0.4))
+                          reward=with_length_penalty(always_one, 3, 0.4), backends=backends)
     assert result["initial_score"] == pytest.approx(0.6) and result["test_initial"] == pytest.approx(0.6)
-    cli = _invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL, "--reward", "exact-match",
-                  "--length-penalty", "2", "--length-weight", "0.5")
+    with using(backends):
+        cli = _invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL, "--reward", "exact-match",
+                      "--length-penalty", "2", "--length-weight", "0.5")
     assert cli.exit_code == 0, cli.output  # on a choice dataset: the label (1 word) is never penalised
 
 
@@ -101,22 +103,23 @@ def always_one(prediction, example):
     return 1.0
 
 
-def test_unnamed_reward_must_be_given_again_to_resume(monkeypatch, dataset):
-    _fixed_reply_backend(monkeypatch, lambda request: "positive")
+def test_unnamed_reward_must_be_given_again_to_resume(dataset):
+    backends = _fixed_reply_backend(lambda request: "positive")
     data = load_dataset(dataset, infer_choices=False)
     result = api.optimize(data, method="ape", budget=10, train_size=6, test_size=4, dev_size=0,
-                          task_model="scripted", optimizer_model="scripted", reward=lambda p, e: 0.5)
+                          task_model="scripted", optimizer_model="scripted", reward=lambda p, e: 0.5,
+                          backends=backends)
     assert result["test_initial"] == 0.5
     store = RunStore(api.default_store_url())
     store.set_status(result.run_id, "interrupted")  # as if killed: resume must rebuild the task
     with pytest.raises(PromptgymError, match="pass it again"):
-        api.resume(result.run_id)
-    assert api.resume(result.run_id, reward=lambda p, e: 0.5)["test_initial"] == 0.5
-    assert api.predict(result.run_id, ["Review: fine."])[0]["prediction"] == "positive"  # needs no reward
+        api.resume(result.run_id, backends=backends)
+    assert api.resume(result.run_id, reward=lambda p, e: 0.5, backends=backends)["test_initial"] == 0.5
+    assert api.predict(result.run_id, ["Review: fine."], backends=backends)[0]["prediction"] == "positive"  # no reward
 
 
 @pytest.mark.skipif(bwrap_path() is None, reason="needs bubblewrap (scripts/setup.sh installs it)")
-def test_code_example_end_to_end_on_a_scripted_model(monkeypatch):
+def test_code_example_end_to_end_on_a_scripted_model():
     data = load_dataset("example:python-functions")
     solutions = {e.input: e.targets[0] for e in data.examples}
 
@@ -127,9 +130,9 @@ def test_code_example_end_to_end_on_a_scripted_model(monkeypatch):
                 return f"Here you go:\n```python\n{solution}\n```"
         return "Write the Python function."  # the optimizer model's proposals
 
-    _fixed_reply_backend(monkeypatch, reply)
     result = api.optimize("example:python-functions", method="ape", budget=12, train_size=4, test_size=4,
-                          dev_size=0, task_model="scripted", optimizer_model="scripted")
+                          dev_size=0, task_model="scripted", optimizer_model="scripted",
+                          backends=_fixed_reply_backend(reply))
     assert result["initial_score"] == 1.0 and result["test_initial"] == 1.0
-    assert isinstance(api._setup(RunStore(api.default_store_url()), result.run_id,
-                                 RunStore(api.default_store_url()).get_run(result.run_id)["config"]).task, CodeTask)
+    config = RunStore(api.default_store_url()).get_run(result.run_id)["config"]
+    assert isinstance(prepare(config, check_lengths=False).task, CodeTask)  # the stored run rebuilds its task

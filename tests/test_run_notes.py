@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.cli import main
-from promptgym.report.progress import RunStatus
+from promptgym.runner.progress import RunStatus
 
-FIRST_ESTIMATE_CALLS = 8  # promptgym.report.progress.FIRST_ESTIMATE_CALLS
+FIRST_ESTIMATE_CALLS = 8  # promptgym.runner.progress.FIRST_ESTIMATE_CALLS
 
 SCRIPTED = ["--task-model", "scripted", "--optimizer-model", "scripted"]
 DATA = ["--dataset", "example:sentiment", "--train-size", "15", "--test-size", "20"]

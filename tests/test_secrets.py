@@ -14,7 +14,8 @@ from click.testing import CliRunner
 pytest.importorskip("openai")
 
 from promptgym.cli import main  # noqa: E402
-from promptgym.models.factory import make_backend, redact_spec, redact_url, scrub  # noqa: E402
+from promptgym.models.factory import make_backend  # noqa: E402
+from promptgym.secrets import redact_spec, redact_url, scrub  # noqa: E402
 
 try:  # tests/integration may or may not be a package
     from integration.fake_openai_server import FakeOpenAIServer
@@ -169,7 +170,7 @@ def test_two_different_keys_in_one_url_is_one_line():
 
 
 def test_database_urls_show_no_password():
-    from promptgym.models.factory import scrub
+    from promptgym.secrets import scrub
     from promptgym.store.db import shown_url, without_password
 
     url = "postgresql+psycopg://alice:Db-Secret-913@db.example:5432/runs?sslmode=require"

@@ -14,6 +14,7 @@ from promptgym.cli import main
 from promptgym.data.dataset import Dataset, Example
 from promptgym.data.loaders import load_split_files
 from promptgym.errors import DataError, PromptgymError
+from promptgym.runner.setup import NEUTRAL_CHOICE
 from promptgym.store.runs import RunStore
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")
@@ -94,7 +95,7 @@ def test_dataset_supplies_only_the_instruction_and_the_label_set(files, tmp_path
     run = RunStore(api.default_store_url()).get_run(s.run_id)
     assert all(tuple(e["choices"]) == LABELS for e in run["config"]["inline_dataset"]["examples"])
     neutral = api.optimize(method="ape", budget=20, train_file=files["train"], **SCRIPTED).summary
-    assert neutral.initial_prompt == api.NEUTRAL_CHOICE
+    assert neutral.initial_prompt == NEUTRAL_CHOICE
     own = api.optimize(method="ape", budget=20, train_file=files["train"], prompt="Rate it.", **SCRIPTED)
     assert own["initial_prompt"] == "Rate it."
 

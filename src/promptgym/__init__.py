@@ -4,7 +4,7 @@ from promptgym.api import RunResult, optimize, resume
 from promptgym.data import Dataset, Example, load_dataset
 from promptgym.optimizers.stopping import Stop
 from promptgym.tasks import ChoiceTask, GenerationTask, Prompt
+from promptgym.version import __version__  # noqa: F401  (promptgym.__version__)
 
 __all__ = ["RunResult", "optimize", "resume", "Stop", "Dataset", "Example", "load_dataset",
            "ChoiceTask", "GenerationTask", "Prompt"]
-__version__ = "0.1.0"

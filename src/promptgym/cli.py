@@ -10,15 +10,14 @@ import click
 
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, STATISTICS
+from promptgym.secrets import scrub
 
 if TYPE_CHECKING:
     from promptgym.api import RunSummary
 
 
 def _fail(message: str, code: int = 2) -> None:
-    from promptgym.models.factory import scrub  # no key seen in this process is ever printed
-
-    click.echo(f"promptgym: error: {scrub(message)}", err=True)
+    click.echo(f"promptgym: error: {scrub(message)}", err=True)  # no key seen in this process is ever printed
     sys.exit(code)
 
 
@@ -176,6 +175,9 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--select-margin", type=click.FloatRange(0, 1), default=DEFAULT_MARGIN, show_default=True,
               help="With --select-statistic probability or margin: how much dev accuracy the winner may lose "
                    "against your prompt.")
+@click.option("--select-sequential", is_flag=True,
+              help="Race on dev examples drawn while undecided (from those in neither train nor test), "
+                   "stopping as soon as an anytime-valid test decides, within the same reserve.")
 @click.option("--test-size", default=None, type=click.IntRange(min=0), help="[default: 100; with --train: --test's rows]")
 @click.option("--task-model", default="embedded", show_default=True,
               help="embedded | gemma3-270m | gguf:PATH | openai:MODEL[@BASE_URL] | openai:MODEL@URL#N,URL#N (a pool)")
@@ -212,7 +214,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              test_file: str | None, input_field: str | None, target_field: str | None,
              choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
              train_size: int | None, dev_size: int | None, select_k: int, select_level: float,
-             select_statistic: str, select_margin: float, test_size: int | None,
+             select_statistic: str, select_margin: float, select_sequential: bool, test_size: int | None,
              task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
@@ -227,7 +229,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           train_size=train_size, dev_size=dev_size, test_size=test_size,
                           train_file=train_file, dev_file=dev_file, test_file=test_file,
                           select_k=select_k, select_level=select_level, select_statistic=select_statistic,
-                          select_margin=select_margin, task_model=task_model, optimizer_model=optimizer_model, layout=layout,
+                          select_margin=select_margin, select_sequential=select_sequential,
+                          task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params=_parse_params(params),
                           reward=reward, length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
@@ -255,6 +258,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--select-k", type=click.IntRange(min=0), default=None)
 @click.option("--select-level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_LEVEL,
               show_default=True)
+@click.option("--select-sequential", is_flag=True, help="Sequential final selection in every run (as optimize's).")
 @click.option("--task-model", default="embedded", show_default=True,
               help="Task model(s) separated by commas: each is a column of the grid (a pool's URLs stay one model).")
 @click.option("--optimizer-model", default="embedded", show_default=True)
@@ -274,7 +278,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--json", "as_json", is_flag=True, help="Print the per-method records as one JSON line.")
 def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | None, budget: int | None,
           train_size: int | None, dev_size: int | None, test_size: int | None, select_k: int | None,
-          select_level: float, task_model: str, optimizer_model: str, layout: str, train_file: str | None,
+          select_level: float, select_sequential: bool, task_model: str, optimizer_model: str, layout: str, train_file: str | None,
           dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, executor: str,
           address: str | None, as_json: bool) -> None:
     """Run every method on the same datasets, seeds, split and budget; write a table, paired tests and
@@ -302,7 +306,8 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
 
     report = run_bench(out_dir, preset=preset, methods=methods, datasets=split_list(datasets) if datasets else None,
                        seeds=seed_list, budget=budget, train_size=train_size, dev_size=dev_size, test_size=test_size,
-                       select_k=select_k, select_level=select_level, task_models=split_models(task_model),
+                       select_k=select_k, select_level=select_level, select_sequential=select_sequential,
+                       task_models=split_models(task_model),
                        optimizer_model=optimizer_model, layout=layout, train_file=train_file, dev_file=dev_file,
                        test_file=test_file, retry_failed=retry_failed, on_cell=progress, executor=executor,
                        address=address)

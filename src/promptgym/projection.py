@@ -175,12 +175,12 @@ class Projection:
                 if c and c.get("selection") is not None else f"  final selection: at most {sel.calls} calls (its reserve)")
                if self.reserve.calls else "  final selection: off",
                f"  held-out test: about {h.calls} calls (not charged to the budget"
-               + (f"; about {_duration(h.seconds)}" if h.seconds else "") + "; --test-size sizes it)"]
+               + (f"; about {duration(h.seconds)}" if h.seconds else "") + "; --test-size sizes it)"]
         cut = adjusted_line(dict(adjusted=self.adjusted, plan_short=self.plan_short), self.method)
         if cut:
             out.insert(2, f"  {cut}")
         if self.seconds is not None:
-            out.append(f"  time: about {_duration(self.seconds)} ({self.basis.get('seconds', '')})")
+            out.append(f"  time: about {duration(self.seconds)} ({self.basis.get('seconds', '')})")
         out.append(f"  completion tokens: {self.basis.get('completion', '')}")
         return out
 
@@ -476,7 +476,7 @@ def _k(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"

@@ -414,8 +414,30 @@ def test_the_bench_page_names_and_links_every_run_and_draws_train_as_train(tmp_p
     assert "dev None" not in page
     curve = page[page.index('id="plot-train-curve"'):]
     assert "your prompt (start)" in curve and "held-out Δ test" in curve
-    # rewritten from results.json alone, the links stay
-    from promptgym.bench.report import rewrite_html
-
+    # the same command again rewrites the pages from the finished cells, with their links
     (out / "results.html").unlink()
-    assert f'href="runs/{runs[0]["run_id"]}.html"' in rewrite_html(out).read_text()
+    (out / "runs" / f'{runs[0]["run_id"]}.html').unlink()
+    again = CliRunner().invoke(main, ["bench", "--methods", "ape,grips", "--datasets", data, "--seeds", "0,1",
+                                      "--budget", "150", "--train-size", "8", "--test-size", "20", *SCRIPTED,
+                                      "--out", str(out)])
+    assert again.exit_code == 0, again.stderr + again.stdout
+    assert f'href="runs/{runs[0]["run_id"]}.html"' in (out / "results.html").read_text()
+    assert (out / "runs" / f'{runs[0]["run_id"]}.html').exists()
+    assert json.loads((out / "results.json").read_text())["runs"] == runs  # no cell ran again
+
+
+def test_select_sequential_reaches_every_cell_and_an_older_directory_reads_as_without_it(tmp_path):
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    args = ["bench", "--methods", "ape", "--datasets", data, "--seeds", "0", *SMALL, *SCRIPTED, "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--select-sequential"])
+    assert result.exit_code == 0, result.stderr
+    [row] = BenchDir(out).rows()
+    assert row["summary"]["selection"]["sequential"] is True and row["summary"]["selection"]["race"]["stop"]
+    assert "level 0.1 (sequential)" in (out / "results.md").read_text()
+    manifest = out / "bench.json"
+    older = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "select_sequential"}
+    manifest.write_text(json.dumps(older))  # made before the option existed: the fixed race
+    refused = CliRunner().invoke(main, [*args, "--select-sequential"])
+    assert refused.exit_code != 0 and "made with other settings (select_sequential False)" in refused.stderr
+    assert CliRunner().invoke(main, args).exit_code == 0

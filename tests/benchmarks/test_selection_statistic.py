@@ -23,11 +23,10 @@ def _module():
     return module
 
 
-def test_replays_recorded_races_per_statistic_and_says_when_probabilities_are_missing(tmp_path, monkeypatch, capsys):
-    noisy_scripted(monkeypatch)
+def test_replays_recorded_races_per_statistic_and_says_when_probabilities_are_missing(tmp_path, capsys):
     data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
     common = dict(budget=200, train_size=10, test_size=20, task_model="scripted", optimizer_model="scripted",
-                  store_url=url)
+                  store_url=url, backends=noisy_scripted())
     runs = [api.optimize(data, method=m, seed=s, **common).summary for m, s in (("opro", 0), ("ape", 1), ("grips", 2))]
     old = runs[-1]["run_id"]
     store = RunStore(url)

@@ -237,6 +237,16 @@ def test_split_sizes_and_disjoint():
     assert len(set(all_ids)) == 45
 
 
+def test_a_dev_pool_goes_on_with_the_examples_left_and_leaves_train_and_test_alone():
+    fixed = split_dataset(_dataset(50), train_size=20, test_size=15, dev_size=10, seed=1)
+    pooled = split_dataset(_dataset(50), train_size=20, test_size=15, dev_size=10, seed=1, dev_rest=100)
+    assert _ids(pooled.train) == _ids(fixed.train) and _ids(pooled.test) == _ids(fixed.test)
+    assert _ids(pooled.dev)[:10] == _ids(fixed.dev) and len(pooled.dev) == 15  # the planned dev first, then all 5
+    assert sorted(_ids(pooled.train) + _ids(pooled.dev) + _ids(pooled.test), key=int) == [str(i) for i in range(50)]
+    again = split_dataset(_dataset(50), train_size=20, test_size=15, dev_size=10, seed=1, dev_rest=3)
+    assert _ids(again.dev) == _ids(pooled.dev)[:13]  # a fixed, seeded order, cut where asked
+
+
 def test_split_is_seeded():
     a = split_dataset(_dataset(50), 20, 15, seed=7)
     b = split_dataset(_dataset(50), 20, 15, seed=7)

@@ -80,7 +80,7 @@ def test_embeddings_live_in_the_same_cache_and_round_trip_exactly(tmp_path):
     key = request_key("s", EmbeddingRequest("hello"))
     ResponseCache(url).put(key, vector)
     cache = ResponseCache(url)
-    assert cache.get(key) == vector and cache.get_many([key]) == {key: vector}
+    assert cache.get(key) == vector and cache.lookup([key]) == {key: (vector, None)}
     with cache.engine.connect() as conn:
         assert conn.exec_driver_sql("select kind from responses").scalar_one() == "embed"
 
@@ -98,7 +98,7 @@ def test_round_trip_of_both_response_kinds(tmp_path):
     assert cache.get(k2) == scores
     # a fresh connection (another process, or a resumed run) sees the same answers
     again = ResponseCache(url)
-    assert again.get_many([k2, k1, k2, "missing"]) == {k1: comp, k2: scores}
+    assert again.lookup([k2, k1, k2, "missing"]) == {k1: (comp, None), k2: (scores, None)}
 
 
 def test_first_answer_wins_on_duplicate_put(tmp_path):
@@ -108,10 +108,10 @@ def test_first_answer_wins_on_duplicate_put(tmp_path):
     assert cache.get("k") == Completion("first")
 
 
-def test_get_many_handles_more_keys_than_one_query_chunk(tmp_path):
+def test_lookup_handles_more_keys_than_one_query_chunk(tmp_path):
     cache = ResponseCache(f"sqlite:///{tmp_path / 'cache.sqlite'}")
     for i in range(0, 1200, 6):
         cache.put(f"k{i}", Completion(str(i)))
-    found = cache.get_many([f"k{i}" for i in range(1200)])
+    found = cache.lookup([f"k{i}" for i in range(1200)])
     assert len(found) == 200
-    assert found["k1194"] == Completion("1194")
+    assert found["k1194"] == (Completion("1194"), None)

@@ -47,7 +47,7 @@ def test_budget_exhausted_only_after_using_exactly_the_remaining_calls(cache):
     assert backend.calls == 7
     assert ev.budget.spent == 7
     # the three calls it could afford were made and kept
-    assert len(cache.get_many([request_key(backend.identity, _gen(i)) for i in range(10, 13)])) == 3
+    assert len(cache.lookup([request_key(backend.identity, _gen(i)) for i in range(10, 13)])) == 3
     assert cache.get(request_key(backend.identity, _gen(13))) is None
     # no further call is ever made once spent
     with pytest.raises(BudgetExhausted):

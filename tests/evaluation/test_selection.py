@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from promptgym.data.dataset import Example
-from promptgym.evaluation.selection import race
+from promptgym.evaluation import stats
+from promptgym.evaluation.selection import race, race_sequential
 from promptgym.tasks.prompt import Prompt
 
 DEV = [Example(f"d{i}", f"x{i}", ("a",), ("a", "b")) for i in range(60)]
@@ -211,3 +212,119 @@ def test_detectable_gain_of_a_kept_start_in_words_with_the_budget_that_would_det
     assert not taken.kept_start and detectable(taken, plan, budget=500) is None
     same = race(START, [Prompt("same")], DEV, scripted({"start": START_ACC, "same": START_ACC}))
     assert "scored exactly as your prompt did" in detectable(same, plan, budget=500)["sentence"]
+
+
+# -- the sequential race -----------------------------------------------------------------------------------
+
+POOL = [Example(f"d{i}", f"x{i}", ("a",), ("a", "b")) for i in range(200)]
+
+
+def first_round_reaching(start: list[float], better: list[float], need: float, round_size: int = 10) -> int:
+    """The first round after which the bet of ``better`` against ``start`` (``stats.betting_wealth``)
+    has reached ``need`` at some example so far: where the race must stop."""
+    wealth = stats.betting_wealth([b - a for a, b in zip(start, better)])
+    first = next(i for i, w in enumerate(wealth) if w >= need)
+    return first // round_size + 1
+
+
+def test_a_clearly_better_candidate_wins_early_and_the_race_records_the_round():
+    start, good = pattern(2, 200), pattern(2, 200)
+    for i in range(1, 200, 4):  # right on a quarter more: +0.25
+        good[i] = 1.0
+    table = {"start": start, "good": good, "same": pattern(2, 200), "worse": pattern(4, 200)}
+    calls: list[str] = []
+    sel = race_sequential(START, [Prompt("same"), Prompt("good"), Prompt("worse")], POOL, scripted(table, calls),
+                          reserve=400, level=0.1)
+    assert not sel.kept_start and sel.chosen.instruction == "good"
+    course = sel.record()["race"]
+    expected = first_round_reaching(start, good, need=3 / 0.1)
+    assert course["stop"] == "decided" and course["decided_round"] == course["rounds"] == expected
+    assert course["decided_dev_n"] == sel.dev_size == 10 * expected < len(POOL)
+    assert course["race_calls"] == len(calls) <= 400 and course["e_value"] >= course["threshold"] == 30
+    assert sel.p_value == pytest.approx(3 / course["e_value"]) and sel.p_value <= 0.1
+    assert course["sentence"].startswith(f"decided in round {expected}, on {10 * expected} dev examples")
+
+
+def test_an_equal_candidate_keeps_the_start_and_the_race_stops_within_its_reserve():
+    table = {"start": pattern(2, 200), "same": pattern(2, 200, offset=1)}  # disagree everywhere, equal means
+    for reserve in (37, 120, 300, 1000):
+        calls: list[str] = []
+        sel = race_sequential(START, [Prompt("same")], POOL, scripted(table, calls), reserve=reserve)
+        course = sel.record()["race"]
+        assert sel.kept_start and course["decided_round"] is None and sel.p_value > 0.1
+        assert len(calls) == course["race_calls"] <= reserve and calls.count("start") == calls.count("same")
+        if reserve < 2 * len(POOL):  # it goes on until the reserve cannot pay for one more example
+            assert course["stop"] == "reserve" and course["race_calls"] >= reserve - 1
+        else:
+            assert course["stop"] == "pool" and course["dev_n"] == len(POOL)
+
+
+def test_calls_never_exceed_the_reserve_and_the_start_is_never_dropped():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        table = {name: list((rng.random(200) < p).astype(float))
+                 for name, p in (("start", 0.5), ("a", 0.6), ("b", 0.3), ("c", 0.5))}
+        reserve = int(rng.integers(4, 500))
+        calls: list[str] = []
+        sel = race_sequential(START, [Prompt("a"), Prompt("b"), Prompt("c")], POOL, scripted(table, calls),
+                              reserve=reserve)
+        start = sel.entrants[0]
+        assert len(calls) == sel.record()["race"]["race_calls"] <= reserve, trial
+        assert start.dropped_after is None and len(start.scores) == max(len(e.scores) for e in sel.entrants)
+        assert calls.count("start") == len(start.scores) == sel.dev_size
+
+
+def test_a_candidate_worse_than_the_start_leaves_for_futility():
+    """Alone against the start and clearly worse: no leader rule needed, its bet the other way drops it."""
+    table = {"start": [1.0] * 200, "bad": pattern(2, 200)}
+    sel = race_sequential(START, [Prompt("bad")], POOL, scripted(table), reserve=400)
+    bad = sel.entrants[1]
+    assert sel.kept_start and bad.dropped_why == "worse than your prompt" and bad.p_worse <= 0.1
+    assert sel.record()["race"]["stop"] == "futility" and bad.dropped_after < 200
+    assert sel.record()["candidates"][1]["dropped_why"] == "worse than your prompt"
+
+
+def test_a_finalist_that_can_no_longer_reach_the_threshold_leaves_and_its_calls_are_not_spent():
+    """Even after 4 rounds (80 calls), with 15 calls left: 7 more examples, and 1.5^7 < 30 (the
+    threshold of 3 finalists at 0.1), so the race ends there rather than pay 14 calls for nothing."""
+    table = {"start": pattern(2, 200), "even": pattern(2, 200, offset=1)}
+    sel = race_sequential(START, [Prompt("even")], POOL, scripted(table), reserve=95, level=0.1 / 3)
+    even = sel.entrants[1]
+    assert even.dropped_why == "out of reach" and even.dropped_after == 40
+    assert sel.record()["race"]["race_calls"] == 80 and sel.record()["race"]["stop"] == "futility"
+    spent = race_sequential(START, [Prompt("even")], POOL, scripted(table), reserve=100, level=0.1 / 3)
+    assert spent.record()["race"]["stop"] == "reserve" and spent.entrants[1].dropped_why is None
+
+
+def test_the_margin_is_bet_on_through_the_logistic_and_the_soft_winner_keeps_its_accuracy_guard():
+    surer = [p + 0.2 for p in START_PROB] * 4
+    table = {"start": (START_ACC * 4, START_PROB * 4), "surer": (START_ACC * 4, surer)}
+    for statistic in ("probability", "margin"):
+        sel = race_sequential(START, [Prompt("surer")], POOL[:240], soft_scored(table), reserve=480,
+                              statistic=statistic)
+        assert not sel.kept_start and sel.accuracy_ok and sel.record()["race"]["stop"] == "decided", statistic
+    acc = [0.0] * 240  # surer of the right option, yet never right: refused however high its bet goes
+    sel = race_sequential(START, [Prompt("surer")], POOL[:240], soft_scored({**table, "surer": (acc, surer)}),
+                          reserve=480, statistic="probability", margin=0.1)
+    assert sel.kept_start and sel.accuracy_ok is False
+
+
+def test_the_fixed_race_record_is_unchanged_by_the_sequential_one():
+    table = {"start": pattern(3), "good": [1.0] * 50 + [0.0] * 10}
+    record = race(START, [Prompt("good")], DEV, scripted(table)).record()
+    assert "race" not in record and "e_value" not in record["candidates"][1]
+
+
+def test_run_race_follows_the_plan_and_the_plan_records_sequential_only_when_asked():
+    from promptgym.evaluation.selection import plan_selection, run_race
+
+    table = {"start": pattern(3, 200), "good": [1.0] * 200}
+    fixed = plan_selection(available=300, budget=600, dev_size=None)
+    sequential = plan_selection(available=300, budget=600, dev_size=None, sequential=True)
+    assert "sequential" not in fixed.record() and sequential.record()["sequential"] is True
+    assert (sequential.dev_size, sequential.reserve) == (fixed.dev_size, fixed.reserve)  # the same reserve
+    assert (fixed.pool_size, sequential.pool_size) == (50, 100)  # 200 calls: 100 examples for two prompts
+    assert "race" not in run_race(fixed, START, [Prompt("good")], POOL[:50], scripted(table)).record()
+    assert run_race(sequential, START, [Prompt("good")], POOL, scripted(table)).record()["race"]["stop"] == "decided"

@@ -36,16 +36,16 @@ PARAMS = {"seeds": 2, "rounds": 1, "pool_size": 1, "seed_candidates": 2, "sue_ex
           "episodes": 5, "hidden": 8, "top_k": 1, "max_tokens": 40, "encoder": "model"}
 
 
-def test_dp2o_with_every_model_call_over_http(monkeypatch):
+def test_dp2o_with_every_model_call_over_http():
     data = tiny_sentiment()
     with llama_cpp_server(embedding=True) as base:
         backend = OpenAIBackend(ALIAS, base_url=base, logprob_scoring=True, max_concurrency=2)
-        monkeypatch.setattr(api, "make_backend", lambda spec: backend)  # the spec has no logprob flag
         spec = f"openai:{ALIAS}@{base}"
+        backends = {spec: backend}  # the spec has no logprob flag
         result = api.optimize(data, method="dp2o", budget=40, train_size=3, dev_size=1, test_size=1,
                               task_model=spec, optimizer_model=spec, layout="plain", scoring="logprob",
-                              params=PARAMS)
-        rows = api.predict(result.run_id, ["The hotel was wonderful."])
+                              params=PARAMS, backends=backends)
+        rows = api.predict(result.run_id, ["The hotel was wonderful."], backends=backends)
     summary, stats = result.summary, result.summary["stats"]["dp2o"]
     assert summary["task_model"] == summary["optimizer_model"] == backend.identity
     assert summary["budget_used"] <= 40

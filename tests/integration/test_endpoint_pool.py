@@ -28,8 +28,10 @@ from promptgym.errors import PromptgymError  # noqa: E402
 from promptgym.evaluation.cache import ResponseCache  # noqa: E402
 from promptgym.evaluation.evaluator import Budget, Evaluator  # noqa: E402
 from promptgym.models.base import GenerationRequest, ScoreRequest  # noqa: E402
-from promptgym.models.factory import make_backend, redact_spec  # noqa: E402
-from promptgym.models.openai_backend import OpenAIBackend, parse_endpoints  # noqa: E402
+from promptgym.models.factory import make_backend  # noqa: E402
+from promptgym.secrets import redact_spec  # noqa: E402
+from promptgym.models.endpoint_pool import parse_endpoints  # noqa: E402
+from promptgym.models.openai_backend import OpenAIBackend  # noqa: E402
 from promptgym.store.runs import RunStore  # noqa: E402
 
 try:  # tests/integration may or may not be a package

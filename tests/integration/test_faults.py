@@ -126,7 +126,7 @@ def test_an_answer_that_stays_bad_is_a_failed_call_recorded_and_never_cached(tmp
         assert bad[0].text == ""  # used (the run goes on) ...
         assert rows[-1]["faults"] == {"empty": 3, "failed": 1} and rows[-1]["charged"]
         assert len(server.received) == 4  # 1 + the first try and ANSWER_RETRIES capped at max_retries
-        assert cache.get_many([rows[-1]["key"]]) == {}  # ... but never cached as a good answer
+        assert cache.lookup([rows[-1]["key"]]) == {}  # ... but never cached as a good answer
         assert ev.budget.spent == 2
 
 

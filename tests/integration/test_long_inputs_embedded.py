@@ -19,6 +19,7 @@ from promptgym import api
 from promptgym.cli import main
 from promptgym.data.dataset import Example
 from promptgym.models.factory import make_backend
+from promptgym.runner.checks import request_tokens
 from promptgym.store.runs import RunStore
 from promptgym.tasks.prompt import Prompt, get_layout
 from promptgym.tasks.task import ChoiceTask
@@ -57,7 +58,7 @@ def test_the_check_counts_what_is_sent_chat_template_included():
     request = task.request(prompt, example)
     sent = len(backend.tokenize(backend.prompt_text(request.messages, request.text, request.answer_prefix)))
     answer = max(backend.count_tokens(c) for c in request.continuations)
-    assert api._request_tokens(backend, task, prompt, example) == sent + answer
+    assert request_tokens(backend, task, prompt, example) == sent + answer
 
 
 def test_truncate_finishes_with_a_summary_and_every_request_fits(tmp_path):

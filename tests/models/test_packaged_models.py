@@ -81,12 +81,12 @@ class _BaseModel(ScriptedBackend):
     chat_template = False
 
 
-def test_chat_layout_on_a_model_without_chat_template_fails_before_a_run_is_stored(monkeypatch, tmp_path):
-    monkeypatch.setattr(api, "make_backend", lambda spec: _BaseModel() if spec == "base" else ScriptedBackend())
+def test_chat_layout_on_a_model_without_chat_template_fails_before_a_run_is_stored(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"input": f"r {i}", "target": ["good", "bad"][i % 2]}) + "\n" for i in range(20)))
     store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
-    common = dict(method="ape", budget=20, train_size=6, test_size=4, dev_size=0, store_url=store)
+    common = dict(method="ape", budget=20, train_size=6, test_size=4, dev_size=0, store_url=store,
+                  backends={"base": _BaseModel(), "scripted": ScriptedBackend()})
     with pytest.raises(PromptgymError, match=r"^task model 'base' has no chat template \(a base model\): use --layout plain$"):
         api.optimize(str(data), task_model="base", optimizer_model="scripted", **common)
     with pytest.raises(PromptgymError, match="format edits switch to chat layouts: pass --param format_edits=false"):

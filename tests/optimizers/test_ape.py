@@ -8,7 +8,7 @@ import pytest
 
 from promptgym.models.scripted import ScriptedBackend, _digest
 from promptgym.optimizers.ape import PROPOSAL_CUE, ApeOptimizer
-from promptgym.optimizers.base import get_method
+from promptgym.optimizers import get_method
 from support import Recording
 
 

@@ -17,6 +17,7 @@ from promptgym.optimizers.evoprompt import (
     DE_CUE, EXAMPLE_PROMPTS, GA_CUE, EvoPromptDE, EvoPromptGA, EvoState, de_meta_prompt, ga_meta_prompt,
     roulette_probabilities, select_top)
 from promptgym.optimizers.proposals import PARAPHRASE_CUE, parse_first
+from promptgym.optimizers.stopping import Stop
 from promptgym.tasks.prompt import Prompt
 
 
@@ -239,6 +240,19 @@ def test_budget_left_by_dropped_children_runs_more_generations(cls, scripted_con
     assert ctx.stats["stopped_by"] == "budget" and ctx.evaluator.budget.spent <= 200
     assert 200 - ctx.evaluator.budget.spent < 1 + n  # not even one more child would fit
     assert st["children"] == len(replies.evolution())
+
+
+@pytest.mark.parametrize("cls", [EvoPromptGA, EvoPromptDE])
+def test_a_stopper_ends_the_run_after_the_initial_population(cls, scripted_context):
+    # Building the population is the first step, so no stopper has to wait for it to finish a
+    # generation too (it used to happen in set-up, before any stopper was asked).
+    replies = Replies()
+    ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
+    cls(population=4, generations=3).run(ctx, Stop(max_steps=1))
+    st = ctx.stats["evoprompt"]
+    assert (ctx.stats["steps"], ctx.stats["stopped_by"]) == (1, "max_steps")
+    assert st["population"] == 4 and st["generations_run"] == 0 and st["children"] == 0
+    assert replies.evolution() == [] and len(replies.requests) == 3  # the paraphrases only
 
 
 @pytest.mark.parametrize("cls", [EvoPromptGA, EvoPromptDE])

@@ -14,6 +14,7 @@ from promptgym.optimizers.base import Recorder
 from promptgym.optimizers.grips import (EDIT_CHOICES, GripsOptimizer, add, delete, grips_score, phrases, substitute,
                                         swap, with_label_words)
 from promptgym.tasks.prompt import LAYOUTS, Prompt
+from promptgym.testing import ConformanceBackend
 
 from support import LABELS
 
@@ -219,11 +220,14 @@ def test_budget_cut_run_ends_with_budget_and_score_set_is_a_subsample(scripted_c
 
 
 def test_final_selection_ranks_grips_candidates_by_its_own_score(scripted_context):
-    from promptgym.optimizers.grips import GripsOptimizer
-
-    ctx = scripted_context(budget=400)
+    # the conformance suite's scripted scores (they vary with the wording), so that edits get accepted
+    ctx = scripted_context(budget=400, seed=2, backend=ConformanceBackend())
+    ctx.initial = Prompt("Read the review carefully, then decide whether it is positive, negative, neutral or ambivalent.")
     method = GripsOptimizer(edits="del,swap")
     best = method.run(ctx)
-    ranking = method.ranking(ctx)
-    assert ranking == list(reversed(ctx.state.accepted))
-    assert not ranking or ranking[0].id == best.id  # the latest accepted prompt is the answer
+    ranking = method.ranking(ctx, ctx.state)
+    assert len(ranking) >= 2 and ranking == list(reversed(ctx.state.accepted))  # on this seed, several
+    assert ranking[0].id == best.id and best != ctx.initial  # the latest accepted prompt is the answer
+    trajectory = ctx.stats["grips"]["trajectory"]  # the GRIPS score after each iteration
+    assert sum(b > a for a, b in zip(trajectory, trajectory[1:])) == len(ranking)  # one rise per accepted edit
+    assert method.ranking(ctx, None) == []  # the budget ran out while setting up

@@ -11,7 +11,7 @@ from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers import REGISTRY
 from promptgym.optimizers.base import Context, Optimizer, State
 from promptgym.projection import CHARS_PER_TOKEN, CHAT_OVERHEAD, project, token_counter
-from test_conformance import ConformanceBackend, build  # noqa: F401  (fixture)
+from promptgym.testing import ConformanceBackend
 
 # A real run's search spends between the rehearsal's earliest end (patience on scores that never
 # improve) and its full plan, give or take what no rehearsal can know: which of a model's proposals a

@@ -8,9 +8,11 @@ import re
 import pytest
 
 from promptgym.models.scripted import ScriptedBackend, _digest, request_text
-from promptgym.optimizers.base import Recorder, get_method
+from promptgym.optimizers import get_method
+from promptgym.optimizers.base import Recorder
 from promptgym.optimizers.promptbreeder import (MUTATION_PROMPTS, OPERATORS, THINKING_STYLES, Promptbreeder,
                                                 PromptbreederState, Unit)
+from promptgym.optimizers.stopping import Stop
 from promptgym.tasks.prompt import Prompt
 
 
@@ -42,6 +44,13 @@ def _context(scripted_context, budget=None, seed=0, backend=None, cache_name="ca
     return ctx, backend
 
 
+def _populated(method: Promptbreeder, ctx) -> PromptbreederState:
+    """Set up, then the first step: the initial population."""
+    state = method.setup(ctx)
+    method.step(ctx, state)
+    return state
+
+
 def _run(scripted_context, budget=None, seed=0, cache_name="cache.sqlite", **params):
     ctx, backend = _context(scripted_context, budget, seed, cache_name=cache_name)
     best = Promptbreeder(**params).run(ctx)
@@ -58,7 +67,10 @@ def test_registered_with_paper_values():
 
 def test_scripted_initial_population_keeps_the_start_and_asks_m_plus_t_plus_d(scripted_context):
     ctx, backend = _context(scripted_context)
-    state = Promptbreeder(population=4, generations=0).setup(ctx)
+    method = Promptbreeder(population=4, generations=0)
+    state = method.setup(ctx)
+    assert not state.population and not backend.asked  # set-up plans; the first step populates
+    method.step(ctx, state)
     assert state.population[0].prompt == ctx.initial
     assert len(state.population) == 4
     inits = [c for c in ctx.recorder.candidates if c[3] == "promptbreeder:init"]
@@ -69,11 +81,19 @@ def test_scripted_initial_population_keeps_the_start_and_asks_m_plus_t_plus_d(sc
     assert all(u.mutation in MUTATION_PROMPTS for u in state.population)
 
 
+def test_scripted_a_stopper_ends_the_run_after_the_initial_population(scripted_context):
+    ctx, backend = _context(scripted_context)
+    Promptbreeder(population=4, generations=3).run(ctx, Stop(max_seconds=0))
+    st = ctx.stats["promptbreeder"]
+    assert (ctx.stats["steps"], ctx.stats["stopped_by"]) == (1, "wall_time")
+    assert st["population"] == 4 and st["generations_run"] == 0 and len(backend.asked) == 3
+
+
 @pytest.mark.parametrize("op", OPERATORS)
 def test_scripted_each_operator_records_a_candidate_under_its_name(scripted_context, op):
     ctx, backend = _context(scripted_context)
     method = Promptbreeder(population=4, generations=0, crossover_prob=0.0)
-    state = method.setup(ctx)
+    state = _populated(method, ctx)
     winner = state.population[0]
     asked = len(backend.asked)
     method.replicate(ctx, state, 0, 1, op=op)
@@ -91,7 +111,7 @@ def test_scripted_each_operator_records_a_candidate_under_its_name(scripted_cont
 def test_scripted_tournament_copies_the_winner_over_the_loser(scripted_context):
     ctx, _ = _context(scripted_context)
     method = Promptbreeder(population=2, generations=1, crossover_prob=0.0)
-    state = method.setup(ctx)
+    state = _populated(method, ctx)
     state.population[0].fitness, state.population[1].fitness = 0.9, 0.1
     winner = state.population[0]
     winner.context = [("some input", "positive")]
@@ -177,7 +197,7 @@ def _listing(text):
 def test_scripted_eda_rank_and_index_lists_ascending_fitness_as_descending(scripted_context):
     ctx, backend = _context(scripted_context)
     method = Promptbreeder(population=2, generations=0)
-    state = method.setup(ctx)
+    state = _populated(method, ctx)
     names = ["Label the mood of the review.", "Decide which feeling the author shows.",
              "Tell whether the customer liked it.", "Pick the sentiment word for this text."]
     _fixed_population(ctx, state, names, [0.7, 0.1, 0.9, 0.4])
@@ -191,7 +211,7 @@ def test_scripted_eda_rank_and_index_lists_ascending_fitness_as_descending(scrip
 def test_scripted_eda_drops_near_duplicates_and_shows_no_scores(scripted_context):
     ctx, backend = _context(scripted_context)
     method = Promptbreeder(population=2, generations=0)
-    state = method.setup(ctx)
+    state = _populated(method, ctx)
     names = ["Label the mood of the review.", "Label the mood of the review!",
              "Tell whether the customer liked it.", "Pick the sentiment word for this text."]
     _fixed_population(ctx, state, names, [0.7, 0.1, 0.9, 0.4])
@@ -204,7 +224,7 @@ def test_scripted_eda_drops_near_duplicates_and_shows_no_scores(scripted_context
 def test_scripted_eda_uses_the_task_models_embeddings_when_it_has_them(scripted_context):
     ctx, backend = _context(scripted_context, backend=Asking(embeddings=True))
     method = Promptbreeder(population=2, generations=0)
-    state = method.setup(ctx)
+    state = _populated(method, ctx)
     names = ["Label the mood of the review.", "Label the mood of the review.",
              "Tell whether the customer liked it."]
     _fixed_population(ctx, state, names, [0.5, 0.5, 0.5])
@@ -217,7 +237,7 @@ def test_scripted_eda_uses_the_task_models_embeddings_when_it_has_them(scripted_
 def test_scripted_lineage_and_lamarckian_show_the_units_history_and_workings_out(scripted_context):
     ctx, backend = _context(scripted_context)
     method = Promptbreeder(population=2, generations=0)
-    state = method.setup(ctx)
+    state = _populated(method, ctx)
     unit = state.population[0]
     older = ctx.initial.with_instruction("An older elite instruction for this task.")
     unit.elites = [older, unit.prompt]
@@ -251,8 +271,8 @@ def test_ranking_is_the_pooled_mean_over_batches(scripted_context):
     state = PromptbreederState()
     a, b, c = (Prompt(f"Instruction {k} for the test.") for k in "abc")
     state.tally = {a.id: [3.0, 10, a, 0], b.id: [14.0, 20, b, 1], c.id: [7.0, 10, c, 2]}
-    ctx.state = state
-    assert method.ranking(ctx) == [b, c, a]  # 0.7 (20 examples) before 0.7 (10), then 0.3
+    assert method.ranking(ctx, state) == [b, c, a]  # 0.7 (20 examples) before 0.7 (10), then 0.3
+    assert method.ranking(ctx, None) == []  # the budget ran out while setting up
     assert method.result(ctx, state) == b and method.best_score(ctx, state) == pytest.approx(0.7)
 
 

@@ -12,7 +12,7 @@ import pytest
 from promptgym.errors import PromptgymError
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend, request_text
-from promptgym.optimizers.base import get_method
+from promptgym.optimizers import get_method
 from promptgym.optimizers.proposals import parse_all
 from promptgym.optimizers.protegi import ANSWER_CUE, ProtegiOptimizer, select
 from promptgym.tasks.prompt import Prompt

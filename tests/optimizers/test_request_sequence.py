@@ -19,8 +19,8 @@ import pytest
 
 from promptgym.optimizers import REGISTRY
 from promptgym.optimizers.base import Recorder
+from promptgym.testing import ConformanceBackend
 
-from test_conformance import ConformanceBackend, build  # noqa: F401  (fixture)
 
 CELLS = [  # (method, params, budget, seed[, training examples])
     ("ape", {}, 40, 0), ("ape", {}, 150, 1), ("ape", {"iterations": 1}, None, 2),

@@ -13,10 +13,11 @@ from promptgym.data.dataset import Example
 from promptgym.evaluation.evaluator import EvalResult
 from promptgym.models.base import Completion, OptionScores
 from promptgym.models.scripted import ScriptedBackend
-from promptgym.optimizers import rlprompt
-from promptgym.optimizers.base import get_method
-from promptgym.optimizers.rlprompt import (GENERAL_WORDS, RlPromptOptimizer, build_vocabulary, forward,
-                                           init_policy, piecewise_gap, prompt_reward, sql_loss, stabilise)
+from promptgym.optimizers import get_method
+from promptgym.optimizers.rlprompt import GENERAL_WORDS, RlPromptOptimizer, build_vocabulary
+from promptgym.optimizers.rlprompt.policy import backward, forward, greedy, init_policy, sample
+from promptgym.optimizers.rlprompt.reward import piecewise_gap, prompt_reward, stabilise
+from promptgym.optimizers.rlprompt.trainer import Adam, sql_loss, train_step
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask, GenerationTask
 from support import LABELS, Recording
@@ -91,11 +92,11 @@ def test_policy_gradient_matches_finite_differences():
     w = init_policy(rng, length, vocab, hidden=5)
     w["w2"] = rng.normal(size=w["w2"].shape)  # away from the near-zero init, so every term counts
     target = {k: v + 0.1 * rng.normal(size=v.shape) for k, v in w.items()}
-    actions = rlprompt.sample(w, length, 4, rng)
+    actions = sample(w, length, 4, rng)
     rewards = np.array([1.0, -2.0, 0.5, 3.0])
     logits, cache = forward(w, length, actions)
     _, dlogits = sql_loss(logits, forward(target, length, actions)[0], actions, rewards)
-    grads = rlprompt.backward(w, cache, dlogits)
+    grads = backward(w, cache, dlogits)
     eps = 1e-6
     for key in w:
         for idx in list(np.ndindex(w[key].shape))[:12]:
@@ -119,18 +120,18 @@ def test_update_raises_the_probability_of_the_rewarded_sequence():
     length, vocab = 5, 50
     w = init_policy(rng, length, vocab, hidden=16)
     target = {k: v.copy() for k, v in w.items()}
-    adam = rlprompt.Adam(0.05)
+    adam = Adam(0.05)
     actions = np.array([[3, 7, 7, 1, 9], [4, 0, 2, 8, 5], [10, 11, 12, 13, 14], [20, 21, 22, 23, 24]])
     rewards = stabilise([150.0, -40.0, -60.0, 10.0])  # the first sequence made the task model right
     before = _sequence_logprob(w, length, actions)
     assert before == pytest.approx([5 * -math.log(vocab)] * 4, abs=1e-3)  # near-uniform start
     for _ in range(5):
-        rlprompt.train_step(w, target, adam, length, actions, rewards, target_rate=0.001)
+        train_step(w, target, adam, length, actions, rewards, target_rate=0.001)
     after = _sequence_logprob(w, length, actions)
     assert after[0] > before[0] + 1.0
     assert after[1] < before[1] and after[2] < before[2]
     assert np.argmax(after) == 0
-    assert set(rlprompt.greedy(w, length)) <= {3, 7, 1, 9}  # words of the rewarded sequence
+    assert set(greedy(w, length)) <= {3, 7, 1, 9}  # words of the rewarded sequence
 
 
 def test_value_offsets_make_the_initial_targets_consistent():
@@ -139,7 +140,7 @@ def test_value_offsets_make_the_initial_targets_consistent():
     rng = np.random.default_rng(2)
     length, vocab = 5, 40
     w = init_policy(rng, length, vocab, hidden=8)
-    actions = rlprompt.sample(w, length, 3, rng)
+    actions = sample(w, length, 3, rng)
     logits, _ = forward(w, length, actions)
     _, dlogits = sql_loss(logits, logits, actions, np.zeros(3))
     assert np.abs(dlogits).max() < 1e-2

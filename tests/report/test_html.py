@@ -198,13 +198,12 @@ def test_a_bigbench_run_never_downloads_for_its_page(tmp_path, monkeypatch):
     assert examples or "not on this machine" in note
 
 
-def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_path, monkeypatch):
+def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_path):
     from support import noisy_scripted, write_reviews
 
-    noisy_scripted(monkeypatch)  # prompts that disagree: a kept start has a gain it could have missed
     data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
     common = dict(budget=200, train_size=10, test_size=20, task_model="scripted", optimizer_model="scripted",
-                  store_url=url)
+                  store_url=url, backends=noisy_scripted())  # prompts that disagree: a kept start may miss a gain
     kept = api.optimize(data, method="opro", seed=0, **common).summary
     assert kept["kept_start"]
     page = render_run(run_page_data(RunStore(url), kept["run_id"]))
@@ -249,3 +248,18 @@ def test_a_returned_prompt_that_scored_the_same_is_not_called_a_difference():
     text = headline(s, test_name="exact McNemar test")["text"]
     assert text == ("Not distinguishable from your prompt: the same score on 12 held-out test examples, "
                     "p = 1 (exact McNemar test, two-sided).")
+
+
+def test_a_sequential_race_is_described_as_one_with_where_it_stopped(tmp_path):
+    from support import noisy_scripted, write_reviews
+
+    data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    s = api.optimize(data, method="opro", budget=200, train_size=10, test_size=20, task_model="scripted",
+                     optimizer_model="scripted", store_url=url, select_sequential=True, quiet=True,
+                     backends=noisy_scripted()).summary
+    page = render_run(run_page_data(RunStore(url), s["run_id"]))
+    race = s["selection"]["race"]
+    assert "raced your prompt sequentially" in page and f"The race {race['sentence']}." in page
+    assert "in rounds of 10; a finalist a paired test found worse" not in page  # not the fixed race's words
+    dropped = [c for c in s["selection"]["candidates"] if c.get("dropped_why")]
+    assert all(f"dev examples: {c['dropped_why']}" in page for c in dropped)

@@ -16,8 +16,9 @@ from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.cli import main
+from promptgym.models.scripted import ScriptedBackend
 from promptgym.paths import default_store_url
-from promptgym.store.lease import Lease, Owner, holder_state
+from promptgym.store.lease import Lease, LeaseLost, Owner, holder_state
 from promptgym.store.runs import RunStore
 
 from support import write_reviews
@@ -123,16 +124,47 @@ def test_resume_refuses_a_live_run_in_one_line_and_runs_tells_running_from_inter
     assert run["status"] == "finished" and run["owner_token"] is None and run["owner_pid"] == os.getpid()
 
 
-def test_a_run_holds_its_lease_while_it_runs(dataset, monkeypatch):
-    seen = []
-    real = api._execute
+class _RunWatcher(ScriptedBackend):
+    """The scripted model that reads the run's row from the store at each call: what the lease looked
+    like while the run was running."""
 
-    def spy(setup, quiet, lease=None):
-        seen.append(setup.store.get_run(setup.run_id))
-        return real(setup, quiet, lease=lease)
+    def __init__(self):
+        super().__init__()
+        self.seen: list[dict] = []
 
-    monkeypatch.setattr(api, "_execute", spy)
+    def score(self, requests, on_result):
+        self.seen += [r for r in _store().list_runs() if r["status"] == "running"]
+        super().score(requests, on_result)
+
+
+def test_a_run_holds_its_lease_while_it_runs(dataset):
+    watcher = _RunWatcher()
     result = api.optimize(dataset, budget=20, train_size=10, test_size=10, task_model="scripted",
-                          optimizer_model="scripted")
-    assert seen[0]["owner_pid"] == os.getpid() and seen[0]["owner_token"] and seen[0]["heartbeat"]
+                          optimizer_model="scripted", backends={"scripted": watcher})
+    seen = [r for r in watcher.seen if r["run_id"] == result.run_id]
+    assert seen and seen[0]["owner_pid"] == os.getpid() and seen[0]["owner_token"] and seen[0]["heartbeat"]
     assert _store().get_run(result.run_id)["owner_token"] is None
+
+
+def test_a_run_whose_lease_is_taken_over_stops_at_its_next_call(dataset, monkeypatch):
+    # Another process takes the run over mid-search (as `promptgym resume` does once this one's lease
+    # has lapsed): this one must stop at its next model call, write nothing more, and leave the run's
+    # row to the new holder (not marked failed).
+    store, other, seen = _store(), _other_live_owner(), {}
+
+    class TakenOverMidRun(ScriptedBackend):
+        def score(self, requests, on_result):
+            if self.calls >= 20 and not seen:
+                (run,) = store.list_runs()
+                assert store.claim(run["run_id"], other, lease=0) is None  # its lease counts as lapsed
+                seen.update(run_id=run["run_id"], ledger=len(store.call_rows(run["run_id"])), calls=self.calls)
+            super().score(requests, on_result)
+
+    backend = TakenOverMidRun()
+    with pytest.raises(LeaseLost, match="another process .* took this run over .* stopping without touching it"):
+        api.optimize(dataset, method="opro", budget=200, train_size=10, test_size=10, task_model="scripted",
+                     optimizer_model="scripted", quiet=True, backends={"scripted": backend})
+    run = store.get_run(seen["run_id"])
+    assert (run["status"], run["owner_token"], run["owner_pid"]) == ("running", other.token, other.pid)
+    assert len(store.call_rows(seen["run_id"])) == seen["ledger"]  # no ledger row after the takeover
+    assert backend.calls == seen["calls"] + 1  # the call that found the lease gone was the last one

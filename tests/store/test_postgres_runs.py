@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from promptgym import api
 from promptgym.cli import main
+from promptgym.runner.backends import forget_given
 from promptgym.store.runs import RunStore, calls
 
 from support import RecordingBackend
@@ -80,7 +81,7 @@ def test_optimize_runs_show_report_resume_on_postgresql(urls, postgres_server, d
 
 
 def test_a_killed_run_resumes_on_postgresql_without_repeating_a_completed_call(urls, postgres_server, dataset,
-                                                                                monkeypatch, tmp_path):
+                                                                                tmp_path):
     store_url, cache_url = urls
     options = dict(dataset=dataset, method="ape", budget=30, train_size=10, test_size=20, task_model="scripted",
                    optimizer_model="scripted", store_url=store_url, cache_url=cache_url)
@@ -88,19 +89,18 @@ def test_a_killed_run_resumes_on_postgresql_without_repeating_a_completed_call(u
                                     cache_url=f"sqlite:///{tmp_path / 'ref-cache.sqlite'}")).summary
 
     before: list[str] = []
-    monkeypatch.setattr(api, "_backend", lambda spec: RecordingBackend(keys=before, interrupt_after=25))
     with pytest.raises(KeyboardInterrupt):
-        api.optimize(**options)
+        api.optimize(**options, backends={"scripted": RecordingBackend(keys=before, interrupt_after=25)})
     store = RunStore(store_url)
     [killed] = store.list_runs()
     assert killed["status"] == "interrupted" and len(before) == 25
     config = store.get_run(killed["run_id"])["config"]
     assert config["cache_url"] == cache_url.replace(f":{postgres_server.password}@", "@")  # no password stored
-    monkeypatch.setattr(api, "_LIVE_URLS", {})  # a new process: the password comes from PROMPTGYM_CACHE
+    forget_given()  # as a new process: the password comes from PROMPTGYM_CACHE
 
     after: list[str] = []
-    monkeypatch.setattr(api, "_backend", lambda spec: RecordingBackend(keys=after))
-    resumed = api.resume(killed["run_id"], store_url=store_url).summary
+    resumed = api.resume(killed["run_id"], store_url=store_url,
+                         backends={"scripted": RecordingBackend(keys=after)}).summary
     assert not set(before) & set(after)  # every completed call came back from the cache
     for key in ("best_prompt", "test_initial", "test_best", "budget_used", "llm_calls"):
         assert resumed[key] == reference[key], key

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from promptgym.data.dataset import Dataset, Example
+from promptgym.data.dataset import Example
 from promptgym.evaluation.cache import ResponseCache
 from promptgym.evaluation.evaluator import Evaluator
 from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.tasks.metrics import CallableMetric, ExactMatch
 from promptgym.tasks.prompt import LAYOUTS, Prompt
-from promptgym.tasks.task import ChoiceTask, GenerationTask, task_for
+from promptgym.tasks.task import ChoiceTask, GenerationTask
 
 LABELS = ("positive", "negative", "neutral")
 EX = Example(id="e1", input="The soup was cold.", targets=("negative",), choices=LABELS)
@@ -151,15 +151,6 @@ def test_generation_task_through_the_evaluator(tmp_path):
     result = ev.run_task(GenerationTask(), Prompt("Answer."), [QA, other])
     assert result.scores == [1.0, 0.0]
     assert result.predictions == ["The answer is 42.", "7"]
-
-
-def test_task_for_picks_the_natural_task():
-    choice = Dataset("d", [EX])
-    free = Dataset("d", [QA])
-    assert isinstance(task_for(choice), ChoiceTask)
-    assert task_for(choice, normalize="mean", scoring="generate").normalize == "mean"
-    assert isinstance(task_for(free), GenerationTask)
-    assert isinstance(task_for(choice, metric=lambda p, e: 1.0), GenerationTask)
 
 
 # -- soft evidence: the right option's probability and margin ------------------------------------------

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from promptgym.bench.grid import PRESETS, BenchDir, Cell, Settings, Variant, cells, parse_variants, run_grid
 from promptgym.bench.executors import EXECUTORS, Executor, InProcess, RayCluster, make_executor
+from promptgym.bench.grid import PRESETS, cells, parse_variants, run_grid
+from promptgym.bench.work import BenchDir, Cell, Settings, Variant
 from promptgym.bench.report import write_report
 from promptgym.errors import PromptgymError
 
@@ -20,9 +21,10 @@ __all__ = ["EXECUTORS", "PRESETS", "BenchDir", "Cell", "Executor", "InProcess", 
 def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: str | Sequence[str] | None = None,
           datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None, budget: int | None = None,
           train_size: int | None = None, dev_size: int | None = None, test_size: int | None = None,
-          select_k: int | None = None, select_level: float = 0.1, task_models: Sequence[str] = ("embedded",),
-          optimizer_model: str = "embedded", layout: str = "chat", train_file: str | None = None,
-          dev_file: str | None = None, test_file: str | None = None, retry_failed: bool = False,
+          select_k: int | None = None, select_level: float = 0.1, select_sequential: bool = False,
+          task_models: Sequence[str] = ("embedded",), optimizer_model: str = "embedded", layout: str = "chat",
+          train_file: str | None = None, dev_file: str | None = None, test_file: str | None = None,
+          retry_failed: bool = False,
           on_cell: Callable[[dict[str, Any], bool, int, int], None] | None = None,
           executor: str = "in-process", address: str | None = None) -> dict[str, Any]:
     """Run the grid into ``out`` (finished cells are never run again) and write its report; returns
@@ -42,7 +44,8 @@ def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: st
     if not files:
         sizes = {k: p[k] if v is None else v for k, v in sizes.items()}
     settings = Settings(budget=budget or p["budget"], **sizes, select_k=p["select_k"] if select_k is None else select_k,
-                        select_level=select_level, optimizer_model=optimizer_model,
+                        select_level=select_level, select_sequential=select_sequential,
+                        optimizer_model=optimizer_model,
                         split_files={k: str(Path(v).resolve()) for k, v in files.items()} or None)
     dataset_list = list(datasets) if datasets else ([files["train"]] if files else p["datasets"])
     todo = cells(dataset_list, list(task_models), layout, parse_variants(methods or p["methods"]),

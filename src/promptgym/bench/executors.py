@@ -2,7 +2,7 @@
 (one Ray task per cell, spread over a cluster's workers).
 
 The contract is one method, ``run(bench, settings, cells)``, yielding each cell's row as the cell
-finishes; the caller (``grid.run_grid``) writes the rows. Every cell is ``grid.run_cell`` wherever
+finishes; the caller (``grid.run_grid``) writes the rows. Every cell is ``cell.run_cell`` wherever
 it runs, so what a cell computes does not depend on the executor: workers open the bench's run
 store and the cell's cache by URL, the same files the in-process executor uses.
 
@@ -27,16 +27,16 @@ Ray (``pip install 'promptgym[ray]'``, imported only when asked for):
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
+from promptgym.bench.cell import run_cell
+from promptgym.bench.work import BenchDir, Cell, Settings, cell_row
 from promptgym.errors import PromptgymError
-
-if TYPE_CHECKING:
-    from promptgym.bench.grid import BenchDir, Cell, Settings
+from promptgym.models.ray_fanout import import_ray
 
 EXECUTORS = ("in-process", "ray")
-RAY_MISSING = "--executor ray needs Ray: pip install 'promptgym[ray]'"
 
 
 class Executor(Protocol):
@@ -48,8 +48,6 @@ class InProcess:
     """The cells one after another in this process, in the order given."""
 
     def run(self, bench: BenchDir, settings: Settings, cells: list[Cell]) -> Iterator[dict[str, Any]]:
-        from promptgym.bench.grid import run_cell
-
         for cell in cells:
             yield run_cell(bench, settings, cell)
 
@@ -71,8 +69,6 @@ class RayCluster:
         if not cells:
             return
         ray = import_ray()
-        from promptgym.bench.grid import cell_row
-
         started_here = not ray.is_initialized()
         if started_here:
             check_reachable(self.address)
@@ -105,8 +101,6 @@ class RayCluster:
 
 def run_cell_task(bench_path: str, settings: Settings, cell: Cell, cwd: str) -> dict[str, Any]:
     """A Ray task's body: ``run_cell`` in the driver's working directory (relative data paths)."""
-    from promptgym.bench.grid import BenchDir, run_cell
-
     if os.path.isdir(cwd):
         os.chdir(cwd)
     return run_cell(BenchDir(Path(bench_path)), settings, cell)
@@ -115,8 +109,6 @@ def run_cell_task(bench_path: str, settings: Settings, cell: Cell, cwd: str) -> 
 def check_reachable(address: str | None) -> None:
     """A ``HOST:PORT`` or ``ray://HOST:PORT`` that nothing answers is one line in seconds (Ray itself
     keeps trying to connect for minutes); ``auto`` and None are left to Ray."""
-    import socket
-
     if not address or address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -127,14 +119,6 @@ def check_reachable(address: str | None) -> None:
     except OSError as exc:
         raise PromptgymError(f"ray cluster {address}: nothing answers there ({exc.strerror or exc}); "
                              "start one with `ray start --head` or check the address") from None
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise PromptgymError(RAY_MISSING) from None
-    return ray
 
 
 def make_executor(name: str = "in-process", address: str | None = None) -> Executor:

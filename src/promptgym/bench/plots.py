@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from promptgym.bench.report import group_key
+from promptgym.bench.work import group_key
+from promptgym.report.charts import svg
 
 
 def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -29,9 +30,7 @@ def _title(key: tuple[str, str, str]) -> str:
 
 def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, str]:
     """Write the PNGs into ``folder``; return each figure as inline SVG by file name (the HTML page)."""
-    import matplotlib
-
-    from promptgym.report.charts import _svg
+    import matplotlib  # the report extra: a missing one is the caller's ImportError
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -71,7 +70,7 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(folder / "test-delta.png", dpi=110)
-    written["test-delta.png"] = _svg(fig)
+    written["test-delta.png"] = svg(fig)
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 2.3), squeeze=False)
     for ax, key in zip(axes[0], panels):
@@ -103,5 +102,5 @@ def draw(folder: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]]
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=6.5, frameon=False)
     fig.tight_layout()
     fig.savefig(folder / "train-curve.png", dpi=110, bbox_inches="tight")
-    written["train-curve.png"] = _svg(fig)
+    written["train-curve.png"] = svg(fig)
     return written

@@ -19,12 +19,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from promptgym.bench.grid import BenchDir
+from promptgym.bench.work import BenchDir, group_key
+from promptgym.bench.plots import draw
+from promptgym.errors import PromptgymError
 from promptgym.evaluation import stats
-
-
-def group_key(row: dict[str, Any]) -> tuple[str, str, str]:
-    return row["dataset"], row["task_model"], row["layout"]
+from promptgym.report.html import template_environment, write_run_report
+from promptgym.report.trajectory import train_curve
+from promptgym.store.runs import RunStore
 
 
 def _paired(rows: list[dict[str, Any]], a_field: str, b_rows: list[dict[str, Any]] | None = None,
@@ -129,7 +130,7 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
     lines = ["# promptgym bench", "",
              f"{meta['date']}; budget {s['budget']} calls per run (search and final selection); train "
              f"{s['train_size']}, dev {s['dev_size']}, test {s['test_size']}; final selection k {s['select_k']}, "
-             f"level {s['select_level']}; optimizer model `{s['optimizer_model']}`; seeds "
+             f"level {s['select_level']}{' (sequential)' if s.get('select_sequential') else ''}; optimizer model `{s['optimizer_model']}`; seeds "
              f"{', '.join(map(str, meta['seeds']))}. One response cache per cell.", "",
              "Δ test: the returned prompt minus the start on the held-out test split (mean ± sd over seeds). "
              "Pooled: all seeds' test examples as one paired sample; 95% paired bootstrap interval, two-sided "
@@ -186,9 +187,6 @@ def _refresh_curves(bench: BenchDir, rows: list[dict[str, Any]]) -> None:
     by a newer promptgym draws old cells the same way); rows keep theirs otherwise."""
     if not (bench.work / "runs.sqlite").exists():
         return
-    from promptgym.report.trajectory import train_curve
-    from promptgym.store.runs import RunStore
-
     store = RunStore(bench.store_url)
     for row in rows:
         if row.get("run_id"):
@@ -202,10 +200,6 @@ def write_run_pages(folder: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
     db = Path(folder) / "work" / "runs.sqlite"
     if not db.exists():
         return {}
-    from promptgym.errors import PromptgymError
-    from promptgym.report.html import write_run_report
-    from promptgym.store.runs import RunStore
-
     store = RunStore(f"sqlite:///{db}")
     (Path(folder) / "runs").mkdir(exist_ok=True)
     links: dict[str, str] = {}
@@ -231,8 +225,6 @@ def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
                                 seeds=seeds, python=platform.python_version(), cpus=os.cpu_count(),
                                 load_average=os.getloadavg(), seconds=seconds)
     try:
-        from promptgym.bench.plots import draw
-
         figures = draw(bench.path / "plots", rows, records)
     except ImportError:
         figures = {}
@@ -241,32 +233,29 @@ def write_report(bench: BenchDir, rows: list[dict[str, Any]], seeds: list[int],
     (bench.path / "results.json").write_text(json.dumps(dict(meta=meta, methods=records, best_two=duels,
                                                              runs=rows), indent=1))
     (bench.path / "results.md").write_text(markdown(meta, records, duels))
-    from promptgym.report.html import render_bench
-
     links = write_run_pages(bench.path, rows)
     (bench.path / "results.html").write_text(render_bench(meta, records, duels, figures, rows, links),
                                              encoding="utf-8")
     return dict(meta=meta, methods=records, best_two=duels)
 
 
-def rewrite_html(folder: Path) -> Path:
-    """results.html again from a bench directory's results.json (no model call, results.json and
-    the PNGs untouched): for benches recorded before the page existed, or after the page changed."""
-    import tempfile
 
-    data = json.loads((Path(folder) / "results.json").read_text())
-    figures: dict[str, str] = {}
-    try:
-        from promptgym.bench.plots import draw
-
-        with tempfile.TemporaryDirectory() as scratch:
-            figures = draw(Path(scratch), data["runs"], data["methods"])
-    except ImportError:
-        pass
-    from promptgym.report.html import render_bench
-
-    links = write_run_pages(Path(folder), data["runs"])
-    out = Path(folder) / "results.html"
-    out.write_text(render_bench(data["meta"], data["methods"], data["best_two"], figures, data["runs"], links),
-                   encoding="utf-8")
-    return out
+# -- the bench page: results.html ----------------------------------------------------------------------------------
+def render_bench(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[dict[str, Any]],
+                 figures: dict[str, str], rows: list[dict[str, Any]] | None = None,
+                 links: dict[str, str] | None = None) -> str:
+    """The bench's tables, best two and figures (inline SVG) as one page; with ``rows`` (the
+    cells), each method's runs by seed with their run ids, linked to ``links[run_id]`` (a run
+    page next to the bench page) where there is one."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(group_key(rec), []).append(rec)
+    runs: dict[tuple, list[dict[str, Any]]] = {}
+    for row in sorted(rows or [], key=lambda r: r["seed"]):
+        runs.setdefault((*group_key(row), row["variant"]), []).append(dict(
+            seed=row["seed"], run_id=row.get("run_id"), status=row["status"],
+            link=(links or {}).get(row.get("run_id") or ""),
+            delta=(row.get("summary") or {}).get("test_delta")))
+    return template_environment().get_template("bench.html").render(meta=meta, groups=groups, duels=duels, figures=figures,
+                                                     generated=meta["date"], runs=runs,
+                                                     failed=[(r, f) for r in records for f in r["failed"]])

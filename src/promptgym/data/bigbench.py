@@ -37,10 +37,10 @@ from typing import NoReturn
 from promptgym.data.dataset import Dataset, Example
 from promptgym.data.download import DownloadError, downloads_allowed, fetch, write_atomic
 from promptgym.data.download import no_download  # noqa: F401  (re-exported: it was defined here)
-from promptgym.data.loaders import check_choices, check_text
+from promptgym.data.rows import check_choices, check_text
 from promptgym.errors import DataError
-from promptgym.models.factory import redact_url
 from promptgym.paths import downloads_dir
+from promptgym.secrets import redact_url
 
 BIGBENCH_VERSION = "1.0.0"
 _TASKS_PREFIX = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"

@@ -63,12 +63,14 @@ class Splits:
 
 
 def split_dataset(
-    dataset: Dataset, train_size: int, test_size: int, dev_size: int = 0, seed: int = 0
+    dataset: Dataset, train_size: int, test_size: int, dev_size: int = 0, seed: int = 0, dev_rest: int = 0
 ) -> Splits:
     """Disjoint, seeded train/dev/test samples (one permutation, cut in three).
 
     The test split is cut first from the permutation so that changing ``train_size`` does not
-    change which examples are held out.
+    change which examples are held out. ``dev_rest``: dev goes on, after its ``dev_size`` examples,
+    with up to that many more of the examples in no split, in the permutation's order (a pool for a
+    race that draws dev while it is undecided); train and test stay as they are without it.
     """
     n = len(dataset)
     if train_size < 1:
@@ -85,4 +87,6 @@ def split_dataset(
     test = picked[:test_size]
     dev = picked[test_size : test_size + dev_size]
     train = picked[test_size + dev_size : test_size + dev_size + train_size]
+    rest = test_size + dev_size + train_size
+    dev += picked[rest : rest + max(dev_rest, 0)]
     return Splits(train=train, dev=dev, test=test)

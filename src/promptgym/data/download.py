@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import NoReturn
 
-import promptgym
+from promptgym.version import __version__
 
 TRIES = 3  # of one file, when the failure may pass (5xx, 429, connection dropped, body cut short)
 RETRY_PAUSE = 0.25  # seconds, doubled each try
@@ -85,7 +85,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, what: str) -> bytes:
 
 
 def _fetch_once(url: str, max_bytes: int, timeout: float, what: str) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": f"promptgym/{promptgym.__version__}"})
+    request = urllib.request.Request(url, headers={"User-Agent": f"promptgym/{__version__}"})
     try:
         # an opener per request: it reads the proxy variables as they are now (urlopen's shared one
         # keeps those of its first use)

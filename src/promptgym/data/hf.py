@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from promptgym.data.dataset import Dataset, Example
-from promptgym.data.loaders import (CHOICE_FIELDS, INPUT_FIELDS, TARGET_FIELDS, _pick_field, check_choices,
-                                    rows_to_dataset)
+from promptgym.data.rows import (CHOICE_FIELDS, INPUT_FIELDS, TARGET_FIELDS, check_choices, pick_field,
+                                 rows_to_dataset)
 from promptgym.errors import DataError
 
 BATCH = 1000  # rows converted at a time
@@ -51,7 +51,7 @@ class _NoConfig(DataError):
 
 def load_hf(spec: str, input_field: str | None = None, target_field: str | None = None,
             choices_field: str | None = None, infer_choices: bool = True) -> Dataset:
-    """``spec`` is what follows ``hf:``; the fields as for files (``loaders.rows_to_dataset``)."""
+    """``spec`` is what follows ``hf:``; the fields as for files (``rows.rows_to_dataset``)."""
     source = f"hf:{spec}"
     datasets = _library(source)
     ref, split = _parse(spec, source)
@@ -66,9 +66,9 @@ def load_hf(spec: str, input_field: str | None = None, target_field: str | None 
         here = f"hf:{ref}@{first_split}"
         columns = dict.fromkeys(features)
         try:
-            f_in = _pick_field(columns, input_field, INPUT_FIELDS, here, "input")
-            f_target = _pick_field(columns, target_field, TARGET_FIELDS, here, "target")
-            f_choices = _pick_field(columns, choices_field, CHOICE_FIELDS, here, "choices", required=False)
+            f_in = pick_field(columns, input_field, INPUT_FIELDS, here, "input")
+            f_target = pick_field(columns, target_field, TARGET_FIELDS, here, "target")
+            f_choices = pick_field(columns, choices_field, CHOICE_FIELDS, here, "choices", required=False)
         except DataError as exc:
             listing = f"columns: {', '.join(features)}"
             text = str(exc)

@@ -1,21 +1,17 @@
-"""Load datasets from JSONL, CSV, BIG-bench or the Hugging Face ``datasets`` library (or exact splits
-from files), with one-line errors that name the file and row."""
+"""Load datasets from JSONL, CSV, BIG-bench, the papers' data, the shipped examples or the Hugging
+Face ``datasets`` library (or exact splits from files), with one-line errors that name the file and
+row. This module only chooses the source by the spec's prefix: each source reads its rows with
+``promptgym.data.rows``, so the imports point one way."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from pathlib import Path
-from typing import Any, Iterable
-
+from promptgym.data.bigbench import load_bigbench
 from promptgym.data.dataset import Dataset, Example, Splits
+from promptgym.data.examples import load_example
+from promptgym.data.hf import load_hf
+from promptgym.data.papers import load_paper
+from promptgym.data.rows import infer_label_set, load_file
 from promptgym.errors import DataError
-
-INPUT_FIELDS = ("input", "question", "text", "sentence", "query")
-TARGET_FIELDS = ("target", "output", "answer", "label")
-CHOICE_FIELDS = ("choices", "options")
-MAX_INFERRED_LABELS = 10
 
 
 def load_dataset(
@@ -28,196 +24,16 @@ def load_dataset(
     """``spec`` is a path to a .jsonl/.csv file, ``bigbench:TASK[/SUBTASK]``, ``example:NAME`` or
     ``paper:PAPER/TASK`` or ``hf:NAME[/CONFIG][@SPLIT]`` (the ``datasets`` library, ``promptgym.data.hf``)."""
     if spec.startswith("hf:"):
-        from promptgym.data.hf import load_hf
-
         return load_hf(spec[3:], input_field=input_field, target_field=target_field,
                        choices_field=choices_field, infer_choices=infer_choices)
     if spec.startswith("bigbench:"):
-        from promptgym.data.bigbench import load_bigbench
-
         return load_bigbench(spec.split(":", 1)[1])
     if spec.startswith("example:"):
-        from promptgym.data.examples import load_example
-
         return load_example(spec.split(":", 1)[1])
     if spec.startswith("paper:"):
-        from promptgym.data.papers import load_paper
-
         return load_paper(spec.split(":", 1)[1])
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DataError(f"{spec}: no such file")
-    if path.is_dir():
-        raise DataError(f"{spec}: is a directory, expected a .jsonl or .csv file")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        rows = _jsonl_rows(path)
-    elif suffix in (".csv", ".tsv"):
-        rows = _csv_rows(path, delimiter="\t" if suffix == ".tsv" else ",")
-    else:
-        raise DataError(f"{spec}: unknown file type '{suffix}' (use .jsonl or .csv)")
-    return rows_to_dataset(
-        rows, source=str(spec), name=path.stem, input_field=input_field,
-        target_field=target_field, choices_field=choices_field, infer_choices=infer_choices,
-    )
-
-
-def _read_text(path: Path) -> str:
-    """The file as text; bytes that are not UTF-8 are one line naming the line they are on."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")  # -sig: tolerate a BOM (Excel, Notepad)
-    except UnicodeDecodeError as exc:
-        lineno = data[:exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    text = _read_text(path)
-    # split on "\n" only: str.splitlines() also breaks at U+2028, U+2029, U+0085, which JSON strings
-    # may hold unescaped (json.dumps(ensure_ascii=False) writes them so); "\r" is JSON white space
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        except RecursionError:
-            raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        yield f"{path}:{lineno}", row
-
-
-def _csv_rows(path: Path, delimiter: str) -> Iterable[tuple[str, dict[str, Any]]]:
-    text = _read_text(path)
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        if not reader.fieldnames:
-            raise DataError(f"{path}: empty file, expected a header row")
-        for row in reader:
-            lineno = reader.line_num
-            if None in row:
-                raise DataError(f"{path}:{lineno}: more cells than header columns")
-            if any(v is None for v in row.values()):
-                raise DataError(f"{path}:{lineno}: fewer cells than header columns")
-            yield f"{path}:{lineno}", row
-    except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
-
-
-def _pick_field(row: dict[str, Any], wanted: str | None, candidates: tuple[str, ...], where: str,
-                what: str, required: bool = True) -> str | None:
-    if wanted is not None:
-        if wanted not in row:
-            raise DataError(f"{where}: missing field '{wanted}'")
-        return wanted
-    for name in candidates:
-        if name in row:
-            return name
-    if required:
-        raise DataError(f"{where}: missing {what} field (looked for {', '.join(candidates)}; "
-                        f"name it with --{what}-field)")
-    return None
-
-
-def _as_text(value: Any, where: str, field: str) -> str:
-    if value is None:
-        raise DataError(f"{where}: field '{field}' is null")
-    if isinstance(value, (dict, list)):
-        raise DataError(f"{where}: field '{field}' must be text, got {type(value).__name__}")
-    return check_text(str(value), where, field)
-
-
-def check_text(text: str, where: str, field: str) -> str:
-    """Text the store and the model can take: encodable as UTF-8 (JSON's "\\ud800" is not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DataError(f"{where}: field '{field}' holds a character that is not valid Unicode "
-                        f"({exc.object[exc.start]!r} at position {exc.start})") from None
-    return text
-
-
-def check_choices(raw: list[Any], where: str, field: str) -> tuple[str, ...]:
-    """Options as stripped text: at least two, none empty, none twice."""
-    if len(raw) < 2:
-        raise DataError(f"{where}: field '{field}' needs at least two options")
-    choices = tuple(_as_text(c, where, field).strip() for c in raw)
-    for n, c in enumerate(choices, start=1):
-        if not c:
-            raise DataError(f"{where}: field '{field}' has an empty option (option {n} of {len(choices)})")
-    seen: set[str] = set()
-    for c in choices:
-        if c in seen:
-            raise DataError(f"{where}: field '{field}' lists the option {c!r} twice")
-        seen.add(c)
-    return choices
-
-
-def rows_to_dataset(
-    rows: Iterable[tuple[str, dict[str, Any]]], source: str, name: str,
-    input_field: str | None = None, target_field: str | None = None,
-    choices_field: str | None = None, infer_choices: bool = True,
-) -> Dataset:
-    """Turn raw rows into Examples. Fields are found by name once, from the first row."""
-    examples: list[Example] = []
-    fields: tuple[str, str, str | None] | None = None
-    for index, (where, row) in enumerate(rows):
-        if fields is None:
-            fields = (
-                _pick_field(row, input_field, INPUT_FIELDS, where, "input"),
-                _pick_field(row, target_field, TARGET_FIELDS, where, "target"),
-                _pick_field(row, choices_field, CHOICE_FIELDS, where, "choices", required=False),
-            )
-        f_in, f_target, f_choices = fields
-        for field in (f_in, f_target):
-            if field not in row:
-                raise DataError(f"{where}: missing field '{field}'")
-        text = _as_text(row[f_in], where, f_in)
-        raw_target = row[f_target]
-        if isinstance(raw_target, list):
-            targets = tuple(_as_text(t, where, f_target) for t in raw_target)
-        else:
-            targets = (_as_text(raw_target, where, f_target),)
-        if not targets or not all(t.strip() for t in targets):
-            raise DataError(f"{where}: field '{f_target}' is empty")
-        if not text.strip():
-            raise DataError(f"{where}: field '{f_in}' is empty")
-        choices = None
-        if f_choices is not None:
-            raw = row.get(f_choices)
-            if raw is None:
-                raise DataError(f"{where}: missing field '{f_choices}'")
-            if isinstance(raw, str):
-                raw = [c for c in raw.split("|")]
-            if not isinstance(raw, list):
-                raise DataError(f"{where}: field '{f_choices}' must be a list or 'a|b|c', got {type(raw).__name__}")
-            choices = check_choices(raw, where, f_choices)
-            if targets[0].strip() not in choices:
-                raise DataError(f"{where}: target '{targets[0]}' is not one of the choices {list(choices)}")
-            targets = (targets[0].strip(),)
-        examples.append(Example(id=str(index), input=text, targets=targets, choices=choices, where=where))
-    if not examples:
-        raise DataError(f"{source}: no examples")
-    if infer_choices and all(e.choices is None for e in examples):
-        examples = _infer_label_set(examples)
-    return Dataset(name=name, examples=examples, source=source)
-
-
-def _infer_label_set(examples: list[Example]) -> list[Example]:
-    """A column with few distinct single answers is a classification label: offer them as choices."""
-    if any(len(e.targets) != 1 for e in examples):
-        return examples
-    labels: list[str] = []
-    for e in examples:
-        if e.target.strip() not in labels:
-            labels.append(e.target.strip())
-    if not 2 <= len(labels) <= MAX_INFERRED_LABELS or len(labels) * 2 > len(examples):
-        return examples
-    choices = tuple(labels)
-    return [Example(e.id, e.input, (e.target.strip(),), choices, where=e.where) for e in examples]
+    return load_file(spec, input_field=input_field, target_field=target_field, choices_field=choices_field,
+                     infer_choices=infer_choices)
 
 
 def load_split_files(
@@ -263,7 +79,7 @@ def load_split_files(
                                 f"(the label set of {labels_from})")
         everything = [Example(e.id, e.input, (e.target.strip(),), labels, where=e.where) for e in everything]
     else:
-        everything = _infer_label_set(everything)
+        everything = infer_label_set(everything)
     n_train, n_dev = len(loaded["train"]), len(loaded.get("dev", ()))
     return Splits(train=everything[:n_train], dev=everything[n_train:n_train + n_dev],
                   test=everything[n_train + n_dev:])

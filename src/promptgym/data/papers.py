@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from promptgym.data.dataset import Dataset, Example
 from promptgym.data.download import DownloadError, downloads_allowed, fetch, write_atomic
-from promptgym.data.loaders import _jsonl_rows, rows_to_dataset
+from promptgym.data.rows import jsonl_rows, rows_to_dataset
 from promptgym.errors import DataError
 from promptgym.paths import downloads_dir
 
@@ -433,7 +433,7 @@ def load_paper(name: str) -> Dataset:
     folder = local_dir()
     local = folder / f"{task.spec}.jsonl" if folder is not None else None
     if local is not None and local.is_file():
-        return _dataset(task, list(_jsonl_rows(local)))
+        return _dataset(task, list(jsonl_rows(local)))
     tried.append(f"no local copy ({local})" if local is not None else f"no local copy (${DATA_ENV} is not set)")
 
     data: dict[str, bytes] = {}

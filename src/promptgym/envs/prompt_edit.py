@@ -83,11 +83,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from promptgym.data.dataset import Example
+from promptgym.data.dataset import Example, split_dataset
 from promptgym.errors import BudgetExhausted, PromptgymError
-from promptgym.evaluation.evaluator import EvalResult, Evaluator
+from promptgym.evaluation.cache import ResponseCache
+from promptgym.evaluation.evaluator import Budget, EvalResult, Evaluator
 from promptgym.optimizers.base import Context
 from promptgym.optimizers.grips import CASES, add, delete, paraphrase, phrases, swap, with_label_words
+from promptgym.paths import default_cache_url
+from promptgym.runner.backends import backend_for
+from promptgym.runner.config import dataset_from_config
+from promptgym.runner.setup import initial_prompt, task_of
 from promptgym.tasks.prompt import LAYOUTS, Prompt
 from promptgym.tasks.task import Task
 
@@ -209,35 +214,23 @@ class PromptEditEnv(gym.Env):
                   prompt: str | None = None, layout: str = "chat", normalize: str = "none",
                   scoring: str | None = None, cache_url: str | None = None, **env_kwargs: Any) -> "PromptEditEnv":
         """An env on ``dataset`` (any ``--dataset`` spec: ``bigbench:TASK``, a file, ``example:...``)
-        scored by ``model`` (``embedded``, ``gguf:PATH``, ``openai:MODEL``...), built like a run:
-        seeded disjoint splits, the dataset's task, the shared response cache
+        scored by ``model`` (``embedded``, ``gguf:PATH``, ``openai:MODEL``...), built like a run (by the
+        runner's setup): seeded disjoint splits, the dataset's task and reward, the shared response cache
         (``$PROMPTGYM_HOME/cache.sqlite`` unless ``cache_url``), a hard ``budget`` of model calls
         (None: no limit) and the task's own instruction as the start. ``optimizer_model`` (for
         ``paraphrase=True``) defaults to ``model``. The splits are ``env.splits`` (``test`` is held
         out, never seen by the env); the rest of the keywords go to the constructor."""
-        from promptgym.api import NEUTRAL_CHOICE, NEUTRAL_GENERATION
-        from promptgym.data.dataset import split_dataset
-        from promptgym.data.loaders import load_dataset
-        from promptgym.evaluation.cache import ResponseCache
-        from promptgym.evaluation.evaluator import Budget
-        from promptgym.models.factory import make_backend
-        from promptgym.paths import default_cache_url
-        from promptgym.tasks.prompt import get_layout
-        from promptgym.tasks.task import ChoiceTask, task_for
-
-        data = load_dataset(dataset)
+        config = dict(dataset=dataset, fields={}, prompt=prompt, layout=layout, normalize=normalize)
+        data = dataset_from_config(config)
         splits = split_dataset(data, train_size, test_size, 0, seed)
-        task_backend = make_backend(model)
-        opt_backend = make_backend(optimizer_model) if optimizer_model else task_backend
-        task = task_for(data, normalize=normalize,
-                        scoring=scoring or ("logprob" if task_backend.supports_scoring else "generate"))
+        task_backend = backend_for(model)
+        opt_backend = backend_for(optimizer_model) if optimizer_model else task_backend
+        task = task_of(config, data, scoring or ("logprob" if task_backend.supports_scoring else "generate"))
         evaluator = Evaluator(task_backend, opt_backend, ResponseCache(cache_url or default_cache_url()),
                               Budget(budget))
-        instruction = prompt or data.description or (
-            NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
         env_kwargs.setdefault("num_demos", 2)
         env_kwargs.setdefault("seed", seed)
-        env = cls(evaluator, task, splits.train, Prompt(instruction, layout=get_layout(layout)), **env_kwargs)
+        env = cls(evaluator, task, splits.train, initial_prompt(config, data, task), **env_kwargs)
         env.splits = splits
         env.dataset_name = dataset
         return env

@@ -76,9 +76,6 @@ class ResponseCache:
             return None
         return _decode(row[0], json.loads(row[1]))
 
-    def get_many(self, keys: list[str]) -> dict[str, Response]:
-        return {key: response for key, (response, _) in self.lookup(keys).items()}
-
     def lookup(self, keys: list[str]) -> dict[str, tuple[Response, str | None]]:
         """Each found key's answer and the run that made it (None: made outside a run), in one read."""
         found: dict[str, tuple[Response, str | None]] = {}

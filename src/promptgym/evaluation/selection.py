@@ -23,6 +23,10 @@ Bonferroni-adjusted the same way, and a second condition guards what users are s
 winner's dev accuracy may not fall below the start's by more than ``margin`` (default 0: not worse
 at all). Which statistic should be the default is for a benchmark to measure
 (``benchmarks/selection_statistic.py``), not assumed here.
+
+``race_sequential`` (``--select-sequential``) races instead on dev examples drawn while the race is
+undecided, from the examples in neither train nor test, within the same reserve, and decides by a
+test that stays valid however often it is looked at (a betting e-process per finalist); see there.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ class Entrant:
     dropped_after: int | None = None  # dev examples seen when it left the race
     p_worse: float | None = None  # the test that dropped it
     soft: list[float] = field(default_factory=list)  # the soft statistic's values (soft statistics only)
+    e_value: float | None = None  # sequential race: the largest wealth its bet against the start reached
+    wealth: float = 1.0  # sequential race: that bet's wealth now
+    dropped_why: str | None = None  # sequential race: the rule that dropped it (``FUTILE``, ...)
 
     @property
     def mean(self) -> float:
@@ -65,6 +72,8 @@ class Entrant:
                "dev_score": self.dev_score, "dropped_after": self.dropped_after, "p_worse": self.p_worse}
         if self.soft:
             out["dev_statistic"] = self.soft_mean
+        if self.e_value is not None:
+            out.update(e_value=self.e_value, dropped_why=self.dropped_why)
         return out
 
     @property
@@ -89,6 +98,7 @@ class Selection:
     margin: float = DEFAULT_MARGIN
     accuracy_ok: bool | None = None  # soft statistics: the winner's dev accuracy within ``margin`` of the start's
     soft_comparison: stats.PairedComparison | None = None  # the winner against the start on the soft statistic
+    sequential: dict | None = None  # the sequential race's course (``race_sequential``); None for the fixed one
 
     def record(self) -> dict:
         start = self.entrants[0]
@@ -101,6 +111,8 @@ class Selection:
         if self.statistic != "accuracy":
             out.update(margin=self.margin, accuracy_ok=self.accuracy_ok,
                        soft_comparison=self.soft_comparison.as_dict() if self.soft_comparison else None)
+        if self.sequential is not None:
+            out["race"] = self.sequential
         return out
 
 
@@ -121,41 +133,57 @@ def race(start: Prompt, ranked: Sequence[Prompt], dev: Sequence[Example], score:
          statistic: str = DEFAULT_STATISTIC, margin: float = DEFAULT_MARGIN) -> Selection:
     """Race ``ranked`` (the method's top candidates, best first) against ``start`` on ``dev``,
     deciding by ``statistic`` (see the module docstring; ``margin`` only for a soft one)."""
-    if statistic not in STATISTICS:
-        raise ValueError(f"--select-statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
-    soft = statistic != "accuracy"
-
-    def value(e: Entrant) -> float:
-        return e.soft_mean if soft else e.mean
-
-    def worse_p(a: Entrant, b: Entrant) -> float:  # one-sided: "b beats a"
-        return stats.signed_rank_p(a.soft, b.soft, "greater") if soft else stats.paired_p(a.scores, b.scores,
-                                                                                           "greater", seed)
-    seen: set[str] = {start.id}
-    entrants = [Entrant(start, -1)]
-    for rank, prompt in enumerate(ranked):
-        if prompt.id not in seen:
-            seen.add(prompt.id)
-            entrants.append(Entrant(prompt, rank))
+    _check_statistic(statistic)
+    entrants = _entrants(start, ranked)
     racing = entrants[1:]
     done = 0
     while racing and done < len(dev):
         chunk = dev[done: done + round_size]
         done += len(chunk)
         for entrant in [entrants[0], *racing]:
-            out = score(entrant.prompt, chunk)
-            entrant.scores += _scores(out)
-            if soft:
-                entrant.soft += _soft(out, statistic, entrant.prompt)
-        leader = max([entrants[0], *racing], key=value)  # first (start, then rank) wins ties
-        for entrant in list(racing):
-            if entrant is leader or done >= len(dev):
-                continue
-            p = worse_p(entrant, leader)
-            if p < drop_level:
-                entrant.dropped_after, entrant.p_worse = done, p
-                racing.remove(entrant)
+            _score_round(entrant, score, chunk, statistic)
+        if done < len(dev):
+            _drop_behind_leader(entrants[0], racing, done, drop_level, seed, statistic)
     return decide(entrants, racing, level=level, dev_size=len(dev), seed=seed, statistic=statistic, margin=margin)
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise ValueError(f"--select-statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+
+
+def _entrants(start: Prompt, ranked: Sequence[Prompt]) -> list[Entrant]:
+    """The start first, then each ranked prompt once (a duplicate or the start itself enters once)."""
+    seen: set[str] = {start.id}
+    entrants = [Entrant(start, -1)]
+    for rank, prompt in enumerate(ranked):
+        if prompt.id not in seen:
+            seen.add(prompt.id)
+            entrants.append(Entrant(prompt, rank))
+    return entrants
+
+
+def _score_round(entrant: Entrant, score: ScoreFn, chunk: Sequence[Example], statistic: str) -> None:
+    out = score(entrant.prompt, chunk)
+    entrant.scores += _scores(out)
+    if statistic != "accuracy":
+        entrant.soft += _soft(out, statistic, entrant.prompt)
+
+
+def _drop_behind_leader(start: Entrant, racing: list[Entrant], done: int, drop_level: float, seed: int,
+                        statistic: str) -> None:
+    """Drop every finalist that a one-sided paired test (at ``drop_level``) says is worse than the
+    current leader by ``statistic``; the start, never racing itself, is never dropped."""
+    soft = statistic != "accuracy"
+    leader = max([start, *racing], key=lambda e: e.soft_mean if soft else e.mean)  # start, then rank, win ties
+    for entrant in list(racing):
+        if entrant is leader:
+            continue
+        p = (stats.signed_rank_p(entrant.soft, leader.soft, "greater") if soft
+             else stats.paired_p(entrant.scores, leader.scores, "greater", seed))
+        if p < drop_level:
+            entrant.dropped_after, entrant.p_worse, entrant.dropped_why = done, p, BEHIND_LEADER
+            racing.remove(entrant)
 
 
 def decide(entrants: list[Entrant], racing: list[Entrant], *, level: float, dev_size: int, seed: int = 0,
@@ -211,30 +239,48 @@ class SelectionPlan:
     reason: str = ""  # why selection is off, in words for the report
     statistic: str = DEFAULT_STATISTIC
     margin: float = DEFAULT_MARGIN
+    sequential: bool = False  # race on dev drawn while undecided (``race_sequential``), same reserve
 
     @property
     def enabled(self) -> bool:
         return not self.reason
 
+    @property
+    def pool_size(self) -> int:
+        """The most dev examples the race can use: the dev split, or for the sequential race what
+        the reserve pays for with one finalist left (two calls an example), if the data has them."""
+        return max(self.dev_size, self.reserve // 2) if self.sequential and self.enabled else self.dev_size
+
     def record(self) -> dict:
         return {"enabled": self.enabled, "dev_size": self.dev_size, "k": self.k, "level": self.level,
                 "reserve": self.reserve, "reason": self.reason, "statistic": self.statistic,
-                **({"margin": self.margin} if self.statistic != DEFAULT_STATISTIC else {})}
+                **({"margin": self.margin} if self.statistic != DEFAULT_STATISTIC else {}),
+                **({"sequential": True} if self.sequential else {})}
 
 
 def plan_selection(available: int, budget: int | None, dev_size: int | None, k: int = DEFAULT_K,
                    level: float = DEFAULT_LEVEL, statistic: str = DEFAULT_STATISTIC,
-                   margin: float = DEFAULT_MARGIN) -> SelectionPlan:
+                   margin: float = DEFAULT_MARGIN, sequential: bool = False) -> SelectionPlan:
     """The dev split and the budget kept for selection. ``available`` is what the data leaves after
     train and test; ``dev_size`` None means choose (``DEFAULT_DEV``, less if the data or half the
     budget cannot pay for it). Raises ValueError with a one-line reason when the user's own choice
-    cannot work."""
+    cannot work. ``sequential`` keeps the same dev split and reserve: the sequential race draws
+    further dev examples from what the data leaves, and spends no more than the reserve."""
     plan = _plan(available, budget, dev_size, k, level)
-    if statistic not in STATISTICS:
-        raise ValueError(f"--select-statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+    _check_statistic(statistic)
     if not (isinstance(margin, (int, float)) and 0 <= margin <= 1):
         raise ValueError(f"--select-margin must be between 0 and 1 (an accuracy difference), got {margin}")
-    return SelectionPlan(plan.dev_size, plan.k, plan.level, plan.reserve, plan.reason, statistic, float(margin))
+    return SelectionPlan(plan.dev_size, plan.k, plan.level, plan.reserve, plan.reason, statistic, float(margin),
+                         bool(sequential))
+
+
+def run_race(plan: SelectionPlan, start: Prompt, ranked: Sequence[Prompt], dev: Sequence[Example],
+             score: ScoreFn, seed: int = 0) -> Selection:
+    """The race ``plan`` asks for: on the fixed ``dev``, or sequential on ``dev`` as its pool."""
+    options = dict(level=plan.level, seed=seed, statistic=plan.statistic, margin=plan.margin)
+    if plan.sequential:
+        return race_sequential(start, ranked, dev, score, reserve=plan.reserve, **options)
+    return race(start, ranked, dev, score, **options)
 
 
 def _plan(available: int, budget: int | None, dev_size: int | None, k: int, level: float) -> SelectionPlan:
@@ -263,6 +309,167 @@ def _plan(available: int, budget: int | None, dev_size: int | None, k: int, leve
     return SelectionPlan(size, k, level, (k + 1) * size)
 
 
+# -- the sequential race ------------------------------------------------------------------------------
+# Fixed dev is cut before the search, and 30 to 50 examples scored 0/1 cannot tell a +0.10 prompt from
+# noise. The sequential race instead draws dev examples while it is undecided, from the examples in
+# neither train nor test (as many as its reserve could use), and stops as soon as it is decided. Its test must then stay valid
+# however often it is looked at: a betting e-process per finalist (``stats.betting_wealth``).
+
+SEQUENTIAL_ROUND = 10  # dev examples per entrant per round (why: ``race_sequential``)
+BEHIND_LEADER = "worse than the leader"
+FUTILE = "worse than your prompt"
+OUT_OF_REACH = "out of reach"
+
+
+def race_sequential(start: Prompt, ranked: Sequence[Prompt], pool: Sequence[Example], score: ScoreFn, *,
+                    reserve: int, level: float = DEFAULT_LEVEL, drop_level: float = 0.1,
+                    round_size: int = SEQUENTIAL_ROUND, seed: int = 0, statistic: str = DEFAULT_STATISTIC,
+                    margin: float = DEFAULT_MARGIN) -> Selection:
+    """Race ``ranked`` against ``start`` on ``pool`` (dev examples in a fixed order) round by round,
+    spending at most ``reserve`` calls (one per entrant per example), until it is decided.
+
+    Each finalist bets against the start on the per-example differences of ``statistic`` (accuracy
+    clipped to [-1, 1]; the probability as it is; the margin, an unbounded log-probability gap,
+    through the logistic function: the right option's probability in a two-way choice against the
+    best wrong one, in [0, 1] and in the same order, so each example's difference keeps its sign).
+    A finalist wins once its wealth reaches ``m / level`` with ``m`` the finalists that entered
+    (Bonferroni: a threshold that fell as finalists dropped out would let a survivor reuse the level
+    the dropped ones were given, which no union bound covers), and, for a soft statistic, its accuracy
+    on the examples so far is within ``margin`` of the start's. By Ville's inequality a finalist no
+    better than the start wins with probability at most ``level / m`` however the race went, so the
+    start is replaced by a prompt that is not better with probability at most ``level``.
+
+    After a round without a winner a finalist leaves the race (the start never does) when
+    - its bet the other way reaches ``1 / drop_level``: an anytime-valid bound says its gain is
+      below 0 (``FUTILE``);
+    - even winning every example still to come at the largest bet could not reach the threshold,
+      with the reserve left to it alone and the start (``OUT_OF_REACH``; certain, not a guess);
+    - the fixed race's rule, a paired test at ``drop_level`` against the leader, says it is behind
+      (``BEHIND_LEADER``). That test is not anytime-valid and need not be: dropping only costs power,
+      never the guarantee above, and it hands the dropped finalist's calls to the others.
+
+    The race stops when a finalist wins (``decided``), every finalist has left (``futility``), the
+    reserve cannot pay one more example for every entrant (``reserve``) or ``pool`` is used up
+    (``pool``). Rounds of ``SEQUENTIAL_ROUND`` examples: a bet of at most 1/2 grows the wealth at
+    most 1.5-fold per example, so at the default level 0.1 and 3 finalists (threshold 30) no race can
+    be decided before its 9th example; a round of 10 looks first about when a decision becomes
+    possible, and a decision wastes at most 9 examples per entrant of its round. The bet itself
+    sees every example, so a look after each would change nothing but the calls."""
+    _check_statistic(statistic)
+    entrants = _entrants(start, ranked)
+    first, racing = entrants[0], entrants[1:]
+    need = max(len(racing), 1) / level
+    spent = rounds = 0
+    winner: Entrant | None = None
+    stop: str | None = None
+    while racing and winner is None and stop is None:
+        size = min(round_size, len(pool) - len(first.scores), (reserve - spent) // (1 + len(racing)))
+        if size <= 0:
+            stop = "pool" if len(first.scores) >= len(pool) else "reserve"
+            continue
+        chunk = pool[len(first.scores): len(first.scores) + size]
+        for entrant in (first, *racing):
+            _score_round(entrant, score, chunk, statistic)
+        spent, rounds = spent + size * (1 + len(racing)), rounds + 1
+        for entrant in racing:
+            _bet(first, entrant, statistic)
+        winners = [e for e in racing if e.e_value >= need and _accuracy_holds(first, e, statistic, margin)]
+        winner = max(winners, key=lambda e: e.e_value) if winners else None  # ties: the method's rank
+        if winner is None:
+            left = min(len(pool) - len(first.scores), (reserve - spent) // 2)
+            _drop_futile(first, racing, statistic, need, left, drop_level)
+            if len(racing) > 1:
+                _drop_behind_leader(first, racing, len(first.scores), drop_level, seed, statistic)
+    stop = stop or ("decided" if winner else "futility" if len(entrants) > 1 else "no finalist")
+    course = dict(rounds=rounds, round_size=round_size, stop=stop, pool=len(pool), reserve=reserve,
+                  race_calls=spent, threshold=need, decided_round=rounds if winner else None,
+                  decided_dev_n=len(first.scores) if winner else None, dev_n=len(first.scores),
+                  e_value=max((e.e_value for e in entrants[1:] if e.e_value is not None), default=None))
+    course["sentence"] = race_sentence(course)
+    return _sequential_selection(entrants, racing, winner, level, course, seed, statistic, margin)
+
+
+STOP_WORDS = {
+    "futility": "every finalist had left the race (worse than your prompt, or out of reach of the reserve left)",
+    "reserve": "the reserve could not pay one more example for every prompt still racing",
+    "pool": "the data had no more examples for dev",
+}
+
+
+def race_sentence(course: dict) -> str:
+    """The sequential race's course in words (the CLI summary's line, the run page's)."""
+    if course["stop"] == "no finalist":
+        return "the method offered no finalist to race, so your prompt was kept at no cost"
+    cost = f"{course['race_calls']} of the {course['reserve']} reserved calls"
+    e = f"{course['e_value']:.3g}" if course["e_value"] is not None else "-"
+    if course["stop"] == "decided":
+        return (f"decided in round {course['decided_round']}, on {course['decided_dev_n']} dev examples: a "
+                f"finalist's e-value reached {e} ({course['threshold']:.3g} needed); {cost}")
+    return (f"stopped undecided in round {course['rounds']}, on {course['dev_n']} dev examples: "
+            f"{STOP_WORDS[course['stop']]}; the best e-value was {e} ({course['threshold']:.3g} needed); {cost}")
+
+
+def _values(entrant: Entrant, statistic: str) -> list[float]:
+    """The per-example values the bet compares, each in [0, 1] (accuracy: the task's score)."""
+    if statistic == "margin":
+        return [1 / (1 + math.exp(-min(max(v, -700.0), 700.0))) for v in entrant.soft]
+    return entrant.soft if statistic == "probability" else entrant.scores
+
+
+def _differences(start: Entrant, entrant: Entrant, statistic: str) -> list[float]:
+    """``entrant`` minus the start per example, clipped to [-1, 1] (only a reward outside [0, 1] needs it)."""
+    ours, theirs = _values(entrant, statistic), _values(start, statistic)
+    return [min(1.0, max(-1.0, b - a)) for a, b in zip(theirs, ours)]
+
+
+def _bet(start: Entrant, entrant: Entrant, statistic: str) -> None:
+    wealth = stats.betting_wealth(_differences(start, entrant, statistic))
+    entrant.e_value, entrant.wealth = float(wealth.max()), float(wealth[-1])
+
+
+def _accuracy_holds(start: Entrant, entrant: Entrant, statistic: str, margin: float) -> bool:
+    """A soft statistic's winner may not lose more than ``margin`` of accuracy to the start on the
+    examples both answered (the fixed race's guard, read at the moment of the decision)."""
+    n = len(entrant.scores)
+    return statistic == "accuracy" or entrant.mean >= sum(start.scores[:n]) / max(n, 1) - margin - 1e-12
+
+
+def _drop_futile(start: Entrant, racing: list[Entrant], statistic: str, need: float, left: int,
+                 drop_level: float) -> None:
+    """``FUTILE`` and ``OUT_OF_REACH`` of ``race_sequential``; ``left``: the most examples a finalist
+    racing the start alone could still be scored on (none left: the race stops on its reserve or
+    pool, and says so, rather than calling its finalists futile)."""
+    for entrant in list(racing):
+        against = float(stats.betting_wealth([-d for d in _differences(start, entrant, statistic)]).max())
+        if against >= 1 / drop_level:
+            entrant.dropped_why, entrant.p_worse = FUTILE, 1 / against
+        elif 0 < left and entrant.wealth * (1 + stats.BET_CAP) ** left < need:  # at 0 the reserve says it
+            entrant.dropped_why = OUT_OF_REACH
+        else:
+            continue
+        entrant.dropped_after = len(entrant.scores)
+        racing.remove(entrant)
+
+
+def _sequential_selection(entrants: list[Entrant], racing: list[Entrant], winner: Entrant | None, level: float,
+                          course: dict, seed: int, statistic: str, margin: float) -> Selection:
+    """The sequential race's result: the winner, or the start with the finalist ahead on the bet
+    (``comparison``: it against the start on the examples both answered, for the record). The
+    p-value is ``m / e``, with ``e`` the largest wealth a finalist reached: anytime-valid, as a
+    sup over the race (Ville), and below ``level`` exactly when a finalist reached the threshold."""
+    first, m = entrants[0], len(entrants) - 1
+    best = winner or max(racing, key=lambda e: e.e_value or 0.0, default=None)
+    reached = course["e_value"]
+    p_value = None if reached is None else min(1.0, m / reached)
+    comparison = accuracy_ok = None
+    if best is not None:
+        comparison = stats.compare(first.scores[:len(best.scores)], best.scores, "greater", seed)
+        accuracy_ok = _accuracy_holds(first, best, statistic, margin) if statistic != "accuracy" else None
+    chosen = winner.prompt if winner else first.prompt
+    return Selection(chosen, winner is None, p_value, comparison, entrants, level, len(first.scores),
+                     statistic=statistic, margin=margin, accuracy_ok=accuracy_ok, sequential=course)
+
+
 DETECT_POWER = 0.8  # the report's "would have been noticed": detected four times out of five
 
 
@@ -277,9 +484,10 @@ def detectable(selection: Selection, plan: SelectionPlan, budget: int | None, av
 
     Exact McNemar power for 0/1 scores (``stats.mcnemar_power``); otherwise a normal approximation
     with the observed spread of per-example differences (the signed-rank test's efficiency 3/pi for
-    a soft statistic)."""
+    a soft statistic). None for the sequential race too: its record says where it stopped and why,
+    and a fixed test's power says nothing about a race whose length was not fixed."""
     start, finalists = selection.entrants[0], selection.entrants[1:]
-    if not selection.kept_start or not finalists or not start.scores:
+    if not selection.kept_start or not finalists or not start.scores or selection.sequential is not None:
         return None
     n, m = selection.dev_size, len(finalists)
     alpha = selection.level / m

@@ -7,7 +7,8 @@ graded metrics a paired bootstrap of the mean difference; continuous soft eviden
 option's probability or margin) the Wilcoxon signed-rank test. Intervals are percentile bootstrap
 intervals of the mean difference. The power functions say how large a gain a test of ``n`` pairs
 would have noticed (the report's "a gain under +X would not have been noticed"). scipy does the
-arithmetic.
+arithmetic. ``betting_wealth`` is the one test here that stays valid when looked at after every
+example (sequential final selection).
 """
 
 from __future__ import annotations
@@ -224,3 +225,42 @@ def shift_pairs_needed(gain: float, sd: float, alpha: float, power: float = 0.8,
 
     z = scipy_stats.norm.ppf(1 - alpha) + scipy_stats.norm.ppf(power)
     return int(math.ceil((z * sd / gain) ** 2 / efficiency))
+
+
+BET_CAP = 0.5  # the largest share of its wealth the bettor stakes on one example (WSR's c = 1/2)
+
+
+def betting_wealth(d: Sequence[float], cap: float = BET_CAP) -> np.ndarray:
+    """An anytime-valid test of "the mean of ``d`` is above 0" by betting (Waudby-Smith & Ramdas
+    2023, "Estimating means of bounded random variables by betting", JRSS-B): the wealth after each
+    example, ``K_t = prod_{i<=t} (1 + b_i d_i)``, for paired differences ``d_i`` in [-1, 1].
+
+    Why it is valid at every look: the bet ``b_i`` in [0, ``cap``] is chosen from the examples
+    before ``i`` only, so under the null (each difference's mean at most 0 given the past) every
+    factor has mean at most 1 and ``K`` is a nonnegative supermartingale; by Ville's inequality
+    P(K_t >= 1/alpha for some t) <= alpha. So one may look after every example and stop whenever,
+    and ``1 / max_t K_t`` is a p-value; ``betting_wealth(-d)`` tests the other way ("below 0").
+
+    The bet is WSR's aGRAPA (their section 5.3, written for differences in [-1, 1]): the
+    growth-optimal bet under a quadratic approximation, ``mean / (variance + mean^2)`` of the
+    differences seen so far, regularised by one pseudo-example of mean 0 and variance 1 (so the
+    first bet is 0) and clipped to [0, ``cap``]. A capped bet keeps each factor at least
+    ``1 - cap``: one bad example never ruins the bettor. Against a uniform mixture of fixed bets
+    it did as well in a simulation of 0/1 differences (a +0.15 gain, 30% discordant: 19% against 12%
+    reached a threshold of 30 within 50 examples, 53% against 56% within 100)."""
+    values = np.asarray(d, dtype=float)
+    if values.size and (np.abs(values) > 1 + 1e-12).any():
+        raise ValueError(f"betting needs differences in [-1, 1], got {values[np.abs(values) > 1][0]:g}")
+    if not 0 <= cap < 1:
+        raise ValueError(f"the bet cap must be in [0, 1), got {cap}")
+    wealth = np.empty(values.size)
+    current, total, spread, mean = 1.0, 0.0, 1.0, 0.0
+    for t, x in enumerate(values):
+        variance = spread / (t + 1)
+        bet = min(max(mean / (variance + mean * mean), 0.0), cap)
+        current *= 1.0 + bet * x
+        wealth[t] = current
+        total += x
+        mean = total / (t + 2)  # the pseudo-example counts as one
+        spread += (x - mean) ** 2
+    return wealth

@@ -4,62 +4,14 @@
 
 from __future__ import annotations
 
-import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from promptgym.errors import PromptgymError
 from promptgym.models.base import Backend
-
-REDACTED = "***"
-_SECRET_PARAMS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "secret", "password"}
-_SECRETS: set[str] = set()  # keys seen in this process, scrubbed from any message (never stored)
-
-
-def redact_url(url: str) -> str:
-    """``http://user:KEY@host/v1`` -> ``http://user:***@host/v1`` (a lone ``KEY@`` -> ``***@``), and
-    ``?api_key=KEY`` -> ``?api_key=***``; the key is remembered for ``scrub``, never returned."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, sep, password = userinfo.partition(":")
-        secret = password if sep else user
-        if secret and secret != REDACTED:
-            _SECRETS.add(secret)
-        netloc = (f"{user}:{REDACTED}" if sep else REDACTED) + "@" + host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            for k, v in pairs:
-                if k.lower() in _SECRET_PARAMS and v and v != REDACTED:
-                    _SECRETS.add(v)
-            query = urlencode([(k, REDACTED if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact_spec(spec: str) -> str:
-    """A model spec as it may be stored and printed: any key in an ``openai:MODEL@URL`` removed."""
-    if spec.startswith("openai:") and "@" in spec:
-        model, _, urls = spec.partition("@")  # one base URL, or a pool: URL,URL,...
-        return f"{model}@" + ",".join(redact_url(url) for url in urls.split(","))
-    return spec
-
-
-def remember_secret(secret: str | None) -> None:
-    if secret and len(secret) >= 4 and secret != REDACTED:
-        _SECRETS.add(secret)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every key seen in this process, and URL user info, replaced by ``***``."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    # any scheme: model URLs (http, https) and database URLs (postgresql+psycopg://user:PASSWORD@host)
-    return re.sub(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@", rf"\1{REDACTED}@", text)
+from promptgym.models.llama_cpp_backend import LlamaCppBackend, embedded_model_path
+from promptgym.models.openai_backend import OpenAIBackend
+from promptgym.models.scripted import ScriptedBackend
+from promptgym.secrets import REDACTED, redact_spec
 
 _EMBEDDED: dict[str, Backend] = {}
 # Models shipped as pip packages, by spec: (package, promptgym extra that installs it). Gemma 3 270M
@@ -71,15 +23,11 @@ def make_backend(spec: str) -> Backend:
     """One in-process llama.cpp model per file, shared by the task and optimizer roles."""
     spec = spec.strip()
     if spec in ("embedded", "smollm2", "") or spec.startswith("gguf:"):
-        from promptgym.models.llama_cpp_backend import LlamaCppBackend
-
         path = spec[5:] if spec.startswith("gguf:") else ""
         if path not in _EMBEDDED:
             _EMBEDDED[path] = LlamaCppBackend(model_path=path or None)
         return _EMBEDDED[path]
     if spec in PACKAGED:
-        from promptgym.models.llama_cpp_backend import LlamaCppBackend, embedded_model_path
-
         package, extra = PACKAGED[spec]
         if spec not in _EMBEDDED:
             path = embedded_model_path(package, what=f"model '{spec}'",
@@ -87,12 +35,8 @@ def make_backend(spec: str) -> Backend:
             _EMBEDDED[spec] = LlamaCppBackend(model_path=path)
         return _EMBEDDED[spec]
     if spec == "scripted":  # deterministic stand-in for unit tests of optimizer logic only
-        from promptgym.models.scripted import ScriptedBackend
-
         return ScriptedBackend()
     if spec.startswith("openai:"):
-        from promptgym.models.openai_backend import OpenAIBackend
-
         model, _, base_urls = spec[len("openai:"):].partition("@")
         urls = []
         for base_url in base_urls.split(","):  # a pool: URL,URL,... (each may end in #LIMIT)

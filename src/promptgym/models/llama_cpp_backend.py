@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from promptgym.errors import PromptgymError
+from promptgym.paths import models_dir
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
 
@@ -78,8 +79,6 @@ def _assembled_gguf(package: str) -> Path | None:
     harmless): written once under ``$PROMPTGYM_HOME/models`` by the package's own ``assemble``
     (which checks the sha256 it ships), through a temporary file so that a concurrent run never
     reads half a file. A file already there is trusted when its size is the chunks' total."""
-    from promptgym.paths import models_dir
-
     try:
         module = importlib.import_module(package.replace("-", "_"))
     except ImportError:

@@ -24,6 +24,10 @@ Identity: a pool answers as its first endpoint (``openai:FIRST_URL:MODEL``), so 
 the model name alone because names are not unique across servers (llama.cpp's server answers to any
 model name).
 
+Modules: this one is the backend (requests, answers, retries of unusable answers, preflight);
+``endpoint_pool`` holds the endpoints, their circuit breakers and a batch's scheduling over them;
+``openai_transport`` the fault-counting HTTP transport, the event loop and an SDK error in one line.
+
 Decisions:
 - Every failure that reaches the caller is one ``PromptgymError`` line naming the endpoint and the
   model, with the HTTP status and the server's own message, plus a hint for the usual causes
@@ -86,45 +90,29 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import heapq
-import itertools
 import hashlib
 import json
 import os
 import sys
-import threading
 import time
 from typing import Any, Sequence
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from promptgym.errors import PromptgymError, ScoringUnavailable
-from promptgym.models.factory import REDACTED, redact_url, remember_secret, scrub
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
+from promptgym.models.endpoint_pool import COOLDOWN, Endpoint, EndpointPool, parse_endpoints
 from promptgym.models.first_token import chat_alternatives, completion_alternatives, read_options
+from promptgym.models.openai_transport import FAULTS, note, problem, root_cause, run_sync, server_message
+from promptgym.secrets import remember_secret, scrub
 
-OPENAI_URL = "https://api.openai.com/v1"
 EMBED_BATCH = 32
 ANSWER_RETRIES = 3  # extra attempts for an answer the SDK accepted but is unusable
 PREFLIGHT_TIMEOUT = 5.0
-COOLDOWN = 2.0  # seconds a failing pool endpoint is left alone, doubled per failure in a row ...
-MAX_COOLDOWN = 60.0  # ... up to this
-DOWN_AFTER = 3  # failures in a row (a trip and failed probes) of every endpoint: the pool is down
 TOP_LOGPROBS = 1000  # alternatives asked for the first answer token (option scoring) ...
 COMMON_TOP_LOGPROBS = 20  # ... else this, OpenAI's maximum and vLLM's default one
 # What an endpoint grants for first-token option scoring, per (endpoint, model, route): the number
 # of alternatives it lists, or why it lists none. Asked once per process.
 _GRANTED: dict[tuple[str, str, str], int | str] = {}
-
-# The faults of the logical call being made (kind -> count); each worker task sets its own dict.
-_FAULTS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("promptgym_faults", default=None)
-
-
-def _note(kind: str) -> None:
-    faults = _FAULTS.get()
-    if faults is not None:
-        faults[kind] = faults.get(kind, 0) + 1
 
 
 class _BadAnswer(Exception):
@@ -218,7 +206,7 @@ class OpenAIBackend:
 
     # -- generation ------------------------------------------------------------------------------
 
-    async def _one(self, pool: "_Pool", request: GenerationRequest) -> Completion:
+    async def _one(self, pool: EndpointPool, request: GenerationRequest) -> Completion:
         common: dict[str, Any] = dict(model=self.model, max_tokens=request.max_tokens,
                                       temperature=request.temperature, top_p=request.top_p, seed=_seed(request))
         if request.stop:
@@ -256,17 +244,17 @@ class OpenAIBackend:
             try:
                 result = await attempt()
             except json.JSONDecodeError:
-                _note("truncated")
+                note("truncated")
                 problem = _BadAnswer("truncated", f"{self._where()}: the server's JSON answer was cut short")
             except _BadAnswer as exc:
-                _note(exc.kind)
+                note(exc.kind)
                 problem = exc
             else:
                 self._answered_ok = True
                 return result
         if not self._answered_ok:
             raise PromptgymError(str(problem))
-        _note("failed")
+        note("failed")
         return failed
 
     def _first_choice(self, resp: Any, route: str) -> Any:
@@ -281,7 +269,7 @@ class OpenAIBackend:
 
     # -- option scoring over /v1/completions ---------------------------------------------------
 
-    async def _score_one(self, pool: "_Pool", request: ScoreRequest) -> OptionScores:
+    async def _score_one(self, pool: EndpointPool, request: ScoreRequest) -> OptionScores:
         if request.messages is not None:
             raise PromptgymError(f"{self._where()}: log-probability scoring over /completions needs a raw-text "
                                  "layout (--layout plain): a remote server's chat template is unknown")
@@ -348,7 +336,7 @@ class OpenAIBackend:
     def _grant_key(self, request: ScoreRequest) -> tuple[str, str, str]:
         return self.endpoints[0].where, self.model, _route(request)
 
-    async def _score_first_token(self, pool: "_Pool", request: ScoreRequest) -> OptionScores:
+    async def _score_first_token(self, pool: EndpointPool, request: ScoreRequest) -> OptionScores:
         """One request for the first answer token's alternatives, read into option scores. The
         endpoint's first answer of a route settles ``_GRANTED`` (``_first_answer``); if it gives no
         log-probabilities, the call is a failed call and ``score`` stops. Later answers without
@@ -375,12 +363,12 @@ class OpenAIBackend:
         failed = OptionScores((0.0,) * count, (0,) * count)  # no option read
         scores = await self._retry_bad(attempt, failed)
         if scores is None:  # the endpoint gives no log-probabilities: recorded as a failed call
-            _note("no_logprobs")
-            _note("failed")
+            note("no_logprobs")
+            note("failed")
             return failed
         return scores
 
-    async def _first_answer(self, pool: "_Pool", request: ScoreRequest, granted: int | None) -> Any:
+    async def _first_answer(self, pool: EndpointPool, request: ScoreRequest, granted: int | None) -> Any:
         """The answer to ``request`` with ``granted`` alternatives asked; the endpoint's first time
         (``granted`` None), with ``top_logprobs``, then ``COMMON_TOP_LOGPROBS`` if that was refused,
         noting in ``_GRANTED`` what was accepted or, when both were refused, why (then None)."""
@@ -415,7 +403,7 @@ class OpenAIBackend:
         except self._openai.APIStatusError as exc:
             status = exc.status_code
             if asking and (status in (400, 422) or (status >= 500 and not self.failover)):
-                return _Refused(f"HTTP {status}: {_server_message(exc)}")
+                return _Refused(f"HTTP {status}: {server_message(exc)}")
             raise
 
     def _warn_shared(self, shared: tuple[tuple[int, ...], ...], continuations: Sequence[str]) -> None:
@@ -429,7 +417,7 @@ class OpenAIBackend:
 
     # -- embeddings over /v1/embeddings ---------------------------------------------------------
 
-    async def _embed_batch(self, pool: "_Pool", texts: list[str]) -> list[Embedding]:
+    async def _embed_batch(self, pool: EndpointPool, texts: list[str]) -> list[Embedding]:
         resp = await pool.request(lambda c: c.embeddings.create(model=self.embedding_model, input=texts,
                                                                 encoding_format="float"), self.embedding_model)
         rows = sorted(getattr(resp, "data", None) or [], key=lambda d: d.index)
@@ -457,15 +445,15 @@ class OpenAIBackend:
 
     def _call(self, one, requests: Sequence, on_result: OnResult, model: str | None = None) -> None:
         try:
-            _run_sync(self._run(one, requests, on_result))
+            run_sync(self._run(one, requests, on_result))
         except self._openai.OpenAIError as exc:
             raise PromptgymError(scrub(self.describe(exc, model))) from None
 
     async def _run(self, one, requests: Sequence, on_result: OnResult) -> None:
-        async with _Pool(self) as pool:
+        async with EndpointPool(self) as pool:
             async def worker(i: int, request) -> None:
                 faults: dict[str, int] = {}
-                _FAULTS.set(faults)  # this task's own context (scoring's option tasks share the dict)
+                FAULTS.set(faults)  # this task's own context (scoring's option tasks share the dict)
                 result = await one(pool, request)  # the pool bounds the requests in flight per endpoint
                 self.last_faults = faults
                 on_result(i, result)  # same thread as the caller's event loop: safe to persist
@@ -510,7 +498,7 @@ class OpenAIBackend:
         return scrub(f"{self._where()}: {len(failed)} of {len(self.endpoints)} endpoints do not answer at run "
                      f"start, starting without them (tried again after {self.cooldown:g}s, then less often): {listed}")
 
-    def _preflight_one(self, endpoint: "Endpoint") -> str | None:
+    def _preflight_one(self, endpoint: Endpoint) -> str | None:
         """``GET /models`` at one endpoint: None if something answered, else the one-line problem."""
         openai = self._openai
         timeout = min(self.timeout, PREFLIGHT_TIMEOUT)
@@ -525,7 +513,7 @@ class OpenAIBackend:
                 return f"{where}: no answer to GET /models within {timeout:g}s at run start; is the server up (and not stuck)?"
             except openai.APIConnectionError as exc:
                 if tries == 2 or self.max_retries == 0:
-                    return (f"{where}: cannot connect at run start ({_root_cause(exc)}); "
+                    return (f"{where}: cannot connect at run start ({root_cause(exc)}); "
                             "is the server running at that address?")
                 time.sleep(0.5)
             except openai.APIStatusError as exc:
@@ -536,12 +524,12 @@ class OpenAIBackend:
                 return None  # something answered: alive
         return None  # pragma: no cover - the loop always returns
 
-    def _where(self, model: str | None = None, endpoint: "Endpoint | None" = None) -> str:
+    def _where(self, model: str | None = None, endpoint: Endpoint | None = None) -> str:
         if endpoint is None and self.failover:
             return f"openai pool of {len(self.endpoints)} endpoints (model '{model or self.model}')"
         return f"openai endpoint {(endpoint or self.endpoints[0]).where} (model '{model or self.model}')"
 
-    def describe(self, exc: Exception, model: str | None = None, endpoint: "Endpoint | None" = None) -> str:
+    def describe(self, exc: Exception, model: str | None = None, endpoint: Endpoint | None = None) -> str:
         """One line for an SDK error: where (``model``: the one asked, if not the generation
         model; ``endpoint``: the pool's endpoint that failed), what the server said, and the likely fix."""
         return f"{self._where(model, endpoint)}: {self._problem(exc)}"
@@ -549,333 +537,7 @@ class OpenAIBackend:
     def _problem(self, exc: Exception) -> str:
         """What went wrong, without where. The retries are named only where the SDK made them
         (a single endpoint): in a pool a retry is a failover to another endpoint."""
-        openai = self._openai
-        retries = "" if self.failover else f" after {self.max_retries} retries"
-        if isinstance(exc, openai.APITimeoutError):
-            return f"no answer within {self.timeout:g}s" + (f" ({retries.strip()})" if retries else "") + \
-                "; is the server overloaded?"
-        if isinstance(exc, openai.APIConnectionError):
-            return f"cannot connect ({_root_cause(exc)}); is the server running at that address?"
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = _server_message(exc)
-            hint = {
-                401: "check OPENAI_API_KEY",
-                403: "check OPENAI_API_KEY and the key's permissions",
-                404: "check the model name and that the base URL ends in /v1",
-                429: f"still rate limited{retries}",
-            }.get(status, f"still failing{retries}" if status >= 500 else "")
-            return f"HTTP {status}: {message}" + (f" ({hint})" if hint.strip() else "")
-        return f"{exc.__class__.__name__}: {_short(exc)}"
-
-
-class Endpoint:
-    """One server of a pool: its base URL (``url``: as given, less any key, which is ``api_key``;
-    ``shown`` is the given URL redacted, as it is printed and stored), its in-flight limit and its
-    circuit breaker.
-
-    The circuit's state outlives a batch (each batch runs on its own event loop): ``failures`` in a
-    row (0 = closed), ``open_until`` (monotonic seconds: no request before then; after it, one probe
-    at a time is let through), ``generation`` (bumped on each change, so a failure of a request sent
-    before the last change is not counted twice) and ``last_error`` for the all-down message.
-    """
-
-    def __init__(self, url: str | None, limit: int):
-        self.shown = redact_url(url) if url else OPENAI_URL
-        self.url, self.api_key, self.query = split_key(url) if url else (None, None, {})
-        remember_secret(self.api_key)  # as the server gets it (unquoted): scrubbed from any message
-        self.where = self.shown.rstrip("/")
-        self.limit = limit
-        self.failures = 0
-        self.open_until = 0.0
-        self.generation = 0
-        self.last_error = ""
-        self.in_flight = 0  # per batch (reset by _Pool)
-        self.probing = False
-
-    def client_args(self) -> dict[str, Any]:
-        """The SDK client's arguments for this endpoint: the base URL without key or query, the key
-        (sent as ``Authorization: Bearer KEY``) and the URL's other query items."""
-        args: dict[str, Any] = dict(base_url=self.url, api_key=self.api_key)
-        if self.query:
-            args["default_query"] = dict(self.query)
-        return args
-
-    def trip(self, now: float, cooldown: float, error: str) -> None:
-        """One more failure in a row: open the circuit for ``cooldown`` doubled per earlier failure."""
-        self.failures += 1
-        self.generation += 1
-        self.open_until = now + min(cooldown * 2 ** (self.failures - 1), max(MAX_COOLDOWN, cooldown))
-        self.last_error = error
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.shown!r}, limit={self.limit}, failures={self.failures})"
-
-
-KEY_PARAMS = ("api_key", "api-key", "apikey", "key")  # query items that carry the key
-
-
-def split_key(url: str) -> tuple[str, str | None, dict[str, str]]:
-    """A base URL as the user wrote it -> (the URL the SDK gets, the key, other query items).
-
-    The key may be written as the password of the URL's user info (``http://user:KEY@host/v1``),
-    as the whole user info (``http://KEY@host/v1``) or as ``?api_key=KEY``. The OpenAI API wants it
-    as ``Authorization: Bearer KEY``: left in the URL, httpx would send user info as HTTP Basic auth,
-    and the SDK appends its routes to the raw path, query included (``/v1/?api_key=KEY
-    chat/completions``). So user info and the query are taken out; other query items (e.g. Azure's
-    ``api-version``) go back on every request as the SDK's ``default_query``. A redacted key
-    (``***``, from a stored spec) is no key: the environment's is used."""
-    parts = urlsplit(url)
-    keys: list[str] = []
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, netloc = netloc.rpartition("@")
-        user, sep, password = userinfo.partition(":")
-        keys.append(unquote(password if sep else user))
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name.lower() in KEY_PARAMS:
-            keys.append(value)
-        else:
-            query[name] = value
-    keys = [k for k in dict.fromkeys(keys) if k and k != REDACTED]
-    if len(keys) > 1:
-        raise PromptgymError(f"openai backend: base URL '{redact_url(url)}' holds two different keys "
-                             "(in its user info and its query); give one")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment)), (keys[0] if keys else None), query
-
-
-def parse_endpoints(base_url: str | Sequence[str] | None, default_limit: int) -> list[Endpoint]:
-    """``"URL"``, ``"URL1,URL2#4"`` or a list of such URLs -> endpoints. ``#N`` after a URL sets its
-    limit of requests in flight (else ``default_limit``); a base URL has no use for a fragment, so
-    ``#`` is free for this. No URL: one endpoint, the hosted API."""
-    items = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
-    parts = [p.strip() for item in items for p in (item or "").split(",")]
-    if not any(parts):
-        return [Endpoint(None, default_limit)]
-    endpoints = []
-    for part in parts:
-        if not part:
-            listed = ",".join(redact_url(p) for p in parts)
-            raise PromptgymError(f"openai backend: an empty URL in the list of base URLs '{listed}' "
-                                 "(separate them with single commas)")
-        url, sep, limit_text = part.rpartition("#") if "#" in part else (part, "", "")
-        limit = default_limit
-        if sep:
-            if not limit_text.isdigit() or int(limit_text) < 1:
-                raise PromptgymError(f"openai backend: '{redact_url(part)}': after '#' give the endpoint's limit of "
-                                     "requests in flight, a whole number >= 1 (e.g. http://127.0.0.1:8000/v1#4)")
-            limit = int(limit_text)
-        if not url.startswith(("http://", "https://")):
-            raise PromptgymError(f"openai backend: base URL '{redact_url(url)}' must start with http:// or https:// "
-                                 "(e.g. openai:MODEL@http://127.0.0.1:8000/v1)")
-        endpoints.append(Endpoint(url, limit))
-    seen = [e.where for e in endpoints]
-    if len(set(seen)) != len(seen):
-        raise PromptgymError(f"openai backend: an endpoint is listed twice in {', '.join(seen)}; give each server once "
-                             "(raise its limit with #N instead)")
-    return endpoints
-
-
-class _Pool:
-    """One batch's view of the endpoints: an SDK client each, and the scheduling.
-
-    ``request(send)`` makes one HTTP request: it waits for an endpoint with a free slot (round robin
-    over the endpoints whose circuit lets requests through, first come first served), and in a pool
-    an attempt that fails with a connection error, a timeout, 408/409/429 or 5xx opens that
-    endpoint's circuit and is made again on another endpoint. The evaluator charges a call when its
-    answer comes back, so a call is charged once however many endpoints it tried.
-
-    Why no library: the breaker's state has to be read by the scheduler (which endpoint may take
-    the next request, when to wake the waiting ones, when every endpoint is down), and the
-    breakers on PyPI (pybreaker, aiobreaker, purgatory) wrap one call and decide alone; the code
-    needed is the ~40 lines of ``_pick``, ``_failed`` and ``_succeeded``.
-    """
-
-    def __init__(self, backend: "OpenAIBackend"):
-        self.backend = backend
-        self.endpoints = backend.endpoints
-        self.failover = backend.failover
-        self.clients: list[Any] = []
-        self._next = 0  # round robin: where the next search for a free endpoint starts
-        self._waiting: list[tuple[int, int, asyncio.Future]] = []  # heap of (ticket, -, future): the line
-        self._live = 0  # requests in the line (the heap may also hold futures already given up)
-        self._tickets = itertools.count()
-        openai = backend._openai
-        self._transient = (openai.APIConnectionError,)  # timeouts included (APITimeoutError)
-        self._status_error = openai.APIStatusError
-        self._openai_error = openai.OpenAIError
-        # Attempts of one request before it gives up: the retries, and each endpoint at least once.
-        self.max_attempts = backend.max_retries + len(self.endpoints)
-
-    async def __aenter__(self) -> "_Pool":
-        openai = self.backend._openai
-        for endpoint in self.endpoints:
-            endpoint.in_flight, endpoint.probing = 0, False
-            client = openai.AsyncOpenAI(**self.backend._client_args, **endpoint.client_args(),
-                                        http_client=_counting_client(openai))
-            self.clients.append(await client.__aenter__())
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        for client in self.clients:
-            await client.__aexit__(*exc)
-
-    async def request(self, send, model: str | None = None) -> Any:
-        """``await send(client)`` on an endpoint (see the class docstring)."""
-        attempts = 0
-        while True:
-            k, probe = await self._acquire(model)
-            endpoint = self.endpoints[k]
-            generation = endpoint.generation
-            try:
-                result = await send(self.clients[k])
-            except self._openai_error as exc:
-                if not (self.failover and self._is_transient(exc)):
-                    self._succeeded(endpoint, probe)  # an answer (4xx) or our own mistake: the server lives
-                    raise PromptgymError(scrub(self.backend.describe(exc, model, endpoint if self.failover else None))) \
-                        from None
-                _note("failover")
-                attempts += 1
-                problem = self.backend._problem(exc)
-                self._failed(endpoint, generation, probe, problem)
-                if attempts >= self.max_attempts:
-                    raise PromptgymError(scrub(f"{self.backend._where(model, endpoint)}: {problem} (the request "
-                                               f"failed {attempts} times over the pool's endpoints)")) from None
-                continue
-            except asyncio.CancelledError:
-                if probe:
-                    endpoint.probing = False
-                raise
-            except BaseException:
-                self._succeeded(endpoint, probe)  # e.g. cut-short JSON: something answered
-                raise
-            finally:
-                endpoint.in_flight -= 1
-                self._wake(1)
-            self._succeeded(endpoint, probe)
-            return result
-
-    def _is_transient(self, exc: Exception) -> bool:
-        if isinstance(exc, self._transient):
-            return True
-        status = getattr(exc, "status_code", None) if isinstance(exc, self._status_error) else None
-        return status is not None and (status in (408, 409, 429) or status >= 500)
-
-    async def _acquire(self, model: str | None) -> tuple[int, bool]:
-        """The index of an endpoint with a slot taken for this request, and whether the request is
-        the probe of a half-open circuit. While none is free, waits in line: first come, first
-        served (a ticket keeps a request's place when it is woken and must wait again)."""
-        ticket = None
-        loop = asyncio.get_running_loop()
-        while True:
-            self._check_down(model)
-            if ticket is not None or self._live == 0:  # newcomers queue behind those waiting
-                picked = self._pick()
-                if picked is not None:
-                    return picked
-            if ticket is None:
-                ticket = next(self._tickets)
-            future = loop.create_future()
-            heapq.heappush(self._waiting, (ticket, next(self._tickets), future))  # (the second: unique)
-            self._live += 1
-            now = time.monotonic()
-            # A circuit that reopens later wakes nobody: wait until then at most. (A full endpoint
-            # past its cooldown wakes the line when a request of its own ends.)
-            reopen = [e.open_until for e in self.endpoints if e.failures and not e.probing and e.open_until > now]
-            try:
-                if reopen:
-                    await asyncio.wait_for(future, min(reopen) - now + 0.001)
-                else:
-                    await future
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                self._live -= 1
-                if not future.done():
-                    future.cancel()  # left in the heap, skipped by _wake
-
-    def _pick(self) -> tuple[int, bool] | None:
-        now = time.monotonic()
-        count = len(self.endpoints)
-        for step in range(count):
-            k = (self._next + step) % count
-            endpoint = self.endpoints[k]
-            if endpoint.in_flight >= endpoint.limit:
-                continue
-            probe = False
-            if endpoint.failures:  # open, or half-open after its cooldown: one probe at a time
-                if endpoint.open_until > now or endpoint.probing:
-                    continue
-                endpoint.probing = probe = True
-            endpoint.in_flight += 1
-            self._next = (k + 1) % count
-            return k, probe
-        return None
-
-    def _failed(self, endpoint: Endpoint, generation: int, probe: bool, problem: str) -> None:
-        if probe:
-            endpoint.probing = False
-        if endpoint.generation == generation or probe:  # else already counted: sent before the last trip
-            endpoint.trip(time.monotonic(), self.backend.cooldown, problem)
-        else:
-            endpoint.last_error = problem
-        self._wake(len(self._waiting))  # all re-check: the next reopening, or the pool is down
-
-    def _succeeded(self, endpoint: Endpoint, probe: bool) -> None:
-        if probe:
-            endpoint.probing = False
-        if endpoint.failures:
-            endpoint.failures, endpoint.open_until = 0, 0.0
-            endpoint.generation += 1
-            self._wake(endpoint.limit)
-
-    def _check_down(self, model: str | None) -> None:
-        """The one-line error when every endpoint has failed ``DOWN_AFTER`` times in a row."""
-        down = min(DOWN_AFTER, max(self.backend.max_retries, 1))
-        if self.failover and all(e.failures >= down for e in self.endpoints):
-            listed = "; ".join(f"{e.where}: {e.last_error}" for e in self.endpoints)
-            self._wake(len(self._waiting))
-            raise PromptgymError(scrub(f"{self.backend._where(model)}: every endpoint failed {down} or more times "
-                                       f"in a row: {listed}"))
-
-    def _wake(self, count: int) -> None:
-        """Let the first ``count`` waiting requests look for a free endpoint again."""
-        while count > 0 and self._waiting:
-            _, _, future = heapq.heappop(self._waiting)
-            if not future.done():
-                future.set_result(None)
-                count -= 1
-
-
-def _counting_client(openai: Any) -> Any:
-    """The SDK's default async HTTP client over a transport that notes each failed attempt's kind
-    (``http_429``, ``http_503``, ``timeout``, ``connection``, ...) in the current call's faults."""
-    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
-    httpx = sys.modules[base.__module__.split(".")[0]]
-
-    class Counting(httpx.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self.inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1000,
-                                                                      max_keepalive_connections=100))
-
-        async def handle_async_request(self, request):
-            try:
-                response = await self.inner.handle_async_request(request)
-            except httpx.TimeoutException:
-                _note("timeout")
-                raise
-            except httpx.TransportError:
-                _note("connection")
-                raise
-            if response.status_code in (408, 409, 429) or response.status_code >= 500:
-                _note(f"http_{response.status_code}")
-            return response
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
-    return openai.DefaultAsyncHttpxClient(transport=Counting())
+        return problem(self._openai, exc, self.timeout, "" if self.failover else f" after {self.max_retries} retries")
 
 
 def _route(request: ScoreRequest) -> str:
@@ -912,20 +574,6 @@ def _setting(value, env: str, default, kind):
         raise PromptgymError(f"{env}={raw!r}: expected a number") from None
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The socket-level reason (e.g. "[Errno 111] Connection refused") under the SDK's and httpx's
-    generic wrappers, else the closest wrapper's message."""
-    best, seen = "", set()
-    current: BaseException | None = exc.__cause__ or exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        text = _short(current)
-        if text and (not best or isinstance(current, OSError)):
-            best = text
-        current = current.__cause__ or current.__context__
-    return best or exc.__class__.__name__
-
-
 def _mean_if_per_token(values: Any) -> list[float]:
     """A pooled vector as is; one vector per token (a server without pooling) averaged."""
     values = list(values)
@@ -937,43 +585,3 @@ def _mean_if_per_token(values: Any) -> list[float]:
 def _usage(resp: Any) -> tuple[int, int]:
     usage = getattr(resp, "usage", None)
     return (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
-
-
-def _server_message(exc: Any) -> str:
-    """The server's own words: ``{"error": {"message": ...}}`` (OpenAI), ``{"detail": ...}`` (FastAPI),
-    or the raw body."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        text = body.get("message") or body.get("detail") or body.get("error") or body
-    elif body:
-        text = body
-    else:
-        response = getattr(exc, "response", None)
-        text = getattr(response, "reason_phrase", "") or _short(exc)
-    return _short(text)
-
-
-def _short(value: object) -> str:
-    return " ".join(str(value).split())[:300]
-
-
-def _run_sync(coro) -> None:
-    """asyncio.run, also from inside a running loop (e.g. a notebook): then in a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as exc:  # pragma: no cover - re-raised below
-            error.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]

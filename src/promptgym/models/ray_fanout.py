@@ -18,10 +18,15 @@ worker nodes.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Sequence
 
 from promptgym.errors import PromptgymError, ScoringUnavailable
 from promptgym.models.base import Backend, OnResult
+from promptgym.models.factory import make_backend
+
+RAY_MISSING = "--executor ray needs Ray: pip install 'promptgym[ray]'"
 
 _BACKENDS: dict[str, Backend] = {}  # per worker process: spec -> backend (its HTTP client kept warm)
 
@@ -54,8 +59,6 @@ class RayFanOut:
         self.inner.close()
 
     def _fan_out(self, kind: str, requests: Sequence, on_result: OnResult) -> None:
-        from promptgym.bench.executors import import_ray
-
         if not requests:
             return
         ray = import_ray()
@@ -85,8 +88,6 @@ def call_chunk(spec: str, kind: str, requests: list) -> tuple[list[tuple[int, An
     """A Ray task's body: the chunk's calls on this worker's backend for ``spec``; the answers
     (index, response, faults) and the error that stopped the chunk, if one did (one line; a
     ``ScoringUnavailable`` as itself)."""
-    from promptgym.models.factory import make_backend
-
     backend = _BACKENDS.get(spec)
     if backend is None:
         backend = _BACKENDS[spec] = make_backend(spec)
@@ -102,3 +103,28 @@ def call_chunk(spec: str, kind: str, requests: list) -> tuple[list[tuple[int, An
     except Exception as exc:
         return answered, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return answered, None
+
+
+def fanned_out(spec: str, backend: Backend) -> Backend:
+    """An HTTP model's batches spread over Ray tasks, when ``PROMPTGYM_RAY_FANOUT`` (a chunk size)
+    is set and this process is part of a Ray job (a cell on ``--executor ray``); else ``backend``.
+    Ray is looked for only where it was imported already: a run outside Ray never loads it."""
+    chunk = os.environ.get("PROMPTGYM_RAY_FANOUT", "").strip()
+    if not chunk or not spec.startswith("openai:") or "ray" not in sys.modules:
+        return backend
+    if not sys.modules["ray"].is_initialized():
+        return backend
+    try:
+        size = int(chunk)
+    except ValueError:
+        raise PromptgymError(f"PROMPTGYM_RAY_FANOUT must be a chunk size, a whole number (got {chunk!r})") from None
+    return RayFanOut(spec, backend, chunk=size)
+
+
+def import_ray() -> Any:
+    """Ray (the ``ray`` extra), imported only when asked for; missing: one line."""
+    try:
+        import ray
+    except ImportError:
+        raise PromptgymError(RAY_MISSING) from None
+    return ray

@@ -109,8 +109,7 @@ class ApeOptimizer(Optimizer):
         p = self.params
         extra = max(len(ctx.train) - n_eval, 0)
         per_candidate = 1 + n_eval + p["top_fraction"] * extra  # propose + subsample + survivor top-up
-        limit = budget.planning_budget(ctx)
-        affordable = limit if math.isinf(limit) else limit // per_candidate  # floor: exact, not a float product
+        affordable = budget.PlannedSpend.of(ctx).count(per_candidate)  # floor: exact, not a float product
         plan = budget.fit({"proposals": p["num_subsamples"] * p["prompts_per_subsample"]},
                           lambda plan: plan["proposals"], affordable, [budget.lower("proposals")],
                           ctx=ctx, names={"proposals": "proposals (num_subsamples x prompts_per_subsample)"})

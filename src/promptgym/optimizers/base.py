@@ -166,12 +166,6 @@ class Context:
         return [self.results[keys[i]].prompt for i in order]
 
 
-def selection_data(ctx: Context) -> tuple[str, list[Example]]:
-    """(split name, examples) a method that "selects on a dev set" should use: the dev split when
-    the run has one, else the training split."""
-    return ("dev", list(ctx.dev)) if ctx.dev else ("train", list(ctx.train))
-
-
 @dataclass
 class State:
     """One run of a method: what it carries from step to step (methods subclass it).
@@ -182,25 +176,45 @@ class State:
     finished: str = ""
 
 
+SELECTION_SPLITS = ("train", "dev")
+
+
 class Optimizer:
     """Base class. Subclasses set ``name``, ``parameters`` (typed, with the paper's values; ``defaults``
-    is derived from them) and implement ``setup`` and ``step``; ``result`` and ``best_score`` when
-    the answer is not simply the best candidate on the selection split."""
+    is derived from them) and implement ``setup`` and ``step``; ``result``, ``ranking`` and
+    ``best_score`` when the answer is not simply the best candidate on the selection split.
+
+    What a method is and needs is declared here, as attributes the runner reads (a method overrides
+    them, as a property when they depend on its parameters):
+
+    - ``selection_split``: where the method compares its candidates: ``train``, or ``dev``: the dev
+      split when the method has one (``searches_on_dev``, or the run gives it one), else train
+      (``selection``).
+    - ``searches_on_dev``: the method's paper selects on a dev set of its own during the search
+      (DP2O): the runner hands it the run's dev split, which is otherwise final selection's only.
+    - ``uses_optimizer_model``: the method asks the optimizer model (False: the runner accepts a
+      model that cannot chat there).
+    - ``edits_layout``: the method switches the prompt's layout, chat layouts too (a task model
+      without a chat template cannot take them).
+    """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     selection_split: ClassVar[str] = "train"
-    # The runner's dev split is for final selection only, unless a method's paper selects on a
-    # dev set of its own during the search (DP2O): then the method sees it too.
     searches_on_dev: ClassVar[bool] = False
+    uses_optimizer_model: bool = True
+    edits_layout: bool = False
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         if "defaults" in cls.__dict__:  # would be overwritten below, silently
             raise TypeError(f"{cls.__name__}: declare typed ``parameters`` (optimizers.params.Param), "
                             "not ``defaults``")
+        if cls.selection_split not in SELECTION_SPLITS:
+            raise TypeError(f"{cls.__name__}: selection_split is one of {SELECTION_SPLITS}, not "
+                            f"{cls.selection_split!r}")
         cls.defaults = {name: p.default for name, p in cls.parameters.items()}
 
     def __init__(self, **params: Any):
@@ -214,24 +228,30 @@ class Optimizer:
         """One step of the method; sets ``state.finished`` when there is no next step."""
         raise NotImplementedError
 
-    def selection(self, ctx: Context) -> str:
-        """The split this run compares candidates on (e.g. dev when the run has one)."""
-        return self.selection_split
+    def selection(self, ctx: Context) -> tuple[str, list[Example]]:
+        """The split this run compares candidates on, by ``selection_split``, and its examples:
+        ``("dev", ctx.dev)`` when the method selects on dev and the run gives it a dev split, else
+        ``("train", ctx.train)``. A method that ``searches_on_dev`` always selects on dev: it carves
+        its own dev split from train when the run gives none (DP2O)."""
+        if self.selection_split == "dev" and (self.searches_on_dev or ctx.dev):
+            return "dev", list(ctx.dev)
+        return "train", list(ctx.train)
 
     def result(self, ctx: Context, state: State | None) -> Prompt:
         """The method's answer so far, also when the budget ran out mid-step (``state`` is None
         when it ran out while setting up)."""
-        best = ctx.best(self.selection(ctx))
+        best = ctx.best(self.selection(ctx)[0])
         return best[0] if best else ctx.initial
 
-    def ranking(self, ctx: Context) -> list[Prompt]:
+    def ranking(self, ctx: Context, state: State | None) -> list[Prompt]:
         """The method's candidates by its own measure, best first: final selection races the
-        method's answer and the next few of these against the start."""
-        return ctx.ranked(self.selection(ctx))
+        method's answer and the next few of these against the start (``state`` is None when the
+        budget ran out while setting up)."""
+        return ctx.ranked(self.selection(ctx)[0])
 
     def best_score(self, ctx: Context, state: State) -> float | None:
         """The method's best score so far: what the patience and target stoppers read."""
-        best = ctx.best(self.selection(ctx))
+        best = ctx.best(self.selection(ctx)[0])
         return best[1] if best else None
 
     def shown_score(self, ctx: Context, state: State, best: float | None) -> float | None:
@@ -287,20 +307,15 @@ class Optimizer:
         return self.result(ctx, ctx.state)
 
 
-REGISTRY: dict[str, type[Optimizer]] = {}
+REGISTRY: dict[str, type[Optimizer]] = {}  # name -> method; ``registry`` adds the installed packages'
 
 
 def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: make a method known by its ``name`` (which must be free)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a name")
+    taken = REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"method name '{cls.name}' is taken by {taken.__module__}.{taken.__qualname__}")
     REGISTRY[cls.name] = cls
     return cls
-
-
-def get_method(name: str) -> type[Optimizer]:
-    from promptgym import optimizers  # noqa: F401  (registers the built-in methods)
-
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise PromptgymError(f"unknown method '{name}' (known: {', '.join(sorted(REGISTRY))})") from None

@@ -116,6 +116,16 @@ class PlannedSpend:
     def add(self, calls: int) -> None:
         self.spent += calls
 
-    def count(self, cost: int) -> float:
+    @property
+    def left(self) -> float:
+        """Calls the plan has left (``inf`` if unlimited)."""
+        return self.limit - self.spent
+
+    def count(self, cost: float) -> float:
         """How many items of ``cost`` calls each the budget left pays for (``inf`` if unlimited)."""
-        return math.inf if math.isinf(self.limit) else (self.limit - self.spent) // cost
+        return math.inf if math.isinf(self.limit) else self.left // cost
+
+    def affords(self, calls: int) -> bool:
+        """Whether the budget left pays for ``calls`` more calls: "can I afford one more (step, child,
+        replication)?", asked with that item's worst-case cost."""
+        return self.count(calls) >= 1

@@ -45,7 +45,8 @@ Decisions where paper and code leave it open:
   children it has, DE leaves the remaining members as they are (``ctx.stats["stopped_by"]`` says
   which ended the run). The spend is counted by ``budget.PlannedSpend``, not read from the budget
   meter, so a resumed run that replays its calls from the cache for free makes the same decisions.
-  A step is one generation.
+  The first step builds and scores the initial population (so a stopper can end the run there);
+  every later step is one generation.
 - ``max_tokens`` 160 (GA) / 220 (DE): the reply walks through the steps before the final prompt.
 """
 
@@ -58,7 +59,7 @@ import numpy as np
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers import budget
-from promptgym.optimizers.base import Context, Optimizer, State, register, selection_data
+from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import (CandidateFilter, normalize_key, paraphrase, parse_first,
                                             render_meta_prompt)
@@ -165,6 +166,7 @@ class EvoState(State):
 class _EvoPrompt(Optimizer):
     """Shared: budget plan, initial population, scoring, filtering, bookkeeping."""
 
+    selection_split = "dev"  # the paper's dev set when the run gives the method one
     mode = ""
     min_population = 2
 
@@ -191,31 +193,34 @@ class _EvoPrompt(Optimizer):
                           ctx=ctx, names={"n": "population", "t": "generations"})
         return plan["n"], plan["t"]
 
-    def selection(self, ctx: Context) -> str:
-        return selection_data(ctx)[0]
-
     def setup(self, ctx: Context) -> EvoState:
-        split, examples = selection_data(ctx)
+        split, examples = self.selection(ctx)
         n, t = self.plan(ctx, len(examples))
         state = EvoState(split=split, examples=examples, filter=CandidateFilter(demos=ctx.train),
                          spend=budget.PlannedSpend.of(ctx))  # see "Budget" in the module docstring
         state.stats = ctx.stats["evoprompt"] = dict(population_planned=n, generations_planned=t, generations_run=0,
                                                     selection_split=split, children=0, scored=0)
         state.filter.remember([ctx.initial.instruction])
-        state.population = self._initial_population(ctx, state, n)
-        state.stats["population"] = len(state.population)
-        if len(state.population) < self.least_population():
-            ctx.log(f"EvoPrompt-{self.mode}: population of {len(state.population)} is too small to evolve")
-            state.finished = "done"
-        self._next(state)
         return state
 
     def step(self, ctx: Context, state: EvoState) -> None:
+        """The first step builds and scores the initial population, every later one is a generation."""
+        if not state.population:
+            self._populate(ctx, state)
+            return
         state.population = self.generation(ctx, state, state.population)
         state.stats["generations_run"] += 1
         best = max(state.population, key=lambda m: m[1])
         ctx.log(f"EvoPrompt-{self.mode} generation {state.stats['generations_run']} "
                 f"(planned {state.stats['generations_planned']}): best {best[1]:.3f}")
+        self._next(state)
+
+    def _populate(self, ctx: Context, state: EvoState) -> None:
+        state.population = self._initial_population(ctx, state, state.stats["population_planned"])
+        state.stats["population"] = len(state.population)
+        if len(state.population) < self.least_population():
+            ctx.log(f"EvoPrompt-{self.mode}: population of {len(state.population)} is too small to evolve")
+            state.finished = "done"
         self._next(state)
 
     def _next(self, state: EvoState) -> None:
@@ -225,7 +230,7 @@ class _EvoPrompt(Optimizer):
             return
         if state.stats["generations_run"] >= max(state.stats["generations_planned"], self.params["generations"]):
             state.finished = "done"
-        elif not self._affords_child(state):
+        elif not state.spend.affords(self._child_cost(state)):
             state.finished = "budget"
 
     def _initial_population(self, ctx: Context, state: EvoState, n: int) -> list[Member]:
@@ -272,9 +277,9 @@ class _EvoPrompt(Optimizer):
         return ctx.evaluate(prompt, state.examples, split=state.split).mean
 
     @staticmethod
-    def _affords_child(state: EvoState) -> bool:
-        """Whether the budget pays for one more child in the worst case (its call and its score)."""
-        return state.spend.count(1 + len(state.examples)) >= 1
+    def _child_cost(state: EvoState) -> int:
+        """One more child in the worst case: its call and its score."""
+        return 1 + len(state.examples)
 
     def generation(self, ctx: Context, state: EvoState, population: list[Member]) -> list[Member]:
         raise NotImplementedError
@@ -311,7 +316,7 @@ class EvoPromptGA(_EvoPrompt):
         pool = ctx.rng.choice(n, size=n, replace=True, p=probs).tolist()
         children: list[Member] = []
         for _ in range(n):
-            if not self._affords_child(state):
+            if not state.spend.affords(self._child_cost(state)):
                 break
             i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
             a, b = population[pool[i]][0], population[pool[j]][0]
@@ -341,7 +346,7 @@ class EvoPromptDE(_EvoPrompt):
         donor = population[best]
         new = list(population)
         for i in range(n):
-            if not self._affords_child(state):
+            if not state.spend.affords(self._child_cost(state)):
                 break
             others = [k for k in range(n) if k != i]
             picks = ctx.rng.choice(len(others), size=3 if self.params["donor_random"] else 2,

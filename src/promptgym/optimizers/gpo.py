@@ -77,7 +77,7 @@ from typing import Any, Sequence
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.optimizers import budget
-from promptgym.optimizers.base import Context, Optimizer, State, register, selection_data
+from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.params import UNSTATED, Param
 from promptgym.optimizers.proposals import CandidateFilter, parse_first, render_meta_prompt
 from promptgym.tasks.prompt import Prompt
@@ -216,6 +216,7 @@ class GpoState(State):
 class GpoOptimizer(Optimizer):
     name = "gpo"
     summary = "GPO: trajectory retrieval as momentum, LLM-written updates, cosine-decayed edit limit"
+    selection_split = "dev"  # the dev split when the run gives the method one
     parameters = {
         "epochs": Param(3, "passes over the training split", low=1),
         "batch_size": Param(8, "training examples per step (sets the steps per epoch)", low=1),
@@ -238,7 +239,7 @@ class GpoOptimizer(Optimizer):
 
     def setup(self, ctx: Context) -> GpoState:
         p = self.params
-        split, eval_set = selection_data(ctx)
+        split, eval_set = self.selection(ctx)
         plan = self.plan(ctx, len(eval_set))
         if plan["eval_examples"] < len(eval_set):
             keep = ctx.rng.choice(len(eval_set), size=plan["eval_examples"], replace=False)
@@ -256,9 +257,6 @@ class GpoOptimizer(Optimizer):
         state.stats["trajectory"].append(round(start, 4))
         state.finished = "" if plan["steps"] > 0 else "done"
         return state
-
-    def selection(self, ctx: Context) -> str:
-        return selection_data(ctx)[0]
 
     def result(self, ctx: Context, state: GpoState) -> Prompt:
         return state.prompts[state.history[state.best()][0]]

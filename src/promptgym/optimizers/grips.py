@@ -238,11 +238,12 @@ class GripsOptimizer(Optimizer):
         return self.params["edits"].split(",")
 
     @property
-    def uses_optimizer_model(self) -> bool:
+    def uses_optimizer_model(self) -> bool:  # type: ignore[override]
+        """Only ``sub`` (and the label synonyms it enables) asks the optimizer model."""
         return "sub" in self.operations
 
     @property
-    def edits_layout(self) -> bool:
+    def edits_layout(self) -> bool:  # type: ignore[override]
         """Format edits switch layouts, chat ones too (a task model without a chat template cannot)."""
         return bool(self.params["format_edits"])
 
@@ -264,10 +265,9 @@ class GripsOptimizer(Optimizer):
     def result(self, ctx: Context, state: GripsState | None) -> Prompt:
         return state.base if state and state.base else ctx.initial
 
-    def ranking(self, ctx: Context) -> list[Prompt]:
+    def ranking(self, ctx: Context, state: GripsState | None) -> list[Prompt]:
         """By the GRIPS score, not accuracy: the accepted prompts, the latest (highest) first."""
-        state = ctx.state
-        return list(reversed(state.accepted)) if isinstance(state, GripsState) else []
+        return list(reversed(state.accepted)) if state else []
 
     def best_score(self, ctx: Context, state: GripsState) -> float:
         return state.base_score

@@ -43,8 +43,9 @@ Deviations, and why:
   most 2 calls + one score of ``batch_size`` examples. Population (paper 50) and generations are lowered
   together to fit (the larger fraction of its default first), down to 2 units and 1 generation;
   generations go on past the plan, up to ``generations``, while the budget pays for one more
-  replication (counted by ``budget.PlannedSpend``, so a resumed run decides the same). A step is one
-  generation.
+  replication (counted by ``budget.PlannedSpend``, so a resumed run decides the same). The first
+  step builds and scores the initial population (so a stopper can end the run there); every later
+  step is one generation.
 - Ranking: fitness is measured on different random batches, so candidates are ranked by their mean
   score over every batch example they were scored on (pooled), more examples first on ties, then
   the earliest; the result is the top of this ranking.
@@ -196,18 +197,20 @@ class Promptbreeder(Optimizer):
         meta = list(TEMPLATES) + list(MUTATION_PROMPTS) + list(THINKING_STYLES)
         state = PromptbreederState(batch_size=b, filter=CandidateFilter(demos=ctx.train, meta_texts=meta),
                                    spend=budget.PlannedSpend.of(ctx))
-        ctx.state = state  # published at once: a budget cut during set-up still ranks what was scored
         state.stats = ctx.stats["promptbreeder"] = dict(
             population_planned=n, generations_planned=t, generations_run=0, batch_size=b,
             operators={}, kept={}, crossovers=0, shuffles=0, hypermutations=0)
         state.filter.remember([ctx.initial.instruction])
-        state.population = self._initial_population(ctx, state, n)
+        return state
+
+    def _populate(self, ctx: Context, state: PromptbreederState) -> None:
+        """The first step: the initial population, every unit scored."""
+        state.population = self._initial_population(ctx, state, state.stats["population_planned"])
         state.stats["population"] = len(state.population)
         if len(state.population) < 2:
             ctx.log(f"Promptbreeder: population of {len(state.population)} is too small to evolve")
             state.finished = "done"
         self._next(state)
-        return state
 
     def _initial_population(self, ctx: Context, state: PromptbreederState, n: int) -> list[Unit]:
         """Unit 0 is the start; each other unit's task prompt is LLM(M + T + D). A dropped reply is
@@ -215,7 +218,7 @@ class Promptbreeder(Optimizer):
         rng, start = ctx.rng, ctx.initial
         units = [self._unit(ctx, state, start, MUTATION_PROMPTS[rng.integers(len(MUTATION_PROMPTS))], [], [])]
         for _ in range(2 * (n - 1)):
-            if len(units) >= n or not self._affords(state, 1):
+            if len(units) >= n or not state.spend.affords(self._replication_cost(state, 1)):
                 break
             m = MUTATION_PROMPTS[rng.integers(len(MUTATION_PROMPTS))]
             style = THINKING_STYLES[rng.integers(len(THINKING_STYLES))]
@@ -236,10 +239,14 @@ class Promptbreeder(Optimizer):
 
     # -- one generation ----------------------------------------------------------------------------
     def step(self, ctx: Context, state: PromptbreederState) -> None:
+        """The first step builds the initial population, every later one is a generation."""
+        if not state.population:
+            self._populate(ctx, state)
+            return
         pop = state.population
         order = ctx.rng.permutation(len(pop)).tolist()
         for k in range(len(pop) // 2):
-            if not self._affords(state, 2):
+            if not state.spend.affords(self._replication_cost(state, 2)):
                 state.finished = "budget"
                 break
             a, b = order[2 * k], order[2 * k + 1]
@@ -374,30 +381,29 @@ class Promptbreeder(Optimizer):
         else:
             unit.context[int(ctx.rng.integers(size))] = working
 
-    def _affords(self, state: PromptbreederState, calls: int) -> bool:
-        """Whether the budget pays for ``calls`` generations and one score, in the worst case."""
-        return state.spend.count(calls + state.batch_size) >= 1
+    @staticmethod
+    def _replication_cost(state: PromptbreederState, calls: int) -> int:
+        """A new unit in the worst case: ``calls`` generations and one score."""
+        return calls + state.batch_size
 
     def _next(self, state: PromptbreederState) -> None:
         if state.finished:
             return
         if state.stats["generations_run"] >= self.params["generations"]:
             state.finished = "done"
-        elif not self._affords(state, 2):
+        elif not state.spend.affords(self._replication_cost(state, 2)):
             state.finished = "budget"
 
     # -- the answer --------------------------------------------------------------------------------
-    def ranking(self, ctx: Context) -> list[Prompt]:
-        state = ctx.state
-        if not isinstance(state, PromptbreederState) or not state.tally:
+    def ranking(self, ctx: Context, state: PromptbreederState | None) -> list[Prompt]:
+        if state is None:
             return []
         entries = sorted(state.tally.values(), key=lambda e: (-e[0] / e[1], -e[1], e[3]))
         return [e[2] for e in entries]
 
-    def result(self, ctx: Context, state: State | None) -> Prompt:
-        ranked = self.ranking(ctx)
+    def result(self, ctx: Context, state: PromptbreederState | None) -> Prompt:
+        ranked = self.ranking(ctx, state)
         return ranked[0] if ranked else ctx.initial
 
-    def best_score(self, ctx: Context, state: State) -> float | None:
-        tally = getattr(state, "tally", None)
-        return max(e[0] / e[1] for e in tally.values()) if tally else None
+    def best_score(self, ctx: Context, state: PromptbreederState) -> float | None:
+        return max(e[0] / e[1] for e in state.tally.values()) if state.tally else None

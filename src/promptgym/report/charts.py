@@ -20,7 +20,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _svg(fig: Any) -> str:
+def svg(fig: Any) -> str:
     """The figure as an ``<svg>`` element (no XML prolog, so it can sit inside HTML); text stays
     text, and ids are fixed so the same figure gives the same page."""
     import matplotlib
@@ -75,7 +75,7 @@ def trajectory(points: list[dict[str, Any]], curve: list[list[float]], seq: dict
     held.grid(alpha=0.2, axis="y")
     if not shown:
         held.text(0.5, 0.5, "no test split", ha="center", va="center", fontsize=7, transform=held.transAxes)
-    return _svg(fig)
+    return svg(fig)
 
 
 def lineage(nodes: list[dict[str, Any]]) -> str:
@@ -115,7 +115,7 @@ def lineage(nodes: list[dict[str, Any]]) -> str:
     ax.set_ylabel("training score")
     ax.legend(loc="best", fontsize=7, frameon=False)
     ax.grid(alpha=0.2)
-    return _svg(fig)
+    return svg(fig)
 
 
 def bars(labels: list[str], values: list[float], xlabel: str, highlight: int | None = None) -> str:
@@ -128,4 +128,4 @@ def bars(labels: list[str], values: list[float], xlabel: str, highlight: int | N
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.2, axis="x")
-    return _svg(fig)
+    return svg(fig)

@@ -1,4 +1,5 @@
-"""A run as one self-contained HTML page (``promptgym report RUN_ID``) and a bench as another.
+"""A run as one self-contained HTML page (``promptgym report RUN_ID``); a bench's page
+(``bench.report``) is drawn with the same templates.
 
 The page is read from the run store only (no model call): the task and models, the starting and
 the returned prompt part by part with a word diff, final selection's record, the held-out result in
@@ -19,12 +20,19 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from promptgym.data.download import no_download
+from promptgym.errors import PromptgymError
+from promptgym.report import charts
 from promptgym.report.trajectory import curve_of, points_of
+from promptgym.runner.config import dataset_from_config
+from promptgym.store.lease import holder_state, lease_settings
+from promptgym.tasks.prompt import Prompt
 
 PLOTS_MISSING = "no figures: matplotlib is not installed (pip install 'promptgym[report]')"
 
 
-def _env() -> Environment:
+def template_environment() -> Environment:
+    """The pages' Jinja2 environment (templates in ``report/templates``; every value autoescaped)."""
     env = Environment(loader=PackageLoader("promptgym.report", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["num"] = lambda x, spec=".3f": "-" if x is None else format(x, spec)
@@ -208,13 +216,9 @@ def _cost(calls: list[dict[str, Any]], summary: dict[str, Any] | None) -> dict[s
 
 def _examples_by_id(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The dataset's examples by id (to show a flipped example's input), or why not."""
-    from promptgym.api import _dataset_from_config
-    from promptgym.data.download import no_download
-    from promptgym.errors import PromptgymError
-
     try:
         with no_download():
-            return {e.id: e for e in _dataset_from_config(config).examples}, ""
+            return {e.id: e for e in dataset_from_config(config).examples}, ""
     except (PromptgymError, OSError) as exc:
         return {}, f"inputs not shown: the dataset could not be read here ({str(exc).splitlines()[0]})"
 
@@ -245,8 +249,6 @@ def _dp2o(store: Any, run_id: str, summary: dict[str, Any] | None, seq: dict[str
         return None
     report = (summary or {}).get("dp2o") or {}  # a method's own held-out numbers sit at the top
     chosen = report.get("policy_choices") or []
-    from promptgym.tasks.prompt import Prompt
-
     pool = []
     sue = artifact.get("pool_sue") or []
     for i, p in enumerate(artifact.get("pool") or []):
@@ -259,8 +261,6 @@ def _dp2o(store: Any, run_id: str, summary: dict[str, Any] | None, seq: dict[str
 
 def _live(run: dict[str, Any]) -> dict[str, Any] | None:
     """Who holds a running run whose lease is live (a resume would be refused), else None."""
-    from promptgym.store.lease import holder_state, lease_settings
-
     if run.get("status") != "running" or holder_state(run, lease_settings()[1]) != "live":
         return None
     return dict(pid=run.get("owner_pid"), host=run.get("owner_host"), heartbeat=run.get("heartbeat"))
@@ -325,8 +325,6 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     figures: dict[str, str] = {}
     figures_note = ""
     try:
-        from promptgym.report import charts
-
         if points:
             figures["trajectory"] = charts.trajectory(points, curve, seq, start_train, batch, tests,
                                                       bool(summary) and chosen_id in (None, start_id))
@@ -337,8 +335,6 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     dp2o = _dp2o(store, run_id, summary, seq)
     finalists_seq = [dict(f, seq=seq.get(f["candidate_id"])) for f in selection.get("candidates", [])]
     if dp2o and dp2o["has_choices"] and not figures_note:
-        from promptgym.report import charts
-
         figures["dp2o"] = charts.bars([f"pool prompt {p['index']}" for p in dp2o["pool"]],
                                       [p["chosen"] or 0 for p in dp2o["pool"]],
                                       "test inputs for which the policy chose it",
@@ -365,33 +361,10 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
 
 
 def render_run(data: dict[str, Any]) -> str:
-    return _env().get_template("run.html").render(**data)
+    return template_environment().get_template("run.html").render(**data)
 
 
 def write_run_report(store: Any, run_id: str, out: str | Path) -> Path:
     path = Path(out)
     path.write_text(render_run(run_page_data(store, run_id)), encoding="utf-8")
     return path
-
-
-# -- the bench page --------------------------------------------------------------------------------------
-def render_bench(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[dict[str, Any]],
-                 figures: dict[str, str], rows: list[dict[str, Any]] | None = None,
-                 links: dict[str, str] | None = None) -> str:
-    """The bench's tables, best two and figures (inline SVG) as one page; with ``rows`` (the
-    cells), each method's runs by seed with their run ids, linked to ``links[run_id]`` (a run
-    page next to the bench page) where there is one."""
-    from promptgym.bench.report import group_key
-
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for rec in records:
-        groups.setdefault(group_key(rec), []).append(rec)
-    runs: dict[tuple, list[dict[str, Any]]] = {}
-    for row in sorted(rows or [], key=lambda r: r["seed"]):
-        runs.setdefault((*group_key(row), row["variant"]), []).append(dict(
-            seed=row["seed"], run_id=row.get("run_id"), status=row["status"],
-            link=(links or {}).get(row.get("run_id") or ""),
-            delta=(row.get("summary") or {}).get("test_delta")))
-    return _env().get_template("bench.html").render(meta=meta, groups=groups, duels=duels, figures=figures,
-                                                     generated=meta["date"], runs=runs,
-                                                     failed=[(r, f) for r in records for f in r["failed"]])

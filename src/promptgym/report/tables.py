@@ -63,6 +63,8 @@ def summary_table(s: dict[str, Any]) -> None:
         _print(f"final selection: {n} finalist{'' if n == 1 else 's'} raced your prompt on "
                       f"{s['dev_size']} dev examples (dev {_fmt(s['dev_initial'])} -> {_fmt(s['dev_best'])}), "
                       f"{selection.get('calls', 0)} calls")
+        if (selection.get("race") or {}).get("sentence"):
+            _print(f"sequential race: {_e(selection['race']['sentence'])}")
     if s.get("verdict"):
         interval = s.get("test_interval")
         held_out = (f"; test {s['test_delta']:+.3f}, 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"

@@ -21,17 +21,16 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from promptgym.errors import PromptgymError
+from promptgym.secrets import remember_secret
 
 def shown_url(url: str | URL) -> str:
     """The URL as it may be printed or stored: any password replaced by ``***`` (and remembered, so
-    ``models.factory.scrub`` also removes it from any other message)."""
+    ``secrets.scrub`` also removes it from any other message)."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return str(url)
     if parsed.password:
-        from promptgym.models.factory import remember_secret
-
         remember_secret(str(parsed.password))
     return parsed.render_as_string(hide_password=True)
 

@@ -31,6 +31,7 @@ import re
 from collections import OrderedDict
 
 from promptgym.data.dataset import Example
+from promptgym.errors import DataError
 from promptgym.models.base import GenerationRequest
 from promptgym.sandbox import Limits, TestRun, run_tests
 from promptgym.tasks.prompt import Prompt
@@ -115,12 +116,8 @@ class CodeTestsMetric:
         try:
             tests = split_tests(example.targets)
         except ValueError as exc:
-            from promptgym.errors import DataError
-
             raise DataError(f"example {example.id}: {exc}") from None
         if not tests:
-            from promptgym.errors import DataError
-
             raise DataError(f"example {example.id}: no tests (its targets need at least one top-level assert)")
         key = hashlib.sha256("\x00".join([code, *tests]).encode()).hexdigest()
         if key in self._memo:

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
+from promptgym.tasks.code import CodeTestsMetric
 from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
 
 BUILTIN = ("accuracy", "exact-match", "code-tests", "code-tests-all")
@@ -168,8 +169,6 @@ def _builtin(name: str) -> Metric:
     elif name == "exact-match":
         metric = ExactMatch()
     else:
-        from promptgym.tasks.code import CodeTestsMetric
-
         metric = CodeTestsMetric(all_or_nothing=name == "code-tests-all")
     metric.spec = name
     return metric

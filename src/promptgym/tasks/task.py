@@ -7,7 +7,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from promptgym.data.dataset import Dataset, Example
+from promptgym.data.dataset import Example
 from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
 from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
 from promptgym.tasks.parsing import match_option
@@ -138,11 +138,3 @@ class GenerationTask(Task):
     def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
         assert isinstance(response, Completion)
         return response.text
-
-
-def task_for(dataset: Dataset, normalize: str = "none", scoring: str = "logprob",
-             metric: Metric | Callable | None = None) -> Task:
-    """The natural task for a dataset: choices -> ChoiceTask, otherwise GenerationTask."""
-    if dataset.is_choice and metric is None:
-        return ChoiceTask(normalize=normalize, scoring=scoring)
-    return GenerationTask(metric=metric)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers.dp2o.dialogue import parse_items, resolve_label, run_dialogue, trim_history
+from promptgym.optimizers.dp2o.dialogue import parse_items, run_dialogue, trim_history
 
 WORDS = {w: w for w in ("positive", "negative", "neutral", "ambivalent")}
 
@@ -36,8 +36,6 @@ Input: This one has no answer because the reply was cut"""
         ("Great coffee!", "POSITIVE"),
         ("This one has no answer because the reply was cut", None),
     ]
-    labels = [resolve_label(raw, WORDS) for _, raw in items]
-    assert labels == ["neutral", "ambivalent", "positive", None]
 
 
 def test_keyless_fallbacks():
@@ -46,34 +44,9 @@ def test_keyless_fallbacks():
                                  ("What a lovely stay", "positive")]
 
 
-def test_label_first_lines_after_a_keyed_block():
-    # what SmolLM2-135M actually wrote after the "Input:" cue
-    text = ("Input: The staff was friendly and the room was spotless.\n\nThe positive example:\n\n"
-            "Positive: The staff was friendly.\nNegative: The staff was rude.\n\n"
-            "The examples for the same text:\nPositive: The staff was friendly, the room was spotless.")
-    items = parse_items(text, labels=["positive", "negative"])
-    assert items == [
-        ("The staff was friendly and the room was spotless. The positive example:", None),
-        ("The staff was friendly.", "Positive"), ("The staff was rude.", "Negative"),
-        ("The staff was friendly, the room was spotless.", "Positive"),
-    ]
-    # without any keyed block the key-less fallback reads it; the label is rejected later
-    assert parse_items("Note: this is not a label line", labels=["positive"]) == [("this is not a label line", "Note")]
-    assert resolve_label("Note", {"positive": "positive"}) is None
-
-
 def test_garbage_gives_nothing():
     assert parse_items("") == []
     assert parse_items("I cannot help with that.\n\n!!!") == []
-
-
-def test_resolve_label_rejects_malformed():
-    assert resolve_label("negative.", WORDS) == "negative"
-    assert resolve_label("'Positive'", WORDS) == "positive"
-    assert resolve_label("very negative", WORDS) is None
-    assert resolve_label("happy", WORDS) is None
-    assert resolve_label("", WORDS) is None
-    assert resolve_label("not sure", {"not sure": "unsure", "sure": "sure"}) == "unsure"
 
 
 def test_trim_history_keeps_head_and_newest():

@@ -23,9 +23,8 @@ def test_dp2o_tiny_pool_on_the_embedded_model():
     dialogue = stats["dialogue"]  # one window, one exchange per label (+ re-asks of dropped replies)
     assert dialogue["turns"] - dialogue["retries"] == len(LABELS)
     assert stats["encoder"]["kind"] == "model" and stats["encoder"]["dim"] == 576
-    if not report["h"]:  # a 135M model may write nothing usable in one turn: then DP2O keeps the start
-        assert result.best_prompt == result.initial_prompt
-        return
+    # a pool to train on: an empty one (nothing usable written) is tested on the scripted model
+    assert report["h"] >= 1, dialogue
     assert report["completed"] is True
     assert set(report["test_accuracy"]) == {"initial", "best_single", "similarity", "policy_greedy",
                                             "policy_ensemble"}

@@ -162,14 +162,15 @@ def test_dev_is_carved_from_train_when_missing(world):
     assert stats["dev_carved_from_train"] and (stats["train_size"], stats["dev_size"]) == (14, 6)
 
 
-def test_api_optimize_then_predict(monkeypatch, tmp_path):
+def test_api_optimize_then_predict(tmp_path):
     from promptgym import api, cli
+    from promptgym.runner.backends import using
 
     backend = WorldBackend()
-    monkeypatch.setattr(api, "make_backend", lambda spec: backend)
+    backends = {"scripted": backend}
     data = Dataset("world", world_examples(40, "d"), description="Classify the note.")
     result = api.optimize(data, method="dp2o", budget=None, train_size=16, dev_size=8, test_size=12,
-                          task_model="scripted", optimizer_model="scripted", params=FAST)
+                          task_model="scripted", optimizer_model="scripted", params=FAST, backends=backends)
     report = result.summary["dp2o"]
     assert set(report["test_accuracy"]) == {"initial", "best_single", "similarity", "policy_greedy",
                                             "policy_ensemble"}
@@ -177,10 +178,24 @@ def test_api_optimize_then_predict(monkeypatch, tmp_path):
     # DP2O's own pick is its best single prompt; final selection may keep the start on top of it
     assert result.summary["test_method_best"] == pytest.approx(report["test_accuracy"]["best_single"], abs=1e-4)
     assert result.summary["dev_size"] == 8 and result.summary["selection"]["enabled"]
-    rows = api.predict(result.run_id, ["Note x: the room was neutral overall."])
+    rows = api.predict(result.run_id, ["Note x: the room was neutral overall."], backends=backends)
     assert rows[0]["prediction"] == rows[0]["ensemble_prediction"] and rows[0]["prediction"] in LABELS
-    out = CliRunner().invoke(cli.main, ["predict", result.run_id, "--input", "the food was positive", "--json"])
+    with using(backends):
+        out = CliRunner().invoke(cli.main, ["predict", result.run_id, "--input", "the food was positive", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)[0]["input"] == "the food was positive"
     # a resumed, finished run is answered from the store
     assert api.resume(result.run_id).summary["dp2o"] == json.loads(json.dumps(report))
+
+
+def test_a_dialogue_with_nothing_usable_keeps_the_start(world):
+    # What a 135M model may do in a short dialogue: only replies no item can be read from.
+    mute = WorldBackend()
+    mute.reply = lambda request: "!!!"
+    ctx = world(backend=mute)
+    opt = Dp2oOptimizer(**FAST)
+    best = opt.run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert best == ctx.initial and stats["h"] == 0 and stats["error"] == "empty pool"
+    assert stats["pool_before_screening"] == 0 and sum(stats["dialogue"]["dropped"].values()) == stats["dialogue"]["turns"]
+    assert ctx.stats["stopped_by"] == "done"

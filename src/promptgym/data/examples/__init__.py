@@ -11,7 +11,7 @@ import json
 from importlib import resources
 
 from promptgym.data.dataset import Dataset
-from promptgym.data.loaders import rows_to_dataset
+from promptgym.data.rows import rows_to_dataset
 from promptgym.errors import DataError
 
 

@@ -12,9 +12,11 @@ gives the label balance the paper asks for by construction. Later windows ask fo
 everything shown so far. The first round walks the seeds in SUE order, later rounds in a seeded
 shuffled order, so rounds differ.
 
-Small models write messy replies; ``parse_items`` reads key/value blocks with many key spellings,
-same-line pairs, markdown, numbering, and a few key-less fallbacks ("text (label)", "label: text").
-Items whose label is not one of the task's label words are dropped and counted.
+Small models write messy replies, often whole labelled blocks although only the input text was
+asked for; ``parse_items`` reads key/value blocks with many key spellings, same-line pairs, markdown,
+numbering, and a few key-less fallbacks ("text (label)", "label: text"), so that the text is found
+without the label the model added to it. The label an item gets is always the one the exchange asked
+for; what the model wrote as a label is not read.
 """
 
 from __future__ import annotations
@@ -63,14 +65,10 @@ def _strip_quotes(text: str) -> str:
     return text
 
 
-def parse_items(text: str, labels: Sequence[str] = ()) -> list[tuple[str, str | None]]:
-    """(input text, raw label or None) pairs found in a reply, in order.
-
-    Key/value blocks ("Input: ... / Answer: ...", many key spellings, same-line pairs). With the
-    task's label words in ``labels``, lines that start with a known label ("Positive: text") are
-    items too, as small models often write them. Without any keyed block, key-less fallbacks.
-    """
-    known = {w.casefold() for w in labels}
+def parse_items(text: str) -> list[tuple[str, str | None]]:
+    """(input text, written label or None) pairs found in a reply, in order: key/value blocks
+    ("Input: ... / Answer: ...", many key spellings, same-line pairs), or without any keyed block,
+    key-less fallbacks."""
     items: list[tuple[str, str | None]] = []
     current: list[str] | None = None
 
@@ -86,7 +84,6 @@ def parse_items(text: str, labels: Sequence[str] = ()) -> list[tuple[str, str | 
             continue
         key_in = _KEY_INPUT.match(line)
         key_label = _KEY_LABEL.match(line)
-        label_first = _LABEL_FIRST.match(line) if known else None
         if key_in:
             close(None)
             body = key_in.group(1)
@@ -97,9 +94,6 @@ def parse_items(text: str, labels: Sequence[str] = ()) -> list[tuple[str, str | 
                 current = [body]
         elif key_label:
             close(key_label.group(1).strip())
-        elif label_first and label_first.group(1).strip().casefold() in known:
-            close(None)
-            items.append((_strip_quotes(label_first.group(2)), label_first.group(1).strip()))
         elif current is not None:
             current.append(line)
     close(None)
@@ -126,23 +120,6 @@ def _fallback_items(text: str) -> list[tuple[str, str | None]]:
                 items.append((_strip_quotes(match.group(text_group)), match.group(label_group).strip()))
                 break
     return [(t, lab) for t, lab in items if t]
-
-
-def resolve_label(raw: str | None, words: dict[str, str]) -> str | None:
-    """Map a written label to a task label; ``words`` maps lowercase label words (and label
-    names) to labels. The whole answer, or its first word, must be one of them."""
-    if not raw:
-        return None
-    text = re.sub(r"[^\w\s'-]", " ", raw.casefold())
-    text = " ".join(w.strip("'-") for w in text.split()).strip()
-    if not text:
-        return None
-    if text in words:
-        return words[text]
-    for key in sorted(words, key=len, reverse=True):  # multi-word labels first
-        if text.startswith(key + " "):
-            return words[key]
-    return None
 
 
 def format_demos(examples: Sequence[tuple[str, str]]) -> str:
@@ -213,8 +190,6 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
     the remedy is resampling, not a shorter history. Only the kept (or last) reply enters the
     history; every attempt is a model call and counts as a turn."""
     result = DialogueResult()
-    words = {label_word[lab].casefold(): lab for lab in labels}
-    words.update({lab.casefold(): lab for lab in labels})
     label_list = ", ".join(label_word[lab] for lab in labels)
     filt = CandidateFilter(min_words=min_words, max_words=max_words, demos=list(known_inputs))
     filt.remember([e.input for e in known_inputs])

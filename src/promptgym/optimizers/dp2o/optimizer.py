@@ -303,8 +303,9 @@ class Dp2oOptimizer(Optimizer):
             dev_rows = k if p["dev_all_candidates"] else min(h, k)
             return k * size + min(h, k) * (n - size) + dev_rows * n_dev + n_dev
 
-        remaining = budget.planning_budget(ctx) - len(run.scored) - run.generated
-        n_screen = budget.fit({"screen": len(candidates)}, need, remaining, [budget.lower("screen", 0)])["screen"]
+        spend = budget.PlannedSpend.of(ctx)
+        spend.add(len(run.scored) + run.generated)  # distinct scorings and dialogue turns so far
+        n_screen = budget.fit({"screen": len(candidates)}, need, spend.left, [budget.lower("screen", 0)])["screen"]
         if n_screen < len(candidates):
             chosen = sorted(int(i) for i in ctx.rng.choice(len(candidates), size=n_screen, replace=False))
             screened = [candidates[i] for i in chosen]

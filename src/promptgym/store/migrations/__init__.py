@@ -31,6 +31,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+from promptgym.errors import PromptgymError
+from promptgym.store.db import make_engine, shown_url
+
 HERE = Path(__file__).parent
 
 
@@ -101,9 +104,6 @@ def migrate(engine: Engine, schema: Schema) -> None:
     if current == head:
         return
     if current is not None and current not in _revisions(schema.scripts):
-        from promptgym.errors import PromptgymError
-        from promptgym.store.db import shown_url
-
         raise PromptgymError(f"{shown_url(engine.url)}: its {schema.name} schema is at revision {current}, which this "
                              f"promptgym does not know (made by a newer release? upgrade promptgym)")
     locking = _locking_engine(engine)
@@ -123,8 +123,6 @@ def _locking_engine(engine: Engine) -> Engine:
     waits (busy timeout) for the first's whole migration; other databases use ``engine``."""
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return engine  # a memory database has one connection: nobody to race
-    from promptgym.store.db import make_engine
-
     locking = make_engine(engine.url.render_as_string(hide_password=False))
 
     @event.listens_for(locking, "connect")

@@ -1,4 +1,4 @@
-"""The run's live status (``promptgym.report.progress``) and the step hook that feeds it."""
+"""The run's live status (``promptgym.runner.progress``) and the step hook that feeds it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pytest
 
 from promptgym.optimizers import REGISTRY
-from promptgym.report.progress import PLAIN_EVERY, RunStatus, run_status
+from promptgym.runner.progress import PLAIN_EVERY, RunStatus, run_status
 
 PROJECTION = {"calls": 200, "prompt_tokens": 9000, "completion_tokens": 1000}
 

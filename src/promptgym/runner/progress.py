@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from promptgym.projection import duration
+
 PLAIN_EVERY = 5.0  # seconds between two plain lines at least
 FIRST_ESTIMATE_CALLS = 8  # model calls timed before a first time estimate, when the projection has none
 
@@ -69,7 +71,7 @@ class RunStatus:
         left = max(int(self.projection["calls"]) - self.made, 0)
         self.first_estimate = left * spent / self.made
         heldout = (self.projection.get("heldout") or {}).get("calls") or 0
-        line = (f"promptgym: time: about {_duration(self.first_estimate)} to go, a first estimate from the first "
+        line = (f"promptgym: time: about {duration(self.first_estimate)} to go, a first estimate from the first "
                 f"{self.made} calls ({spent / self.made:.2f} s each) for the {left} projected still "
                 f"(the held-out test's {heldout} included)")
         if self.live:
@@ -122,12 +124,6 @@ def run_status(quiet: bool, budget: int | None, spent: int, projection: dict[str
     status = RunStatus(budget, spent, projection, stream, live=stream.isatty())
     with status.progress:
         yield status
-
-
-def _duration(seconds: float) -> str:
-    from promptgym.projection import _duration as duration
-
-    return duration(seconds)
 
 
 def _k(n: int) -> str:

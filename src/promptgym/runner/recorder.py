@@ -1,15 +1,14 @@
 """The run store as an optimizer's Recorder (``optimizers.base.Recorder``'s interface): candidates,
-scores and method artifacts of one run go straight into its records."""
+scores and method artifacts of one run go straight into its records. It sits in the runner, above
+both sides: the store sees plain records, never a Prompt or an EvalResult."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from promptgym.evaluation.evaluator import EvalResult
 from promptgym.store.runs import RunStore
-
-if TYPE_CHECKING:  # the store sees plain records; these only name the shapes it reads
-    from promptgym.evaluation.evaluator import EvalResult
-    from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.prompt import Prompt
 
 
 class RunRecorder:

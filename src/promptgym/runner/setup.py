@@ -1,0 +1,156 @@
+"""One builder of everything a run needs before its first model call, from its config: the data and
+splits, the task and its reward, the starting prompt, the method, the models and cache, each checked
+so that what can fail on the user's input fails here (one line naming the file, row or field). A
+new run, a resume, ``predict``, ``export``, the report and the Gymnasium env all build through it,
+so the same config always means the same task and the same start."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from promptgym.data.dataset import Dataset, Splits, split_dataset
+from promptgym.data.examples import example_meta
+from promptgym.errors import PromptgymError
+from promptgym.evaluation.cache import ResponseCache
+from promptgym.evaluation.selection import DEFAULT_STATISTIC, SelectionPlan
+from promptgym.models.base import Backend
+from promptgym.optimizers import Optimizer, get_method
+from promptgym.runner.backends import backend_for, cache_url_of, preflight
+from promptgym.runner.checks import check_chat, check_optimizer_chat, check_sandbox, fit_context
+from promptgym.runner.config import dataset_from_config, selection_plan
+from promptgym.store.runs import SELECT_ROLE, RunStore
+from promptgym.tasks.build import task_for
+from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch, Metric
+from promptgym.tasks.prompt import Prompt, get_layout, with_options
+from promptgym.tasks.rewards import LengthPenalty, load_reward
+from promptgym.tasks.task import ChoiceTask, Task
+
+NEUTRAL_CHOICE = "Read the input and choose the correct label."
+NEUTRAL_GENERATION = "Read the input and give the correct answer."
+
+
+@dataclass
+class Setup:
+    """A run ready to execute: what ``prepare`` builds from its config and ``ready`` completes."""
+
+    config: dict[str, Any]
+    dataset: Dataset
+    plan: SelectionPlan
+    splits: Splits
+    task_backend: Backend
+    task: Task
+    optimizer: Optimizer  # the instance that runs the search
+    initial: Prompt
+    started: float  # perf_counter before loading: a run's wall time includes its setup
+    optimizer_backend: Backend | None = None  # from here on set by ready()
+    cache: ResponseCache | None = None
+    scoring_note: str | None = None  # how a served model scores choices (served_scoring), when asked
+
+
+def make_optimizer(config: dict[str, Any]) -> Optimizer:
+    """The run's method with its parameters (an unknown method or parameter is one line)."""
+    return get_method(config["method"])(**(config.get("params") or {}))
+
+
+def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Optimizer | None = None,
+            check_lengths: bool = True) -> Setup:
+    """Data, splits, task model, task, start and method from a run's config, every example checked
+    (``check_lengths``: against the task model's context)."""
+    started = time.perf_counter()
+    optimizer = optimizer or make_optimizer(config)
+    dataset = dataset_from_config(config)
+    plan = selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
+    splits = splits_of(config, dataset, plan)
+    task_backend = backend_for(config["task_model"])
+    check_chat(task_backend, optimizer, config)
+    task = task_of(config, dataset, config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate"),
+                   reward)
+    _check_statistic(plan, task)
+    initial = initial_prompt(config, dataset, task)
+    if check_lengths:
+        splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
+    return Setup(config, dataset, plan, splits, task_backend, task, optimizer, initial, started)
+
+
+def ready(setup: Setup) -> None:
+    """What a run needs besides its data, checked before a run row exists (and, on resume, before
+    the run goes on), so that none of it leaves a ``failed`` run: the optimizer model loads and can
+    chat, every HTTP endpoint answers (``preflight``), the response cache opens, and a reward that
+    runs the model's code finds a working sandbox. Until these were checked here, each failed inside
+    the run: a dead endpoint or an unreachable cache at its first call, a missing bubblewrap only
+    after the first batch of model calls."""
+    config = setup.config
+    optimizer_backend = backend_for(config["optimizer_model"])
+    check_optimizer_chat(optimizer_backend, setup.optimizer, config)
+    preflight(setup.task_backend, optimizer_backend)
+    cache = ResponseCache(cache_url_of(config.get("cache_url")))
+    check_sandbox(setup.task)
+    setup.optimizer_backend, setup.cache = optimizer_backend, cache
+
+
+def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> Splits:
+    """Exact splits (the stored rows are train, dev, test in order), else seeded samples (dev then
+    holds the sequential race's pool beyond its first ``plan.dev_size`` examples)."""
+    if config.get("split_files"):
+        rows, n_train, n_dev = dataset.examples, config["train_size"], config["dev_size"]
+        return Splits(train=rows[:n_train], dev=rows[n_train:n_train + n_dev], test=rows[n_train + n_dev:])
+    return split_dataset(dataset, config["train_size"], config["test_size"], plan.dev_size, config["seed"],
+                         dev_rest=plan.pool_size - plan.dev_size)
+
+
+def task_of(config: dict[str, Any], dataset: Dataset, scoring: str, reward: Metric | None = None) -> Task:
+    """The run's task (``tasks.build.task_for``) with its metric: the run's reward (the object
+    given, or its stored spec, or the dataset's own), then any length penalty."""
+    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward))
+
+
+def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -> Metric | None:
+    """The run's metric, None for the task's default (accuracy, or exact match)."""
+    if reward is None and config.get("reward_unnamed"):
+        raise PromptgymError(f"this run was scored by a reward with no spec ({config['reward_unnamed']}): "
+                             "pass it again, promptgym.resume(run_id, reward=...)")
+    spec = config.get("reward") or _dataset_reward(config)
+    metric = reward or (load_reward(spec) if spec else None)
+    if config.get("length_penalty"):
+        words, weight = config["length_penalty"]
+        metric = LengthPenalty(metric or (ChoiceAccuracy() if dataset.is_choice else ExactMatch()), words, weight)
+    return metric
+
+
+def _dataset_reward(config: dict[str, Any]) -> str | None:
+    """A shipped example's own reward (its ``.meta.json``), e.g. code-tests."""
+    name = str(config.get("dataset") or "")
+    if name.startswith("example:") and not config.get("inline_dataset"):
+        return example_meta(name.split(":", 1)[1]).get("reward")
+    return None
+
+
+def initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:
+    """The start: the user's prompt (or the dataset's, or a neutral one) in the run's layout; for a
+    choice task answered by generation, with the options line added where the layout has none
+    (``chat`` becomes ``chat-options``): the model must see the label words to answer with one."""
+    instruction = config.get("prompt") or dataset.description or (
+        NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
+    layout = get_layout(config["layout"])
+    if isinstance(task, ChoiceTask) and task.scoring == "generate":
+        layout = with_options(layout)
+    return Prompt(instruction=instruction, layout=layout)
+
+
+def scoring_used(config: dict[str, Any], store: RunStore, run_id: str) -> str:
+    """How a run scored choices: as asked (``--scoring``), else as its ledger shows: by generating
+    if the task model generated (a served model may have been asked once for log-probabilities
+    first, at the start: ``served_scoring``), else by log-probability."""
+    if config.get("scoring"):
+        return config["scoring"]
+    kinds = {(r["role"], r["kind"]) for r in store.call_rows(run_id)}
+    return "generate" if ("task", "generate") in kinds or (SELECT_ROLE, "generate") in kinds else "logprob"
+
+
+def _check_statistic(plan: SelectionPlan, task: Task) -> None:
+    if plan.statistic != DEFAULT_STATISTIC and not (isinstance(task, ChoiceTask) and task.scoring == "logprob"):
+        kind = "a choice task scored by generation" if isinstance(task, ChoiceTask) else "a generation task"
+        raise PromptgymError(f"--select-statistic {plan.statistic} needs a choice task scored by log-probability "
+                             f"(each option's probability); this run is {kind}: use --select-statistic accuracy")

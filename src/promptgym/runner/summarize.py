@@ -1,0 +1,72 @@
+"""The run's ``RunSummary`` from what its phases left (search, final selection, held-out scores, the
+store's usage), with the result in words (``verdict``) and, when your prompt was kept, the gain dev
+could have detected."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from promptgym.data.dataset import Dataset
+from promptgym.evaluation.selection import Selection, SelectionPlan, detectable
+from promptgym.projection import Projection
+from promptgym.runner.final_selection import Choice
+from promptgym.runner.heldout import Scores, paired_on_test
+from promptgym.runner.search import Search
+from promptgym.runner.setup import Setup
+from promptgym.runner.summary import RunSummary
+from promptgym.store.runs import RunStore
+
+
+def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice: Choice, results: Scores,
+              projection: Projection, extra: dict[str, Any] | None) -> RunSummary:
+    config, splits, plan = setup.config, setup.splits, setup.plan
+    initial, best, method_best, selection = setup.initial, choice.best, found.method_best, choice.selection
+    scores = {key: result.mean for key, result in results.items()}
+    test = paired_on_test(results.get((initial.id, "test")), results.get((best.id, "test")), config["seed"])
+    sel = selection.record() if selection else {}
+    usage = store.usage(run_id)
+    return RunSummary(
+        run_id=run_id, method=config["method"], dataset=config["dataset"],
+        initial_prompt=initial.instruction, best_prompt=best.instruction,
+        initial_score=scores[(initial.id, "train")], best_score=scores[(best.id, "train")],
+        test_initial=scores.get((initial.id, "test")), test_best=scores.get((best.id, "test")),
+        improved_on_test=(scores.get((best.id, "test"), 0) > scores.get((initial.id, "test"), 0)),
+        llm_calls=usage.calls, cached_calls=usage.cached_calls, budget=config["budget"],
+        budget_used=store.charged_calls(run_id), prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens, model_seconds=round(usage.seconds, 3),
+        seconds=round(time.perf_counter() - setup.started, 3), seed=config["seed"],
+        train_size=len(splits.train), test_size=len(splits.test), task_model=setup.task_backend.identity,
+        optimizer_model=setup.optimizer_backend.identity, candidates=len(store.candidates(run_id)),
+        stats=found.ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict(),
+        dev_size=sel.get("dev_size", len(splits.dev)), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
+        kept_start=sel.get("kept_start"),
+        selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
+        method_best_prompt=method_best.instruction,
+        test_method_best=scores.get((method_best.id, "test")),
+        **test, detectable=detectable_gain(selection, plan, config, setup.dataset),
+        verdict=verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
+
+
+def detectable_gain(selection: Selection | None, plan: SelectionPlan, config: dict[str, Any],
+                    dataset: Dataset) -> dict[str, Any] | None:
+    """The kept start's "a gain under +X would not have been noticed" (``selection.detectable``),
+    with what the data leaves for dev when the splits were sampled."""
+    if selection is None:
+        return None
+    available = None if config.get("split_files") else len(dataset) - config["train_size"] - config["test_size"]
+    return detectable(selection, plan, config["budget"], available)
+
+
+def verdict(plan: SelectionPlan, selection: Selection | None, test: dict[str, Any]) -> str:
+    """The result in words: kept your prompt / better / worse / not distinguishable."""
+    if selection is not None and selection.kept_start:
+        p = "" if selection.p_value is None else f" (p = {selection.p_value:.3g} on dev)"
+        return f"kept your prompt: no candidate beat it on the dev split{p}"
+    prefix = "" if plan.enabled else f"final selection {plan.reason}; "
+    if test["test_p_value"] is None:
+        return prefix + "no test split: nothing held out to judge by"
+    p, delta = test["test_p_value"], test["test_delta"]
+    if p < 0.05:
+        return prefix + f"{'better' if delta > 0 else 'worse'} than your prompt on test (p = {p:.3g})"
+    return prefix + f"not distinguishable from your prompt on test (p = {p:.3g})"

@@ -1,0 +1,36 @@
+"""The task for a dataset and a metric: the one builder that runs, resumes, exports, the Gymnasium
+env and the benchmarks share, so the same data and reward always make the same task."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from promptgym.data.dataset import Dataset
+from promptgym.tasks.code import CodeTask, CodeTestsMetric
+from promptgym.tasks.metrics import CallableMetric, Metric
+from promptgym.tasks.task import ChoiceTask, GenerationTask, Task
+
+
+def task_for(dataset: Dataset, normalize: str = "none", scoring: str = "logprob",
+             metric: Metric | Callable | None = None) -> Task:
+    """A code reward (``CodeTestsMetric``, under any length penalty) makes a ``CodeTask`` (longer
+    answers, no stop at blank lines); a dataset with choices a ``ChoiceTask`` (its options scored
+    by log-probability or answered by generation, ``scoring``; the chosen option scored by
+    ``metric`` when one is given, else by accuracy); anything else a ``GenerationTask``."""
+    if metric is not None and not hasattr(metric, "name"):
+        metric = CallableMetric(metric)
+    if isinstance(_base(metric), CodeTestsMetric):
+        return CodeTask(metric=metric)
+    if dataset.is_choice:
+        task = ChoiceTask(normalize=normalize, scoring=scoring)
+        if metric is not None:
+            task.metric = metric
+        return task
+    return GenerationTask(metric=metric)
+
+
+def _base(metric: Metric | None) -> Metric | None:
+    """The metric under any length penalties (each keeps the one it wraps as ``base``)."""
+    while metric is not None and not isinstance(metric, CodeTestsMetric) and hasattr(metric, "base"):
+        metric = metric.base
+    return metric
