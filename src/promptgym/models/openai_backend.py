@@ -56,13 +56,14 @@ Decisions:
   top_logprobs=K`` for chat layouts, ``/completions`` with ``logprobs=K`` (no echo) for raw text.
   K is ``top_logprobs`` (``PROMPTGYM_OPENAI_TOP_LOGPROBS``, default 1000: a small model's option
   words may sit far down the list); a server that refuses it (400/422, or a 5xx twice; OpenAI and
-  vLLM allow 20 by default) is asked again with 20 in the same call. The first request of a route
-  goes alone and settles, per endpoint, model and route for the process, how many alternatives the
-  endpoint lists or that it lists none: then that call is a failed call (ledger fault
-  ``no_logprobs``) and ``score`` raises ``ScoringUnavailable`` (one line), which a run that chose
-  the scoring itself takes as the answer "generate instead"; every later batch to that endpoint
-  raises it at once, without a request. Options read from one shared first token tie, with one
-  warning line per option set. ``supports_scoring`` stays False (the runner asks with a real
+  vLLM allow 20 by default) is asked again with 20 in the same call. Until an endpoint has answered
+  a route with alternatives (remembered per endpoint, model and route for the process), a batch's
+  first request goes alone: if the endpoint lists none, that call is a failed call (ledger fault
+  ``no_logprobs``), the rest is not sent and ``score`` raises ``ScoringUnavailable`` (one line),
+  which a run that chose the scoring itself takes as the answer "generate instead". That verdict
+  is not remembered, so every run's start asks once and its ledger does not depend on what ran
+  before in the process. Options read from one shared first token tie, with one warning line per
+  option set. ``supports_scoring`` stays False (the runner asks with a real
   request whether a served model scores a task's options: ``scores_first_token``).
   Echo mode has its own identity (``+echo``): its option scores of a raw-text request differ.
 - Embeddings go to ``/v1/embeddings`` (``embedding_model``, by default the generation model: a
@@ -110,9 +111,10 @@ ANSWER_RETRIES = 3  # extra attempts for an answer the SDK accepted but is unusa
 PREFLIGHT_TIMEOUT = 5.0
 TOP_LOGPROBS = 1000  # alternatives asked for the first answer token (option scoring) ...
 COMMON_TOP_LOGPROBS = 20  # ... else this, OpenAI's maximum and vLLM's default one
-# What an endpoint grants for first-token option scoring, per (endpoint, model, route): the number
-# of alternatives it lists, or why it lists none. Asked once per process.
-_GRANTED: dict[tuple[str, str, str], int | str] = {}
+# The alternatives an endpoint lists for first-token option scoring, per (endpoint, model, route),
+# once it has answered with them in this process. (That it lists none is not remembered beyond the
+# batch that found out: every run's start then asks once, so its ledger is the same in any process.)
+_GRANTED: dict[tuple[str, str, str], int] = {}
 
 
 class _BadAnswer(Exception):
@@ -188,6 +190,7 @@ class OpenAIBackend:
         self.supports_scoring = logprob_scoring
         self.scores_first_token = not logprob_scoring  # whether it does is known after a first request
         self._warned_shared: set[tuple[str, ...]] = set()
+        self._no_scores: dict[tuple[str, str, str], str] = {}  # a batch's pilot: why an endpoint gives none
         # In a pool each attempt goes to one endpoint once (max_retries=0): a retry is a failover,
         # made by the pool; a single endpoint keeps the SDK's own retries and backoff.
         # (Each endpoint's client also gets its URL without the key, the key as the SDK's api_key --
@@ -318,16 +321,17 @@ class OpenAIBackend:
         if self.logprob_scoring:
             self._call(self._score_one, requests, on_result)
             return
-        # A route the endpoint has not answered yet is tried with one request alone: it finds out
-        # how many alternatives the endpoint lists, or that it lists none (then the rest is not sent).
+        # A route the endpoint has not answered with alternatives yet is tried with one request
+        # alone: it finds out how many the endpoint lists, or that it lists none (then the rest of
+        # the batch is not sent).
         pilots = list({_route(r): i for i, r in reversed(list(enumerate(requests)))
-                       if _GRANTED.get(self._grant_key(r)) is None}.values())
+                       if self._grant_key(r) not in _GRANTED}.values())
         for i in pilots:
             self._call(self._score_first_token, [requests[i]], lambda _, result, i=i: on_result(i, result))
-        for request in requests:
-            granted = _GRANTED.get(self._grant_key(request))
-            if isinstance(granted, str):
-                raise ScoringUnavailable(scrub(f"{self._where()}: {granted}"))
+            key = self._grant_key(requests[i])
+            if key not in _GRANTED:
+                reason = self._no_scores.pop(key, f"/{key[2]} gave no usable log-probabilities")
+                raise ScoringUnavailable(scrub(f"{self._where()}: {reason}"))
         rest = [i for i in range(len(requests)) if i not in pilots]
         self._call(self._score_first_token, [requests[i] for i in rest], lambda j, result: on_result(rest[j], result))
 
@@ -345,16 +349,18 @@ class OpenAIBackend:
 
         async def attempt() -> OptionScores | None:
             granted = _GRANTED.get(key)
-            resp = None if isinstance(granted, str) else await self._first_answer(pool, request, granted)
-            if resp is None:
+            answered = await self._first_answer(pool, request, granted)
+            if answered is None:
                 return None
+            resp, top = answered
             alternatives = _ALTERNATIVES[route](resp)
             if alternatives is None and granted is None:
-                _GRANTED[key] = f"/{route} returns no log-probabilities of the answer's tokens"
+                self._no_scores[key] = f"/{route} returns no log-probabilities of the answer's tokens"
                 return None
             if alternatives is None:
                 raise _BadAnswer("no_logprobs", f"{self._where()}: /{route} returned no log-probabilities of "
                                                 "the answer's first token (use --scoring generate)")
+            _GRANTED[key] = top
             reading = read_options(alternatives, request.continuations)
             self._warn_shared(reading.shared, request.continuations)
             return OptionScores(reading.logprobs, tuple(1 if tokens else 0 for tokens in reading.tokens),
@@ -368,22 +374,20 @@ class OpenAIBackend:
             return failed
         return scores
 
-    async def _first_answer(self, pool: EndpointPool, request: ScoreRequest, granted: int | None) -> Any:
-        """The answer to ``request`` with ``granted`` alternatives asked; the endpoint's first time
-        (``granted`` None), with ``top_logprobs``, then ``COMMON_TOP_LOGPROBS`` if that was refused,
-        noting in ``_GRANTED`` what was accepted or, when both were refused, why (then None)."""
+    async def _first_answer(self, pool: EndpointPool, request: ScoreRequest,
+                            granted: int | None) -> tuple[Any, int] | None:
+        """The answer to ``request`` and the alternatives asked: ``granted``, or the endpoint's
+        first time (``granted`` None) ``top_logprobs``, then ``COMMON_TOP_LOGPROBS`` if that was
+        refused; None when both were refused (why, in ``_no_scores``)."""
         key, route = self._grant_key(request), _route(request)
         asks = [granted] if granted else sorted({self.top_logprobs, min(self.top_logprobs, COMMON_TOP_LOGPROBS)},
                                                 reverse=True)
-        refusal = ""
         for top in asks:
             resp = await pool.request(lambda c: self._first_token_call(c, request, top, granted is None))
             if not isinstance(resp, _Refused):
                 self._first_choice(resp, route)
-                _GRANTED[key] = _GRANTED.get(key) or top
-                return resp
-            refusal = f"/{route} refuses log-probabilities (top_logprobs={top}: {resp.text})"
-        _GRANTED[key] = refusal
+                return resp, top
+            self._no_scores[key] = f"/{route} refuses log-probabilities (top_logprobs={top}: {resp.text})"
         return None
 
     async def _first_token_call(self, client: Any, request: ScoreRequest, top: int, asking: bool) -> Any:
