@@ -201,7 +201,7 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None,
     run = store.get_run(run_id)
     if run["status"] != "finished" or not run["result"]:
         raise PromptgymError(f"run '{run_id}' is {run['status']}: finish it first (promptgym resume {run_id})")
-    config = run["config"]
+    config = dict(run["config"], scoring=scoring_used(run["config"], store, run_id))  # as the run scored
     unnamed = config.get("reward_unnamed")  # nothing is scored here: any metric will do
     with using(backends):
         setup = prepare(config, ExactMatch() if unnamed else None, check_lengths=False)

@@ -197,7 +197,9 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--normalize", type=click.Choice(["mean", "none"]), default="none", show_default=True,
               help="Length normalisation of option log-probabilities.")
 @click.option("--scoring", type=click.Choice(["logprob", "generate"]), default=None,
-              help="How choice tasks are scored (default: logprob where the model allows).")
+              help="How choice tasks are scored (default: logprob where the model allows; a served model is "
+                   "asked with the first training example whether its first answer token's log-probabilities "
+                   "tell the options apart, else generate).")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--reward", default=None, metavar="SPEC",
               help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, MODULE:FUNCTION "

@@ -23,7 +23,7 @@ Kinds (named as the client's ledger names them): ``http_429`` (with Retry-After)
 ``http_503``, ``connection`` (reset without an answer), ``timeout`` (answers only after
 ``slow_seconds``: set it past the client's timeout), ``truncated`` (a 200 whose JSON is cut
 short), ``empty`` / ``garbage`` (valid JSON, empty text / no usable choice) and ``no_logprobs``
-(only for ``/completions`` with ``echo`` and ``logprobs``). ``injected`` counts them by kind.
+(only for requests that ask for ``logprobs``). ``injected`` counts them by kind.
 
 Bounded: after ``max_requests`` requests, or ``lifetime`` seconds, the server stops by itself.
 
@@ -34,6 +34,13 @@ test can compare the calls a pool of servers answered with a run's ledger.
 
 Like Ollama (``echo_logprobs=False``): ``/v1/completions`` ignores ``echo`` and ``logprobs`` (Ollama's
 OpenAI API has no ``echo``, so no prompt log-probabilities).
+
+First-token log-probabilities (``alternatives``: a fixed list of (token, log-probability), or a
+function of the request body giving one): a ``/v1/chat/completions`` request with ``logprobs=true``
+answers the first token with its first ``top_logprobs`` alternatives (``choices[0].logprobs.content``),
+a ``/v1/completions`` request with ``logprobs=K`` and no echo the same as ``top_logprobs[0]``; with
+``max_top_logprobs`` a larger K is a 400, as at OpenAI (20) and vLLM. Without ``alternatives`` the
+server ignores ``logprobs`` on chat, like a server that has none.
 """
 
 from __future__ import annotations
@@ -119,6 +126,8 @@ class FakeOpenAIServer:
     lifetime: float = 300.0
     kill_after: int | None = None
     echo_logprobs: bool = True
+    alternatives: list[tuple[str, float]] | Callable[[dict[str, Any]], list[tuple[str, float]]] | None = None
+    max_top_logprobs: int | None = None
     answered: int = 0
     killed: bool = False
     _connections: set = field(default_factory=set)
@@ -299,8 +308,8 @@ class FakeOpenAIServer:
         key = route + json.dumps(body, sort_keys=True)
         self._attempts[key] += 1
         rng = random.Random(f"{plan.seed}|{key}|{self._attempts[key]}")
-        echo = bool(body.get("echo") and body.get("logprobs") is not None)  # scoring: text unused
-        kinds = [k for k in plan.kinds if (k == "no_logprobs") == echo or k not in ("no_logprobs", "empty")]
+        scoring = bool(body.get("logprobs"))  # echoed or first-token log-probs asked: the text is unused
+        kinds = [k for k in plan.kinds if (k == "no_logprobs") == scoring or k not in ("no_logprobs", "empty")]
         if not kinds or self._in_a_row[key] >= plan.max_per_request or rng.random() >= plan.rate:
             self._in_a_row[key] = 0
             return None
@@ -354,14 +363,24 @@ class FakeOpenAIServer:
             return 404, _error(f"The model '{body.get('model')}' does not exist", "invalid_request_error"), {}
         if route == "/v1/embeddings":
             return 200, self._embeddings(body), {}
-        text = self.reply(body) if callable(self.reply) else self.reply
+        first = self._alternatives(route, body)
+        if isinstance(first, str):
+            return 400, _error(first, "invalid_request_error"), {}
+        text = first[0][0] if first else self.reply(body) if callable(self.reply) else self.reply
         usage = {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
         if route == "/v1/chat/completions":
+            choice_: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": text}}
+            if first:
+                choice_["logprobs"] = {"refusal": None, "content": [{
+                    "token": first[0][0], "logprob": first[0][1], "bytes": None,
+                    "top_logprobs": [{"token": t, "logprob": v, "bytes": None} for t, v in first]}]}
             return 200, {"id": f"chatcmpl-{number}", "object": "chat.completion", "created": 0,
-                         "model": body["model"], "usage": usage,
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": text}}]}, {}
+                         "model": body["model"], "usage": usage, "choices": [choice_]}, {}
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+        if first:
+            choice["logprobs"] = {"tokens": [first[0][0]], "token_logprobs": [first[0][1]],
+                                  "text_offset": [len(body.get("prompt") or "")], "top_logprobs": [dict(first)]}
         if body.get("echo") and self.echo_logprobs:
             prompt = body.get("prompt") or ""
             choice["text"] = prompt + text
@@ -377,6 +396,22 @@ class FakeOpenAIServer:
         return 200, {"id": f"cmpl-{number}", "object": "text_completion", "created": 0,
                      "model": body["model"], "usage": usage, "choices": [choice]}, {}
 
+
+    def _alternatives(self, route: str, body: dict[str, Any]) -> list[tuple[str, float]] | str | None:
+        """The first token's alternatives a request asks for (most likely first), the 400's message
+        for too many, or None (no log-probabilities asked, or none to give)."""
+        if self.alternatives is None or body.get("echo"):
+            return None
+        if route == "/v1/chat/completions":
+            top = body.get("top_logprobs") if body.get("logprobs") else None
+        else:
+            top = body.get("logprobs")
+        if not top:
+            return None
+        if self.max_top_logprobs is not None and top > self.max_top_logprobs:
+            return f"top_logprobs must be at most {self.max_top_logprobs}, got {top}"
+        listed = self.alternatives(body) if callable(self.alternatives) else self.alternatives
+        return sorted(listed, key=lambda a: -a[1])[:top] or None
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         """With ``api_key`` set, only ``Authorization: Bearer API_KEY`` passes (as at OpenAI; HTTP

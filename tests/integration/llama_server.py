@@ -24,9 +24,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def llama_cpp_server(embedding: bool = False) -> Iterator[str]:
+def llama_cpp_server(embedding: bool = False, logits_all: bool = True) -> Iterator[str]:
     """Yields the base URL (``.../v1``); the model is served as ``ALIAS``. ``embedding`` turns on
-    ``/v1/embeddings`` (one vector per token: the model has no pooling; generation still works)."""
+    ``/v1/embeddings`` (one vector per token: the model has no pooling; generation still works).
+    ``logits_all=False``: a server that answers a request for log-probabilities with a 500."""
     pytest.importorskip("llama_cpp.server")
     from promptgym.models.llama_cpp_backend import embedded_model_path
 
@@ -34,7 +35,7 @@ def llama_cpp_server(embedding: bool = False) -> Iterator[str]:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
            "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
            "--n_threads", os.environ.get("PROMPTGYM_THREADS") or "2", "--verbose", "False",
-           "--interrupt_requests", "False", "--embedding", str(embedding)]
+           "--interrupt_requests", "False", "--embedding", str(embedding), "--logits_all", str(logits_all)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}/v1"
     try:

@@ -50,8 +50,10 @@ def http_env(monkeypatch):
 
 def run_optimization(tmp_path: Path, tag: str, server: FakeOpenAIServer, method: str = "ape",
                      budget: int = 80, seed: int = 3):
+    """Choices answered by generation (the fake server has no log-probabilities: named, so that
+    the check a run makes for them adds no fault of its own to compare)."""
     spec = f"openai:fake-model@{server.base_url}"
-    return api.optimize(str(write_dataset(tmp_path)), method=method, budget=budget, seed=seed,
+    return api.optimize(str(write_dataset(tmp_path)), method=method, budget=budget, seed=seed, scoring="generate",
                         train_size=6, test_size=4, dev_size=4, task_model=spec, optimizer_model=spec,
                         store_url=f"sqlite:///{tmp_path / tag}-runs.db",
                         cache_url=f"sqlite:///{tmp_path / tag}-cache.db")
@@ -83,8 +85,9 @@ def test_the_cli_completes_through_faults(tmp_path, http_env, monkeypatch):
         spec = f"openai:fake-model@{faulty.base_url}"
         out = CliRunner().invoke(main, ["--store", f"sqlite:///{tmp_path}/runs.db", "optimize",
                                         "--dataset", str(write_dataset(tmp_path)), "--method", "grips",
-                                        "--budget", "30", "--train-size", "6", "--test-size", "4",
-                                        "--task-model", spec, "--optimizer-model", spec, "--json", "--quiet"])
+                                        "--budget", "30", "--train-size", "6", "--test-size", "4", "--scoring",
+                                        "generate", "--task-model", spec, "--optimizer-model", spec, "--json",
+                                        "--quiet"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output.strip().splitlines()[-1])
     assert RunStore(f"sqlite:///{tmp_path}/runs.db").fault_counts(summary["run_id"]) == dict(faulty.injected)

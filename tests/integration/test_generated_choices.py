@@ -1,5 +1,5 @@
-"""A choice task answered by generation over HTTP (a served model without log-probabilities): the
-prompt shows the options, and a model whose answers name no option stops the run before the search
+"""A choice task answered by generation over HTTP (a served model without log-probabilities, found by
+one check at run start): the prompt shows the options, and a model whose answers name no option stops the run before the search
 with one line (issue 27, item 1). Against the loopback fake server: fast, always run."""
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ def test_generated_choices_show_the_options_and_score(tmp_path, monkeypatch):
     assert summary.initial_prompt_full["layout"]["name"] == "chat-options"  # visible in the summary / export
     assert summary.test_initial == 1.0 and summary.initial_score == 1.0
     assert summary.stats["answer_check"] == dict(examples=6, matched=6, share=1.0, layout="chat-options")
+    # the server was asked whether it gives log-probabilities (it gives none), and the run says so
+    assert "/chat/completions returns no log-probabilities" in summary.stats["scoring"]
+    assert summary.stats["scoring"].endswith("choices are answered by generation and matched to an option")
 
 
 def test_free_text_answers_stop_the_run_before_the_search(tmp_path, monkeypatch):
@@ -67,13 +70,15 @@ def test_free_text_answers_stop_the_run_before_the_search(tmp_path, monkeypatch)
         result = CliRunner().invoke(main, ["optimize", "--dataset", str(_data(tmp_path)), "--method", "ape",
                                            "--budget", "40", "--train-size", "12", "--test-size", "6",
                                            "--task-model", spec, "--optimizer-model", spec, "--quiet"])
-        received = len(server.received)
+        received = list(server.received)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("promptgym: error: ")
     assert "name an option in 0 of the first 10 training examples" in lines[0]
     assert "layout chat-options" in lines[0] and "product review" in lines[0]
-    assert received == 10  # the start on 10 training examples, nothing of the search
+    checks = [r for r in received if r.body.get("logprobs")]
+    assert len(checks) == 1 and checks[0].body["max_tokens"] == 1  # does it score by log-probability? no
+    assert len(received) == 11  # that, and the start on 10 training examples, nothing of the search
 
 
 def test_api_raises_on_free_text_answers(tmp_path, monkeypatch):

@@ -234,9 +234,8 @@ def test_cli_prints_endpoint_errors_as_one_line(fake, tmp_path, monkeypatch, cas
                                        "--budget", "10", "--train-size", "4", "--test-size", "4",
                                        "--task-model", spec, "--optimizer-model", spec, "--json"])
     lines = result.stderr.strip().splitlines()
-    if case == "404":  # the endpoint passed the preflight (a wrong key fails it): the projection comes first
-        assert lines[0].startswith("projected for ape") and all(line.startswith("  ") for line in lines[1:-1])
-        lines = lines[-1:]
+    # (404: the endpoint passes the preflight, which a wrong key fails, but not the check at run start
+    # of whether it scores options by log-probability: no projection, no run)
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("promptgym: error: ") and url in lines[0]
     assert "Traceback" not in result.output
@@ -260,11 +259,11 @@ def test_logprob_scoring_over_completions_echo(fake):
     assert fake_tokens("a b") == ["a", " b"]
 
 
-def test_logprob_scoring_needs_a_raw_text_layout_and_the_flag(fake):
+def test_echo_scoring_needs_a_raw_text_layout_and_a_server_without_log_probs_is_one_line(fake):
     request = ScoreRequest(continuations=(" a",), messages=(("user", "x"),))
     with pytest.raises(PromptgymError, match="layout plain"):
         collect(OpenAIBackend("fake-model", base_url=fake.base_url, logprob_scoring=True), [request], "score")
-    with pytest.raises(PromptgymError, match="--scoring generate"):
+    with pytest.raises(PromptgymError, match="returns no log-probabilities.*; use --scoring generate$"):
         collect(OpenAIBackend("fake-model", base_url=fake.base_url), [request], "score")
 
 

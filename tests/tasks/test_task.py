@@ -44,6 +44,16 @@ def test_predict_takes_the_argmax_and_returns_the_label_not_the_word():
     assert task.score("positive", EX) == 0.0
 
 
+def test_scores_with_no_option_read_name_no_option():
+    """A served model's first answer token listed none of the options: every score is a floor, so
+    there is no answer (scored 0), not the first option by a tie."""
+    task = ChoiceTask()
+    floored = OptionScores(logprobs=(-9.0, -9.0, -9.0), token_counts=(0, 0, 0))
+    assert task.predict(Prompt("Classify."), EX, floored) == ""
+    one_read = OptionScores(logprobs=(-9.0, -8.0, -9.0), token_counts=(0, 1, 0))
+    assert task.predict(Prompt("Classify."), EX, one_read) == "negative"
+
+
 def test_length_normalisation_changes_the_argmax_when_token_counts_differ():
     # option 0: one token at -3; option 1: four tokens summing to -4 (-1 per token)
     resp = OptionScores(logprobs=(-3.0, -4.0, -9.0), token_counts=(1, 4, 1))

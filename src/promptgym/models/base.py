@@ -55,7 +55,9 @@ class Completion:
 
 @dataclass(frozen=True)
 class OptionScores:
-    """Summed log-probability and token count of each continuation, in request order."""
+    """Summed log-probability and token count of each continuation, in request order. A count of 0:
+    no token of the option was read (a served model's first answer token did not list it), its
+    log-probability is a floor; when no option has a token read, the answer names none."""
 
     logprobs: tuple[float, ...]
     token_counts: tuple[int, ...]

@@ -51,6 +51,21 @@ Decisions:
   llama.cpp's C++ server do not return them; llama-cpp-python 0.3.x returns them shifted by one
   position (checked here: P(" of" | "The") reads -0.66 over HTTP, -4.53 in-process; see
   abetlen/llama-cpp-python#1983), so do not enable it there; vLLM is the intended target.
+- Otherwise choice options are scored from the first answer token (``first_token``): one request
+  per example with ``max_tokens=1`` and ``logprobs``: ``/chat/completions`` with ``logprobs=true,
+  top_logprobs=K`` for chat layouts, ``/completions`` with ``logprobs=K`` (no echo) for raw text.
+  K is ``top_logprobs`` (``PROMPTGYM_OPENAI_TOP_LOGPROBS``, default 1000: a small model's option
+  words may sit far down the list); a server that refuses it (400/422, or a 5xx twice; OpenAI and
+  vLLM allow 20 by default) is asked again with 20 in the same call. Until an endpoint has answered
+  a route with alternatives (remembered per endpoint, model and route for the process), a batch's
+  first request goes alone: if the endpoint lists none, that call is a failed call (ledger fault
+  ``no_logprobs``), the rest is not sent and ``score`` raises ``ScoringUnavailable`` (one line),
+  which a run that chose the scoring itself takes as the answer "generate instead". That verdict
+  is not remembered, so every run's start asks once and its ledger does not depend on what ran
+  before in the process. Options read from one shared first token tie, with one warning line per
+  option set. ``supports_scoring`` stays False (the runner asks with a real
+  request whether a served model scores a task's options: ``scores_first_token``).
+  Echo mode has its own identity (``+echo``): its option scores of a raw-text request differ.
 - Embeddings go to ``/v1/embeddings`` (``embedding_model``, by default the generation model: a
   local server serves both from one model; OpenAI's own API needs an embedding model's name, or
   ``PROMPTGYM_OPENAI_EMBEDDING_MODEL``), ``EMBED_BATCH`` texts per request. A server that answers
@@ -79,19 +94,27 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import time
 from typing import Any, Sequence
 
-from promptgym.errors import PromptgymError
+from promptgym.errors import PromptgymError, ScoringUnavailable
 from promptgym.models.base import (Completion, Embedding, EmbeddingRequest, GenerationRequest, OnResult,
                                    OptionScores, ScoreRequest)
 from promptgym.models.endpoint_pool import COOLDOWN, Endpoint, EndpointPool, parse_endpoints
-from promptgym.models.openai_transport import FAULTS, note, problem, root_cause, run_sync
+from promptgym.models.first_token import chat_alternatives, completion_alternatives, read_options
+from promptgym.models.openai_transport import FAULTS, note, problem, root_cause, run_sync, server_message
 from promptgym.secrets import remember_secret, scrub
 
 EMBED_BATCH = 32
 ANSWER_RETRIES = 3  # extra attempts for an answer the SDK accepted but is unusable
 PREFLIGHT_TIMEOUT = 5.0
+TOP_LOGPROBS = 1000  # alternatives asked for the first answer token (option scoring) ...
+COMMON_TOP_LOGPROBS = 20  # ... else this, OpenAI's maximum and vLLM's default one
+# The alternatives an endpoint lists for first-token option scoring, per (endpoint, model, route),
+# once it has answered with them in this process. (That it lists none is not remembered beyond the
+# batch that found out: every run's start then asks once, so its ledger is the same in any process.)
+_GRANTED: dict[tuple[str, str, str], int] = {}
 
 
 class _BadAnswer(Exception):
@@ -102,11 +125,19 @@ class _BadAnswer(Exception):
         self.kind = kind
 
 
+class _Refused:
+    """A server's refusal of a request for log-probabilities (see ``_first_token_call``): its words."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 class OpenAIBackend:
     """Chat completions for chat-shaped requests, completions for raw-text requests.
 
-    By default log-probability scoring is not offered (few chat APIs return prompt log-probs):
-    choice tasks on this backend generate an answer and match it to an option instead.
+    Options are scored from the first answer token's top log-probabilities (``scores_first_token``),
+    or with ``logprob_scoring`` from echoed prompt log-probs (``supports_scoring``: the runner then
+    scores choices by log-probability without asking).
     """
 
     supports_scoring = False
@@ -115,7 +146,8 @@ class OpenAIBackend:
     def __init__(self, model: str, base_url: str | Sequence[str] | None = None, api_key: str | None = None,
                  max_concurrency: int | None = None, max_retries: int | None = None,
                  timeout: float | None = None, logprob_scoring: bool = False,
-                 embedding_model: str | None = None, cooldown: float | None = None):
+                 embedding_model: str | None = None, cooldown: float | None = None,
+                 top_logprobs: int | None = None):
         try:
             import openai
         except ImportError:
@@ -124,6 +156,9 @@ class OpenAIBackend:
         max_retries = _setting(max_retries, "PROMPTGYM_OPENAI_RETRIES", 6, int)
         timeout = _setting(timeout, "PROMPTGYM_OPENAI_TIMEOUT", 120.0, float)
         cooldown = _setting(cooldown, "PROMPTGYM_OPENAI_COOLDOWN", COOLDOWN, float)
+        self.top_logprobs = _setting(top_logprobs, "PROMPTGYM_OPENAI_TOP_LOGPROBS", TOP_LOGPROBS, int)
+        if self.top_logprobs < 1:
+            raise PromptgymError(f"openai backend: top_logprobs must be at least 1 (got {self.top_logprobs})")
         self.embedding_model = _setting(embedding_model, "PROMPTGYM_OPENAI_EMBEDDING_MODEL", model, str)
         if base_url is None or (isinstance(base_url, str) and not base_url.strip()):
             base_url = os.environ.get("OPENAI_BASE_URL") or ""
@@ -151,7 +186,11 @@ class OpenAIBackend:
         self.max_retries = max_retries
         self.timeout = timeout
         self.cooldown = cooldown
+        self.logprob_scoring = logprob_scoring
         self.supports_scoring = logprob_scoring
+        self.scores_first_token = not logprob_scoring  # whether it does is known after a first request
+        self._warned_shared: set[tuple[str, ...]] = set()
+        self._no_scores: dict[tuple[str, str, str], str] = {}  # a batch's pilot: why an endpoint gives none
         # In a pool each attempt goes to one endpoint once (max_retries=0): a retry is a failover,
         # made by the pool; a single endpoint keeps the SDK's own retries and backoff.
         # (Each endpoint's client also gets its URL without the key, the key as the SDK's api_key --
@@ -165,19 +204,18 @@ class OpenAIBackend:
         self.identity = f"openai:{self.base_url or 'api.openai.com'}:{model}"
         if self.embedding_model != model:  # vectors are cached under the identity
             self.identity += f"+embed:{self.embedding_model}"
+        if logprob_scoring:  # a raw-text request's option scores differ from first-token scoring's
+            self.identity += "+echo"
 
     # -- generation ------------------------------------------------------------------------------
 
     async def _one(self, pool: EndpointPool, request: GenerationRequest) -> Completion:
-        seed = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
         common: dict[str, Any] = dict(model=self.model, max_tokens=request.max_tokens,
-                                      temperature=request.temperature, top_p=request.top_p, seed=seed)
+                                      temperature=request.temperature, top_p=request.top_p, seed=_seed(request))
         if request.stop:
             common["stop"] = list(request.stop)[:4]  # the OpenAI API accepts at most four
         if request.messages is not None:
-            messages = [{"role": r, "content": c} for r, c in request.messages]
-            if request.answer_prefix:  # no portable assistant prefill: cue the answer in the user turn
-                messages[-1]["content"] += "\n" + request.answer_prefix
+            messages = _chat_messages(request)
 
             async def attempt() -> Completion:
                 resp = await pool.request(lambda c: c.chat.completions.create(messages=messages, **common))
@@ -280,10 +318,106 @@ class OpenAIBackend:
         return total, count, prompt_tokens
 
     def score(self, requests: Sequence[ScoreRequest], on_result: OnResult) -> None:
-        if not self.supports_scoring:
-            raise PromptgymError(f"{self._where()}: log-probability scoring is not enabled for this backend; "
-                                 "use --scoring generate")
-        self._call(self._score_one, requests, on_result)
+        if self.logprob_scoring:
+            self._call(self._score_one, requests, on_result)
+            return
+        # A route the endpoint has not answered with alternatives yet is tried with one request
+        # alone: it finds out how many the endpoint lists, or that it lists none (then the rest of
+        # the batch is not sent).
+        pilots = list({_route(r): i for i, r in reversed(list(enumerate(requests)))
+                       if self._grant_key(r) not in _GRANTED}.values())
+        for i in pilots:
+            self._call(self._score_first_token, [requests[i]], lambda _, result, i=i: on_result(i, result))
+            key = self._grant_key(requests[i])
+            if key not in _GRANTED:
+                reason = self._no_scores.pop(key, f"/{key[2]} gave no usable log-probabilities")
+                raise ScoringUnavailable(scrub(f"{self._where()}: {reason}"))
+        rest = [i for i in range(len(requests)) if i not in pilots]
+        self._call(self._score_first_token, [requests[i] for i in rest], lambda j, result: on_result(rest[j], result))
+
+    # -- option scoring from the first answer token's top log-probabilities (``first_token``) ---------
+
+    def _grant_key(self, request: ScoreRequest) -> tuple[str, str, str]:
+        return self.endpoints[0].where, self.model, _route(request)
+
+    async def _score_first_token(self, pool: EndpointPool, request: ScoreRequest) -> OptionScores:
+        """One request for the first answer token's alternatives, read into option scores. The
+        endpoint's first answer of a route settles ``_GRANTED`` (``_first_answer``); if it gives no
+        log-probabilities, the call is a failed call and ``score`` stops. Later answers without
+        them are faults, retried."""
+        key, route, count = self._grant_key(request), _route(request), len(request.continuations)
+
+        async def attempt() -> OptionScores | None:
+            granted = _GRANTED.get(key)
+            answered = await self._first_answer(pool, request, granted)
+            if answered is None:
+                return None
+            resp, top = answered
+            alternatives = _ALTERNATIVES[route](resp)
+            if alternatives is None and granted is None:
+                self._no_scores[key] = f"/{route} returns no log-probabilities of the answer's tokens"
+                return None
+            if alternatives is None:
+                raise _BadAnswer("no_logprobs", f"{self._where()}: /{route} returned no log-probabilities of "
+                                                "the answer's first token (use --scoring generate)")
+            _GRANTED[key] = top
+            reading = read_options(alternatives, request.continuations)
+            self._warn_shared(reading.shared, request.continuations)
+            return OptionScores(reading.logprobs, tuple(1 if tokens else 0 for tokens in reading.tokens),
+                                prompt_tokens=_usage(resp)[0])
+
+        failed = OptionScores((0.0,) * count, (0,) * count)  # no option read
+        scores = await self._retry_bad(attempt, failed)
+        if scores is None:  # the endpoint gives no log-probabilities: recorded as a failed call
+            note("no_logprobs")
+            note("failed")
+            return failed
+        return scores
+
+    async def _first_answer(self, pool: EndpointPool, request: ScoreRequest,
+                            granted: int | None) -> tuple[Any, int] | None:
+        """The answer to ``request`` and the alternatives asked: ``granted``, or the endpoint's
+        first time (``granted`` None) ``top_logprobs``, then ``COMMON_TOP_LOGPROBS`` if that was
+        refused; None when both were refused (why, in ``_no_scores``)."""
+        key, route = self._grant_key(request), _route(request)
+        asks = [granted] if granted else sorted({self.top_logprobs, min(self.top_logprobs, COMMON_TOP_LOGPROBS)},
+                                                reverse=True)
+        for top in asks:
+            resp = await pool.request(lambda c: self._first_token_call(c, request, top, granted is None))
+            if not isinstance(resp, _Refused):
+                self._first_choice(resp, route)
+                return resp, top
+            self._no_scores[key] = f"/{route} refuses log-probabilities (top_logprobs={top}: {resp.text})"
+        return None
+
+    async def _first_token_call(self, client: Any, request: ScoreRequest, top: int, asking: bool) -> Any:
+        """The request for the first answer token and its ``top`` alternatives. ``asking`` (the
+        endpoint's first answer): a refusal -- a 400 or 422, or a 5xx a retry did not cure
+        (llama-cpp-python's server without ``logits_all`` answers 500; a pool fails a 5xx over
+        instead) -- comes back as a ``_Refused``, not as the one-line error that ends the run."""
+        common: dict[str, Any] = dict(model=self.model, max_tokens=1, temperature=0.0, seed=_seed(request))
+        if asking:
+            client = client.with_options(max_retries=min(self.max_retries, 1))
+        try:
+            if request.messages is not None:
+                return await client.chat.completions.create(messages=_chat_messages(request), logprobs=True,
+                                                            top_logprobs=top, **common)
+            return await client.completions.create(prompt=(request.text or "") + request.answer_prefix,
+                                                   logprobs=top, **common)
+        except self._openai.APIStatusError as exc:
+            status = exc.status_code
+            if asking and (status in (400, 422) or (status >= 500 and not self.failover)):
+                return _Refused(f"HTTP {status}: {server_message(exc)}")
+            raise
+
+    def _warn_shared(self, shared: tuple[tuple[int, ...], ...], continuations: Sequence[str]) -> None:
+        """One stderr line per option set whose options share a first token (they tie)."""
+        if not shared or tuple(continuations) in self._warned_shared:
+            return
+        self._warned_shared.add(tuple(continuations))
+        groups = "; ".join(" and ".join(repr(continuations[i].strip()) for i in group) for group in shared)
+        print(f"promptgym: warning: {self._where()}: options {groups} begin with the same token, so the first "
+              "answer token cannot tell them apart and they tie (use --scoring generate)", file=sys.stderr, flush=True)
 
     # -- embeddings over /v1/embeddings ---------------------------------------------------------
 
@@ -408,6 +542,27 @@ class OpenAIBackend:
         """What went wrong, without where. The retries are named only where the SDK made them
         (a single endpoint): in a pool a retry is a failover to another endpoint."""
         return problem(self._openai, exc, self.timeout, "" if self.failover else f" after {self.max_retries} retries")
+
+
+def _route(request: ScoreRequest) -> str:
+    return "chat/completions" if request.messages is not None else "completions"
+
+
+_ALTERNATIVES = {"chat/completions": chat_alternatives, "completions": completion_alternatives}
+
+
+def _seed(request: GenerationRequest | ScoreRequest) -> int:
+    """Derived from the whole request: the same request always sends the same seed."""
+    return int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
+
+
+def _chat_messages(request: GenerationRequest | ScoreRequest) -> list[dict[str, str]]:
+    """The request's chat messages; the answer cue goes at the end of the last (user) turn, as there
+    is no portable way to prefill the assistant's."""
+    messages = [{"role": r, "content": c} for r, c in request.messages or ()]
+    if request.answer_prefix:
+        messages[-1]["content"] += "\n" + request.answer_prefix
+    return messages
 
 
 def _setting(value, env: str, default, kind):

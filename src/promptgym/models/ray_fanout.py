@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from promptgym.errors import PromptgymError
+from promptgym.errors import PromptgymError, ScoringUnavailable
 from promptgym.models.base import Backend, OnResult
 from promptgym.models.factory import make_backend
 
@@ -77,13 +77,17 @@ class RayFanOut:
                 self.last_faults = faults
                 on_result(indices[j], response)
             failure = failure or error
+        if isinstance(failure, ScoringUnavailable):
+            raise failure  # the caller may answer by generation instead
         if failure:
             raise PromptgymError(failure)
 
 
-def call_chunk(spec: str, kind: str, requests: list) -> tuple[list[tuple[int, Any, dict]], str | None]:
+def call_chunk(spec: str, kind: str, requests: list) -> tuple[list[tuple[int, Any, dict]],
+                                                               str | ScoringUnavailable | None]:
     """A Ray task's body: the chunk's calls on this worker's backend for ``spec``; the answers
-    (index, response, faults) and the error that stopped the chunk, if one did (one line)."""
+    (index, response, faults) and the error that stopped the chunk, if one did (one line; a
+    ``ScoringUnavailable`` as itself)."""
     backend = _BACKENDS.get(spec)
     if backend is None:
         backend = _BACKENDS[spec] = make_backend(spec)
@@ -94,6 +98,8 @@ def call_chunk(spec: str, kind: str, requests: list) -> tuple[list[tuple[int, An
 
     try:
         getattr(backend, kind)(requests, keep)
+    except ScoringUnavailable as exc:
+        return answered, exc
     except Exception as exc:
         return answered, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return answered, None

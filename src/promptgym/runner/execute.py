@@ -19,6 +19,7 @@ from promptgym.runner.final_selection import select
 from promptgym.runner.heldout import evaluate_heldout
 from promptgym.runner.progress import run_status
 from promptgym.runner.search import ledger_of, method_dev, search
+from promptgym.runner.served_scoring import choose_scoring
 from promptgym.runner.setup import Setup, make_optimizer, ready
 from promptgym.runner.summarize import summarize
 from promptgym.runner.summary import RunResult
@@ -65,12 +66,15 @@ def execute(setup: Setup, store: RunStore, run_id: str, quiet: bool = False, lea
     if setup.optimizer_backend is None:
         ready(setup)
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
-    projection = project_run(store, setup)
-    for line in projection.lines():
-        log(line)
     recorder, ledger = RunRecorder(store, run_id), ledger_of(store, run_id, lease)
     # the run's own calls so far: a cached answer of this run with no row here lost it to a kill
     recorded = {r["key"] for r in store.call_rows(run_id) if not r["cached"]}
+    choose_scoring(setup, store, run_id, ledger, recorded)  # a served model's choices: log-probs or generation
+    projection = project_run(store, setup)
+    for line in projection.lines():
+        log(line)
+    if setup.scoring_note:
+        log(f"scoring: {setup.scoring_note}")
     with run_status(quiet, setup.config["budget"], store.charged_calls(run_id), projection.to_dict()) as status:
         found = search(setup, store, run_id, recorder, ledger, recorded, status, log)
         choice = select(setup, store, run_id, found, recorder, ledger, recorded, status)

@@ -74,6 +74,8 @@ def search(setup: Setup, store: RunStore, run_id: str, recorder: RunRecorder, le
     if status:
         ctx.on_step = status.on_step
     recorder.candidate(setup.initial, [], "initial")
+    if setup.scoring_note:
+        ctx.stats["scoring"] = setup.scoring_note
     checked = answer_check(evaluator, setup.task, setup.initial, splits.train, log)
     if checked:
         ctx.stats["answer_check"] = checked

@@ -46,6 +46,7 @@ class Setup:
     started: float  # perf_counter before loading: a run's wall time includes its setup
     optimizer_backend: Backend | None = None  # from here on set by ready()
     cache: ResponseCache | None = None
+    scoring_note: str | None = None  # how a served model scores choices (served_scoring), when asked
 
 
 def make_optimizer(config: dict[str, Any]) -> Optimizer:
@@ -139,13 +140,12 @@ def initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prom
 
 
 def scoring_used(config: dict[str, Any], store: RunStore, run_id: str) -> str:
-    """How a run scored choices: as asked (``--scoring``), else as its ledger shows: by
-    log-probability if it has a scoring call, else by generating, if the task model generated."""
+    """How a run scored choices: as asked (``--scoring``), else as its ledger shows: by generating
+    if the task model generated (a served model may have been asked once for log-probabilities
+    first, at the start: ``served_scoring``), else by log-probability."""
     if config.get("scoring"):
         return config["scoring"]
     kinds = {(r["role"], r["kind"]) for r in store.call_rows(run_id)}
-    if any(kind == "score" for _, kind in kinds):
-        return "logprob"
     return "generate" if ("task", "generate") in kinds or (SELECT_ROLE, "generate") in kinds else "logprob"
 
 

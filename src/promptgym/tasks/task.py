@@ -106,8 +106,13 @@ class ChoiceTask(Task):
         return float(self.probabilities(response)[right]), margin
 
     def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
+        """The option scored highest, or one a generated answer names; "" for none: a generated
+        answer that names no option, or option scores with no option's token read (all at a floor:
+        picking the first would credit a prompt with that option's share of the data)."""
         assert example.choices
         if isinstance(response, OptionScores):
+            if response.token_counts and not any(response.token_counts):
+                return ""
             return example.choices[int(np.argmax(self.option_scores(response)))]
         index = match_option(response.text, self._words(prompt, example))
         return example.choices[index] if index is not None else ""
