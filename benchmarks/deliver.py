@@ -1,0 +1,159 @@
+"""Found and delivered: how much of the gain a method finds reaches the user (issue 23's measure).
+
+    python benchmarks/deliver.py --bench LABEL=BENCH_DIR [--bench LABEL=BENCH_DIR ...]
+        [--out benchmarks/results/deliver]
+
+Reads finished ``promptgym bench`` directories (their ``results.json`` and run store) and, per
+setting label x dataset x task model x method, pools the seeds' test examples into one paired
+sample and reports:
+
+- found: the method's own pick (its best before final selection) minus the start on test;
+- delivered: the prompt handed back (the start when final selection kept it) minus the start;
+- regressions: runs whose returned prompt scored below the start on test;
+- calls: model calls per run (search, selection and the held-out test).
+
+Each delta has its 95% paired bootstrap interval (``stats.compare``). The goals of the issue are
+checked over every cell: regressions at most 1 in 20 runs; delivered at least 60% of found, summed
+over the cells where found is positive; at least three cells whose delivered interval lies above 0.
+Selection never saw test: these numbers are computed after the runs, from their stored test scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from promptgym.evaluation import stats
+from promptgym.store.runs import RunStore
+
+
+def _test_rows(store: RunStore, run_id: str) -> dict[str, dict[str, float]]:
+    return {r["candidate_id"]: r["per_example"] for r in store.scores(run_id) if r["split"] == "test"}
+
+
+def run_record(store: RunStore, row: dict[str, Any]) -> dict[str, Any] | None:
+    """One bench run's per-example test scores of the start, the returned prompt and the method's
+    own pick (the first finalist after the start in the selection record; the returned prompt when
+    no race ran), keyed by seed and example id so seeds pool without collisions."""
+    s = row.get("summary") or {}
+    if row.get("status") != "ok" or s.get("test_initial") is None:
+        return None
+    test = _test_rows(store, row["run_id"])
+    finalists = (s.get("selection") or {}).get("candidates") or []
+    start, returned = row.get("test_initial_scores"), row.get("test_best_scores")
+    if s.get("method_best_prompt") in (None, s.get("initial_prompt")):
+        pick = start  # the method's best was the start itself: nothing found
+    elif len(finalists) > 1:  # after the start (rank -1), the method's best (rank 0)
+        pick = test.get(finalists[1]["candidate_id"])
+    else:  # no race: the returned prompt is the method's pick
+        pick = returned
+    if not start or not returned or not pick:
+        return None
+    key = lambda d: {(row["seed"], k): float(v) for k, v in d.items()}
+    return dict(seed=row["seed"], start=key(start), returned=key(returned), pick=key(pick),
+                calls=s.get("llm_calls"), kept_start=bool(s.get("kept_start")),
+                test_initial=s["test_initial"], test_best=s["test_best"], selection=s.get("selection") or {})
+
+
+def _pooled(runs: list[dict[str, Any]], side: str) -> dict[str, Any]:
+    a, b = [], []
+    for r in runs:
+        shared = [k for k in r["start"] if k in r[side]]
+        a += [r["start"][k] for k in shared]
+        b += [r[side][k] for k in shared]
+    c = stats.compare(a, b, "two-sided")
+    return dict(n=c.n, delta=c.delta, low=c.low, high=c.high, p_value=c.p_value)
+
+
+def cells(label: str, folder: Path) -> list[dict[str, Any]]:
+    data = json.loads((folder / "results.json").read_text())
+    store = RunStore(f"sqlite:///{folder / 'work' / 'runs.sqlite'}")
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in data["runs"]:
+        rec = run_record(store, row)
+        if rec is not None:
+            groups.setdefault((row["dataset"], row["task_model"], row["variant"]), []).append(rec)
+    out = []
+    for (dataset, model, variant), runs in groups.items():
+        decided = [r["selection"].get("decided_at") for r in runs if r["selection"].get("decided_at") is not None]
+        out.append(dict(setting=label, dataset=dataset, task_model=model, method=variant, runs=len(runs),
+                        found=_pooled(runs, "pick"), delivered=_pooled(runs, "returned"),
+                        regressions=sum(r["test_best"] < r["test_initial"] for r in runs),
+                        kept_start=sum(r["kept_start"] for r in runs),
+                        calls=sum(r["calls"] or 0 for r in runs) / len(runs),
+                        selection_calls=sum(r["selection"].get("calls") or 0 for r in runs) / len(runs),
+                        decided_at=decided))
+    return out
+
+
+def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    runs = sum(r["runs"] for r in records)
+    regressions = sum(r["regressions"] for r in records)
+    positive = [r for r in records if r["found"]["delta"] > 0]
+    found = sum(r["found"]["delta"] for r in positive)
+    delivered = sum(r["delivered"]["delta"] for r in positive)
+    above = [r for r in records if r["delivered"]["low"] > 0]
+    return dict(runs=runs, regressions=regressions, regressions_ok=regressions * 20 <= runs,
+                found_positive_sum=found, delivered_on_those=delivered,
+                delivered_share=delivered / found if found > 0 else None,
+                delivered_share_ok=found > 0 and delivered >= 0.6 * found,
+                cells_delivered_above_zero=len(above), cells_ok=len(above) >= 3)
+
+
+def _ci(d: dict[str, Any]) -> str:
+    return f"{d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def markdown(by_setting: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["# Found and delivered", "",
+             "Found: the method's own pick minus the start on test; delivered: the returned prompt minus the "
+             "start (0 where the start was kept). Pooled over seeds, 95% paired bootstrap interval. "
+             "Regressions: runs whose returned prompt scored below the start on test.", ""]
+    for label, records in by_setting.items():
+        g = goals(records)
+        share = "-" if g["delivered_share"] is None else f"{g['delivered_share']:.0%}"
+        lines += [f"## {label}", "",
+                  "| dataset | task model | method | runs | found Δ [95%] | delivered Δ [95%] | kept start "
+                  "| regressions | calls/run | selection calls/run |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in records:
+            lines.append(f"| `{r['dataset']}` | `{r['task_model']}` | {r['method']} | {r['runs']} | {_ci(r['found'])} | "
+                         f"{_ci(r['delivered'])} | {r['kept_start']}/{r['runs']} | {r['regressions']} | "
+                         f"{r['calls']:.0f} | {r['selection_calls']:.0f} |")
+        lines += ["", f"Goals: regressions {g['regressions']} of {g['runs']} runs "
+                      f"({'met' if g['regressions_ok'] else 'NOT met'}: at most 1 in 20); delivered {share} of found "
+                      f"over the cells where found is positive ({g['delivered_on_those']:+.3f} of "
+                      f"{g['found_positive_sum']:+.3f}; {'met' if g['delivered_share_ok'] else 'NOT met'}: at least 60%); "
+                      f"{g['cells_delivered_above_zero']} cells whose delivered interval is above 0 "
+                      f"({'met' if g['cells_ok'] else 'NOT met'}: at least 3).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", action="append", required=True, metavar="LABEL=DIR",
+                    help="A finished bench directory and the label of its setting; repeat for several.")
+    ap.add_argument("--out", type=Path, default=None, help="Write OUT.json and OUT.md.")
+    args = ap.parse_args(argv)
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    for item in args.bench:
+        label, sep, folder = item.partition("=")
+        if not sep or not (Path(folder) / "results.json").exists():
+            print(f"--bench {item}: give LABEL=DIR, a bench directory with results.json", file=sys.stderr)
+            return 2
+        by_setting.setdefault(label, []).extend(cells(label, Path(folder)))
+    text = markdown(by_setting)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(
+            {label: dict(cells=recs, goals=goals(recs)) for label, recs in by_setting.items()}, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

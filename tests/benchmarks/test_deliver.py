@@ -1,0 +1,53 @@
+"""benchmarks/deliver.py on a bench made here with the scripted model (the bookkeeping of found and
+delivered, not a measurement): pooled deltas agree with the runs' own test numbers, the method's pick
+is the one the run names, and the goals are checked from the cells."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from promptgym.cli import main
+
+from support import write_reviews
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("deliver", ROOT / "benchmarks" / "deliver.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path, capsys):
+    data, out = write_reviews(tmp_path, 120), tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", "opro,ape", "--datasets", data, "--seeds", "0,1",
+                                       "--budget", "120", "--train-size", "10", "--dev-size", "20", "--test-size", "30",
+                                       "--task-model", "scripted", "--optimizer-model", "scripted", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    runs = json.loads((out / "results.json").read_text())["runs"]
+
+    deliver = _module()
+    cells = {c["method"]: c for c in deliver.cells("here", out)}
+    assert set(cells) == {"opro", "ape"}
+    for method, cell in cells.items():
+        mine = [r["summary"] for r in runs if r["variant"] == method]
+        assert cell["runs"] == 2 and cell["delivered"]["n"] == 60  # two seeds' 30 test examples
+        expected = sum(s["test_best"] - s["test_initial"] for s in mine) / 2  # equal test sizes: mean of means
+        assert abs(cell["delivered"]["delta"] - expected) < 1e-9
+        found = sum(s["test_method_best"] - s["test_initial"] for s in mine) / 2
+        assert abs(cell["found"]["delta"] - found) < 1e-9
+        assert cell["regressions"] == sum(s["test_best"] < s["test_initial"] for s in mine)
+        assert cell["kept_start"] == sum(bool(s["kept_start"]) for s in mine)
+
+    goals = deliver.goals(list(cells.values()))
+    assert goals["runs"] == 4 and goals["regressions_ok"] == (goals["regressions"] * 20 <= 4)
+    assert deliver.main(["--bench", f"here={out}", "--out", str(tmp_path / "deliver")]) == 0
+    assert "| opro |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "deliver.json").read_text())["here"]["goals"] == goals
+    assert deliver.main(["--bench", str(out)]) == 2  # no label: one line, not a traceback
