@@ -16,7 +16,7 @@ from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.evoprompt import (
     DE_CUE, EXAMPLE_PROMPTS, GA_CUE, EvoPromptDE, EvoPromptGA, EvoState, de_meta_prompt, ga_meta_prompt,
     roulette_probabilities, select_top)
-from promptgym.optimizers.proposals import PARAPHRASE_CUE, parse_first
+from promptgym.optimizers.proposals import PARAPHRASE, parse_first
 from promptgym.optimizers.stopping import Stop
 from promptgym.tasks.prompt import Prompt
 
@@ -34,7 +34,7 @@ class Replies:
     def __call__(self, request: GenerationRequest) -> str:
         self.requests.append(request)
         k = next(self.count)
-        return self.para(request, k) if request.answer_prefix == PARAPHRASE_CUE else self.evolve(request, k)
+        return self.para(request, k) if request.answer_prefix == PARAPHRASE.cue else self.evolve(request, k)
 
     def evolution(self) -> list[str]:
         return [r.messages[0][1] for r in self.requests if r.answer_prefix in (GA_CUE, DE_CUE)]
@@ -106,7 +106,7 @@ def test_initial_population_is_start_plus_paraphrases(scripted_context):
     replies = Replies()
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     EvoPromptGA(population=4, generations=0).run(ctx)
-    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE_CUE]
+    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE.cue]
     assert len(para) == 3 and len({r.sample for r in para}) == 3
     assert ctx.initial.instruction in para[0].messages[0][1]
     assert ctx.stats["evoprompt"]["population"] == 4
@@ -116,7 +116,7 @@ def test_duplicate_paraphrases_are_topped_up_then_accepted(scripted_context):
     replies = Replies(para=lambda r, k: "Classify the review, please." if k < 3 else f"Other wording {k} here.")
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     EvoPromptGA(population=4, generations=0).run(ctx)
-    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE_CUE]
+    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE.cue]
     assert len(para) == 5  # 3 asked, 2 duplicates -> 2 more asked
     assert ctx.stats["dropped"] == {"duplicate": 2}
     assert ctx.stats["evoprompt"]["population"] == 4

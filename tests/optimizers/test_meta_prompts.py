@@ -7,7 +7,7 @@ import pytest
 
 from promptgym.optimizers import ape
 from promptgym.optimizers.dp2o import dialogue
-from promptgym.optimizers.proposals import PARAPHRASE_USER, normalize_key, render_meta_prompt
+from promptgym.optimizers.proposals import PARAPHRASE, normalize_key, render_meta_prompt
 
 # The templates as they were (str.format syntax), kept here as the reference.
 OLD = {
@@ -31,8 +31,8 @@ OLD = {
         "Write only the input text."),
 }
 NEW = {
-    "ape.PROPOSAL_USER": ape.PROPOSAL_USER,
-    "proposals.PARAPHRASE_USER": PARAPHRASE_USER,
+    "ape.PROPOSAL_USER": ape.PROPOSAL.template,
+    "proposals.PARAPHRASE_USER": PARAPHRASE.template,
     "dialogue.FIRST_TURN": dialogue.FIRST_TURN,
     "dialogue.NEXT_LABEL": dialogue.NEXT_LABEL,
     "dialogue.NEXT_TURN": dialogue.NEXT_TURN,
