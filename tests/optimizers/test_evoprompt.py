@@ -14,9 +14,9 @@ from promptgym import api
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.evoprompt import (
-    DE_CUE, EXAMPLE_PROMPTS, GA_CUE, EvoPromptDE, EvoPromptGA, EvoState, de_meta_prompt, ga_meta_prompt,
+    DE_META_PROMPT, EXAMPLE_PROMPTS, GA_META_PROMPT, EvoPromptDE, EvoPromptGA, EvoState,
     roulette_probabilities, select_top)
-from promptgym.optimizers.proposals import PARAPHRASE, parse_first
+from promptgym.optimizers.proposals import PARAPHRASE
 from promptgym.optimizers.stopping import Stop
 from promptgym.tasks.prompt import Prompt
 
@@ -37,7 +37,7 @@ class Replies:
         return self.para(request, k) if request.answer_prefix == PARAPHRASE.cue else self.evolve(request, k)
 
     def evolution(self) -> list[str]:
-        return [r.messages[0][1] for r in self.requests if r.answer_prefix in (GA_CUE, DE_CUE)]
+        return [r.messages[0][1] for r in self.requests if r.answer_prefix in (GA_META_PROMPT.cue, DE_META_PROMPT.cue)]
 
 
 def fields(meta: str) -> dict[str, str]:
@@ -82,7 +82,7 @@ def test_ga_parents_follow_the_roulette_wheel(scripted_context):
 # --- meta-prompt structure ------------------------------------------------------------------------
 
 def test_ga_meta_prompt_structure():
-    meta = ga_meta_prompt("First parent {{x}}.", "Second parent.")
+    meta = GA_META_PROMPT.render(prompt1="First parent {{x}}.", prompt2="Second parent.")
     assert fields(meta) == {"Prompt 1": "First parent {{x}}.", "Prompt 2": "Second parent."}
     assert meta.index("Cross over") < meta.index("Mutate")  # crossover, then mutation
     assert meta.count("<prompt>") >= 2 and "</prompt>" in meta  # asked for, and shown in the example
@@ -91,7 +91,7 @@ def test_ga_meta_prompt_structure():
 
 
 def test_de_meta_prompt_structure():
-    meta = de_meta_prompt("P-one.", "P-two.", "P-best.", "P-base.")
+    meta = DE_META_PROMPT.render(prompt1="P-one.", prompt2="P-two.", prompt3="P-best.", base="P-base.")
     assert fields(meta) == {"Prompt 1": "P-one.", "Prompt 2": "P-two.", "Prompt 3": "P-best.",
                             "Base prompt": "P-base."}
     tail = meta[meta.rindex("Follow the four steps"):]
@@ -189,13 +189,13 @@ def test_children_copying_the_example_or_duplicates_are_dropped(scripted_context
 
 
 def test_parse_messy_evolution_outputs():
-    assert parse_first(" A mix.\n2. Mutation: <prompt>Final one here.</prompt>", "prompt", which="last") == \
+    assert GA_META_PROMPT.parse(" A mix.\n2. Mutation: <prompt>Final one here.</prompt>") == \
         "Final one here."
     two = "<prompt>first</prompt> then <prompt>Final two.</prompt>"
-    assert parse_first(two, "prompt", which="last") == "Final two."
-    assert parse_first(" Blend of both.\n2. Mutation: <prompt>Unclosed final\n\nnoise", "prompt", which="last") == \
+    assert GA_META_PROMPT.parse(two) == "Final two."
+    assert GA_META_PROMPT.parse(" Blend of both.\n2. Mutation: <prompt>Unclosed final\n\nnoise") == \
         "Unclosed final"
-    assert parse_first(" Just a crossover line.\n2. more", "prompt", which="last") == "Just a crossover line."
+    assert GA_META_PROMPT.parse(" Just a crossover line.\n2. more") == "Just a crossover line."
 
 
 def test_selection_split_is_dev_when_present_else_train(scripted_context):
