@@ -168,12 +168,12 @@ def _strip_markers(text: str, start: str, end: str) -> str:
     return re.sub("[ \t]*(?:" + "|".join(re.escape(m) for m in (start, end)) + ")[ \t]*", " ", text, flags=re.I)
 
 
-def parse_all(text: str, tag: str, prefix: str = "", max_items: int = 8) -> list[str]:
+def parse_all(text: str, tag: str, prefix: str = "", max_items: int | None = 8) -> list[str]:
     """Every candidate in a reply asked for several at once (ProTeGi asks for N reasons or N
     prompts per reply), with ``parse_first``'s tolerance: ``prefix`` (the answer cue) is put back
     in front; closed tagged spans in order; if there are none, ``parse_first``'s single fallback
     (an unclosed tag up to the first blank line, else the first paragraph). Cleaned, empties
-    dropped, at most ``max_items``."""
+    dropped, at most ``max_items`` (``None``: all)."""
     start, end = _TAG_PAIRS.get(tag, (f"<{tag}>", f"</{tag}>"))
     full = prefix + text
     closed = re.findall(re.escape(start) + r"(.*?)" + re.escape(end), full, flags=re.S | re.I)
