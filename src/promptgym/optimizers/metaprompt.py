@@ -35,7 +35,8 @@ class MetaPrompt:
     ``variables``, when given, must be exactly the names the template reads (checked at definition,
     so at import time); when omitted they are read off the template. ``cue`` is the answer prefix
     the request ends with (``""``: none), ``max_tokens`` the reply's cap when the text fixes one
-    (``None``: the method's parameter decides). ``parser`` turns one reply into what the method
+    (``None``: the method's parameter decides), ``stop`` the strings that end the reply when the
+    cue opens something the reply should close (a quotation). ``parser`` turns one reply into what the method
     uses (the reply as is by default)."""
 
     name: str
@@ -44,6 +45,7 @@ class MetaPrompt:
     variables: frozenset[str] | None = None
     cue: str = ""
     max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
     needs: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
