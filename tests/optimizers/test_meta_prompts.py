@@ -33,9 +33,9 @@ OLD = {
 NEW = {
     "ape.PROPOSAL_USER": ape.PROPOSAL.template,
     "proposals.PARAPHRASE_USER": PARAPHRASE.template,
-    "dialogue.FIRST_TURN": dialogue.FIRST_TURN,
-    "dialogue.NEXT_LABEL": dialogue.NEXT_LABEL,
-    "dialogue.NEXT_TURN": dialogue.NEXT_TURN,
+    "dialogue.FIRST_TURN": dialogue.FIRST_TURN.template,
+    "dialogue.NEXT_LABEL": dialogue.NEXT_LABEL.template,
+    "dialogue.NEXT_TURN": dialogue.NEXT_TURN.template,
 }
 VALUES = [
     "Classify the review.",
