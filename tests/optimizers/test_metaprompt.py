@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from promptgym.errors import PromptgymError
+from promptgym.optimizers import ape, evoprompt, gpo, grips, opro, promptbreeder, proposals, protegi
+from promptgym.optimizers.dp2o import dialogue
 from promptgym.optimizers.metaprompt import MetaPrompt, template_variables
 
 GREETING = MetaPrompt("greeting", "Hello {{ who }}, {% if polite %}please {% endif %}write {{ what }}.",
@@ -40,3 +42,12 @@ def test_declared_variables_that_disagree_with_the_text_fail_at_definition():
 def test_parse_delegates_to_the_parser():
     assert GREETING.parse("done") == "DONE"
     assert MetaPrompt("plain", "x").parse(" as is ") == " as is "
+
+
+def test_the_built_in_meta_prompts_have_distinct_names_and_a_parser_each():
+    found = [v for m in (ape, evoprompt, gpo, grips, opro, promptbreeder, proposals, protegi, dialogue)
+             for v in vars(m).values() if isinstance(v, MetaPrompt)]
+    assert len(found) >= 20
+    names = [mp.name for mp in found]
+    assert len(set(names)) == len(set(map(id, found)))  # one name per object (an alias is the same object)
+    assert all(mp.parser is not MetaPrompt.parser for mp in found)  # every reply is read on purpose
