@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit
 
 from promptgym.data.dataset import Dataset, Example
@@ -208,3 +211,16 @@ def one_line_data_error(spec: str, **fields) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the checkout that is not a package module (``benchmarks/deliver.py``), loaded by
+    its path so its functions can be tested."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

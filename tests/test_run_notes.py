@@ -88,3 +88,11 @@ def test_the_api_shows_progress_unless_asked_not_to(capsys):
     assert "projected for opro (budget 60)" in err and "promptgym: step 1 | best " in err
     api.optimize("example:sentiment", seed=1, quiet=True, **common)
     assert capsys.readouterr().err == ""
+
+
+def test_dp2o_says_which_of_its_stages_were_cut_to_fit_the_budget():
+    result = CliRunner().invoke(main, ["optimize", *DATA, *SCRIPTED, "--method", "dp2o", "--budget", "150",
+                                       "--dry-run"])
+    assert result.exit_code == 0, result.output
+    [line] = [x for x in result.stdout.splitlines() if "dp2o's plan was cut to fit the budget" in x]
+    assert "rounds 3 -> 1" in line  # rounds go first (dp2o.plan_budget's order of reductions)

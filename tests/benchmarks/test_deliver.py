@@ -4,24 +4,16 @@ is the one the run names, and the goals are checked from the cells."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from click.testing import CliRunner
 
 from promptgym.cli import main
 
-from support import write_reviews
-
-ROOT = Path(__file__).resolve().parents[2]
-
+from support import load_script, write_reviews
 
 def _module():
-    spec = importlib.util.spec_from_file_location("deliver", ROOT / "benchmarks" / "deliver.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/deliver.py")
 
 
 def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path, capsys):

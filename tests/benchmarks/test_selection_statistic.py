@@ -4,23 +4,15 @@ with the recorded decision on accuracy, and says which races lack probabilities.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from promptgym import api
 from promptgym.store.runs import RunStore, scores
 
-from support import noisy_scripted, write_reviews
-
-ROOT = Path(__file__).resolve().parents[2]
-
+from support import load_script, noisy_scripted, write_reviews
 
 def _module():
-    spec = importlib.util.spec_from_file_location("selection_statistic", ROOT / "benchmarks" / "selection_statistic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/selection_statistic.py")
 
 
 def test_replays_recorded_races_per_statistic_and_says_when_probabilities_are_missing(tmp_path, capsys):

@@ -62,7 +62,12 @@ def verdict(plan: SelectionPlan, selection: Selection | None, test: dict[str, An
     """The result in words: kept your prompt / better / worse / not distinguishable."""
     if selection is not None and selection.kept_start:
         p = "" if selection.p_value is None else f" (p = {selection.p_value:.3g} on dev)"
-        return f"kept your prompt: no candidate beat it on the dev split{p}"
+        start, finished = selection.entrants[0], [e for e in selection.entrants[1:] if e.scores and e.dropped_after is None]
+        best = max(finished, key=lambda e: e.mean, default=None)
+        if best is not None and best.mean > start.mean:  # higher, but within what dev's noise allows
+            return (f"kept your prompt: a candidate scored higher on the dev split ({best.mean:.3f} against "
+                    f"{start.mean:.3f}) but not clearly better{p}")
+        return f"kept your prompt: no candidate scored higher on the dev split{p}"
     prefix = "" if plan.enabled else f"final selection {plan.reason}; "
     if test["test_p_value"] is None:
         return prefix + "no test split: nothing held out to judge by"

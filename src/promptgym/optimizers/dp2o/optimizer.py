@@ -37,13 +37,15 @@ def demo_prompt(base: Prompt, text: str, label: str) -> Prompt:
     return replace(base, demos=((text, label),))
 
 
-def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[str, Any]) -> dict[str, int]:
+def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[str, Any],
+                ctx: Context | None = None) -> dict[str, int]:
     """Scale Stage A/B down (never up) so that the expected number of model calls fits ``limit``.
 
     Cost model (calls): seed scoring ``n_seed x S`` + dialogue turns + screening
     ``candidates x S`` + Stage B tables ``h x (N - S + D)`` + the starting prompt on dev ``D``
     (+ ``candidates x D`` with ``dev_all_candidates``). Reduced in this order: rounds, seed
-    candidates, SUE examples, seeds, pool size h.
+    candidates, SUE examples, seeds, pool size h. With ``ctx`` the parameters cut to fit are
+    recorded (``budget.note``), so the run prints them before it starts.
     """
     size = min(p["sue_examples"] or n_train, n_train)
     n_seed = min(p["seed_candidates"] or n_train, n_train)
@@ -66,7 +68,7 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
         budget.lower("seeds", 3),
         budget.lower("seed_candidates", lambda plan: plan["seeds"]),
         budget.lower("pool_size", 2),
-        budget.lower("sue_examples", 2)])
+        budget.lower("sue_examples", 2)], ctx=ctx, names={k: k for k in start})
     return dict(plan, expected_calls=int(cost(plan)))
 
 
@@ -234,7 +236,7 @@ class Dp2oOptimizer(Optimizer):
         run.stats = ctx.stats["dp2o"] = {"train_size": len(train), "dev_size": len(dev),
                                          "dev_carved_from_train": not ctx.dev}
         run.plan = run.stats["plan"] = plan_budget(budget.planning_budget(ctx), len(train), len(dev), len(labels),
-                                                   self.params)
+                                                   self.params, ctx)
         return run
 
     def step(self, ctx: Context, run: _Run) -> None:
