@@ -7,7 +7,7 @@ import re
 import pytest
 
 from promptgym.models.scripted import ScriptedBackend, _digest
-from promptgym.optimizers.ape import PROPOSAL_CUE, ApeOptimizer
+from promptgym.optimizers.ape import PROPOSAL, ApeOptimizer
 from promptgym.optimizers import get_method
 from support import Recording
 
@@ -106,7 +106,7 @@ LONG = " ".join(["Carefully read every word of the review and then decide"] * 20
 
 def _degenerate_reply(request):
     """Proposals cycle through: empty, one word, 200 words, two demo copies, one good sentence."""
-    if request.answer_prefix != PROPOSAL_CUE:
+    if request.answer_prefix != PROPOSAL.cue:
         return "Decide which sentiment label fits the review."
     demo = re.search(r"Input: (.*)\n", request.messages[-1][1]).group(1)
     kind = request.sample % 6

@@ -14,9 +14,9 @@ from promptgym import api
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend
 from promptgym.optimizers.evoprompt import (
-    DE_CUE, EXAMPLE_PROMPTS, GA_CUE, EvoPromptDE, EvoPromptGA, EvoState, de_meta_prompt, ga_meta_prompt,
+    DE_META_PROMPT, EXAMPLE_PROMPTS, GA_META_PROMPT, EvoPromptDE, EvoPromptGA, EvoState,
     roulette_probabilities, select_top)
-from promptgym.optimizers.proposals import PARAPHRASE_CUE, parse_first
+from promptgym.optimizers.proposals import PARAPHRASE
 from promptgym.optimizers.stopping import Stop
 from promptgym.tasks.prompt import Prompt
 
@@ -34,10 +34,10 @@ class Replies:
     def __call__(self, request: GenerationRequest) -> str:
         self.requests.append(request)
         k = next(self.count)
-        return self.para(request, k) if request.answer_prefix == PARAPHRASE_CUE else self.evolve(request, k)
+        return self.para(request, k) if request.answer_prefix == PARAPHRASE.cue else self.evolve(request, k)
 
     def evolution(self) -> list[str]:
-        return [r.messages[0][1] for r in self.requests if r.answer_prefix in (GA_CUE, DE_CUE)]
+        return [r.messages[0][1] for r in self.requests if r.answer_prefix in (GA_META_PROMPT.cue, DE_META_PROMPT.cue)]
 
 
 def fields(meta: str) -> dict[str, str]:
@@ -82,7 +82,7 @@ def test_ga_parents_follow_the_roulette_wheel(scripted_context):
 # --- meta-prompt structure ------------------------------------------------------------------------
 
 def test_ga_meta_prompt_structure():
-    meta = ga_meta_prompt("First parent {{x}}.", "Second parent.")
+    meta = GA_META_PROMPT.render(prompt1="First parent {{x}}.", prompt2="Second parent.")
     assert fields(meta) == {"Prompt 1": "First parent {{x}}.", "Prompt 2": "Second parent."}
     assert meta.index("Cross over") < meta.index("Mutate")  # crossover, then mutation
     assert meta.count("<prompt>") >= 2 and "</prompt>" in meta  # asked for, and shown in the example
@@ -91,7 +91,7 @@ def test_ga_meta_prompt_structure():
 
 
 def test_de_meta_prompt_structure():
-    meta = de_meta_prompt("P-one.", "P-two.", "P-best.", "P-base.")
+    meta = DE_META_PROMPT.render(prompt1="P-one.", prompt2="P-two.", prompt3="P-best.", base="P-base.")
     assert fields(meta) == {"Prompt 1": "P-one.", "Prompt 2": "P-two.", "Prompt 3": "P-best.",
                             "Base prompt": "P-base."}
     tail = meta[meta.rindex("Follow the four steps"):]
@@ -106,7 +106,7 @@ def test_initial_population_is_start_plus_paraphrases(scripted_context):
     replies = Replies()
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     EvoPromptGA(population=4, generations=0).run(ctx)
-    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE_CUE]
+    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE.cue]
     assert len(para) == 3 and len({r.sample for r in para}) == 3
     assert ctx.initial.instruction in para[0].messages[0][1]
     assert ctx.stats["evoprompt"]["population"] == 4
@@ -116,7 +116,7 @@ def test_duplicate_paraphrases_are_topped_up_then_accepted(scripted_context):
     replies = Replies(para=lambda r, k: "Classify the review, please." if k < 3 else f"Other wording {k} here.")
     ctx = scripted_context(budget=None, backend=ScriptedBackend(reply=replies))
     EvoPromptGA(population=4, generations=0).run(ctx)
-    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE_CUE]
+    para = [r for r in replies.requests if r.answer_prefix == PARAPHRASE.cue]
     assert len(para) == 5  # 3 asked, 2 duplicates -> 2 more asked
     assert ctx.stats["dropped"] == {"duplicate": 2}
     assert ctx.stats["evoprompt"]["population"] == 4
@@ -189,13 +189,13 @@ def test_children_copying_the_example_or_duplicates_are_dropped(scripted_context
 
 
 def test_parse_messy_evolution_outputs():
-    assert parse_first(" A mix.\n2. Mutation: <prompt>Final one here.</prompt>", "prompt", which="last") == \
+    assert GA_META_PROMPT.parse(" A mix.\n2. Mutation: <prompt>Final one here.</prompt>") == \
         "Final one here."
     two = "<prompt>first</prompt> then <prompt>Final two.</prompt>"
-    assert parse_first(two, "prompt", which="last") == "Final two."
-    assert parse_first(" Blend of both.\n2. Mutation: <prompt>Unclosed final\n\nnoise", "prompt", which="last") == \
+    assert GA_META_PROMPT.parse(two) == "Final two."
+    assert GA_META_PROMPT.parse(" Blend of both.\n2. Mutation: <prompt>Unclosed final\n\nnoise") == \
         "Unclosed final"
-    assert parse_first(" Just a crossover line.\n2. more", "prompt", which="last") == "Just a crossover line."
+    assert GA_META_PROMPT.parse(" Just a crossover line.\n2. more") == "Just a crossover line."
 
 
 def test_selection_split_is_dev_when_present_else_train(scripted_context):

@@ -12,9 +12,8 @@ import pytest
 from promptgym.errors import PromptgymError
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend, request_text
-from promptgym.optimizers.gpo import (ANSWER_CUE, GpoOptimizer, build_meta_prompt, edit_limit,
+from promptgym.optimizers.gpo import (META_PROMPT, GpoOptimizer, build_meta_prompt, edit_limit,
                                       lexical_similarity, retrieve, steps_per_epoch, word_edit_distance)
-from promptgym.optimizers.proposals import parse_first
 from promptgym.tasks.prompt import Prompt
 
 CURRENT = re.compile(r"The current instruction is:\n(.*)\nScore: (\d+)")
@@ -284,4 +283,4 @@ def test_small_budget_subsamples_the_selection_split(scripted_context):
     ("", ""),
 ])
 def test_parse_messy_replies(reply, expected):
-    assert parse_first(reply, "START", prefix=ANSWER_CUE) == expected
+    assert META_PROMPT.parse(reply) == expected

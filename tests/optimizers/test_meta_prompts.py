@@ -7,7 +7,7 @@ import pytest
 
 from promptgym.optimizers import ape
 from promptgym.optimizers.dp2o import dialogue
-from promptgym.optimizers.proposals import PARAPHRASE_USER, normalize_key, render_meta_prompt
+from promptgym.optimizers.proposals import PARAPHRASE, normalize_key
 
 # The templates as they were (str.format syntax), kept here as the reference.
 OLD = {
@@ -31,8 +31,8 @@ OLD = {
         "Write only the input text."),
 }
 NEW = {
-    "ape.PROPOSAL_USER": ape.PROPOSAL_USER,
-    "proposals.PARAPHRASE_USER": PARAPHRASE_USER,
+    "ape.PROPOSAL_USER": ape.PROPOSAL,
+    "proposals.PARAPHRASE_USER": PARAPHRASE,
     "dialogue.FIRST_TURN": dialogue.FIRST_TURN,
     "dialogue.NEXT_LABEL": dialogue.NEXT_LABEL,
     "dialogue.NEXT_TURN": dialogue.NEXT_TURN,
@@ -50,9 +50,9 @@ VALUES = [
 def test_rendered_text_equals_the_old_format_output(name, value):
     fields = {k: f"{k}: {value}" for k in ("pairs", "instruction", "labels", "demos", "word")}
     used = {k: v for k, v in fields.items() if "{" + k + "}" in OLD[name]}
-    assert render_meta_prompt(NEW[name], **used) == OLD[name].format(**used)
+    assert NEW[name].render(**used) == OLD[name].format(**used)
 
 
 @pytest.mark.parametrize("name", sorted(OLD))
 def test_the_echo_filter_reads_the_same_words(name):
-    assert normalize_key(NEW[name]) == normalize_key(OLD[name])
+    assert normalize_key(NEW[name].template) == normalize_key(OLD[name])

@@ -10,7 +10,7 @@ import pytest
 from promptgym import api
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend
-from promptgym.optimizers.opro import ANSWER_CUE, OproOptimizer, build_meta_prompt, bucket, trajectory
+from promptgym.optimizers.opro import META_PROMPT, OproOptimizer, build_meta_prompt, bucket, trajectory
 from promptgym.optimizers.proposals import parse_first
 from promptgym.tasks.prompt import Prompt
 
@@ -53,13 +53,13 @@ def test_meta_prompt_does_not_interpret_braces():
 
 
 def test_parse_messy_outputs():
-    assert parse_first("Classify the mood.</INS> trailing", "INS", prefix=ANSWER_CUE) == "Classify the mood."
-    assert parse_first("\nDecide the label of the text.\n\nmore junk", "INS", prefix=ANSWER_CUE) == \
+    assert META_PROMPT.parse("Classify the mood.</INS> trailing") == "Classify the mood."
+    assert META_PROMPT.parse("\nDecide the label of the text.\n\nmore junk") == \
         "Decide the label of the text."
     assert parse_first("Sure! <ins>Tag the review by mood.</ins>", "INS") == "Tag the review by mood."
-    assert parse_first("<INS><INS>Rate it well now</INS>", "INS", prefix=ANSWER_CUE) == "Rate it well now"
+    assert META_PROMPT.parse("<INS><INS>Rate it well now</INS>") == "Rate it well now"
     assert parse_first('New instruction: "Say the label."', "INS") == "Say the label."
-    assert parse_first("\n<INS>\n<INS>\n", "INS", prefix=ANSWER_CUE) == ""
+    assert META_PROMPT.parse("\n<INS>\n<INS>\n") == ""
 
 
 class Recorder:
@@ -83,7 +83,7 @@ def test_step_samples_per_step_at_paper_temperature(scripted_context):
     first = replies.requests[:8]
     assert {r.temperature for r in first} == {1.0}
     assert len({r.sample for r in first}) == 8 and len({r.messages for r in first}) == 1
-    assert first[0].answer_prefix == ANSWER_CUE
+    assert first[0].answer_prefix == META_PROMPT.cue
     # step 2's meta-prompt shows step 1's candidates, ascending by score
     meta = replies.requests[8].messages[0][1]
     assert meta.count("<INS>Classify review kind") == 8

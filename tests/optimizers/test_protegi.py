@@ -13,8 +13,7 @@ from promptgym.errors import PromptgymError
 from promptgym.models.base import GenerationRequest
 from promptgym.models.scripted import ScriptedBackend, request_text
 from promptgym.optimizers import get_method
-from promptgym.optimizers.proposals import parse_all
-from promptgym.optimizers.protegi import ANSWER_CUE, ProtegiOptimizer, select
+from promptgym.optimizers.protegi import ANSWER_CUE, EDIT_PROMPT, ProtegiOptimizer, select
 from promptgym.tasks.prompt import Prompt
 
 LABELS = ("positive", "negative", "neutral", "ambivalent")  # conftest.make_examples
@@ -238,4 +237,4 @@ def test_plan_is_the_same_when_resumed(scripted_context):
     ("<START><END>", []),
 ])
 def test_parse_messy_replies(reply, expected):
-    assert parse_all(reply, "START", prefix=ANSWER_CUE, max_items=2) == expected
+    assert EDIT_PROMPT.parse(reply)[:2] == expected

@@ -33,23 +33,34 @@ from promptgym.data.dataset import Example
 from promptgym.evaluation import arms
 from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import Param
-from promptgym.optimizers.proposals import (PARAPHRASE_USER, CandidateFilter, clean_instruction,
-                                             paraphrase, render_meta_prompt)
+from promptgym.optimizers.proposals import PARAPHRASE, CandidateFilter, clean_instruction, paraphrase
 from promptgym.tasks.prompt import Prompt
-
-PROPOSAL_USER = (
-    "A friend was given an instruction and a list of inputs. Following the instruction, the friend "
-    "wrote one output for every input. These are the pairs:\n\n{{ pairs }}\n\n"
-    "What instruction did the friend follow? Write it as one imperative sentence."
-)
-PROPOSAL_CUE = "The instruction was to"
 
 
 def _first_sentence(text: str) -> str:
     text = text.strip().split("\n")[0]
     end = text.find(". ")
     return text[: end + 1] if end > 0 else text
+
+
+def _as_instruction(completion: str) -> str:
+    """'The instruction was to' + completion -> an imperative instruction, first letter upper."""
+    text = clean_instruction(_first_sentence(completion))
+    if text.lower().startswith("to "):
+        text = text[3:]
+    if text.count('"') % 2:  # a quote the model opened (or closed) around part of the sentence
+        text = text.replace('"', "")
+    return text[:1].upper() + text[1:] if text else text
+
+
+PROPOSAL = MetaPrompt(
+    "ape.proposal",
+    "A friend was given an instruction and a list of inputs. Following the instruction, the friend "
+    "wrote one output for every input. These are the pairs:\n\n{{ pairs }}\n\n"
+    "What instruction did the friend follow? Write it as one imperative sentence.",
+    parser=_as_instruction, cue="The instruction was to")
 
 
 @dataclass
@@ -83,7 +94,7 @@ class ApeOptimizer(Optimizer):
         train = ctx.train
         n_eval = min(self.params["eval_examples"], len(train))
         eval_idx = sorted(ctx.rng.choice(len(train), size=n_eval, replace=False).tolist())
-        filt = CandidateFilter(demos=train, meta_texts=[PROPOSAL_USER, PARAPHRASE_USER])
+        filt = CandidateFilter(demos=train, meta_texts=[PROPOSAL.template, PARAPHRASE.template])
         filt.remember([ctx.initial.instruction])
         extra = max(len(train) - n_eval, 0)
         proposals = candidate_eval.more_candidates(
@@ -147,10 +158,10 @@ class ApeOptimizer(Optimizer):
             demos = [ctx.train[i] for i in ctx.rng.choice(len(ctx.train), size=k, replace=False)]
             pairs = "\n\n".join(f"Input: {d.input}\nOutput: {ctx.initial.verbalize(d.target)}"
                                 for d in ctx.shown_examples(demos))  # a long input cut to fit
-            outs = ctx.ask([("user", render_meta_prompt(PROPOSAL_USER, pairs=pairs))],
+            outs = ctx.ask([("user", PROPOSAL.render(pairs=pairs))],
                            n=n, temperature=p["temperature"], top_p=p["top_p"],
-                           max_tokens=p["max_tokens"], answer_prefix=PROPOSAL_CUE)
-            kept += filt(_as_instruction(o) for o in outs)
+                           max_tokens=p["max_tokens"], answer_prefix=PROPOSAL.cue)
+            kept += filt(PROPOSAL.parse(o) for o in outs)
         return kept
 
     def _select(self, ctx: Context, pool: list[Prompt], eval_set: list[Example]) -> list[Prompt]:
@@ -164,13 +175,3 @@ class ApeOptimizer(Optimizer):
         for cand in survivors:
             ctx.evaluate(cand, ctx.train, split="train")
         return survivors
-
-
-def _as_instruction(completion: str) -> str:
-    """'The instruction was to' + completion -> an imperative instruction, first letter upper."""
-    text = clean_instruction(_first_sentence(completion))
-    if text.lower().startswith("to "):
-        text = text[3:]
-    if text.count('"') % 2:  # a quote the model opened (or closed) around part of the sentence
-        text = text.replace('"', "")
-    return text[:1].upper() + text[1:] if text else text

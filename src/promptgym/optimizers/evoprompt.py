@@ -69,12 +69,19 @@ from promptgym.data.dataset import Example
 from promptgym.evaluation import arms
 from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import (CandidateFilter, normalize_key, paraphrase, parse_first,
-                                            render_meta_prompt)
+from promptgym.optimizers.proposals import CandidateFilter, normalize_key, paraphrase, parse_first
 from promptgym.tasks.prompt import Prompt
 
-GA_TEMPLATE = """\
+
+
+def _final_prompt(reply: str) -> str:
+    """The last tagged prompt in a reply: the final step (mutation, crossover) comes last."""
+    return parse_first(reply, "prompt", which="last")
+
+
+GA_META_PROMPT = MetaPrompt("evoprompt.ga", """\
 Follow the two steps below to write a better prompt.
 1. Cross over Prompt 1 and Prompt 2: join parts of both into one new prompt.
 2. Mutate the prompt from step 1: change some of its words and phrases. Give the final prompt \
@@ -92,8 +99,7 @@ Follow the two steps below to write a better prompt.
 between <prompt> and </prompt>.
 
 Prompt 1: {{ prompt1 }}
-Prompt 2: {{ prompt2 }}"""
-GA_CUE = "1. Crossover:"
+Prompt 2: {{ prompt2 }}""", parser=_final_prompt, cue="1. Crossover:")
 
 DE_STEPS = """\
 Follow the four steps below to write a better prompt.
@@ -104,7 +110,7 @@ Follow the four steps below to write a better prompt.
 <prompt> and </prompt>.
 """
 # The worked example repeats the steps, then the real request repeats them again (one-shot form).
-DE_TEMPLATE = DE_STEPS + """
+DE_META_PROMPT = MetaPrompt("evoprompt.de", DE_STEPS + """
 Prompt 1: Turn the passage into plainer language.
 Prompt 2: Rephrase this hard sentence using easy words, and keep what it says.
 Prompt 3: Rewrite the text in short, simple sentences so that a young reader can follow it, without \
@@ -125,8 +131,7 @@ learning English can read it, while keeping its sense.</prompt>
 Prompt 1: {{ prompt1 }}
 Prompt 2: {{ prompt2 }}
 Prompt 3: {{ prompt3 }}
-Base prompt: {{ base }}"""
-DE_CUE = "1. Differing parts:"
+Base prompt: {{ base }}""", parser=_final_prompt, cue="1. Differing parts:")
 # The worked examples' prompts: a child that merely copies one is dropped ("copies_example").
 EXAMPLE_PROMPTS = (
     "Turn the passage into plainer language.",
@@ -149,14 +154,6 @@ def roulette_probabilities(fitness: Sequence[float]) -> np.ndarray:
     f = np.clip(np.asarray(fitness, dtype=float), 0.0, None)
     total = f.sum()
     return f / total if total > 0 else np.full(len(f), 1.0 / len(f))
-
-
-def ga_meta_prompt(prompt1: str, prompt2: str) -> str:
-    return render_meta_prompt(GA_TEMPLATE, prompt1=prompt1, prompt2=prompt2)
-
-
-def de_meta_prompt(prompt1: str, prompt2: str, prompt3: str, base: str) -> str:
-    return render_meta_prompt(DE_TEMPLATE, prompt1=prompt1, prompt2=prompt2, prompt3=prompt3, base=base)
 
 
 Member = tuple[Prompt, float]  # a prompt and its fitness
@@ -267,21 +264,22 @@ class _EvoPrompt(Optimizer):
     def children_per_generation(self, ctx: Context, n: int, n_select: int) -> int:
         return n
 
-    def _child(self, ctx: Context, state: EvoState, meta: str, cue: str, parents: Sequence[Prompt],
-               operation: str) -> Member | None:
+    def _child(self, ctx: Context, state: EvoState, meta: MetaPrompt, values: dict[str, str],
+               parents: Sequence[Prompt], operation: str) -> Member | None:
         """One evolution call; the child scored, or None if it was dropped before scoring."""
-        child = self._offspring(ctx, state, meta, cue, parents, operation)
+        child = self._offspring(ctx, state, meta, values, parents, operation)
         return None if child is None else (child, self._score(ctx, state, child))
 
-    def _offspring(self, ctx: Context, state: EvoState, meta: str, cue: str, parents: Sequence[Prompt],
-                   operation: str) -> Prompt | None:
-        """One evolution call; the child (recorded, not scored), or None if it was dropped."""
+    def _offspring(self, ctx: Context, state: EvoState, meta: MetaPrompt, values: dict[str, str],
+                   parents: Sequence[Prompt], operation: str) -> Prompt | None:
+        """One evolution call (``meta`` filled with ``values``); the child (recorded, not scored),
+        or None if it was dropped."""
         p = self.params
-        out = ctx.ask([("user", meta)], n=1, temperature=p["temperature"], top_p=p["top_p"],
-                      max_tokens=p["max_tokens"], answer_prefix=cue)[0]
+        out = ctx.ask([("user", meta.render(**values))], n=1, temperature=p["temperature"], top_p=p["top_p"],
+                      max_tokens=p["max_tokens"], answer_prefix=meta.cue)[0]
         state.spend.add(1)
         state.stats["children"] += 1
-        text = parse_first(out, "prompt", which="last")
+        text = meta.parse(out)
         if text and normalize_key(text) in _EXAMPLE_KEYS:
             state.filter.dropped["copies_example"] += 1
             texts = []
@@ -354,8 +352,8 @@ class EvoPromptGA(_EvoPrompt):
                 break
             i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
             a, b = population[pool[i]][0], population[pool[j]][0]
-            child = self._child(ctx, state, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
-                                "evoprompt-ga:crossover+mutation")
+            child = self._child(ctx, state, GA_META_PROMPT, dict(prompt1=a.instruction, prompt2=b.instruction),
+                                [a, b], "evoprompt-ga:crossover+mutation")
             if child is not None:
                 children.append(child)
         return select_top(population + children, n)
@@ -374,7 +372,8 @@ class EvoPromptGA(_EvoPrompt):
                 break
             i, j = ctx.rng.choice(len(pool), size=2, replace=False).tolist()
             a, b = population[pool[i]][0], population[pool[j]][0]
-            child = self._offspring(ctx, state, ga_meta_prompt(a.instruction, b.instruction), GA_CUE, [a, b],
+            child = self._offspring(ctx, state, GA_META_PROMPT,
+                                    dict(prompt1=a.instruction, prompt2=b.instruction), [a, b],
                                     "evoprompt-ga:crossover+mutation")
             if child is not None:
                 children.append(child)
@@ -413,8 +412,9 @@ class EvoPromptDE(_EvoPrompt):
             a, b = population[others[picks[0]]][0], population[others[picks[1]]][0]
             c = population[others[picks[2]]][0] if self.params["donor_random"] else donor[0]
             base = population[i][0]
-            meta = de_meta_prompt(a.instruction, b.instruction, c.instruction, base.instruction)
-            child = self._child(ctx, state, meta, DE_CUE, [base, a, b, c], "evoprompt-de:differential")
+            values = dict(prompt1=a.instruction, prompt2=b.instruction, prompt3=c.instruction,
+                          base=base.instruction)
+            child = self._child(ctx, state, DE_META_PROMPT, values, [base, a, b, c], "evoprompt-de:differential")
             if child is not None and child[1] > population[i][1]:
                 new[i] = child
                 if child[1] > donor[1]:

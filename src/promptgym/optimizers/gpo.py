@@ -78,15 +78,21 @@ from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.optimizers import budget
 from promptgym.optimizers.base import Context, Optimizer, State, register
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import CandidateFilter, parse_first, render_meta_prompt
+from promptgym.optimizers.proposals import CandidateFilter, parse_first
 from promptgym.tasks.prompt import Prompt
 
 RETRIEVALS = ("recency", "relevance", "importance")
 REFINEMENTS = ("generate", "edit")
-ANSWER_CUE = "<START>"
 
-META_PROMPT = """\
+
+def _read_instruction(reply: str) -> str:
+    """The one instruction in a reply that continues the ``<START>`` cue."""
+    return parse_first(reply, "START", prefix=META_PROMPT.cue)
+
+
+META_PROMPT = MetaPrompt("gpo.meta-prompt", """\
 Your job is to write a better instruction for a language model. In the examples further below, \
 <Prompt> marks the place where the instruction is put.
 {% if trajectory %}
@@ -107,7 +113,7 @@ Answer: {{ ex.answer }}
 {% endfor %}{% if limit is not none %}
 You may change at most {{ limit }} words of the current instruction.
 {% endif %}
-{{ request }}"""
+{{ request }}""", parser=_read_instruction, cue="<START>")
 
 REQUESTS = {
     "generate": ("Study the instructions above and their scores, then write one new instruction that "
@@ -180,8 +186,8 @@ def build_meta_prompt(current: tuple[str, float], trajectory: Sequence[tuple[str
     def shown(item: tuple[str, float]) -> dict[str, Any]:
         return dict(text=item[0], score=int(round(100 * item[1])))
 
-    return render_meta_prompt(
-        META_PROMPT, trajectory=[shown(t) for t in trajectory], current=shown(current),
+    return META_PROMPT.render(
+        trajectory=[shown(t) for t in trajectory], current=shown(current),
         exemplars=[dict(input=ex.input, answer=prompt.verbalize(ex.target)) for ex in exemplars],
         limit=limit, request=REQUESTS[refinement])
 
@@ -279,12 +285,12 @@ class GpoOptimizer(Optimizer):
         samples = self._samples(state, t)
         stats["samples"].append(samples)
         outs = ctx.ask([("user", meta)], n=samples, temperature=p["temperature"],
-                       max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
+                       max_tokens=p["max_tokens"], answer_prefix=META_PROMPT.cue)
         state.spend.add(len(outs))
         stats["proposed"] += len(outs)
         filt = CandidateFilter(demos=exemplars)  # per step: earlier candidates may come back
         filt.remember([current[0]])
-        texts = filt(parse_first(o, "START", prefix=ANSWER_CUE) for o in outs)
+        texts = filt(META_PROMPT.parse(o) for o in outs)
         for why, count in filt.dropped.items():
             stats.setdefault("dropped", {}).setdefault(why, 0)
             stats["dropped"][why] += count

@@ -77,8 +77,9 @@ from promptgym.evaluation import arms
 from promptgym.evaluation.evaluator import EvalResult
 from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import Param
-from promptgym.optimizers.proposals import clean_instruction, render_meta_prompt
+from promptgym.optimizers.proposals import clean_instruction
 from promptgym.optimizers.stopping import Patience
 from promptgym.tasks.prompt import LAYOUTS, Prompt
 
@@ -87,19 +88,33 @@ INSTRUCTION_EDITS = ("del", "swap", "sub", "add")
 EDIT_CHOICES = tuple(",".join(ops) for k in range(len(INSTRUCTION_EDITS), 0, -1)
                      for ops in itertools.combinations(INSTRUCTION_EDITS, k) if "del" in ops or "add" not in ops)
 
-PHRASE_PARAPHRASE = (
-    "Here is an instruction:\n\n{{ instruction }}\n\n"
-    "Rewrite only the part \"{{ phrase }}\" in different words that keep its meaning. "
-    "Reply with the new words for that part only."
-)
-LABEL_SYNONYM = (
-    "A classifier answers with one of these words: {{ words | join(', ') }}.\n"
-    "Give one other word that means the same as \"{{ word }}\" and could replace it as an answer. "
-    "Reply with that word only."
-)
+
+
+def _new_words(reply: str) -> str:
+    """The rewritten phrase: first line, without the full stops the code strips."""
+    return clean_instruction(reply.strip().split("\n")[0].strip(".")).strip(".")
+
+
+def _synonym(reply: str) -> str:
+    """The synonym: first line, letters, digits, spaces, apostrophes and hyphens only."""
+    return re.sub(r"[^\w\s'-]", "", reply.strip().split("\n")[0]).strip()
+
+
 # Replies are primed to open a quotation and stop at its end: a small model then writes a phrase, not
 # a chat (measured on SmolLM2-135M: unprimed, most replies were whole sentences about the request).
-PARAPHRASE_CUE, SYNONYM_CUE, CUE_STOP = 'New words: "', 'Word: "', ('"', "\n")
+CUE_STOP = ('"', "\n")
+PHRASE_PARAPHRASE = MetaPrompt(
+    "grips.phrase-paraphrase",
+    "Here is an instruction:\n\n{{ instruction }}\n\n"
+    "Rewrite only the part \"{{ phrase }}\" in different words that keep its meaning. "
+    "Reply with the new words for that part only.",
+    parser=_new_words, cue='New words: "', max_tokens=30, stop=CUE_STOP)
+LABEL_SYNONYM = MetaPrompt(
+    "grips.label-synonym",
+    "A classifier answers with one of these words: {{ words | join(', ') }}.\n"
+    "Give one other word that means the same as \"{{ word }}\" and could replace it as an answer. "
+    "Reply with that word only.",
+    parser=_synonym, cue='Word: "', max_tokens=10, stop=CUE_STOP)
 SUB_TEMPERATURE = 1.0  # one sample stands in for "one of PEGASUS's 10 beams, picked at random"
 
 # -----------------------------------------------------------------------------------------------
@@ -372,9 +387,10 @@ class GripsOptimizer(Optimizer):
         words = [state.base.verbalize(label) for label in state.labels]
         if self.uses_optimizer_model and ctx.rng.integers(2):
             k = int(ctx.rng.integers(len(words)))
-            reply = ctx.ask([("user", render_meta_prompt(LABEL_SYNONYM, words=words, word=words[k]))],
-                            temperature=SUB_TEMPERATURE, max_tokens=10, answer_prefix=SYNONYM_CUE, stop=CUE_STOP)[0]
-            synonym = re.sub(r"[^\w\s'-]", "", reply.strip().split("\n")[0]).strip()
+            reply = ctx.ask([("user", LABEL_SYNONYM.render(words=words, word=words[k]))],
+                            temperature=SUB_TEMPERATURE, max_tokens=LABEL_SYNONYM.max_tokens,
+                            answer_prefix=LABEL_SYNONYM.cue, stop=LABEL_SYNONYM.stop)[0]
+            synonym = LABEL_SYNONYM.parse(reply)
             if not synonym or len(synonym.split()) > 2 or synonym.casefold() in {w.casefold() for w in words}:
                 return None
             return words[:k] + [synonym] + words[k + 1:]
@@ -419,9 +435,10 @@ def paraphrase(ctx: Context, text: str, i: int) -> str | None:
     when the reply is empty or far longer than the phrase. GRIPS's ``sub``, also used by
     ``promptgym.envs``."""
     phrase = phrases(text)[i]
-    reply = ctx.ask([("user", render_meta_prompt(PHRASE_PARAPHRASE, instruction=text, phrase=phrase))],
-                    temperature=SUB_TEMPERATURE, max_tokens=30, answer_prefix=PARAPHRASE_CUE, stop=CUE_STOP)[0]
-    words = clean_instruction(reply.strip().split("\n")[0].strip(".")).strip(".")  # the code strips "."
+    reply = ctx.ask([("user", PHRASE_PARAPHRASE.render(instruction=text, phrase=phrase))],
+                    temperature=SUB_TEMPERATURE, max_tokens=PHRASE_PARAPHRASE.max_tokens,
+                    answer_prefix=PHRASE_PARAPHRASE.cue, stop=PHRASE_PARAPHRASE.stop)[0]
+    words = PHRASE_PARAPHRASE.parse(reply)
     if not words or len(words.split()) > 2 * len(phrase.split()) + 4:
         return None
     return substitute(text, i, words)

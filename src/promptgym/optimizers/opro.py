@@ -56,12 +56,19 @@ from promptgym.data.dataset import Example
 from promptgym.evaluation import arms
 from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import CandidateFilter, parse_first, render_meta_prompt
+from promptgym.optimizers.proposals import CandidateFilter, parse_first
 from promptgym.optimizers.stopping import Patience
 from promptgym.tasks.prompt import Prompt
 
-META_PROMPT = """\
+
+def _read_instruction(reply: str) -> str:
+    """The one instruction in a reply that continues the ``<INS>`` cue."""
+    return parse_first(reply, "INS", prefix=META_PROMPT.cue)
+
+
+META_PROMPT = MetaPrompt("opro.meta-prompt", """\
 You improve the instruction that a language model is given for a task. Below are instructions \
 tried so far, each with its score (0 to 100, higher is better), from the lowest score to the highest.
 {% for item in history %}
@@ -76,8 +83,8 @@ Input: {{ ex.input }}
 Correct answer: {{ ex.answer }}
 {% endfor %}
 Write one new instruction that is different from every instruction above and scores higher than all \
-of them. Make it short, clear and useful for every example. Start it with <INS> and end it with </INS>."""
-ANSWER_CUE = "<INS>"
+of them. Make it short, clear and useful for every example. Start it with <INS> and end it with </INS>.""",
+    parser=_read_instruction, cue="<INS>")
 
 
 def bucket(score: float, buckets: int) -> int:
@@ -97,8 +104,7 @@ def trajectory(history: list[tuple[str, float]], top_k: int, threshold: float,
 def build_meta_prompt(history: list[tuple[str, float]], exemplars: list[Example], initial: Prompt,
                       top_k: int = 20, threshold: float = 0.0, buckets: int = 100) -> str:
     shown = [dict(input=ex.input, answer=initial.verbalize(ex.target)) for ex in exemplars]
-    return render_meta_prompt(META_PROMPT, history=trajectory(history, top_k, threshold, buckets),
-                              exemplars=shown)
+    return META_PROMPT.render(history=trajectory(history, top_k, threshold, buckets), exemplars=shown)
 
 
 @dataclass
@@ -161,9 +167,9 @@ class OproOptimizer(Optimizer):
         shown = [state.pool[item["text"]] for item in
                  trajectory(state.history, p["max_in_meta"], p["score_threshold"], p["score_buckets"])]
         outs = ctx.ask([("user", meta)], n=state.size, temperature=p["temperature"],
-                       max_tokens=p["max_tokens"], answer_prefix=ANSWER_CUE)
+                       max_tokens=p["max_tokens"], answer_prefix=META_PROMPT.cue)
         state.stats["proposed"] += len(outs)
-        texts = state.filter(parse_first(o, "INS", prefix=ANSWER_CUE) for o in outs)
+        texts = state.filter(META_PROMPT.parse(o) for o in outs)
         ctx.stats["dropped"] = dict(state.filter.dropped)
         if candidate_eval.racing(p):
             self._race(ctx, state, texts, shown, asked=len(outs))

@@ -71,8 +71,9 @@ from promptgym.optimizers import budget, candidate_eval
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.encoders import TfidfEncoder
 from promptgym.optimizers.evoprompt import roulette_probabilities
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import CandidateFilter, clean_instruction, render_meta_prompt
+from promptgym.optimizers.proposals import CandidateFilter, clean_instruction
 from promptgym.tasks.prompt import Prompt
 
 # Seed lists, written for this module (the paper's appendices are not copied).
@@ -107,32 +108,6 @@ THINKING_STYLES = (
 OPERATORS = ("zero-order", "first-order", "eda", "eda-rank", "lineage", "hyper-zero-order",
              "hyper-first-order", "lamarckian")
 
-# Meta-prompts (Jinja). The request's answer prefix is the paper's "control string": it starts the reply.
-APPLY_TEMPLATE = "{{ mutation }}\n\nInstruction: {{ instruction }}"  # init (M + T + D) and first-order
-APPLY_CUE = "New instruction:"
-HINTS_TEMPLATE = ("Task: {{ description }}\n\nWrite a numbered list of short hints for doing this task "
-                  "well. Each hint is one complete instruction.")
-HINTS_CUE = "1."
-EDA_TEMPLATE = ("Here are different instructions for the same task:\n\n{{ listing }}\n\n"
-                "Add one more instruction to the list, different from all of them.")
-RANK_TEMPLATE = ("{{ mutation }}\n\nThe instructions below are sorted by their score, from the highest "
-                 "to the lowest. Number {{ next }} will score higher than all of them and is closer to "
-                 "number {{ last }} than to number 1.\n\n{{ listing }}")
-LINEAGE_TEMPLATE = ("Here is how an instruction for a task has changed over time, from the oldest to "
-                    "the newest. Each version worked better than the one before it.\n\n{{ listing }}\n\n"
-                    "Write the next version, which works better still.")
-HYPER_ZERO_TEMPLATE = ("Task: {{ description }}\n{{ style }}\n\nIn one sentence, tell someone how to "
-                       "rewrite an instruction for this task so that it works better.")
-HYPER_FIRST_TEMPLATE = ("Here is a piece of advice on rewriting instructions. Sum it up and make it more "
-                        "useful. Reply with the new advice only.\n\nAdvice: {{ mutation }}")
-ADVICE_CUE = "Advice:"
-LAMARCK_TEMPLATE = ("A friend was given an instruction and then a few inputs. Following the instruction, "
-                    "the friend answered each of them correctly:\n\n{{ pairs }}\n\n"
-                    "Which instruction was the friend given? Reply with it as one imperative sentence.")
-LAMARCK_CUE = "The instruction was:"
-TEMPLATES = (APPLY_TEMPLATE, HINTS_TEMPLATE, EDA_TEMPLATE, RANK_TEMPLATE, LINEAGE_TEMPLATE,
-             HYPER_ZERO_TEMPLATE, HYPER_FIRST_TEMPLATE, LAMARCK_TEMPLATE)
-
 
 def numbered(texts: Sequence[str]) -> str:
     return "\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
@@ -140,6 +115,41 @@ def numbered(texts: Sequence[str]) -> str:
 
 def first_line(text: str) -> str:
     return clean_instruction(next((line for line in text.split("\n") if line.strip()), ""))
+
+
+# Meta-prompts (Jinja). The request's answer prefix is the paper's "control string": it starts the
+# reply. Every reply is read as its first line, cleaned. The list meta-prompts (EDA, rank, lineage)
+# have no fixed cue: the request ends with the next number of the list it shows.
+APPLY = MetaPrompt("promptbreeder.apply", "{{ mutation }}\n\nInstruction: {{ instruction }}",  # init and first-order
+                   parser=first_line, cue="New instruction:")
+HINTS = MetaPrompt("promptbreeder.hints",
+                   "Task: {{ description }}\n\nWrite a numbered list of short hints for doing this task "
+                   "well. Each hint is one complete instruction.", parser=first_line, cue="1.")
+EDA = MetaPrompt("promptbreeder.eda",
+                 "Here are different instructions for the same task:\n\n{{ listing }}\n\n"
+                 "Add one more instruction to the list, different from all of them.", parser=first_line)
+RANK = MetaPrompt("promptbreeder.eda-rank",
+                  "{{ mutation }}\n\nThe instructions below are sorted by their score, from the highest "
+                  "to the lowest. Number {{ next }} will score higher than all of them and is closer to "
+                  "number {{ last }} than to number 1.\n\n{{ listing }}", parser=first_line)
+LINEAGE = MetaPrompt("promptbreeder.lineage",
+                     "Here is how an instruction for a task has changed over time, from the oldest to "
+                     "the newest. Each version worked better than the one before it.\n\n{{ listing }}\n\n"
+                     "Write the next version, which works better still.", parser=first_line)
+HYPER_ZERO = MetaPrompt("promptbreeder.hyper-zero-order",
+                        "Task: {{ description }}\n{{ style }}\n\nIn one sentence, tell someone how to "
+                        "rewrite an instruction for this task so that it works better.",
+                        parser=first_line, cue="Advice:")
+HYPER_FIRST = MetaPrompt("promptbreeder.hyper-first-order",
+                         "Here is a piece of advice on rewriting instructions. Sum it up and make it more "
+                         "useful. Reply with the new advice only.\n\nAdvice: {{ mutation }}",
+                         parser=first_line, cue="Advice:")
+LAMARCK = MetaPrompt("promptbreeder.lamarckian",
+                     "A friend was given an instruction and then a few inputs. Following the instruction, "
+                     "the friend answered each of them correctly:\n\n{{ pairs }}\n\n"
+                     "Which instruction was the friend given? Reply with it as one imperative sentence.",
+                     parser=first_line, cue="The instruction was:")
+META_PROMPTS = (APPLY, HINTS, EDA, RANK, LINEAGE, HYPER_ZERO, HYPER_FIRST, LAMARCK)
 
 
 @dataclass
@@ -222,7 +232,7 @@ class Promptbreeder(Optimizer):
         n, t = self.plan(ctx, b)
         n = candidate_eval.more_candidates(ctx, self.params, n, lambda m: self._cost("full", m, t, b),
                                            lambda m: self._cost(self.params["candidate_eval"], m, t, b), "population")
-        meta = list(TEMPLATES) + list(MUTATION_PROMPTS) + list(THINKING_STYLES)
+        meta = [mp.template for mp in META_PROMPTS] + list(MUTATION_PROMPTS) + list(THINKING_STYLES)
         state = PromptbreederState(batch_size=b, filter=CandidateFilter(demos=ctx.train, meta_texts=meta),
                                    spend=budget.PlannedSpend.of(ctx))
         state.stats = ctx.stats["promptbreeder"] = dict(
@@ -250,7 +260,7 @@ class Promptbreeder(Optimizer):
                 break
             m = MUTATION_PROMPTS[rng.integers(len(MUTATION_PROMPTS))]
             style = THINKING_STYLES[rng.integers(len(THINKING_STYLES))]
-            text = self._ask(ctx, state, APPLY_TEMPLATE, APPLY_CUE, mutation=f"{m} {style}",
+            text = self._ask(ctx, state, APPLY, mutation=f"{m} {style}",
                              instruction=start.instruction)
             if text:
                 prompt = ctx.add(start.with_instruction(text), [start], "promptbreeder:init")
@@ -362,49 +372,50 @@ class Promptbreeder(Optimizer):
         unit, pop, rng = state.population[i], state.population, ctx.rng
         m, instruction, description = unit.mutation, unit.prompt.instruction, ctx.initial.instruction
         if op == "zero-order":
-            return self._ask(ctx, state, HINTS_TEMPLATE, HINTS_CUE, description=description), m
+            return self._ask(ctx, state, HINTS, description=description), m
         if op == "first-order":
-            return self._ask(ctx, state, APPLY_TEMPLATE, APPLY_CUE, mutation=m, instruction=instruction), m
+            return self._ask(ctx, state, APPLY, mutation=m, instruction=instruction), m
         if op == "eda":
             texts = [pop[k].prompt.instruction for k in rng.permutation(len(pop)).tolist()]
             listing = self._distinct(ctx, texts)
-            return self._ask(ctx, state, EDA_TEMPLATE, f"{len(listing) + 1}.", listing=numbered(listing)), m
+            return self._ask(ctx, state, EDA, cue=f"{len(listing) + 1}.", listing=numbered(listing)), m
         if op == "eda-rank":
             ascending = sorted(range(len(pop)), key=lambda k: (pop[k].fitness, k))
             listing = self._distinct(ctx, [pop[k].prompt.instruction for k in ascending])
             n = len(listing)
-            return self._ask(ctx, state, RANK_TEMPLATE, f"{n + 1}.", mutation=m, next=n + 1, last=n,
+            return self._ask(ctx, state, RANK, cue=f"{n + 1}.", mutation=m, next=n + 1, last=n,
                              listing=numbered(listing)), m
         if op == "lineage":
             listing = [e.instruction for e in unit.elites]
-            return self._ask(ctx, state, LINEAGE_TEMPLATE, f"{len(listing) + 1}.", listing=numbered(listing)), m
+            return self._ask(ctx, state, LINEAGE, cue=f"{len(listing) + 1}.", listing=numbered(listing)), m
         if op in ("hyper-zero-order", "hyper-first-order"):
             if op == "hyper-zero-order":
                 style = THINKING_STYLES[rng.integers(len(THINKING_STYLES))]
-                new = self._ask(ctx, state, HYPER_ZERO_TEMPLATE, ADVICE_CUE, keep=False, description=description,
+                new = self._ask(ctx, state, HYPER_ZERO, keep=False, description=description,
                                 style=style)
             else:
-                new = self._ask(ctx, state, HYPER_FIRST_TEMPLATE, ADVICE_CUE, keep=False, mutation=m)
+                new = self._ask(ctx, state, HYPER_FIRST, keep=False, mutation=m)
             if len(new.split()) >= 3:
                 m = new
                 state.stats["hypermutations"] += 1
-            return self._ask(ctx, state, APPLY_TEMPLATE, APPLY_CUE, mutation=m, instruction=instruction), m
+            return self._ask(ctx, state, APPLY, mutation=m, instruction=instruction), m
         # lamarckian: the unit's correct workings-out (gold-labelled training examples until it has some)
         pairs = list(unit.context)
         if not pairs:
             k = min(self.params["context_size"], len(ctx.train))
             pairs = [(e.input, e.target) for e in (ctx.train[j] for j in rng.choice(len(ctx.train), k, replace=False))]
         shown = "\n\n".join(f"Input: {ctx.shown(x, len(pairs))}\nOutput: {unit.prompt.verbalize(y)}" for x, y in pairs)
-        return self._ask(ctx, state, LAMARCK_TEMPLATE, LAMARCK_CUE, pairs=shown), m
+        return self._ask(ctx, state, LAMARCK, pairs=shown), m
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _ask(self, ctx: Context, state: PromptbreederState, template: str, cue: str, keep: bool = True,
-             **values: Any) -> str:
-        """One optimizer-model call; its first line, cleaned (and filtered unless ``keep`` is False)."""
-        out = ctx.ask([("user", render_meta_prompt(template, **values))], n=1, temperature=self.params["temperature"],
-                      max_tokens=self.params["max_tokens"], answer_prefix=cue)[0]
+    def _ask(self, ctx: Context, state: PromptbreederState, meta: MetaPrompt, keep: bool = True,
+             cue: str | None = None, **values: Any) -> str:
+        """One optimizer-model call (``cue``, when given, in place of the meta-prompt's own); its
+        first line, cleaned (and filtered unless ``keep`` is False)."""
+        out = ctx.ask([("user", meta.render(**values))], n=1, temperature=self.params["temperature"],
+                      max_tokens=self.params["max_tokens"], answer_prefix=meta.cue if cue is None else cue)[0]
         state.spend.add(1)
-        text = first_line(out)
+        text = meta.parse(out)
         if not keep:
             return text
         kept = state.filter([text])

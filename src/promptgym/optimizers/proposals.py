@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from promptgym.data.dataset import Example
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.tasks.prompt import render_template
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,8 +20,9 @@ _TAG_PAIRS = {"INS": ("<INS>", "</INS>"), "START": ("<START>", "<END>"), "prompt
 
 
 def render_meta_prompt(template: str, **values: object) -> str:
-    """Fill a method's meta-prompt (a Jinja template) with values. Values are never interpreted,
-    so braces in prompts or data written by a model are safe."""
+    """Fill a bare Jinja template with values (values are never interpreted, so braces in prompts
+    or data written by a model are safe). A method's own meta-prompts are ``MetaPrompt`` objects,
+    which also check their variables and carry their answer's parser."""
     return render_template(template, "meta-prompt", **values)
 
 
@@ -105,11 +107,15 @@ class CandidateFilter:
 # ---------------------------------------------------------------------------------------------
 # Paraphrasing and reading candidates out of replies (shared by APE, OPRO, EvoPrompt, ProTeGi, GPO).
 
-PARAPHRASE_USER = (
+def _first_line_instruction(reply: str) -> str:
+    return clean_instruction(reply.strip().split("\n")[0])
+
+
+PARAPHRASE = MetaPrompt(
+    "paraphrase",
     "Rewrite the following instruction in different words. Keep its meaning; reply with the new "
-    "instruction only.\n\nInstruction: {{ instruction }}"
-)
-PARAPHRASE_CUE = "New instruction:"
+    "instruction only.\n\nInstruction: {{ instruction }}",
+    parser=_first_line_instruction, cue="New instruction:")
 
 
 def paraphrase(ctx: "Context", prompt: "Prompt | str", n: int, *, temperature: float = 0.9,
@@ -121,10 +127,10 @@ def paraphrase(ctx: "Context", prompt: "Prompt | str", n: int, *, temperature: f
     if n <= 0:
         return []
     instruction = prompt if isinstance(prompt, str) else prompt.instruction
-    outs = ctx.ask([("user", render_meta_prompt(PARAPHRASE_USER, instruction=instruction))], n=n,
+    outs = ctx.ask([("user", PARAPHRASE.render(instruction=instruction))], n=n,
                    temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                   answer_prefix=PARAPHRASE_CUE)
-    texts = [clean_instruction(o.strip().split("\n")[0]) for o in outs]
+                   answer_prefix=PARAPHRASE.cue)
+    texts = [PARAPHRASE.parse(o) for o in outs]
     return [t for t in texts if t]
 
 
@@ -162,12 +168,12 @@ def _strip_markers(text: str, start: str, end: str) -> str:
     return re.sub("[ \t]*(?:" + "|".join(re.escape(m) for m in (start, end)) + ")[ \t]*", " ", text, flags=re.I)
 
 
-def parse_all(text: str, tag: str, prefix: str = "", max_items: int = 8) -> list[str]:
+def parse_all(text: str, tag: str, prefix: str = "", max_items: int | None = 8) -> list[str]:
     """Every candidate in a reply asked for several at once (ProTeGi asks for N reasons or N
     prompts per reply), with ``parse_first``'s tolerance: ``prefix`` (the answer cue) is put back
     in front; closed tagged spans in order; if there are none, ``parse_first``'s single fallback
     (an unclosed tag up to the first blank line, else the first paragraph). Cleaned, empties
-    dropped, at most ``max_items``."""
+    dropped, at most ``max_items`` (``None``: all)."""
     start, end = _TAG_PAIRS.get(tag, (f"<{tag}>", f"</{tag}>"))
     full = prefix + text
     closed = re.findall(re.escape(start) + r"(.*?)" + re.escape(end), full, flags=re.S | re.I)

@@ -82,12 +82,19 @@ from promptgym.evaluation.arms import SELECTORS as BANDITS
 from promptgym.evaluation.arms import Arms
 from promptgym.optimizers import budget
 from promptgym.optimizers.base import Context, Optimizer, State, register
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import UNSTATED, Param
-from promptgym.optimizers.proposals import CandidateFilter, paraphrase, parse_all, render_meta_prompt
+from promptgym.optimizers.proposals import CandidateFilter, paraphrase, parse_all
 from promptgym.tasks.prompt import Prompt
 
 SELECTORS = ("ucb", "successive_rejects", "uniform", "halving", "rejects")
 ANSWER_CUE = "<START>"
+
+
+def _read_all(reply: str) -> list[str]:
+    """Every item of a reply that continues the ``<START>`` cue (the caller keeps the first n)."""
+    return parse_all(reply, "START", prefix=ANSWER_CUE, max_items=None)
+
 
 _ERRORS_BLOCK = """\
 I am improving an instruction that tells a language model how to do a task. The instruction now reads:
@@ -101,15 +108,16 @@ Correct answer: {{ e.answer }}
 Model's answer: {{ e.prediction }}
 {% endfor %}"""
 
-GRADIENT_PROMPT = _ERRORS_BLOCK + """
+GRADIENT_PROMPT = MetaPrompt("protegi.gradient", _ERRORS_BLOCK + """
 Give {{ n }} reason{{ "s" if n > 1 else "" }} why the instruction could have led the model to these \
-mistakes. Put each reason between <START> and <END>."""
+mistakes. Put each reason between <START> and <END>.""", parser=_read_all, cue=ANSWER_CUE)
 
-EDIT_PROMPT = _ERRORS_BLOCK + """
+EDIT_PROMPT = MetaPrompt("protegi.edit", _ERRORS_BLOCK + """
 What seems to be wrong with the instruction: {{ reason }}
 
 Taking this into account, write {{ n }} improved instruction{{ "s" if n > 1 else "" }} for the task. \
-Each must be a complete instruction on its own. Put each one between <START> and <END>."""
+Each must be a complete instruction on its own. Put each one between <START> and <END>.""",
+    parser=_read_all, cue=ANSWER_CUE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,17 +263,17 @@ class ProtegiOptimizer(Optimizer):
 
     def _gradients(self, ctx: Context, instruction: str, errors: list[dict[str, str]]) -> list[str]:
         n = self.params["gradients_per_error"]
-        meta = render_meta_prompt(GRADIENT_PROMPT, instruction=instruction, errors=errors, n=n)
+        meta = GRADIENT_PROMPT.render(instruction=instruction, errors=errors, n=n)
         reply = ctx.ask([("user", meta)], n=1, temperature=self.params["temperature"],
-                        max_tokens=self.params["max_tokens"], answer_prefix=ANSWER_CUE)[0]
-        return parse_all(reply, "START", prefix=ANSWER_CUE, max_items=n)
+                        max_tokens=self.params["max_tokens"], answer_prefix=GRADIENT_PROMPT.cue)[0]
+        return GRADIENT_PROMPT.parse(reply)[:n]
 
     def _edits(self, ctx: Context, instruction: str, errors: list[dict[str, str]], reason: str) -> list[str]:
         n = self.params["steps_per_gradient"]
-        meta = render_meta_prompt(EDIT_PROMPT, instruction=instruction, errors=errors, reason=reason, n=n)
+        meta = EDIT_PROMPT.render(instruction=instruction, errors=errors, reason=reason, n=n)
         reply = ctx.ask([("user", meta)], n=1, temperature=self.params["temperature"],
-                        max_tokens=self.params["max_tokens"], answer_prefix=ANSWER_CUE)[0]
-        return parse_all(reply, "START", prefix=ANSWER_CUE, max_items=n)
+                        max_tokens=self.params["max_tokens"], answer_prefix=EDIT_PROMPT.cue)[0]
+        return EDIT_PROMPT.parse(reply)[:n]
 
     # -- budget ---------------------------------------------------------------------------------
 

@@ -177,7 +177,7 @@ def _compile(template: str) -> Template:
     return _ENV.from_string(template)
 
 
-def render_template(template: str, what: str, **values: Any) -> str:
+def render_template(template: str, what: str, /, **values: Any) -> str:
     """Render a trusted template with untrusted values (sandboxed, strict about missing names)."""
     try:
         return _compile(template).render(**values)

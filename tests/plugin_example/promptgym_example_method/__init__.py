@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 
 from promptgym.optimizers import Context, Optimizer, budget
 from promptgym.optimizers.base import State
+from promptgym.optimizers.metaprompt import MetaPrompt
 from promptgym.optimizers.params import Param
-from promptgym.optimizers.proposals import clean_instruction, render_meta_prompt
+from promptgym.optimizers.proposals import clean_instruction
 from promptgym.tasks.prompt import Prompt
 
-REWRITE = ("Rewrite this instruction so that it is clearer and more precise. Reply with the new "
-           "instruction only.\n\nInstruction: {{ instruction }}")
+REWRITE = MetaPrompt("example-rewrite.rewrite",
+                     "Rewrite this instruction so that it is clearer and more precise. Reply with the new "
+                     "instruction only.\n\nInstruction: {{ instruction }}",
+                     parser=clean_instruction, max_tokens=60)
 
 
 @dataclass
@@ -48,9 +51,10 @@ class RewriteSearch(Optimizer):
             state.best_score = ctx.evaluate(ctx.initial, ctx.train).mean
             state.spend.add(len(ctx.train))
         parent = state.best
-        replies = ctx.ask([("user", render_meta_prompt(REWRITE, instruction=parent.instruction))],
-                          n=self.params["per_round"], temperature=self.params["temperature"], max_tokens=60)
-        texts = dict.fromkeys(clean_instruction(r) for r in replies)  # in order, each once
+        replies = ctx.ask([("user", REWRITE.render(instruction=parent.instruction))],
+                          n=self.params["per_round"], temperature=self.params["temperature"],
+                          max_tokens=REWRITE.max_tokens)
+        texts = dict.fromkeys(REWRITE.parse(r) for r in replies)  # in order, each once
         state.spend.add(len(replies))
         for text in [t for t in texts if t and t != parent.instruction]:
             state.spend.add(len(ctx.train))

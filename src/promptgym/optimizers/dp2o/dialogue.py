@@ -27,22 +27,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from promptgym.data.dataset import Example
-from promptgym.optimizers.proposals import CandidateFilter, render_meta_prompt
+from promptgym.optimizers.metaprompt import MetaPrompt
+from promptgym.optimizers.proposals import CandidateFilter
 
 SYSTEM = ("You write new labelled examples for a text classification task. You copy the format of "
           "the examples you are shown exactly, one example per block, and you never repeat an example.")
-FIRST_TURN = (
-    "Task: {{ instruction }}\nPossible answers: {{ labels }}.\n\n"
-    "Some examples of the task:\n\n{{ demos }}\n\n"
-    "Write one new example of this task whose answer is {{ word }}. Match the examples above in topic, "
-    "length and style, but do not copy them. Write only the input text."
-)
-NEXT_LABEL = "Now write one more new example, different from the ones so far, whose answer is {{ word }}."
-NEXT_TURN = (
-    "More examples of the task:\n\n{{ demos }}\n\n"
-    "Write one new example that fits all the examples so far, whose answer is {{ word }}. "
-    "Write only the input text."
-)
 REPLY_CUE = "Input:"
 
 _INPUT_KEYS = r"(?:input|text|review|sentence|example|opinion|statement|comment|tweet|passage|question)"
@@ -175,6 +164,26 @@ def _reply_text(reply: str) -> str:
     return _strip_quotes(_INLINE_LABEL.split(" " + text)[0]) if text else ""
 
 
+# The user turns of the dialogue. Every reply continues the "Input:" cue and ends at the line's end.
+FIRST_TURN = MetaPrompt(
+    "dp2o.first-turn",
+    "Task: {{ instruction }}\nPossible answers: {{ labels }}.\n\n"
+    "Some examples of the task:\n\n{{ demos }}\n\n"
+    "Write one new example of this task whose answer is {{ word }}. Match the examples above in topic, "
+    "length and style, but do not copy them. Write only the input text.",
+    parser=_reply_text, cue=REPLY_CUE, stop=("\n",))
+NEXT_LABEL = MetaPrompt(
+    "dp2o.next-label",
+    "Now write one more new example, different from the ones so far, whose answer is {{ word }}.",
+    parser=_reply_text, cue=REPLY_CUE, stop=("\n",))
+NEXT_TURN = MetaPrompt(
+    "dp2o.next-turn",
+    "More examples of the task:\n\n{{ demos }}\n\n"
+    "Write one new example that fits all the examples so far, whose answer is {{ word }}. "
+    "Write only the input text.",
+    parser=_reply_text, cue=REPLY_CUE, stop=("\n",))
+
+
 def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequence[str],
                  label_word: dict[str, str], *, rounds: int, window: int = 3, temperature: float = 0.8,
                  top_p: float = 0.95, max_tokens: int = 256, max_history_chars: int = 4000,
@@ -206,20 +215,21 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
             for k, label in enumerate(labels[start:] + labels[:start]):
                 word = label_word[label]
                 if k > 0:
-                    user = render_meta_prompt(NEXT_LABEL, word=word)
+                    meta, user = NEXT_LABEL, NEXT_LABEL.render(word=word)
+                elif turn == 0:
+                    meta = FIRST_TURN
+                    user = meta.render(instruction=instruction.strip(), labels=label_list, demos=demos, word=word)
                 else:
-                    template = FIRST_TURN if turn == 0 else NEXT_TURN
-                    user = render_meta_prompt(template, instruction=instruction.strip(), labels=label_list,
-                                              demos=demos, word=word)
+                    meta, user = NEXT_TURN, NEXT_TURN.render(demos=demos, word=word)
                 messages.append(("user", user))
                 messages = trim_history(messages, max_history_chars)
                 kept = None
                 for attempt in range(retries + 1):
                     reply = ctx.ask(messages, n=1, temperature=temperature + attempt * retry_heat,
-                                    top_p=top_p, max_tokens=max_tokens, answer_prefix=REPLY_CUE,
-                                    stop=("\n",))[0]
+                                    top_p=top_p, max_tokens=max_tokens, answer_prefix=meta.cue,
+                                    stop=meta.stop)[0]
                     result.turns += 1
-                    text = _reply_text(reply)
+                    text = meta.parse(reply)
                     if not text:
                         result.empty_replies += 1
                         continue
@@ -228,7 +238,7 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
                         kept = text
                         break
                 result.retries += attempt
-                messages.append(("assistant", f"{REPLY_CUE} {kept or text}\nAnswer: {word}"))
+                messages.append(("assistant", f"{meta.cue} {kept or text}\nAnswer: {word}"))
                 if kept is None:
                     continue
                 text = kept
