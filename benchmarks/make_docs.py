@@ -121,6 +121,49 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
     return out
 
 
+DELIVER_COMMANDS = """```sh
+export PROMPTGYM_PAPER_DATA=DIR   # the papers' tasks, built by benchmarks/data/build.py (or downloaded on first use)
+promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --test-size 150 \\
+    --methods ape,gpo,evoprompt-ga --task-model gemma3-270m --layout plain --out deliver-a
+promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --test-size 150 \\
+    --methods "ape[candidate_eval=halving,saved_calls=candidates],evoprompt-ga[candidate_eval=halving,saved_calls=candidates]" \\
+    --task-model gemma3-270m --layout plain --out deliver-b
+python benchmarks/deliver.py --bench "today's defaults=deliver-a" --bench "pools raced=deliver-b" \\
+    --out benchmarks/results/deliver
+python benchmarks/selection_statistic.py --store sqlite:///deliver-a/work/runs.sqlite \\
+    --store sqlite:///deliver-b/work/runs.sqlite --out benchmarks/results/selection-statistic.json
+```"""
+
+
+def deliver_section(results: Path = RESULTS) -> list[str]:
+    """Found and delivered (``benchmarks/deliver.py``) and the replay of final selection with each
+    statistic (``benchmarks/selection_statistic.py``), when recorded."""
+    lines = ["## Found and delivered: how much of a found gain reaches the user", ""]
+    deliver = results / "deliver.md"
+    if not deliver.exists():
+        return lines + ["Not recorded yet (`benchmarks/deliver.py`).", ""]
+    body = deliver.read_text().split("\n", 1)[1].strip()  # its own title dropped
+    lines += [body.replace("\n## ", "\n### "), ""]
+    replay = _load(results / "selection-statistic.json")
+    if replay and replay.get("comparable"):
+        lines += ["Final selection replayed on the same races with each statistic (no model call; "
+                  "`benchmarks/selection_statistic.py`): how often the start would have been replaced, and the "
+                  "chosen prompt's test delta (mean over the races whose chosen prompt was scored on test).", "",
+                  "| statistic | races | replaced | worse on test | test unknown | mean test Δ |", "|---|---|---|---|---|---|"]
+        for r in replay["comparable"]:
+            lines.append(f"| {r['statistic']} | {r['runs']} | {r['replaced']} | {r['worse_on_test']} | "
+                         f"{r['test_unknown']} | {_fmt(r['mean_test_delta'], '+.4f')} |")
+        by = {r["statistic"]: r for r in replay["comparable"]}
+        if "accuracy" in by and "probability" in by:
+            a, p = by["accuracy"], by["probability"]
+            lines += ["", f"What it says: on {a['runs']} races, testing the right option's probability would have "
+                          f"replaced the start {p['replaced']} times against {a['replaced']} for accuracy, "
+                          f"{p['worse_on_test']} of them worse on test ({p['test_unknown']} chose a prompt never scored on test); too few races to change the default "
+                          "(accuracy), which stays until a larger replay agrees."]
+        lines.append("")
+    return lines + ["Reproduce:", "", DELIVER_COMMANDS, ""]
+
+
 def cross_model(methods: list[dict[str, Any]], models: list[str]) -> str:
     """Per dataset measured on several task models: each method's pooled Δ on each."""
     by = {(m["dataset"], m["task_model"], m["variant"]): m for m in methods}
@@ -253,6 +296,7 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> int:
              "each section gives the command that made its numbers. All runs on this project's 2-core machine "
              "with no GPU; times are only compared within one run.", ""]
     lines += bench_section(full, quick, results)
+    lines += deliver_section(results)
     lines += peers_section(_load(results / "peers.json"), results)
     lines += throughput_section(_load(results / "throughput-http.json"), _load(results / "bench-warm.json"))
     lines += pool_section(_load(results / "throughput-pool.json"))
