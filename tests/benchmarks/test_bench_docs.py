@@ -35,7 +35,8 @@ def test_page_from_a_bench_and_nothing_else(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     make_docs.main(results, docs)
     empty = (docs / "benchmarks.md").read_text()
-    assert empty.count("Not recorded yet") == 2 and "HTTP concurrency: not recorded yet" in empty
+    assert empty.count("Not recorded yet") == 3 and "HTTP concurrency: not recorded yet" in empty
+    assert "Not recorded yet (`benchmarks/deliver.py`)" in empty
 
     data = write_reviews(tmp_path, 80)
     result = CliRunner().invoke(cli, _bench_args(data, tmp_path / "bench"))
@@ -47,6 +48,13 @@ def test_page_from_a_bench_and_nothing_else(tmp_path):
     assert "The start was handed back in" in page and "of 4 runs" in page
     assert "Best two by mean dev score" in page
     assert "Peers on the same split and budget" in page and "Not recorded yet: see benchmarks/peers" in page
+
+    deliver = _module("deliver")  # found and delivered, from the same bench's run store
+    assert deliver.main(["--bench", "scripted=no-such-directory", "--out", str(results / "deliver")]) == 2
+    assert deliver.main(["--bench", f"scripted={tmp_path / 'bench'}", "--out", str(results / "deliver")]) == 0
+    make_docs.main(results, docs)
+    page = (docs / "benchmarks.md").read_text()
+    assert "### scripted" in page and "| found Δ [95%] | delivered Δ [95%] |" in page and "Goals: regressions" in page
 
 
 def test_warm_rerun_of_a_finished_bench_makes_no_call(tmp_path):
