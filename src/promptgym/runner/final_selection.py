@@ -44,7 +44,7 @@ def select(setup: Setup, store: RunStore, run_id: str, found: Search, recorder: 
     selection = run_race(plan, initial, finalists, setup.splits.dev, race_scorer(selector, setup.task, raced),
                          seed=setup.config["seed"])
     for rounds in raced.values():  # one row per finalist: every dev example it was scored on
-        recorder.score(rounds[0].prompt, SELECT_ROLE, joined(rounds))
+        recorder.score(rounds[0].prompt, SELECT_ROLE, EvalResult.joined(rounds))
     return Choice(selection.chosen, selection)
 
 
@@ -57,14 +57,3 @@ def race_scorer(selector: Evaluator, task: Task, raced: dict[str, list[EvalResul
         return result
     return score
 
-
-def joined(rounds: list[EvalResult]) -> EvalResult:
-    """A finalist's rounds as one result (its soft evidence padded where a round had none)."""
-    return EvalResult(rounds[0].prompt, [e for r in rounds for e in r.examples],
-                      [x for r in rounds for x in r.scores], [x for r in rounds for x in r.predictions],
-                      probability=[x for r in rounds for x in _padded(r.probability, r)],
-                      margin=[x for r in rounds for x in _padded(r.margin, r)])
-
-
-def _padded(values: list, result: EvalResult) -> list:
-    return values if len(values) == len(result.examples) else [None] * len(result.examples)
