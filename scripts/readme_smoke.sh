@@ -43,4 +43,6 @@ import re, pathlib
 for block in re.findall(r"```python\n(.*?)```", pathlib.Path("README.md").read_text(), re.S)[1:]:
     exec(compile(block, "README.md (Python block)", "exec"), {})
 PY
+# The examples of docs/data.md and docs/api.md marked <!-- smoke --> (each feature of the data and API pages).
+step python scripts/docs_examples.py
 echo "smoke: every README command ran"

@@ -38,3 +38,16 @@ def test_every_readme_command_is_run_by_the_smoke_script():
 def test_readme_test_command_is_what_ci_runs():
     assert "bash scripts/test.sh" in readme_commands()
     assert "bash scripts/test.sh" in _commands((ROOT / ".ci" / "run").read_text())
+
+
+def test_marked_docs_examples_are_found_and_the_smoke_script_runs_them():
+    """A block marked ``<!-- smoke -->`` is picked up with its line; the smoke script calls the runner."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_examples", ROOT / "scripts" / "docs_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "intro\n<!-- smoke -->\n```sh\necho hi\n```\n\n```sh\nnot marked\n```\n"
+    found = [(m.group(1), m.group(2)) for m in module.MARKED.finditer(text)]
+    assert found == [("sh", "echo hi\n")]
+    assert "scripts/docs_examples.py" in (ROOT / "scripts" / "readme_smoke.sh").read_text()
