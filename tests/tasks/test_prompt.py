@@ -7,7 +7,7 @@ import json
 import pytest
 
 from promptgym.errors import PromptgymError
-from promptgym.tasks.prompt import LAYOUTS, Layout, Prompt, get_layout
+from promptgym.tasks.prompt import LAYOUTS, REASONING_LINE, Layout, Prompt, get_layout, with_reasoning
 
 NASTY = [
     "{{ 7*7 }}",
@@ -164,3 +164,41 @@ def test_demos_show_verbalized_labels():
     assert "Input: nice\nAnswer: great" in text
     assert "Input: meh\nAnswer: neutral" in text
     assert "Answer: positive" not in text
+
+
+# -- reasoning before the answer -------------------------------------------------------------------
+
+def test_ids_and_stored_form_of_direct_prompts_are_those_before_the_reasoning_switch():
+    """Pinned on the code before ``reasoning`` existed: stored runs, caches and pinned request
+    sequences key on these ids, so a direct prompt must hash and serialise as it did."""
+    plain = Prompt("Classify the review.", layout=LAYOUTS["plain"], verbalizers=(("positive", "good"),),
+                   demos=(("x", "positive"),))
+    assert Prompt("Classify the review.").id == "85b611c6a641336a"
+    assert plain.id == "d534d6af6645f16e"
+    assert "reasoning" not in Prompt("Classify the review.").to_dict()
+    assert Prompt.from_dict(Prompt("Classify the review.").to_dict()).reasoning is False
+
+
+def test_a_reasoning_prompt_is_a_different_candidate_that_survives_the_store():
+    direct = Prompt("Classify the review.")
+    twin = Prompt("Classify the review.", reasoning=True)
+    assert twin.id != direct.id and twin.to_dict()["reasoning"] is True
+    back = Prompt.from_dict(json.loads(json.dumps(twin.to_dict())))
+    assert back == twin and back.id == twin.id
+    assert twin.with_instruction("Other").reasoning is True  # a method's edits keep the mode
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_a_reasoning_prompt_renders_the_options_and_the_cue_before_the_input(name):
+    rendered = Prompt("Classify.", layout=LAYOUTS[name], reasoning=True).render("The soup.", options=["good", "bad"])
+    text = _all_text(rendered)
+    assert "Answer with one of: good, bad." in text and REASONING_LINE in text
+    assert text.index("Classify.") < text.index(REASONING_LINE) < text.index("The soup.")
+    direct = _all_text(Prompt("Classify.", layout=LAYOUTS[name]).render("The soup.", options=["good", "bad"]))
+    assert REASONING_LINE not in direct
+
+
+def test_a_plain_reasoning_prompt_cues_the_reasoning_not_the_answer():
+    text = Prompt("Classify.", layout=LAYOUTS["plain"], reasoning=True).render("The soup.", options=["a", "b"]).text
+    assert text.endswith("Input: The soup.\nReasoning:")
+    assert with_reasoning(LAYOUTS["chat"]).name == "chat-options+reasoning"

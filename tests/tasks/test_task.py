@@ -110,6 +110,38 @@ def test_logprob_mode_through_the_evaluator(tmp_path):
     assert backend.calls == 1  # all options in one call
 
 
+# -- ChoiceTask, a prompt that reasons first ----------------------------------------------------------
+
+def test_a_reasoning_prompt_generates_its_reply_whatever_the_scoring():
+    words = ["good", "bad", "neutral"]
+    prompt = Prompt("Classify.", verbalizers=(("positive", "good"), ("negative", "bad")), reasoning=True)
+    for scoring in ("logprob", "generate"):
+        req = ChoiceTask(scoring=scoring, reasoning_tokens=99).request(prompt, EX)
+        assert isinstance(req, GenerationRequest) and req.max_tokens == 99 and req.stop == ()
+        assert req.messages == prompt.render(EX.input, options=words).messages
+        assert "Answer with one of: good, bad, neutral." in req.messages[-1][1]
+    assert isinstance(ChoiceTask().request(Prompt("Classify."), EX), ScoreRequest)  # the direct twin scores
+    assert ChoiceTask().request(prompt, EX).max_tokens == 256  # the default room for reasoning
+
+
+def test_a_reasoning_reply_is_parsed_from_its_end_and_has_no_soft_evidence():
+    task, prompt = ChoiceTask(), Prompt("Classify.", verbalizers=(("negative", "bad"),), reasoning=True)
+    reply = Completion("It is not positive, and the soup was cold.\nAnswer: bad")
+    assert task.predict(prompt, EX, reply) == "negative"
+    direct = Prompt("Classify.", verbalizers=(("negative", "bad"),))
+    assert ChoiceTask(scoring="generate").predict(direct, EX, reply) == "positive"  # direct: the first named
+    assert task.predict(prompt, EX, Completion("I cannot tell.")) == ""
+    assert task.evidence(EX, reply) == (None, None)
+
+
+def test_reasoning_through_the_evaluator_on_the_scripted_model(tmp_path):
+    backend = ScriptedBackend()  # answers a reasoning prompt with a line of reasoning, then "Answer: ..."
+    ev = Evaluator(backend, backend, ResponseCache(f"sqlite:///{tmp_path / 'c.sqlite'}"))
+    result = ev.run_task(ChoiceTask(), Prompt("Classify.", reasoning=True), [EX])
+    assert "\nAnswer: " in result.responses[0].text and result.predictions[0] in LABELS
+    assert result.probability == [None] and result.margin == [None]
+
+
 # -- GenerationTask ----------------------------------------------------------------------------------
 
 QA = Example(id="q1", input="What is 6*7?", targets=("42", "forty-two"))

@@ -32,6 +32,7 @@ DEFAULT_REPLIES = (
 
 EMBEDDING_DIM = 32
 OPTIONS = re.compile(r"Answer with one of: (.+?)\.\n")  # the options line of a layout that shows them
+REASONING_CUE = '"Answer: <option>"'  # in the cue of a prompt that reasons first (tasks.prompt.REASONING_LINE)
 
 
 def _digest(*parts: object) -> int:
@@ -67,12 +68,18 @@ class ScriptedBackend:
     @classmethod
     def _default_reply(cls, request: GenerationRequest) -> str:
         """A canned reply; a short answer to a prompt that lists its options ("Answer with one of:
-        a, b.", a choice task scored by generation) is the option scoring would rank first."""
-        listed = OPTIONS.search(request_text(request)) if request.max_tokens <= 32 else None
-        if listed:
-            prompt = request_text(request)
+        a, b.", a choice task scored by generation) is the option scoring would rank first, and a
+        prompt that asks for reasoning first gets a line that names every option, then that one
+        on a last line "Answer: ..."."""
+        prompt = request_text(request)
+        listed = OPTIONS.search(prompt)
+        reasons = listed is not None and REASONING_CUE in prompt
+        if listed and (request.max_tokens <= 32 or reasons):
             options = [o.strip() for o in listed.group(1).split(", ") if o.strip()]
-            return max(options, key=lambda o: cls._default_logprob(prompt, o))
+            best = max(options, key=lambda o: cls._default_logprob(prompt, o))
+            if reasons:
+                return f"It could be {' or '.join(options)}; weighing the input, it is {best}.\nAnswer: {best}"
+            return best
         return DEFAULT_REPLIES[_digest(request) % len(DEFAULT_REPLIES)]
 
     @staticmethod

@@ -8,21 +8,22 @@ from typing import Callable
 from promptgym.data.dataset import Dataset
 from promptgym.tasks.code import CodeTask, CodeTestsMetric
 from promptgym.tasks.metrics import CallableMetric, Metric
-from promptgym.tasks.task import ChoiceTask, GenerationTask, Task
+from promptgym.tasks.task import DEFAULT_REASONING_TOKENS, ChoiceTask, GenerationTask, Task
 
 
 def task_for(dataset: Dataset, normalize: str = "none", scoring: str = "logprob",
-             metric: Metric | Callable | None = None) -> Task:
+             metric: Metric | Callable | None = None, reasoning_tokens: int = DEFAULT_REASONING_TOKENS) -> Task:
     """A code reward (``CodeTestsMetric``, under any length penalty) makes a ``CodeTask`` (longer
     answers, no stop at blank lines); a dataset with choices a ``ChoiceTask`` (its options scored
-    by log-probability or answered by generation, ``scoring``; the chosen option scored by
-    ``metric`` when one is given, else by accuracy); anything else a ``GenerationTask``."""
+    by log-probability or answered by generation, ``scoring``; a prompt that reasons generates up to
+    ``reasoning_tokens``; the chosen option scored by ``metric`` when one is given, else by
+    accuracy); anything else a ``GenerationTask``."""
     if metric is not None and not hasattr(metric, "name"):
         metric = CallableMetric(metric)
     if isinstance(_base(metric), CodeTestsMetric):
         return CodeTask(metric=metric)
     if dataset.is_choice:
-        task = ChoiceTask(normalize=normalize, scoring=scoring)
+        task = ChoiceTask(normalize=normalize, scoring=scoring, reasoning_tokens=reasoning_tokens)
         if metric is not None:
             task.metric = metric
         return task

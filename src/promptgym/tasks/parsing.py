@@ -51,3 +51,37 @@ def match_option(text: str, options: list[str]) -> int | None:
             key = (found.start(), -len(option), i)
             best = key if best is None or key < best else best
     return None if best is None else best[2]
+
+
+# "Answer:" as a reasoning reply's last line starts it; markdown around it ("**Answer:**") allowed.
+_ANSWER_LINE = re.compile(r"(?<!\w)answer[\s*_]*:[\s*_]*", re.IGNORECASE)
+
+
+def match_reasoned(text: str, options: list[str]) -> int | None:
+    """Index of the option a reasoning reply ends with, or None.
+
+    The reply reasons first and names options on the way, so its answer is read from the end: the
+    text after its last "Answer:" matched as a direct answer is (``match_option``); without one, or
+    when that text names no option, the option named last in the whole reply.
+    """
+    leads = list(_ANSWER_LINE.finditer(text))
+    if leads:
+        index = match_option(text[leads[-1].end():], options)
+        if index is not None:
+            return index
+    return last_option(text, options)
+
+
+def last_option(text: str, options: list[str]) -> int | None:
+    """Index of the option whose last whole-word mention ends latest in ``text``, or None (ties
+    broken by the longer option, so "not positive" wins over "positive")."""
+    body = normalize(text)
+    best: tuple[int, int, int] | None = None
+    for i, option in enumerate(normalize(o) for o in options):
+        if not option:
+            continue
+        ends = [m.end() for m in re.finditer(r"(?<!\w)" + re.escape(option) + r"(?!\w)", body)]
+        if ends:
+            key = (ends[-1], len(option), -i)
+            best = key if best is None or key > best else best
+    return None if best is None else -best[2]

@@ -1,7 +1,9 @@
 """A prompt candidate is more than an instruction: instruction + layout + verbalizers + demos.
 
 Later methods search each part (GRIPS edits the instruction, verbalizer searches change the label
-words, DP2O picks demonstrations), so all four live in one hashable, serialisable record.
+words, DP2O picks demonstrations), so all four live in one hashable, serialisable record, with one
+more switch: whether the model reasons before it answers (``reasoning``), which the search may
+change too.
 
 Templating is Jinja2 in a sandbox: the layout is the only template; instruction, inputs and demos
 are *values*, so braces in data or in model-written prompts are never interpreted.
@@ -81,12 +83,18 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Prompt:
-    """One candidate. ``verbalizers`` maps a label to the word the model sees (missing = itself)."""
+    """One candidate. ``verbalizers`` maps a label to the word the model sees (missing = itself).
+
+    ``reasoning``: the model writes its reasoning, then a last line "Answer: <option>" (a choice
+    task generates that reply and parses the option from it); rendered with the options and
+    ``REASONING_LINE`` (``with_reasoning``). Left out of ``to_dict`` when off, so a direct prompt
+    keeps the id and the stored form it had before the switch existed."""
 
     instruction: str
     layout: Layout = field(default_factory=lambda: LAYOUTS[DEFAULT_LAYOUT])
     verbalizers: tuple[tuple[str, str], ...] = ()
     demos: tuple[tuple[str, str], ...] = ()  # (input, label) pairs, shown in order
+    reasoning: bool = False
 
     def verbalize(self, label: str) -> str:
         for key, word in self.verbalizers:
@@ -98,7 +106,10 @@ class Prompt:
         return replace(self, instruction=instruction)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.reasoning:
+            del data["reasoning"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Prompt":
@@ -112,6 +123,7 @@ class Prompt:
             layout=layout,
             verbalizers=tuple(tuple(p) for p in data.get("verbalizers", ())),  # type: ignore[misc]
             demos=tuple(tuple(p) for p in data.get("demos", ())),  # type: ignore[misc]
+            reasoning=bool(data.get("reasoning", False)),
         )
 
     @property
@@ -121,7 +133,7 @@ class Prompt:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def render(self, input: str, options: list[str] | None = None) -> Rendered:
-        layout = self.layout
+        layout = with_reasoning(self.layout) if self.reasoning else self.layout
         demos = "\n\n".join(
             _render(layout.demo, layout.name, input=d_in, answer=self.verbalize(d_label))
             for d_in, d_label in self.demos
@@ -163,6 +175,33 @@ def with_options(layout: Layout) -> Layout:
         if replace(changed, name=named.name) == named:
             return named
     return replace(changed, name=f"{layout.name}-options")
+
+
+REASONING_LINE = ("Think step by step first. Then end with a last line of the form "
+                  "\"Answer: <option>\", naming one of the options.")
+
+
+@lru_cache(maxsize=64)
+def with_reasoning(layout: Layout) -> Layout:
+    """``layout`` as a prompt that reasons renders it: the options shown (``with_options``) and
+    ``REASONING_LINE`` after the options line (where a layout shows the options its own way: after
+    the instruction; without the instruction: first), so the cue sits in the shared prefix, before
+    the input, as simple-evals' multiple-choice template puts it. A completion layout that ends by
+    cueing the answer ("Answer:") ends with "Reasoning:" instead: the reply starts with the reasoning.
+    Named after the layout plus ``+reasoning``."""
+    shown = with_options(layout)
+    part = "system" if shown.system is not None and "{{ instruction }}" in shown.system else "user"
+    text = getattr(shown, part)
+    for mark in (OPTIONS_LINE, "{{ instruction }}"):
+        if mark in text:
+            text = text.replace(mark, f"{mark}\n{REASONING_LINE}", 1)
+            break
+    else:
+        text = f"{REASONING_LINE}\n{text}"
+    changed = replace(shown, name=f"{shown.name}+reasoning", **{part: text})
+    if not changed.chat and changed.user.rstrip().endswith("Answer:"):
+        changed = replace(changed, user=changed.user.rstrip()[:-len("Answer:")] + "Reasoning:")
+    return changed
 
 
 def get_layout(name: str) -> Layout:

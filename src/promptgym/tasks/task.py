@@ -10,10 +10,11 @@ import numpy as np
 from promptgym.data.dataset import Example
 from promptgym.models.base import Completion, GenerationRequest, OptionScores, ScoreRequest
 from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
-from promptgym.tasks.parsing import match_option
+from promptgym.tasks.parsing import match_option, match_reasoned
 from promptgym.tasks.prompt import Prompt, shows_options, with_options
 
 Request = Union[ScoreRequest, GenerationRequest]
+DEFAULT_REASONING_TOKENS = 256  # room for a few sentences of reasoning and the answer line
 Response = Union[OptionScores, Completion]
 
 
@@ -47,9 +48,15 @@ class ChoiceTask(Task):
     without log-probabilities); the prompt then always shows the options (``with_options``: a
     layout without them, e.g. one a method switched to, gets the options line), since a model that
     never sees the label words answers in free text that matches none of them.
+
+    A prompt that reasons (``Prompt.reasoning``) is answered by generation whatever ``scoring``
+    says: the model writes its reasoning and a last line "Answer: <option>", in at most
+    ``reasoning_tokens`` tokens, and the option is parsed from the reply's end (``match_reasoned``).
+    The mode is the candidate's, so one run can score direct and reasoning prompts side by side.
     """
 
-    def __init__(self, normalize: str = "none", scoring: str = "logprob", max_tokens: int = 16):
+    def __init__(self, normalize: str = "none", scoring: str = "logprob", max_tokens: int = 16,
+                 reasoning_tokens: int = DEFAULT_REASONING_TOKENS):
         if normalize not in ("none", "mean"):
             raise ValueError("normalize must be 'none' or 'mean'")
         if scoring not in ("logprob", "generate"):
@@ -57,6 +64,7 @@ class ChoiceTask(Task):
         self.normalize = normalize
         self.scoring = scoring
         self.max_tokens = max_tokens
+        self.reasoning_tokens = reasoning_tokens
         self.metric = ChoiceAccuracy()
 
     def _words(self, prompt: Prompt, example: Example) -> list[str]:
@@ -65,6 +73,10 @@ class ChoiceTask(Task):
 
     def request(self, prompt: Prompt, example: Example) -> Request:
         words = self._words(prompt, example)
+        if prompt.reasoning:  # the prompt renders the options and the reasoning cue itself
+            rendered = prompt.render(example.input, options=words)
+            return GenerationRequest(messages=rendered.messages, text=rendered.text,
+                                     answer_prefix=rendered.answer_prefix, max_tokens=self.reasoning_tokens)
         if self.scoring == "generate" and not shows_options(prompt.layout):
             prompt = replace(prompt, layout=with_options(prompt.layout))
         rendered = prompt.render(example.input, options=words)
@@ -106,15 +118,17 @@ class ChoiceTask(Task):
         return float(self.probabilities(response)[right]), margin
 
     def predict(self, prompt: Prompt, example: Example, response: Response) -> str:
-        """The option scored highest, or one a generated answer names; "" for none: a generated
-        answer that names no option, or option scores with no option's token read (all at a floor:
-        picking the first would credit a prompt with that option's share of the data)."""
+        """The option scored highest, or one a generated answer names (a reasoning reply: the one it
+        ends with); "" for none: a generated answer that names no option, or option scores with no
+        option's token read (all at a floor: picking the first would credit a prompt with that
+        option's share of the data)."""
         assert example.choices
         if isinstance(response, OptionScores):
             if response.token_counts and not any(response.token_counts):
                 return ""
             return example.choices[int(np.argmax(self.option_scores(response)))]
-        index = match_option(response.text, self._words(prompt, example))
+        match = match_reasoned if prompt.reasoning else match_option
+        index = match(response.text, self._words(prompt, example))
         return example.choices[index] if index is not None else ""
 
 
