@@ -87,6 +87,22 @@ def test_plan_picks_the_default_dev_split_when_data_and_budget_allow():
     assert (small.dev_size, small.reserve) == (18, 72)
 
 
+def test_plan_pays_for_the_twins_raced_beside_the_methods_k():
+    from promptgym.evaluation.selection import plan_selection
+
+    plan = plan_selection(available=300, budget=600, dev_size=None, twins=2)  # 3 finalists + 2 twins + the start
+    assert (plan.dev_size, plan.k, plan.twins, plan.reserve) == (50, 3, 2, 300) and plan.record()["twins"] == 2
+    small = plan_selection(available=300, budget=150, dev_size=None, twins=2)  # half of 150 pays for 12 x 6
+    assert (small.dev_size, small.reserve) == (12, 72)
+    assert plan_selection(available=300, budget=600, dev_size=20, twins=2).reserve == 120
+    assert "twins" not in plan_selection(available=300, budget=600, dev_size=None).record()
+    assert plan_selection(available=300, budget=600, dev_size=None, k=0, twins=2).twins == 0  # selection off
+    import pytest
+
+    with pytest.raises(ValueError, match=r"\(6 prompts x 30 = 180"):
+        plan_selection(available=300, budget=150, dev_size=30, twins=2)
+
+
 def test_plan_says_plainly_why_selection_is_off():
     import pytest
 

@@ -235,11 +235,12 @@ class SelectionPlan:
     dev_size: int
     k: int
     level: float
-    reserve: int  # calls kept back from the search for the race: (k + 1) x dev, the worst case
+    reserve: int  # calls kept back from the search for the race: (k + 1 + twins) x dev, the worst case
     reason: str = ""  # why selection is off, in words for the report
     statistic: str = DEFAULT_STATISTIC
     margin: float = DEFAULT_MARGIN
     sequential: bool = False  # race on dev drawn while undecided (``race_sequential``), same reserve
+    twins: int = 0  # finalists raced beyond the method's k (the reasoning twins), paid from the reserve too
 
     @property
     def enabled(self) -> bool:
@@ -255,23 +256,26 @@ class SelectionPlan:
         return {"enabled": self.enabled, "dev_size": self.dev_size, "k": self.k, "level": self.level,
                 "reserve": self.reserve, "reason": self.reason, "statistic": self.statistic,
                 **({"margin": self.margin} if self.statistic != DEFAULT_STATISTIC else {}),
-                **({"sequential": True} if self.sequential else {})}
+                **({"sequential": True} if self.sequential else {}),
+                **({"twins": self.twins} if self.twins else {})}
 
 
 def plan_selection(available: int, budget: int | None, dev_size: int | None, k: int = DEFAULT_K,
                    level: float = DEFAULT_LEVEL, statistic: str = DEFAULT_STATISTIC,
-                   margin: float = DEFAULT_MARGIN, sequential: bool = False) -> SelectionPlan:
+                   margin: float = DEFAULT_MARGIN, sequential: bool = False, twins: int = 0) -> SelectionPlan:
     """The dev split and the budget kept for selection. ``available`` is what the data leaves after
     train and test; ``dev_size`` None means choose (``DEFAULT_DEV``, less if the data or half the
     budget cannot pay for it). Raises ValueError with a one-line reason when the user's own choice
     cannot work. ``sequential`` keeps the same dev split and reserve: the sequential race draws
-    further dev examples from what the data leaves, and spends no more than the reserve."""
-    plan = _plan(available, budget, dev_size, k, level)
+    further dev examples from what the data leaves, and spends no more than the reserve. ``twins``
+    more finalists race besides the method's ``k`` (``--reasoning search``: the reasoning twins of
+    the method's best and of the start), and the reserve pays for them too."""
+    plan = _plan(available, budget, dev_size, k, level, twins)
     _check_statistic(statistic)
     if not (isinstance(margin, (int, float)) and 0 <= margin <= 1):
         raise ValueError(f"--select-margin must be between 0 and 1 (an accuracy difference), got {margin}")
     return SelectionPlan(plan.dev_size, plan.k, plan.level, plan.reserve, plan.reason, statistic, float(margin),
-                         bool(sequential))
+                         bool(sequential), twins if plan.k else 0)
 
 
 def run_race(plan: SelectionPlan, start: Prompt, ranked: Sequence[Prompt], dev: Sequence[Example],
@@ -283,7 +287,8 @@ def run_race(plan: SelectionPlan, start: Prompt, ranked: Sequence[Prompt], dev: 
     return race(start, ranked, dev, score, **options)
 
 
-def _plan(available: int, budget: int | None, dev_size: int | None, k: int, level: float) -> SelectionPlan:
+def _plan(available: int, budget: int | None, dev_size: int | None, k: int, level: float,
+          twins: int = 0) -> SelectionPlan:
     if not 0 < level < 1:
         raise ValueError(f"--select-level must be between 0 and 1, got {level}")
     if k < 0:
@@ -292,21 +297,22 @@ def _plan(available: int, budget: int | None, dev_size: int | None, k: int, leve
         return SelectionPlan(dev_size or 0, 0, level, 0, "off (--select-k 0): the method's best is returned unguarded")
     if dev_size == 0:
         return SelectionPlan(0, k, level, 0, "off (--dev-size 0): the method's best is returned unguarded")
+    raced = k + 1 + twins  # the prompts in the race, the start included
     if dev_size is not None:
-        reserve = (k + 1) * dev_size
+        reserve = raced * dev_size
         if budget is not None and reserve >= budget:
             raise ValueError(f"--budget {budget} cannot pay for final selection on {dev_size} dev examples "
-                             f"({k + 1} prompts x {dev_size} = {reserve} calls): raise --budget, or lower "
+                             f"({raced} prompts x {dev_size} = {reserve} calls): raise --budget, or lower "
                              f"--dev-size or --select-k (0 turns selection off)")
         return SelectionPlan(dev_size, k, level, reserve)
-    by_budget = DEFAULT_DEV if budget is None else int(budget * BUDGET_SHARE) // (k + 1)
+    by_budget = DEFAULT_DEV if budget is None else int(budget * BUDGET_SHARE) // raced
     size = min(DEFAULT_DEV, available, by_budget)
     if size < MIN_DEV:
         why = (f"the data leaves {available} examples after train and test" if available < by_budget
                else f"--budget {budget} pays for {by_budget} dev examples")
         return SelectionPlan(0, k, level, 0, f"off: {why}, fewer than the {MIN_DEV} a dev split needs; "
                              "the method's best is returned unguarded")
-    return SelectionPlan(size, k, level, (k + 1) * size)
+    return SelectionPlan(size, k, level, raced * size)
 
 
 # -- the sequential race ------------------------------------------------------------------------------
@@ -479,8 +485,8 @@ def detectable(selection: Selection, plan: SelectionPlan, budget: int | None, av
     had (a power calculation for the test that decided, at its Bonferroni level ``level / m`` with m
     finalists, and ``power``), from the disagreement observed on dev between the start and the
     finalists, pooled over the examples each answered; and the dev size and budget that would detect
-    half that gain, at the plan's cost of k + 1 calls per dev example with the search's share as it
-    was. None when the start was not kept, nothing raced, or the prompts never disagreed.
+    half that gain, at the plan's cost of k + 1 calls per dev example (plus the twins') with the
+    search's share as it was. None when the start was not kept, nothing raced, or the prompts never disagreed.
 
     Exact McNemar power for 0/1 scores (``stats.mcnemar_power``); otherwise a normal approximation
     with the observed spread of per-example differences (the signed-rank test's efficiency 3/pi for
@@ -519,7 +525,7 @@ def detectable(selection: Selection, plan: SelectionPlan, budget: int | None, av
                 "sentence": (f"on the {n} dev examples the finalists scored exactly as your prompt did, so no gain "
                              "could be seen there, and more dev examples would not change that")}
     search = None if budget is None else budget - plan.reserve  # the search's calls, kept as they were
-    budget_needed = None if search is None or needed is None else search + (plan.k + 1) * needed
+    budget_needed = None if search is None or needed is None else search + (plan.k + 1 + plan.twins) * needed
     what = "" if selection.statistic == "accuracy" else f" in {selection.statistic}"
     if gain is None:
         head = (f"no gain{what} would reliably have been noticed with {n} dev examples: the prompts disagreed "
