@@ -30,7 +30,7 @@ from promptgym.projection import Projection
 from promptgym.report.html import write_run_report
 from promptgym.runner import execute
 from promptgym.runner.backends import cache_url_of, remember_cache_url, remember_spec, using
-from promptgym.runner.config import (LONG_INPUTS, dataset_from_config, dataset_to_json, reward_config,
+from promptgym.runner.config import (LONG_INPUTS, REASONING, dataset_from_config, dataset_to_json, reward_config,
                                      selection_plan, split_files)
 from promptgym.runner.setup import make_optimizer, prepare, ready, scoring_used, task_of
 from promptgym.runner.summary import RunResult, RunSummary
@@ -40,7 +40,7 @@ from promptgym.store.runs import RunStore
 from promptgym.tasks.metrics import ExactMatch, Metric
 from promptgym.tasks.prompt import DEFAULT_LAYOUT, Prompt
 from promptgym.tasks.rewards import as_metric
-from promptgym.tasks.task import ChoiceTask
+from promptgym.tasks.task import DEFAULT_REASONING_TOKENS, ChoiceTask
 
 __all__ = ["optimize", "resume", "predict", "runs", "show", "report", "compare", "export", "methods",
            "method_parameters", "RunResult", "RunSummary", "RunDetails"]
@@ -70,7 +70,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
-             backends: Mapping[str, Backend] | None = None) -> RunResult | Projection:
+             backends: Mapping[str, Backend] | None = None, reasoning: str = "off",
+             reasoning_tokens: int | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
@@ -111,6 +112,13 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
     not stored: pass it again to ``resume``.
 
+    ``reasoning`` (choice tasks): ``"off"`` answers directly (options scored, or ``scoring``);
+    ``"on"``: the start and every candidate reason first, then end with "Answer: <option>" (generated,
+    up to ``reasoning_tokens`` tokens, default 256, and parsed to an option; no option named is
+    wrong); ``"search"``: the search runs direct, and final selection also races the reasoning twins
+    of the method's best and of the start on dev, so the mode the run returns is decided on dev
+    (``summary["answer_mode"]``, ``summary["selection"]["reasoning"]``). See docs/data.md.
+
     ``long_inputs``: an example whose prompt does not fit the task model's context (when the
     backend tells its size) is an error naming the row (``"error"``, before anything is stored)
     or has its input cut to fit (``"truncate"``).
@@ -130,6 +138,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
             raise PromptgymError(f"--{name}-size must be a whole number, at least {least} (got {value!r})")
     if long_inputs not in LONG_INPUTS:
         raise PromptgymError(f"long_inputs '{long_inputs}': use one of {', '.join(LONG_INPUTS)}")
+    _check_reasoning_options(reasoning, reasoning_tokens)
     if train_file is None:
         if dev_file is not None or test_file is not None:
             raise PromptgymError("--dev FILE and --test FILE need --train FILE (exact splits come from files together)")
@@ -146,7 +155,9 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   cache_url=remember_cache_url(cache_url) if cache_url else None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
                   select_statistic=select_statistic, select_margin=select_margin,
-                  **({"select_sequential": True} if select_sequential else {}))
+                  **({"select_sequential": True} if select_sequential else {}),
+                  **({"reasoning": reasoning, "reasoning_tokens": reasoning_tokens or DEFAULT_REASONING_TOKENS}
+                     if reasoning != "off" else {}))
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:
@@ -164,6 +175,17 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
             return execute.dry_run(store, setup)
         ready(setup)  # a dead endpoint, cache or sandbox fails here too, before the run row
         return execute.start(store, setup, quiet=quiet)
+
+
+def _check_reasoning_options(reasoning: str, reasoning_tokens: int | None) -> None:
+    if reasoning not in REASONING:
+        raise PromptgymError(f"--reasoning '{reasoning}': use one of {', '.join(REASONING)}")
+    if reasoning_tokens is None:
+        return
+    if isinstance(reasoning_tokens, bool) or not isinstance(reasoning_tokens, int) or reasoning_tokens < 1:
+        raise PromptgymError(f"--reasoning-tokens must be a whole number, at least 1 (got {reasoning_tokens!r})")
+    if reasoning == "off":
+        raise PromptgymError("--reasoning-tokens needs --reasoning on or search")
 
 
 def resume(run_id: str, store_url: str | None = None, quiet: bool = False,

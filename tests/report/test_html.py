@@ -263,3 +263,27 @@ def test_a_sequential_race_is_described_as_one_with_where_it_stopped(tmp_path):
     assert "in rounds of 10; a finalist a paired test found worse" not in page  # not the fixed race's words
     dropped = [c for c in s["selection"]["candidates"] if c.get("dropped_why")]
     assert all(f"dev examples: {c['dropped_why']}" in page for c in dropped)
+
+
+def test_the_page_shows_the_answer_mode_and_how_the_twins_did_on_dev(tmp_path):
+    from support import write_reviews
+
+    data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    s = api.optimize(data, method="opro", budget=200, train_size=10, test_size=20, task_model="scripted",
+                     optimizer_model="scripted", store_url=url, reasoning="search", quiet=True).summary
+    page_data = run_page_data(RunStore(url), s["run_id"])
+    page = render_run(page_data)
+    assert f"raced as finalists too: {s['selection']['reasoning']['sentence']}." in page
+    assert any(r["layout"].endswith(" +reasoning") for r in page_data["table"])
+    (tmp_path / "direct").mkdir()
+    plain = render_run(run_page_data(*make_run(tmp_path / "direct", hostile=False)))
+    assert "answer-mode" not in plain and "+reasoning" not in plain  # a direct run's page as before
+
+
+def test_prompt_parts_show_the_answer_mode_only_where_a_prompt_reasons():
+    from promptgym.report.html import prompt_parts
+
+    direct, reasoning = {"instruction": "Classify."}, {"instruction": "Classify.", "reasoning": True}
+    assert [p["name"] for p in prompt_parts(direct, direct)][-1] == "demonstrations"
+    [mode] = [p for p in prompt_parts(direct, reasoning) if p["name"] == "answer mode"]
+    assert mode["changed"] and mode["start"] == "direct" and mode["chosen"].startswith("reasoning")

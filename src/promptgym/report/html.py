@@ -78,8 +78,8 @@ def _demos_text(demos: list[Any]) -> str:
 
 
 def prompt_parts(start: dict[str, Any], chosen: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each part of a prompt (instruction, layout, label words, demonstrations), start vs chosen,
-    with a word diff and whether it changed."""
+    """Each part of a prompt (instruction, layout, label words, demonstrations, and the answer mode
+    when either reasons first), start vs chosen, with a word diff and whether it changed."""
     def layout(p: dict[str, Any]) -> str:
         lay = p.get("layout") or {}
         lines = [f"name: {lay.get('name', '')}"]
@@ -94,7 +94,13 @@ def prompt_parts(start: dict[str, Any], chosen: dict[str, Any]) -> list[dict[str
               _label_words(chosen.get("verbalizers")) or "(the labels themselves)"),
              ("demonstrations", _demos_text(start.get("demos") or []) or "(none)",
               _demos_text(chosen.get("demos") or []) or "(none)")]
+    if start.get("reasoning") or chosen.get("reasoning"):
+        parts.append(("answer mode", _answer_mode(start), _answer_mode(chosen)))
     return [dict(name=name, start=a, chosen=b, changed=a != b, diff=word_diff(a, b)) for name, a, b in parts]
+
+
+def _answer_mode(prompt: dict[str, Any]) -> str:
+    return "reasoning, then \"Answer: <option>\"" if prompt.get("reasoning") else "direct"
 
 
 LEVEL = 0.05  # the headline's level: two-sided, on the paired test the summary's p comes from
@@ -304,7 +310,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
         table.append(dict(
             seq=c["seq"], id=cid, operation=c["operation"], role=role(cid),
             parents=[seq[p] for p in c["parents"] if p in seq], instruction=c["prompt"].get("instruction", ""),
-            layout=(c["prompt"].get("layout") or {}).get("name", ""),
+            layout=(c["prompt"].get("layout") or {}).get("name", "") + (" +reasoning" if c["prompt"].get("reasoning") else ""),
             verbalizers=_label_words(c["prompt"].get("verbalizers")), demos=len(c["prompt"].get("demos") or []),
             demo_texts=[_demo_text(d) for d in c["prompt"].get("demos") or []],
             train=train["score"] if train else None, train_n=train["n"] if train else None,

@@ -65,6 +65,10 @@ def summary_table(s: dict[str, Any]) -> None:
                       f"{selection.get('calls', 0)} calls")
         if (selection.get("race") or {}).get("sentence"):
             _print(f"sequential race: {_e(selection['race']['sentence'])}")
+    if (selection.get("reasoning") or {}).get("sentence"):
+        _print(f"answer mode: {_e(selection['reasoning']['sentence'])}")
+    elif s.get("answer_mode") == "reasoning":
+        _print("answer mode: the returned prompt reasons before it answers (its reply ends with 'Answer: <option>')")
     if s.get("verdict"):
         interval = s.get("test_interval")
         held_out = (f"; test {s['test_delta']:+.3f}, 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"

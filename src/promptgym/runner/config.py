@@ -17,6 +17,8 @@ from promptgym.tasks.metrics import ExactMatch, Metric
 from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
 
 LONG_INPUTS = ("error", "truncate")  # what a row too long for the task model's context becomes
+REASONING = ("off", "on", "search")  # a choice task's answers: direct, reasoning, or raced on dev (setup.py)
+TWINS = 2  # --reasoning search: the reasoning twins of the method's best and of the start
 
 
 def reward_config(config: dict[str, Any], reward: Any, length_penalty: Any) -> Metric | None:
@@ -58,7 +60,8 @@ def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPl
                               config["dev_size"], config.get("select_k", 0),
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
-                              config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False))
+                              config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False),
+                              TWINS if config.get("reasoning") == "search" else 0)
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
 

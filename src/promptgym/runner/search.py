@@ -89,8 +89,10 @@ def answer_check(evaluator: Evaluator, task: Task, initial: Prompt, train: list[
     training examples (not charged; the search finds them in the cache) before the search, and a
     run in which fewer than ``ANSWER_CHECK_LEAST`` of the answers name an option stops there with
     one line, instead of spending its budget on scores of 0 (a served model that answers in free
-    text). Returns the check's record (``stats["answer_check"]``), None when there is nothing to check."""
-    if not (isinstance(task, ChoiceTask) and task.scoring == "generate") or not train:
+    text). A start that reasons (``--reasoning on``) is checked the same way: its replies must end
+    with an option. Returns the check's record (``stats["answer_check"]``), None when there is
+    nothing to check."""
+    if not (isinstance(task, ChoiceTask) and (task.scoring == "generate" or initial.reasoning)) or not train:
         return None
     result = evaluator.run_task(task, initial, train[:ANSWER_CHECK_EXAMPLES], charge=False)
     matched = sum(1 for p in result.predictions if p != "")
@@ -102,7 +104,9 @@ def answer_check(evaluator: Evaluator, task: Task, initial: Prompt, train: list[
             f"the task model's answers name an option in {matched} of the first {len(result.predictions)} training "
             f"examples (the prompt shows the options, layout {initial.layout.name}; an answer: {sample!r}): the search "
             "would score every prompt about 0, so it was not started; use a model that follows the instruction, "
-            "score by log-probability (--scoring logprob, a backend that has it) or change the prompt (--prompt)")
+            + ("answer directly (--reasoning off)" if initial.reasoning else
+               "score by log-probability (--scoring logprob, a backend that has it)")
+            + " or change the prompt (--prompt)")
     log(f"answer check: {matched} of the first {len(result.predictions)} training answers name an option "
         f"(layout {initial.layout.name})")
     return record

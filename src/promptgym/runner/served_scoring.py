@@ -36,7 +36,8 @@ def choose_scoring(setup: Setup, store: RunStore, run_id: str, ledger: Ledger, r
     if config["scoring"] or not getattr(setup.task_backend, "scores_first_token", False) \
             or not isinstance(task, ChoiceTask) or task.scoring != "generate" or not setup.splits.train:
         return
-    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens)
+    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens,
+                        reasoning_tokens=task.reasoning_tokens)
     scored.metric = task.metric
     start = initial_prompt(config, setup.dataset, scored)
     request = scored.request(start, setup.splits.train[0])

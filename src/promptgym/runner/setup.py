@@ -67,7 +67,8 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
     check_chat(task_backend, optimizer, config)
     task = task_of(config, dataset, config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate"),
                    reward)
-    _check_statistic(plan, task)
+    _check_reasoning(config, plan, task)
+    _check_statistic(plan, task, config.get("reasoning", "off"))
     initial = initial_prompt(config, dataset, task)
     if check_lengths:
         splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
@@ -103,7 +104,8 @@ def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> 
 def task_of(config: dict[str, Any], dataset: Dataset, scoring: str, reward: Metric | None = None) -> Task:
     """The run's task (``tasks.build.task_for``) with its metric: the run's reward (the object
     given, or its stored spec, or the dataset's own), then any length penalty."""
-    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward))
+    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward),
+                    **({"reasoning_tokens": config["reasoning_tokens"]} if config.get("reasoning_tokens") else {}))
 
 
 def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -> Metric | None:
@@ -130,26 +132,55 @@ def _dataset_reward(config: dict[str, Any]) -> str | None:
 def initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:
     """The start: the user's prompt (or the dataset's, or a neutral one) in the run's layout; for a
     choice task answered by generation, with the options line added where the layout has none
-    (``chat`` becomes ``chat-options``): the model must see the label words to answer with one."""
+    (``chat`` becomes ``chat-options``): the model must see the label words to answer with one.
+    With ``--reasoning on`` the start reasons, and so does every candidate made from it."""
     instruction = config.get("prompt") or dataset.description or (
         NEUTRAL_CHOICE if isinstance(task, ChoiceTask) else NEUTRAL_GENERATION)
     layout = get_layout(config["layout"])
     if isinstance(task, ChoiceTask) and task.scoring == "generate":
         layout = with_options(layout)
-    return Prompt(instruction=instruction, layout=layout)
+    return Prompt(instruction=instruction, layout=layout, reasoning=config.get("reasoning") == "on")
 
 
 def scoring_used(config: dict[str, Any], store: RunStore, run_id: str) -> str:
     """How a run scored choices: as asked (``--scoring``), else as its ledger shows: by generating
     if the task model generated (a served model may have been asked once for log-probabilities
-    first, at the start: ``served_scoring``), else by log-probability."""
+    first, at the start: ``served_scoring``), else by log-probability. Reasoning replies are
+    generated too: with ``--reasoning search`` final selection's generations are the twins' and do
+    not count (the search answered directly); with ``--reasoning on`` no direct answer was asked
+    for. Either way a prompt that reasons generates whatever the scoring (``ChoiceTask``)."""
     if config.get("scoring"):
         return config["scoring"]
+    if config.get("reasoning") == "on":
+        return "logprob"
     kinds = {(r["role"], r["kind"]) for r in store.call_rows(run_id)}
-    return "generate" if ("task", "generate") in kinds or (SELECT_ROLE, "generate") in kinds else "logprob"
+    generated = ("task", "generate") in kinds or ((SELECT_ROLE, "generate") in kinds and not config.get("reasoning"))
+    return "generate" if generated else "logprob"
 
 
-def _check_statistic(plan: SelectionPlan, task: Task) -> None:
+def _check_reasoning(config: dict[str, Any], plan: SelectionPlan, task: Task) -> None:
+    """``--reasoning`` is for choice tasks (the reply is parsed to an option), and ``search``
+    decides in final selection, which must then be on."""
+    reasoning = config.get("reasoning", "off")
+    if reasoning == "off":
+        return
+    if not isinstance(task, ChoiceTask):
+        raise PromptgymError(f"--reasoning {reasoning} needs a choice task (the reasoning ends with one of the "
+                             "options); this dataset has no choices: leave --reasoning off")
+    if reasoning == "search" and not plan.enabled:
+        why = plan.reason.split(";")[0].split(": the method's best")[0]
+        raise PromptgymError(f"--reasoning search decides direct vs reasoning on the dev split, in final selection, "
+                             f"which is {why}: give it a dev split (--dev-size N, --select-k 1 or more, a larger "
+                             "--budget) or use --reasoning on or off")
+
+
+def _check_statistic(plan: SelectionPlan, task: Task, reasoning: str = "off") -> None:
+    """A soft statistic needs every raced prompt's option probabilities, which neither a generated
+    answer nor a reasoning reply has (``--reasoning on`` or ``search``: the probability is None)."""
+    if plan.statistic != DEFAULT_STATISTIC and isinstance(task, ChoiceTask) and reasoning != "off":
+        raise PromptgymError(f"--select-statistic {plan.statistic} needs each option's probability, which a "
+                             f"reasoning answer does not have (--reasoning {reasoning}): use --select-statistic "
+                             "accuracy")
     if plan.statistic != DEFAULT_STATISTIC and not (isinstance(task, ChoiceTask) and task.scoring == "logprob"):
         kind = "a choice task scored by generation" if isinstance(task, ChoiceTask) else "a generation task"
         raise PromptgymError(f"--select-statistic {plan.statistic} needs a choice task scored by log-probability "

@@ -16,6 +16,8 @@ from promptgym.runner.search import Search
 from promptgym.runner.setup import Setup
 from promptgym.runner.summary import RunSummary
 from promptgym.store.runs import RunStore
+from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.task import ChoiceTask, Task
 
 
 def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice: Choice, results: Scores,
@@ -41,11 +43,21 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         stats=found.ctx.stats, best_prompt_full=best.to_dict(), initial_prompt_full=initial.to_dict(),
         dev_size=sel.get("dev_size", len(splits.dev)), dev_initial=sel.get("dev_initial"), dev_best=sel.get("dev_best"),
         kept_start=sel.get("kept_start"),
-        selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select")},
+        selection={**plan.record(), **sel, "calls": store.charged_calls(run_id, phase="select"),
+                   **({"reasoning": choice.reasoning} if choice.reasoning else {})},
         method_best_prompt=method_best.instruction,
         test_method_best=scores.get((method_best.id, "test")),
         **test, detectable=detectable_gain(selection, plan, config, setup.dataset),
-        verdict=verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
+        verdict=verdict(plan, selection, test), projection=projection.to_dict(),
+        answer_mode=answer_mode(setup.task, best), extra=extra or {})
+
+
+def answer_mode(task: Task, best: Prompt) -> str | None:
+    """How the returned prompt answers a choice task: ``reasoning`` (it reasons, then names an
+    option) or ``direct``; None for other tasks."""
+    if not isinstance(task, ChoiceTask):
+        return None
+    return "reasoning" if best.reasoning else "direct"
 
 
 def detectable_gain(selection: Selection | None, plan: SelectionPlan, config: dict[str, Any],
