@@ -237,3 +237,53 @@ def test_export_says_how_the_run_scored_choices(tmp_path):
     assert logprob["request"]["kind"] == "score"
     generated = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path, "--scoring", "generate")]).stdout)
     assert generated["request"] == {"kind": "generate", "max_tokens": 16, "stop": []}
+
+
+# -- a prompt that reasons first --------------------------------------------------------------------
+
+REASONED_REPLIES = ("Positive words, but it is a complaint.\nAnswer: bad", "Answer: good\nNo: Answer: neutral",
+                    "good or bad? It is bad", "**Answer:** neutral", "I cannot tell.", "")
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_reasoning_prompt_exports_its_cue_its_token_limit_and_its_parse(layout):
+    from promptgym.export import PARSE_REASONED
+    from promptgym.models.base import Completion
+    from promptgym.tasks.prompt import REASONING_LINE
+
+    prompt = Prompt("Classify the review.", layout=LAYOUTS[layout], verbalizers=(("positive", "good"), ("negative", "bad")),
+                    reasoning=True)
+    task = ChoiceTask(reasoning_tokens=77)
+    record = export_record(prompt, task, LABELS, {})
+    assert record["template"]["scoring"] == "reason" and record["template"]["assumes"].startswith("reasoning")
+    assert record["reasoning"] == {"cue": REASONING_LINE, "max_tokens": 77, "parse": PARSE_REASONED}
+    assert record["request"] == {"kind": "generate", "max_tokens": 77, "stop": []}
+    assert record["generation"]["same_as_template"] and record["generation"]["scoring"] == "reason"
+    assert REASONING_LINE in str(record["template"]) and "{options}" in str(record["template"])
+    text = export_text(prompt, LABELS, task)
+    assert PARSE_REASONED in text.split("\n\n", 1)[0] and REASONING_LINE in _body(text)
+    ns = _exec(export_prompt(prompt, task, LABELS, "python"))
+    assert ns["SCORING"] == "reason" == ns["GENERATION_SCORING"] and ns["GENERATION_MAX_TOKENS"] == 77
+    build = ns["build_messages"] if LAYOUTS[layout].chat else ns["build_prompt"]
+    for text in INPUTS:
+        example = Example("e", text, ("positive",), tuple(LABELS))
+        sent = task.request(prompt, example)
+        assert _as_sent(build(text, LABELS)) == (sent.messages if LAYOUTS[layout].chat else sent.text)
+        for reply in REASONED_REPLIES:  # the snippet parses a reply as the run did
+            assert ns["answer"](reply, LABELS) == (task.predict(prompt, example, Completion(reply)) or None)
+    assert ns["answer"](REASONED_REPLIES[0]) == "negative"  # not the first option named, as direct matching would
+
+
+def test_export_of_a_reasoning_run_says_so(tmp_path):
+    record = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path, "--reasoning", "on",
+                                                                 "--reasoning-tokens", "40")]).stdout)
+    assert record["prompt"]["reasoning"] is True and record["template"]["scoring"] == "reason"
+    assert record["request"] == {"kind": "generate", "max_tokens": 40, "stop": []}
+    assert record["reasoning"]["max_tokens"] == 40
+
+
+def test_the_twins_generations_do_not_make_a_direct_run_look_generated(tmp_path):
+    run_id = _run(tmp_path, "--reasoning", "search", "--dev-size", "10", "--budget", "100")
+    record = json.loads(CliRunner().invoke(main, ["export", run_id]).stdout)
+    assert "reasoning" not in record["prompt"]  # the scripted twins answer as the direct prompts do: kept direct
+    assert record["request"]["kind"] == "score" and record["template"]["scoring"] == "logprob"

@@ -8,6 +8,12 @@ options listed ("Answer with one of: ..."), whose reply is matched to an option 
 ``--scoring generate`` does; ``txt`` (what is pasted into a chat) is that request. Every format
 says which scoring it assumes. The options' hole is ``{options}`` in every format.
 
+A prompt that reasons (``Prompt.reasoning``) has one request only: it lists the options and the
+reasoning cue, the model writes its reasoning and a last line "Answer: <option>", and the option is
+parsed from the reply's end (``parsing.match_reasoned``). Every format says so, the ``json`` record
+carries the cue and the parse rule (``reasoning``), and the ``python`` snippet's ``answer(reply)``
+parses as a run does.
+
 A prompt is rendered by its layout (a Jinja2 template) with the input and the options as values.
 Everything else (instruction, demonstrations, label words) is fixed for a chosen prompt, so the
 rendered request is literal text with two holes: the input and the options joined. We find the
@@ -29,7 +35,7 @@ from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.models.base import ScoreRequest
 from promptgym.tasks import parsing
-from promptgym.tasks.prompt import LAYOUTS, Layout, Prompt
+from promptgym.tasks.prompt import LAYOUTS, REASONING_LINE, Layout, Prompt
 from promptgym.tasks.task import ChoiceTask, Task
 
 FORMATS = ("json", "txt", "python")
@@ -47,7 +53,14 @@ SCORING = {
     "generate": "generation + matching: the model writes a reply and the option it names is the answer "
                 "(promptgym's match: the reply's first line equal to an option's word, else the option "
                 "named first, whole words, case-insensitive); the prompt must list the options",
+    "reason": "reasoning + answer parsing: the model writes its reasoning, then a last line \"Answer: <option>\"; "
+              "the answer is parsed from the reply's end (see PARSE_REASONED); the prompt lists the options and "
+              "asks for the reasoning",
 }
+PARSE_REASONED = ("the text after the reply's last \"Answer:\" (case-insensitive), matched to an option as a "
+                  "generated answer is (its first line equal to an option's word, else the option named first); "
+                  "without one, or when it names none, the option named last in the whole reply (whole words, "
+                  "case-insensitive); no option named: no answer, scored wrong")
 
 
 @dataclass(frozen=True)
@@ -97,9 +110,9 @@ def lists_options(layout: Layout) -> bool:
 def generation_prompt(prompt: Prompt) -> Prompt:
     """``prompt`` with the options listed, for a model that generates its answer: unchanged when its
     layout lists them already, else the layout with ``OPTIONS_LINE`` after the instruction (for
-    ``chat``, that is the shipped ``chat-options``)."""
+    ``chat``, that is the shipped ``chat-options``). A prompt that reasons lists them already."""
     layout = prompt.layout
-    if lists_options(layout):
+    if lists_options(layout) or prompt.reasoning:
         return prompt
     mark, name = "{{ instruction }}", f"{layout.name}+options"
     if layout.system is not None and mark in layout.system:
@@ -112,10 +125,19 @@ def generation_prompt(prompt: Prompt) -> Prompt:
     return replace(prompt, layout=shipped[0] if shipped else derived)
 
 
-def run_scoring(task: Task) -> str | None:
-    """How promptgym scored the run's answers: ``logprob`` or ``generate`` (choice tasks), None
-    (free text: generated and scored by the task's metric)."""
-    return getattr(task, "scoring", "logprob") if isinstance(task, ChoiceTask) else None
+def run_scoring(task: Task, prompt: Prompt | None = None) -> str | None:
+    """How promptgym scored ``prompt``'s answers: ``logprob`` or ``generate`` (choice tasks), ``reason``
+    (a choice prompt that reasons first), None (free text: generated and scored by the task's metric)."""
+    if not isinstance(task, ChoiceTask):
+        return None
+    return "reason" if prompt is not None and prompt.reasoning else getattr(task, "scoring", "logprob")
+
+
+def reasoning_record(task: Task, prompt: Prompt) -> dict[str, Any] | None:
+    """A reasoning prompt's cue (already in its template), its token limit and the parse rule."""
+    if not (isinstance(task, ChoiceTask) and prompt.reasoning):
+        return None
+    return {"cue": REASONING_LINE, "max_tokens": task.reasoning_tokens, "parse": PARSE_REASONED}
 
 
 def generation_max_tokens(task: Task) -> int:
@@ -149,7 +171,7 @@ def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     words = {label: prompt.verbalize(label) for label in labels} if labels else {}
     placeholders = {"{input}": "the input text",
                     "{options}": f"the label words of the example's options, joined by {OPTIONS_SEPARATOR!r}"}
-    scoring = run_scoring(task)
+    scoring = run_scoring(task, prompt)
     record = {
         "run_id": run.get("run_id"), "method": run.get("method"), "dataset": run.get("dataset"),
         "prompt": prompt.to_dict(),
@@ -163,14 +185,17 @@ def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
                                                                  "scored by the task's metric"},
         "request": request_details(task, prompt, labels),
     }
+    if reasoning_record(task, prompt):
+        record["reasoning"] = reasoning_record(task, prompt)
     if isinstance(task, ChoiceTask):
         shown = generation_prompt(prompt)
         generation = request_template(shown)
         record["generation"] = {
             "layout": shown.layout.name, "chat": generation.chat, **_shown(generation),
             "answer_prefix": generation.answer_prefix, "placeholders": placeholders,
-            "scoring": "generate", "assumes": SCORING["generate"],
-            "max_tokens": generation_max_tokens(task),
+            "scoring": "reason" if prompt.reasoning else "generate",
+            "assumes": SCORING["reason" if prompt.reasoning else "generate"],
+            "max_tokens": task.reasoning_tokens if prompt.reasoning else generation_max_tokens(task),
             "same_as_template": shown is prompt,
         }
     return record
@@ -186,7 +211,11 @@ def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = No
     shown = generation_prompt(prompt) if choice else prompt
     template = request_template(shown)
     filled = template.with_placeholders([shown.verbalize(c) for c in labels] if labels else None)
-    if choice:
+    if choice and prompt.reasoning:
+        header = [f"# promptgym export. Scoring this text assumes: {SCORING['reason']}.",
+                  f"# PARSE_REASONED: {PARSE_REASONED}.",
+                  "# The run itself scored it so (promptgym export --format python has that parse as answer(reply))."]
+    elif choice:
         ran = ("log-probability, with a prompt that " + ("lists" if shown is prompt else "does not list")
                + " the options") if run_scoring(task) == "logprob" else "generation + matching"
         header = [f"# promptgym export. Scoring this text assumes: {SCORING['generate']}.",
@@ -216,7 +245,7 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     details = request_details(task, prompt, labels)
     words = {label: prompt.verbalize(label) for label in labels} if labels else {}
     choice = isinstance(task, ChoiceTask)
-    scoring = run_scoring(task) or "generate"
+    scoring = run_scoring(task, prompt) or "generate"
     scoring_text = (SCORING[scoring] if choice else
                     "generation: the model writes the answer, scored by the task's metric")
     generation = request_template(generation_prompt(prompt)) if choice else None
@@ -236,6 +265,9 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
            + (f", stopping at {details['stop']!r}." if details["stop"] else "."))
         + "\n\n" + textwrap.fill(f"SCORING: how that request is scored ({scoring!r}): {scoring_text}.", 100)
         + ("" if not choice else
+           f"\n\nThe prompt reasons first: {generation_name}(input, choices=None) builds the same request;\n"
+           "answer(reply, choices=None) returns the label the reply ends with (None: no option named),\n"
+           "parsed as promptgym parses a reasoning reply (PARSE_REASONED)." if prompt.reasoning else
            f"\n\nFor a model that generates its answer (a chat API): {generation_name}(input, choices=None)\n"
            "builds the prompt with the options listed (GENERATION_SCORING: generation + matching);\n"
            "answer(reply, choices=None) returns the label the reply names (None: no option named),\n"
@@ -249,7 +281,8 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
         f"LABEL_WORDS = {words!r}  # label -> the word the model sees",
         f"DEMOS = {[list(d) for d in prompt.demos]!r}  # (input, label), already in the template below",
         f"ANSWER_PREFIX = {template.answer_prefix!r}",
-        f"SCORING = {scoring!r}  # 'logprob': options scored by log-probability; 'generate': generation + matching",
+        f"SCORING = {scoring!r}  # 'logprob': options scored by log-probability; 'generate': generation + matching"
+        + ("; 'reason': reasoning + answer parsing" if scoring == "reason" else ""),
         "# Each part: literal text at even positions, the name of what goes in at odd ones.",
         "_TEMPLATE = [",
         *(f"    ({role!r}, {list(pieces)!r})," for role, pieces in template.parts),
@@ -281,15 +314,23 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
         lines += ["", "", "def continuations(choices=None):",
                   f"    return [{details['lead']!r} + word for word in label_words(choices)]"]
     if generation is not None:
-        lines += _generation_lines(generation, generation_name, values, generation_max_tokens(task))
+        max_tokens = task.reasoning_tokens if prompt.reasoning else generation_max_tokens(task)
+        lines += _generation_lines(generation, generation_name, values, max_tokens, prompt.reasoning)
     return "\n".join(lines) + "\n"
 
 
-def _generation_lines(generation: RequestTemplate, name: str, values: str, max_tokens: int) -> list[str]:
-    """The snippet's generation-ready request and promptgym's answer matching, copied from
-    ``promptgym.tasks.parsing`` so that the snippet matches a reply exactly as a run does."""
-    lines = ["", "", "# For a model that generates its answer: the options listed in the prompt.",
-             "GENERATION_SCORING = 'generate'  # generation + matching",
+def _generation_lines(generation: RequestTemplate, name: str, values: str, max_tokens: int,
+                      reasoning: bool = False) -> list[str]:
+    """The snippet's generation-ready request and promptgym's answer matching (for a prompt that
+    reasons, its parse of the reply's end), copied from ``promptgym.tasks.parsing`` so that the
+    snippet reads a reply exactly as a run does."""
+    head = (["# The prompt reasons first: the options and the reasoning cue are in the prompt.",
+             "GENERATION_SCORING = 'reason'  # reasoning + answer parsing",
+             f"REASONING_CUE = {REASONING_LINE!r}  # already in the template below",
+             f"PARSE_REASONED = {PARSE_REASONED!r}"] if reasoning else
+            ["# For a model that generates its answer: the options listed in the prompt.",
+             "GENERATION_SCORING = 'generate'  # generation + matching"])
+    lines = ["", "", *head,
              f"GENERATION_MAX_TOKENS = {max_tokens}  # what promptgym allows a generated choice",
              f"GENERATION_ANSWER_PREFIX = {generation.answer_prefix!r}",
              "_GENERATION_TEMPLATE = [",
@@ -304,13 +345,20 @@ def _generation_lines(generation: RequestTemplate, name: str, values: str, max_t
                   f"    return _fill(_GENERATION_TEMPLATE[0][1], {values})"]
     lines += ["", "", "# promptgym's matching of a generated reply to an option (promptgym.tasks.parsing).",
               f"_LEADS = re.compile({parsing._LEADS.pattern!r}, re.IGNORECASE)",
-              f"_PUNCT = {parsing._PUNCT!r}", ""]
-    for function in (parsing.normalize, parsing.extract_answer, parsing.match_option):
+              f"_PUNCT = {parsing._PUNCT!r}",
+              *([f"_ANSWER_LINE = re.compile({parsing._ANSWER_LINE.pattern!r}, re.IGNORECASE)"] if reasoning else []),
+              ""]
+    functions = [parsing.normalize, parsing.extract_answer, parsing.match_option]
+    if reasoning:
+        functions += [parsing.match_reasoned, parsing.last_option]
+    for function in functions:
         lines += ["", *inspect.getsource(function).rstrip("\n").split("\n"), ""]
+    match = "match_reasoned" if reasoning else "match_option"
     lines += ["", "def answer(reply, choices=None):",
-              '    """The label a generated reply names (as promptgym matches it), or None."""',
+              f'    """The label a {"reasoning" if reasoning else "generated"} reply names (as promptgym '
+              f'{"parses" if reasoning else "matches"} it), or None."""',
               "    choices = LABELS if choices is None else list(choices)",
-              "    index = match_option(reply, label_words(choices))",
+              f"    index = {match}(reply, label_words(choices))",
               "    return None if index is None else choices[index]"]
     return lines
 
