@@ -176,6 +176,21 @@ def test_format_edits_change_layout_and_label_words(scripted_context):
     assert synonyms and all(sum(x != l for x, l in zip(w, state.labels)) == 1 for w in synonyms)
 
 
+def test_reasoning_edits_toggle_the_answer_mode_only_when_asked(scripted_context):
+    ctx = scripted_context(budget=None, train=8)
+    assert "reasoning" not in GripsOptimizer()._operations(GripsOptimizer().setup(ctx))  # off by default
+    method = GripsOptimizer(edits="del,swap,add", format_edits=False, reasoning_edits=True, num_iter=4, patience=0)
+    state = method.setup(ctx)
+    assert method._operations(state)[-1] == "reasoning"
+    toggled = method._edit(ctx, state, "reasoning").prompt
+    assert toggled.reasoning and toggled.instruction == ctx.initial.instruction
+    state.base = toggled
+    assert method._edit(ctx, state, "reasoning").prompt == ctx.initial  # and back
+    ctx.recorder = rec = Ops()
+    method.run(ctx)  # the scripted model answers a reasoning prompt with "Answer: ..."
+    assert any(p.reasoning for p in rec.prompts.values()) and any(op == "reasoning" for _, op, _ in rec.made)
+
+
 def test_label_edit_without_optimizer_model_only_changes_case(scripted_context):
     calls = []
     ctx = scripted_context(budget=None, train=4, backend=ScriptedBackend(reply=lambda r: calls.append(r) or "x"))

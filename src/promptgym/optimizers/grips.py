@@ -50,13 +50,18 @@ instruction's words. Two more operations join the draw: ``layout`` switches to a
 layout, ``labels`` changes the label words: all to another case (lower, Capitalised, UPPER) or,
 with ``sub`` on, one label to a synonym the optimizer model proposes.
 
+A second extension, off by default (``reasoning_edits``): for a choice task, one more operation,
+``reasoning``, toggles whether the model reasons before it answers (``Prompt.reasoning``), so the
+search itself may move between direct and reasoning answers. A reasoning candidate costs the same
+calls but generates up to the task's ``reasoning_tokens`` per example, far slower than scoring.
+
 ``candidate_eval`` (``optimizers.candidate_eval``; ``full``, the paper's scoring, by default): with
 ``halving`` or ``rejects`` an iteration's candidates race on the score set by the task's metric
 (the GRIPS score, balanced accuracy plus entropy of the predicted labels, is not a per-example mean),
 and only the race's winner gets its GRIPS score, on the whole score set, to beat the current one.
 ``saved_calls=candidates`` draws more edits per iteration.
 
-Every candidate is recorded with the operation that made it (del, swap, sub, add, layout, labels)
+Every candidate is recorded with the operation that made it (del, swap, sub, add, layout, labels, reasoning)
 and the current prompt as its parent; ``ctx.stats["grips"]`` has the plan, the accepted edits and
 the score after each iteration. The method's best score (what the patience and ``target`` stoppers
 read) is the GRIPS score above, not accuracy.
@@ -254,6 +259,8 @@ class GripsOptimizer(Optimizer):
                        "is never called", choices=EDIT_CHOICES),
         "format_edits": Param(True, "also edit the layout and the label words (promptgym's extension)",
                               paper=False),
+        "reasoning_edits": Param(False, "choice tasks: also toggle reasoning before the answer (promptgym's "
+                                 "extension; reasoning candidates generate, far slower)"),
         **candidate_eval.PARAMETERS,
     }
 
@@ -345,6 +352,8 @@ class GripsOptimizer(Optimizer):
         ops = [op for op in self.operations if op != "add" or state.deleted]
         if self.params["format_edits"]:
             ops += ["layout"] + (["labels"] if state.labels else [])
+        if self.params["reasoning_edits"] and state.labels:
+            ops.append("reasoning")
         return ops
 
     def _edit(self, ctx: Context, state: GripsState, op: str) -> Edit | None:
@@ -357,6 +366,8 @@ class GripsOptimizer(Optimizer):
         if op == "layout":
             others = [layout for name, layout in LAYOUTS.items() if name != base.layout.name]
             return Edit(replace(base, layout=others[rng.integers(len(others))]), op)
+        if op == "reasoning":
+            return Edit(replace(base, reasoning=not base.reasoning), op)
         if op == "labels":
             words = self._relabel(ctx, state)
             return Edit(with_label_words(base, state.labels, words), op) if words else None
