@@ -57,7 +57,8 @@ class RunDetails:
     scores: list[dict[str, Any]]
 
 
-def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None, method: str = "ape", budget: int | None = 300, seed: int = 0,
+def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None, method: str = "ape",
+             budget: int | None = 300, seed: int = 0,
              prompt: str | None = None, train_size: int | None = None, test_size: int | None = None,
              dev_size: int | None = None,
              task_model: str = "embedded", optimizer_model: str = "embedded",

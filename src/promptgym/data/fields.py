@@ -29,7 +29,9 @@ class InputTemplate:
     @classmethod
     def parse(cls, text: str) -> "InputTemplate":
         """The template checked up front: Jinja syntax, and at least one field named."""
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise DataError(f"{TEMPLATE_FLAG}: expected text, got {type(text).__name__}")
+        if not text.strip():
             raise DataError(f"{TEMPLATE_FLAG}: empty template (e.g. 'Question: {{{{ question }}}}')")
         try:
             tree = ENV.parse(text)
