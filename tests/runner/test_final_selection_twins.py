@@ -161,6 +161,8 @@ def test_the_cli_takes_the_mode_and_the_summary_says_which_one_was_returned(data
     run = _store().finished_runs("ape")[0]
     assert line == f"answer mode: {run['result']['selection']['reasoning']['sentence']}"
     assert run["config"]["reasoning_tokens"] == 48
+    shown = CliRunner().invoke(main, ["show", run["result"]["run_id"]]).stdout
+    assert "[reasons first]: it reasons before its answer" in shown  # the legend, there when a candidate reasons
     summary = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout.splitlines()[-1])
     assert summary["answer_mode"] in ("direct", "reasoning") and summary["selection"]["twins"] == 2
     bad = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--reasoning", "maybe"])

@@ -142,10 +142,13 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
     for c in candidates:
         marker = " *" if c["candidate_id"] == run.get("best_candidate") else ""
         parents = ",".join(seq.get(p, p[:8]) for p in c.get("parents") or ()) or "-"
-        _row(table, str(c["seq"]) + marker, parents, _e(c["operation"]), _e(c["instruction"]),
+        reasons = " [reasons first]" if (c.get("prompt") or {}).get("reasoning") else ""
+        _row(table, str(c["seq"]) + marker, parents, _e(c["operation"]), _e(c["instruction"]) + reasons,
              *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
     _table(table)
-    _print("#: candidate (* the returned prompt); parents: the candidates it was made from")
+    _print("#: candidate (* the returned prompt); parents: the candidates it was made from"
+           + ("; [reasons first]: it reasons before its answer (--reasoning)"
+              if any((c.get("prompt") or {}).get("reasoning") for c in candidates) else ""))
 
 
 def compare_table(record: dict[str, Any]) -> None:
