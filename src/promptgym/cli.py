@@ -255,9 +255,9 @@ def methods(name: str | None, params_of: str | None) -> None:
                    "tell the options apart, else generate).")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--reward", default=None, metavar="SPEC",
-              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, MODULE:FUNCTION "
-                   "or FILE.py:FUNCTION with FUNCTION(prediction, example) -> float (default: the dataset's own, "
-                   "else accuracy / exact match).")
+              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, contains, token-f1, "
+                   "rouge-l, numeric, json-schema:SCHEMA.json, MODULE:FUNCTION or FILE.py:FUNCTION with "
+                   "FUNCTION(prediction, example) -> float (default: the dataset's own, else accuracy / exact match).")
 @click.option("--length-penalty", type=click.IntRange(min=1), default=None, metavar="WORDS",
               help="Take up to --length-weight off a score as the answer grows from WORDS to 2 x WORDS words.")
 @click.option("--length-weight", type=click.FloatRange(min=0), default=None,

@@ -57,6 +57,11 @@ def summary_table(s: dict[str, Any]) -> None:
     if s.get("method_best_prompt") not in (None, s["best_prompt"]):  # the guard overruled the method
         _row(table, f"method's pick: {_e(s['method_best_prompt'])}", "", _fmt(s.get("test_method_best")))
     _table(table)
+    fields = s.get("field_scores") or {}
+    if fields.get("start"):
+        per_field = ", ".join(f"{_e(name)} {_fmt(score)} -> {_fmt(fields['returned'].get(name))}"
+                              for name, score in fields["start"].items())
+        _print(f"per field on test (initial -> returned): {per_field}")
     selection = s.get("selection") or {}
     if selection.get("enabled"):
         n = len(selection.get("candidates", [])) - 1

@@ -103,7 +103,8 @@ def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> 
 def task_of(config: dict[str, Any], dataset: Dataset, scoring: str, reward: Metric | None = None) -> Task:
     """The run's task (``tasks.build.task_for``) with its metric: the run's reward (the object
     given, or its stored spec, or the dataset's own), then any length penalty."""
-    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward))
+    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward),
+                    max_tokens=_dataset_meta(config).get("max_tokens"))
 
 
 def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -> Metric | None:
@@ -111,20 +112,23 @@ def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -
     if reward is None and config.get("reward_unnamed"):
         raise PromptgymError(f"this run was scored by a reward with no spec ({config['reward_unnamed']}): "
                              "pass it again, promptgym.resume(run_id, reward=...)")
-    spec = config.get("reward") or _dataset_reward(config)
+    own = {} if reward is not None or config.get("reward") else _dataset_meta(config)
+    spec = config.get("reward") or own.get("reward")
     metric = reward or (load_reward(spec) if spec else None)
-    if config.get("length_penalty"):
-        words, weight = config["length_penalty"]
+    length_penalty = config.get("length_penalty") or own.get("length_penalty")
+    if length_penalty:
+        words, weight = length_penalty
         metric = LengthPenalty(metric or (ChoiceAccuracy() if dataset.is_choice else ExactMatch()), words, weight)
     return metric
 
 
-def _dataset_reward(config: dict[str, Any]) -> str | None:
-    """A shipped example's own reward (its ``.meta.json``), e.g. code-tests."""
+def _dataset_meta(config: dict[str, Any]) -> dict[str, Any]:
+    """A shipped example's own settings (its ``.meta.json``): its reward (e.g. code-tests), the
+    length penalty that goes with that reward, the token cap of an answer."""
     name = str(config.get("dataset") or "")
     if name.startswith("example:") and not config.get("inline_dataset"):
-        return example_meta(name.split(":", 1)[1]).get("reward")
-    return None
+        return example_meta(name.split(":", 1)[1])
+    return {}
 
 
 def initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:

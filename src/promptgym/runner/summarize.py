@@ -11,7 +11,7 @@ from promptgym.data.dataset import Dataset
 from promptgym.evaluation.selection import Selection, SelectionPlan, detectable
 from promptgym.projection import Projection
 from promptgym.runner.final_selection import Choice
-from promptgym.runner.heldout import Scores, paired_on_test
+from promptgym.runner.heldout import Scores, fields_on_test, paired_on_test
 from promptgym.runner.search import Search
 from promptgym.runner.setup import Setup
 from promptgym.runner.summary import RunSummary
@@ -24,6 +24,8 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
     initial, best, method_best, selection = setup.initial, choice.best, found.method_best, choice.selection
     scores = {key: result.mean for key, result in results.items()}
     test = paired_on_test(results.get((initial.id, "test")), results.get((best.id, "test")), config["seed"])
+    extra = {**fields_on_test(setup.task, results.get((initial.id, "test")), results.get((best.id, "test"))),
+             **(extra or {})}
     sel = selection.record() if selection else {}
     usage = store.usage(run_id)
     return RunSummary(
@@ -45,7 +47,7 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         method_best_prompt=method_best.instruction,
         test_method_best=scores.get((method_best.id, "test")),
         **test, detectable=detectable_gain(selection, plan, config, setup.dataset),
-        verdict=verdict(plan, selection, test), projection=projection.to_dict(), extra=extra or {})
+        verdict=verdict(plan, selection, test), projection=projection.to_dict(), extra=extra)
 
 
 def detectable_gain(selection: Selection | None, plan: SelectionPlan, config: dict[str, Any],
