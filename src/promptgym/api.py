@@ -70,7 +70,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
-             backends: Mapping[str, Backend] | None = None) -> RunResult | Projection:
+             backends: Mapping[str, Backend] | None = None, calibrate: bool = False) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
@@ -111,6 +111,12 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
     not stored: pass it again to ``resume``.
 
+    ``calibrate=True`` calibrates a choice task's option scores (contextual calibration, Zhao et
+    al., 2021): each prompt's label prior is read from three content-free inputs ("N/A", "",
+    "[MASK]"; 3 calls the first time a prompt is scored, charged like its other calls) and divided
+    out of every example's option probabilities before the answer is picked. Only for a choice task
+    whose examples share one label set, scored by log-probability (else one line saying why).
+
     ``long_inputs``: an example whose prompt does not fit the task model's context (when the
     backend tells its size) is an error naming the row (``"error"``, before anything is stored)
     or has its input cut to fit (``"truncate"``).
@@ -146,7 +152,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   cache_url=remember_cache_url(cache_url) if cache_url else None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
                   select_statistic=select_statistic, select_margin=select_margin,
-                  **({"select_sequential": True} if select_sequential else {}))
+                  **({"select_sequential": True} if select_sequential else {}),
+                  **({"calibrate": True} if calibrate else {}))
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:
@@ -320,7 +327,8 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
     task = task_of(config, dataset, scoring_used(config, store, run_id), unnamed)
     labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
     return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
-                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]))
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"],
+                              calibration=run["result"].get("calibration")))
 
 
 def methods() -> dict[str, str]:
