@@ -274,6 +274,10 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--select-level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_LEVEL,
               show_default=True)
 @click.option("--select-sequential", is_flag=True, help="Sequential final selection in every run (as optimize's).")
+@click.option("--select-statistic", type=click.Choice(STATISTICS), default=DEFAULT_STATISTIC, show_default=True,
+              help="What final selection tests on dev in every run (as optimize's).")
+@click.option("--select-margin", type=click.FloatRange(0, 1), default=DEFAULT_MARGIN, show_default=True,
+              help="With --select-statistic probability or margin: the dev accuracy a winner may lose (as optimize's).")
 @click.option("--task-model", default="embedded", show_default=True,
               help="Task model(s) separated by commas: each is a column of the grid (a pool's URLs stay one model).")
 @click.option("--optimizer-model", default="embedded", show_default=True)
@@ -293,7 +297,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--json", "as_json", is_flag=True, help="Print the per-method records as one JSON line.")
 def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | None, budget: int | None,
           train_size: int | None, dev_size: int | None, test_size: int | None, select_k: int | None,
-          select_level: float, select_sequential: bool, task_model: str, optimizer_model: str, layout: str, train_file: str | None,
+          select_level: float, select_sequential: bool, select_statistic: str, select_margin: float, task_model: str,
+          optimizer_model: str, layout: str, train_file: str | None,
           dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, executor: str,
           address: str | None, as_json: bool) -> None:
     """Run every method on the same datasets, seeds, split and budget; write a table, paired tests and
@@ -322,6 +327,7 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
     report = run_bench(out_dir, preset=preset, methods=methods, datasets=split_list(datasets) if datasets else None,
                        seeds=seed_list, budget=budget, train_size=train_size, dev_size=dev_size, test_size=test_size,
                        select_k=select_k, select_level=select_level, select_sequential=select_sequential,
+                       select_statistic=select_statistic, select_margin=select_margin,
                        task_models=split_models(task_model),
                        optimizer_model=optimizer_model, layout=layout, train_file=train_file, dev_file=dev_file,
                        test_file=test_file, retry_failed=retry_failed, on_cell=progress, executor=executor,
