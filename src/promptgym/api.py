@@ -74,7 +74,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
              backends: Mapping[str, Backend] | None = None,
-             input_template: str | None = None) -> RunResult | Projection:
+             input_template: str | None = None, calibrate: bool = False) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
@@ -120,6 +120,12 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
     not stored: pass it again to ``resume``.
 
+    ``calibrate=True`` calibrates a choice task's option scores (contextual calibration, Zhao et
+    al., 2021): each prompt's label prior is read from three content-free inputs ("N/A", "",
+    "[MASK]"; 3 calls the first time a prompt is scored, charged like its other calls) and divided
+    out of every example's option probabilities before the answer is picked. Only for a choice task
+    whose examples share one label set, scored by log-probability (else one line saying why).
+
     ``long_inputs``: an example whose prompt does not fit the task model's context (when the
     backend tells its size) is an error naming the row (``"error"``, before anything is stored)
     or has its input cut to fit (``"truncate"``).
@@ -157,7 +163,8 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
                   select_statistic=select_statistic, select_margin=select_margin,
                   **({"select_sequential": True} if select_sequential else {}),
-                  **({"input_template": input_template} if input_template is not None else {}))
+                  **({"input_template": input_template} if input_template is not None else {}),
+                  **({"calibrate": True} if calibrate else {}))
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:
@@ -369,7 +376,8 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
     labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
     template = config.get("input_template")
     return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
-                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]),
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"],
+                              calibration=run["result"].get("calibration")),
                          InputTemplate.parse(template) if template is not None else None)
 
 

@@ -68,6 +68,7 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
     task = task_of(config, dataset, config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate"),
                    reward)
     _check_statistic(plan, task)
+    check_calibrate(config, dataset, task, task_backend)
     initial = initial_prompt(config, dataset, task)
     if check_lengths:
         splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
@@ -104,7 +105,38 @@ def task_of(config: dict[str, Any], dataset: Dataset, scoring: str, reward: Metr
     """The run's task (``tasks.build.task_for``) with its metric: the run's reward (the object
     given, or its stored spec, or the dataset's own), then any length penalty."""
     return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward),
-                    max_tokens=_dataset_meta(config).get("max_tokens"))
+                    max_tokens=_dataset_meta(config).get("max_tokens"), calibrate=calibrated(config, scoring))
+
+
+def calibrated(config: dict[str, Any], scoring: str) -> bool:
+    """Whether the run's choices are calibrated: asked for (``--calibrate``) and scored by
+    log-probability. (A served model that may score by its first answer token starts as generation
+    until the run's start decides, ``served_scoring``; ``check_calibrate`` refuses every other
+    way of answering by generation.)"""
+    return bool(config.get("calibrate")) and scoring == "logprob"
+
+
+def check_calibrate(config: dict[str, Any], dataset: Dataset, task: Task, backend: Backend) -> None:
+    """``--calibrate`` divides each option's probability by the prompt's prior for it: one line,
+    before the run, for a task that has no options, options that differ between examples (no
+    shared label set to have a prior over), or options answered by generation (no probabilities)."""
+    if not config.get("calibrate"):
+        return
+    name = config.get("dataset")
+    if not isinstance(task, ChoiceTask):
+        raise PromptgymError(f"--calibrate needs a choice task (it divides each option's probability by the prompt's "
+                             f"prior for it); {name} is answered in free text: drop --calibrate")
+    if not dataset.labels:
+        raise PromptgymError(f"--calibrate needs one label set shared by every example (the prior is over the labels); "
+                             f"{name}'s examples have different options: drop --calibrate")
+    if task.scoring == "logprob":
+        return
+    if config.get("scoring") == "generate":
+        raise PromptgymError("--calibrate needs choices scored by log-probability; --scoring generate answers by "
+                             "generation: drop one of the two")
+    if not getattr(backend, "scores_first_token", False):
+        raise PromptgymError(f"--calibrate needs choices scored by log-probability; the task model "
+                             f"{config['task_model']} gives none (its choices are answered by generation)")
 
 
 def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -> Metric | None:

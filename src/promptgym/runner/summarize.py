@@ -16,6 +16,8 @@ from promptgym.runner.search import Search
 from promptgym.runner.setup import Setup
 from promptgym.runner.summary import RunSummary
 from promptgym.store.runs import RunStore
+from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.task import CONTENT_FREE_INPUTS, Task
 
 
 def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice: Choice, results: Scores,
@@ -47,7 +49,26 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         method_best_prompt=method_best.instruction,
         test_method_best=scores.get((method_best.id, "test")),
         **test, detectable=detectable_gain(selection, plan, config, setup.dataset),
-        verdict=verdict(plan, selection, test), projection=projection.to_dict(), extra=extra)
+        verdict=verdict(plan, selection, test), projection=projection.to_dict(),
+        calibration=calibration_record(setup.task, results, initial, best), extra=extra)
+
+
+CALIBRATED = ("contextual calibration (Zhao et al., 2021): each option's probability divided by the prompt's "
+              "prior for it (the mean class distribution of its content-free inputs), then renormalised")
+
+
+def calibration_record(task: Task, results: Scores, initial: Prompt, best: Prompt) -> dict[str, Any] | None:
+    """How the run's choice scores were calibrated and the priors of the start and the returned
+    prompt (label -> probability), read from their held-out results; None when uncalibrated."""
+    if not task.calibrate:
+        return None
+
+    def prior(prompt: Prompt) -> dict[str, float] | None:
+        found = [r.prior for split in ("train", "test") if (r := results.get((prompt.id, split))) and r.prior]
+        return found[0] if found else None
+
+    return dict(method=CALIBRATED, content_free_inputs=list(CONTENT_FREE_INPUTS), prior_initial=prior(initial),
+                prior_best=prior(best))
 
 
 def detectable_gain(selection: Selection | None, plan: SelectionPlan, config: dict[str, Any],
