@@ -208,7 +208,7 @@ def test_json_fields_and_their_order_are_the_contract(dataset):
         "train_size", "test_size", "task_model", "optimizer_model", "candidates", "stats", "dev_size",
         "dev_initial", "dev_best", "kept_start", "selection", "method_best_prompt", "test_method_best",
         "test_delta", "test_interval", "test_p_value", "verdict", "projection", "test_share_better",
-        "detectable", "answer_mode"]
+        "detectable", "calibration", "answer_mode"]
     assert summary["answer_mode"] == "direct"  # a choice task answered without reasoning
 
 

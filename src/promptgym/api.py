@@ -74,7 +74,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
              backends: Mapping[str, Backend] | None = None,
-             input_template: str | None = None, reasoning: str = "off",
+             input_template: str | None = None, calibrate: bool = False, reasoning: str = "off",
              reasoning_tokens: int | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
@@ -120,6 +120,12 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
     ``WORDS``, weight 0.5) takes up to WEIGHT off for answers longer than WORDS words. A reward
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
     not stored: pass it again to ``resume``.
+
+    ``calibrate=True`` calibrates a choice task's option scores (contextual calibration, Zhao et
+    al., 2021): each prompt's label prior is read from three content-free inputs ("N/A", "",
+    "[MASK]"; 3 calls the first time a prompt is scored, charged like its other calls) and divided
+    out of every example's option probabilities before the answer is picked. Only for a choice task
+    whose examples share one label set, scored by log-probability (else one line saying why).
 
     ``reasoning`` (choice tasks): ``"off"`` answers directly (options scored, or ``scoring``);
     ``"on"``: the start and every candidate reason first, then end with "Answer: <option>" (generated,
@@ -167,6 +173,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
                   select_statistic=select_statistic, select_margin=select_margin,
                   **({"select_sequential": True} if select_sequential else {}),
                   **({"input_template": input_template} if input_template is not None else {}),
+                  **({"calibrate": True} if calibrate else {}),
                   **({"reasoning": reasoning, "reasoning_tokens": reasoning_tokens or DEFAULT_REASONING_TOKENS}
                      if reasoning != "off" else {}))
     reward_obj = reward_config(config, reward, length_penalty)
@@ -391,7 +398,8 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
     labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
     template = config.get("input_template")
     return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
-                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]),
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"],
+                              calibration=run["result"].get("calibration")),
                          InputTemplate.parse(template) if template is not None else None)
 
 

@@ -253,6 +253,9 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="How choice tasks are scored (default: logprob where the model allows; a served model is "
                    "asked with the first training example whether its first answer token's log-probabilities "
                    "tell the options apart, else generate).")
+@click.option("--calibrate", is_flag=True,
+              help="Calibrate choice scores (contextual calibration): divide each option's probability by the "
+                   "prompt's prior for it, read from content-free inputs (N/A, '', [MASK]; 3 calls per prompt).")
 @click.option("--reasoning", type=click.Choice(["off", "on", "search"]), default="off", show_default=True,
               help="Choice tasks: answer directly (off); reason first, then end with 'Answer: <option>', parsed to "
                    "an option (on: the start and every candidate); or race each mode on dev in final selection "
@@ -261,9 +264,9 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="With --reasoning on or search: the most tokens a reasoning reply may take (default 256).")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--reward", default=None, metavar="SPEC",
-              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, MODULE:FUNCTION "
-                   "or FILE.py:FUNCTION with FUNCTION(prediction, example) -> float (default: the dataset's own, "
-                   "else accuracy / exact match).")
+              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, contains, token-f1, "
+                   "rouge-l, numeric, json-schema:SCHEMA.json, MODULE:FUNCTION or FILE.py:FUNCTION with "
+                   "FUNCTION(prediction, example) -> float (default: the dataset's own, else accuracy / exact match).")
 @click.option("--length-penalty", type=click.IntRange(min=1), default=None, metavar="WORDS",
               help="Take up to --length-weight off a score as the answer grows from WORDS to 2 x WORDS words.")
 @click.option("--length-weight", type=click.FloatRange(min=0), default=None,
@@ -286,8 +289,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              train_size: int | None, dev_size: int | None, select_k: int, select_level: float,
              select_statistic: str, select_margin: float, select_sequential: bool, test_size: int | None,
              task_model: str, optimizer_model: str,
-             layout: str, normalize: str, scoring: str | None, reasoning: str, reasoning_tokens: int | None,
-             params: tuple[str, ...],
+             layout: str, normalize: str, scoring: str | None, calibrate: bool, reasoning: str,
+             reasoning_tokens: int | None, params: tuple[str, ...],
              reward: str | None, length_penalty: int | None, length_weight: float | None,
              long_inputs: str, cache_url: str | None, as_json: bool, quiet: bool, dry_run: bool,
              **stop: Any) -> None:
@@ -309,7 +312,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
                                                     ("choices", choices_field)) if v}, stop=stop,
-                          dry_run=dry_run, input_template=_input_template(input_template),
+                          dry_run=dry_run, input_template=_input_template(input_template), calibrate=calibrate,
                           reasoning=reasoning, reasoning_tokens=reasoning_tokens)
     if dry_run:
         click.echo(json.dumps(result.to_dict()) if as_json else "\n".join(result.lines()))

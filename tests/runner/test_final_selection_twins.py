@@ -135,6 +135,7 @@ def test_a_run_killed_in_the_race_of_the_twins_resumes_to_the_same_result_for_fr
     (dict(reasoning="search", select_k=0), r"--reasoning search decides direct vs reasoning on the dev split, in "
                                            r"final selection, which is off \(--select-k 0\)"),
     (dict(reasoning="search", budget=40), "which is off: --budget 40 pays for 3 dev examples"),
+    (dict(reasoning="on", calibrate=True), "--calibrate divides each option's probability by the prompt's prior"),
     (dict(reasoning="on", select_statistic="probability"),
      r"--select-statistic probability needs each option's probability, which a reasoning answer does not have"),
 ])
@@ -167,3 +168,12 @@ def test_the_cli_takes_the_mode_and_the_summary_says_which_one_was_returned(data
     assert summary["answer_mode"] in ("direct", "reasoning") and summary["selection"]["twins"] == 2
     bad = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--reasoning", "maybe"])
     assert bad.exit_code == 2 and "maybe" in bad.stderr
+
+
+def test_search_under_calibration_calibrates_the_direct_prompts_only(dataset):
+    result = _run(dataset, reasoning="search", calibrate=True, backends=_reasoning_reads_the_review(helps=True))
+    s = result.summary
+    assert s["answer_mode"] == "reasoning" and s["calibration"]["prior_initial"]  # the direct start has a prior
+    assert s["calibration"]["prior_best"] is None  # the reasoning twin returned has none: no option scores
+    calibrated = {r["key"] for r in _store().call_rows(s["run_id"]) if r["role"] == "calibration"}
+    assert calibrated and all(r["kind"] == "score" for r in _store().call_rows(s["run_id"]) if r["role"] == "calibration")

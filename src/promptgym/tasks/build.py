@@ -12,22 +12,27 @@ from promptgym.tasks.task import DEFAULT_REASONING_TOKENS, ChoiceTask, Generatio
 
 
 def task_for(dataset: Dataset, normalize: str = "none", scoring: str = "logprob",
-             metric: Metric | Callable | None = None, reasoning_tokens: int = DEFAULT_REASONING_TOKENS) -> Task:
+             metric: Metric | Callable | None = None, max_tokens: int | None = None,
+             calibrate: bool = False, reasoning_tokens: int = DEFAULT_REASONING_TOKENS) -> Task:
     """A code reward (``CodeTestsMetric``, under any length penalty) makes a ``CodeTask`` (longer
     answers, no stop at blank lines); a dataset with choices a ``ChoiceTask`` (its options scored
-    by log-probability or answered by generation, ``scoring``; a prompt that reasons generates up to
-    ``reasoning_tokens``; the chosen option scored by ``metric`` when one is given, else by
-    accuracy); anything else a ``GenerationTask``."""
+    by log-probability or answered by generation, ``scoring``; calibrated by each prompt's label
+    prior with ``calibrate``; a prompt that reasons generates up to ``reasoning_tokens``; the
+    chosen option scored by ``metric`` when one is given, else by accuracy); anything else a
+    ``GenerationTask``. ``max_tokens`` caps a generated free-text or code answer (None: the
+    task's own default)."""
     if metric is not None and not hasattr(metric, "name"):
         metric = CallableMetric(metric)
+    cap = {} if max_tokens is None else {"max_tokens": max_tokens}
     if isinstance(_base(metric), CodeTestsMetric):
-        return CodeTask(metric=metric)
+        return CodeTask(metric=metric, **cap)
     if dataset.is_choice:
-        task = ChoiceTask(normalize=normalize, scoring=scoring, reasoning_tokens=reasoning_tokens)
+        task = ChoiceTask(normalize=normalize, scoring=scoring, calibrate=calibrate,
+                          reasoning_tokens=reasoning_tokens)
         if metric is not None:
             task.metric = metric
         return task
-    return GenerationTask(metric=metric)
+    return GenerationTask(metric=metric, **cap)
 
 
 def _base(metric: Metric | None) -> Metric | None:

@@ -2,7 +2,9 @@
 
 Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and attribution, and may
 have a ``NAME.meta.json``: ``instruction`` (the starting prompt) and ``reward`` (the spec of the
-reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent).
+reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent),
+``length_penalty`` (``[WORDS, WEIGHT]``: the brevity term that goes with that reward) and
+``max_tokens`` (the token cap of a generated answer).
 """
 
 from __future__ import annotations
