@@ -125,8 +125,6 @@ def peer_arguments(plans: dict[str, Any]) -> argparse.ArgumentParser:
     ap.add_argument("--base-url", required=True, help="the proxy's /v1 base")
     ap.add_argument("--task-model", default="smollm2", help="the task model's name at the proxy")
     ap.add_argument("--meta-model", default="smollm2", help="the optimizer / reflection model's name at the proxy")
-    ap.add_argument("--task-plain", action="store_true",
-                    help="the task model is a base model (no chat template): plain completion")
     ap.add_argument("--budget", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task-max-tokens", type=int, default=64)

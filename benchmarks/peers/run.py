@@ -209,7 +209,7 @@ def peer_row(name: str, args: argparse.Namespace, cell: Cell, base_url: str, cou
     out.unlink(missing_ok=True)
     cmd = [sys.executable, str(HERE / script), "--optimizer", opt, "--split", str(cell.dir / "split"),
            "--base-url", base_url, "--budget", str(args.budget), "--seed", str(cell.seed), "--out", str(out),
-           "--task-model", task.alias, "--meta-model", optimizer.alias] + (["--task-plain"] if task.plain else [])
+           "--task-model", task.alias, "--meta-model", optimizer.alias]
     counter.reset(label=f"{name} {cell.dataset} {cell.seed}", budget=args.budget, phase="search")
     print(f"[peers] {name} on {cell.dataset} seed {cell.seed}: {shlex.join(cmd)}", flush=True)
     status, rc, seconds, _ = run_timed(cmd, cell.dir / f"{name}.log", args.timeout)

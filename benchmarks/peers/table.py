@@ -95,6 +95,11 @@ def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[di
     return out
 
 
+def _model(config: dict[str, Any], role: str) -> str:
+    spec, file = config[f"{role}_model"], config.get(f"{role}_model_file")
+    return f"`{spec}` ({file})" if file else f"`{spec}`"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -116,8 +121,8 @@ def markdown(result: dict[str, Any]) -> str:
     c = result["config"]
     records, duels = result["records"], result["versus"]
     lines = [f"# Peers on {c['task_model']}: {', '.join(c['datasets'])}", "",
-             f"Task model {c['task_model']} ({'plain completion, no chat template' if c.get('task_plain') else 'chat'}), "
-             f"optimizer / reflection model {c['optimizer_model']}, each behind llama.cpp's server and one counting "
+             f"Task model {_model(c, 'task')} ({'a base model: plain completion, no chat template' if c.get('task_plain') else 'chat'}), "
+             f"optimizer / reflection model {_model(c, 'optimizer')}, each behind llama.cpp's server and one counting "
              f"proxy. Seeds {', '.join(map(str, c['seeds']))}; per seed promptgym's split: train {c['train_size']}, "
              f"dev {c['dev_size']}, test {c['test_size']}. Every system may make {c['budget']} calls before its test "
              f"(search and any selection, both models, counted at the proxy); test calls are counted apart. "

@@ -104,7 +104,7 @@ def test_the_markdown_table(rows):
                                              optimizer_model="embedded", started="2026-12-07 10:00 UTC"),
                               "rows": rows, "seconds": 7200})
     text = table.markdown(result)
-    assert "# Peers on gemma3-270m: A, B" in text and "plain completion, no chat template" in text
+    assert "# Peers on gemma3-270m: A, B" in text and "a base model: plain completion, no chat template" in text
     assert "| promptgym-gpo | 3/3 | 0.250 | 0.500 | +0.250 [" in text
     assert "| gepa | 3/3 | 0.300 |" in text and "| 1/3 | 200 (3) | 101 |" in text
     assert "| dspy-copro | 0/1 | - | - | - | - | 0/0 | 2 (0) | 100 |" in text
