@@ -208,7 +208,7 @@ def test_json_fields_and_their_order_are_the_contract(dataset):
         "train_size", "test_size", "task_model", "optimizer_model", "candidates", "stats", "dev_size",
         "dev_initial", "dev_best", "kept_start", "selection", "method_best_prompt", "test_method_best",
         "test_delta", "test_interval", "test_p_value", "verdict", "projection", "test_share_better",
-        "detectable"]
+        "detectable", "calibration"]
 
 
 def test_stoppers_from_the_cli_reach_the_run_and_resume_stops_the_same_way(dataset):

@@ -441,3 +441,40 @@ def test_select_sequential_reaches_every_cell_and_an_older_directory_reads_as_wi
     refused = CliRunner().invoke(main, [*args, "--select-sequential"])
     assert refused.exit_code != 0 and "made with other settings (select_sequential False)" in refused.stderr
     assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_select_statistic_reaches_every_cell_and_an_older_directory_reads_as_accuracy(tmp_path):
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    args = ["bench", "--methods", "ape", "--datasets", data, "--seeds", "0", *SMALL, *SCRIPTED, "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--select-statistic", "probability", "--select-margin", "0.05"])
+    assert result.exit_code == 0, result.stderr
+    [row] = BenchDir(out).rows()
+    assert row["summary"]["selection"]["statistic"] == "probability"
+    assert "on the right option's probability (accuracy may drop at most 0.05)" in (out / "results.md").read_text()
+    manifest = out / "bench.json"
+    older = {k: v for k, v in json.loads(manifest.read_text()).items() if k not in ("select_statistic", "select_margin")}
+    manifest.write_text(json.dumps(older))  # made before the option existed: the task's score
+    refused = CliRunner().invoke(main, [*args, "--select-statistic", "probability", "--select-margin", "0.05"])
+    assert refused.exit_code != 0 and "select_statistic 'accuracy'" in refused.stderr
+    assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_a_variant_with_calibrate_runs_its_cells_calibrated_beside_the_plain_method(tmp_path):
+    [plain, calibrated] = parse_variants("ape,ape[calibrate=true]")
+    assert (plain.label, plain.options) == ("ape", {})
+    assert (calibrated.label, calibrated.method, calibrated.params, calibrated.options) == (
+        "ape[calibrate=true]", "ape", {}, {"calibrate": True})
+    with pytest.raises(PromptgymError, match="calibrate must be true or false"):
+        parse_variants("ape[calibrate=3]")
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape,ape[calibrate=true]", "--datasets", data,
+                                       "--seeds", "0", *SMALL, *SCRIPTED, "--out", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    rows = {r["variant"]: r for r in BenchDir(out).rows()}
+    assert rows["ape"]["summary"]["calibration"] is None
+    assert rows["ape[calibrate=true]"]["options"] == {"calibrate": True}
+    assert rows["ape[calibrate=true]"]["summary"]["calibration"]["prior_initial"]
+    assert all(r["summary"]["budget_used"] <= 60 for r in rows.values())
+    assert "| ape[calibrate=true] | 1/1 |" in (out / "results.md").read_text()

@@ -98,3 +98,22 @@ def test_a_resumed_run_without_log_probs_does_not_ask_again(tmp_path):
     assert asked_again == []  # its ledger holds the failed call that asked
     assert again.summary.stats["scoring"].startswith("the served model gave no usable log-probabilities when this run")
     assert again.summary.test_initial == result.summary.test_initial
+
+
+def test_a_served_model_with_log_probs_calibrates_its_first_token_scores(tmp_path):
+    with FakeOpenAIServer(reply=sentiment_reply, alternatives=knows_the_answer) as server:
+        result = optimize(write_sentiment(tmp_path), f"openai:fake-model@{server.base_url}", calibrate=True)
+    summary = result.summary
+    assert summary.stats["scoring"] == SCORED
+    # a content-free input names no review: the fake answers "positive" 0.6 / "negative" 0.1, renormalised
+    assert summary.calibration["prior_initial"] == pytest.approx({"positive": 6 / 7, "negative": 1 / 7})
+    assert sum(r["role"] == "calibration" for r in RunStore(default_store_url()).call_rows(result.run_id)) >= 3
+
+
+def test_a_served_model_without_log_probs_cannot_calibrate(tmp_path):
+    from promptgym.errors import PromptgymError
+
+    with FakeOpenAIServer(reply=sentiment_reply) as server, \
+            pytest.raises(PromptgymError, match="^--calibrate needs choices scored by log-probability: .*returns no "
+                                                "log-probabilities"):
+        optimize(write_sentiment(tmp_path), f"openai:fake-model@{server.base_url}", calibrate=True)

@@ -5,6 +5,7 @@ wherever it is rebuilt."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from promptgym.evaluation.selection import (DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAU
                                             plan_selection)
 from promptgym.tasks.metrics import ExactMatch, Metric
 from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
+from promptgym.tasks.task import CONTENT_FREE_INPUTS
 
 LONG_INPUTS = ("error", "truncate")  # what a row too long for the task model's context becomes
 
@@ -54,19 +56,36 @@ def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPl
                              config.get("select_statistic", DEFAULT_STATISTIC),
                              config.get("select_margin", DEFAULT_MARGIN))
     try:
-        return plan_selection(available if available is not None else 10**9, config["budget"],
+        plan = plan_selection(available if available is not None else 10**9, config["budget"],
                               config["dev_size"], config.get("select_k", 0),
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
                               config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False))
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
+    return with_priors(plan, config) if config.get("calibrate") and plan.enabled else plan
+
+
+def with_priors(plan: SelectionPlan, config: dict[str, Any]) -> SelectionPlan:
+    """Final selection's reserve under calibration: the race may have to read a prompt's label
+    prior too (the start's, when the method never scored it), so it keeps the content-free calls of
+    every entrant besides their dev calls; mostly they come from the cache, unspent."""
+    extra = (plan.k + 1) * len(CONTENT_FREE_INPUTS)
+    budget = config["budget"]
+    if budget is not None and plan.reserve + extra >= budget:
+        raise PromptgymError(f"--budget {budget} cannot pay for final selection with --calibrate ({plan.k + 1} prompts "
+                             f"x ({plan.dev_size} dev + {len(CONTENT_FREE_INPUTS)} content-free) = "
+                             f"{plan.reserve + extra} calls): raise --budget, or lower --dev-size or --select-k "
+                             "(0 turns selection off)")
+    return replace(plan, reserve=plan.reserve + extra)
 
 
 def dataset_to_json(dataset: Dataset) -> dict[str, Any]:
+    """Inline rows; an example's ``fields`` (an input rendered by an input template) only where it has them."""
     return dict(name=dataset.name, description=dataset.description, source=dataset.source,
                 examples=[dict(id=e.id, input=e.input, targets=list(e.targets),
-                               choices=list(e.choices) if e.choices else None, where=e.where)
+                               choices=list(e.choices) if e.choices else None, where=e.where,
+                               **({"fields": [list(f) for f in e.fields]} if e.fields else {}))
                           for e in dataset.examples])
 
 
@@ -81,11 +100,13 @@ def split_files(config: dict[str, Any], dataset: str | Dataset | None, train: st
     if isinstance(dataset, Dataset):
         source = dataset
     elif dataset is not None:
-        source = dataset_from_config({"dataset": dataset, "fields": config["fields"]})
+        source = dataset_from_config({"dataset": dataset, "fields": config["fields"],
+                                      "input_template": config.get("input_template")})
     fields = config["fields"]
     splits = load_split_files(train, dev, test, input_field=fields.get("input"), target_field=fields.get("target"),
                               choices_field=fields.get("choices"), labels=source.labels if source else None,
-                              labels_from=(source.source or source.name) if source else "")
+                              labels_from=(source.source or source.name) if source else "",
+                              input_template=config.get("input_template"))
     for name, path, rows in (("train", train, splits.train), ("dev", dev, splits.dev), ("test", test, splits.test)):
         if given[name] is None or given[name] == len(rows):
             continue
@@ -108,8 +129,10 @@ def dataset_from_config(config: dict[str, Any]) -> Dataset:
     if inline:
         return Dataset(name=inline["name"], description=inline["description"], source=inline["source"],
                        examples=[Example(e["id"], e["input"], tuple(e["targets"]),
-                                         tuple(e["choices"]) if e["choices"] else None, where=e.get("where", ""))
+                                         tuple(e["choices"]) if e["choices"] else None, where=e.get("where", ""),
+                                         fields=tuple((str(k), str(v)) for k, v in e.get("fields", ())))
                                  for e in inline["examples"]])
     fields = config.get("fields") or {}
     return load_dataset(config["dataset"], input_field=fields.get("input"),
-                        target_field=fields.get("target"), choices_field=fields.get("choices"))
+                        target_field=fields.get("target"), choices_field=fields.get("choices"),
+                        input_template=config.get("input_template"))

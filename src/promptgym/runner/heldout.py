@@ -32,6 +32,25 @@ def evaluate_heldout(evaluator: Evaluator, task: Task, splits: Splits, recorder:
     return results
 
 
+def fields_on_test(task: Task, initial: EvalResult | None, best: EvalResult | None) -> dict[str, Any]:
+    """For a metric that scores an answer field by field (``json-schema``): each field's mean on
+    test for the start and the returned prompt, ``{"field_scores": {"start": {...}, "returned":
+    {...}}}``, read from the answers already scored; {} for any other metric or without a test split."""
+    metric = task.metric
+    while not hasattr(metric, "field_scores") and hasattr(metric, "base"):  # under a length penalty
+        metric = metric.base
+    if not hasattr(metric, "field_scores") or initial is None or best is None or not initial.examples:
+        return {}
+    return {"field_scores": {name: _field_means(metric, result) for name, result in
+                             (("start", initial), ("returned", best))}}
+
+
+def _field_means(metric: Any, result: EvalResult) -> dict[str, float]:
+    per_example = [metric.field_scores(p, e) for p, e in zip(result.predictions, result.examples)]
+    names = list(dict.fromkeys(name for fields in per_example for name in fields))
+    return {name: sum(f.get(name, 0.0) for f in per_example) / len(per_example) for name in names}
+
+
 def paired_on_test(initial: EvalResult | None, best: EvalResult | None, seed: int) -> dict[str, Any]:
     """The returned prompt against the start on test: delta, 95% paired interval, two-sided p."""
     if initial is None or best is None:

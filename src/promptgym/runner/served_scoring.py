@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from promptgym.errors import ScoringUnavailable
+from promptgym.errors import PromptgymError, ScoringUnavailable
 from promptgym.evaluation.cache import request_key
 from promptgym.evaluation.evaluator import Evaluator
 from promptgym.models.base import ScoreRequest
@@ -38,13 +38,16 @@ def choose_scoring(setup: Setup, store: RunStore, run_id: str, ledger: Ledger, r
     if config["scoring"] or not getattr(setup.task_backend, "scores_first_token", False) \
             or not isinstance(task, ChoiceTask) or task.scoring != "generate" or not setup.splits.train:
         return
-    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens)
+    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens,
+                        calibrate=bool(config.get("calibrate")))
     scored.metric = task.metric
     start = initial_prompt(config, setup.dataset, scored)
     request = scored.request(start, setup.splits.train[0])
     checker = Evaluator(setup.task_backend, setup.optimizer_backend, setup.cache, ledger=ledger, origin=run_id,
                         recorded=recorded)
     problem = why_not_scored(setup, store, run_id, checker, request)
+    if problem is not None and scored.calibrate:
+        raise PromptgymError(f"--calibrate needs choices scored by log-probability: {problem}")
     if problem is not None:
         setup.scoring_note = f"{problem}: {GENERATE}"
         return

@@ -2,7 +2,9 @@
 
 Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and attribution, and may
 have a ``NAME.meta.json``: ``instruction`` (the starting prompt) and ``reward`` (the spec of the
-reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent).
+reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent),
+``length_penalty`` (``[WORDS, WEIGHT]``: the brevity term that goes with that reward) and
+``max_tokens`` (the token cap of a generated answer).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def example_meta(name: str) -> dict:
     return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
 
 
-def load_example(name: str) -> Dataset:
+def load_example(name: str, input_template: str | None = None) -> Dataset:
     names = available()
     if name not in names:
         raise DataError(f"example:{name}: no such example dataset (shipped: {', '.join(names)})")
@@ -33,6 +35,6 @@ def load_example(name: str) -> Dataset:
     meta = example_meta(name)
     rows = ((f"example:{name}:{i}", json.loads(line))
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip())
-    dataset = rows_to_dataset(rows, source=f"example:{name}", name=name)
+    dataset = rows_to_dataset(rows, source=f"example:{name}", name=name, input_template=input_template)
     dataset.description = meta.get("instruction")
     return dataset
