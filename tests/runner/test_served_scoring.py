@@ -55,9 +55,10 @@ def test_a_served_model_with_log_probs_has_its_choices_scored_by_them(tmp_path):
     store = RunStore(default_store_url())
     rows = [r for r in store.call_rows(result.run_id) if r["role"] == "task"]
     assert {r["kind"] for r in rows} == {"score"}
-    check = rows[0]  # the start's first training example, not charged ...
-    assert (check["charged"], check["cached"]) == (False, False)
+    check = rows[0]  # the start's first training example, charged to the budget ...
+    assert (check["charged"], check["cached"]) == (True, False)
     assert any(r["key"] == check["key"] and r["cached"] for r in rows[1:])  # ... found in the cache by the search
+    assert summary.budget_used == sum(r["charged"] for r in store.call_rows(result.run_id))
     assert len(asked) == sum(not r["cached"] for r in rows)  # every request is a ledger row
     test_rows = [s for s in store.scores(result.run_id) if s["split"] == "test"]
     assert test_rows and all(s["probability"] and None not in s["probability"].values() for s in test_rows)

@@ -18,9 +18,11 @@ Scores = dict[tuple[str, str], EvalResult]  # (prompt id, split) -> result
 
 def evaluate_heldout(evaluator: Evaluator, task: Task, splits: Splits, recorder: RunRecorder, initial: Prompt,
                      best: Prompt, method_best: Prompt) -> Scores:
-    """Train and test for the start and the returned prompt; test only for the method's own pick."""
+    """Test and train for the start and the returned prompt; test only for the method's own pick.
+    Test first: the first call after final selection is then a test call, so a counter outside the
+    process (a proxy that tells test calls by their inputs) sees where the budgeted calls end."""
     results: Scores = {}
-    for prompt, splits_of in ((initial, ("train", "test")), (best, ("train", "test")), (method_best, ("test",))):
+    for prompt, splits_of in ((initial, ("test", "train")), (best, ("test", "train")), (method_best, ("test",))):
         for split in splits_of:
             examples = splits.train if split == "train" else splits.test
             if examples and (prompt.id, split) not in results:

@@ -3,9 +3,11 @@ probabilities of the first answer token (``models.first_token``) where the serve
 they tell the options apart, else by generating an answer that names an option, as before.
 
 The start scores the first training example that way before the search, through an evaluator on the
-run's ledger: not charged, cached and in the ledger, so the search finds the answer in the cache and
-a resumed run decides as the first attempt did (from the cache, or from its ledger when the answer
-was unusable, since such an answer is never cached), without asking the server again.
+run's ledger: charged to the search's budget (it is a call the server answered, and the search then
+finds its answer in the cache for free, so an uncharged ask would be a call past ``--budget``),
+cached and in the ledger, so a resumed run decides as the first attempt did (from the cache, or from
+its ledger when the answer was unusable, since such an answer is never cached), without asking the
+server again.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def why_not_scored(setup: Setup, store: RunStore, run_id: str, checker: Evaluato
            for row in store.call_rows(run_id)):
         return "the served model gave no usable log-probabilities when this run asked at its start"
     try:
-        (answer,) = checker.score([request], charge=False)
+        (answer,) = checker.score([request], charge=True)
     except ScoringUnavailable as exc:
         return exc.reason
     return told_apart(answer.logprobs, answer.token_counts, request.continuations)
