@@ -16,6 +16,11 @@ commits). A run's evaluator (``origin`` = the run id, ``recorded`` = the keys of
 uncached ledger rows) stamps its answers with the run, so after a kill between the two commits the
 resumed run finds its own answer in the cache with no ledger row and records it then, as the call
 it was (charged as it would have been), instead of taking it as a free cache hit.
+
+A judge (a task whose metric is a ``tasks.judge.RubricJudge``): after the task's answers, the judge
+model (role ``judge``; the optimizer model when none is given) is asked for each answer's score
+through the same door, so its calls are cached, charged like the task's (not when ``charge=False``)
+and written to the ledger with role ``judge``; each answer's ``Verdict`` is kept in ``verdicts``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from promptgym.evaluation.cache import Response, ResponseCache, request_key
 from promptgym.models.base import (Backend, Completion, EmbeddingRequest, GenerationRequest, OptionScores,
                                    ScoreRequest)
 from promptgym.store.runs import Usage
+from promptgym.tasks.judge import RubricJudge, Verdict
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import Task
 
@@ -94,9 +100,12 @@ class Evaluator:
     def __init__(self, task_model: Backend, optimizer_model: Backend, cache: ResponseCache,
                  budget: Budget | None = None, ledger: LedgerSink | None = None,
                  on_call: Callable[[bool, bool, int], None] | None = None, origin: str | None = None,
-                 recorded: set[str] | None = None):
+                 recorded: set[str] | None = None, judge_model: Backend | None = None,
+                 verdicts: dict[tuple[str, str], Verdict] | None = None):
         self.task_model = task_model
         self.optimizer_model = optimizer_model
+        self.judge_model = judge_model or optimizer_model
+        self.verdicts = verdicts if verdicts is not None else {}  # (example id, answer) -> the judge's verdict
         self.cache = cache
         self.budget = budget or Budget(None)
         self.ledger = ledger
@@ -106,6 +115,8 @@ class Evaluator:
         self.recorded = recorded if recorded is not None else set()
 
     def _backend(self, role: str) -> Backend:
+        if role == "judge":
+            return self.judge_model
         return self.optimizer_model if role == "optimizer" else self.task_model
 
     def generate(self, requests: Sequence[GenerationRequest], role: str = "optimizer",
@@ -142,10 +153,27 @@ class Evaluator:
             for i, resp in zip(gen_idx, outs):
                 responses[i] = resp
         predictions = [task.predict(prompt, ex, resp) for ex, resp in zip(examples, responses)]
-        scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
+        if isinstance(task.metric, RubricJudge):
+            scores = self._judged(task.metric, predictions, examples, charge)
+        else:
+            scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
         evidence = [task.evidence(ex, resp) for ex, resp in zip(examples, responses)]
         return EvalResult(prompt, list(examples), scores, predictions, responses,
                           [p for p, _ in evidence], [m for _, m in evidence])
+
+    def _judged(self, judge: RubricJudge, predictions: Sequence[str], examples: Sequence[Example],
+                charge: bool) -> list[float]:
+        """The judge's score of each answer: its requests (none where a guard decides alone) in one
+        batch to the judge model; an answer given twice on an example is one cached request."""
+        asked = [judge.requests(p, ex) for p, ex in zip(predictions, examples)]
+        replies = iter(self.generate([r for rs in asked for r in rs], role="judge", charge=charge)
+                       if any(asked) else [])
+        scores = []
+        for prediction, example, requests in zip(predictions, examples, asked):
+            verdict = judge.verdict(prediction, example, [next(replies).text for _ in requests])
+            self.verdicts[(example.id, prediction)] = verdict
+            scores.append(verdict.score)
+        return scores
 
     def _dispatch(self, backend: Backend, role: str, kind: str, requests: Sequence, charge: bool) -> list:
         keys = [request_key(backend.identity, r) for r in requests]
