@@ -17,7 +17,7 @@ def test_shipped_sentiment_sample():
 
 
 def test_unknown_example_names_the_shipped_ones():
-    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: python-functions, sentiment\)"):
+    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: formal-rewrite, python-functions, sentiment\)"):
         load_dataset("example:nope")
 
 
@@ -32,3 +32,15 @@ def test_shipped_python_functions_with_tests():
     for e in ds.examples:
         assert "assert" not in e.targets[0]  # the reference solution first, never run as a test
         assert len(split_tests(e.targets)) >= 3
+
+
+def test_shipped_formal_rewrite_is_judged_by_its_own_rubric():
+    from promptgym.data.examples import example_meta
+    from promptgym.tasks.rewards import load_reward
+
+    ds = load_dataset("example:formal-rewrite")
+    assert len(ds) == 60 and not ds.is_choice and len({e.input for e in ds.examples}) == 60
+    assert all(len(e.targets) == 1 and e.target.strip() for e in ds.examples)
+    assert ds.description and "formal" in ds.description
+    judge = load_reward(example_meta("formal-rewrite")["reward"])
+    assert judge.name == "judge" and "formal register" in judge.rubric

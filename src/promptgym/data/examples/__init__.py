@@ -2,7 +2,8 @@
 
 Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and attribution, and may
 have a ``NAME.meta.json``: ``instruction`` (the starting prompt) and ``reward`` (the spec of the
-reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent).
+reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent). A dataset scored
+by a judge ships its rubric as ``NAME.rubric.md`` (reward ``judge:example:NAME``).
 """
 
 from __future__ import annotations
