@@ -70,7 +70,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
-             backends: Mapping[str, Backend] | None = None) -> RunResult | Projection:
+             backends: Mapping[str, Backend] | None = None, judge_model: str | None = None,
+             judge_max_words: int | None = None, judge_order: str | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
@@ -111,6 +112,14 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
     not stored: pass it again to ``resume``.
 
+    ``reward="judge:RUBRIC.md"`` (or a ``tasks.judge.RubricJudge``) has a judge model score each
+    answer against your rubric (``promptgym.tasks.judge``): ``judge_model`` is any model spec
+    (default: the optimizer model); its calls are cached, charged to the budget in the search and
+    final selection (not in the held-out test) and in the ledger with role ``judge``.
+    ``judge_max_words`` cuts and scores down longer answers (default: twice the longest reference);
+    ``judge_order`` ``"balanced"`` (one call per answer) or ``"both"`` (reference and answer shown
+    in both orders, averaged). The rubric's text is stored with the run.
+
     ``long_inputs``: an example whose prompt does not fit the task model's context (when the
     backend tells its size) is an error naming the row (``"error"``, before anything is stored)
     or has its input cut to fit (``"truncate"``).
@@ -146,7 +155,9 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   cache_url=remember_cache_url(cache_url) if cache_url else None,
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
                   select_statistic=select_statistic, select_margin=select_margin,
-                  **({"select_sequential": True} if select_sequential else {}))
+                  **({"select_sequential": True} if select_sequential else {}),
+                  judge_model=remember_spec(judge_model) if judge_model else None,
+                  judge_max_words=judge_max_words, judge_order=judge_order)
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:

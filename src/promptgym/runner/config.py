@@ -13,6 +13,7 @@ from promptgym.data.loaders import load_dataset, load_split_files
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.selection import (DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, SelectionPlan,
                                             plan_selection)
+from promptgym.tasks.judge import RubricJudge
 from promptgym.tasks.metrics import ExactMatch, Metric
 from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
 
@@ -30,7 +31,9 @@ def reward_config(config: dict[str, Any], reward: Any, length_penalty: Any) -> M
         reward = reward.base
     live: Metric | None = None
     if isinstance(reward, str):
-        config["reward"] = spec_of(load_reward(reward))  # fails fast on a bad spec
+        reward = load_reward(reward)  # fails fast on a bad spec
+    if isinstance(reward, RubricJudge):  # stored whole (the rubric's text too): a resume needs no file
+        config["reward"], config["judge"] = reward.spec, reward.record()
     elif reward is not None:
         live = as_metric(reward)
         config["reward"] = spec_of(live)

@@ -18,10 +18,12 @@ from promptgym.evaluation.selection import DEFAULT_STATISTIC, SelectionPlan
 from promptgym.models.base import Backend
 from promptgym.optimizers import Optimizer, get_method
 from promptgym.runner.backends import backend_for, cache_url_of, preflight
-from promptgym.runner.checks import check_chat, check_optimizer_chat, check_sandbox, fit_context
+from promptgym.runner.checks import (check_chat, check_judge, check_judge_chat, check_optimizer_chat, check_sandbox,
+                                    fit_context)
 from promptgym.runner.config import dataset_from_config, selection_plan
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.build import task_for
+from promptgym.tasks.judge import RubricJudge
 from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch, Metric
 from promptgym.tasks.prompt import Prompt, get_layout, with_options
 from promptgym.tasks.rewards import LengthPenalty, load_reward
@@ -46,6 +48,7 @@ class Setup:
     started: float  # perf_counter before loading: a run's wall time includes its setup
     optimizer_backend: Backend | None = None  # from here on set by ready()
     cache: ResponseCache | None = None
+    judge_backend: Backend | None = None  # the judge model, for a judge reward (else None)
     scoring_note: str | None = None  # how a served model scores choices (served_scoring), when asked
 
 
@@ -67,6 +70,7 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
     check_chat(task_backend, optimizer, config)
     task = task_of(config, dataset, config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate"),
                    reward)
+    check_judge(config, task, dataset)
     _check_statistic(plan, task)
     initial = initial_prompt(config, dataset, task)
     if check_lengths:
@@ -84,10 +88,22 @@ def ready(setup: Setup) -> None:
     config = setup.config
     optimizer_backend = backend_for(config["optimizer_model"])
     check_optimizer_chat(optimizer_backend, setup.optimizer, config)
-    preflight(setup.task_backend, optimizer_backend)
+    judge_backend = judge_backend_of(setup)
+    preflight(setup.task_backend, optimizer_backend, *([judge_backend] if judge_backend else []))
     cache = ResponseCache(cache_url_of(config.get("cache_url")))
     check_sandbox(setup.task)
-    setup.optimizer_backend, setup.cache = optimizer_backend, cache
+    setup.optimizer_backend, setup.cache, setup.judge_backend = optimizer_backend, cache, judge_backend
+
+
+def judge_backend_of(setup: Setup) -> Backend | None:
+    """The judge model of a judge reward (``judge_model``, else the optimizer model), checked to
+    chat; None for any other reward."""
+    if not isinstance(setup.task.metric, RubricJudge):
+        return None
+    spec = setup.config.get("judge_model") or setup.config["optimizer_model"]
+    backend = backend_for(spec)
+    check_judge_chat(backend, spec)
+    return backend
 
 
 def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> Splits:
@@ -112,11 +128,28 @@ def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -
         raise PromptgymError(f"this run was scored by a reward with no spec ({config['reward_unnamed']}): "
                              "pass it again, promptgym.resume(run_id, reward=...)")
     spec = config.get("reward") or _dataset_reward(config)
-    metric = reward or (load_reward(spec) if spec else None)
+    if config.get("judge") and reward is None:  # the rubric the run was started with, not the file now
+        metric: Metric | None = RubricJudge.from_record(config["judge"])
+    else:
+        metric = reward or (load_reward(spec) if spec else None)
+    if isinstance(metric, RubricJudge):
+        metric = judge_of(config, metric)
     if config.get("length_penalty"):
         words, weight = config["length_penalty"]
         metric = LengthPenalty(metric or (ChoiceAccuracy() if dataset.is_choice else ExactMatch()), words, weight)
     return metric
+
+
+def judge_of(config: dict[str, Any], judge: RubricJudge) -> RubricJudge:
+    """The judge with the run's options (``judge_max_words``, ``judge_order``), its record kept in
+    the config (``judge``: the rubric's text, source and hash), so that a resume, whatever the
+    rubric file says by then, judges by the same rubric."""
+    if config.get("length_penalty"):
+        raise PromptgymError("--length-penalty and a judge reward: the judge has its own length guard "
+                             "(answers past --judge-max-words are cut and scored down); leave --length-penalty out")
+    judge = judge.with_options(config.get("judge_max_words"), config.get("judge_order"))
+    config["judge"] = judge.record()
+    return judge
 
 
 def _dataset_reward(config: dict[str, Any]) -> str | None:

@@ -10,6 +10,8 @@ Named by a spec (CLI ``--reward SPEC``, Python ``reward="SPEC"``), resolved by :
 - ``exact-match``: the default for free text; ``accuracy``: the default for choice tasks;
 - ``code-tests`` / ``code-tests-all``: run the extracted code against the example's tests in the
   sandbox (:mod:`promptgym.tasks.code`): the fraction passed / 1 only if all pass;
+- ``judge:RUBRIC.md``: a judge model scores each answer against the rubric you wrote
+  (:mod:`promptgym.tasks.judge`; ``judge:example:NAME``: the rubric a shipped example comes with);
 - ``MODULE:FUNCTION`` (importable, or a module in the current directory) or
   ``path/to/file.py:FUNCTION``: your function, called as ``FUNCTION(prediction, example)``. It must
   return a number (bool counts as 0/1); an exception or a non-number stops the run with one line
@@ -41,10 +43,12 @@ from typing import Any, Callable
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.tasks.code import CodeTestsMetric
+from promptgym.tasks.judge import load_judge
 from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
 
 BUILTIN = ("accuracy", "exact-match", "code-tests", "code-tests-all")
 DEFAULT_LENGTH_WEIGHT = 0.5
+JUDGE_PREFIX = "judge:"
 
 
 class RewardError(PromptgymError):
@@ -142,6 +146,8 @@ def load_reward(spec: str) -> Metric:
     name = spec.lower().replace("_", "-")
     if name in BUILTIN:
         return _builtin(name)
+    if name.startswith(JUDGE_PREFIX):
+        return load_judge(spec[len(JUDGE_PREFIX):])
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
         raise RewardError(f"reward '{spec}': expected one of {', '.join(BUILTIN)}, MODULE:FUNCTION or FILE.py:FUNCTION")
