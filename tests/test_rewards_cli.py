@@ -159,7 +159,8 @@ def free_text(tmp_path) -> str:
 def test_a_judge_whose_replies_hold_no_score_scores_zero_counts_them_and_finishes(free_text, rubric):
     # the scripted model's canned replies are instructions, never "Score: N"
     result = _invoke("optimize", "--dataset", free_text, *SCRIPTED, *SMALL, "--reward", f"judge:{rubric}",
-                     "--judge-model", "scripted", "--judge-order", "both", "--judge-max-words", "5")
+                     "--judge-model", "scripted", "--judge-order", "both", "--judge-max-words", "5",
+                     "--judge-scoring", "generate")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["initial_score"] == 0.0 and summary["test_initial"] == 0.0
@@ -167,7 +168,8 @@ def test_a_judge_whose_replies_hold_no_score_scores_zero_counts_them_and_finishe
     assert judge["unparsed"] == judge["answers"] > 0 and judge["order"] == "both" and judge["max_words"] == 5
     config = RunStore(api.default_store_url()).get_run(summary["run_id"])["config"]
     assert config["judge"]["order"] == "both" and config["judge_model"] == "scripted"
-    shown = _invoke("optimize", "--dataset", free_text, *SCRIPTED, *SMALL[:-2], "--reward", f"judge:{rubric}")
+    shown = _invoke("optimize", "--dataset", free_text, *SCRIPTED, *SMALL[:-2], "--reward", f"judge:{rubric}",
+                    "--judge-scoring", "generate")
     assert "unreadable replies scored 0" in shown.stdout  # the summary says so in words
 
 

@@ -71,7 +71,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
              backends: Mapping[str, Backend] | None = None, judge_model: str | None = None,
-             judge_max_words: int | None = None, judge_order: str | None = None) -> RunResult | Projection:
+             judge_max_words: int | None = None, judge_order: str | None = None,
+             judge_scoring: str | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
     ``dry_run=True`` returns the run's ``Projection`` (model calls, tokens, time; see
@@ -118,7 +119,10 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
     final selection (not in the held-out test) and in the ledger with role ``judge``.
     ``judge_max_words`` cuts and scores down longer answers (default: twice the longest reference);
     ``judge_order`` ``"balanced"`` (one call per answer) or ``"both"`` (reference and answer shown
-    in both orders, averaged). The rubric's text is stored with the run.
+    in both orders, averaged); ``judge_scoring`` ``"logprob"`` (the expected score under the judge's
+    probabilities of the digits; the default where the judge model gives them) or ``"generate"``
+    (a greedy reply, read tolerantly; unreadable replies score 0 and are counted). The rubric's
+    text is stored with the run.
 
     ``long_inputs``: an example whose prompt does not fit the task model's context (when the
     backend tells its size) is an error naming the row (``"error"``, before anything is stored)
@@ -157,7 +161,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   select_statistic=select_statistic, select_margin=select_margin,
                   **({"select_sequential": True} if select_sequential else {}),
                   judge_model=remember_spec(judge_model) if judge_model else None,
-                  judge_max_words=judge_max_words, judge_order=judge_order)
+                  judge_max_words=judge_max_words, judge_order=judge_order, judge_scoring=judge_scoring)
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:

@@ -237,13 +237,14 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
                     kind = "score" if isinstance(request, ScoreRequest) else "generate"
                     rows.append(("task", kind, count_task(request), task_stand_in.completion_tokens(request)))
                     # a judge's calls on the answer (its request holds the task's and the rubric, roughly)
-                    rows += [("judge", "generate", count_task(request), JUDGE_REPLY_TOKENS)] * judge_calls
+                    rows += [("judge", judge_kind, count_task(request), JUDGE_REPLY_TOKENS)] * judge_calls
         for i in range(len(rows) if calls is None else (calls if rows else 0)):
             role, kind, p_tok, c_tok = rows[i % len(rows)]
             out.add(role, kind, p_tok, c_tok, speeds)
         return out
 
     judge_calls = calls_per_answer(task.metric) - 1
+    judge_kind = "score" if getattr(task.metric, "scoring", None) == "logprob" else "generate"
     reserved = phase([(initial, select_dev)], calls=reserve)
     # held out: the start on train (what the search did not score there) and on test, and the
     # method's own pick on test (final selection mostly hands back the start; else one test more)
@@ -396,7 +397,8 @@ def _rehearsal_task(task: Task, flat: bool) -> Task:
     rehearsal = copy.copy(task)
     if isinstance(task.metric, RubricJudge):  # judged: the judge's calls are rehearsed, its scores made up
         judge = task.metric
-        rehearsal.metric = _RehearsalJudge(judge.rubric, judge.source, judge.max_words, judge.order, flat=flat)
+        rehearsal.metric = _RehearsalJudge(judge.rubric, judge.source, judge.max_words, judge.order, judge.scoring,
+                                           flat=flat)
         return rehearsal
     rehearsal.score = (lambda prediction, example: 0.5) if flat else (  # type: ignore[method-assign]
         lambda prediction, example: (_digest(f"{prediction}|{example.id}") % 101) / 100)
@@ -410,8 +412,8 @@ class _RehearsalJudge(RubricJudge):
 
     flat: bool = False
 
-    def read(self, reply: str) -> float | None:
-        return 0.5 if self.flat else (_digest(reply) % 101) / 100
+    def read(self, reply: Any) -> float | None:
+        return 0.5 if self.flat else (_digest(repr(reply)) % 101) / 100
 
 
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fe", "gu", "ho", "ji", "pa", "ze")

@@ -62,7 +62,7 @@ def models(judge: ScriptedBackend | None = None) -> dict[str, ScriptedBackend]:
 def run(data: Path, rubric: Path, backends: dict, **kw) -> api.RunResult:
     options = dict(method="ape", budget=80, train_size=6, test_size=6, dev_size=0, seed=1, task_model="t",
                    optimizer_model="o", judge_model="j", reward=f"judge:{rubric}", prompt="Rewrite the input.",
-                   quiet=True, backends=backends)
+                   judge_scoring="generate", quiet=True, backends=backends)
     return api.optimize(str(data), **{**options, **kw})
 
 
@@ -175,3 +175,30 @@ def test_final_selection_charges_its_judge_calls_to_its_own_meter(files):
     assert judged_in_race and len(judged_in_race) < len(select)
     assert s["budget_used"] == sum(r["charged"] for r in rows)
     assert s["dev_best"] == 1.0 and s["test_best"] == 1.0
+
+
+def formal_digits(prompt: str, option: str) -> float:
+    """A scripted judge's log-probability of each digit: 5 likeliest for a formal answer, 1 otherwise."""
+    given = re.search(r"<<<ANSWER>>>\n(.*?)\n<<<END ANSWER>>>", prompt, re.S).group(1)
+    return 0.0 if option.strip() == ("5" if given.startswith("Kindly") else "1") else -4.0
+
+
+def test_a_judge_that_gives_log_probabilities_is_read_by_them_and_the_run_stores_how(files):
+    data, rubric = files
+    judge = ScriptedBackend(option_logprob=formal_digits, name="j")
+    result = run(data, rubric, models(judge), judge_scoring=None)
+    s = result.summary
+    assert s["judge"]["scoring"] == "logprob" and s["judge"]["unparsed"] == 0
+    rows = [r for r in RunStore(default_store_url()).call_rows(result.run_id) if r["role"] == "judge"]
+    assert rows and {r["kind"] for r in rows} == {"score"}
+    assert 0.95 < s["test_best"] <= 1.0 and s["test_initial"] < 0.05  # the expected digit, near 5 and near 1
+    assert RunStore(default_store_url()).get_run(result.run_id)["config"]["judge"]["scoring"] == "logprob"
+
+
+def test_a_judge_without_log_probabilities_generates_and_logprob_is_refused(files):
+    data, rubric = files
+    judge = ScriptedBackend(reply=grade, name="j")
+    judge.supports_scoring = False  # as a chat API without log-probabilities
+    assert run(data, rubric, models(judge), judge_scoring=None)["judge"]["scoring"] == "generate"
+    with pytest.raises(PromptgymError, match="gives no log-probabilities: use --judge-scoring generate"):
+        run(data, rubric, models(judge), judge_scoring="logprob")

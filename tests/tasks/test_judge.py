@@ -9,6 +9,7 @@ import pytest
 
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
+from promptgym.models.base import Completion, OptionScores, ScoreRequest
 from promptgym.models.scripted import request_text
 from promptgym.tasks.judge import COPY_WORDS, JudgeError, RubricJudge, copies, load_judge
 
@@ -54,6 +55,20 @@ def test_reply_without_a_score_in_range_reads_none_and_scores_zero(reply):
     assert judge.read(reply) is None
     verdict = judge.verdict("I shall be late.", EXAMPLE, [reply])
     assert verdict.score == 0.0 and verdict.status == "unparsed"
+
+
+def test_logprob_scoring_asks_for_the_digits_and_reads_their_expected_value():
+    judge = RubricJudge(RUBRIC, scoring="logprob")
+    (request,) = judge.requests("I shall be late.", EXAMPLE)
+    assert isinstance(request, ScoreRequest) and request.continuations == (" 1", " 2", " 3", " 4", " 5")
+    assert request.answer_prefix == "Score:" and _block(request, "ANSWER") == "I shall be late."
+    certain_five = OptionScores((-50.0, -50.0, -50.0, -50.0, 0.0), (1,) * 5)
+    even = OptionScores((-1.0,) * 5, (1,) * 5)
+    two_or_four = OptionScores((-50.0, 0.0, -50.0, 0.0, -50.0), (1,) * 5)
+    assert judge.read(certain_five) == pytest.approx(1.0) and judge.read(even) == pytest.approx(0.5)
+    assert judge.read(two_or_four) == pytest.approx(0.5)
+    assert judge.read(OptionScores((-9.0,) * 5, (0,) * 5)) is None  # no digit's token read: unparsed
+    assert judge.read(Completion(" 4")) == pytest.approx(0.75)
 
 
 # -- (a) order ---------------------------------------------------------------------------------

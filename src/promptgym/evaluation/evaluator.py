@@ -19,7 +19,7 @@ it was (charged as it would have been), instead of taking it as a free cache hit
 
 A judge (a task whose metric is a ``tasks.judge.RubricJudge``): after the task's answers, the judge
 model (role ``judge``; the optimizer model when none is given) is asked for each answer's score
-through the same door, so its calls are cached, charged like the task's (not when ``charge=False``)
+(generated, or its digits' log-probabilities) through the same door, so its calls are cached, charged like the task's (not when ``charge=False``)
 and written to the ledger with role ``judge``; each answer's ``Verdict`` is kept in ``verdicts``.
 """
 
@@ -166,11 +166,12 @@ class Evaluator:
         """The judge's score of each answer: its requests (none where a guard decides alone) in one
         batch to the judge model; an answer given twice on an example is one cached request."""
         asked = [judge.requests(p, ex) for p, ex in zip(predictions, examples)]
-        replies = iter(self.generate([r for rs in asked for r in rs], role="judge", charge=charge)
-                       if any(asked) else [])
+        flat = [r for rs in asked for r in rs]
+        kind = "score" if flat and isinstance(flat[0], ScoreRequest) else "generate"
+        replies = iter(self._dispatch(self.judge_model, "judge", kind, flat, charge) if flat else [])
         scores = []
         for prediction, example, requests in zip(predictions, examples, asked):
-            verdict = judge.verdict(prediction, example, [next(replies).text for _ in requests])
+            verdict = judge.verdict(prediction, example, [next(replies) for _ in requests])
             self.verdicts[(example.id, prediction)] = verdict
             scores.append(verdict.score)
         return scores

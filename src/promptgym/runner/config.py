@@ -46,9 +46,10 @@ def reward_config(config: dict[str, Any], reward: Any, length_penalty: Any) -> M
     return live if config.get("reward_unnamed") else None
 
 
-def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPlan:
+def selection_plan(config: dict[str, Any], available: int | None, per_example: int = 1) -> SelectionPlan:
     """The run's final-selection plan (``available`` None: before the data is loaded, only the
-    user's own choices are checked). Runs stored before final selection existed have no
+    user's own choices are checked; ``per_example``: the calls a scored example costs, a judge's
+    included). Runs stored before final selection existed have no
     ``select_k`` and replay without it. Exact splits without a dev file: off, and it says why."""
     files = config.get("split_files")
     if files and not files.get("dev") and config.get("select_k", 0):
@@ -61,7 +62,8 @@ def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPl
                               config["dev_size"], config.get("select_k", 0),
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
-                              config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False))
+                              config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False),
+                              per_example)
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
 

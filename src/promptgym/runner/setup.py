@@ -23,7 +23,7 @@ from promptgym.runner.checks import (check_chat, check_judge, check_judge_chat, 
 from promptgym.runner.config import dataset_from_config, selection_plan
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.build import task_for
-from promptgym.tasks.judge import RubricJudge
+from promptgym.tasks.judge import RubricJudge, calls_per_answer
 from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch, Metric
 from promptgym.tasks.prompt import Prompt, get_layout, with_options
 from promptgym.tasks.rewards import LengthPenalty, load_reward
@@ -64,18 +64,21 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
     started = time.perf_counter()
     optimizer = optimizer or make_optimizer(config)
     dataset = dataset_from_config(config)
-    plan = selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
-    splits = splits_of(config, dataset, plan)
     task_backend = backend_for(config["task_model"])
     check_chat(task_backend, optimizer, config)
     task = task_of(config, dataset, config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate"),
                    reward)
     check_judge(config, task, dataset)
+    judge_backend = judge_backend_of(config, task)
+    plan = selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"],
+                          per_example=calls_per_answer(task.metric))
+    splits = splits_of(config, dataset, plan)
     _check_statistic(plan, task)
     initial = initial_prompt(config, dataset, task)
     if check_lengths:
         splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
-    return Setup(config, dataset, plan, splits, task_backend, task, optimizer, initial, started)
+    return Setup(config, dataset, plan, splits, task_backend, task, optimizer, initial, started,
+                 judge_backend=judge_backend)
 
 
 def ready(setup: Setup) -> None:
@@ -88,21 +91,28 @@ def ready(setup: Setup) -> None:
     config = setup.config
     optimizer_backend = backend_for(config["optimizer_model"])
     check_optimizer_chat(optimizer_backend, setup.optimizer, config)
-    judge_backend = judge_backend_of(setup)
-    preflight(setup.task_backend, optimizer_backend, *([judge_backend] if judge_backend else []))
+    preflight(setup.task_backend, optimizer_backend, *([setup.judge_backend] if setup.judge_backend else []))
     cache = ResponseCache(cache_url_of(config.get("cache_url")))
     check_sandbox(setup.task)
-    setup.optimizer_backend, setup.cache, setup.judge_backend = optimizer_backend, cache, judge_backend
+    setup.optimizer_backend, setup.cache = optimizer_backend, cache
 
 
-def judge_backend_of(setup: Setup) -> Backend | None:
+def judge_backend_of(config: dict[str, Any], task: Task) -> Backend | None:
     """The judge model of a judge reward (``judge_model``, else the optimizer model), checked to
-    chat; None for any other reward."""
-    if not isinstance(setup.task.metric, RubricJudge):
+    chat; None for any other reward. A judge whose scoring is not settled (neither the user's
+    ``judge_scoring`` nor a stored run's) reads the digits' log-probabilities where this model gives
+    them, else generates; the settled judge goes into the config, so a resume reads it the same way."""
+    if not isinstance(task.metric, RubricJudge):
         return None
-    spec = setup.config.get("judge_model") or setup.config["optimizer_model"]
+    spec = config.get("judge_model") or config["optimizer_model"]
     backend = backend_for(spec)
     check_judge_chat(backend, spec)
+    judge = task.metric
+    if judge.scoring is None:
+        judge = task.metric = judge.with_options(scoring="logprob" if backend.supports_scoring else "generate")
+        config["judge"] = judge.record()
+    elif judge.scoring == "logprob" and not backend.supports_scoring:
+        raise PromptgymError(f"judge model '{spec}' gives no log-probabilities: use --judge-scoring generate")
     return backend
 
 
@@ -141,13 +151,13 @@ def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -
 
 
 def judge_of(config: dict[str, Any], judge: RubricJudge) -> RubricJudge:
-    """The judge with the run's options (``judge_max_words``, ``judge_order``), its record kept in
+    """The judge with the run's options (``judge_max_words``, ``judge_order``, ``judge_scoring``), its record kept in
     the config (``judge``: the rubric's text, source and hash), so that a resume, whatever the
     rubric file says by then, judges by the same rubric."""
     if config.get("length_penalty"):
         raise PromptgymError("--length-penalty and a judge reward: the judge has its own length guard "
                              "(answers past --judge-max-words are cut and scored down); leave --length-penalty out")
-    judge = judge.with_options(config.get("judge_max_words"), config.get("judge_order"))
+    judge = judge.with_options(config.get("judge_max_words"), config.get("judge_order"), config.get("judge_scoring"))
     config["judge"] = judge.record()
     return judge
 

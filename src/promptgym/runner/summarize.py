@@ -64,7 +64,8 @@ def judge_record(setup: Setup, store: RunStore, run_id: str, verdicts: dict[tupl
     usage = store.usage(run_id, role="judge")
     return {"judge": dict(
         model=setup.judge_backend.identity if setup.judge_backend else None, rubric=judge.source,
-        rubric_sha256=judge.sha256, order=judge.order, max_words=judge.max_words, answers=len(verdicts),
+        rubric_sha256=judge.sha256, order=judge.order, scoring=judge.scoring, max_words=judge.max_words,
+        answers=len(verdicts),
         unparsed=statuses["unparsed"], rubric_copies=statuses["rubric-copy"], empty=statuses["empty"],
         cut=sum(v.cut for v in verdicts.values()), calls=usage.calls, cached_calls=usage.cached_calls)}
 
