@@ -202,3 +202,13 @@ def test_a_judge_without_log_probabilities_generates_and_logprob_is_refused(file
     assert run(data, rubric, models(judge), judge_scoring=None)["judge"]["scoring"] == "generate"
     with pytest.raises(PromptgymError, match="gives no log-probabilities: use --judge-scoring generate"):
         run(data, rubric, models(judge), judge_scoring="logprob")
+
+
+@pytest.mark.parametrize("method", ["opro", "protegi"])
+def test_a_method_that_spends_its_whole_budget_leaves_final_selection_enough_for_the_judge(files, method):
+    data, rubric = files
+    result = run(data, rubric, models(), method=method, budget=90, dev_size=4, select_k=1, train_size=4,
+                 test_size=4, judge_order="both")
+    s = result.summary
+    assert s["selection"]["enabled"] and s["selection"]["reserve"] == 2 * 4 * 3  # 2 prompts x 4 examples x 3 calls
+    assert s["budget_used"] <= 90 and s["selection"]["calls"] <= s["selection"]["reserve"]
