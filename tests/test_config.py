@@ -80,7 +80,8 @@ FLAGS = ["--dataset", "data.jsonl", "--method", "opro", "--budget", "120", "--se
          "--judge-scoring", "generate", "--length-penalty", "5", "--length-weight", "0.25",
          "--long-inputs", "truncate", "--input-field", "q", "--target-field", "y", "--choices-field", "c",
          "--max-steps", "4", "--patience", "2", "--target", "0.9", "--max-seconds", "30",
-         "--param", "steps=3", "--param", 'meta="x y"', "--cache-url", "sqlite:///c.sqlite", "--json", "--quiet"]
+         "--param", "steps=3", "--param", 'meta="x y"', "--cache-url", "sqlite:///c.sqlite", "--json", "--quiet",
+         "--input-template", "{{ q }}\\n{{ c }}"]
 TOML = """\
 dataset = "data.jsonl"
 method = "opro"
@@ -119,6 +120,7 @@ cache_url = "sqlite:///c.sqlite"
 json = true
 quiet = true
 dry-run = false
+input-template = "{{ q }}\\n{{ c }}"
 
 [params]
 steps = 3

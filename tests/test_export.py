@@ -237,3 +237,31 @@ def test_export_says_how_the_run_scored_choices(tmp_path):
     assert logprob["request"]["kind"] == "score"
     generated = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path, "--scoring", "generate")]).stdout)
     assert generated["request"] == {"kind": "generate", "max_tokens": 16, "stop": []}
+
+
+@pytest.mark.parametrize("layout", ["chat", "plain"])
+@pytest.mark.parametrize("text, plain", [("Q: {{ question }}\nC: {{ context }}\n", True),
+                                          ("Q: {{ question | trim }}{% if context %}\nC: {{ context }}{% endif %}", False)])
+def test_an_input_template_is_exported_with_the_prompt_and_reproduces_the_input(layout, text, plain):
+    from promptgym.data.fields import InputTemplate
+
+    prompt = Prompt("Classify the review.", layout=LAYOUTS[layout], demos=(("Q: a\nC: b", "positive"),))
+    task, template = ChoiceTask(), InputTemplate.parse(text)
+    namespace: dict = {}
+    exec(compile(export_prompt(prompt, task, LABELS, "python", {}, template), "<export>", "exec"), namespace)  # noqa: S102
+    build = namespace["build_messages"] if LAYOUTS[layout].chat else namespace["build_prompt"]
+    for fields in ({"question": " Why {{ x }}? ", "context": "Because {input}."}, {"question": "Q", "context": ""}):
+        rendered = template.render(fields, "probe")
+        sent = task.request(prompt, Example("e", rendered, ("positive",), tuple(LABELS)))
+        assert _as_sent(build(namespace["build_input"](fields), LABELS)) == (
+            sent.messages if LAYOUTS[layout].chat else sent.text)
+    record = export_record(prompt, task, LABELS, {}, template)
+    assert record["input_template"]["jinja"] == text and record["input_template"]["fields"] == ["question", "context"]
+    shown = json.dumps(record["template"]) + json.dumps(record["generation"])
+    body = _body(export_text(prompt, LABELS, task, template))
+    if plain:
+        assert "{input}" not in shown + body and "Q: {question}\\nC: {context}\\n" in shown
+        assert "Q: {question}\nC: {context}\n" in body
+    else:
+        assert "{question}" not in shown + body and shown.count("{input}") >= 2 and body.count("{input}") == 1
+        assert repr(text) in export_text(prompt, LABELS, task, template)  # the header gives the Jinja source

@@ -10,12 +10,14 @@ executed is the runner's (``promptgym.runner``); this module holds the public ve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from promptgym.data.dataset import Dataset, Example
+from promptgym.data.fields import InputTemplate
+from promptgym.data.rows import BOTH_INPUTS, dataset_from_rows, inputs_from_fields, render_inputs
 from promptgym.errors import PromptgymError
 from promptgym.evaluation import stats
 from promptgym.evaluation.cache import ResponseCache
@@ -55,7 +57,8 @@ class RunDetails:
     scores: list[dict[str, Any]]
 
 
-def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: int | None = 300, seed: int = 0,
+def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None, method: str = "ape",
+             budget: int | None = 300, seed: int = 0,
              prompt: str | None = None, train_size: int | None = None, test_size: int | None = None,
              dev_size: int | None = None,
              task_model: str = "embedded", optimizer_model: str = "embedded",
@@ -70,7 +73,8 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
              length_penalty: tuple[int, float] | int | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
-             backends: Mapping[str, Backend] | None = None, judge_model: str | None = None,
+             backends: Mapping[str, Backend] | None = None,
+             input_template: str | None = None, judge_model: str | None = None,
              judge_max_words: int | None = None, judge_order: str | None = None,
              judge_scoring: str | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
@@ -102,6 +106,11 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
 
     ``fields`` names the input / target / choices fields of a JSONL or CSV file
     (``{"input": "text", "target": "label"}``); by default common names are recognised.
+    ``input_template`` renders each input from several named fields instead, a Jinja2 template
+    (``"Question: {{ question }}\nContext: {{ context }}"``) over the rows of a file, an ``hf:``
+    dataset, a list of dicts given as ``dataset`` or a ``Dataset`` whose examples carry ``fields``.
+    It is stored with the run (``resume``, ``predict`` and ``export`` render the same text) and is
+    not part of the prompt: the search never changes it.
     ``stop`` ends the search early, for any method: ``Stop(max_steps=, patience=, target=,
     max_seconds=)`` or a dict of those (see ``promptgym.optimizers.stopping``).
 
@@ -143,6 +152,7 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
             raise PromptgymError(f"--{name}-size must be a whole number, at least {least} (got {value!r})")
     if long_inputs not in LONG_INPUTS:
         raise PromptgymError(f"long_inputs '{long_inputs}': use one of {', '.join(LONG_INPUTS)}")
+    dataset = _rows_dataset(dataset, fields or {}, input_template)
     if train_file is None:
         if dev_file is not None or test_file is not None:
             raise PromptgymError("--dev FILE and --test FILE need --train FILE (exact splits come from files together)")
@@ -160,8 +170,11 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
                   stop=Stop.of(stop).to_dict(), select_k=select_k, select_level=select_level,
                   select_statistic=select_statistic, select_margin=select_margin,
                   **({"select_sequential": True} if select_sequential else {}),
-                  judge_model=remember_spec(judge_model) if judge_model else None,
-                  judge_max_words=judge_max_words, judge_order=judge_order, judge_scoring=judge_scoring)
+                  **({"input_template": input_template} if input_template is not None else {}),
+                  **{key: value for key, value in (
+                      ("judge_model", remember_spec(judge_model) if judge_model else None),
+                      ("judge_max_words", judge_max_words), ("judge_order", judge_order),
+                      ("judge_scoring", judge_scoring)) if value is not None})
     reward_obj = reward_config(config, reward, length_penalty)
     optimizer = make_optimizer(config)  # fail fast on unknown method / parameters
     if train_file is not None:
@@ -179,6 +192,23 @@ def optimize(dataset: str | Dataset | None = None, method: str = "ape", budget: 
             return execute.dry_run(store, setup)
         ready(setup)  # a dead endpoint, cache or sandbox fails here too, before the run row
         return execute.start(store, setup, quiet=quiet)
+
+
+def _rows_dataset(dataset: Any, fields: dict[str, str], input_template: str | None) -> Any:
+    """The ``dataset`` argument with rows given in Python made a ``Dataset``, and a ``Dataset``'s
+    inputs rendered by the input template; the template checked (and not given with an input field)."""
+    if input_template is None:
+        return dataset_from_rows(dataset, **_field_names(fields)) if isinstance(dataset, (list, tuple)) else dataset
+    if fields.get("input"):
+        raise PromptgymError(BOTH_INPUTS)
+    InputTemplate.parse(input_template)
+    if isinstance(dataset, (list, tuple)):
+        return dataset_from_rows(dataset, **_field_names(fields), input_template=input_template)
+    return render_inputs(dataset, input_template) if isinstance(dataset, Dataset) else dataset
+
+
+def _field_names(fields: dict[str, str]) -> dict[str, str | None]:
+    return {f"{k}_field": fields.get(k) for k in ("input", "target", "choices")}
 
 
 def resume(run_id: str, store_url: str | None = None, quiet: bool = False,
@@ -207,11 +237,13 @@ def resume(run_id: str, store_url: str | None = None, quiet: bool = False,
     return result
 
 
-def predict(run_id: str, inputs: list[str], store_url: str | None = None,
+def predict(run_id: str, inputs: Sequence[str] | Sequence[Mapping[str, Any]], store_url: str | None = None,
             backends: Mapping[str, Backend] | None = None) -> list[dict[str, Any]]:
     """Answer new inputs with a finished run's result (per-input prompts for methods that store
     them, e.g. dp2o; the best prompt otherwise). Calls are cached and not charged to any budget.
-    ``backends``: as given to ``optimize``."""
+    ``backends``: as given to ``optimize``. A run with an input template takes each input as a
+    dict of its fields (``{"question": ..., "context": ...}``), rendered by the run's template;
+    each answer then has the ``fields`` too."""
     store = _store(store_url)
     run = store.get_run(run_id)
     if run["status"] != "finished" or not run["result"]:
@@ -224,14 +256,32 @@ def predict(run_id: str, inputs: list[str], store_url: str | None = None,
     labels = setup.dataset.labels if isinstance(task, ChoiceTask) else None
     if isinstance(task, ChoiceTask) and not labels:
         raise PromptgymError(f"run '{run_id}': the dataset's examples have different label sets")
-    examples = [Example(f"predict-{i}", text, (labels[0] if labels else "",), labels)
-                for i, text in enumerate(inputs)]  # the target is a placeholder: nothing is scored
+    examples = [Example(f"predict-{i}", text, (labels[0] if labels else "",), labels, fields=named)
+                for i, (text, named) in enumerate(_predict_inputs(run_id, config, inputs))]  # placeholder targets
     cache = ResponseCache(cache_url_of(config.get("cache_url")))
     evaluator = Evaluator(setup.task_backend, setup.task_backend, cache, Budget(None))
     ctx = Context(task=task, evaluator=evaluator, train=[],
                   initial=Prompt.from_dict(run["result"]["initial_prompt_full"]),
                   seed=config["seed"], recorder=RunRecorder(store, run_id))
-    return setup.optimizer.predict(ctx, Prompt.from_dict(run["result"]["best_prompt_full"]), examples)
+    answers = setup.optimizer.predict(ctx, Prompt.from_dict(run["result"]["best_prompt_full"]), examples)
+    if config.get("input_template") is not None:
+        for answer, example in zip(answers, examples):
+            answer["fields"] = dict(example.fields)
+    return answers
+
+
+def _predict_inputs(run_id: str, config: dict[str, Any],
+                    inputs: Sequence[Any]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """(input text, fields) of each new input: rendered by the run's input template, if it has one."""
+    if isinstance(inputs, (str, bytes, Mapping)):
+        raise PromptgymError(f"inputs: expected a list of inputs, got one {type(inputs).__name__}")
+    if config.get("input_template") is not None:
+        return inputs_from_fields(config["input_template"], inputs)
+    for i, text in enumerate(inputs, start=1):
+        if not isinstance(text, str):
+            raise PromptgymError(f"input {i}: run '{run_id}' takes text inputs (it has no input template), "
+                                 f"got {type(text).__name__}")
+    return [(text, ()) for text in inputs]
 
 
 RUN_RESULT_FIELDS = ("test_initial", "test_best", "test_delta", "kept_start", "llm_calls")  # what runs() adds
@@ -334,8 +384,10 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
     unnamed = ExactMatch() if config.get("reward_unnamed") else None  # nothing is scored here
     task = task_of(config, dataset, scoring_used(config, store, run_id), unnamed)
     labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
+    template = config.get("input_template")
     return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
-                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]))
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]),
+                         InputTemplate.parse(template) if template is not None else None)
 
 
 def methods() -> dict[str, str]:

@@ -49,6 +49,55 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+def _input_template(value: str | None) -> str | None:
+    """``--input-template``: the text, where ``\\n`` is a line break, or ``@FILE``: the file's text
+    as it is (less one final line break)."""
+    if value is None or not value.startswith("@"):
+        return None if value is None else value.replace("\\n", "\n")
+    path = value[1:]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise PromptgymError(f"--input-template {value}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise PromptgymError(f"--input-template {value}: not UTF-8 text") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _predict_inputs(inputs: tuple[str, ...], fields: tuple[str, ...],
+                    input_json: tuple[str, ...]) -> list[Any]:
+    """``predict``'s inputs: texts (``--input``), or fields for a run with an input template: one
+    input from the ``--field NAME=VALUE`` items, or one per ``--input-json`` object."""
+    given = [flag for flag, items in (("--input", inputs), ("--field", fields), ("--input-json", input_json)) if items]
+    if len(given) != 1:
+        raise PromptgymError("give the inputs one way: --input TEXT (repeatable), or for a run with an input "
+                             "template --field NAME=VALUE (one input) or --input-json '{\"NAME\": ...}' (repeatable)"
+                             + (f"; got {' and '.join(given)}" if given else ""))
+    if inputs:
+        return list(inputs)
+    if fields:
+        one: dict[str, str] = {}
+        for item in fields:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise PromptgymError(f"--field '{item}': expected NAME=VALUE")
+            if key in one:
+                raise PromptgymError(f"--field {key}: given twice")
+            one[key] = value
+        return [one]
+    rows = []
+    for item in input_json:
+        try:
+            row = json.loads(item)
+        except json.JSONDecodeError as exc:
+            raise PromptgymError(f"--input-json {item[:60]!r}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise PromptgymError(f"--input-json {item[:60]!r}: expected a JSON object of fields, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
 def _method_spec(method: str) -> tuple[str, dict[str, Any]]:
     """``--method ape[candidate_eval=halving]``: the method and the parameters in brackets (as the
     bench's ``--methods`` items; ``--param`` overrides them)."""
@@ -165,6 +214,10 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--input-field", default=None, help="JSONL/CSV field with the input (default: input, question, text...).")
 @click.option("--target-field", default=None, help="Field with the expected answer (default: target, output, answer, label).")
 @click.option("--choices-field", default=None, help="Field with the options, a list or 'a|b|c' (default: choices, options).")
+@click.option("--input-template", default=None, metavar="TEMPLATE|@FILE",
+              help="Render the input from several fields: a Jinja2 template naming them, e.g. "
+                   "'Question: {{ question }}\\nContext: {{ context }}' (\\n: a line break), or @FILE. Stored with "
+                   "the run (resume, predict and export render the same); the search never changes it.")
 @click.option("--method", default="ape", show_default=True,
               help="A method (promptgym methods), its parameters in brackets if you like: ape[candidate_eval=halving].")
 @click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
@@ -236,7 +289,7 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.pass_context
 def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, dev_file: str | None,
              test_file: str | None, input_field: str | None, target_field: str | None,
-             choices_field: str | None, method: str, budget: int, seed: int, prompt: str | None,
+             choices_field: str | None, input_template: str | None, method: str, budget: int, seed: int, prompt: str | None,
              train_size: int | None, dev_size: int | None, select_k: int, select_level: float,
              select_statistic: str, select_margin: float, select_sequential: bool, test_size: int | None,
              task_model: str, optimizer_model: str,
@@ -265,7 +318,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
                                                     ("choices", choices_field)) if v}, stop=stop,
-                          dry_run=dry_run)
+                          dry_run=dry_run, input_template=_input_template(input_template))
     if dry_run:
         click.echo(json.dumps(result.to_dict()) if as_json else "\n".join(result.lines()))
         return
@@ -287,6 +340,10 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--select-level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_LEVEL,
               show_default=True)
 @click.option("--select-sequential", is_flag=True, help="Sequential final selection in every run (as optimize's).")
+@click.option("--select-statistic", type=click.Choice(STATISTICS), default=DEFAULT_STATISTIC, show_default=True,
+              help="What final selection tests on dev in every run (as optimize's).")
+@click.option("--select-margin", type=click.FloatRange(0, 1), default=DEFAULT_MARGIN, show_default=True,
+              help="With --select-statistic probability or margin: the dev accuracy a winner may lose (as optimize's).")
 @click.option("--task-model", default="embedded", show_default=True,
               help="Task model(s) separated by commas: each is a column of the grid (a pool's URLs stay one model).")
 @click.option("--optimizer-model", default="embedded", show_default=True)
@@ -306,7 +363,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @click.option("--json", "as_json", is_flag=True, help="Print the per-method records as one JSON line.")
 def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | None, budget: int | None,
           train_size: int | None, dev_size: int | None, test_size: int | None, select_k: int | None,
-          select_level: float, select_sequential: bool, task_model: str, optimizer_model: str, layout: str, train_file: str | None,
+          select_level: float, select_sequential: bool, select_statistic: str, select_margin: float, task_model: str,
+          optimizer_model: str, layout: str, train_file: str | None,
           dev_file: str | None, test_file: str | None, out_dir: str, retry_failed: bool, executor: str,
           address: str | None, as_json: bool) -> None:
     """Run every method on the same datasets, seeds, split and budget; write a table, paired tests and
@@ -335,6 +393,7 @@ def bench(preset: str, methods: str | None, datasets: str | None, seeds: str | N
     report = run_bench(out_dir, preset=preset, methods=methods, datasets=split_list(datasets) if datasets else None,
                        seeds=seed_list, budget=budget, train_size=train_size, dev_size=dev_size, test_size=test_size,
                        select_k=select_k, select_level=select_level, select_sequential=select_sequential,
+                       select_statistic=select_statistic, select_margin=select_margin,
                        task_models=split_models(task_model),
                        optimizer_model=optimizer_model, layout=layout, train_file=train_file, dev_file=dev_file,
                        test_file=test_file, retry_failed=retry_failed, on_cell=progress, executor=executor,
@@ -465,19 +524,26 @@ def export(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> Non
 
 @main.command()
 @click.argument("run_id")
-@click.option("--input", "inputs", multiple=True, required=True, help="Text to answer (repeatable).")
+@click.option("--input", "inputs", multiple=True, help="Text to answer (repeatable).")
+@click.option("--field", "fields", multiple=True, metavar="NAME=VALUE",
+              help="A field of one input, for a run with an input template (repeat for each field).")
+@click.option("--input-json", multiple=True, metavar="JSON",
+              help="One input's fields as a JSON object, for a run with an input template (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list (with per-input details).")
 @click.pass_context
-def predict(ctx: click.Context, run_id: str, inputs: tuple[str, ...], as_json: bool) -> None:
-    """Answer new inputs with a finished run (per-input prompt selection for dp2o)."""
+def predict(ctx: click.Context, run_id: str, inputs: tuple[str, ...], fields: tuple[str, ...],
+            input_json: tuple[str, ...], as_json: bool) -> None:
+    """Answer new inputs with a finished run (per-input prompt selection for dp2o). A run whose
+    input is rendered from fields takes them with --field or --input-json."""
     from promptgym import api
 
-    rows = api.predict(run_id, list(inputs), store_url=ctx.obj["store"])
+    rows = api.predict(run_id, _predict_inputs(inputs, fields, input_json), store_url=ctx.obj["store"])
     if as_json:
         click.echo(json.dumps(rows))
         return
     for row in rows:
-        click.echo(f"{row['prediction']}\t{row['input']}")
+        shown = json.dumps(row["fields"], ensure_ascii=False) if "fields" in row else row["input"]
+        click.echo(f"{row['prediction']}\t{shown}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,12 @@ rendered request is literal text with two holes: the input and the options joine
 holes by rendering once with sentinel values, keep the text between them as literal pieces, and
 check the pieces against promptgym's own rendering on a probe input before exporting anything:
 an export either reproduces the request exactly or is refused (one line).
+
+A run whose input is rendered from several fields (``--input-template``) exports that template
+too: where it only places fields as plain values (``{{ question }}``), the ``{input}`` hole of the
+json and txt formats becomes its text with a hole per field (``{question}``), and the python
+snippet gets ``build_input(fields)`` built from the same pieces; a template with filters or
+control flow is kept as Jinja2 source (``build_input`` then renders it with jinja2).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from promptgym.data.dataset import Example
+from promptgym.data.fields import InputTemplate
 from promptgym.errors import PromptgymError
 from promptgym.models.base import ScoreRequest
 from promptgym.tasks import parsing
@@ -65,9 +72,13 @@ class RequestTemplate:
         return [(role, "".join(values[p] if i % 2 else p for i, p in enumerate(pieces)))
                 for role, pieces in self.parts]
 
-    def with_placeholders(self, words: list[str] | None = None) -> list[tuple[str, str]]:
-        """Readable text: ``{input}`` for the input; the options joined (``{options}`` without words)."""
+    def with_placeholders(self, words: list[str] | None = None,
+                          input_text: str | None = None) -> list[tuple[str, str]]:
+        """Readable text: ``{input}`` for the input (or ``input_text``: the input template with
+        its field holes); the options joined (``{options}`` without words)."""
         values = dict(PLACEHOLDERS)
+        if input_text is not None:
+            values["input"] = input_text
         if words is not None:
             values["options"] = OPTIONS_SEPARATOR.join(words)
         return [(role, "".join(values[p] if i % 2 else p for i, p in enumerate(pieces)))
@@ -88,6 +99,28 @@ def request_template(prompt: Prompt) -> RequestTemplate:
         raise PromptgymError(f"layout '{prompt.layout.name}': cannot be exported as a fixed template (it uses "
                              "the input or the options other than as plain values)")
     return template
+
+
+def field_holes(input_template: InputTemplate) -> str | None:
+    """The input template as text with a ``{name}`` hole per field, when it only places fields as
+    plain values (``InputTemplate.pieces``); None when it needs Jinja."""
+    pieces = input_template.pieces()
+    return None if pieces is None else "".join("{" + p + "}" if i % 2 else p for i, p in enumerate(pieces))
+
+
+def input_record(input_template: InputTemplate) -> dict[str, Any]:
+    return {"jinja": input_template.text, "fields": list(input_template.names), "text": field_holes(input_template),
+            "renders": "the input: this Jinja2 template (sandboxed, a missing field is an error, a trailing "
+                       "newline kept) rendered with the example's fields as values"}
+
+
+def input_placeholders(input_template: InputTemplate | None) -> dict[str, str]:
+    """What the input's holes are: ``{input}``, or one per field when the template has plain holes."""
+    if input_template is None:
+        return {"{input}": "the input text"}
+    if field_holes(input_template) is None:
+        return {"{input}": "the input: input_template.jinja rendered with the example's fields"}
+    return {f"{{{name}}}": f"the example's field '{name}'" for name in input_template.names}
 
 
 def lists_options(layout: Layout) -> bool:
@@ -135,19 +168,22 @@ def request_details(task: Task, prompt: Prompt, labels: list[str] | None) -> dic
     return {"kind": "generate", "max_tokens": request.max_tokens, "stop": list(request.stop)}
 
 
-def _shown(template: RequestTemplate, words: list[str] | None = None) -> dict[str, Any]:
-    filled = template.with_placeholders(words)
+def _shown(template: RequestTemplate, words: list[str] | None = None,
+           input_template: InputTemplate | None = None) -> dict[str, Any]:
+    filled = template.with_placeholders(words, field_holes(input_template) if input_template else None)
     return ({"messages": [{"role": r, "content": c} for r, c in filled]} if template.chat
             else {"text": filled[0][1]})
 
 
-def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any]) -> dict[str, Any]:
-    """The JSON export: the prompt, its label words, its template with ``{input}`` and
-    ``{options}`` placeholders, how the model is asked (``scoring``: what the template assumes) and,
-    for a choice task, ``generation``: the request for a model that generates (options listed)."""
+def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any],
+                  input_template: InputTemplate | None = None) -> dict[str, Any]:
+    """The JSON export: the prompt, its label words, its template with ``{input}`` (or a hole per
+    field of the input template) and ``{options}`` placeholders, how the model is asked
+    (``scoring``: what the template assumes) and, for a choice task, ``generation``: the request
+    for a model that generates (options listed); ``input_template`` when the run has one."""
     template = request_template(prompt)
     words = {label: prompt.verbalize(label) for label in labels} if labels else {}
-    placeholders = {"{input}": "the input text",
+    placeholders = {**input_placeholders(input_template),
                     "{options}": f"the label words of the example's options, joined by {OPTIONS_SEPARATOR!r}"}
     scoring = run_scoring(task)
     record = {
@@ -156,18 +192,20 @@ def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
         "task": "choice" if isinstance(task, ChoiceTask) else "generation",
         "labels": list(labels) if labels else None,
         "label_words": words,
-        "template": {"layout": prompt.layout.name, "chat": template.chat, **_shown(template),
+        "template": {"layout": prompt.layout.name, "chat": template.chat, **_shown(template, None, input_template),
                      "answer_prefix": template.answer_prefix, "placeholders": placeholders,
                      "scoring": scoring or "generate",
                      "assumes": SCORING[scoring] if scoring else "generation: the model writes the answer, "
                                                                  "scored by the task's metric"},
         "request": request_details(task, prompt, labels),
     }
+    if input_template is not None:
+        record["input_template"] = input_record(input_template)
     if isinstance(task, ChoiceTask):
         shown = generation_prompt(prompt)
         generation = request_template(shown)
         record["generation"] = {
-            "layout": shown.layout.name, "chat": generation.chat, **_shown(generation),
+            "layout": shown.layout.name, "chat": generation.chat, **_shown(generation, None, input_template),
             "answer_prefix": generation.answer_prefix, "placeholders": placeholders,
             "scoring": "generate", "assumes": SCORING["generate"],
             "max_tokens": generation_max_tokens(task),
@@ -176,8 +214,10 @@ def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     return record
 
 
-def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = None) -> str:
-    """The prompt to paste into a chat: ``{input}`` where the input goes; for a choice task, the
+def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = None,
+                input_template: InputTemplate | None = None) -> str:
+    """The prompt to paste into a chat: ``{input}`` where the input goes (a hole per field where
+    the run's input template has plain ones); for a choice task, the
     generation-ready prompt (the options listed, filled with the label words when the label set is
     known, else ``{options}``); chat messages under ``### role`` headers. First, ``#`` lines that
     say which scoring the text assumes (not part of the prompt)."""
@@ -185,7 +225,8 @@ def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = No
     choice = isinstance(task, ChoiceTask)
     shown = generation_prompt(prompt) if choice else prompt
     template = request_template(shown)
-    filled = template.with_placeholders([shown.verbalize(c) for c in labels] if labels else None)
+    holes = field_holes(input_template) if input_template else None
+    filled = template.with_placeholders([shown.verbalize(c) for c in labels] if labels else None, holes)
     if choice:
         ran = ("log-probability, with a prompt that " + ("lists" if shown is prompt else "does not list")
                + " the options") if run_scoring(task) == "logprob" else "generation + matching"
@@ -195,7 +236,7 @@ def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = No
     else:
         header = ["# promptgym export. Scoring this text assumes: generation (the model writes the "
                   "answer, scored by the task's metric)."]
-    header.append("# Everything after the blank line below is the prompt; {input} is where the input goes.")
+    header.append("# Everything after the blank line below is the prompt; " + _input_note(input_template, holes))
     if not template.chat:
         body = filled[0][1] + template.answer_prefix + "\n"
     elif len(filled) == 1 and not template.answer_prefix:
@@ -208,7 +249,17 @@ def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = No
     return "\n".join(header) + "\n\n" + body
 
 
-def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any]) -> str:
+def _input_note(input_template: InputTemplate | None, holes: str | None) -> str:
+    if input_template is None:
+        return "{input} is where the input goes."
+    if holes is not None:
+        return f"{', '.join('{' + n + '}' for n in input_template.names)} are where the example's fields go."
+    return ("{input} is where the input goes: the example's fields rendered by the Jinja2 template "
+            f"{input_template.text!r}.")
+
+
+def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any],
+                  input_template: InputTemplate | None = None) -> str:
     """A standalone snippet (no promptgym import): the prompt's constants and
     ``build_messages(input, choices=None)`` (chat layouts) or ``build_prompt`` (plain), which
     return exactly what promptgym sends the task model; for option scoring, ``continuations``."""
@@ -239,7 +290,10 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
            f"\n\nFor a model that generates its answer (a chat API): {generation_name}(input, choices=None)\n"
            "builds the prompt with the options listed (GENERATION_SCORING: generation + matching);\n"
            "answer(reply, choices=None) returns the label the reply names (None: no option named),\n"
-           "matched as promptgym matches a generated answer."),
+           "matched as promptgym matches a generated answer.")
+        + ("" if input_template is None else
+           "\n\nbuild_input(fields) renders the input from a dict of the example's fields (INPUT_FIELDS) as\n"
+           f"the run did: {'build_messages' if template.chat else 'build_prompt'}(build_input({{...}}))."),
         '"""',
         *(["", "import re"] if choice else []),
         "",
@@ -264,6 +318,7 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
         '    return "".join(values[p] if i % 2 else p for i, p in enumerate(pieces))',
         "",
         "",
+        *(_input_lines(input_template) if input_template else []),
     ]
     values = f'{{"input": input, "options": {OPTIONS_SEPARATOR!r}.join(label_words(choices))}}'
     if template.chat:
@@ -283,6 +338,26 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     if generation is not None:
         lines += _generation_lines(generation, generation_name, values, generation_max_tokens(task))
     return "\n".join(lines) + "\n"
+
+
+def _input_lines(input_template: InputTemplate) -> list[str]:
+    """The snippet's ``build_input(fields)``: the template's pieces filled in, or (a template with
+    filters or control flow) the Jinja2 source rendered as promptgym renders it."""
+    pieces = input_template.pieces()
+    lines = [f"INPUT_TEMPLATE = {input_template.text!r}  # Jinja2: the input, rendered from the example's fields",
+             f"INPUT_FIELDS = {list(input_template.names)!r}"]
+    if pieces is not None:
+        return lines + [f"_INPUT_PIECES = {list(pieces)!r}  # INPUT_TEMPLATE as pieces, as _TEMPLATE", "", "",
+                        "def build_input(fields):",
+                        '    """The input text from a dict of the example\'s fields, as promptgym renders it."""',
+                        "    return _fill(_INPUT_PIECES, fields)", "", ""]
+    return lines + ["", "", "def build_input(fields):",
+                    '    """The input text from a dict of the example\'s fields, as promptgym renders it (needs jinja2)."""',
+                    "    from jinja2 import StrictUndefined",
+                    "    from jinja2.sandbox import SandboxedEnvironment",
+                    "",
+                    "    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)",
+                    "    return env.from_string(INPUT_TEMPLATE).render(**fields)", "", ""]
 
 
 def _generation_lines(generation: RequestTemplate, name: str, values: str, max_tokens: int) -> list[str]:
@@ -316,13 +391,14 @@ def _generation_lines(generation: RequestTemplate, name: str, values: str, max_t
 
 
 def export_prompt(prompt: Prompt, task: Task, labels: list[str] | None, fmt: str,
-                  run: dict[str, Any] | None = None) -> str:
-    """The prompt in ``fmt`` (json, txt or python) as text."""
+                  run: dict[str, Any] | None = None, input_template: InputTemplate | None = None) -> str:
+    """The prompt in ``fmt`` (json, txt or python) as text; ``input_template``: the run's, if any."""
     run = run or {}
     if fmt == "json":
-        return json.dumps(export_record(prompt, task, labels, run), indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(export_record(prompt, task, labels, run, input_template), indent=2,
+                          ensure_ascii=False) + "\n"
     if fmt == "txt":
-        return export_text(prompt, labels, task)
+        return export_text(prompt, labels, task, input_template)
     if fmt == "python":
-        return export_python(prompt, task, labels, run)
+        return export_python(prompt, task, labels, run, input_template)
     raise PromptgymError(f"export format '{fmt}': use one of {', '.join(FORMATS)}")

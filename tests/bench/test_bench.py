@@ -441,3 +441,20 @@ def test_select_sequential_reaches_every_cell_and_an_older_directory_reads_as_wi
     refused = CliRunner().invoke(main, [*args, "--select-sequential"])
     assert refused.exit_code != 0 and "made with other settings (select_sequential False)" in refused.stderr
     assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_select_statistic_reaches_every_cell_and_an_older_directory_reads_as_accuracy(tmp_path):
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    args = ["bench", "--methods", "ape", "--datasets", data, "--seeds", "0", *SMALL, *SCRIPTED, "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--select-statistic", "probability", "--select-margin", "0.05"])
+    assert result.exit_code == 0, result.stderr
+    [row] = BenchDir(out).rows()
+    assert row["summary"]["selection"]["statistic"] == "probability"
+    assert "on the right option's probability (accuracy may drop at most 0.05)" in (out / "results.md").read_text()
+    manifest = out / "bench.json"
+    older = {k: v for k, v in json.loads(manifest.read_text()).items() if k not in ("select_statistic", "select_margin")}
+    manifest.write_text(json.dumps(older))  # made before the option existed: the task's score
+    refused = CliRunner().invoke(main, [*args, "--select-statistic", "probability", "--select-margin", "0.05"])
+    assert refused.exit_code != 0 and "select_statistic 'accuracy'" in refused.stderr
+    assert CliRunner().invoke(main, args).exit_code == 0

@@ -118,6 +118,25 @@ def test_a_choices_column_wins_over_the_class_label_names(hf, tmp_path):
     assert data.labels == ("yes", "no", "maybe") and data.examples[1].targets == ("no",)
 
 
+def test_an_input_template_renders_the_input_from_columns_class_labels_as_names(hf, tmp_path):
+    features = hf.Features({"question": hf.Value("string"), "context": hf.Value("string"),
+                            "topic": hf.ClassLabel(names=["maths", "art"]), "label": hf.ClassLabel(names=["no", "yes"]),
+                            "embedding": hf.List(hf.Value("float32"))})
+    hf.Dataset.from_dict({"question": ["q0", "q1"], "context": ["c0", "c1"], "topic": [1, 0], "label": [1, 0],
+                          "embedding": [[0.5], [0.25]]}, features=features).save_to_disk(str(tmp_path / "qa"))
+    spec = f"hf:{tmp_path / 'qa'}"
+    data = load_dataset(spec, input_template="[{{ topic }}] {{ question }}\n{{ context }}")
+    assert [e.input for e in data.examples] == ["[art] q0\nc0", "[maths] q1\nc1"]
+    assert data.examples[0].fields == (("topic", "art"), ("question", "q0"), ("context", "c0"))
+    assert data.labels == ("no", "yes") and data.examples[0].targets == ("yes",)
+    columns = "columns: question, context, topic, label, embedding"
+    assert _error(spec, input_template="{{ question }} {{ passage }}") == (
+        f"{spec}@train: field 'passage' missing (named by --input-template; {columns})")
+    assert _error(spec, input_template="{{ embedding }}") == f"{spec}@train: field 'embedding' holds a list, not text"
+    assert _error(spec, input_template="{{ question }}", input_field="question").startswith(
+        "--input-template and --input-field both say what the input is")
+
+
 def test_errors_are_one_line(hf, saved, tmp_path):
     columns = "(columns: sentence, label, stars)"
     assert _error(f"hf:{saved}@dev") == f"hf:{saved}@dev: no split 'dev' (splits: train, validation, test)"

@@ -22,6 +22,7 @@ def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: st
           datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None, budget: int | None = None,
           train_size: int | None = None, dev_size: int | None = None, test_size: int | None = None,
           select_k: int | None = None, select_level: float = 0.1, select_sequential: bool = False,
+          select_statistic: str = "accuracy", select_margin: float = 0.0,
           task_models: Sequence[str] = ("embedded",), optimizer_model: str = "embedded", layout: str = "chat",
           train_file: str | None = None, dev_file: str | None = None, test_file: str | None = None,
           retry_failed: bool = False,
@@ -45,6 +46,7 @@ def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: st
         sizes = {k: p[k] if v is None else v for k, v in sizes.items()}
     settings = Settings(budget=budget or p["budget"], **sizes, select_k=p["select_k"] if select_k is None else select_k,
                         select_level=select_level, select_sequential=select_sequential,
+                        select_statistic=select_statistic, select_margin=select_margin,
                         optimizer_model=optimizer_model,
                         split_files={k: str(Path(v).resolve()) for k, v in files.items()} or None)
     dataset_list = list(datasets) if datasets else ([files["train"]] if files else p["datasets"])

@@ -34,7 +34,8 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
                 cell.dataset, method=cell.variant.method, params=cell.variant.params, seed=cell.seed,
                 budget=settings.budget, train_size=settings.train_size, dev_size=settings.dev_size,
                 test_size=settings.test_size, select_k=settings.select_k, select_level=settings.select_level,
-                select_sequential=settings.select_sequential, task_model=cell.task_model,
+                select_sequential=settings.select_sequential, select_statistic=settings.select_statistic,
+                select_margin=settings.select_margin, task_model=cell.task_model,
                 optimizer_model=settings.optimizer_model, layout=cell.layout,
                 store_url=bench.store_url, cache_url=bench.cache_url(cell), quiet=True,
                 **{f"{k}_file": v for k, v in files.items()})

@@ -130,7 +130,7 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]], duels: list[di
     lines = ["# promptgym bench", "",
              f"{meta['date']}; budget {s['budget']} calls per run (search and final selection); train "
              f"{s['train_size']}, dev {s['dev_size']}, test {s['test_size']}; final selection k {s['select_k']}, "
-             f"level {s['select_level']}{' (sequential)' if s.get('select_sequential') else ''}; optimizer model `{s['optimizer_model']}`; seeds "
+             f"level {s['select_level']}{' (sequential)' if s.get('select_sequential') else ''}{_statistic(s)}; optimizer model `{s['optimizer_model']}`; seeds "
              f"{', '.join(map(str, meta['seeds']))}. One response cache per cell.", "",
              "Δ test: the returned prompt minus the start on the held-out test split (mean ± sd over seeds). "
              "Pooled: all seeds' test examples as one paired sample; 95% paired bootstrap interval, two-sided "
@@ -259,3 +259,11 @@ def render_bench(meta: dict[str, Any], records: list[dict[str, Any]], duels: lis
     return template_environment().get_template("bench.html").render(meta=meta, groups=groups, duels=duels, figures=figures,
                                                      generated=meta["date"], runs=runs,
                                                      failed=[(r, f) for r in records for f in r["failed"]])
+
+
+def _statistic(settings: dict[str, Any]) -> str:
+    """The race's statistic when it is not the task's score (benches from before it was a setting: accuracy)."""
+    statistic = settings.get("select_statistic") or "accuracy"
+    if statistic == "accuracy":
+        return ""
+    return f", on the right option's {statistic} (accuracy may drop at most {settings.get('select_margin') or 0:g})"

@@ -12,8 +12,8 @@ from typing import Any
 from promptgym.errors import PromptgymError
 
 SETTING_KEYS = ("budget", "train_size", "dev_size", "test_size", "select_k", "select_level",
-                "optimizer_model", "split_files", "select_sequential")
-SETTING_DEFAULTS = {"select_sequential": False}  # settings added later: what a bench.json without them meant
+                "optimizer_model", "split_files", "select_sequential", "select_statistic", "select_margin")
+SETTING_DEFAULTS = {"select_sequential": False, "select_statistic": "accuracy", "select_margin": 0.0}  # settings added later: what a bench.json without them meant
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class Settings:
     optimizer_model: str
     split_files: dict[str, str] | None = None  # {"train": PATH, "dev": PATH, "test": PATH}
     select_sequential: bool = False
+    select_statistic: str = "accuracy"  # what final selection tests (optimize's --select-statistic)
+    select_margin: float = 0.0
 
 
 class BenchDir:

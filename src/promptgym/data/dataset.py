@@ -15,6 +15,9 @@ class Example:
 
     ``targets`` holds every accepted answer (the first is the canonical one); ``choices`` is set for
     multiple-choice / classification examples and then ``targets[0]`` is one of the choices.
+    ``fields``: when the input was rendered from named fields (``--input-template``), those fields
+    as (name, text) pairs in the template's order, so the input can be rendered again and a
+    metric can read them (``dict(example.fields)``); empty otherwise.
     """
 
     id: str
@@ -22,6 +25,7 @@ class Example:
     targets: tuple[str, ...]
     choices: tuple[str, ...] | None = None
     where: str = field(default="", compare=False, repr=False)  # "file:line" for messages, not identity
+    fields: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def target(self) -> str:

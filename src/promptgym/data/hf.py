@@ -13,7 +13,8 @@
 - SPLIT: default ``train``, else the only split. The library's slicing works (``@train[:1000]``,
   ``@train[:10%]``, ``@train+validation``), so a big split need not become millions of examples.
 
-Rows are read in batches, only the input, target and choices columns. A target column of type
+Rows are read in batches, only the input (or the columns an input template names), target and
+choices columns. A target column of type
 ``ClassLabel`` becomes the label names, and all of its names are every example's choices. The
 library's errors become one line each (missing dataset, config, split or field); its progress
 bars and log messages are silenced while it works. Offline (``HF_HUB_OFFLINE=1``) the library
@@ -28,12 +29,14 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from promptgym.data.dataset import Dataset, Example
-from promptgym.data.rows import (CHOICE_FIELDS, INPUT_FIELDS, TARGET_FIELDS, check_choices, pick_field,
-                                 rows_to_dataset)
+from promptgym.data.dataset import Dataset
+from promptgym.data.fields import NAMED, InputTemplate
+from promptgym.data.rows import (BOTH_INPUTS, CHOICE_FIELDS, INPUT_FIELDS, TARGET_FIELDS, check_choices,
+                                 pick_field, rows_to_dataset)
 from promptgym.errors import DataError
 
 BATCH = 1000  # rows converted at a time
@@ -50,9 +53,13 @@ class _NoConfig(DataError):
 
 
 def load_hf(spec: str, input_field: str | None = None, target_field: str | None = None,
-            choices_field: str | None = None, infer_choices: bool = True) -> Dataset:
-    """``spec`` is what follows ``hf:``; the fields as for files (``rows.rows_to_dataset``)."""
+            choices_field: str | None = None, infer_choices: bool = True, input_template: str | None = None) -> Dataset:
+    """``spec`` is what follows ``hf:``; the fields as for files (``rows.rows_to_dataset``), the
+    input rendered from the columns ``input_template`` names when it is given."""
     source = f"hf:{spec}"
+    if input_template is not None and input_field is not None:
+        raise DataError(BOTH_INPUTS)
+    named = InputTemplate.parse(input_template).names if input_template is not None else ()
     datasets = _library(source)
     ref, split = _parse(spec, source)
     with _quiet(datasets):
@@ -65,29 +72,33 @@ def load_hf(spec: str, input_field: str | None = None, target_field: str | None 
         features = first.features
         here = f"hf:{ref}@{first_split}"
         columns = dict.fromkeys(features)
+        listing = f"columns: {', '.join(features)}"
+        for name in named:
+            if name not in columns:
+                raise DataError(f"{here}: field '{name}' missing ({NAMED}; {listing})")
+            _check_text_column(features[name], name, here, list_ok=False)
         try:
-            f_in = pick_field(columns, input_field, INPUT_FIELDS, here, "input")
+            f_in = None if named else pick_field(columns, input_field, INPUT_FIELDS, here, "input")
             f_target = pick_field(columns, target_field, TARGET_FIELDS, here, "target")
             f_choices = pick_field(columns, choices_field, CHOICE_FIELDS, here, "choices", required=False)
         except DataError as exc:
-            listing = f"columns: {', '.join(features)}"
             text = str(exc)
             raise DataError(f"{text[:-1]}; {listing})" if text.endswith(")") else f"{text} ({listing})") from None
-        assert f_in is not None and f_target is not None
+        assert (f_in is not None or named) and f_target is not None
         for field, list_ok in ((f_in, False), (f_target, True), (f_choices, True)):
             if field is not None:
                 _check_text_column(features[field], field, here, list_ok)
         names = _class_names(features[f_target])
         label_names = names if names is not None and f_choices is None and len(names) >= 2 else None
-        wanted = list(dict.fromkeys(f for f in (f_in, f_target, f_choices) if f is not None))
+        wanted = list(dict.fromkeys(f for f in (*named, f_in, f_target, f_choices) if f is not None))
         data = rows_to_dataset(
             _rows(parts, ref, wanted, features), source=source, name=_name(ref),
             input_field=f_in, target_field=f_target, choices_field=f_choices,
-            infer_choices=infer_choices and label_names is None,
+            infer_choices=infer_choices and label_names is None, input_template=input_template,
         )
     if label_names is not None:
         choices = check_choices(list(label_names), here, f_target)
-        data.examples = [Example(e.id, e.input, (e.target.strip(),), choices, where=e.where) for e in data.examples]
+        data.examples = [replace(e, targets=(e.target.strip(),), choices=choices) for e in data.examples]
     return data
 
 

@@ -8,20 +8,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from promptgym.data.dataset import Dataset, Example
+from promptgym.data.fields import NAMED, TEMPLATE_FLAG, InputTemplate
 from promptgym.errors import DataError
 
 INPUT_FIELDS = ("input", "question", "text", "sentence", "query")
 TARGET_FIELDS = ("target", "output", "answer", "label")
 CHOICE_FIELDS = ("choices", "options")
 MAX_INFERRED_LABELS = 10
+BOTH_INPUTS = (f"{TEMPLATE_FLAG} and --input-field both say what the input is: give one (the template names "
+               "its fields itself)")
 
 
 def load_file(spec: str, input_field: str | None = None, target_field: str | None = None,
-              choices_field: str | None = None, infer_choices: bool = True) -> Dataset:
+              choices_field: str | None = None, infer_choices: bool = True,
+              input_template: str | None = None) -> Dataset:
     """A .jsonl/.csv (.tsv, .ndjson) file as a dataset; fields as ``rows_to_dataset`` finds them."""
     path = Path(spec).expanduser()
     if not path.exists():
@@ -38,6 +43,7 @@ def load_file(spec: str, input_field: str | None = None, target_field: str | Non
     return rows_to_dataset(
         rows, source=str(spec), name=path.stem, input_field=input_field,
         target_field=target_field, choices_field=choices_field, infer_choices=infer_choices,
+        input_template=input_template,
     )
 
 
@@ -135,26 +141,45 @@ def check_choices(raw: list[Any], where: str, field: str) -> tuple[str, ...]:
     return choices
 
 
+def input_from_fields(template: InputTemplate, row: Mapping[str, Any],
+                      where: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The input ``template`` renders from the row's fields, and those fields as text."""
+    named = []
+    for name in template.names:
+        if name not in row:
+            raise DataError(f"{where}: field '{name}' missing ({NAMED})")
+        named.append((name, as_text(row[name], where, name)))
+    return template.render(dict(named), where), tuple(named)
+
+
 def rows_to_dataset(
     rows: Iterable[tuple[str, dict[str, Any]]], source: str, name: str,
     input_field: str | None = None, target_field: str | None = None,
-    choices_field: str | None = None, infer_choices: bool = True,
+    choices_field: str | None = None, infer_choices: bool = True, input_template: str | None = None,
 ) -> Dataset:
-    """Turn raw rows into Examples. Fields are found by name once, from the first row."""
+    """Turn raw rows into Examples. Fields are found by name once, from the first row. With an
+    ``input_template`` the input is rendered from the fields it names (``fields`` keeps them)."""
+    if input_template is not None and input_field is not None:
+        raise DataError(BOTH_INPUTS)
+    template = InputTemplate.parse(input_template) if input_template is not None else None
     examples: list[Example] = []
-    fields: tuple[str, str, str | None] | None = None
+    fields: tuple[str | None, str, str | None] | None = None
     for index, (where, row) in enumerate(rows):
         if fields is None:
             fields = (
-                pick_field(row, input_field, INPUT_FIELDS, where, "input"),
+                None if template else pick_field(row, input_field, INPUT_FIELDS, where, "input"),
                 pick_field(row, target_field, TARGET_FIELDS, where, "target"),
                 pick_field(row, choices_field, CHOICE_FIELDS, where, "choices", required=False),
             )
         f_in, f_target, f_choices = fields
         for field in (f_in, f_target):
-            if field not in row:
+            if field is not None and field not in row:
                 raise DataError(f"{where}: missing field '{field}'")
-        text = as_text(row[f_in], where, f_in)
+        if template is not None:
+            text, named = input_from_fields(template, row, where)
+        else:
+            assert f_in is not None
+            text, named = as_text(row[f_in], where, f_in), ()
         raw_target = row[f_target]
         if isinstance(raw_target, list):
             targets = tuple(as_text(t, where, f_target) for t in raw_target)
@@ -162,7 +187,7 @@ def rows_to_dataset(
             targets = (as_text(raw_target, where, f_target),)
         if not targets or not all(t.strip() for t in targets):
             raise DataError(f"{where}: field '{f_target}' is empty")
-        if not text.strip():
+        if not text.strip():  # a template's empty text is its own error
             raise DataError(f"{where}: field '{f_in}' is empty")
         choices = None
         if f_choices is not None:
@@ -177,7 +202,8 @@ def rows_to_dataset(
             if targets[0].strip() not in choices:
                 raise DataError(f"{where}: target '{targets[0]}' is not one of the choices {list(choices)}")
             targets = (targets[0].strip(),)
-        examples.append(Example(id=str(index), input=text, targets=targets, choices=choices, where=where))
+        examples.append(Example(id=str(index), input=text, targets=targets, choices=choices, where=where,
+                                fields=named))
     if not examples:
         raise DataError(f"{source}: no examples")
     if infer_choices and all(e.choices is None for e in examples):
@@ -196,4 +222,51 @@ def infer_label_set(examples: list[Example]) -> list[Example]:
     if not 2 <= len(labels) <= MAX_INFERRED_LABELS or len(labels) * 2 > len(examples):
         return examples
     choices = tuple(labels)
-    return [Example(e.id, e.input, (e.target.strip(),), choices, where=e.where) for e in examples]
+    return [replace(e, targets=(e.target.strip(),), choices=choices) for e in examples]
+
+
+def dataset_from_rows(rows: Sequence[Mapping[str, Any]], name: str = "dataset", input_field: str | None = None,
+                      target_field: str | None = None, choices_field: str | None = None,
+                      input_template: str | None = None) -> Dataset:
+    """Rows given in Python (a list of dicts, as a JSONL file's lines) as a dataset; a bad row is
+    named by its index: ``dataset[3]: field 'context' missing``."""
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
+        raise DataError(f"{name}: expected a list of dicts, got {type(rows).__name__}")
+    checked = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise DataError(f"{name}[{i}]: expected a dict, got {type(row).__name__}")
+        checked.append((f"{name}[{i}]", dict(row)))
+    return rows_to_dataset(checked, source=name, name=name, input_field=input_field, target_field=target_field,
+                           choices_field=choices_field, input_template=input_template)
+
+
+def render_inputs(dataset: Dataset, input_template: str) -> Dataset:
+    """``dataset`` with each example's input rendered from its ``fields`` by ``input_template``
+    (a ``Dataset`` built in Python whose examples carry their fields)."""
+    template = InputTemplate.parse(input_template)
+    examples = []
+    for e in dataset.examples:
+        where = e.where or f"{dataset.source or dataset.name}: example {e.id}"
+        text, named = input_from_fields(template, dict(e.fields), where)
+        examples.append(replace(e, input=text, fields=named))
+    return Dataset(dataset.name, examples, dataset.description, dataset.source)
+
+
+def inputs_from_fields(input_template: str, inputs: Sequence[Mapping[str, Any]],
+                  what: str = "input") -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """New inputs given as fields (``predict``): each rendered as the run renders its rows. A
+    field the template does not name is an error too (a misspelt name would otherwise be lost)."""
+    template = InputTemplate.parse(input_template)
+    out = []
+    for i, given in enumerate(inputs, start=1):
+        where = f"{what} {i}"
+        if not isinstance(given, Mapping):
+            raise DataError(f"{where}: this run renders its input from fields ({', '.join(template.names)}): "
+                            f"give them (--field NAME=VALUE or --input-json; Python: a dict), not {type(given).__name__}")
+        unknown = [k for k in given if k not in template.names]
+        if unknown:
+            raise DataError(f"{where}: field '{unknown[0]}' is not named by the run's {TEMPLATE_FLAG} "
+                            f"(it names: {', '.join(template.names)})")
+        out.append(input_from_fields(template, given, where))
+    return out

@@ -6,6 +6,7 @@ to fit)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from promptgym.data.dataset import Dataset, Example, Splits
@@ -125,7 +126,7 @@ def fit_context(splits: Splits, backend: Backend, task: Task, prompt: Prompt, mo
         while text:
             keep = max(0, min(len(text) - 1, int(len(text) * fits / need) - 1))
             text = text[:keep]
-            candidate = Example(example.id, text, example.targets, example.choices, where=example.where)
+            candidate = replace(example, input=text)
             need = request_tokens(backend, task, prompt, candidate)
             if need <= fits:
                 return candidate

@@ -69,9 +69,11 @@ def selection_plan(config: dict[str, Any], available: int | None, per_example: i
 
 
 def dataset_to_json(dataset: Dataset) -> dict[str, Any]:
+    """Inline rows; an example's ``fields`` (an input rendered by an input template) only where it has them."""
     return dict(name=dataset.name, description=dataset.description, source=dataset.source,
                 examples=[dict(id=e.id, input=e.input, targets=list(e.targets),
-                               choices=list(e.choices) if e.choices else None, where=e.where)
+                               choices=list(e.choices) if e.choices else None, where=e.where,
+                               **({"fields": [list(f) for f in e.fields]} if e.fields else {}))
                           for e in dataset.examples])
 
 
@@ -86,11 +88,13 @@ def split_files(config: dict[str, Any], dataset: str | Dataset | None, train: st
     if isinstance(dataset, Dataset):
         source = dataset
     elif dataset is not None:
-        source = dataset_from_config({"dataset": dataset, "fields": config["fields"]})
+        source = dataset_from_config({"dataset": dataset, "fields": config["fields"],
+                                      "input_template": config.get("input_template")})
     fields = config["fields"]
     splits = load_split_files(train, dev, test, input_field=fields.get("input"), target_field=fields.get("target"),
                               choices_field=fields.get("choices"), labels=source.labels if source else None,
-                              labels_from=(source.source or source.name) if source else "")
+                              labels_from=(source.source or source.name) if source else "",
+                              input_template=config.get("input_template"))
     for name, path, rows in (("train", train, splits.train), ("dev", dev, splits.dev), ("test", test, splits.test)):
         if given[name] is None or given[name] == len(rows):
             continue
@@ -113,8 +117,10 @@ def dataset_from_config(config: dict[str, Any]) -> Dataset:
     if inline:
         return Dataset(name=inline["name"], description=inline["description"], source=inline["source"],
                        examples=[Example(e["id"], e["input"], tuple(e["targets"]),
-                                         tuple(e["choices"]) if e["choices"] else None, where=e.get("where", ""))
+                                         tuple(e["choices"]) if e["choices"] else None, where=e.get("where", ""),
+                                         fields=tuple((str(k), str(v)) for k, v in e.get("fields", ())))
                                  for e in inline["examples"]])
     fields = config.get("fields") or {}
     return load_dataset(config["dataset"], input_field=fields.get("input"),
-                        target_field=fields.get("target"), choices_field=fields.get("choices"))
+                        target_field=fields.get("target"), choices_field=fields.get("choices"),
+                        input_template=config.get("input_template"))

@@ -12,15 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-
 from promptgym.errors import PromptgymError
-
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+from promptgym.templating import render_template
 
 
 @dataclass(frozen=True)
@@ -170,19 +165,6 @@ def get_layout(name: str) -> Layout:
         return LAYOUTS[name]
     except KeyError:
         raise PromptgymError(f"unknown layout '{name}' (known: {', '.join(LAYOUTS)})") from None
-
-
-@lru_cache(maxsize=256)
-def _compile(template: str) -> Template:
-    return _ENV.from_string(template)
-
-
-def render_template(template: str, what: str, /, **values: Any) -> str:
-    """Render a trusted template with untrusted values (sandboxed, strict about missing names)."""
-    try:
-        return _compile(template).render(**values)
-    except TemplateError as exc:
-        raise PromptgymError(f"{what}: template error: {exc}") from None
 
 
 def _render(template: str, layout_name: str, **values: Any) -> str:

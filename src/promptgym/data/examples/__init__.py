@@ -26,7 +26,7 @@ def example_meta(name: str) -> dict:
     return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
 
 
-def load_example(name: str) -> Dataset:
+def load_example(name: str, input_template: str | None = None) -> Dataset:
     names = available()
     if name not in names:
         raise DataError(f"example:{name}: no such example dataset (shipped: {', '.join(names)})")
@@ -34,6 +34,6 @@ def load_example(name: str) -> Dataset:
     meta = example_meta(name)
     rows = ((f"example:{name}:{i}", json.loads(line))
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip())
-    dataset = rows_to_dataset(rows, source=f"example:{name}", name=name)
+    dataset = rows_to_dataset(rows, source=f"example:{name}", name=name, input_template=input_template)
     dataset.description = meta.get("instruction")
     return dataset
