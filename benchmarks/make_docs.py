@@ -3,7 +3,7 @@
     python benchmarks/make_docs.py
 
 It reads ``benchmarks/results/bench-full/`` and ``bench-quick/`` (``promptgym bench``),
-``peers.json`` (``benchmarks/peers/run.py``), ``throughput-http.json``, ``throughput-pool.json`` and
+``peers.json`` and ``peers-gemma.json`` (``benchmarks/peers/run.py``), ``throughput-http.json``, ``throughput-pool.json`` and
 ``bench-warm.json`` (``benchmarks/throughput.py``), copies the bench plots to ``docs/img/bench/`` and writes the page.
 A missing file is said on the page ("not recorded yet"), never invented.
 """
@@ -11,6 +11,7 @@ A missing file is said on the page ("not recorded yet"), never invented.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -227,6 +228,41 @@ def _peers_command(c: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                                                                      if r.get("framework") == "promptgym"]) else ""))
 
 
+def peers_gemma_section(results: Path = RESULTS) -> list[str]:
+    """Peers on Gemma 3 270M over tasks and seeds (``benchmarks/peers/run.py``, ``peers-gemma.json``):
+    the table ``benchmarks/peers/table.py`` wrote, with who is ahead on each task in words."""
+    out = ["## Peers where there is something to find: Gemma 3 270M (`benchmarks/peers/`)", ""]
+    result, md = _load(results / "peers-gemma.json"), results / "peers-gemma.md"
+    if not result or not md.exists():
+        return out + ["Not recorded yet: the command is in benchmarks/peers/README.md (Gemma 3 270M as task model, "
+                      "two tasks, three seeds, equal calls before the test).", ""]
+    said = []
+    for v in result.get("versus", []):
+        lo, hi = v["interval"]
+        said.append(f"on `{v['dataset']}`, " + (f"{v['ahead']} is ahead" if v["ahead"] else "neither is ahead")
+                    + f" ({v['ours']} minus {v['peer']}: {v['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                    f"{v['n']} paired test examples)")
+    out += ["What it says: " + ("; ".join(said) + "." if said else "no task has a finished run of ours and of a peer."),
+            ""]
+    body = md.read_text().split("\n", 1)[1].strip()  # its own title dropped
+    out += [body.replace("\n## ", "\n### "), "",
+            "Reproduce: `bash benchmarks/peers/setup.sh`, then `" + _peers_gemma_command(result) + "`.", ""]
+    return out
+
+
+def _peers_gemma_command(result: dict[str, Any]) -> str:
+    """The recorded run's settings as the command to repeat it (paths of this checkout)."""
+    c, rows = result["config"], result.get("rows", [])
+    systems = list(dict.fromkeys(r["peer"] for r in rows))
+    peers = [s for s in systems if not s.startswith("promptgym-")]
+    ours = [s.removeprefix("promptgym-") for s in systems if s.startswith("promptgym-")]
+    return (f"benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --datasets {','.join(c['datasets'])} "
+            f"--seeds {','.join(map(str, c['seeds']))} --budget {c['budget']} --train-size {c['train_size']} "
+            f"--dev-size {c['dev_size']} --test-size {c['test_size']} --task-model {c['task_model']} "
+            f"--optimizer-model {c['optimizer_model']} --peers {shlex.quote(','.join(peers))} "
+            f"--promptgym-methods {shlex.quote(','.join(ours))} --out benchmarks/results/peers-gemma.json")
+
+
 def throughput_section(http: dict[str, Any] | None, warm: dict[str, Any] | None) -> list[str]:
     out = ["## Throughput", ""]
     if http:
@@ -298,6 +334,7 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> int:
     lines += bench_section(full, quick, results)
     lines += deliver_section(results)
     lines += peers_section(_load(results / "peers.json"), results)
+    lines += peers_gemma_section(results)
     lines += throughput_section(_load(results / "throughput-http.json"), _load(results / "bench-warm.json"))
     lines += pool_section(_load(results / "throughput-pool.json"))
     docs.mkdir(parents=True, exist_ok=True)

@@ -208,7 +208,7 @@ def test_json_fields_and_their_order_are_the_contract(dataset):
         "train_size", "test_size", "task_model", "optimizer_model", "candidates", "stats", "dev_size",
         "dev_initial", "dev_best", "kept_start", "selection", "method_best_prompt", "test_method_best",
         "test_delta", "test_interval", "test_p_value", "verdict", "projection", "test_share_better",
-        "detectable"]
+        "detectable", "calibration"]
 
 
 def test_stoppers_from_the_cli_reach_the_run_and_resume_stops_the_same_way(dataset):
@@ -375,7 +375,7 @@ def test_the_calls_a_run_sends_are_what_the_budget_paragraph_says(tmp_path, budg
     said = _budget_paragraph()
     assert "training scores of your prompt and the returned one" in said
     assert "at most budget + 2 x train size + 3 x test size calls" in said
-    assert "one more on a served model that turns out to give no log-probabilities" in said
+    assert "are charged like the search's, so nothing before the held-out test escapes the budget" in said
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps({"input": t, "target": y}) + "\n" for t, y in SENTIMENT))
     with FakeOpenAIServer(reply=sentiment_reply) as server:  # every call, task and optimizer, goes here
@@ -385,7 +385,7 @@ def test_the_calls_a_run_sends_are_what_the_budget_paragraph_says(tmp_path, budg
                                      "--optimizer-model", spec, "--json", "--quiet"))
         sent = len(server.received)
     assert sent == summary["llm_calls"] and summary["budget_used"] <= budget
-    assert sent <= budget + 2 * 6 + 3 * 5 + 1  # + 1: the fake server gives no log-probabilities
-    if budget == 1:  # the start's call asking for log-probabilities, the search's one call, then your
-        # prompt scored on all 6 train and 5 test examples
-        assert (summary["budget_used"], sent) == (1, 1 + 1 + 6 + 5)
+    assert sent <= budget + 2 * 6 + 3 * 5
+    if budget == 1:  # the start's call asking for log-probabilities is the budget's one call (the fake
+        # server gives none), then your prompt scored on all 5 test and 6 train examples
+        assert (summary["budget_used"], sent) == (1, 1 + 5 + 6)

@@ -239,6 +239,38 @@ def test_export_says_how_the_run_scored_choices(tmp_path):
     assert generated["request"] == {"kind": "generate", "max_tokens": 16, "stop": []}
 
 
+def test_export_of_a_calibrated_run_has_the_returned_prompts_prior_and_how_to_apply_it(tmp_path):
+    import math
+
+    import numpy as np
+
+    from promptgym.models.base import OptionScores
+    from promptgym.paths import default_store_url
+    from promptgym.store.runs import RunStore
+
+    run_id = _run(tmp_path, "--calibrate")
+    prior = RunStore(default_store_url()).get_run(run_id)["result"]["calibration"]["prior_best"]
+    assert sorted(prior) == ["neg", "pos"] and sum(prior.values()) == pytest.approx(1.0)
+    record = json.loads(CliRunner().invoke(main, ["export", run_id]).stdout)
+    assert record["calibration"]["prior"] == prior and record["calibration"]["content_free_inputs"] == ["N/A", "", "[MASK]"]
+    assert "divide each option's probability by its prior" in record["calibration"]["apply"]
+    snippet = CliRunner().invoke(main, ["export", run_id, "--format", "python"]).stdout
+    imported = {a.name for n in ast.walk(ast.parse(snippet)) if isinstance(n, ast.Import) for a in n.names}
+    assert imported == {"math", "re"}
+    namespace: dict = {}
+    exec(compile(snippet, "<export>", "exec"), namespace)  # noqa: S102 - the test of a generated snippet
+    assert namespace["PRIOR"] == prior
+    logprobs = [math.log(0.55), math.log(0.45)]
+    labels = namespace["LABELS"]
+    expected = ChoiceTask(calibrate=True).probabilities(OptionScores(tuple(logprobs), (1, 1)),
+                                                        np.array([prior[c] for c in labels]))
+    assert list(namespace["calibrated"](logprobs).values()) == pytest.approx(list(expected))
+    text = CliRunner().invoke(main, ["export", run_id, "--format", "txt"]).stdout
+    assert "# Its option scores were calibrated: each option's probability divided by this prompt's prior" in text
+    plain = json.loads(CliRunner().invoke(main, ["export", _run(tmp_path)]).stdout)
+    assert "calibration" not in plain
+
+
 @pytest.mark.parametrize("layout", ["chat", "plain"])
 @pytest.mark.parametrize("text, plain", [("Q: {{ question }}\nC: {{ context }}\n", True),
                                           ("Q: {{ question | trim }}{% if context %}\nC: {{ context }}{% endif %}", False)])

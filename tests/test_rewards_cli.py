@@ -4,12 +4,14 @@ scripted model (the real embedded model's run is recorded in the report, not her
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
 
 from promptgym import api
 from promptgym.cli import main
+from promptgym.data.dataset import Dataset, Example
 from promptgym.data.loaders import load_dataset
 from promptgym.errors import PromptgymError
 from promptgym.models.scripted import ScriptedBackend, request_text
@@ -19,6 +21,7 @@ from promptgym.sandbox import bwrap_path
 from promptgym.store.runs import RunStore
 from promptgym.tasks.code import CodeTask
 from promptgym.tasks.rewards import with_length_penalty
+from promptgym.tasks.text_metrics import RougeL
 
 from support import write_reviews
 
@@ -55,7 +58,9 @@ def _one_line_error(result, contains: str) -> None:
     ("{file}:unary", "unary(prediction) cannot be called as reward(prediction, example)"),
     ("{file}:nothing", "has no attribute 'nothing'"),
     ("{dir}/absent.py:f", "absent.py: no such file"),
-    ("bleu", "expected one of accuracy, exact-match, code-tests, code-tests-all, MODULE:FUNCTION or FILE.py:FUNCTION"),
+    ("bleu", "expected one of accuracy, exact-match, code-tests, code-tests-all, contains, token-f1, rouge-l, "
+             "numeric, json-schema:PATH, MODULE:FUNCTION or FILE.py:FUNCTION"),
+    ("json-schema:{dir}/absent.json", "absent.json: no such file"),
 ])
 def test_bad_reward_spec_is_one_line_and_starts_no_run(dataset, reward_file, spec, says):
     result = _invoke("optimize", "--dataset", dataset, *SCRIPTED, *SMALL,
@@ -136,6 +141,84 @@ def test_code_example_end_to_end_on_a_scripted_model():
     assert result["initial_score"] == 1.0 and result["test_initial"] == 1.0
     config = RunStore(api.default_store_url()).get_run(result.run_id)["config"]
     assert isinstance(prepare(config, check_lengths=False).task, CodeTask)  # the stored run rebuilds its task
+
+
+def test_example_summaries_is_scored_by_rouge_l_with_its_brevity_term():
+    """The scripted model as a summarizer that writes the reference and 20 filler words: each answer
+    scores its ROUGE-L minus 0.5 x (words - 25) / 25, as the example's meta says, and a resumed run
+    scores the same."""
+    references = {e.input: e.target for e in load_dataset("example:summaries").examples}
+    caps = []
+
+    def reply(request):
+        passages = [p for p in references if f"Input: {p}" in request_text(request)]
+        if not passages:
+            return "Write a short summary."  # the optimizer model's proposals
+        caps.append(request.max_tokens)
+        return answer(references[passages[0]])
+
+    def answer(reference: str) -> str:
+        return reference + " zzz" * 20
+
+    backends = {"summarizer": ScriptedBackend(reply=reply, name="summarizer")}
+    result = api.optimize("example:summaries", method="ape", budget=12, train_size=4, test_size=5, dev_size=0,
+                          task_model="summarizer", optimizer_model="scripted", backends=backends)
+    assert result["initial_prompt"] == "Summarize the text in one sentence."
+    assert caps and set(caps) == {64}  # the example's own answer cap
+    config = RunStore(api.default_store_url()).get_run(result.run_id)["config"]
+    with using(backends):
+        test = prepare(config, check_lengths=False).splits.test
+    rouge = RougeL()
+    penalty = [0.5 * min(1.0, max(0, len(answer(e.target).split()) - 25) / 25) for e in test]
+    assert all(p > 0 for p in penalty)  # every answer is long enough to be penalised
+    expected = sum(rouge(answer(e.target), e) - p for e, p in zip(test, penalty)) / len(test)
+    assert result["test_initial"] == pytest.approx(expected)
+    RunStore(api.default_store_url()).set_status(result.run_id, "interrupted")  # as if killed
+    assert api.resume(result.run_id, backends=backends)["test_initial"] == pytest.approx(expected)
+
+
+def test_a_numeric_reward_round_trips_through_resume():
+    data = Dataset("sums", [Example(f"s{i}", f"What is {i} + {i + 1000}?", (f"{i} + {i + 1000} = {2 * i + 1000}",))
+                            for i in range(12)])
+
+    def reply(request):
+        found = re.findall(r"What is (\d+) \+ (\d+)\?", request_text(request))
+        if not found:
+            return "Add the numbers."
+        a, b = map(int, found[-1])
+        return f"The sum is ${a + b:,} in all."  # right, but never an exact match
+
+    backends = _fixed_reply_backend(reply)
+    result = api.optimize(data, method="ape", budget=10, train_size=6, test_size=6, dev_size=0, reward="numeric",
+                          task_model="scripted", optimizer_model="scripted", backends=backends)
+    assert result["test_initial"] == 1.0 and result["initial_score"] == 1.0
+    store = RunStore(api.default_store_url())
+    assert store.get_run(result.run_id)["config"]["reward"] == "numeric"
+    store.set_status(result.run_id, "interrupted")  # as if killed: resume rebuilds the reward from its spec
+    assert api.resume(result.run_id, backends=backends)["test_initial"] == 1.0
+
+
+def test_json_schema_reward_reports_per_field_scores(tmp_path):
+    rows = [{"input": f"Who is P{i}?", "target": json.dumps({"name": f"P{i}", "age": 20 + i})} for i in range(16)]
+    data_file = tmp_path / "people.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["name"], "properties": {"age": {"type": "integer"}}}))
+
+    def reply(request):  # the name right, the age always wrong
+        found = re.findall(r"Who is (P\d+)\?", request_text(request))
+        return f'```json\n{{"name": "{found[-1]}", "age": 0}}\n```' if found else "Extract the fields."
+
+    args = ["optimize", "--dataset", str(data_file), *SCRIPTED, "--budget", "10", "--train-size", "6",
+            "--test-size", "4", "--dev-size", "0", "--quiet", "--reward", f"json-schema:{schema}"]
+    with using(_fixed_reply_backend(reply)):
+        as_json = _invoke(*args, "--json")
+        as_table = _invoke(*args)
+    assert as_json.exit_code == 0, as_json.output
+    summary = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert summary["test_initial"] == 0.5
+    assert summary["field_scores"] == {"start": {"name": 1.0, "age": 0.0}, "returned": {"name": 1.0, "age": 0.0}}
+    assert "per field on test (initial -> returned): name 1.000 -> 1.000, age 0.000 -> 0.000" in as_table.stdout
 
 
 # -- a judge (--reward judge:RUBRIC.md) --------------------------------------------------------------

@@ -58,6 +58,8 @@ def test_splits_are_exactly_the_files_rows_in_order(files):
     assert [list(r["per_example"]) for r in scores if r["split"] == "test"][0] == [f"test-{i}" for i in range(6)]
     train_final = [list(r["per_example"]) for r in scores if r["split"] == "train-final"][0]
     assert train_final == [f"train-{i}" for i in range(8)]
+    after_search = [r["split"] for r in scores if r["split"] in ("test", "train-final")]
+    assert after_search[0] == "test"  # the held-out test comes first: the first call past the budgeted ones
     assert s.selection["enabled"] and s.selection["dev_size"] == 5  # final selection raced on the dev file
     for r in scores:  # the search never saw a dev or test row
         if r["split"] == "train":

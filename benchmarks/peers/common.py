@@ -1,16 +1,18 @@
 """Shared by the peers' scripts: the split files, the one answer parser, the proxy's control calls,
-and the paired statistics. Stdlib only (scipy for McNemar, imported where used)."""
+and the paired statistics (numpy and scipy: both environments, the peers' and promptgym's, have them)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import string
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
 
 # --- the split --------------------------------------------------------------------------------
 
@@ -100,23 +102,19 @@ def proxy_control(control: str, path: str, data: dict[str, Any] | None = None) -
 
 
 def paired(start: list[int], final: list[int], seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
-    """Delta (final - start) of the mean with a 95% paired bootstrap interval and the exact
-    McNemar p-value (two-sided binomial test on the discordant pairs)."""
+    """Delta (final - start) of the mean with a 95% paired bootstrap interval (percentiles of
+    ``n_boot`` resamples of the pairs) and the exact McNemar p-value (two-sided binomial test on the
+    discordant pairs)."""
     n = len(start)
     assert n == len(final) and n > 0
-    diffs = [f - s for s, f in zip(start, final)]
-    delta = sum(diffs) / n
-    rng = random.Random(seed)
-    boots = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
-    lo, hi = boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
+    diffs = np.asarray(final, dtype=float) - np.asarray(start, dtype=float)
+    rng = np.random.default_rng(seed)
+    boots = np.sort(diffs[rng.integers(0, n, size=(n_boot, n))].mean(axis=1))
+    lo, hi = float(boots[int(0.025 * n_boot)]), float(boots[int(0.975 * n_boot) - 1])
     b = sum(1 for s, f in zip(start, final) if s == 1 and f == 0)
     c = sum(1 for s, f in zip(start, final) if s == 0 and f == 1)
-    if b + c == 0:
-        p = 1.0
-    else:
-        from scipy.stats import binomtest
-        p = float(binomtest(c, b + c, 0.5).pvalue)
-    return {"delta": delta, "interval": [lo, hi], "mcnemar_p": p, "start_only": b, "final_only": c}
+    p = 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5).pvalue)
+    return {"delta": float(diffs.mean()), "interval": [lo, hi], "mcnemar_p": p, "start_only": b, "final_only": c}
 
 
 def peer_arguments(plans: dict[str, Any]) -> argparse.ArgumentParser:
@@ -125,7 +123,8 @@ def peer_arguments(plans: dict[str, Any]) -> argparse.ArgumentParser:
     ap.add_argument("--optimizer", choices=sorted(plans), required=True)
     ap.add_argument("--split", required=True)
     ap.add_argument("--base-url", required=True, help="the proxy's /v1 base")
-    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--task-model", default="smollm2", help="the task model's name at the proxy")
+    ap.add_argument("--meta-model", default="smollm2", help="the optimizer / reflection model's name at the proxy")
     ap.add_argument("--budget", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task-max-tokens", type=int, default=64)

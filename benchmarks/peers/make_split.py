@@ -1,5 +1,7 @@
 """Write promptgym's own split of a dataset as train/dev/test JSONL (fields input, target,
-choices) plus split.json (the dataset's description = the starting instruction, labels, sizes).
+choices) plus split.json (the starting instruction, labels, sizes). The start is what promptgym
+starts from: the dataset's description, or its neutral instruction for a dataset without one
+(e.g. SST-2).
 
 Runs in promptgym's environment (run.py calls it with promptgym's python):
     python make_split.py --dataset example:sentiment --seed 0 \
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from promptgym.data.dataset import split_dataset
 from promptgym.data.loaders import load_dataset
+from promptgym.runner.setup import NEUTRAL_CHOICE
 
 
 def main() -> None:
@@ -38,7 +41,7 @@ def main() -> None:
             for ex in getattr(splits, name):
                 f.write(json.dumps({"input": ex.input, "target": ex.target, "choices": list(ex.choices)})
                         + "\n")
-    meta = {"dataset": args.dataset, "seed": args.seed, "description": dataset.description,
+    meta = {"dataset": args.dataset, "seed": args.seed, "description": dataset.description or NEUTRAL_CHOICE,
             "labels": list(dataset.labels), "train": len(splits.train), "dev": len(splits.dev),
             "test": len(splits.test)}
     (out / "split.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -32,7 +32,9 @@ import dspy  # noqa: E402
 
 def make_lm(base_url: str, model: str, max_tokens: int, temperature: float | None, retries: int) -> dspy.LM:
     # DSPy's client may send the cap as max_completion_tokens, which llama.cpp's server ignores:
-    # the cap it reads, max_tokens, goes in the request body as well.
+    # the cap it reads, max_tokens, goes in the request body as well. A chat LM for a base model too:
+    # the proxy sends its requests as plain completion (DSPy's own text LM, model_type="text", fails
+    # client-side in its JSONAdapter fallback: the completions client takes no response_format).
     return dspy.LM(f"openai/{model}", api_base=base_url, api_key="none", temperature=temperature,
                    max_tokens=max_tokens, extra_body={"max_tokens": max_tokens}, num_retries=retries,
                    cache=True)
@@ -137,8 +139,8 @@ def main() -> None:
 
     save()
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # no answers from earlier runs
-    task_lm = make_lm(args.base_url, args.model, args.task_max_tokens, 0.0, retries=3)
-    meta_lm = make_lm(args.base_url, args.model, args.meta_max_tokens, None, retries=3)
+    task_lm = make_lm(args.base_url, args.task_model, args.task_max_tokens, 0.0, retries=3)
+    meta_lm = make_lm(args.base_url, args.meta_model, args.meta_max_tokens, None, retries=3)
     dspy.configure(lm=task_lm, max_errors=args.max_errors)
 
     def metric(gold, pred, trace=None):

@@ -103,10 +103,12 @@ def main() -> None:
     np.random.seed(args.seed)
     step_errors = StepErrors()
     logging.getLogger("promptolution").addHandler(step_errors)
-    common = dict(api_url=args.base_url, model_id=args.model, api_key="none",
-                  max_concurrent_calls=args.threads, call_timeout_s=900.0, gather_timeout_s=6 * 3600.0)
-    task_llm = APILLM(max_tokens=args.task_max_tokens, call_kwargs={"temperature": 0.0}, **common)
-    meta_llm = APILLM(max_tokens=args.meta_max_tokens, **common)
+    common = dict(api_url=args.base_url, api_key="none", max_concurrent_calls=args.threads, call_timeout_s=900.0,
+                  gather_timeout_s=6 * 3600.0)
+    # APILLM speaks chat only: for a base task model the proxy sends its requests as plain completion
+    task_llm = APILLM(model_id=args.task_model, max_tokens=args.task_max_tokens, call_kwargs={"temperature": 0.0},
+                      **common)
+    meta_llm = APILLM(model_id=args.meta_model, max_tokens=args.meta_max_tokens, **common)
     df = pd.DataFrame({"x": [r["input"] for r in train], "y": [r["target"].lower() for r in train]})
     task = ClassificationTask(df, task_description=meta["description"], x_column="x", y_column="y",
                               eval_strategy="full", seed=args.seed)

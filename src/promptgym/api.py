@@ -74,7 +74,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
              backends: Mapping[str, Backend] | None = None,
-             input_template: str | None = None, judge_model: str | None = None,
+             input_template: str | None = None, calibrate: bool = False, judge_model: str | None = None,
              judge_max_words: int | None = None, judge_order: str | None = None,
              judge_scoring: str | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
@@ -121,6 +121,12 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
     ``WORDS``, weight 0.5) takes up to WEIGHT off for answers longer than WORDS words. A reward
     given as an object that cannot be named by a spec (a lambda, a function in ``__main__``) is
     not stored: pass it again to ``resume``.
+
+    ``calibrate=True`` calibrates a choice task's option scores (contextual calibration, Zhao et
+    al., 2021): each prompt's label prior is read from three content-free inputs ("N/A", "",
+    "[MASK]"; 3 calls the first time a prompt is scored, charged like its other calls) and divided
+    out of every example's option probabilities before the answer is picked. Only for a choice task
+    whose examples share one label set, scored by log-probability (else one line saying why).
 
     ``reward="judge:RUBRIC.md"`` (or a ``tasks.judge.RubricJudge``) has a judge model score each
     answer against your rubric (``promptgym.tasks.judge``): ``judge_model`` is any model spec
@@ -171,6 +177,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
                   select_statistic=select_statistic, select_margin=select_margin,
                   **({"select_sequential": True} if select_sequential else {}),
                   **({"input_template": input_template} if input_template is not None else {}),
+                  **({"calibrate": True} if calibrate else {}),
                   **{key: value for key, value in (
                       ("judge_model", remember_spec(judge_model) if judge_model else None),
                       ("judge_max_words", judge_max_words), ("judge_order", judge_order),
@@ -386,7 +393,8 @@ def export(run_id: str, fmt: str = "json", store_url: str | None = None) -> str:
     labels = list(dataset.labels) if isinstance(task, ChoiceTask) and dataset.labels else None
     template = config.get("input_template")
     return export_prompt(Prompt.from_dict(run["result"]["best_prompt_full"]), task, labels, fmt,
-                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"]),
+                         dict(run_id=run_id, method=run["method"], dataset=run["dataset"],
+                              calibration=run["result"].get("calibration")),
                          InputTemplate.parse(template) if template is not None else None)
 
 

@@ -253,12 +253,15 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="How choice tasks are scored (default: logprob where the model allows; a served model is "
                    "asked with the first training example whether its first answer token's log-probabilities "
                    "tell the options apart, else generate).")
+@click.option("--calibrate", is_flag=True,
+              help="Calibrate choice scores (contextual calibration): divide each option's probability by the "
+                   "prompt's prior for it, read from content-free inputs (N/A, '', [MASK]; 3 calls per prompt).")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--reward", default=None, metavar="SPEC",
-              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, MODULE:FUNCTION "
-                   "or FILE.py:FUNCTION with FUNCTION(prediction, example) -> float, or judge:RUBRIC.md (a judge "
-                   "model scores each answer against your rubric) (default: the dataset's own, "
-                   "else accuracy / exact match).")
+              help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, contains, token-f1, "
+                   "rouge-l, numeric, json-schema:SCHEMA.json, judge:RUBRIC.md (a judge model scores each answer "
+                   "against your rubric), MODULE:FUNCTION or FILE.py:FUNCTION with "
+                   "FUNCTION(prediction, example) -> float (default: the dataset's own, else accuracy / exact match).")
 @click.option("--judge-model", default=None, metavar="SPEC",
               help="The judge of --reward judge:RUBRIC.md, any model spec as --task-model (default: the optimizer model).")
 @click.option("--judge-max-words", type=click.IntRange(min=1), default=None, metavar="WORDS",
@@ -293,7 +296,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              train_size: int | None, dev_size: int | None, select_k: int, select_level: float,
              select_statistic: str, select_margin: float, select_sequential: bool, test_size: int | None,
              task_model: str, optimizer_model: str,
-             layout: str, normalize: str, scoring: str | None, params: tuple[str, ...],
+             layout: str, normalize: str, scoring: str | None, calibrate: bool, params: tuple[str, ...],
              reward: str | None, judge_model: str | None, judge_max_words: int | None, judge_order: str | None,
              judge_scoring: str | None,
              length_penalty: int | None, length_weight: float | None,
@@ -313,12 +316,13 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params={**in_brackets, **_parse_params(params)},
                           reward=reward, judge_model=judge_model, judge_max_words=judge_max_words,
-                          judge_order=judge_order, judge_scoring=judge_scoring, length_penalty=None if length_penalty is None else (
+                          judge_order=judge_order, judge_scoring=judge_scoring,
+                          length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
                           store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),
                                                     ("choices", choices_field)) if v}, stop=stop,
-                          dry_run=dry_run, input_template=_input_template(input_template))
+                          dry_run=dry_run, input_template=_input_template(input_template), calibrate=calibrate)
     if dry_run:
         click.echo(json.dumps(result.to_dict()) if as_json else "\n".join(result.lines()))
         return

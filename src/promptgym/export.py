@@ -37,7 +37,7 @@ from promptgym.errors import PromptgymError
 from promptgym.models.base import ScoreRequest
 from promptgym.tasks import parsing
 from promptgym.tasks.prompt import LAYOUTS, Layout, Prompt
-from promptgym.tasks.task import ChoiceTask, Task
+from promptgym.tasks.task import CONTENT_FREE_INPUTS, ChoiceTask, Task
 
 FORMATS = ("json", "txt", "python")
 OPTIONS_SEPARATOR = ", "  # how every shipped layout joins the options (checked on each export)
@@ -175,6 +175,24 @@ def _shown(template: RequestTemplate, words: list[str] | None = None,
             else {"text": filled[0][1]})
 
 
+CALIBRATION_APPLIED = (
+    "the run scored this prompt calibrated: take the softmax of the options' log-probabilities (per token under "
+    "request.normalize 'mean'), divide each option's probability by its prior, renormalise; the answer is the "
+    "largest. The prior is this prompt's on this model: after changing either, read it again (the request with "
+    "each content-free input as the input, their option distributions averaged and renormalised). A generated "
+    "reply (generation) is not calibrated.")
+
+
+def calibration_details(task: Task, run: dict[str, Any]) -> dict[str, Any] | None:
+    """For a run whose choice scores were calibrated (``--calibrate``): the content-free inputs, the
+    returned prompt's prior (label -> probability, from the run's summary) and how to apply it."""
+    if not (isinstance(task, ChoiceTask) and task.calibrate):
+        return None
+    stored = run.get("calibration") or {}
+    return {"content_free_inputs": list(CONTENT_FREE_INPUTS), "prior": stored.get("prior_best"),
+            "apply": CALIBRATION_APPLIED}
+
+
 def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dict[str, Any],
                   input_template: InputTemplate | None = None) -> dict[str, Any]:
     """The JSON export: the prompt, its label words, its template with ``{input}`` (or a hole per
@@ -201,6 +219,9 @@ def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     }
     if input_template is not None:
         record["input_template"] = input_record(input_template)
+    calibration = calibration_details(task, run)
+    if calibration:
+        record["calibration"] = calibration
     if isinstance(task, ChoiceTask):
         shown = generation_prompt(prompt)
         generation = request_template(shown)
@@ -215,7 +236,7 @@ def export_record(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
 
 
 def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = None,
-                input_template: InputTemplate | None = None) -> str:
+                input_template: InputTemplate | None = None, run: dict[str, Any] | None = None) -> str:
     """The prompt to paste into a chat: ``{input}`` where the input goes (a hole per field where
     the run's input template has plain ones); for a choice task, the
     generation-ready prompt (the options listed, filled with the label words when the label set is
@@ -233,6 +254,11 @@ def export_text(prompt: Prompt, labels: list[str] | None, task: Task | None = No
         header = [f"# promptgym export. Scoring this text assumes: {SCORING['generate']}.",
                   f"# The run itself scored by {ran} (promptgym export --format json or python has that "
                   "exact request)."]
+        calibration = calibration_details(task, run or {})
+        if calibration and calibration["prior"]:
+            prior = ", ".join(f"{label} {p:.3f}" for label, p in calibration["prior"].items())
+            header.append(f"# Its option scores were calibrated: each option's probability divided by this prompt's "
+                          f"prior ({prior}); a generated reply is not.")
     else:
         header = ["# promptgym export. Scoring this text assumes: generation (the model writes the "
                   "answer, scored by the task's metric)."]
@@ -295,7 +321,7 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
            "\n\nbuild_input(fields) renders the input from a dict of the example's fields (INPUT_FIELDS) as\n"
            f"the run did: {'build_messages' if template.chat else 'build_prompt'}(build_input({{...}}))."),
         '"""',
-        *(["", "import re"] if choice else []),
+        *(["", *(["import math"] if calibration_details(task, run) else []), "import re"] if choice else []),
         "",
         f"SOURCE = {dict(run_id=run.get('run_id'), method=run.get('method'), dataset=run.get('dataset'), layout=prompt.layout.name)!r}",
         f"INSTRUCTION = {prompt.instruction!r}",
@@ -335,9 +361,29 @@ def export_python(prompt: Prompt, task: Task, labels: list[str] | None, run: dic
     if details["kind"] == "score":
         lines += ["", "", "def continuations(choices=None):",
                   f"    return [{details['lead']!r} + word for word in label_words(choices)]"]
+    calibration = calibration_details(task, run)
+    if details["kind"] == "score" and calibration and calibration["prior"]:
+        lines += _calibration_lines(calibration)
     if generation is not None:
         lines += _generation_lines(generation, generation_name, values, generation_max_tokens(task))
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
+    """The snippet's prior and ``calibrated(logprobs, choices=None)``: the options' probabilities
+    as the run scored them (contextual calibration)."""
+    return ["", "", "# The run's option scores were calibrated (contextual calibration): the prompt's label prior,",
+            "# read from these content-free inputs, is divided out before the answer is picked.",
+            f"CONTENT_FREE_INPUTS = {calibration['content_free_inputs']!r}",
+            f"PRIOR = {calibration['prior']!r}  # label -> this prompt's prior on the run's model", "", "",
+            "def calibrated(logprobs, choices=None):",
+            '    """Label -> calibrated probability, from the options\' log-probabilities in the order of',
+            "    continuations(choices) (per token if the run normalised by length): the softmax, divided",
+            '    by PRIOR, renormalised. The answer is the label with the largest."""',
+            "    choices = LABELS if choices is None else list(choices)",
+            "    top = max(logprobs)",
+            "    weights = [math.exp(lp - top) / PRIOR[c] for lp, c in zip(logprobs, choices)]",
+            "    return {c: w / sum(weights) for c, w in zip(choices, weights)}"]
 
 
 def _input_lines(input_template: InputTemplate) -> list[str]:
@@ -398,7 +444,7 @@ def export_prompt(prompt: Prompt, task: Task, labels: list[str] | None, fmt: str
         return json.dumps(export_record(prompt, task, labels, run, input_template), indent=2,
                           ensure_ascii=False) + "\n"
     if fmt == "txt":
-        return export_text(prompt, labels, task, input_template)
+        return export_text(prompt, labels, task, input_template, run)
     if fmt == "python":
         return export_python(prompt, task, labels, run, input_template)
     raise PromptgymError(f"export format '{fmt}': use one of {', '.join(FORMATS)}")

@@ -229,10 +229,11 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
     def phase(prompt_examples: Sequence[tuple[Prompt, Sequence[Example]]], calls: int | None = None) -> Phase:
         """The task model's calls for these (prompt, examples), cached ones of the rehearsal free;
         ``calls``: that many calls at the mean size of one of them instead."""
-        out, rows = Phase(), []
+        out, rows, priors = Phase(), [], set()
         for prompt, examples in prompt_examples:
-            for example in examples:
-                request = task.request(prompt, example)
+            content_free = [r for r in calibration_requests(task, prompt, examples) if r not in priors]
+            priors.update(content_free)  # a prompt's prior is read once
+            for request in content_free + [task.request(prompt, e) for e in examples]:
                 if request_key(task_stand_in.identity, request) not in cache.answers:
                     kind = "score" if isinstance(request, ScoreRequest) else "generate"
                     rows.append(("task", kind, count_task(request), task_stand_in.completion_tokens(request)))
@@ -260,6 +261,16 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
                       more_than=more_than, search_least=least if least and least.calls < search.calls else None,
                       search_plan=search, reserve=reserved, calibration=ratios,
                       adjusted=dict(ctx.stats.get("adjusted") or {}), plan_short=ctx.stats.get("plan_short"))
+
+
+def calibration_requests(task: Task, prompt: Prompt, examples: Sequence[Example]) -> list[ScoreRequest]:
+    """A calibrated task's content-free requests for ``prompt`` (its label prior), one set per label
+    set among ``examples``, as the evaluator makes them; none for any other task. (The search's are
+    rehearsed through the evaluator itself.)"""
+    if not (isinstance(task, ChoiceTask) and task.calibrate):
+        return []
+    label_sets = dict.fromkeys(e.choices for e in examples if e.choices)
+    return [r for choices in label_sets for r in task.content_free_requests(prompt, choices)]
 
 
 def calibration(past_runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

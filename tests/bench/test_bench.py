@@ -458,3 +458,23 @@ def test_select_statistic_reaches_every_cell_and_an_older_directory_reads_as_acc
     refused = CliRunner().invoke(main, [*args, "--select-statistic", "probability", "--select-margin", "0.05"])
     assert refused.exit_code != 0 and "select_statistic 'accuracy'" in refused.stderr
     assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_a_variant_with_calibrate_runs_its_cells_calibrated_beside_the_plain_method(tmp_path):
+    [plain, calibrated] = parse_variants("ape,ape[calibrate=true]")
+    assert (plain.label, plain.options) == ("ape", {})
+    assert (calibrated.label, calibrated.method, calibrated.params, calibrated.options) == (
+        "ape[calibrate=true]", "ape", {}, {"calibrate": True})
+    with pytest.raises(PromptgymError, match="calibrate must be true or false"):
+        parse_variants("ape[calibrate=3]")
+    data = write_reviews(tmp_path, 80)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape,ape[calibrate=true]", "--datasets", data,
+                                       "--seeds", "0", *SMALL, *SCRIPTED, "--out", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    rows = {r["variant"]: r for r in BenchDir(out).rows()}
+    assert rows["ape"]["summary"]["calibration"] is None
+    assert rows["ape[calibrate=true]"]["options"] == {"calibrate": True}
+    assert rows["ape[calibrate=true]"]["summary"]["calibration"]["prior_initial"]
+    assert all(r["summary"]["budget_used"] <= 60 for r in rows.values())
+    assert "| ape[calibrate=true] | 1/1 |" in (out / "results.md").read_text()

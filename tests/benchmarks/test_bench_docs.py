@@ -35,7 +35,8 @@ def test_page_from_a_bench_and_nothing_else(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     make_docs.main(results, docs)
     empty = (docs / "benchmarks.md").read_text()
-    assert empty.count("Not recorded yet") == 3 and "HTTP concurrency: not recorded yet" in empty
+    assert empty.count("Not recorded yet") == 4 and "HTTP concurrency: not recorded yet" in empty
+    assert "Peers where there is something to find: Gemma 3 270M" in empty
     assert "Not recorded yet (`benchmarks/deliver.py`)" in empty
 
     data = write_reviews(tmp_path, 80)

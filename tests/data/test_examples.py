@@ -17,7 +17,7 @@ def test_shipped_sentiment_sample():
 
 
 def test_unknown_example_names_the_shipped_ones():
-    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: formal-rewrite, python-functions, sentiment\)"):
+    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: formal-rewrite, python-functions, sentiment, summaries\)"):
         load_dataset("example:nope")
 
 
@@ -32,6 +32,21 @@ def test_shipped_python_functions_with_tests():
     for e in ds.examples:
         assert "assert" not in e.targets[0]  # the reference solution first, never run as a test
         assert len(split_tests(e.targets)) >= 3
+
+
+def test_shipped_summaries_with_one_sentence_references():
+    from promptgym.data.examples import example_meta
+
+    ds = load_dataset("example:summaries")
+    assert len(ds) >= 80 and not ds.is_choice
+    assert ds.description == "Summarize the text in one sentence."
+    meta = example_meta("summaries")
+    assert meta["reward"] == "rouge-l" and meta["length_penalty"] == [25, 0.5] and meta["max_tokens"] >= 48
+    assert len({e.input for e in ds.examples}) == len(ds)
+    for e in ds.examples:
+        assert len(e.targets) == 1 and len(e.target.split()) <= 20, e.id
+        assert e.target.endswith(".") and e.target.count(". ") == 0, e.id  # one sentence
+        assert 3 <= e.input.count(". ") + 1 <= 5, e.id  # 3-5 sentences
 
 
 def test_shipped_formal_rewrite_is_judged_by_its_own_rubric():

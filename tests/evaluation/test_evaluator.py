@@ -326,6 +326,73 @@ def test_run_task_keeps_probability_and_margin_and_a_cached_replay_gives_the_sam
     assert generated.probability == [None] * 4 and generated.margin == [None] * 4
 
 
+# -- calibration ------------------------------------------------------------------------------------------
+
+# P(positive) for each input: the content-free ones give the prior 0.7 / 0.3; the reviews all lean
+# positive, the negative ones less (so uncalibrated every answer is positive, calibrated every one right)
+P_POSITIVE = {"N/A": 0.8, "": 0.6, "[MASK]": 0.7, "good one": 0.9, "bad one": 0.6, "fine one": 0.75, "poor one": 0.65}
+
+
+def prior_backend(**kw) -> ScriptedBackend:
+    """A scripted model whose option scores depend on the input only (after "Input: ")."""
+    import math
+
+    def logprob(prompt: str, option: str) -> float:
+        p = P_POSITIVE[prompt.rsplit("Input: ", 1)[1]]
+        return math.log(p if option.strip() == "positive" else 1 - p)
+
+    return ScriptedBackend(option_logprob=logprob, **kw)
+
+
+def _reviews():
+    from promptgym.data.dataset import Example
+
+    truth = {"good one": "positive", "bad one": "negative", "fine one": "positive", "poor one": "negative"}
+    return [Example(f"r{i}", text, (label,), ("positive", "negative")) for i, (text, label) in enumerate(truth.items())]
+
+
+def test_a_calibrated_task_reads_the_prompts_prior_first_with_three_charged_calls(cache):
+    rows: list[dict] = []
+    backend = prior_backend()
+    ev = Evaluator(backend, backend, cache, Budget(None), ledger=rows.extend)
+    plain = ev.run_task(ChoiceTask(), Prompt("Classify."), _reviews())
+    assert plain.scores == [1.0, 0.0, 1.0, 0.0] and plain.prior is None and backend.calls == 4
+    calibrated = ev.run_task(ChoiceTask(calibrate=True), Prompt("Classify."), _reviews())
+    assert calibrated.scores == [1.0, 1.0, 1.0, 1.0]
+    assert calibrated.prior == pytest.approx({"positive": 0.7, "negative": 0.3})
+    assert calibrated.probability[1] == pytest.approx(14 / 23)  # bad one: 0.6 / 0.4 calibrated by 0.7 / 0.3
+    assert backend.calls == 4 + 3  # the reviews' answers came from the cache, the prior's did not
+    made = [r for r in rows if not r["cached"]]
+    assert [(r["role"], r["kind"], r["charged"]) for r in made[4:]] == [("calibration", "score", True)] * 3
+    assert ev.budget.spent == 7
+
+
+def test_a_prompts_prior_is_read_once_and_a_rerun_on_the_same_cache_makes_no_call(cache):
+    rows: list[dict] = []
+    backend = prior_backend()
+    task = ChoiceTask(calibrate=True)
+    ev = Evaluator(backend, backend, cache, Budget(None), ledger=rows.extend)
+    ev.run_task(task, Prompt("Classify."), _reviews()[:2])
+    ev.run_task(task, Prompt("Classify."), _reviews()[2:])
+    assert backend.calls == 3 + 4 and sum(r["role"] == "calibration" for r in rows) == 3  # no second read
+    ev.run_task(task, Prompt("Classify the review."), _reviews()[:1])  # another prompt: its own prior
+    assert backend.calls == 3 + 4 + 3 + 1
+    again = Evaluator(backend, backend, cache, Budget(0))  # a rerun: nothing left in the budget, nothing needed
+    result = again.run_task(task, Prompt("Classify."), _reviews())
+    assert backend.calls == 11 and again.usage.calls == 0 and again.usage.cached_calls == 3 + 4
+    assert result.scores == [1.0] * 4
+
+
+def test_the_prior_of_held_out_scoring_is_not_charged_and_a_spent_budget_stops_before_the_examples(cache):
+    backend = prior_backend()
+    ev = Evaluator(backend, backend, cache, Budget(2))
+    ev.run_task(ChoiceTask(calibrate=True), Prompt("Classify."), _reviews(), charge=False)
+    assert ev.budget.spent == 0 and backend.calls == 7
+    with pytest.raises(BudgetExhausted):
+        ev.run_task(ChoiceTask(calibrate=True), Prompt("Other."), _reviews())
+    assert backend.calls == 9  # two of the new prompt's three content-free calls, then the budget
+
+
 # -- a judge -----------------------------------------------------------------------------------------
 
 JUDGE_RUBRIC = "The answer is polite and formal."

@@ -16,6 +16,7 @@ from click.testing import CliRunner  # noqa: E402
 from promptgym import api  # noqa: E402
 from promptgym.cli import main  # noqa: E402
 from promptgym.errors import PromptgymError  # noqa: E402
+from promptgym.store.runs import RunStore  # noqa: E402
 
 try:  # tests/integration may or may not be a package
     from .fake_openai_server import FakeOpenAIServer
@@ -58,6 +59,10 @@ def test_generated_choices_show_the_options_and_score(tmp_path, monkeypatch):
     assert summary.initial_prompt_full["layout"]["name"] == "chat-options"  # visible in the summary / export
     assert summary.test_initial == 1.0 and summary.initial_score == 1.0
     assert summary.stats["answer_check"] == dict(examples=6, matched=6, share=1.0, layout="chat-options")
+    made = [r for r in RunStore(api.default_store_url()).call_rows(result.run_id) if not r["cached"]]
+    assert [r["kind"] for r in made[:7]] == ["score"] + ["generate"] * 6  # the ask, then the answer check ...
+    assert all(r["charged"] for r in made[:7])  # ... both charged: nothing before the test escapes the budget
+    assert summary.budget_used <= 20
     # the server was asked whether it gives log-probabilities (it gives none), and the run says so
     assert "/chat/completions returns no log-probabilities" in summary.stats["scoring"]
     assert summary.stats["scoring"].endswith("choices are answered by generation and matched to an option")

@@ -71,3 +71,25 @@ def test_planned_spend_reads_the_whole_run_budget_not_the_meter(scripted_context
     ctx.evaluator.budget.spent = 100  # a resumed run: part of the budget is already charged
     assert PlannedSpend.of(ctx).count(1) == 150 and planning_budget(ctx) == 150
     assert PlannedSpend.of(scripted_context(budget=None)).count(1) == math.inf
+
+
+def test_under_calibration_a_plan_is_sized_on_the_share_its_prompts_own_calls_take(scripted_context):
+    from promptgym.tasks.task import ChoiceTask
+
+    ctx = scripted_context(budget=100, train=12)
+    ctx.task = ChoiceTask(calibrate=True)  # a prompt costs 12 + 3 calls where a plan counts 12
+    assert planning_budget(ctx) == 80 and PlannedSpend.of(ctx).count(13) == 6
+    assert planning_budget(scripted_context(budget=100, train=12)) == 100
+
+
+def test_a_calibrated_apes_plan_fits_its_budget_with_the_priors(scripted_context):
+    from promptgym.optimizers import get_method
+    from promptgym.tasks.task import ChoiceTask
+
+    ctx = scripted_context(budget=100, train=12)
+    ctx.task = ChoiceTask(calibrate=True)
+    get_method("ape")().run(ctx)
+    # 6 proposals of 1 + 12 calls each fit 80; with their priors (3 each) 96 of the 100 (7 would need 112)
+    assert ctx.stats["adjusted"]["proposals (num_subsamples x prompts_per_subsample)"]["used"] == 6
+    assert ctx.stats["stopped_by"] == "done" and not ctx.stats.get("budget_exhausted")
+    assert ctx.evaluator.budget.spent <= 100

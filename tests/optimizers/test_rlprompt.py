@@ -56,6 +56,20 @@ def test_prompt_reward_averages_the_gap_over_examples_from_class_probabilities()
     assert prompt_reward(task, result, incorrect=1.0, correct=1.0) == pytest.approx((0.5 - 0.3) / 2)
 
 
+def test_prompt_reward_reads_the_calibrated_probabilities_of_a_calibrated_result():
+    task = ChoiceTask(calibrate=True)
+    response = OptionScores(tuple(math.log(p) for p in (0.6, 0.4, 0.0001, 0.0001)), (1, 1, 1, 1))
+    example = _example(1, "negative")
+    prior = {"positive": 0.7, "negative": 0.3, "neutral": 0.5, "ambivalent": 0.5}
+    result = EvalResult(Prompt("x"), [example], [1.0], ["negative"], [response], prior=prior)
+    # calibrated: positive 6/7, negative 4/3 (the others near 0), renormalised: the right option leads
+    weights = np.array([0.6 / 0.7, 0.4 / 0.3, 0.0001 / 0.5, 0.0001 / 0.5])
+    probs = weights / weights.sum()
+    assert prompt_reward(task, result) == pytest.approx((probs[1] - probs[0]) * 200)
+    uncalibrated = EvalResult(Prompt("x"), [example], [0.0], ["positive"], [response])
+    assert prompt_reward(task, uncalibrated) < 0
+
+
 def test_prompt_reward_without_probabilities_uses_the_metric_as_a_one_hot_gap():
     examples = [_example(0, "a"), _example(1, "b"), _example(2, "c")]
     result = EvalResult(Prompt("x"), examples, [1.0, 0.0, 0.5], ["a", "x", "c"],

@@ -263,3 +263,24 @@ def test_a_sequential_race_is_described_as_one_with_where_it_stopped(tmp_path):
     assert "in rounds of 10; a finalist a paired test found worse" not in page  # not the fixed race's words
     dropped = [c for c in s["selection"]["candidates"] if c.get("dropped_why")]
     assert all(f"dev examples: {c['dropped_why']}" in page for c in dropped)
+
+
+def test_a_calibrated_runs_page_says_so_with_the_priors_and_their_cost(tmp_path):
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"input": f"Review {i}: the stay was {LABELS[i % 4]}.",
+                                        "target": LABELS[i % 4]}) + "\n" for i in range(120)))
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    result = api.optimize(dataset=str(data), method="ape", budget=150, train_size=10, dev_size=10, test_size=20,
+                          task_model="scripted", optimizer_model="scripted", store_url=url, quiet=True, calibrate=True)
+    store = RunStore(url)
+    page_data = run_page_data(store, result.run_id)
+    [row] = [r for r in page_data["cost"]["rows"] if r["phase"] == "search: content-free inputs (calibration)"]
+    assert row["calls"] == sum(1 for c in store.call_rows(result.run_id)
+                               if c["role"] == "calibration" and c["charged"] and not c["cached"]) > 0
+    assert page_data["cost"]["total"]["calls"] == result.summary["llm_calls"]
+    page = render_run(page_data)
+    assert "scores are calibrated" in page and "prior of your prompt: positive" in page
+    (tmp_path / "plain").mkdir()
+    plain = make_run(tmp_path / "plain", method="ape", hostile=False)
+    assert "scores are calibrated" not in render_run(run_page_data(*plain))
+    assert all("calibration" not in r["phase"] for r in run_page_data(*plain)["cost"]["rows"])

@@ -55,9 +55,10 @@ def test_a_served_model_with_log_probs_has_its_choices_scored_by_them(tmp_path):
     store = RunStore(default_store_url())
     rows = [r for r in store.call_rows(result.run_id) if r["role"] == "task"]
     assert {r["kind"] for r in rows} == {"score"}
-    check = rows[0]  # the start's first training example, not charged ...
-    assert (check["charged"], check["cached"]) == (False, False)
+    check = rows[0]  # the start's first training example, charged to the budget ...
+    assert (check["charged"], check["cached"]) == (True, False)
     assert any(r["key"] == check["key"] and r["cached"] for r in rows[1:])  # ... found in the cache by the search
+    assert summary.budget_used == sum(r["charged"] for r in store.call_rows(result.run_id))
     assert len(asked) == sum(not r["cached"] for r in rows)  # every request is a ledger row
     test_rows = [s for s in store.scores(result.run_id) if s["split"] == "test"]
     assert test_rows and all(s["probability"] and None not in s["probability"].values() for s in test_rows)
@@ -97,3 +98,22 @@ def test_a_resumed_run_without_log_probs_does_not_ask_again(tmp_path):
     assert asked_again == []  # its ledger holds the failed call that asked
     assert again.summary.stats["scoring"].startswith("the served model gave no usable log-probabilities when this run")
     assert again.summary.test_initial == result.summary.test_initial
+
+
+def test_a_served_model_with_log_probs_calibrates_its_first_token_scores(tmp_path):
+    with FakeOpenAIServer(reply=sentiment_reply, alternatives=knows_the_answer) as server:
+        result = optimize(write_sentiment(tmp_path), f"openai:fake-model@{server.base_url}", calibrate=True)
+    summary = result.summary
+    assert summary.stats["scoring"] == SCORED
+    # a content-free input names no review: the fake answers "positive" 0.6 / "negative" 0.1, renormalised
+    assert summary.calibration["prior_initial"] == pytest.approx({"positive": 6 / 7, "negative": 1 / 7})
+    assert sum(r["role"] == "calibration" for r in RunStore(default_store_url()).call_rows(result.run_id)) >= 3
+
+
+def test_a_served_model_without_log_probs_cannot_calibrate(tmp_path):
+    from promptgym.errors import PromptgymError
+
+    with FakeOpenAIServer(reply=sentiment_reply) as server, \
+            pytest.raises(PromptgymError, match="^--calibrate needs choices scored by log-probability: .*returns no "
+                                                "log-probabilities"):
+        optimize(write_sentiment(tmp_path), f"openai:fake-model@{server.base_url}", calibrate=True)

@@ -12,6 +12,7 @@ from promptgym.tasks.code import CodeTask, CodeTestsMetric, extract_code, split_
 from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch
 from promptgym.tasks.rewards import (LengthPenalty, RewardError, RewardFunction, as_metric, load_reward, spec_of,
                                      with_length_penalty)
+from promptgym.tasks.text_metrics import Contains, JsonSchemaMetric, NumericMatch, RougeL, TokenF1
 
 EX = Example("7", "What is 2 + 2?", ("4", "four"))
 
@@ -41,6 +42,25 @@ def test_builtin_specs():
     assert isinstance(code, CodeTestsMetric) and code.all_or_nothing and spec_of(code) == "code-tests-all"
 
 
+@pytest.mark.parametrize("spec, kind", [("contains", Contains), ("token-f1", TokenF1), ("token_f1", TokenF1),
+                                        ("rouge-l", RougeL), ("ROUGE-L", RougeL), ("numeric", NumericMatch)])
+def test_text_metric_specs(spec, kind):
+    metric = load_reward(spec)
+    assert type(metric) is kind and spec_of(metric) == spec.lower().replace("_", "-")
+    assert type(load_reward(spec_of(metric))) is kind  # the stored spec rebuilds it (resume)
+
+
+def test_json_schema_spec_keeps_the_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "answer.json").write_text('{"type": "object", "required": ["n"]}')
+    monkeypatch.chdir(tmp_path)
+    metric = load_reward("json-schema:answer.json")
+    assert isinstance(metric, JsonSchemaMetric) and spec_of(metric) == f"json-schema:{tmp_path / 'answer.json'}"
+    assert spec_of(load_reward(spec_of(metric))) == spec_of(metric)
+    assert load_reward('json_schema:answer.json')('{"n": 4}', Example("1", "q", ('{"n": 4.0}',))) == 1.0
+    penalised = with_length_penalty("json-schema:answer.json", 2, 0.5)
+    assert penalised('{"n": 4} and more words', Example("1", "q", ('{"n": 4}',))) == pytest.approx(1 - 0.5)
+
+
 def test_file_and_module_specs(reward_file, monkeypatch):
     metric = load_reward(f"{reward_file}:starts_right")
     assert metric("4 apples", EX) == 1.0 and metric("five", EX) == 0.25
@@ -59,6 +79,11 @@ def test_file_and_module_specs(reward_file, monkeypatch):
     ("{file}:NOT_A_FUNCTION", "is a int, not a function"),
     ("{dir}/nope.py:f", "no such file"),
     ("justaname", "expected one of"),
+    ("rouge-x", "expected one of accuracy, exact-match, code-tests, code-tests-all, contains, token-f1, rouge-l, "
+                "numeric, json-schema:PATH, MODULE:FUNCTION or FILE.py:FUNCTION"),
+    ("json-schema", "give the schema file, json-schema:PATH"),
+    ("json-schema:", "give the schema file, json-schema:PATH"),
+    ("json-schema:{dir}/absent.json", "absent.json: no such file"),
 ])
 def test_bad_specs_are_one_line(reward_file, spec, says):
     with pytest.raises(RewardError) as info:

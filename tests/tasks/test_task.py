@@ -182,3 +182,57 @@ def test_no_evidence_for_generated_answers_or_a_target_outside_the_options():
     assert GenerationTask().evidence(EX, Completion("negative")) == (None, None)
     odd = Example("e2", "x", ("other",), LABELS)
     assert ChoiceTask().evidence(odd, OptionScores((-1.0, -2.0, -3.0), (1, 1, 1))) == (None, None)
+
+
+# -- contextual calibration -----------------------------------------------------------------------
+
+BINARY = ("positive", "negative")
+
+
+def _answer(p_positive: float, scale: float = 1.0) -> OptionScores:
+    """Option scores whose class distribution is (p_positive, 1 - p_positive); ``scale`` multiplies
+    both probabilities (the distribution stays)."""
+    return OptionScores((float(np.log(scale * p_positive)), float(np.log(scale * (1 - p_positive)))), (1, 1))
+
+
+def test_the_content_free_requests_are_the_prompts_own_with_each_content_free_input():
+    prompt = Prompt("Classify the review.", verbalizers=(("positive", "good"),), demos=(("Nice.", "positive"),))
+    task = ChoiceTask(calibrate=True)
+    requests = task.content_free_requests(prompt, BINARY)
+    assert [r.messages for r in requests] == [prompt.render(text, options=["good", "negative"]).messages
+                                              for text in ("N/A", "", "[MASK]")]
+    assert all(r.continuations == ("good", "negative") for r in requests) and task.calibration_calls == 3
+    assert ChoiceTask().calibration_calls == 0
+
+
+def test_the_label_prior_is_the_mean_class_distribution_of_the_content_free_answers():
+    # N/A: 0.8 / 0.2 (at a tenth of the mass), "": 0.6 / 0.4, [MASK]: 0.7 / 0.3 -> mean 0.7 / 0.3; averaging
+    # raw probabilities (as the official code does) would give N/A a tenth of the weight: 0.674 / 0.326
+    prior = ChoiceTask(calibrate=True).label_prior(BINARY, [_answer(0.8, scale=0.1), _answer(0.6), _answer(0.7)])
+    assert prior == pytest.approx({"positive": 0.7, "negative": 0.3})
+
+
+def test_a_prior_that_favours_one_label_flips_the_prediction_worked_by_hand():
+    task = ChoiceTask(calibrate=True)
+    example = Example("e", "Meh.", ("negative",), BINARY)
+    answer = _answer(0.6)  # 0.6 / 0.4: uncalibrated, positive
+    prior = {"positive": 0.7, "negative": 0.3}
+    assert task.predict(Prompt("Classify."), example, answer) == "positive"
+    # calibrated: 0.6 / 0.7 = 6/7 against 0.4 / 0.3 = 4/3 -> negative, with probability (4/3) / (6/7 + 4/3) = 14/23
+    assert task.predict(Prompt("Classify."), example, answer, prior=prior) == "negative"
+    probability, margin = task.evidence(example, answer, prior=prior)
+    assert probability == pytest.approx(14 / 23) and margin == pytest.approx(np.log(14 / 9))
+    assert task.evidence(example, answer) == (pytest.approx(0.4), pytest.approx(np.log(0.4 / 0.6)))
+    assert task.probabilities(answer, task.aligned(example, prior)) == pytest.approx([9 / 23, 14 / 23])
+
+
+def test_the_prior_follows_each_examples_option_order():
+    task = ChoiceTask(calibrate=True)
+    flipped = Example("e", "Meh.", ("negative",), ("negative", "positive"))
+    answer = OptionScores((float(np.log(0.4)), float(np.log(0.6))), (1, 1))  # negative 0.4, positive 0.6
+    assert task.predict(Prompt("x"), flipped, answer, prior={"positive": 0.7, "negative": 0.3}) == "negative"
+
+
+def test_calibration_needs_log_probability_scoring():
+    with pytest.raises(ValueError, match="calibrate needs scoring='logprob'"):
+        ChoiceTask(scoring="generate", calibrate=True)

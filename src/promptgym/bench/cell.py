@@ -38,7 +38,7 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
                 select_margin=settings.select_margin, task_model=cell.task_model,
                 optimizer_model=settings.optimizer_model, layout=cell.layout,
                 store_url=bench.store_url, cache_url=bench.cache_url(cell), quiet=True,
-                **{f"{k}_file": v for k, v in files.items()})
+                **{f"{k}_file": v for k, v in files.items()}, **cell.variant.options)
     except Exception as exc:  # a method failing in one cell is that cell's result
         last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
         where = traceback.extract_tb(exc.__traceback__)[-1:]

@@ -25,7 +25,7 @@ import json
 from typing import Any, Callable, Iterable
 
 from promptgym.bench.executors import Executor, InProcess
-from promptgym.bench.work import BenchDir, Cell, Settings, Variant
+from promptgym.bench.work import RUN_OPTIONS, BenchDir, Cell, Settings, Variant
 from promptgym.data.loaders import load_dataset, load_split_files
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.selection import plan_selection
@@ -73,16 +73,21 @@ def split_models(text: str) -> list[str]:
 
 def parse_variants(spec: str | Iterable[str]) -> list[Variant]:
     """``all`` (every method at its defaults, installed packages' too) or ``METHOD`` / ``METHOD[KEY=VALUE,...]``
-    items; values are read as JSON when they parse. Unknown methods and parameters fail here, in
-    one line, before any cell runs."""
+    items; values are read as JSON when they parse. A key of ``RUN_OPTIONS`` is a run option, not a
+    parameter (``ape[calibrate=true]``). Unknown methods and parameters fail here, in one line,
+    before any cell runs."""
     items = split_list(spec) if isinstance(spec, str) else list(spec)
     if items == ["all"]:
         return [Variant(name, name) for name in method_names()]
     out = []
     for item in items:
         method, params = parse_method(item)
+        options = {k: params.pop(k) for k in RUN_OPTIONS if k in params}
+        for key, value in options.items():
+            if not isinstance(value, bool):
+                raise PromptgymError(f"--methods '{item}': {key} must be true or false, got {value!r}")
         get_method(method)(**params)  # unknown method or bad parameter: one line now
-        out.append(Variant(item if params else method, method, params))
+        out.append(Variant(item if params or options else method, method, params, options))
     return out
 
 

@@ -16,13 +16,19 @@ SETTING_KEYS = ("budget", "train_size", "dev_size", "test_size", "select_k", "se
 SETTING_DEFAULTS = {"select_sequential": False, "select_statistic": "accuracy", "select_margin": 0.0}  # settings added later: what a bench.json without them meant
 
 
+RUN_OPTIONS = ("calibrate",)  # keys in a variant's brackets that are the run's options, not the method's
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A method with fixed parameters; ``label`` names it in tables (``protegi[selector=uniform]``)."""
+    """A method with fixed parameters; ``label`` names it in tables (``protegi[selector=uniform]``).
+    ``options``: run options given in the brackets too (``ape[calibrate=true]``: ``api.optimize``'s
+    ``calibrate``), so one bench compares a method with and without them."""
 
     label: str
     method: str
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,8 @@ class BenchDir:
 def cell_row(cell: Cell) -> dict[str, Any]:
     """A row's identifying fields (the rest is the result, or the error)."""
     return dict(key=cell.key, dataset=cell.dataset, task_model=cell.task_model, layout=cell.layout,
-                variant=cell.variant.label, method=cell.variant.method, params=cell.variant.params, seed=cell.seed)
+                variant=cell.variant.label, method=cell.variant.method, params=cell.variant.params, seed=cell.seed,
+                **({"options": cell.variant.options} if cell.variant.options else {}))
 
 
 def group_key(row: dict[str, Any]) -> tuple[str, str, str]:

@@ -17,10 +17,17 @@ uncached ledger rows) stamps its answers with the run, so after a kill between t
 resumed run finds its own answer in the cache with no ledger row and records it then, as the call
 it was (charged as it would have been), instead of taking it as a free cache hit.
 
+Calibration: a task that calibrates its choices (``ChoiceTask(calibrate=True)``) has each prompt's
+label prior read from its content-free requests, here, before the prompt's first examples are
+scored: scoring calls under the ledger role ``calibration``, cached like any call, charged as the
+examples they come with are (the search's are, the held-out test's are not), and made once per
+prompt and label set in an evaluator's life (a resumed run finds them in the cache).
+
 A judge (a task whose metric is a ``tasks.judge.RubricJudge``): after the task's answers, the judge
 model (role ``judge``; the optimizer model when none is given) is asked for each answer's score
-(generated, or its digits' log-probabilities) through the same door, so its calls are cached, charged like the task's (not when ``charge=False``)
-and written to the ledger with role ``judge``; each answer's ``Verdict`` is kept in ``verdicts``.
+(generated, or its digits' log-probabilities) through the same door, so its calls are cached,
+charged like the task's (not when ``charge=False``) and written to the ledger with role ``judge``;
+each answer's ``Verdict`` is kept in ``verdicts``.
 """
 
 from __future__ import annotations
@@ -36,10 +43,10 @@ from promptgym.errors import BudgetExhausted
 from promptgym.evaluation.cache import Response, ResponseCache, request_key
 from promptgym.models.base import (Backend, Completion, EmbeddingRequest, GenerationRequest, OptionScores,
                                    ScoreRequest)
-from promptgym.store.runs import Usage
+from promptgym.store.runs import CALIBRATION_ROLE, Usage
 from promptgym.tasks.judge import RubricJudge, Verdict
 from promptgym.tasks.prompt import Prompt
-from promptgym.tasks.task import Task
+from promptgym.tasks.task import ChoiceTask, Task
 
 LedgerSink = Callable[[list[dict]], None]
 
@@ -63,7 +70,9 @@ class EvalResult:
     ``probability`` and ``margin`` are the soft evidence of a choice task scored by log-probability
     (``Task.evidence``: the right option's probability, its margin over the best wrong one), one per
     example, None where there is none; read from the same answers as the scores, at no extra call.
-    Empty when a result was built without them."""
+    Empty when a result was built without them. ``prior``: the prompt's label prior (label ->
+    probability) its predictions and evidence were calibrated by, None when uncalibrated (or when
+    the examples have several label sets: each was calibrated by its own)."""
 
     prompt: Prompt
     examples: list[Example]
@@ -72,6 +81,7 @@ class EvalResult:
     responses: list[Completion | OptionScores] = field(repr=False, default_factory=list)
     probability: list[float | None] = field(default_factory=list)
     margin: list[float | None] = field(default_factory=list)
+    prior: dict[str, float] | None = None
 
     @property
     def mean(self) -> float:
@@ -87,7 +97,7 @@ class EvalResult:
         return cls(parts[0].prompt, [e for p in parts for e in p.examples], [s for p in parts for s in p.scores],
                    [x for p in parts for x in p.predictions], [x for p in parts for x in p.responses],
                    [x for p in parts for x in padded(p.probability, p)],
-                   [x for p in parts for x in padded(p.margin, p)])
+                   [x for p in parts for x in padded(p.margin, p)], parts[0].prior)
 
 
 class Evaluator:
@@ -113,6 +123,7 @@ class Evaluator:
         self.usage = Usage()
         self.origin = origin
         self.recorded = recorded if recorded is not None else set()
+        self._priors: dict[tuple, dict[str, float]] = {}  # (prompt, label set, how scored) -> prior
 
     def _backend(self, role: str) -> Backend:
         if role == "judge":
@@ -124,8 +135,8 @@ class Evaluator:
         backend = self._backend(role)
         return self._dispatch(backend, role, "generate", requests, charge)  # type: ignore[return-value]
 
-    def score(self, requests: Sequence[ScoreRequest], charge: bool = True) -> list[OptionScores]:
-        return self._dispatch(self.task_model, "task", "score", requests, charge)  # type: ignore[return-value]
+    def score(self, requests: Sequence[ScoreRequest], charge: bool = True, role: str = "task") -> list[OptionScores]:
+        return self._dispatch(self.task_model, role, "score", requests, charge)  # type: ignore[return-value]
 
     def can_embed(self, role: str = "task") -> bool:
         """Whether the role's model offers embeddings (methods fall back to a model-free encoder)."""
@@ -140,7 +151,9 @@ class Evaluator:
 
     def run_task(self, task: Task, prompt: Prompt, examples: Sequence[Example],
                  charge: bool = True) -> EvalResult:
-        """Score ``prompt`` on ``examples``: one model call per example (all options at once)."""
+        """Score ``prompt`` on ``examples``: one model call per example (all options at once), and
+        for a calibrated task first the prompt's label prior (``label_priors``)."""
+        priors = self.label_priors(task, prompt, examples, charge)
         requests = [task.request(prompt, ex) for ex in examples]
         responses: list = [None] * len(requests)
         score_idx = [i for i, r in enumerate(requests) if isinstance(r, ScoreRequest)]
@@ -152,14 +165,32 @@ class Evaluator:
             outs = self.generate([requests[i] for i in gen_idx], role="task", charge=charge)  # type: ignore[misc]
             for i, resp in zip(gen_idx, outs):
                 responses[i] = resp
-        predictions = [task.predict(prompt, ex, resp) for ex, resp in zip(examples, responses)]
+        calibrated = [{"prior": priors[ex.choices]} if ex.choices in priors else {} for ex in examples]
+        predictions = [task.predict(prompt, ex, resp, **c) for ex, resp, c in zip(examples, responses, calibrated)]
         if isinstance(task.metric, RubricJudge):
             scores = self._judged(task.metric, predictions, examples, charge)
         else:
             scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
-        evidence = [task.evidence(ex, resp) for ex, resp in zip(examples, responses)]
+        evidence = [task.evidence(ex, resp, **c) for ex, resp, c in zip(examples, responses, calibrated)]
         return EvalResult(prompt, list(examples), scores, predictions, responses,
-                          [p for p, _ in evidence], [m for _, m in evidence])
+                          [p for p, _ in evidence], [m for _, m in evidence],
+                          next(iter(priors.values())) if len(priors) == 1 else None)
+
+    def label_priors(self, task: Task, prompt: Prompt, examples: Sequence[Example],
+                     charge: bool = True) -> dict[tuple[str, ...], dict[str, float]]:
+        """A calibrated task's label prior for ``prompt``, per label set among ``examples`` (label
+        set -> label -> probability); empty for any other task. Each costs the task's content-free
+        calls the first time (role ``calibration``, charged as ``charge`` says), nothing after."""
+        if not (isinstance(task, ChoiceTask) and task.calibrate):
+            return {}
+        out: dict[tuple[str, ...], dict[str, float]] = {}
+        for choices in dict.fromkeys(ex.choices for ex in examples if ex.choices):
+            key = (prompt.id, choices, task.normalize, self.task_model.identity)
+            if key not in self._priors:
+                answers = self.score(task.content_free_requests(prompt, choices), charge=charge, role=CALIBRATION_ROLE)
+                self._priors[key] = task.label_prior(choices, answers)
+            out[choices] = self._priors[key]
+        return out
 
     def _judged(self, judge: RubricJudge, predictions: Sequence[str], examples: Sequence[Example],
                 charge: bool) -> list[float]:

@@ -94,12 +94,30 @@ def lower(key: str, floor: int | Callable[[dict[str, Any]], int] = 1,
 
 
 def planning_budget(ctx: "Context") -> float:
-    """The run's whole call budget (``inf`` when unlimited): what a method sizes its plan by. Plans
-    count one call per scored example; where a judge scores each answer (``tasks.judge``), one
-    scored example costs 1 + the judge's calls, so the plan gets the budget divided by that (its
-    proposals are then under-counted a little: the plan stays inside the budget)."""
+    """The run's whole call budget (``inf`` when unlimited): what a method sizes its plan by; under
+    calibration, less the share its prompts' priors take (``calibration_share``). Plans count one
+    call per scored example; where a judge scores each answer (``tasks.judge``), one scored example
+    costs 1 + the judge's calls, so the plan gets the budget divided by that (its proposals are then
+    under-counted a little: the plan stays inside the budget)."""
     limit = ctx.evaluator.budget.limit
-    return float("inf") if limit is None else float(limit) / calls_per_answer(getattr(ctx.task, "metric", None))
+    if limit is None:
+        return float("inf")
+    return float(math.floor(limit * calibration_share(ctx))) / calls_per_answer(getattr(ctx.task, "metric", None))
+
+
+def calibration_share(ctx: "Context") -> float:
+    """The share of the budget a method's own plan may spend when the task calibrates its choices.
+
+    A calibrated prompt costs ``calibration_calls`` (3) more calls the first time it is scored (its
+    content-free requests), which no method's cost formula counts. Every method scores a new prompt
+    on a batch of examples, so the calls a prompt costs grow from n to n + 3: the plan is sized on
+    n / (n + 3) of the budget, with n the training split, the batch of most methods (APE's
+    subsample, OPRO, GRIPS, EvoPrompt, GPO). A method that scores prompts on smaller batches
+    (Promptbreeder's, ProTeGi's bandit rounds, RLPrompt's) may be stopped by the budget before the
+    end of its plan; the budget stays a hard cap either way. 1.0 when the task does not calibrate."""
+    extra = ctx.task.calibration_calls
+    n = max(len(ctx.train), 1)
+    return n / (n + extra) if extra else 1.0
 
 
 @dataclass

@@ -26,6 +26,7 @@ from promptgym.report import charts
 from promptgym.report.trajectory import curve_of, points_of
 from promptgym.runner.config import dataset_from_config
 from promptgym.store.lease import holder_state, lease_settings
+from promptgym.store.runs import CALIBRATION_ROLE
 from promptgym.tasks.prompt import Prompt
 
 PLOTS_MISSING = "no figures: matplotlib is not installed (pip install 'promptgym[report]')"
@@ -192,10 +193,13 @@ def _cost(calls: list[dict[str, Any]], summary: dict[str, Any] | None) -> dict[s
     (task model, a judge); the judge's phases only for a run that had a judge."""
     phases = {"search: writing prompts": lambda c: c["role"] == "optimizer",
               "search: scoring prompts": lambda c: c["role"] == "task" and c["charged"],
+              "search: content-free inputs (calibration)": lambda c: c["role"] == CALIBRATION_ROLE and c["charged"],
               "search: judging answers": lambda c: c["role"] == "judge" and c["charged"],
               "final selection": lambda c: c["role"] == "select",
-              "held-out evaluation (not charged)": lambda c: c["role"] == "task" and not c["charged"],
+              "held-out evaluation (not charged)": lambda c: c["role"] in ("task", CALIBRATION_ROLE) and not c["charged"],
               "held-out evaluation: judging (not charged)": lambda c: c["role"] == "judge" and not c["charged"]}
+    if not any(c["role"] == CALIBRATION_ROLE for c in calls):  # a run that did not calibrate has no such row
+        del phases["search: content-free inputs (calibration)"]
     rows = []
     for name, belongs in phases.items():
         mine = [c for c in calls if belongs(c) and c["kind"] != "embed"]

@@ -57,6 +57,11 @@ def summary_table(s: dict[str, Any]) -> None:
     if s.get("method_best_prompt") not in (None, s["best_prompt"]):  # the guard overruled the method
         _row(table, f"method's pick: {_e(s['method_best_prompt'])}", "", _fmt(s.get("test_method_best")))
     _table(table)
+    fields = s.get("field_scores") or {}
+    if fields.get("start"):
+        per_field = ", ".join(f"{_e(name)} {_fmt(score)} -> {_fmt(fields['returned'].get(name))}"
+                              for name, score in fields["start"].items())
+        _print(f"per field on test (initial -> returned): {per_field}")
     selection = s.get("selection") or {}
     if selection.get("enabled"):
         n = len(selection.get("candidates", [])) - 1
@@ -79,6 +84,8 @@ def summary_table(s: dict[str, Any]) -> None:
         delta = s["test_best"] - s["test_initial"]
         verdict = ("better than" if delta > 0 else "no better than") + " the starting prompt on held-out data"
         _print(f"The best prompt is {verdict} ({delta:+.3f}).")
+    if s.get("calibration"):
+        _print(calibration_line(s["calibration"]))
     judge = s.get("judge")
     if judge:
         guards = ", ".join(f"{judge[k]} {label}" for k, label in (
@@ -92,6 +99,15 @@ def summary_table(s: dict[str, Any]) -> None:
                   f"{selection.get('calls', 0)}), "
                   f"cached {s['cached_calls']}, tokens {s['prompt_tokens']}+{s['completion_tokens']}, "
                   f"{s['seconds']:.1f} s")
+
+
+def calibration_line(calibration: dict[str, Any]) -> str:
+    """That a run's choice scores are calibrated, how, and the returned prompt's prior."""
+    inputs = ", ".join(repr(t) for t in calibration.get("content_free_inputs") or [])
+    prior = calibration.get("prior_best") or {}
+    shown = ", ".join(f"{_e(label)} {p:.2f}" for label, p in prior.items())
+    return (f"Scores are calibrated: each option's probability divided by the prompt's prior for it, read from "
+            f"the content-free inputs {inputs}" + (f"; the returned prompt's prior: {shown}." if shown else "."))
 
 
 RUNS_COLUMNS = ("run_id", "created", "method", "dataset", "status", "best_score", "test start -> returned",
@@ -150,6 +166,9 @@ def candidates_table(run: dict[str, Any], candidates: list[dict[str, Any]], scor
              *[_fmt(latest.get((c["candidate_id"], s))) for s in splits])
     _table(table)
     _print("#: candidate (* the returned prompt); parents: the candidates it was made from")
+    if (run.get("config") or {}).get("calibrate"):
+        _print("scores are calibrated: each option's probability divided by the prompt's prior for it "
+               "(contextual calibration, from content-free inputs)")
 
 
 def compare_table(record: dict[str, Any]) -> None:

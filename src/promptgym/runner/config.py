@@ -5,6 +5,7 @@ wherever it is rebuilt."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from promptgym.evaluation.selection import (DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAU
 from promptgym.tasks.judge import RubricJudge
 from promptgym.tasks.metrics import ExactMatch, Metric
 from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
+from promptgym.tasks.task import CONTENT_FREE_INPUTS
 
 LONG_INPUTS = ("error", "truncate")  # what a row too long for the task model's context becomes
 
@@ -58,7 +60,7 @@ def selection_plan(config: dict[str, Any], available: int | None, per_example: i
                              config.get("select_statistic", DEFAULT_STATISTIC),
                              config.get("select_margin", DEFAULT_MARGIN))
     try:
-        return plan_selection(available if available is not None else 10**9, config["budget"],
+        plan = plan_selection(available if available is not None else 10**9, config["budget"],
                               config["dev_size"], config.get("select_k", 0),
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
@@ -66,6 +68,21 @@ def selection_plan(config: dict[str, Any], available: int | None, per_example: i
                               per_example)
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
+    return with_priors(plan, config) if config.get("calibrate") and plan.enabled else plan
+
+
+def with_priors(plan: SelectionPlan, config: dict[str, Any]) -> SelectionPlan:
+    """Final selection's reserve under calibration: the race may have to read a prompt's label
+    prior too (the start's, when the method never scored it), so it keeps the content-free calls of
+    every entrant besides their dev calls; mostly they come from the cache, unspent."""
+    extra = (plan.k + 1) * len(CONTENT_FREE_INPUTS)
+    budget = config["budget"]
+    if budget is not None and plan.reserve + extra >= budget:
+        raise PromptgymError(f"--budget {budget} cannot pay for final selection with --calibrate ({plan.k + 1} prompts "
+                             f"x ({plan.dev_size} dev + {len(CONTENT_FREE_INPUTS)} content-free) = "
+                             f"{plan.reserve + extra} calls): raise --budget, or lower --dev-size or --select-k "
+                             "(0 turns selection off)")
+    return replace(plan, reserve=plan.reserve + extra)
 
 
 def dataset_to_json(dataset: Dataset) -> dict[str, Any]:

@@ -87,13 +87,18 @@ def search(setup: Setup, store: RunStore, run_id: str, recorder: RunRecorder, le
 def answer_check(evaluator: Evaluator, task: Task, initial: Prompt, train: list[Example],
                  log: Callable[[str], None]) -> dict[str, Any] | None:
     """A choice task answered by generation: the start answers the first ``ANSWER_CHECK_EXAMPLES``
-    training examples (not charged; the search finds them in the cache) before the search, and a
-    run in which fewer than ``ANSWER_CHECK_LEAST`` of the answers name an option stops there with
-    one line, instead of spending its budget on scores of 0 (a served model that answers in free
-    text). Returns the check's record (``stats["answer_check"]``), None when there is nothing to check."""
+    training examples before the search, and a run in which fewer than ``ANSWER_CHECK_LEAST`` of the
+    answers name an option stops there with one line, instead of spending its budget on scores of 0
+    (a served model that answers in free text). The check is charged to the search's budget (as many
+    examples as it has left): the search finds these answers in the cache for free, so uncharged
+    they would be calls past ``--budget``. Returns the check's record (``stats["answer_check"]``),
+    None when there is nothing to check."""
     if not (isinstance(task, ChoiceTask) and task.scoring == "generate") or not train:
         return None
-    result = evaluator.run_task(task, initial, train[:ANSWER_CHECK_EXAMPLES], charge=False)
+    n = int(min(ANSWER_CHECK_EXAMPLES, len(train), evaluator.budget.remaining))
+    if n == 0:
+        return None
+    result = evaluator.run_task(task, initial, train[:n], charge=True)
     matched = sum(1 for p in result.predictions if p != "")
     share = matched / len(result.predictions)
     record = dict(examples=len(result.predictions), matched=matched, share=round(share, 3), layout=initial.layout.name)

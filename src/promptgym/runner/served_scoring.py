@@ -3,16 +3,18 @@ probabilities of the first answer token (``models.first_token``) where the serve
 they tell the options apart, else by generating an answer that names an option, as before.
 
 The start scores the first training example that way before the search, through an evaluator on the
-run's ledger: not charged, cached and in the ledger, so the search finds the answer in the cache and
-a resumed run decides as the first attempt did (from the cache, or from its ledger when the answer
-was unusable, since such an answer is never cached), without asking the server again.
+run's ledger: charged to the search's budget (it is a call the server answered, and the search then
+finds its answer in the cache for free, so an uncharged ask would be a call past ``--budget``),
+cached and in the ledger, so a resumed run decides as the first attempt did (from the cache, or from
+its ledger when the answer was unusable, since such an answer is never cached), without asking the
+server again.
 """
 
 from __future__ import annotations
 
 import json
 
-from promptgym.errors import ScoringUnavailable
+from promptgym.errors import PromptgymError, ScoringUnavailable
 from promptgym.evaluation.cache import request_key
 from promptgym.evaluation.evaluator import Evaluator
 from promptgym.models.base import ScoreRequest
@@ -36,13 +38,16 @@ def choose_scoring(setup: Setup, store: RunStore, run_id: str, ledger: Ledger, r
     if config["scoring"] or not getattr(setup.task_backend, "scores_first_token", False) \
             or not isinstance(task, ChoiceTask) or task.scoring != "generate" or not setup.splits.train:
         return
-    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens)
+    scored = ChoiceTask(normalize=task.normalize, scoring="logprob", max_tokens=task.max_tokens,
+                        calibrate=bool(config.get("calibrate")))
     scored.metric = task.metric
     start = initial_prompt(config, setup.dataset, scored)
     request = scored.request(start, setup.splits.train[0])
     checker = Evaluator(setup.task_backend, setup.optimizer_backend, setup.cache, ledger=ledger, origin=run_id,
                         recorded=recorded)
     problem = why_not_scored(setup, store, run_id, checker, request)
+    if problem is not None and scored.calibrate:
+        raise PromptgymError(f"--calibrate needs choices scored by log-probability: {problem}")
     if problem is not None:
         setup.scoring_note = f"{problem}: {GENERATE}"
         return
@@ -59,7 +64,7 @@ def why_not_scored(setup: Setup, store: RunStore, run_id: str, checker: Evaluato
            for row in store.call_rows(run_id)):
         return "the served model gave no usable log-probabilities when this run asked at its start"
     try:
-        (answer,) = checker.score([request], charge=False)
+        (answer,) = checker.score([request], charge=True)
     except ScoringUnavailable as exc:
         return exc.reason
     return told_apart(answer.logprobs, answer.token_counts, request.continuations)

@@ -74,6 +74,7 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
                           per_example=calls_per_answer(task.metric))
     splits = splits_of(config, dataset, plan)
     _check_statistic(plan, task)
+    check_calibrate(config, dataset, task, task_backend)
     initial = initial_prompt(config, dataset, task)
     if check_lengths:
         splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
@@ -129,7 +130,39 @@ def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> 
 def task_of(config: dict[str, Any], dataset: Dataset, scoring: str, reward: Metric | None = None) -> Task:
     """The run's task (``tasks.build.task_for``) with its metric: the run's reward (the object
     given, or its stored spec, or the dataset's own), then any length penalty."""
-    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward))
+    return task_for(dataset, config.get("normalize") or "none", scoring, metric_of(config, dataset, reward),
+                    max_tokens=_dataset_meta(config).get("max_tokens"), calibrate=calibrated(config, scoring))
+
+
+def calibrated(config: dict[str, Any], scoring: str) -> bool:
+    """Whether the run's choices are calibrated: asked for (``--calibrate``) and scored by
+    log-probability. (A served model that may score by its first answer token starts as generation
+    until the run's start decides, ``served_scoring``; ``check_calibrate`` refuses every other
+    way of answering by generation.)"""
+    return bool(config.get("calibrate")) and scoring == "logprob"
+
+
+def check_calibrate(config: dict[str, Any], dataset: Dataset, task: Task, backend: Backend) -> None:
+    """``--calibrate`` divides each option's probability by the prompt's prior for it: one line,
+    before the run, for a task that has no options, options that differ between examples (no
+    shared label set to have a prior over), or options answered by generation (no probabilities)."""
+    if not config.get("calibrate"):
+        return
+    name = config.get("dataset")
+    if not isinstance(task, ChoiceTask):
+        raise PromptgymError(f"--calibrate needs a choice task (it divides each option's probability by the prompt's "
+                             f"prior for it); {name} is answered in free text: drop --calibrate")
+    if not dataset.labels:
+        raise PromptgymError(f"--calibrate needs one label set shared by every example (the prior is over the labels); "
+                             f"{name}'s examples have different options: drop --calibrate")
+    if task.scoring == "logprob":
+        return
+    if config.get("scoring") == "generate":
+        raise PromptgymError("--calibrate needs choices scored by log-probability; --scoring generate answers by "
+                             "generation: drop one of the two")
+    if not getattr(backend, "scores_first_token", False):
+        raise PromptgymError(f"--calibrate needs choices scored by log-probability; the task model "
+                             f"{config['task_model']} gives none (its choices are answered by generation)")
 
 
 def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -> Metric | None:
@@ -137,24 +170,26 @@ def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -
     if reward is None and config.get("reward_unnamed"):
         raise PromptgymError(f"this run was scored by a reward with no spec ({config['reward_unnamed']}): "
                              "pass it again, promptgym.resume(run_id, reward=...)")
-    spec = config.get("reward") or _dataset_reward(config)
+    own = {} if reward is not None or config.get("reward") else _dataset_meta(config)
+    spec = config.get("reward") or own.get("reward")
     if config.get("judge") and reward is None:  # the rubric the run was started with, not the file now
         metric: Metric | None = RubricJudge.from_record(config["judge"])
     else:
         metric = reward or (load_reward(spec) if spec else None)
+    length_penalty = config.get("length_penalty") or own.get("length_penalty")
     if isinstance(metric, RubricJudge):
-        metric = judge_of(config, metric)
-    if config.get("length_penalty"):
-        words, weight = config["length_penalty"]
+        metric = judge_of(config, metric, length_penalty)
+    if length_penalty:
+        words, weight = length_penalty
         metric = LengthPenalty(metric or (ChoiceAccuracy() if dataset.is_choice else ExactMatch()), words, weight)
     return metric
 
 
-def judge_of(config: dict[str, Any], judge: RubricJudge) -> RubricJudge:
-    """The judge with the run's options (``judge_max_words``, ``judge_order``, ``judge_scoring``), its record kept in
-    the config (``judge``: the rubric's text, source and hash), so that a resume, whatever the
-    rubric file says by then, judges by the same rubric."""
-    if config.get("length_penalty"):
+def judge_of(config: dict[str, Any], judge: RubricJudge, length_penalty: Any = None) -> RubricJudge:
+    """The judge with the run's options (``judge_max_words``, ``judge_order``, ``judge_scoring``),
+    its record kept in the config (``judge``: the rubric's text, source and hash), so that a resume,
+    whatever the rubric file says by then, judges by the same rubric."""
+    if length_penalty:
         raise PromptgymError("--length-penalty and a judge reward: the judge has its own length guard "
                              "(answers past --judge-max-words are cut and scored down); leave --length-penalty out")
     judge = judge.with_options(config.get("judge_max_words"), config.get("judge_order"), config.get("judge_scoring"))
@@ -162,12 +197,13 @@ def judge_of(config: dict[str, Any], judge: RubricJudge) -> RubricJudge:
     return judge
 
 
-def _dataset_reward(config: dict[str, Any]) -> str | None:
-    """A shipped example's own reward (its ``.meta.json``), e.g. code-tests."""
+def _dataset_meta(config: dict[str, Any]) -> dict[str, Any]:
+    """A shipped example's own settings (its ``.meta.json``): its reward (e.g. code-tests), the
+    length penalty that goes with that reward, the token cap of an answer."""
     name = str(config.get("dataset") or "")
     if name.startswith("example:") and not config.get("inline_dataset"):
-        return example_meta(name.split(":", 1)[1]).get("reward")
-    return None
+        return example_meta(name.split(":", 1)[1])
+    return {}
 
 
 def initial_prompt(config: dict[str, Any], dataset: Dataset, task: Task) -> Prompt:

@@ -12,12 +12,14 @@ from promptgym.data.dataset import Dataset
 from promptgym.evaluation.selection import Selection, SelectionPlan, detectable
 from promptgym.projection import Projection
 from promptgym.runner.final_selection import Choice
-from promptgym.runner.heldout import Scores, paired_on_test
+from promptgym.runner.heldout import Scores, fields_on_test, paired_on_test
 from promptgym.runner.search import Search
 from promptgym.runner.setup import Setup
 from promptgym.runner.summary import RunSummary
 from promptgym.store.runs import RunStore
 from promptgym.tasks.judge import RubricJudge, Verdict
+from promptgym.tasks.prompt import Prompt
+from promptgym.tasks.task import CONTENT_FREE_INPUTS, Task
 
 
 def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice: Choice, results: Scores,
@@ -26,6 +28,8 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
     initial, best, method_best, selection = setup.initial, choice.best, found.method_best, choice.selection
     scores = {key: result.mean for key, result in results.items()}
     test = paired_on_test(results.get((initial.id, "test")), results.get((best.id, "test")), config["seed"])
+    extra = {**fields_on_test(setup.task, results.get((initial.id, "test")), results.get((best.id, "test"))),
+             **(extra or {})}
     sel = selection.record() if selection else {}
     usage = store.usage(run_id)
     return RunSummary(
@@ -48,7 +52,26 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         test_method_best=scores.get((method_best.id, "test")),
         **test, detectable=detectable_gain(selection, plan, config, setup.dataset),
         verdict=verdict(plan, selection, test), projection=projection.to_dict(),
-        extra={**(extra or {}), **judge_record(setup, store, run_id, found.evaluator.verdicts)})
+        calibration=calibration_record(setup.task, results, initial, best),
+        extra={**extra, **judge_record(setup, store, run_id, found.evaluator.verdicts)})
+
+
+CALIBRATED = ("contextual calibration (Zhao et al., 2021): each option's probability divided by the prompt's "
+              "prior for it (the mean class distribution of its content-free inputs), then renormalised")
+
+
+def calibration_record(task: Task, results: Scores, initial: Prompt, best: Prompt) -> dict[str, Any] | None:
+    """How the run's choice scores were calibrated and the priors of the start and the returned
+    prompt (label -> probability), read from their held-out results; None when uncalibrated."""
+    if not task.calibrate:
+        return None
+
+    def prior(prompt: Prompt) -> dict[str, float] | None:
+        found = [r.prior for split in ("train", "test") if (r := results.get((prompt.id, split))) and r.prior]
+        return found[0] if found else None
+
+    return dict(method=CALIBRATED, content_free_inputs=list(CONTENT_FREE_INPUTS), prior_initial=prior(initial),
+                prior_best=prior(best))
 
 
 def judge_record(setup: Setup, store: RunStore, run_id: str, verdicts: dict[tuple[str, str], Verdict]) -> dict[str, Any]:

@@ -66,6 +66,9 @@ class RunSummary(Mapping):
     # when the start was kept: the gain the race could have detected on its dev size, and what
     # would detect half of it (``selection.detectable``; its ``sentence`` in words)
     detectable: dict[str, Any] | None = None
+    # contextual calibration of choice scores (--calibrate): how, the content-free inputs, and the
+    # label prior of your prompt and of the returned one; None when scores were not calibrated
+    calibration: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

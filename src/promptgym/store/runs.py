@@ -30,6 +30,7 @@ from promptgym.store.lease import LeaseLost, Owner, holder_state
 metadata = MetaData()
 
 SELECT_ROLE = "select"  # the ledger role of final selection's calls (task-model calls)
+CALIBRATION_ROLE = "calibration"  # content-free calls that read a prompt's label prior (task-model calls)
 
 runs = Table(
     "runs", metadata,

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 from promptgym.data.dataset import Example
+from promptgym.errors import PromptgymError
 from promptgym.tasks.parsing import extract_answer, normalize
+
+
+class RewardError(PromptgymError):
+    """A reward spec that cannot be loaded, or a reward that failed; the message is one line."""
 
 
 class Metric(Protocol):

@@ -10,6 +10,8 @@ Named by a spec (CLI ``--reward SPEC``, Python ``reward="SPEC"``), resolved by :
 - ``exact-match``: the default for free text; ``accuracy``: the default for choice tasks;
 - ``code-tests`` / ``code-tests-all``: run the extracted code against the example's tests in the
   sandbox (:mod:`promptgym.tasks.code`): the fraction passed / 1 only if all pass;
+- ``contains``, ``token-f1``, ``rouge-l``, ``numeric`` and ``json-schema:PATH`` (a JSON Schema
+  file): the free-text metrics of :mod:`promptgym.tasks.text_metrics`;
 - ``judge:RUBRIC.md``: a judge model scores each answer against the rubric you wrote
   (:mod:`promptgym.tasks.judge`; ``judge:example:NAME``: the rubric a shipped example comes with);
 - ``MODULE:FUNCTION`` (importable, or a module in the current directory) or
@@ -44,15 +46,14 @@ from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.tasks.code import CodeTestsMetric
 from promptgym.tasks.judge import load_judge
-from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric
+from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric, RewardError
+from promptgym.tasks.text_metrics import Contains, JsonSchemaMetric, NumericMatch, RougeL, TokenF1
 
-BUILTIN = ("accuracy", "exact-match", "code-tests", "code-tests-all")
+TEXT_METRICS = {"contains": Contains, "token-f1": TokenF1, "rouge-l": RougeL, "numeric": NumericMatch}
+BUILTIN = ("accuracy", "exact-match", "code-tests", "code-tests-all", *TEXT_METRICS)
+JSON_SCHEMA = "json-schema"
 DEFAULT_LENGTH_WEIGHT = 0.5
 JUDGE_PREFIX = "judge:"
-
-
-class RewardError(PromptgymError):
-    """A reward spec that cannot be loaded, or a reward that failed; the message is one line."""
 
 
 class RewardFunction:
@@ -148,9 +149,12 @@ def load_reward(spec: str) -> Metric:
         return _builtin(name)
     if name.startswith(JUDGE_PREFIX):
         return load_judge(spec[len(JUDGE_PREFIX):])
+    if name.split(":", 1)[0] == JSON_SCHEMA:
+        return _json_schema(spec)
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
-        raise RewardError(f"reward '{spec}': expected one of {', '.join(BUILTIN)}, MODULE:FUNCTION or FILE.py:FUNCTION")
+        raise RewardError(f"reward '{spec}': expected one of {', '.join(BUILTIN)}, {JSON_SCHEMA}:PATH, "
+                          "MODULE:FUNCTION or FILE.py:FUNCTION")
     if where.endswith(".py") or os.sep in where or "/" in where:
         path = Path(where).expanduser().resolve()
         module = _load_file(spec, path)
@@ -174,10 +178,20 @@ def _builtin(name: str) -> Metric:
         metric: Any = ChoiceAccuracy()
     elif name == "exact-match":
         metric = ExactMatch()
+    elif name in TEXT_METRICS:
+        metric = TEXT_METRICS[name]()
     else:
         metric = CodeTestsMetric(all_or_nothing=name == "code-tests-all")
     metric.spec = name
     return metric
+
+
+def _json_schema(spec: str) -> Metric:
+    """``json-schema:PATH``: its spec keeps the file's absolute path, so a resumed run finds it."""
+    path = spec.split(":", 1)[1].strip() if ":" in spec else ""
+    if not path:
+        raise RewardError(f"reward '{spec}': give the schema file, {JSON_SCHEMA}:PATH (a JSON Schema in a .json file)")
+    return JsonSchemaMetric(path)
 
 
 def _import(spec: str, module_name: str) -> Any:

@@ -205,10 +205,10 @@ class Dp2oOptimizer(Optimizer):
     @staticmethod
     def _probs(result: EvalResult, task: ChoiceTask) -> np.ndarray:
         rows = []
-        for resp in result.responses:
+        for example, resp in zip(result.examples, result.responses):
             if not isinstance(resp, OptionScores):
                 raise PromptgymError("method 'dp2o' needs option log-probabilities from the task model")
-            rows.append(task.probabilities(resp))
+            rows.append(task.probabilities(resp, task.aligned(example, result.prior)))  # calibrated, if the task is
         return np.vstack(rows)
 
     @staticmethod
@@ -501,7 +501,7 @@ class Dp2oOptimizer(Optimizer):
         for j, rows in need.items():
             result = evaluator.run_task(task, pool[j], [examples[i] for i in rows], charge=False)
             for i, resp in zip(rows, result.responses):
-                table[j, i] = task.probabilities(resp)  # type: ignore[arg-type]
+                table[j, i] = task.probabilities(resp, task.aligned(examples[i], result.prior))  # type: ignore[arg-type]
         return table
 
     def predict(self, ctx: Context, best: Prompt, examples: Sequence[Example]) -> list[dict[str, Any]]:

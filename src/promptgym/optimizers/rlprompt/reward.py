@@ -28,7 +28,7 @@ def prompt_reward(task: Task, result: EvalResult, incorrect: float = 180.0, corr
     rewards = []
     for example, response, score in zip(result.examples, result.responses, result.scores):
         if isinstance(task, ChoiceTask) and isinstance(response, OptionScores) and example.choices:
-            probs = task.probabilities(response)
+            probs = task.probabilities(response, task.aligned(example, result.prior))  # calibrated, if the task is
             rewards.append(piecewise_gap(probs, list(example.choices).index(example.target), incorrect, correct))
         else:
             gap = 2.0 * score - 1.0

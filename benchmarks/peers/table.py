@@ -1,0 +1,180 @@
+"""The table of a peers run over several tasks and seeds: per system and task, the start's and the
+returned prompt's test accuracy pooled over seeds, the paired delta with its 95% interval, how often
+the returned prompt was worse than the start, calls and wall time; and per task our best method
+against the best peer on the same test examples. No model call: it reads result rows only.
+
+A row is one system on one task and seed (``peer``, ``dataset``, ``seed``, ``framework``,
+``status``; ``test_start`` and ``test_final``: 0/1 per test example in the test file's order;
+``calls_search``, ``refused_search``, ``over_budget_search``, ``wall_seconds``, ``error``).
+Pooling: every (seed, example) pair of a system's finished runs counts once, as promptgym's bench
+pools (one bootstrap over all pairs, the exact McNemar test on the discordant ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import paired
+
+OURS = "promptgym"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def is_ours(row: dict[str, Any]) -> bool:
+    return str(row.get("framework", "")).startswith(OURS) or str(row.get("peer", "")).startswith(f"{OURS}-")
+
+
+def finished(row: dict[str, Any]) -> bool:
+    return row.get("status") == "ok" and bool(row.get("test_start")) and bool(row.get("test_final"))
+
+
+def pairs(rows: list[dict[str, Any]], field_a: str, field_b: str,
+          other: list[dict[str, Any]] | None = None) -> tuple[list[int], list[int]]:
+    """(seed, example) pairs: ``field_a`` of ``rows`` against ``field_b`` of ``other`` (default:
+    the same rows), over the keys both have."""
+    left = {(r["seed"], i): v for r in rows if finished(r) for i, v in enumerate(r[field_a])}
+    right = {(r["seed"], i): v for r in (rows if other is None else other) if finished(r)
+             for i, v in enumerate(r[field_b])}
+    keys = sorted(set(left) & set(right))
+    return [left[k] for k in keys], [right[k] for k in keys]
+
+
+def pool(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per task x system, in the order the rows came."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["peer"]), []).append(row)
+    out = []
+    for (dataset, system), runs in groups.items():
+        ok = [r for r in runs if finished(r)]
+        rec: dict[str, Any] = {
+            "dataset": dataset, "system": system, "ours": is_ours(runs[0]), "runs": len(runs), "ok": len(ok),
+            "seeds": sorted(r["seed"] for r in runs),
+            "failed": [{"seed": r["seed"], "status": r.get("status"), "error": r.get("error")}
+                       for r in runs if not finished(r)],
+            "worse": sum(1 for r in ok if sum(r["test_final"]) < sum(r["test_start"])),
+            "calls_mean": _mean([r["calls_search"] for r in runs if r.get("calls_search") is not None]),
+            "calls_max": max((r["calls_search"] for r in runs if r.get("calls_search") is not None), default=None),
+            "refused": sum(r.get("refused_search") or 0 for r in runs),
+            "over_budget": sum(r.get("over_budget_search") or 0 for r in runs),
+            "wall_seconds_mean": _mean([r["wall_seconds"] for r in runs if r.get("wall_seconds") is not None])}
+        start, final = pairs(ok, "test_start", "test_final")
+        if start:
+            p = paired(start, final)
+            rec.update(n=len(start), start=_mean(start), final=_mean(final), delta=p["delta"],
+                       interval=p["interval"], p_value=p["mcnemar_p"])
+        out.append(rec)
+    return out
+
+
+def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task: our method and the peer with the best pooled test accuracy of the returned prompt,
+    compared on the same test examples (ours minus the peer's; both picked on this test, so the
+    leader's margin is if anything flattered; the interval is this pair's)."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        recs = [r for r in records if r["dataset"] == dataset and r.get("final") is not None]
+        ours = max((r for r in recs if r["ours"]), key=lambda r: r["final"], default=None)
+        peer = max((r for r in recs if not r["ours"]), key=lambda r: r["final"], default=None)
+        if ours is None or peer is None:
+            continue
+        here = [r for r in rows if r["dataset"] == dataset]
+        a, b = pairs([r for r in here if r["peer"] == peer["system"]], "test_final", "test_final",
+                     [r for r in here if r["peer"] == ours["system"]])
+        if not a:
+            continue
+        p = paired(a, b)
+        lo, hi = p["interval"]
+        ahead = ours["system"] if lo > 0 else peer["system"] if hi < 0 else None
+        out.append({"dataset": dataset, "ours": ours["system"], "peer": peer["system"], "n": len(a),
+                    "ours_final": _mean(b), "peer_final": _mean(a), "delta": p["delta"], "interval": [lo, hi],
+                    "p_value": p["mcnemar_p"], "ahead": ahead})
+    return out
+
+
+def _model(config: dict[str, Any], role: str) -> str:
+    spec, file = config[f"{role}_model"], config.get(f"{role}_model_file")
+    return f"`{spec}` ({file})" if file else f"`{spec}`"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _delta(x: float | None, ci: list[float] | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else f"{x:+.3f}"
+
+
+def verdict(v: dict[str, Any]) -> str:
+    said = f"{v['ours']} vs {v['peer']}: {_delta(v['delta'], v['interval'])} on {v['n']} paired test examples"
+    if v["ahead"]:
+        return f"{said}: {v['ahead']} is ahead (the interval excludes 0)"
+    return f"{said}: no real difference (the interval includes 0)"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    c = result["config"]
+    records, duels = result["records"], result["versus"]
+    lines = [f"# Peers on {c['task_model']}: {', '.join(c['datasets'])}", "",
+             f"Task model {_model(c, 'task')} ({'a base model: plain completion, no chat template' if c.get('task_plain') else 'chat'}), "
+             f"optimizer / reflection model {_model(c, 'optimizer')}, each behind llama.cpp's server and one counting "
+             f"proxy. Seeds {', '.join(map(str, c['seeds']))}; per seed promptgym's split: train {c['train_size']}, "
+             f"dev {c['dev_size']}, test {c['test_size']}. Every system may make {c['budget']} calls before its test "
+             f"(search and any selection, both models, counted at the proxy); test calls are counted apart. "
+             f"Started {c['started']}, {result.get('seconds', 0) / 3600:.1f} h in all.", "",
+             "Test accuracy pooled over the seeds' test examples (each system answers and parses in its own way, so "
+             "starts differ); Δ: returned minus start, paired, 95% bootstrap interval; p: exact McNemar; worse: runs "
+             "whose returned prompt scored below its start on test; calls: before the test, mean per run "
+             "(refused past the budget in all runs).", ""]
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        lines += [f"## `{dataset}`", "",
+                  "| system | runs ok | test start | test final | Δ [95% interval] | p | worse | calls/run (refused) | wall s/run |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in records if r["dataset"] == dataset):
+            p = "-" if r.get("p_value") is None else f"{r['p_value']:.3g}"
+            calls = "-" if r["calls_mean"] is None else f"{r['calls_mean']:.0f} ({r['refused']})"
+            wall = "-" if r["wall_seconds_mean"] is None else f"{r['wall_seconds_mean']:.0f}"
+            lines.append(f"| {r['system']} | {r['ok']}/{r['runs']} | {_pct(r.get('start'))} | {_pct(r.get('final'))} "
+                         f"| {_delta(r.get('delta'), r.get('interval'))} | {p} | {r['worse']}/{r['ok']} | {calls} | {wall} |")
+        lines.append("")
+    lines += ["## Our best against the best peer", "",
+              "Per task, our method and the peer whose returned prompts scored best on test (pooled), compared on "
+              "the same test examples: ours minus the peer's accuracy, 95% paired bootstrap interval, exact McNemar p. "
+              "Both were picked on this test, so read the winner's margin as an upper end.", ""]
+    if duels:
+        lines += ["| task | ours | peer | ours final | peer final | ours − peer [95%] | p | ahead |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for v in duels:
+            lines.append(f"| `{v['dataset']}` | {v['ours']} | {v['peer']} | {_pct(v['ours_final'])} | "
+                         f"{_pct(v['peer_final'])} | {_delta(v['delta'], v['interval'])} | {v['p_value']:.3g} | "
+                         f"{v['ahead'] or 'neither (interval includes 0)'} |")
+    else:
+        lines.append("No task has a finished run of ours and of a peer.")
+    lines += ["", "## Failures and notes", ""]
+    for r in records:
+        for f in r["failed"]:
+            lines.append(f"- **{r['system']}** on `{r['dataset']}`, seed {f['seed']} ({f['status']}): {f['error']}")
+        if r["over_budget"]:
+            lines.append(f"- **{r['system']}** on `{r['dataset']}`: {r['over_budget']} calls past the budget at the proxy "
+                         "(its own cap should have stopped them)")
+    notes = [row for row in result["rows"] if finished(row) and row.get("error")]
+    for row in notes:
+        lines.append(f"- **{row['peer']}** on `{row['dataset']}`, seed {row['seed']} (ok): {row['error']}")
+    lines += ["", "## Returned prompts", ""]
+    for row in result["rows"]:
+        if row.get("final_prompt"):
+            text = " ".join(str(row["final_prompt"]).split())
+            lines.append(f"- **{row['peer']}**, `{row['dataset']}`, seed {row['seed']}: "
+                         f"{text[:200]}{'...' if len(text) > 200 else ''}")
+    return "\n".join(lines) + "\n"
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its ``records`` and ``versus`` (re)computed from its rows."""
+    records = pool(result["rows"])
+    return dict(result, records=records, versus=versus(result["rows"], records))

@@ -1,0 +1,133 @@
+"""benchmarks/peers/table.py: the peers table over tasks and seeds, from recorded-looking rows (no
+model): pooling over seeds, regressions, calls, failures, and our best against the best peer on the
+same test examples."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "benchmarks" / "peers"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, PEERS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+common = sys.modules.get("common") or _load("common")
+table = _load("table")
+
+N = 40  # test examples per seed
+
+
+def bits(ones: int, n: int = N, offset: int = 0) -> list[int]:
+    """``ones`` right answers out of ``n``, starting at ``offset`` (wrapping)."""
+    return [int((i - offset) % n < ones) for i in range(n)]
+
+
+def row(system: str, dataset: str, seed: int, start: list[int] | None, final: list[int] | None,
+        status: str = "ok", **kw) -> dict:
+    framework = "promptgym" if system.startswith("promptgym-") else "gepa 0.1.4"
+    r = dict(peer=system, dataset=dataset, seed=seed, framework=framework, status=status, calls_search=190,
+             refused_search=0, over_budget_search=0, wall_seconds=100.0 + seed, error=None,
+             final_prompt=f"{system} prompt {seed}")
+    if start is not None:
+        r.update(test_start=start, test_final=final)
+    r.update(kw)
+    return r
+
+
+@pytest.fixture()
+def rows() -> list[dict]:
+    out = []
+    for seed in (0, 1, 2):
+        # task A: ours gains 10 of 40 on each seed; the peer gains 2 on seeds 0 and 1, loses 2 on seed 2
+        out.append(row("promptgym-gpo", "A", seed, bits(10), bits(20)))
+        out.append(row("gepa", "A", seed, bits(12), bits(14) if seed < 2 else bits(10), calls_search=200,
+                       refused_search=3 if seed == 0 else 0))
+        # task B: equal finals, ours and the peer answer differently on 4 examples of each seed
+        out.append(row("promptgym-gpo", "B", seed, bits(20), bits(20)))
+        out.append(row("gepa", "B", seed, bits(20), bits(20, offset=4)))
+    out.append(row("dspy-copro", "A", 0, None, None, status="crashed", calls_search=2,
+                   error="AdapterParseError: Adapter JSONAdapter failed to parse the LM response."))
+    return out
+
+
+def test_pooled_over_seeds_with_regressions_calls_and_failures(rows):
+    records = {(r["dataset"], r["system"]): r for r in table.pool(rows)}
+    ours, peer, crashed = records[("A", "promptgym-gpo")], records[("A", "gepa")], records[("A", "dspy-copro")]
+    assert (ours["n"], ours["start"], ours["final"]) == (3 * N, 10 / N, 20 / N)
+    assert ours["delta"] == pytest.approx(0.25) and ours["interval"][0] > 0 and ours["p_value"] < 1e-6
+    assert ours["worse"] == 0 and ours["ours"] and not peer["ours"]
+    assert peer["delta"] == pytest.approx((2 + 2 - 2) / (3 * N)) and peer["worse"] == 1  # seed 2 ended below its start
+    assert peer["interval"][0] < peer["delta"] < peer["interval"][1]
+    assert (peer["calls_mean"], peer["calls_max"], peer["refused"]) == (200, 200, 3)
+    assert peer["wall_seconds_mean"] == pytest.approx(101.0)
+    assert (crashed["ok"], crashed["runs"]) == (0, 1) and crashed.get("final") is None
+    assert crashed["failed"] == [{"seed": 0, "status": "crashed",
+                                  "error": "AdapterParseError: Adapter JSONAdapter failed to parse the LM response."}]
+    # McNemar on the pooled pairs: seed 2's two losses against four gains
+    assert peer["p_value"] == pytest.approx(common.paired([0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 0, 0])["mcnemar_p"])
+
+
+def test_our_best_against_the_best_peer_on_the_same_examples(rows):
+    duels = {d["dataset"]: d for d in table.versus(rows, table.pool(rows))}
+    a, b = duels["A"], duels["B"]
+    assert (a["ours"], a["peer"], a["n"]) == ("promptgym-gpo", "gepa", 3 * N)  # the crashed peer has no final
+    assert a["ours_final"] == pytest.approx(0.5) and a["peer_final"] == pytest.approx((14 + 14 + 10) / (3 * N))
+    assert a["delta"] == pytest.approx(a["ours_final"] - a["peer_final"])
+    assert a["interval"][0] > 0 and a["ahead"] == "promptgym-gpo"
+    assert b["delta"] == 0 and b["interval"][0] < 0 < b["interval"][1] and b["ahead"] is None
+    assert "no real difference" in table.verdict(b) and "promptgym-gpo is ahead" in table.verdict(a)
+
+
+def test_pairs_are_matched_by_seed_and_example(rows):
+    rows = [r for r in rows if not (r["peer"] == "gepa" and r["dataset"] == "A" and r["seed"] == 1)]
+    rows.append(row("gepa", "A", 1, None, None, status="timeout", error="no result within --timeout 10800 s"))
+    (a, _) = table.versus(rows, table.pool(rows))
+    assert a["n"] == 2 * N  # seed 1 of the peer timed out: only seeds 0 and 2 are paired
+    assert a["peer_final"] == pytest.approx((14 + 10) / (2 * N)) and a["ours_final"] == pytest.approx(0.5)
+
+
+def test_the_markdown_table(rows):
+    result = table.summarize({"config": dict(datasets=["A", "B"], seeds=[0, 1, 2], budget=200, train_size=20,
+                                             dev_size=30, test_size=N, task_model="gemma3-270m", task_plain=True,
+                                             optimizer_model="embedded", started="2026-12-07 10:00 UTC"),
+                              "rows": rows, "seconds": 7200})
+    text = table.markdown(result)
+    assert "# Peers on gemma3-270m: A, B" in text and "a base model: plain completion, no chat template" in text
+    assert "| promptgym-gpo | 3/3 | 0.250 | 0.500 | +0.250 [" in text
+    assert "| gepa | 3/3 | 0.300 |" in text and "| 1/3 | 200 (3) | 101 |" in text
+    assert "| dspy-copro | 0/1 | - | - | - | - | 0/0 | 2 (0) | 100 |" in text
+    assert "- **dspy-copro** on `A`, seed 0 (crashed): AdapterParseError" in text
+    assert "| `A` | promptgym-gpo | gepa | 0.500 | 0.317 | +0.183 [" in text
+    assert "| `B` | promptgym-gpo | gepa | 0.500 | 0.500 | +0.000 [" in text and "neither (interval includes 0)" in text
+    assert "- **gepa**, `A`, seed 2: gepa prompt 2" in text
+
+
+def test_the_docs_page_renders_a_recorded_run(rows, tmp_path):
+    spec = importlib.util.spec_from_file_location("make_docs", ROOT / "benchmarks" / "make_docs.py")
+    make_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_docs)
+    results = tmp_path / "results"
+    results.mkdir()
+    assert "Not recorded yet" in "\n".join(make_docs.peers_gemma_section(results))
+    config = dict(datasets=["A", "B"], seeds=[0, 1, 2], budget=200, train_size=20, dev_size=30, test_size=N,
+                  task_model="gemma3-270m", task_plain=True, optimizer_model="embedded", started="2026-12-07 10:00 UTC")
+    result = table.summarize({"config": config, "rows": rows, "seconds": 7200})
+    (results / "peers-gemma.json").write_text(json.dumps(result))
+    (results / "peers-gemma.md").write_text(table.markdown(result))
+    page = "\n".join(make_docs.peers_gemma_section(results))
+    assert "What it says: on `A`, promptgym-gpo is ahead (promptgym-gpo minus gepa: +0.183 [" in page
+    assert "on `B`, neither is ahead" in page and "### `A`" in page and "# Peers on" not in page
+    assert ("--datasets A,B --seeds 0,1,2 --budget 200 --train-size 20 --dev-size 30 --test-size 40 "
+            "--task-model gemma3-270m --optimizer-model embedded --peers gepa,dspy-copro --promptgym-methods gpo") in page
