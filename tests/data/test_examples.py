@@ -19,7 +19,7 @@ def test_shipped_sentiment_sample():
 
 
 def test_unknown_example_names_the_shipped_ones():
-    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: python-functions, sentiment, summaries\)"):
+    with pytest.raises(DataError, match=r"example:nope: no such example dataset \(shipped: formal-rewrite, python-functions, sentiment, summaries\)"):
         load_dataset("example:nope")
 
 
@@ -60,3 +60,15 @@ def test_shipped_summaries_with_one_sentence_references():
         assert len(e.targets) == 1 and len(e.target.split()) <= 20, e.id
         assert e.target.endswith(".") and e.target.count(". ") == 0, e.id  # one sentence
         assert 3 <= e.input.count(". ") + 1 <= 5, e.id  # 3-5 sentences
+
+
+def test_shipped_formal_rewrite_is_judged_by_its_own_rubric():
+    from promptgym.data.examples import example_meta
+    from promptgym.tasks.rewards import load_reward
+
+    ds = load_dataset("example:formal-rewrite")
+    assert len(ds) == 60 and not ds.is_choice and len({e.input for e in ds.examples}) == 60
+    assert all(len(e.targets) == 1 and e.target.strip() for e in ds.examples)
+    assert ds.description and "formal" in ds.description
+    judge = load_reward(example_meta("formal-rewrite")["reward"])
+    assert judge.name == "judge" and "formal register" in judge.rubric
