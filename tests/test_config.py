@@ -75,7 +75,9 @@ FLAGS = ["--dataset", "data.jsonl", "--method", "opro", "--budget", "120", "--se
          "--train-size", "12", "--dev-size", "0", "--select-k", "2", "--select-level", "0.05", "--select-statistic", "margin",
          "--select-margin", "0.02", "--select-sequential", "--test-size", "7",
          "--task-model", "scripted", "--optimizer-model", "scripted", "--layout", "plain", "--normalize", "mean",
-         "--scoring", "generate", "--calibrate", "--reasoning", "on", "--reasoning-tokens", "80", "--reward", "accuracy", "--length-penalty", "5", "--length-weight", "0.25",
+         "--scoring", "generate", "--calibrate", "--reasoning", "on", "--reasoning-tokens", "80", "--reward", "accuracy",
+         "--judge-model", "scripted", "--judge-max-words", "9", "--judge-order", "both",
+         "--judge-scoring", "generate", "--length-penalty", "5", "--length-weight", "0.25",
          "--long-inputs", "truncate", "--input-field", "q", "--target-field", "y", "--choices-field", "c",
          "--max-steps", "4", "--patience", "2", "--target", "0.9", "--max-seconds", "30",
          "--param", "steps=3", "--param", 'meta="x y"', "--cache-url", "sqlite:///c.sqlite", "--json", "--quiet",
@@ -103,6 +105,10 @@ calibrate = true
 reasoning = "on"
 reasoning-tokens = 80
 reward = "accuracy"
+judge-model = "scripted"
+judge_max_words = 9
+judge-order = "both"
+judge_scoring = "generate"
 length-penalty = 5
 length-weight = 0.25
 long-inputs = "truncate"

@@ -219,3 +219,50 @@ def test_json_schema_reward_reports_per_field_scores(tmp_path):
     assert summary["test_initial"] == 0.5
     assert summary["field_scores"] == {"start": {"name": 1.0, "age": 0.0}, "returned": {"name": 1.0, "age": 0.0}}
     assert "per field on test (initial -> returned): name 1.000 -> 1.000, age 0.000 -> 0.000" in as_table.stdout
+
+
+# -- a judge (--reward judge:RUBRIC.md) --------------------------------------------------------------
+
+@pytest.fixture
+def rubric(tmp_path):
+    path = tmp_path / "rubric.md"
+    path.write_text("The answer names the stay's quality in one word.")
+    return path
+
+
+@pytest.fixture
+def free_text(tmp_path) -> str:
+    """Reviews with a free-text reference each (no label set: a generation task)."""
+    path = tmp_path / "summaries.jsonl"
+    path.write_text("".join(json.dumps({"input": f"Review {i}: we stayed {i} nights and it was fine.",
+                                        "target": f"A fine stay of {i} nights."}) + "\n" for i in range(20)))
+    return str(path)
+
+
+def test_a_judge_whose_replies_hold_no_score_scores_zero_counts_them_and_finishes(free_text, rubric):
+    # the scripted model's canned replies are instructions, never "Score: N"
+    result = _invoke("optimize", "--dataset", free_text, *SCRIPTED, *SMALL, "--reward", f"judge:{rubric}",
+                     "--judge-model", "scripted", "--judge-order", "both", "--judge-max-words", "5",
+                     "--judge-scoring", "generate")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["initial_score"] == 0.0 and summary["test_initial"] == 0.0
+    judge = summary["judge"]
+    assert judge["unparsed"] == judge["answers"] > 0 and judge["order"] == "both" and judge["max_words"] == 5
+    config = RunStore(api.default_store_url()).get_run(summary["run_id"])["config"]
+    assert config["judge"]["order"] == "both" and config["judge_model"] == "scripted"
+    shown = _invoke("optimize", "--dataset", free_text, *SCRIPTED, *SMALL[:-2], "--reward", f"judge:{rubric}",
+                    "--judge-scoring", "generate")
+    assert "unreadable replies scored 0" in shown.stdout  # the summary says so in words
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--reward", "judge:{dir}/absent.md"], "no such rubric file"),
+    (["--judge-model", "scripted"], "--judge-model needs a judge reward: --reward judge:RUBRIC.md"),
+    (["--judge-max-words", "9"], "--judge-max-words needs a judge reward"),
+    (["--reward", "judge:{rubric}", "--length-penalty", "5"], "--length-penalty and a judge reward"),
+])
+def test_a_bad_judge_option_is_one_line_and_starts_no_run(free_text, rubric, args, says):
+    given = [a.format(dir=rubric.parent, rubric=rubric) for a in args]
+    _one_line_error(_invoke("optimize", "--dataset", free_text, *SCRIPTED, *SMALL, *given), says)
+    assert RunStore(api.default_store_url()).list_runs() == []

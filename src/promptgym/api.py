@@ -74,7 +74,9 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
              long_inputs: str = "error", train_file: str | None = None, dev_file: str | None = None,
              test_file: str | None = None, dry_run: bool = False,
              backends: Mapping[str, Backend] | None = None,
-             input_template: str | None = None, calibrate: bool = False, reasoning: str = "off",
+             input_template: str | None = None, calibrate: bool = False, judge_model: str | None = None,
+             judge_max_words: int | None = None, judge_order: str | None = None,
+             judge_scoring: str | None = None, reasoning: str = "off",
              reasoning_tokens: int | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
@@ -127,6 +129,17 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
     out of every example's option probabilities before the answer is picked. Only for a choice task
     whose examples share one label set, scored by log-probability (else one line saying why).
 
+    ``reward="judge:RUBRIC.md"`` (or a ``tasks.judge.RubricJudge``) has a judge model score each
+    answer against your rubric (``promptgym.tasks.judge``): ``judge_model`` is any model spec
+    (default: the optimizer model); its calls are cached, charged to the budget in the search and
+    final selection (not in the held-out test) and in the ledger with role ``judge``.
+    ``judge_max_words`` cuts and scores down longer answers (default: twice the longest reference);
+    ``judge_order`` ``"balanced"`` (one call per answer) or ``"both"`` (reference and answer shown
+    in both orders, averaged); ``judge_scoring`` ``"logprob"`` (the expected score under the judge's
+    probabilities of the digits; the default where the judge model gives them) or ``"generate"``
+    (a greedy reply, read tolerantly; unreadable replies score 0 and are counted). The rubric's
+    text is stored with the run.
+
     ``reasoning`` (choice tasks): ``"off"`` answers directly (options scored, or ``scoring``);
     ``"on"``: the start and every candidate reason first, then end with "Answer: <option>" (generated,
     up to ``reasoning_tokens`` tokens, default 256, and parsed to an option; no option named is
@@ -174,6 +187,10 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
                   **({"select_sequential": True} if select_sequential else {}),
                   **({"input_template": input_template} if input_template is not None else {}),
                   **({"calibrate": True} if calibrate else {}),
+                  **{key: value for key, value in (
+                      ("judge_model", remember_spec(judge_model) if judge_model else None),
+                      ("judge_max_words", judge_max_words), ("judge_order", judge_order),
+                      ("judge_scoring", judge_scoring)) if value is not None},
                   **({"reasoning": reasoning, "reasoning_tokens": reasoning_tokens or DEFAULT_REASONING_TOKENS}
                      if reasoning != "off" else {}))
     reward_obj = reward_config(config, reward, length_penalty)

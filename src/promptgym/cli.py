@@ -265,8 +265,21 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--reward", default=None, metavar="SPEC",
               help="How answers are scored: exact-match, accuracy, code-tests, code-tests-all, contains, token-f1, "
-                   "rouge-l, numeric, json-schema:SCHEMA.json, MODULE:FUNCTION or FILE.py:FUNCTION with "
+                   "rouge-l, numeric, json-schema:SCHEMA.json, judge:RUBRIC.md (a judge model scores each answer "
+                   "against your rubric), MODULE:FUNCTION or FILE.py:FUNCTION with "
                    "FUNCTION(prediction, example) -> float (default: the dataset's own, else accuracy / exact match).")
+@click.option("--judge-model", default=None, metavar="SPEC",
+              help="The judge of --reward judge:RUBRIC.md, any model spec as --task-model (default: the optimizer model).")
+@click.option("--judge-max-words", type=click.IntRange(min=1), default=None, metavar="WORDS",
+              help="Answers longer than this are cut before judging and scored down in proportion "
+                   "(default: twice the longest reference).")
+@click.option("--judge-order", type=click.Choice(["balanced", "both"]), default=None,
+              help="Where the judge sees the reference and the answer: balanced (one call per answer, half of the "
+                   "examples each way; the default) or both (two calls per answer, averaged).")
+@click.option("--judge-scoring", type=click.Choice(["logprob", "generate"]), default=None,
+              help="How the judge's score is read: the expected score under its probabilities of the digits 1-5 "
+                   "(logprob; the default where the judge model gives them) or a greedy reply read tolerantly "
+                   "(generate; an unreadable reply scores 0 and is counted).")
 @click.option("--length-penalty", type=click.IntRange(min=1), default=None, metavar="WORDS",
               help="Take up to --length-weight off a score as the answer grows from WORDS to 2 x WORDS words.")
 @click.option("--length-weight", type=click.FloatRange(min=0), default=None,
@@ -291,7 +304,9 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              task_model: str, optimizer_model: str,
              layout: str, normalize: str, scoring: str | None, calibrate: bool, reasoning: str,
              reasoning_tokens: int | None, params: tuple[str, ...],
-             reward: str | None, length_penalty: int | None, length_weight: float | None,
+             reward: str | None, judge_model: str | None, judge_max_words: int | None, judge_order: str | None,
+             judge_scoring: str | None,
+             length_penalty: int | None, length_weight: float | None,
              long_inputs: str, cache_url: str | None, as_json: bool, quiet: bool, dry_run: bool,
              **stop: Any) -> None:
     """Search for a better prompt and report it against the starting one on held-out data."""
@@ -307,7 +322,9 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           select_margin=select_margin, select_sequential=select_sequential,
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params={**in_brackets, **_parse_params(params)},
-                          reward=reward, length_penalty=None if length_penalty is None else (
+                          reward=reward, judge_model=judge_model, judge_max_words=judge_max_words,
+                          judge_order=judge_order, judge_scoring=judge_scoring,
+                          length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
                           store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,
                           fields={k: v for k, v in (("input", input_field), ("target", target_field),

@@ -45,6 +45,8 @@ from promptgym.models.base import (Completion, Embedding, GenerationRequest, OnR
 from promptgym.optimizers.base import Context, Optimizer
 from promptgym.optimizers.budget import adjusted_line
 from promptgym.optimizers.stopping import Stop
+from promptgym.tasks.judge import REPLY_TOKENS as JUDGE_REPLY_TOKENS
+from promptgym.tasks.judge import RubricJudge, calls_per_answer
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask, Task
 
@@ -234,12 +236,16 @@ def project(optimizer: Optimizer, task: Task, train: Sequence[Example], method_d
             for request in content_free + [task.request(prompt, e) for e in examples]:
                 if request_key(task_stand_in.identity, request) not in cache.answers:
                     kind = "score" if isinstance(request, ScoreRequest) else "generate"
-                    rows.append((kind, count_task(request), task_stand_in.completion_tokens(request)))
+                    rows.append(("task", kind, count_task(request), task_stand_in.completion_tokens(request)))
+                    # a judge's calls on the answer (its request holds the task's and the rubric, roughly)
+                    rows += [("judge", judge_kind, count_task(request), JUDGE_REPLY_TOKENS)] * judge_calls
         for i in range(len(rows) if calls is None else (calls if rows else 0)):
-            kind, p_tok, c_tok = rows[i % len(rows)]
-            out.add("task", kind, p_tok, c_tok, speeds)
+            role, kind, p_tok, c_tok = rows[i % len(rows)]
+            out.add(role, kind, p_tok, c_tok, speeds)
         return out
 
+    judge_calls = calls_per_answer(task.metric) - 1
+    judge_kind = "score" if getattr(task.metric, "scoring", None) == "logprob" else "generate"
     reserved = phase([(initial, select_dev)], calls=reserve)
     # held out: the start on train (what the search did not score there) and on test, and the
     # method's own pick on test (final selection mostly hands back the start; else one test more)
@@ -400,9 +406,25 @@ def _rehearsal_task(task: Task, flat: bool) -> Task:
     if isinstance(task, ChoiceTask):
         return task
     rehearsal = copy.copy(task)
+    if isinstance(task.metric, RubricJudge):  # judged: the judge's calls are rehearsed, its scores made up
+        judge = task.metric
+        rehearsal.metric = _RehearsalJudge(judge.rubric, judge.source, judge.max_words, judge.order, judge.scoring,
+                                           flat=flat)
+        return rehearsal
     rehearsal.score = (lambda prediction, example: 0.5) if flat else (  # type: ignore[method-assign]
         lambda prediction, example: (_digest(f"{prediction}|{example.id}") % 101) / 100)
     return rehearsal
+
+
+@dataclass(frozen=True)
+class _RehearsalJudge(RubricJudge):
+    """A judge whose replies (the stand-in's made-up words) read as a pseudo-random score (``flat``:
+    0.5); its requests, and so the calls the rehearsal counts, are the real judge's."""
+
+    flat: bool = False
+
+    def read(self, reply: Any) -> float | None:
+        return 0.5 if self.flat else (_digest(repr(reply)) % 101) / 100
 
 
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fe", "gu", "ho", "ji", "pa", "ze")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from promptgym.data.dataset import Example
 from promptgym.errors import BudgetExhausted
 from promptgym.evaluation.cache import ResponseCache, request_key
 from promptgym.evaluation.evaluator import Budget, Evaluator
@@ -390,3 +391,75 @@ def test_the_prior_of_held_out_scoring_is_not_charged_and_a_spent_budget_stops_b
     with pytest.raises(BudgetExhausted):
         ev.run_task(ChoiceTask(calibrate=True), Prompt("Other."), _reviews())
     assert backend.calls == 9  # two of the new prompt's three content-free calls, then the budget
+
+
+# -- a judge -----------------------------------------------------------------------------------------
+
+JUDGE_RUBRIC = "The answer is polite and formal."
+
+
+def _judge_world(cache, limit=None, rows=None):
+    """A task model that answers "Kindly ..." when the instruction says formal, a scripted judge that
+    gives 5 only to answers starting with "Kindly" (the truth is known), and an optimizer model apart."""
+    import re
+
+    from promptgym.tasks.judge import RubricJudge
+    from promptgym.tasks.task import GenerationTask
+
+    def answer(request):
+        text = request.messages[-1][1]
+        return "Kindly wait." if "formal" in text.split("Input:")[0] else "hold on lol"
+
+    def grade(request):
+        given = re.search(r"<<<ANSWER>>>\n(.*?)\n<<<END ANSWER>>>", request.messages[-1][1], re.S).group(1)
+        return " 5" if given.startswith("Kindly") else " 1"
+
+    task_model, judge_model = ScriptedBackend(reply=answer, name="t"), ScriptedBackend(reply=grade, name="j")
+    optimizer = ScriptedBackend(name="o")
+    ev = Evaluator(task_model, optimizer, cache, Budget(limit), ledger=rows.extend if rows is not None else None,
+                   judge_model=judge_model)
+    task = GenerationTask(metric=RubricJudge(JUDGE_RUBRIC))
+    examples = [Example(f"j{i}", f"wait {i} sec", (f"Please wait {i} seconds.",)) for i in range(4)]
+    return ev, task, examples, (task_model, judge_model, optimizer)
+
+
+def test_a_judge_scores_each_answer_after_the_task_answers_with_role_judge(cache):
+    rows = []
+    ev, task, examples, (task_model, judge_model, optimizer) = _judge_world(cache, rows=rows)
+    formal = ev.run_task(task, Prompt("Rewrite it in a formal register."), examples)
+    casual = ev.run_task(task, Prompt("Rewrite it."), examples)
+    assert formal.scores == [1.0] * 4 and casual.scores == [0.0] * 4
+    assert (task_model.calls, judge_model.calls, optimizer.calls) == (8, 8, 0)
+    assert [r["role"] for r in rows[:8]] == ["task"] * 4 + ["judge"] * 4  # the judge after the answers
+    assert all(r["charged"] and not r["cached"] for r in rows) and ev.budget.spent == 16
+    assert {v.status for v in ev.verdicts.values()} == {"judged"} and len(ev.verdicts) == 8
+
+
+def test_judge_calls_are_cached_and_uncharged_in_held_out_evaluation(cache):
+    rows = []
+    ev, task, examples, (task_model, judge_model, _) = _judge_world(cache, rows=rows)
+    first = ev.run_task(task, Prompt("Rewrite it in a formal register."), examples, charge=False)
+    assert ev.budget.spent == 0 and judge_model.calls == 4
+    assert [(r["role"], r["charged"]) for r in rows if r["role"] == "judge"] == [("judge", False)] * 4
+    replay, _, _, (task2, judge2, _) = _judge_world(cache, limit=0)  # no budget: only replay can answer
+    again = replay.run_task(task, Prompt("Rewrite it in a formal register."), examples)
+    assert again.scores == first.scores and (task2.calls, judge2.calls) == (0, 0)
+    assert replay.usage.cached_calls == 8
+
+
+def test_the_judge_draws_on_the_budget(cache):
+    ev, task, examples, (task_model, judge_model, _) = _judge_world(cache, limit=6)
+    with pytest.raises(BudgetExhausted):
+        ev.run_task(task, Prompt("Rewrite it in a formal register."), examples)
+    assert (task_model.calls, judge_model.calls) == (4, 2) and ev.budget.spent == 6
+
+
+def test_without_a_judge_model_the_optimizer_model_judges(cache):
+    from promptgym.tasks.judge import RubricJudge
+    from promptgym.tasks.task import GenerationTask
+
+    task_model, optimizer = ScriptedBackend(name="t"), ScriptedBackend(reply=lambda r: " 4", name="o")
+    ev = Evaluator(task_model, optimizer, cache)
+    result = ev.run_task(GenerationTask(metric=RubricJudge(JUDGE_RUBRIC)), Prompt("Rewrite."),
+                         [Example("a", "hi", ("Hello.",))])
+    assert result.scores == [0.75] and optimizer.calls == 1

@@ -6,7 +6,7 @@ import pytest
 
 from promptgym.data.dataset import Example
 from promptgym.evaluation import stats
-from promptgym.evaluation.selection import race, race_sequential
+from promptgym.evaluation.selection import plan_selection, race, race_sequential
 from promptgym.tasks.prompt import Prompt
 
 DEV = [Example(f"d{i}", f"x{i}", ("a",), ("a", "b")) for i in range(60)]
@@ -344,3 +344,14 @@ def test_run_race_follows_the_plan_and_the_plan_records_sequential_only_when_ask
     assert (fixed.pool_size, sequential.pool_size) == (50, 100)  # 200 calls: 100 examples for two prompts
     assert "race" not in run_race(fixed, START, [Prompt("good")], POOL[:50], scripted(table)).record()
     assert run_race(sequential, START, [Prompt("good")], POOL, scripted(table)).record()["race"]["stop"] == "decided"
+
+
+def test_a_judged_example_costs_more_calls_and_the_reserve_pays_for_them():
+    plain = plan_selection(100, 200, 10, k=2)
+    judged = plan_selection(100, 200, 10, k=2, per_example=2)
+    assert (plain.reserve, judged.reserve) == (30, 60) and judged.per_example == 2
+    assert plan_selection(100, 200, None, k=2, per_example=2).dev_size == 200 // 2 // 3 // 2  # half the budget
+    with pytest.raises(ValueError, match=r"3 prompts x 10 x 3 calls an example \(a judge's included\) = 90 calls"):
+        plan_selection(100, 90, 10, k=2, per_example=3)
+    sequential = plan_selection(100, 200, 10, k=2, sequential=True, per_example=2)
+    assert sequential.pool_size == 60 // 4  # one finalist left: two prompts, two calls each, per example

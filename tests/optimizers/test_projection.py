@@ -174,3 +174,19 @@ def test_past_runs_of_the_method_scale_the_plan_and_the_reserve(build):
     assert "of its plan, as 3 past runs of ape here did" in "\n".join(scaled.lines())
     greedy = _project("ape", ctx, 110, backend, reserve=40, select_dev=ctx.dev, past_runs=[past(3 * plan, 40)])
     assert greedy.search.calls <= 110  # never more than the search may spend
+
+
+def test_a_judged_task_projects_the_judges_calls_and_plans_within_the_budget(build):
+    from promptgym.tasks.judge import RubricJudge
+    from promptgym.tasks.task import GenerationTask
+
+    backend = ConformanceBackend()
+    ctx = build(150, backend)
+    ctx.task = GenerationTask(metric=RubricJudge("The answer names the review's mood.", scoring="logprob"))
+    judged = _project("ape", ctx, 120, backend, reserve=24, select_dev=ctx.dev)
+    ctx.task = GenerationTask()
+    plain = _project("ape", ctx, 120, backend, reserve=24, select_dev=ctx.dev)
+    assert judged.heldout.calls == 2 * plain.heldout.calls  # each held-out answer judged once
+    assert judged.search.calls <= 120 and judged.selection.calls == 24
+    # the plan is sized for two calls per scored example: fewer proposals than without a judge
+    assert judged.search.optimizer_calls < plain.search.optimizer_calls

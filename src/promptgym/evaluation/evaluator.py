@@ -22,6 +22,12 @@ label prior read from its content-free requests, here, before the prompt's first
 scored: scoring calls under the ledger role ``calibration``, cached like any call, charged as the
 examples they come with are (the search's are, the held-out test's are not), and made once per
 prompt and label set in an evaluator's life (a resumed run finds them in the cache).
+
+A judge (a task whose metric is a ``tasks.judge.RubricJudge``): after the task's answers, the judge
+model (role ``judge``; the optimizer model when none is given) is asked for each answer's score
+(generated, or its digits' log-probabilities) through the same door, so its calls are cached,
+charged like the task's (not when ``charge=False``) and written to the ledger with role ``judge``;
+each answer's ``Verdict`` is kept in ``verdicts``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from promptgym.evaluation.cache import Response, ResponseCache, request_key
 from promptgym.models.base import (Backend, Completion, EmbeddingRequest, GenerationRequest, OptionScores,
                                    ScoreRequest)
 from promptgym.store.runs import CALIBRATION_ROLE, Usage
+from promptgym.tasks.judge import RubricJudge, Verdict
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import ChoiceTask, Task
 
@@ -103,9 +110,12 @@ class Evaluator:
     def __init__(self, task_model: Backend, optimizer_model: Backend, cache: ResponseCache,
                  budget: Budget | None = None, ledger: LedgerSink | None = None,
                  on_call: Callable[[bool, bool, int], None] | None = None, origin: str | None = None,
-                 recorded: set[str] | None = None):
+                 recorded: set[str] | None = None, judge_model: Backend | None = None,
+                 verdicts: dict[tuple[str, str], Verdict] | None = None):
         self.task_model = task_model
         self.optimizer_model = optimizer_model
+        self.judge_model = judge_model or optimizer_model
+        self.verdicts = verdicts if verdicts is not None else {}  # (example id, answer) -> the judge's verdict
         self.cache = cache
         self.budget = budget or Budget(None)
         self.ledger = ledger
@@ -116,6 +126,8 @@ class Evaluator:
         self._priors: dict[tuple, dict[str, float]] = {}  # (prompt, label set, how scored) -> prior
 
     def _backend(self, role: str) -> Backend:
+        if role == "judge":
+            return self.judge_model
         return self.optimizer_model if role == "optimizer" else self.task_model
 
     def generate(self, requests: Sequence[GenerationRequest], role: str = "optimizer",
@@ -155,7 +167,10 @@ class Evaluator:
                 responses[i] = resp
         calibrated = [{"prior": priors[ex.choices]} if ex.choices in priors else {} for ex in examples]
         predictions = [task.predict(prompt, ex, resp, **c) for ex, resp, c in zip(examples, responses, calibrated)]
-        scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
+        if isinstance(task.metric, RubricJudge):
+            scores = self._judged(task.metric, predictions, examples, charge)
+        else:
+            scores = [task.score(pred, ex) for pred, ex in zip(predictions, examples)]
         evidence = [task.evidence(ex, resp, **c) for ex, resp, c in zip(examples, responses, calibrated)]
         return EvalResult(prompt, list(examples), scores, predictions, responses,
                           [p for p, _ in evidence], [m for _, m in evidence],
@@ -177,6 +192,21 @@ class Evaluator:
                 self._priors[key] = task.label_prior(choices, answers)
             out[choices] = self._priors[key]
         return out
+
+    def _judged(self, judge: RubricJudge, predictions: Sequence[str], examples: Sequence[Example],
+                charge: bool) -> list[float]:
+        """The judge's score of each answer: its requests (none where a guard decides alone) in one
+        batch to the judge model; an answer given twice on an example is one cached request."""
+        asked = [judge.requests(p, ex) for p, ex in zip(predictions, examples)]
+        flat = [r for rs in asked for r in rs]
+        kind = "score" if flat and isinstance(flat[0], ScoreRequest) else "generate"
+        replies = iter(self._dispatch(self.judge_model, "judge", kind, flat, charge) if flat else [])
+        scores = []
+        for prediction, example, requests in zip(predictions, examples, asked):
+            verdict = judge.verdict(prediction, example, [next(replies) for _ in requests])
+            self.verdicts[(example.id, prediction)] = verdict
+            scores.append(verdict.score)
+        return scores
 
     def _dispatch(self, backend: Backend, role: str, kind: str, requests: Sequence, charge: bool) -> list:
         keys = [request_key(backend.identity, r) for r in requests]

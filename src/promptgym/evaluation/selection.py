@@ -235,11 +235,12 @@ class SelectionPlan:
     dev_size: int
     k: int
     level: float
-    reserve: int  # calls kept back from the search for the race: (k + 1 + twins) x dev, the worst case
+    reserve: int  # calls kept back from the search for the race: (k + 1 + twins) x dev x per_example, the worst case
     reason: str = ""  # why selection is off, in words for the report
     statistic: str = DEFAULT_STATISTIC
     margin: float = DEFAULT_MARGIN
     sequential: bool = False  # race on dev drawn while undecided (``race_sequential``), same reserve
+    per_example: int = 1  # model calls one scored example costs (1 + a judge's calls)
     twins: int = 0  # finalists raced beyond the method's k (the reasoning twins), paid from the reserve too
 
     @property
@@ -250,7 +251,8 @@ class SelectionPlan:
     def pool_size(self) -> int:
         """The most dev examples the race can use: the dev split, or for the sequential race what
         the reserve pays for with one finalist left (two calls an example), if the data has them."""
-        return max(self.dev_size, self.reserve // 2) if self.sequential and self.enabled else self.dev_size
+        pairs = self.reserve // (2 * self.per_example)
+        return max(self.dev_size, pairs) if self.sequential and self.enabled else self.dev_size
 
     def record(self) -> dict:
         return {"enabled": self.enabled, "dev_size": self.dev_size, "k": self.k, "level": self.level,
@@ -262,20 +264,23 @@ class SelectionPlan:
 
 def plan_selection(available: int, budget: int | None, dev_size: int | None, k: int = DEFAULT_K,
                    level: float = DEFAULT_LEVEL, statistic: str = DEFAULT_STATISTIC,
-                   margin: float = DEFAULT_MARGIN, sequential: bool = False, twins: int = 0) -> SelectionPlan:
+                   margin: float = DEFAULT_MARGIN, sequential: bool = False, per_example: int = 1,
+                   twins: int = 0) -> SelectionPlan:
     """The dev split and the budget kept for selection. ``available`` is what the data leaves after
     train and test; ``dev_size`` None means choose (``DEFAULT_DEV``, less if the data or half the
     budget cannot pay for it). Raises ValueError with a one-line reason when the user's own choice
     cannot work. ``sequential`` keeps the same dev split and reserve: the sequential race draws
-    further dev examples from what the data leaves, and spends no more than the reserve. ``twins``
-    more finalists race besides the method's ``k`` (``--reasoning search``: the reasoning twins of
-    the method's best and of the start), and the reserve pays for them too."""
-    plan = _plan(available, budget, dev_size, k, level, twins)
+    further dev examples from what the data leaves, and spends no more than the reserve.
+    ``per_example``: the calls one scored example costs (2 or 3 where a judge scores the answers):
+    the reserve pays for that many per example. ``twins`` more finalists race besides the method's
+    ``k`` (``--reasoning search``: the reasoning twins of the method's best and of the start), and
+    the reserve pays for them too."""
+    plan = _plan(available, budget, dev_size, k, level, per_example, twins)
     _check_statistic(statistic)
     if not (isinstance(margin, (int, float)) and 0 <= margin <= 1):
         raise ValueError(f"--select-margin must be between 0 and 1 (an accuracy difference), got {margin}")
     return SelectionPlan(plan.dev_size, plan.k, plan.level, plan.reserve, plan.reason, statistic, float(margin),
-                         bool(sequential), twins if plan.k else 0)
+                         bool(sequential), per_example, twins if plan.k else 0)
 
 
 def run_race(plan: SelectionPlan, start: Prompt, ranked: Sequence[Prompt], dev: Sequence[Example],
@@ -283,12 +288,12 @@ def run_race(plan: SelectionPlan, start: Prompt, ranked: Sequence[Prompt], dev: 
     """The race ``plan`` asks for: on the fixed ``dev``, or sequential on ``dev`` as its pool."""
     options = dict(level=plan.level, seed=seed, statistic=plan.statistic, margin=plan.margin)
     if plan.sequential:
-        return race_sequential(start, ranked, dev, score, reserve=plan.reserve, **options)
+        return race_sequential(start, ranked, dev, score, reserve=plan.reserve // plan.per_example, **options)
     return race(start, ranked, dev, score, **options)
 
 
 def _plan(available: int, budget: int | None, dev_size: int | None, k: int, level: float,
-          twins: int = 0) -> SelectionPlan:
+          per_example: int = 1, twins: int = 0) -> SelectionPlan:
     if not 0 < level < 1:
         raise ValueError(f"--select-level must be between 0 and 1, got {level}")
     if k < 0:
@@ -299,20 +304,21 @@ def _plan(available: int, budget: int | None, dev_size: int | None, k: int, leve
         return SelectionPlan(0, k, level, 0, "off (--dev-size 0): the method's best is returned unguarded")
     raced = k + 1 + twins  # the prompts in the race, the start included
     if dev_size is not None:
-        reserve = raced * dev_size
+        reserve = raced * dev_size * per_example
         if budget is not None and reserve >= budget:
+            calls = "" if per_example == 1 else f" x {per_example} calls an example (a judge's included)"
             raise ValueError(f"--budget {budget} cannot pay for final selection on {dev_size} dev examples "
-                             f"({raced} prompts x {dev_size} = {reserve} calls): raise --budget, or lower "
+                             f"({raced} prompts x {dev_size}{calls} = {reserve} calls): raise --budget, or lower "
                              f"--dev-size or --select-k (0 turns selection off)")
         return SelectionPlan(dev_size, k, level, reserve)
-    by_budget = DEFAULT_DEV if budget is None else int(budget * BUDGET_SHARE) // raced
+    by_budget = DEFAULT_DEV if budget is None else int(budget * BUDGET_SHARE) // (raced * per_example)
     size = min(DEFAULT_DEV, available, by_budget)
     if size < MIN_DEV:
         why = (f"the data leaves {available} examples after train and test" if available < by_budget
                else f"--budget {budget} pays for {by_budget} dev examples")
         return SelectionPlan(0, k, level, 0, f"off: {why}, fewer than the {MIN_DEV} a dev split needs; "
                              "the method's best is returned unguarded")
-    return SelectionPlan(size, k, level, raced * size)
+    return SelectionPlan(size, k, level, raced * size * per_example)
 
 
 # -- the sequential race ------------------------------------------------------------------------------

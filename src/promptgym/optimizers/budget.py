@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
+from promptgym.tasks.judge import calls_per_answer
+
 if TYPE_CHECKING:  # pragma: no cover
     from promptgym.optimizers.base import Context
 
@@ -93,9 +95,14 @@ def lower(key: str, floor: int | Callable[[dict[str, Any]], int] = 1,
 
 def planning_budget(ctx: "Context") -> float:
     """The run's whole call budget (``inf`` when unlimited): what a method sizes its plan by; under
-    calibration, less the share its prompts' priors take (``calibration_share``)."""
+    calibration, less the share its prompts' priors take (``calibration_share``). Plans count one
+    call per scored example; where a judge scores each answer (``tasks.judge``), one scored example
+    costs 1 + the judge's calls, so the plan gets the budget divided by that (its proposals are then
+    under-counted a little: the plan stays inside the budget)."""
     limit = ctx.evaluator.budget.limit
-    return float("inf") if limit is None else float(math.floor(limit * calibration_share(ctx)))
+    if limit is None:
+        return float("inf")
+    return float(math.floor(limit * calibration_share(ctx))) / calls_per_answer(getattr(ctx.task, "metric", None))
 
 
 def calibration_share(ctx: "Context") -> float:

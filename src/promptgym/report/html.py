@@ -195,17 +195,22 @@ def _latest(scores: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any
 
 
 def _cost(calls: list[dict[str, Any]], summary: dict[str, Any] | None) -> dict[str, Any]:
-    """The ledger by phase: search (optimizer model, task model), final selection, held-out."""
+    """The ledger by phase: search (optimizer model, task model, a judge), final selection, held-out
+    (task model, a judge); the judge's phases only for a run that had a judge."""
     phases = {"search: writing prompts": lambda c: c["role"] == "optimizer",
               "search: scoring prompts": lambda c: c["role"] == "task" and c["charged"],
               "search: content-free inputs (calibration)": lambda c: c["role"] == CALIBRATION_ROLE and c["charged"],
+              "search: judging answers": lambda c: c["role"] == "judge" and c["charged"],
               "final selection": lambda c: c["role"] == "select",
-              "held-out evaluation (not charged)": lambda c: c["role"] in ("task", CALIBRATION_ROLE) and not c["charged"]}
+              "held-out evaluation (not charged)": lambda c: c["role"] in ("task", CALIBRATION_ROLE) and not c["charged"],
+              "held-out evaluation: judging (not charged)": lambda c: c["role"] == "judge" and not c["charged"]}
     if not any(c["role"] == CALIBRATION_ROLE for c in calls):  # a run that did not calibrate has no such row
         del phases["search: content-free inputs (calibration)"]
     rows = []
     for name, belongs in phases.items():
         mine = [c for c in calls if belongs(c) and c["kind"] != "embed"]
+        if "judg" in name and not mine:
+            continue  # a run without a judge keeps its table as it was
         made = [c for c in mine if not c["cached"]]
         rows.append(dict(phase=name, calls=len(made), cached=len(mine) - len(made),
                          prompt_tokens=sum(c["prompt_tokens"] for c in made),

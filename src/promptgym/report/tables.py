@@ -90,6 +90,14 @@ def summary_table(s: dict[str, Any]) -> None:
         _print(f"The best prompt is {verdict} ({delta:+.3f}).")
     if s.get("calibration"):
         _print(calibration_line(s["calibration"]))
+    judge = s.get("judge")
+    if judge:
+        guards = ", ".join(f"{judge[k]} {label}" for k, label in (
+            ("unparsed", "unreadable replies scored 0"), ("rubric_copies", "copies of the rubric scored 0"),
+            ("empty", "empty answers scored 0"), ("cut", "answers cut to the length limit")) if judge.get(k))
+        _print(f"judge: {_e(judge['model'])} scored {judge['answers']} distinct answers against "
+               f"{_e(judge['rubric'] or 'the rubric given as text')} ({judge['calls']} judge calls, "
+               f"{judge['cached_calls']} cached{'; ' + guards if guards else ''})")
     used = s["budget_used"] - selection.get("calls", 0)
     _print(f"model calls {s['llm_calls']} (budget {s['budget']}: search used {used}, final selection "
                   f"{selection.get('calls', 0)}), "

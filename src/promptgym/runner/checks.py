@@ -16,8 +16,9 @@ from promptgym.optimizers import Optimizer
 from promptgym.projection import token_counter
 from promptgym.sandbox import run_tests
 from promptgym.tasks.code import CodeTask, CodeTestsMetric
+from promptgym.tasks.judge import RubricJudge
 from promptgym.tasks.prompt import Prompt, get_layout
-from promptgym.tasks.task import Task
+from promptgym.tasks.task import ChoiceTask, Task
 
 
 def check_chat(task_backend: Backend, optimizer: Optimizer, config: dict[str, Any]) -> None:
@@ -41,6 +42,30 @@ def check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[st
         raise PromptgymError(f"optimizer model '{config['optimizer_model']}' has no chat template (a base model), "
                              "so it cannot write prompts as an optimizer model: choose a chat model "
                              "(e.g. --optimizer-model embedded)")
+
+
+JUDGE_OPTIONS = (("judge_model", "--judge-model"), ("judge_max_words", "--judge-max-words"),
+                 ("judge_order", "--judge-order"), ("judge_scoring", "--judge-scoring"))
+
+
+def check_judge(config: dict[str, Any], task: Task, dataset: Dataset) -> None:
+    """A judge scores free text: a dataset with options (a choice task) cannot have one, and the
+    judge's options without a judge reward would do nothing, so each is one line."""
+    judged = isinstance(task.metric, RubricJudge)
+    if judged and isinstance(task, ChoiceTask):
+        raise PromptgymError(f"a judge reward scores free-text answers, and {dataset.source or dataset.name} has "
+                             "options (a choice task, scored by accuracy): drop --reward judge:..., or use data "
+                             "without choices")
+    given = [flag for key, flag in JUDGE_OPTIONS if config.get(key) is not None]
+    if given and not judged:
+        raise PromptgymError(f"{given[0]} needs a judge reward: --reward judge:RUBRIC.md")
+
+
+def check_judge_chat(backend: Backend, spec: str) -> None:
+    """The judge is asked in chat messages: a model without a chat template cannot judge."""
+    if not getattr(backend, "chat_template", True):
+        raise PromptgymError(f"judge model '{spec}' has no chat template (a base model), so it cannot judge: "
+                             "choose a chat model (e.g. --judge-model embedded)")
 
 
 def check_sandbox(task: Task) -> None:

@@ -14,6 +14,7 @@ from promptgym.data.loaders import load_dataset, load_split_files
 from promptgym.errors import PromptgymError
 from promptgym.evaluation.selection import (DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, SelectionPlan,
                                             plan_selection)
+from promptgym.tasks.judge import RubricJudge
 from promptgym.tasks.metrics import ExactMatch, Metric
 from promptgym.tasks.rewards import LengthPenalty, as_metric, load_reward, spec_of
 from promptgym.tasks.task import CONTENT_FREE_INPUTS
@@ -34,7 +35,9 @@ def reward_config(config: dict[str, Any], reward: Any, length_penalty: Any) -> M
         reward = reward.base
     live: Metric | None = None
     if isinstance(reward, str):
-        config["reward"] = spec_of(load_reward(reward))  # fails fast on a bad spec
+        reward = load_reward(reward)  # fails fast on a bad spec
+    if isinstance(reward, RubricJudge):  # stored whole (the rubric's text too): a resume needs no file
+        config["reward"], config["judge"] = reward.spec, reward.record()
     elif reward is not None:
         live = as_metric(reward)
         config["reward"] = spec_of(live)
@@ -47,9 +50,10 @@ def reward_config(config: dict[str, Any], reward: Any, length_penalty: Any) -> M
     return live if config.get("reward_unnamed") else None
 
 
-def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPlan:
+def selection_plan(config: dict[str, Any], available: int | None, per_example: int = 1) -> SelectionPlan:
     """The run's final-selection plan (``available`` None: before the data is loaded, only the
-    user's own choices are checked). Runs stored before final selection existed have no
+    user's own choices are checked; ``per_example``: the calls a scored example costs, a judge's
+    included). Runs stored before final selection existed have no
     ``select_k`` and replay without it. Exact splits without a dev file: off, and it says why."""
     files = config.get("split_files")
     if files and not files.get("dev") and config.get("select_k", 0):
@@ -63,7 +67,7 @@ def selection_plan(config: dict[str, Any], available: int | None) -> SelectionPl
                               config.get("select_level", DEFAULT_LEVEL),
                               config.get("select_statistic", DEFAULT_STATISTIC),
                               config.get("select_margin", DEFAULT_MARGIN), config.get("select_sequential", False),
-                              TWINS if config.get("reasoning") == "search" else 0)
+                              per_example, TWINS if config.get("reasoning") == "search" else 0)
     except ValueError as exc:
         raise PromptgymError(str(exc)) from None
     return with_priors(plan, config) if config.get("calibrate") and plan.enabled else plan

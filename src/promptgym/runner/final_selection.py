@@ -1,6 +1,8 @@
 """Final selection: the method's best candidates race the starting prompt on the dev split
 (``evaluation.selection.run_race``: the fixed race, or the sequential one), charged to the run's budget under the ledger role ``select``; the
-start is kept unless a finalist beats it. Each finalist's dev scores are stored as one row.
+start is kept unless a finalist beats it. Each finalist's dev scores are stored as one row. A
+judge's calls here have role ``select`` too: the role names the phase whose budget meter a call
+draws on (``RunStore.charged_calls``), so a resumed search meets the same meter.
 
 With ``--reasoning search`` the reasoning twins of the method's best and of the start (the same
 prompt, answering after its reasoning) race too, as finalists like any other: whether the returned
@@ -43,7 +45,8 @@ def select(setup: Setup, store: RunStore, run_id: str, found: Search, recorder: 
     selector = Evaluator(setup.task_backend, setup.optimizer_backend, setup.cache,
                          Budget(setup.config["budget"], spent=store.charged_calls(run_id)),
                          ledger=lambda rows: ledger(rows, SELECT_ROLE),
-                         on_call=status.on_call if status else None, origin=run_id, recorded=recorded)
+                         on_call=status.on_call if status else None, origin=run_id, recorded=recorded,
+                         judge_model=setup.judge_backend, verdicts=found.evaluator.verdicts)
     finalists = list({p.id: p for p in [found.method_best, *setup.optimizer.ranking(found.ctx, found.ctx.state)]
                       if p.id != initial.id}.values())[:plan.k]  # the method's best first
     parents = {"the method's best": found.method_best, "your prompt": initial}

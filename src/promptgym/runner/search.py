@@ -66,7 +66,8 @@ def search(setup: Setup, store: RunStore, run_id: str, recorder: RunRecorder, le
     limit = None if config["budget"] is None else config["budget"] - setup.plan.reserve
     budget = Budget(limit, spent=store.charged_calls(run_id, phase="search"))
     evaluator = Evaluator(setup.task_backend, setup.optimizer_backend, setup.cache, budget, ledger=ledger,
-                          on_call=status.on_call if status else None, origin=run_id, recorded=recorded)
+                          on_call=status.on_call if status else None, origin=run_id, recorded=recorded,
+                          judge_model=setup.judge_backend)
     dev = method_dev(setup)
     unseen = [e.id for e in splits.test] + [e.id for e in splits.dev[len(dev):]]
     ctx = Context(task=setup.task, evaluator=evaluator, train=splits.train, dev=dev, initial=setup.initial,

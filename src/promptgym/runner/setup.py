@@ -18,10 +18,12 @@ from promptgym.evaluation.selection import DEFAULT_STATISTIC, SelectionPlan
 from promptgym.models.base import Backend
 from promptgym.optimizers import Optimizer, get_method
 from promptgym.runner.backends import backend_for, cache_url_of, preflight
-from promptgym.runner.checks import check_chat, check_optimizer_chat, check_sandbox, fit_context
+from promptgym.runner.checks import (check_chat, check_judge, check_judge_chat, check_optimizer_chat, check_sandbox,
+                                    fit_context)
 from promptgym.runner.config import dataset_from_config, selection_plan
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.build import task_for
+from promptgym.tasks.judge import RubricJudge, calls_per_answer
 from promptgym.tasks.metrics import ChoiceAccuracy, ExactMatch, Metric
 from promptgym.tasks.prompt import Prompt, get_layout, with_options
 from promptgym.tasks.rewards import LengthPenalty, load_reward
@@ -46,6 +48,7 @@ class Setup:
     started: float  # perf_counter before loading: a run's wall time includes its setup
     optimizer_backend: Backend | None = None  # from here on set by ready()
     cache: ResponseCache | None = None
+    judge_backend: Backend | None = None  # the judge model, for a judge reward (else None)
     scoring_note: str | None = None  # how a served model scores choices (served_scoring), when asked
 
 
@@ -61,19 +64,23 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
     started = time.perf_counter()
     optimizer = optimizer or make_optimizer(config)
     dataset = dataset_from_config(config)
-    plan = selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"])
-    splits = splits_of(config, dataset, plan)
     task_backend = backend_for(config["task_model"])
     check_chat(task_backend, optimizer, config)
     task = task_of(config, dataset, config["scoring"] or ("logprob" if task_backend.supports_scoring else "generate"),
                    reward)
+    check_judge(config, task, dataset)
+    judge_backend = judge_backend_of(config, task)
+    plan = selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"],
+                          per_example=calls_per_answer(task.metric))
+    splits = splits_of(config, dataset, plan)
     _check_reasoning(config, plan, task)
     _check_statistic(plan, task, config.get("reasoning", "off"))
     check_calibrate(config, dataset, task, task_backend)
     initial = initial_prompt(config, dataset, task)
     if check_lengths:
         splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
-    return Setup(config, dataset, plan, splits, task_backend, task, optimizer, initial, started)
+    return Setup(config, dataset, plan, splits, task_backend, task, optimizer, initial, started,
+                 judge_backend=judge_backend)
 
 
 def ready(setup: Setup) -> None:
@@ -86,10 +93,29 @@ def ready(setup: Setup) -> None:
     config = setup.config
     optimizer_backend = backend_for(config["optimizer_model"])
     check_optimizer_chat(optimizer_backend, setup.optimizer, config)
-    preflight(setup.task_backend, optimizer_backend)
+    preflight(setup.task_backend, optimizer_backend, *([setup.judge_backend] if setup.judge_backend else []))
     cache = ResponseCache(cache_url_of(config.get("cache_url")))
     check_sandbox(setup.task)
     setup.optimizer_backend, setup.cache = optimizer_backend, cache
+
+
+def judge_backend_of(config: dict[str, Any], task: Task) -> Backend | None:
+    """The judge model of a judge reward (``judge_model``, else the optimizer model), checked to
+    chat; None for any other reward. A judge whose scoring is not settled (neither the user's
+    ``judge_scoring`` nor a stored run's) reads the digits' log-probabilities where this model gives
+    them, else generates; the settled judge goes into the config, so a resume reads it the same way."""
+    if not isinstance(task.metric, RubricJudge):
+        return None
+    spec = config.get("judge_model") or config["optimizer_model"]
+    backend = backend_for(spec)
+    check_judge_chat(backend, spec)
+    judge = task.metric
+    if judge.scoring is None:
+        judge = task.metric = judge.with_options(scoring="logprob" if backend.supports_scoring else "generate")
+        config["judge"] = judge.record()
+    elif judge.scoring == "logprob" and not backend.supports_scoring:
+        raise PromptgymError(f"judge model '{spec}' gives no log-probabilities: use --judge-scoring generate")
+    return backend
 
 
 def splits_of(config: dict[str, Any], dataset: Dataset, plan: SelectionPlan) -> Splits:
@@ -148,12 +174,29 @@ def metric_of(config: dict[str, Any], dataset: Dataset, reward: Metric | None) -
                              "pass it again, promptgym.resume(run_id, reward=...)")
     own = {} if reward is not None or config.get("reward") else _dataset_meta(config)
     spec = config.get("reward") or own.get("reward")
-    metric = reward or (load_reward(spec) if spec else None)
+    if config.get("judge") and reward is None:  # the rubric the run was started with, not the file now
+        metric: Metric | None = RubricJudge.from_record(config["judge"])
+    else:
+        metric = reward or (load_reward(spec) if spec else None)
     length_penalty = config.get("length_penalty") or own.get("length_penalty")
+    if isinstance(metric, RubricJudge):
+        metric = judge_of(config, metric, length_penalty)
     if length_penalty:
         words, weight = length_penalty
         metric = LengthPenalty(metric or (ChoiceAccuracy() if dataset.is_choice else ExactMatch()), words, weight)
     return metric
+
+
+def judge_of(config: dict[str, Any], judge: RubricJudge, length_penalty: Any = None) -> RubricJudge:
+    """The judge with the run's options (``judge_max_words``, ``judge_order``, ``judge_scoring``),
+    its record kept in the config (``judge``: the rubric's text, source and hash), so that a resume,
+    whatever the rubric file says by then, judges by the same rubric."""
+    if length_penalty:
+        raise PromptgymError("--length-penalty and a judge reward: the judge has its own length guard "
+                             "(answers past --judge-max-words are cut and scored down); leave --length-penalty out")
+    judge = judge.with_options(config.get("judge_max_words"), config.get("judge_order"), config.get("judge_scoring"))
+    config["judge"] = judge.record()
+    return judge
 
 
 def _dataset_meta(config: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ could have detected."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from promptgym.data.dataset import Dataset
@@ -16,6 +17,7 @@ from promptgym.runner.search import Search
 from promptgym.runner.setup import Setup
 from promptgym.runner.summary import RunSummary
 from promptgym.store.runs import RunStore
+from promptgym.tasks.judge import RubricJudge, Verdict
 from promptgym.tasks.prompt import Prompt
 from promptgym.tasks.task import CONTENT_FREE_INPUTS, ChoiceTask, Task
 
@@ -52,7 +54,8 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         **test, detectable=detectable_gain(selection, plan, config, setup.dataset),
         verdict=verdict(plan, selection, test), projection=projection.to_dict(),
         calibration=calibration_record(setup.task, results, initial, best),
-        answer_mode=answer_mode(setup.task, best), extra=extra)
+        answer_mode=answer_mode(setup.task, best),
+        extra={**extra, **judge_record(setup, store, run_id, found.evaluator.verdicts)})
 
 
 CALIBRATED = ("contextual calibration (Zhao et al., 2021): each option's probability divided by the prompt's "
@@ -71,6 +74,25 @@ def calibration_record(task: Task, results: Scores, initial: Prompt, best: Promp
 
     return dict(method=CALIBRATED, content_free_inputs=list(CONTENT_FREE_INPUTS), prior_initial=prior(initial),
                 prior_best=prior(best))
+
+
+def judge_record(setup: Setup, store: RunStore, run_id: str, verdicts: dict[tuple[str, str], Verdict]) -> dict[str, Any]:
+    """``{"judge": ...}`` for a run scored by a judge, else {}: the judge model and rubric, how its
+    verdicts went over the distinct answers it saw (``unparsed``: a reply with no score, scored 0;
+    ``rubric_copies`` and ``empty``: scored 0 without a call; ``cut``: longer than the limit) and
+    its calls (role ``judge``: the search's and the held-out test's; final selection's are in
+    ``selection.calls``)."""
+    judge = setup.task.metric
+    if not isinstance(judge, RubricJudge):
+        return {}
+    statuses = Counter(v.status for v in verdicts.values())
+    usage = store.usage(run_id, role="judge")
+    return {"judge": dict(
+        model=setup.judge_backend.identity if setup.judge_backend else None, rubric=judge.source,
+        rubric_sha256=judge.sha256, order=judge.order, scoring=judge.scoring, max_words=judge.max_words,
+        answers=len(verdicts),
+        unparsed=statuses["unparsed"], rubric_copies=statuses["rubric-copy"], empty=statuses["empty"],
+        cut=sum(v.cut for v in verdicts.values()), calls=usage.calls, cached_calls=usage.cached_calls)}
 
 
 def answer_mode(task: Task, best: Prompt) -> str | None:

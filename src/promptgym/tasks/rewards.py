@@ -12,6 +12,8 @@ Named by a spec (CLI ``--reward SPEC``, Python ``reward="SPEC"``), resolved by :
   sandbox (:mod:`promptgym.tasks.code`): the fraction passed / 1 only if all pass;
 - ``contains``, ``token-f1``, ``rouge-l``, ``numeric`` and ``json-schema:PATH`` (a JSON Schema
   file): the free-text metrics of :mod:`promptgym.tasks.text_metrics`;
+- ``judge:RUBRIC.md``: a judge model scores each answer against the rubric you wrote
+  (:mod:`promptgym.tasks.judge`; ``judge:example:NAME``: the rubric a shipped example comes with);
 - ``MODULE:FUNCTION`` (importable, or a module in the current directory) or
   ``path/to/file.py:FUNCTION``: your function, called as ``FUNCTION(prediction, example)``. It must
   return a number (bool counts as 0/1); an exception or a non-number stops the run with one line
@@ -43,6 +45,7 @@ from typing import Any, Callable
 from promptgym.data.dataset import Example
 from promptgym.errors import PromptgymError
 from promptgym.tasks.code import CodeTestsMetric
+from promptgym.tasks.judge import load_judge
 from promptgym.tasks.metrics import CallableMetric, ChoiceAccuracy, ExactMatch, Metric, RewardError
 from promptgym.tasks.text_metrics import Contains, JsonSchemaMetric, NumericMatch, RougeL, TokenF1
 
@@ -50,6 +53,7 @@ TEXT_METRICS = {"contains": Contains, "token-f1": TokenF1, "rouge-l": RougeL, "n
 BUILTIN = ("accuracy", "exact-match", "code-tests", "code-tests-all", *TEXT_METRICS)
 JSON_SCHEMA = "json-schema"
 DEFAULT_LENGTH_WEIGHT = 0.5
+JUDGE_PREFIX = "judge:"
 
 
 class RewardFunction:
@@ -143,6 +147,8 @@ def load_reward(spec: str) -> Metric:
     name = spec.lower().replace("_", "-")
     if name in BUILTIN:
         return _builtin(name)
+    if name.startswith(JUDGE_PREFIX):
+        return load_judge(spec[len(JUDGE_PREFIX):])
     if name.split(":", 1)[0] == JSON_SCHEMA:
         return _json_schema(spec)
     where, sep, attr = spec.rpartition(":")

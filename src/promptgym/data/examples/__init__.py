@@ -4,7 +4,8 @@ Each ``NAME.jsonl`` has a ``NAME.md`` beside it with its source, licence and att
 have a ``NAME.meta.json``: ``instruction`` (the starting prompt) and ``reward`` (the spec of the
 reward it is scored with, e.g. ``code-tests``; accuracy / exact match when absent),
 ``length_penalty`` (``[WORDS, WEIGHT]``: the brevity term that goes with that reward) and
-``max_tokens`` (the token cap of a generated answer).
+``max_tokens`` (the token cap of a generated answer). A dataset scored by a judge ships its rubric
+as ``NAME.rubric.md`` (reward ``judge:example:NAME``).
 """
 
 from __future__ import annotations
