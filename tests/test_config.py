@@ -77,7 +77,7 @@ FLAGS = ["--dataset", "data.jsonl", "--method", "opro", "--budget", "120", "--se
          "--task-model", "scripted", "--optimizer-model", "scripted", "--layout", "plain", "--normalize", "mean",
          "--scoring", "generate", "--calibrate", "--reasoning", "on", "--reasoning-tokens", "80", "--reward", "accuracy",
          "--judge-model", "scripted", "--judge-max-words", "9", "--judge-order", "both",
-         "--judge-scoring", "generate", "--length-penalty", "5", "--length-weight", "0.25",
+         "--judge-scoring", "generate", "--judge-check", "token-f1", "--length-penalty", "5", "--length-weight", "0.25",
          "--long-inputs", "truncate", "--input-field", "q", "--target-field", "y", "--choices-field", "c",
          "--max-steps", "4", "--patience", "2", "--target", "0.9", "--max-seconds", "30",
          "--param", "steps=3", "--param", 'meta="x y"', "--cache-url", "sqlite:///c.sqlite", "--json", "--quiet",
@@ -109,6 +109,7 @@ judge-model = "scripted"
 judge_max_words = 9
 judge-order = "both"
 judge_scoring = "generate"
+judge-check = "token-f1"
 length-penalty = 5
 length-weight = 0.25
 long-inputs = "truncate"

@@ -76,7 +76,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
              backends: Mapping[str, Backend] | None = None,
              input_template: str | None = None, calibrate: bool = False, judge_model: str | None = None,
              judge_max_words: int | None = None, judge_order: str | None = None,
-             judge_scoring: str | None = None, reasoning: str = "off",
+             judge_scoring: str | None = None, judge_check: str | None = None, reasoning: str = "off",
              reasoning_tokens: int | None = None) -> RunResult | Projection:
     """Optimize a prompt; returns the chosen prompt and the run's summary (also stored).
 
@@ -138,7 +138,11 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
     in both orders, averaged); ``judge_scoring`` ``"logprob"`` (the expected score under the judge's
     probabilities of the digits; the default where the judge model gives them) or ``"generate"``
     (a greedy reply, read tolerantly; unreadable replies score 0 and are counted). The rubric's
-    text is stored with the run.
+    text is stored with the run. ``judge_check`` (default ``"rouge-l"``, ``"token-f1"`` without the
+    ``metrics`` extra; any free-text reward spec; ``"none"``: off) scores the start's and the
+    returned prompt's held-out answers against the references, with no model call, into
+    ``summary["judge"]["reference_check"]``: a returned prompt the references score clearly lower
+    is reported (``flagged``), never swapped.
 
     ``reasoning`` (choice tasks): ``"off"`` answers directly (options scored, or ``scoring``);
     ``"on"``: the start and every candidate reason first, then end with "Answer: <option>" (generated,
@@ -190,7 +194,7 @@ def optimize(dataset: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
                   **{key: value for key, value in (
                       ("judge_model", remember_spec(judge_model) if judge_model else None),
                       ("judge_max_words", judge_max_words), ("judge_order", judge_order),
-                      ("judge_scoring", judge_scoring)) if value is not None},
+                      ("judge_scoring", judge_scoring), ("judge_check", judge_check)) if value is not None},
                   **({"reasoning": reasoning, "reasoning_tokens": reasoning_tokens or DEFAULT_REASONING_TOKENS}
                      if reasoning != "off" else {}))
     reward_obj = reward_config(config, reward, length_penalty)

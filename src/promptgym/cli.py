@@ -280,6 +280,10 @@ def methods(name: str | None, params_of: str | None) -> None:
               help="How the judge's score is read: the expected score under its probabilities of the digits 1-5 "
                    "(logprob; the default where the judge model gives them) or a greedy reply read tolerantly "
                    "(generate; an unreadable reply scores 0 and is counted).")
+@click.option("--judge-check", default=None, metavar="METRIC|none",
+              help="With a judge reward: the metric that scores the start's and the returned prompt's test answers "
+                   "against the references, a check the judge cannot sway; a clearly lower score is reported "
+                   "(default rouge-l, token-f1 without the metrics extra; any free-text reward spec; none: off).")
 @click.option("--length-penalty", type=click.IntRange(min=1), default=None, metavar="WORDS",
               help="Take up to --length-weight off a score as the answer grows from WORDS to 2 x WORDS words.")
 @click.option("--length-weight", type=click.FloatRange(min=0), default=None,
@@ -305,7 +309,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
              layout: str, normalize: str, scoring: str | None, calibrate: bool, reasoning: str,
              reasoning_tokens: int | None, params: tuple[str, ...],
              reward: str | None, judge_model: str | None, judge_max_words: int | None, judge_order: str | None,
-             judge_scoring: str | None,
+             judge_scoring: str | None, judge_check: str | None,
              length_penalty: int | None, length_weight: float | None,
              long_inputs: str, cache_url: str | None, as_json: bool, quiet: bool, dry_run: bool,
              **stop: Any) -> None:
@@ -323,7 +327,7 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
                           task_model=task_model, optimizer_model=optimizer_model, layout=layout,
                           normalize=normalize, scoring=scoring, params={**in_brackets, **_parse_params(params)},
                           reward=reward, judge_model=judge_model, judge_max_words=judge_max_words,
-                          judge_order=judge_order, judge_scoring=judge_scoring,
+                          judge_order=judge_order, judge_scoring=judge_scoring, judge_check=judge_check,
                           length_penalty=None if length_penalty is None else (
                               length_penalty, 0.5 if length_weight is None else length_weight),
                           store_url=ctx.obj["store"], cache_url=cache_url, quiet=quiet, long_inputs=long_inputs,

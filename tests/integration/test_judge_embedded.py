@@ -25,6 +25,9 @@ def test_the_embedded_model_judges_a_style_rewrite_run_end_to_end():
     assert judge["model"] == s["task_model"] and judge["scoring"] == "logprob" and judge["rubric"] == (
         "example:formal-rewrite")
     assert judge["calls"] > 0 and judge["unparsed"] == 0
+    check = judge["reference_check"]  # the test answers against the references, by ROUGE-L
+    assert check["metric"] == "rouge-l" and 0.0 <= check["start"] <= 1.0
+    assert check["low"] <= check["delta"] <= check["high"]
     store = RunStore(default_store_url())
     rows = [r for r in store.call_rows(result.run_id) if r["role"] == "judge"]
     assert rows and {r["kind"] for r in rows} == {"score"}

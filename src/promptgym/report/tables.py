@@ -98,11 +98,24 @@ def summary_table(s: dict[str, Any]) -> None:
         _print(f"judge: {_e(judge['model'])} scored {judge['answers']} distinct answers against "
                f"{_e(judge['rubric'] or 'the rubric given as text')} ({judge['calls']} judge calls, "
                f"{judge['cached_calls']} cached{'; ' + guards if guards else ''})")
+        if (judge.get("reference_check") or {}).get("flagged"):
+            _print(judge_check_line(judge["reference_check"]))
     used = s["budget_used"] - selection.get("calls", 0)
     _print(f"model calls {s['llm_calls']} (budget {s['budget']}: search used {used}, final selection "
                   f"{selection.get('calls', 0)}), "
                   f"cached {s['cached_calls']}, tokens {s['prompt_tokens']}+{s['completion_tokens']}, "
                   f"{s['seconds']:.1f} s")
+
+
+METRIC_NAMES = {"rouge-l": "ROUGE-L", "token-f1": "token F1", "exact-match": "exact match"}
+
+
+def judge_check_line(check: dict[str, Any]) -> str:
+    """The warning of a judged run whose returned prompt the references score clearly lower."""
+    name = METRIC_NAMES.get(check["metric"], check["metric"])
+    return (f"judge check: the returned prompt scores lower against the references ({_e(name)} "
+            f"{check['start']:.3f} -> {check['returned']:.3f}, {check['delta']:+.3f} [{check['low']:+.3f}, "
+            f"{check['high']:+.3f}]): the judge may have been gamed; compare the answers before using it")
 
 
 def calibration_line(calibration: dict[str, Any]) -> str:

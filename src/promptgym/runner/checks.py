@@ -45,7 +45,8 @@ def check_optimizer_chat(backend: Backend, optimizer: Optimizer, config: dict[st
 
 
 JUDGE_OPTIONS = (("judge_model", "--judge-model"), ("judge_max_words", "--judge-max-words"),
-                 ("judge_order", "--judge-order"), ("judge_scoring", "--judge-scoring"))
+                 ("judge_order", "--judge-order"), ("judge_scoring", "--judge-scoring"),
+                 ("judge_check", "--judge-check"))
 
 
 def check_judge(config: dict[str, Any], task: Task, dataset: Dataset) -> None:

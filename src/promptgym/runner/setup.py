@@ -21,6 +21,7 @@ from promptgym.runner.backends import backend_for, cache_url_of, preflight
 from promptgym.runner.checks import (check_chat, check_judge, check_judge_chat, check_optimizer_chat, check_sandbox,
                                     fit_context)
 from promptgym.runner.config import dataset_from_config, selection_plan
+from promptgym.runner.judge_check import judge_check_of
 from promptgym.store.runs import SELECT_ROLE, RunStore
 from promptgym.tasks.build import task_for
 from promptgym.tasks.judge import RubricJudge, calls_per_answer
@@ -49,6 +50,7 @@ class Setup:
     optimizer_backend: Backend | None = None  # from here on set by ready()
     cache: ResponseCache | None = None
     judge_backend: Backend | None = None  # the judge model, for a judge reward (else None)
+    judge_check: tuple[str, Metric] | None = None  # a judged run's reference metric on test (runner.judge_check)
     scoring_note: str | None = None  # how a served model scores choices (served_scoring), when asked
 
 
@@ -70,6 +72,7 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
                    reward)
     check_judge(config, task, dataset)
     judge_backend = judge_backend_of(config, task)
+    judge_check = judge_check_of(config, task)
     plan = selection_plan(config, available=len(dataset) - config["train_size"] - config["test_size"],
                           per_example=calls_per_answer(task.metric))
     splits = splits_of(config, dataset, plan)
@@ -80,7 +83,7 @@ def prepare(config: dict[str, Any], reward: Metric | None = None, optimizer: Opt
     if check_lengths:
         splits = fit_context(splits, task_backend, task, initial, config.get("long_inputs", "error"), dataset)
     return Setup(config, dataset, plan, splits, task_backend, task, optimizer, initial, started,
-                 judge_backend=judge_backend)
+                 judge_backend=judge_backend, judge_check=judge_check)
 
 
 def ready(setup: Setup) -> None:

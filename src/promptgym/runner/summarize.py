@@ -13,6 +13,7 @@ from promptgym.evaluation.selection import Selection, SelectionPlan, detectable
 from promptgym.projection import Projection
 from promptgym.runner.final_selection import Choice
 from promptgym.runner.heldout import Scores, fields_on_test, paired_on_test
+from promptgym.runner.judge_check import reference_check
 from promptgym.runner.search import Search
 from promptgym.runner.setup import Setup
 from promptgym.runner.summary import RunSummary
@@ -55,7 +56,7 @@ def summarize(setup: Setup, store: RunStore, run_id: str, found: Search, choice:
         verdict=verdict(plan, selection, test), projection=projection.to_dict(),
         calibration=calibration_record(setup.task, results, initial, best),
         answer_mode=answer_mode(setup.task, best),
-        extra={**extra, **judge_record(setup, store, run_id, found.evaluator.verdicts)})
+        extra={**extra, **judge_record(setup, store, run_id, found.evaluator.verdicts, results, best)})
 
 
 CALIBRATED = ("contextual calibration (Zhao et al., 2021): each option's probability divided by the prompt's "
@@ -76,12 +77,14 @@ def calibration_record(task: Task, results: Scores, initial: Prompt, best: Promp
                 prior_best=prior(best))
 
 
-def judge_record(setup: Setup, store: RunStore, run_id: str, verdicts: dict[tuple[str, str], Verdict]) -> dict[str, Any]:
+def judge_record(setup: Setup, store: RunStore, run_id: str, verdicts: dict[tuple[str, str], Verdict],
+                 results: Scores, best: Prompt) -> dict[str, Any]:
     """``{"judge": ...}`` for a run scored by a judge, else {}: the judge model and rubric, how its
     verdicts went over the distinct answers it saw (``unparsed``: a reply with no score, scored 0;
-    ``rubric_copies`` and ``empty``: scored 0 without a call; ``cut``: longer than the limit) and
-    its calls (role ``judge``: the search's and the held-out test's; final selection's are in
-    ``selection.calls``)."""
+    ``rubric_copies`` and ``empty``: scored 0 without a call; ``cut``: longer than the limit), its
+    calls (role ``judge``: the search's and the held-out test's; final selection's are in
+    ``selection.calls``) and ``reference_check``: the start and the returned prompt on test by a
+    reference metric instead of the judge (``runner.judge_check``; None when off or without one)."""
     judge = setup.task.metric
     if not isinstance(judge, RubricJudge):
         return {}
@@ -92,7 +95,9 @@ def judge_record(setup: Setup, store: RunStore, run_id: str, verdicts: dict[tupl
         rubric_sha256=judge.sha256, order=judge.order, scoring=judge.scoring, max_words=judge.max_words,
         answers=len(verdicts),
         unparsed=statuses["unparsed"], rubric_copies=statuses["rubric-copy"], empty=statuses["empty"],
-        cut=sum(v.cut for v in verdicts.values()), calls=usage.calls, cached_calls=usage.cached_calls)}
+        cut=sum(v.cut for v in verdicts.values()), calls=usage.calls, cached_calls=usage.cached_calls,
+        reference_check=reference_check(setup.judge_check, results.get((setup.initial.id, "test")),
+                                        results.get((best.id, "test")), setup.config["seed"]))}
 
 
 def answer_mode(task: Task, best: Prompt) -> str | None:
