@@ -129,10 +129,13 @@ promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 
 promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --test-size 150 \\
     --methods "ape[candidate_eval=halving,saved_calls=candidates],evoprompt-ga[candidate_eval=halving,saved_calls=candidates]" \\
     --task-model gemma3-270m --layout plain --out deliver-b
+promptgym bench --preset full --datasets example:sentiment --seeds 0,1 --budget 400 --test-size 150 \\
+    --methods ape,gpo,evoprompt-ga --task-model gemma3-270m --layout plain --out deliver-c
 python benchmarks/deliver.py --bench "today's defaults=deliver-a" --bench "pools raced=deliver-b" \\
-    --out benchmarks/results/deliver
+    --bench "2x budget (400), dev 30=deliver-c" --out benchmarks/results/deliver
 python benchmarks/selection_statistic.py --store sqlite:///deliver-a/work/runs.sqlite \\
-    --store sqlite:///deliver-b/work/runs.sqlite --out benchmarks/results/selection-statistic.json
+    --store sqlite:///deliver-b/work/runs.sqlite --store sqlite:///deliver-c/work/runs.sqlite \\
+    --out benchmarks/results/selection-statistic.json
 ```"""
 
 
@@ -163,6 +166,17 @@ def deliver_section(results: Path = RESULTS) -> list[str]:
                           "(accuracy), which stays until a larger replay agrees."]
         lines.append("")
     return lines + ["Reproduce:", "", DELIVER_COMMANDS, ""]
+
+
+def task_kinds_section(results: Path = RESULTS) -> list[str]:
+    """Each kind of task users bring, run once end to end (``benchmarks/task_kinds.py``), when recorded."""
+    lines = ["## The tasks users bring, end to end", ""]
+    found = results / "task-kinds.md"
+    if not found.exists():
+        return lines + ["Not recorded yet (`python benchmarks/task_kinds.py`).", ""]
+    body = found.read_text().split("\n", 1)[1].strip()  # its own title dropped
+    return lines + [body, "", "Reproduce: `python benchmarks/task_kinds.py` (the paper tasks need "
+                    "`PROMPTGYM_PAPER_DATA`, see docs/data.md).", ""]
 
 
 def cross_model(methods: list[dict[str, Any]], models: list[str]) -> str:
@@ -333,6 +347,7 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> int:
              "with no GPU; times are only compared within one run.", ""]
     lines += bench_section(full, quick, results)
     lines += deliver_section(results)
+    lines += task_kinds_section(results)
     lines += peers_section(_load(results / "peers.json"), results)
     lines += peers_gemma_section(results)
     lines += throughput_section(_load(results / "throughput-http.json"), _load(results / "bench-warm.json"))

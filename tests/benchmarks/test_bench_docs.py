@@ -35,7 +35,8 @@ def test_page_from_a_bench_and_nothing_else(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     make_docs.main(results, docs)
     empty = (docs / "benchmarks.md").read_text()
-    assert empty.count("Not recorded yet") == 4 and "HTTP concurrency: not recorded yet" in empty
+    assert empty.count("Not recorded yet") == 5 and "HTTP concurrency: not recorded yet" in empty
+    assert "Not recorded yet (`python benchmarks/task_kinds.py`)" in empty
     assert "Peers where there is something to find: Gemma 3 270M" in empty
     assert "Not recorded yet (`benchmarks/deliver.py`)" in empty
 
@@ -56,6 +57,11 @@ def test_page_from_a_bench_and_nothing_else(tmp_path):
     make_docs.main(results, docs)
     page = (docs / "benchmarks.md").read_text()
     assert "### scripted" in page and "| found Δ [95%] | delivered Δ [95%] |" in page and "Goals: regressions" in page
+
+    (results / "task-kinds.md").write_text("# The tasks users bring, run end to end\n\n| run | what |\n|---|---|\n| code | 6 |\n")
+    make_docs.main(results, docs)
+    page = (docs / "benchmarks.md").read_text()
+    assert "## The tasks users bring, end to end\n\n| run | what |" in page and "| code | 6 |" in page
 
 
 def test_warm_rerun_of_a_finished_bench_makes_no_call(tmp_path):
