@@ -117,7 +117,9 @@ def markdown(rows: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], meta:
              "shared cores; the embedded model (SmolLM2-135M) unless the run names Gemma 3 270M; one seed each, so "
              "these say that each feature works through the whole runner, not which setting is better. "
              "Δ: the returned prompt minus the start on the held-out test split, 95% paired bootstrap interval and "
-             "p (exact McNemar for 0/1 scores, else a paired test).", "",
+             "p (exact McNemar for 0/1 scores, else a paired test). Calls: the model calls the run made; answers "
+             "found in the shared response cache (a run repeating another's requests, as `cal-on` repeats "
+             "`cal-off`'s and `judge` an earlier identical run's) cost none and are not counted.", "",
              "| run | what | test n | start | returned | Δ [95%] | p | method's pick on test | kept start | calls | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in rows.items():
