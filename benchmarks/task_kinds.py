@@ -113,8 +113,8 @@ def _n(x: Any) -> str:
 
 def markdown(rows: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# The tasks users bring, run end to end", "",
-             f"`python benchmarks/task_kinds.py` on {meta['date']}, {meta['minutes']} minutes on {meta['cores']} "
-             "shared cores; the embedded model (SmolLM2-135M) unless the run names Gemma 3 270M; one seed each, so "
+             f"`python benchmarks/task_kinds.py` on {meta['date']}, {meta['minutes']} minutes of runs (their wall "
+             f"times summed) on {meta['cores']} shared cores; the embedded model (SmolLM2-135M) unless the run names Gemma 3 270M; one seed each, so "
              "these say that each feature works through the whole runner, not which setting is better. "
              "Δ: the returned prompt minus the start on the held-out test split, 95% paired bootstrap interval and "
              "p (exact McNemar for 0/1 scores, else a paired test). Calls: the model calls the run made; answers "
@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             found = compare(rows[a], rows[b], args.work, promptgym)
             if found and found.get("paired"):
                 pairs.append(dict(a=a, b=b, paired=found["paired"]))
-    meta = dict(date=dt.date.today().isoformat(), minutes=round((time.perf_counter() - started) / 60, 1),
-                cores=os.cpu_count())
+    run_seconds = sum(s.get("bench_wall_seconds", s.get("seconds", 0)) for s in rows.values() if "error" not in s)
+    meta = dict(date=dt.date.today().isoformat(), minutes=round(run_seconds / 60, 1), cores=os.cpu_count(),
+                this_call_minutes=round((time.perf_counter() - started) / 60, 1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(dict(meta=meta, runs=rows, pairs=pairs), indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(rows, pairs, meta))
