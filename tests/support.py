@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -12,7 +14,7 @@ from types import ModuleType
 from urllib.parse import urlsplit
 
 from promptgym.data.dataset import Dataset, Example
-from promptgym.models.scripted import ScriptedBackend
+from promptgym.models.scripted import ScriptedBackend, request_text
 from promptgym.optimizers.base import Recorder
 from promptgym.testing import LABELS, RecordingBackend, make_examples  # noqa: F401  (re-exported)
 
@@ -224,3 +226,15 @@ def load_script(relative: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def judge_grade(request) -> str:
+    """A scripted rubric judge that knows the truth: 5 for an answer starting with "Kindly", else 1."""
+    given = re.search(r"<<<ANSWER>>>\n(.*?)\n<<<END ANSWER>>>", request_text(request), re.S).group(1)
+    return " 5" if given.startswith("Kindly") else " 1"
+
+
+def formal_proposal(request) -> str:
+    """A scripted optimizer's instruction per request: formal in about half of them."""
+    digest = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
+    return f"Rewrite the input{' in a formal register' if digest % 2 else ''}, take {digest % 1000}."

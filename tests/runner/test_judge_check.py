@@ -5,7 +5,6 @@ the judge is gamed, and the references show it; when it carries the input, judge
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -20,6 +19,7 @@ from promptgym.paths import default_store_url
 from promptgym.report import summary_table
 from promptgym.report.tables import judge_check_line
 from promptgym.store.runs import RunStore
+from support import formal_proposal as propose, judge_grade as grade
 
 RUBRIC = "A good answer is formal: it starts with Kindly."
 NOTE = re.compile(r"note (\d+)")
@@ -41,14 +41,6 @@ def carrying(request) -> str:
     return "yeah ok lol"
 
 
-def grade(request) -> str:
-    given = re.search(r"<<<ANSWER>>>\n(.*?)\n<<<END ANSWER>>>", request_text(request), re.S).group(1)
-    return " 5" if given.startswith("Kindly") else " 1"
-
-
-def propose(request) -> str:
-    digest = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
-    return f"Rewrite the input{' in a formal register' if digest % 2 else ''}, take {digest % 1000}."
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ judge record and what a bad combination says."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from promptgym.paths import default_store_url
 from promptgym.runner.backends import using
 from promptgym.runner.setup import prepare
 from promptgym.store.runs import RunStore
+from support import formal_proposal as propose, judge_grade as grade
 from promptgym.tasks.judge import RubricJudge
 from promptgym.testing import RecordingBackend
 
@@ -34,15 +34,6 @@ def answer(request) -> str:
     return "Kindly note that I agree." if "formal" in instruction else "yeah ok lol"
 
 
-def grade(request) -> str:
-    given = re.search(r"<<<ANSWER>>>\n(.*?)\n<<<END ANSWER>>>", request_text(request), re.S).group(1)
-    return " 5" if given.startswith("Kindly") else " 1"
-
-
-def propose(request) -> str:
-    """An instruction per request: formal in about half of them."""
-    digest = int(hashlib.sha256(repr(request).encode()).hexdigest()[:8], 16)
-    return f"Rewrite the input{' in a formal register' if digest % 2 else ''}, take {digest % 1000}."
 
 
 @pytest.fixture
