@@ -129,7 +129,7 @@ promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 
 promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --test-size 150 \\
     --methods "ape[candidate_eval=halving,saved_calls=candidates],evoprompt-ga[candidate_eval=halving,saved_calls=candidates]" \\
     --task-model gemma3-270m --layout plain --out deliver-b
-promptgym bench --preset full --datasets example:sentiment --seeds 0,1 --budget 400 --test-size 150 \\
+promptgym bench --preset full --datasets example:sentiment,paper:protegi/ethos --seeds 0,1 --budget 400 --test-size 150 \\
     --methods ape,gpo,evoprompt-ga --task-model gemma3-270m --layout plain --out deliver-c
 python benchmarks/deliver.py --bench "today's defaults=deliver-a" --bench "pools raced=deliver-b" \\
     --bench "2x budget (400), dev 30=deliver-c" --out benchmarks/results/deliver
