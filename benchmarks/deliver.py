@@ -10,7 +10,9 @@ sample and reports:
 - found: the method's own pick (its best before final selection) minus the start on test;
 - delivered: the prompt handed back (the start when final selection kept it) minus the start;
 - regressions: runs whose returned prompt scored below the start on test;
-- calls: model calls per run (search, selection and the held-out test).
+- answers: model answers per run (search, selection and the held-out test), made or read from the
+  response cache: a setting run on the caches of another with the same searches makes few calls but
+  uses as many answers; selection answers: the dev examples every raced prompt answered.
 
 Each delta has its 95% paired bootstrap interval (``stats.compare``). The goals of the issue are
 checked over every cell: regressions at most 1 in 20 runs; delivered at least 60% of found, summed
@@ -34,6 +36,11 @@ def _test_rows(store: RunStore, run_id: str) -> dict[str, dict[str, float]]:
     return {r["candidate_id"]: r["per_example"] for r in store.scores(run_id) if r["split"] == "test"}
 
 
+def _raced_answers(selection: dict[str, Any]) -> int:
+    """The dev answers final selection used: each raced prompt's dev examples (fresh or cached)."""
+    return sum(c.get("dev_n") or 0 for c in selection.get("candidates") or [])
+
+
 def run_record(store: RunStore, row: dict[str, Any]) -> dict[str, Any] | None:
     """One bench run's per-example test scores of the start, the returned prompt and the method's
     own pick (the first finalist after the start in the selection record; the returned prompt when
@@ -54,7 +61,7 @@ def run_record(store: RunStore, row: dict[str, Any]) -> dict[str, Any] | None:
         return None
     key = lambda d: {(row["seed"], k): float(v) for k, v in d.items()}
     return dict(seed=row["seed"], start=key(start), returned=key(returned), pick=key(pick),
-                calls=s.get("llm_calls"), kept_start=bool(s.get("kept_start")),
+                calls=(s.get("llm_calls") or 0) + (s.get("cached_calls") or 0), kept_start=bool(s.get("kept_start")),
                 test_initial=s["test_initial"], test_best=s["test_best"], selection=s.get("selection") or {})
 
 
@@ -84,7 +91,7 @@ def cells(label: str, folder: Path) -> list[dict[str, Any]]:
                         regressions=sum(r["test_best"] < r["test_initial"] for r in runs),
                         kept_start=sum(r["kept_start"] for r in runs),
                         calls=sum(r["calls"] or 0 for r in runs) / len(runs),
-                        selection_calls=sum(r["selection"].get("calls") or 0 for r in runs) / len(runs),
+                        selection_calls=sum(_raced_answers(r["selection"]) for r in runs) / len(runs),
                         decided_at=decided))
     return out
 
@@ -107,28 +114,35 @@ def _ci(d: dict[str, Any]) -> str:
     return f"{d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
-def markdown(by_setting: dict[str, list[dict[str, Any]]]) -> str:
+def goals_line(g: dict[str, Any]) -> str:
+    share = "-" if g["delivered_share"] is None else f"{g['delivered_share']:.0%}"
+    return (f"Goals: regressions {g['regressions']} of {g['runs']} runs "
+            f"({'met' if g['regressions_ok'] else 'NOT met'}: at most 1 in 20); delivered {share} of found "
+            f"over the cells where found is positive ({g['delivered_on_those']:+.3f} of "
+            f"{g['found_positive_sum']:+.3f}; {'met' if g['delivered_share_ok'] else 'NOT met'}: at least 60%); "
+            f"{g['cells_delivered_above_zero']} cells whose delivered interval is above 0 "
+            f"({'met' if g['cells_ok'] else 'NOT met'}: at least 3).")
+
+
+def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, list[str]] | None = None) -> str:
     lines = ["# Found and delivered", "",
              "Found: the method's own pick minus the start on test; delivered: the returned prompt minus the "
              "start (0 where the start was kept). Pooled over seeds, 95% paired bootstrap interval. "
              "Regressions: runs whose returned prompt scored below the start on test.", ""]
     for label, records in by_setting.items():
         g = goals(records)
-        share = "-" if g["delivered_share"] is None else f"{g['delivered_share']:.0%}"
         lines += [f"## {label}", "",
                   "| dataset | task model | method | runs | found Δ [95%] | delivered Δ [95%] | kept start "
-                  "| regressions | calls/run | selection calls/run |",
+                  "| regressions | answers/run | selection answers/run |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in records:
             lines.append(f"| `{r['dataset']}` | `{r['task_model']}` | {r['method']} | {r['runs']} | {_ci(r['found'])} | "
                          f"{_ci(r['delivered'])} | {r['kept_start']}/{r['runs']} | {r['regressions']} | "
                          f"{r['calls']:.0f} | {r['selection_calls']:.0f} |")
-        lines += ["", f"Goals: regressions {g['regressions']} of {g['runs']} runs "
-                      f"({'met' if g['regressions_ok'] else 'NOT met'}: at most 1 in 20); delivered {share} of found "
-                      f"over the cells where found is positive ({g['delivered_on_those']:+.3f} of "
-                      f"{g['found_positive_sum']:+.3f}; {'met' if g['delivered_share_ok'] else 'NOT met'}: at least 60%); "
-                      f"{g['cells_delivered_above_zero']} cells whose delivered interval is above 0 "
-                      f"({'met' if g['cells_ok'] else 'NOT met'}: at least 3).", ""]
+        lines += ["", goals_line(g), ""]
+    for name, labels in (together or {}).items():
+        lines += [f"## {name}", "", "Over " + ", ".join(f'"{label}"' for label in labels) + ": " + goals_line(
+            goals([r for label in labels for r in by_setting[label]])), ""]
     return "\n".join(lines)
 
 
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", action="append", required=True, metavar="LABEL=DIR",
                     help="A finished bench directory and the label of its setting; repeat for several.")
+    ap.add_argument("--together", action="append", default=[], metavar="NAME=LABEL+LABEL",
+                    help="Also check the goals over the cells of several settings together.")
     ap.add_argument("--out", type=Path, default=None, help="Write OUT.json and OUT.md.")
     args = ap.parse_args(argv)
     by_setting: dict[str, list[dict[str, Any]]] = {}
@@ -145,12 +161,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--bench {item}: give LABEL=DIR, a bench directory with results.json", file=sys.stderr)
             return 2
         by_setting.setdefault(label, []).extend(cells(label, Path(folder)))
-    text = markdown(by_setting)
+    together = {}
+    for item in args.together:
+        name, sep, labels = item.partition("=")
+        unknown = [label for label in labels.split("+") if label not in by_setting]
+        if not sep or unknown:
+            print(f"--together {item}: give NAME=LABEL+LABEL with labels given by --bench", file=sys.stderr)
+            return 2
+        together[name] = labels.split("+")
+    text = markdown(by_setting, together)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(
-            {label: dict(cells=recs, goals=goals(recs)) for label, recs in by_setting.items()}, indent=1) + "\n")
+            {**{label: dict(cells=recs, goals=goals(recs)) for label, recs in by_setting.items()},
+             **{name: dict(settings=labels, goals=goals([r for label in labels for r in by_setting[label]]))
+                for name, labels in together.items()}}, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text + "\n")
     return 0
 

@@ -124,17 +124,34 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
 
 DELIVER_COMMANDS = """```sh
 export PROMPTGYM_PAPER_DATA=DIR   # the papers' tasks, built by benchmarks/data/build.py (or downloaded on first use)
-promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --test-size 150 \\
-    --methods ape,gpo,evoprompt-ga --task-model gemma3-270m --layout plain --out deliver-a
-promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --test-size 150 \\
+G="--task-model gemma3-270m --layout plain" M="--methods ape,gpo,evoprompt-ga" T="--test-size 150 --train-size 20"
+promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 $T $M $G --out deliver-a
+promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 $T \\
     --methods "ape[candidate_eval=halving,saved_calls=candidates],evoprompt-ga[candidate_eval=halving,saved_calls=candidates]" \\
-    --task-model gemma3-270m --layout plain --out deliver-b
-promptgym bench --preset full --datasets example:sentiment,paper:protegi/ethos --seeds 0,1 --budget 400 --test-size 150 \\
-    --methods ape,gpo,evoprompt-ga --task-model gemma3-270m --layout plain --out deliver-c
-python benchmarks/deliver.py --bench "today's defaults=deliver-a" --bench "pools raced=deliver-b" \\
-    --bench "2x budget (400), dev 30=deliver-c" --out benchmarks/results/deliver
-python benchmarks/selection_statistic.py --store sqlite:///deliver-a/work/runs.sqlite \\
-    --store sqlite:///deliver-b/work/runs.sqlite --store sqlite:///deliver-c/work/runs.sqlite \\
+    $G --out deliver-b
+S="--preset full --datasets example:sentiment,paper:protegi/ethos"
+promptgym bench $S --seeds 0,1 --budget 400 $T $M $G --out deliver-c
+# one finalist on a larger dev split, tested on the right option's probability ...
+promptgym bench $S --seeds 0,1 --budget 400 --dev-size 90 --select-k 1 --select-statistic probability $T $M $G --out deliver-d
+promptgym bench $S --seeds 0,1 --budget 300 --dev-size 75 --select-k 1 --select-statistic probability $T $M $G --out deliver-e
+promptgym bench $S --seeds 0,1 --budget 300 --dev-size 75 --select-k 1 --select-statistic probability $T $M --out deliver-e-smol
+# ... and on accuracy (today's defaults at budget 300: dev 75, k 1); copy each probability run's
+# work/caches/ into the accuracy run's first: the same searches, answered from the cache
+promptgym bench $S --seeds 0,1,2 --budget 400 --dev-size 90 --select-k 1 $T $M $G --out deliver-d-acc
+promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T $M $G --out deliver-e-acc
+promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T $M --out deliver-e-smol-acc
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1 --budget 300 --dev-size 75 \\
+    --select-k 1 $T $M $G --out deliver-h
+python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
+    --bench "2x budget (400), k 2, dev 30=deliver-c" --bench "today's defaults: budget 300, k 1, dev 75=deliver-e-acc" \\
+    --bench "today's defaults: budget 300, k 1, dev 75=deliver-h" \\
+    --bench "today's defaults, embedded model=deliver-e-smol-acc" --bench "2x budget (400), k 1, dev 90=deliver-d-acc" \\
+    --bench "budget 300, k 1, dev 75, probability=deliver-e" --bench "the same, embedded model=deliver-e-smol" \\
+    --bench "2x budget (400), k 1, dev 90, probability=deliver-d" \\
+    --together "today's defaults, both models=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model" \\
+    --together "k 1 on accuracy, every setting=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model+2x budget (400), k 1, dev 90" \\
+    --out benchmarks/results/deliver
+python benchmarks/selection_statistic.py $(for d in a b c d e e-smol; do echo --store sqlite:///deliver-$d/work/runs.sqlite; done) \\
     --out benchmarks/results/selection-statistic.json
 ```"""
 
@@ -160,10 +177,14 @@ def deliver_section(results: Path = RESULTS) -> list[str]:
         by = {r["statistic"]: r for r in replay["comparable"]}
         if "accuracy" in by and "probability" in by:
             a, p = by["accuracy"], by["probability"]
+            verdict = (f"the probability's extra replacements include {p['worse_on_test']} prompts worse than the start "
+                       f"on test against {a['worse_on_test']} for accuracy, so the default stays accuracy"
+                       if p["worse_on_test"] > a["worse_on_test"] else
+                       "no more regressions than accuracy here; the default stays accuracy until runs on more "
+                       "models agree")
             lines += ["", f"What it says: on {a['runs']} races, testing the right option's probability would have "
-                          f"replaced the start {p['replaced']} times against {a['replaced']} for accuracy, "
-                          f"{p['worse_on_test']} of them worse on test ({p['test_unknown']} chose a prompt never scored on test); too few races to change the default "
-                          "(accuracy), which stays until a larger replay agrees."]
+                          f"replaced the start {p['replaced']} times against {a['replaced']} for accuracy "
+                          f"({p['test_unknown']} chose a prompt never scored on test); {verdict}."]
         lines.append("")
     return lines + ["Reproduce:", "", DELIVER_COMMANDS, ""]
 

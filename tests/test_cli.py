@@ -151,7 +151,9 @@ def test_error_in_a_real_process_is_one_line(tmp_path):
 
 
 def test_optimize_replay_runs_and_resume(dataset):
-    args = ["optimize", *SCRIPTED, "--dataset", dataset, "--method", "ape", "--budget", "40", "--json"]
+    # budget 60: 20 for final selection (10 dev x 2), 40 for the search, which ends before the budget
+    # binds (cached answers are free, so a bound run could go further when repeated)
+    args = ["optimize", *SCRIPTED, "--dataset", dataset, "--method", "ape", "--budget", "60", "--json"]
     first = _last_json(_invoke(*args))
     assert CONTRACT <= set(first)
     assert first["method"] == "ape" and first["dataset"] == dataset
@@ -168,7 +170,7 @@ def test_optimize_replay_runs_and_resume(dataset):
     # may be below initial_score; the verdict field must agree with the held-out numbers.
     assert first["improved_on_test"] == (first["test_best"] > first["test_initial"])
     assert first["llm_calls"] > 0 and first["prompt_tokens"] > 0
-    assert first["budget_used"] <= 40
+    assert first["budget_used"] <= 60
     assert isinstance(first["run_id"], str) and first["seconds"] >= 0
 
     # the same run again: every call is answered by the cache

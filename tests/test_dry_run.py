@@ -32,7 +32,7 @@ def test_dry_run_makes_no_model_call_and_no_run(no_model_calls):
     result = CliRunner().invoke(main, [*RUN, "--dry-run"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("projected for opro (budget 100): about ")
-    assert "final selection: at most 48 calls" in result.stdout  # 12 dev examples x (3 + 1)
+    assert "final selection: at most 50 calls" in result.stdout  # 25 dev examples x (1 + 1): half the budget
     assert api.runs() == []
 
 

@@ -39,14 +39,14 @@ def _run(dataset: str, **kw):
 def test_selection_is_paid_from_its_reserve_and_counted_apart(dataset):
     result = _run(dataset)
     s = result.summary
-    # half of the budget (100) pays for 25 dev examples x (3 finalists + the start)
-    assert s["dev_size"] == 25 and s["selection"]["enabled"] and s["selection"]["reserve"] == 100
+    # half of the budget (100) pays for 50 dev examples x (1 finalist + the start)
+    assert s["dev_size"] == 50 and s["selection"]["enabled"] and s["selection"]["reserve"] == 100
     store = _store()
     search, select = (store.charged_calls(result.run_id, phase=p) for p in ("search", "select"))
     assert search <= 100 and 0 < select <= 100 and s["budget_used"] == search + select <= 200
     assert s["selection"]["calls"] == select
     record = s["selection"]
-    assert record["candidates"][0]["rank"] == -1 and record["candidates"][0]["dev_n"] == 25  # the start
+    assert record["candidates"][0]["rank"] == -1 and record["candidates"][0]["dev_n"] == 50  # the start
     assert s["dev_initial"] == record["candidates"][0]["dev_score"]
     stored = {r["candidate_id"]: r["n"] for r in store.scores(result.run_id) if r["split"] == "select"}
     assert stored == {c["candidate_id"]: c["dev_n"] for c in record["candidates"]}  # one row each, all rounds
@@ -94,18 +94,18 @@ def test_a_run_killed_after_selection_resumes_to_the_same_result_for_free(datase
 
 
 def test_selection_off_is_said_not_silent(dataset):
-    s = _run(dataset, budget=40).summary  # half of 40 pays for 5 dev examples: too few
+    s = _run(dataset, budget=30).summary  # half of 30 pays for 7 dev examples x 2 prompts: too few
     assert not s["selection"]["enabled"] and s["dev_size"] == 0
-    assert "--budget 40 pays for 5 dev examples" in s["verdict"]
+    assert "--budget 30 pays for 7 dev examples" in s["verdict"]
     assert s["best_prompt"] == s["method_best_prompt"]
     assert "--select-k 0" in _run(dataset, select_k=0).summary["verdict"]
 
 
 def test_a_dev_split_the_budget_cannot_pay_for_is_a_one_line_error(dataset):
     out = CliRunner().invoke(main, ["optimize", "--dataset", dataset, "--task-model", "scripted",
-                                    "--optimizer-model", "scripted", "--budget", "100", "--dev-size", "30"])
+                                    "--optimizer-model", "scripted", "--budget", "100", "--dev-size", "50"])
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
-    assert "--budget 100 cannot pay for final selection on 30 dev examples" in out.stderr
+    assert "--budget 100 cannot pay for final selection on 50 dev examples (2 prompts x 50 = 100" in out.stderr
     assert _store().list_runs() == []  # refused before a run was recorded
 
 
@@ -115,11 +115,11 @@ def test_a_kept_start_says_how_large_a_gain_dev_could_have_noticed(dataset):
     s = _run(dataset, backends=noisy_scripted()).summary
     assert s["kept_start"] and s["test_share_better"] is None  # your prompt back: nothing to compare
     d = s["detectable"]
-    assert d["test"] == "mcnemar-exact" and d["dev_size"] == 25 and 0 < d["discordance"] <= 1
+    assert d["test"] == "mcnemar-exact" and d["dev_size"] == 50 and 0 < d["discordance"] <= 1
     n = len(s["selection"]["candidates"]) - 1
     assert d["level"] == pytest.approx(0.1 / n) and d["finalists"] == n and d["power"] == 0.8
-    assert d["budget_needed"] == 200 - 100 + 4 * d["dev_needed"]  # the search's 100 calls, 4 per dev example
-    assert d["sentence"].startswith(f"a gain under +{d['gain']:.2f} would not have been noticed with 25 dev examples; "
+    assert d["budget_needed"] == 200 - 100 + (n + 1) * d["dev_needed"]  # the search's 100 calls, a call per raced prompt
+    assert d["sentence"].startswith(f"a gain under +{d['gain']:.2f} would not have been noticed with 50 dev examples; "
                                     f"raise --budget to about {d['budget_needed']}")
     assert json.loads(json.dumps(s.to_dict(full=False)))["detectable"] == d
 
@@ -132,7 +132,7 @@ def test_a_returned_prompt_comes_with_the_share_of_resamples_it_wins(dataset):
 
 
 def test_select_statistic_probability_runs_on_the_stored_soft_evidence(dataset):
-    result = _run(dataset, select_statistic="probability", select_margin=0.05, backends=noisy_scripted())
+    result = _run(dataset, select_statistic="probability", select_margin=0.05, select_k=3, backends=noisy_scripted())
     record = result.summary["selection"]
     assert record["statistic"] == "probability" and record["margin"] == 0.05
     assert record["p_value"] is not None and record["p_accuracy"] is not None

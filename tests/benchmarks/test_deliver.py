@@ -43,3 +43,14 @@ def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path
     assert "| opro |" in capsys.readouterr().out
     assert json.loads((tmp_path / "deliver.json").read_text())["here"]["goals"] == goals
     assert deliver.main(["--bench", str(out)]) == 2  # no label: one line, not a traceback
+    # answers: made or read from the cache (a second bench on the first one's caches uses as many)
+    for method, cell in cells.items():
+        mine = [r["summary"] for r in runs if r["variant"] == method]
+        assert cell["calls"] == sum(s["llm_calls"] + s["cached_calls"] for s in mine) / 2
+    # goals over several settings at once: the same cells twice count twice
+    assert deliver.main(["--bench", f"a={out}", "--bench", f"b={out}", "--together", "both=a+b",
+                         "--out", str(tmp_path / "both")]) == 0
+    both = json.loads((tmp_path / "both.json").read_text())["both"]
+    assert both["settings"] == ["a", "b"] and both["goals"]["runs"] == 8
+    assert "## both" in capsys.readouterr().out
+    assert deliver.main(["--bench", f"a={out}", "--together", "both=a+c"]) == 2  # an unknown label: one line

@@ -18,13 +18,13 @@ def _module():
 def test_replays_recorded_races_per_statistic_and_says_when_probabilities_are_missing(tmp_path, capsys):
     data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
     common = dict(budget=200, train_size=10, test_size=20, task_model="scripted", optimizer_model="scripted",
-                  store_url=url, backends=noisy_scripted())
+                  store_url=url, backends=noisy_scripted(), select_k=3)  # three finalists: every run races
     runs = [api.optimize(data, method=m, seed=s, **common).summary for m, s in (("opro", 0), ("ape", 1), ("grips", 2))]
     old = runs[-1]["run_id"]
     store = RunStore(url)
     with store.engine.begin() as conn:  # as a store from before revision 0005 has it
         conn.execute(scores.update().where(scores.c.run_id == old).values(probability=None, margin=None))
-    api.optimize(data, method="ape", seed=3, select_k=0, **common)  # no race: nothing to replay
+    api.optimize(data, method="ape", seed=3, **{**common, "select_k": 0})  # no race: nothing to replay
 
     bench = _module()
     result = bench.measure([url])

@@ -81,26 +81,29 @@ def test_duplicates_and_the_start_itself_enter_once():
 def test_plan_picks_the_default_dev_split_when_data_and_budget_allow():
     from promptgym.evaluation.selection import plan_selection
 
-    plan = plan_selection(available=300, budget=600, dev_size=None)
-    assert (plan.dev_size, plan.k, plan.reserve, plan.enabled) == (50, 3, 200, True)
-    small = plan_selection(available=300, budget=150, dev_size=None)  # half of 150 pays for 18 x 4
-    assert (small.dev_size, small.reserve) == (18, 72)
+    plan = plan_selection(available=300, budget=600, dev_size=None)  # one finalist: 100 dev x 2 prompts
+    assert (plan.dev_size, plan.k, plan.reserve, plan.enabled) == (100, 1, 200, True)
+    small = plan_selection(available=300, budget=150, dev_size=None)  # half of 150 pays for 37 x 2
+    assert (small.dev_size, small.reserve) == (37, 74)
+    three = plan_selection(available=300, budget=600, dev_size=None, k=3)  # half of 600 pays for 75 x 4
+    assert (three.dev_size, three.reserve) == (75, 300)
+    assert plan_selection(available=40, budget=600, dev_size=None).dev_size == 40  # what the data leaves
 
 
 def test_plan_pays_for_the_twins_raced_beside_the_methods_k():
     from promptgym.evaluation.selection import plan_selection
 
-    plan = plan_selection(available=300, budget=600, dev_size=None, twins=2)  # 3 finalists + 2 twins + the start
+    plan = plan_selection(available=300, budget=600, dev_size=None, k=3, twins=2)  # 3 finalists + 2 twins + the start
     assert (plan.dev_size, plan.k, plan.twins, plan.reserve) == (50, 3, 2, 300) and plan.record()["twins"] == 2
-    small = plan_selection(available=300, budget=150, dev_size=None, twins=2)  # half of 150 pays for 12 x 6
+    small = plan_selection(available=300, budget=150, dev_size=None, k=3, twins=2)  # half of 150 pays for 12 x 6
     assert (small.dev_size, small.reserve) == (12, 72)
-    assert plan_selection(available=300, budget=600, dev_size=20, twins=2).reserve == 120
+    assert plan_selection(available=300, budget=600, dev_size=20, k=3, twins=2).reserve == 120
     assert "twins" not in plan_selection(available=300, budget=600, dev_size=None).record()
     assert plan_selection(available=300, budget=600, dev_size=None, k=0, twins=2).twins == 0  # selection off
     import pytest
 
     with pytest.raises(ValueError, match=r"\(6 prompts x 30 = 180"):
-        plan_selection(available=300, budget=150, dev_size=30, twins=2)
+        plan_selection(available=300, budget=150, dev_size=30, k=3, twins=2)
 
 
 def test_plan_says_plainly_why_selection_is_off():
@@ -109,12 +112,12 @@ def test_plan_says_plainly_why_selection_is_off():
     from promptgym.evaluation.selection import plan_selection
 
     assert "data leaves 4 examples" in plan_selection(available=4, budget=600, dev_size=None).reason
-    assert "--budget 40 pays for 5" in plan_selection(available=300, budget=40, dev_size=None).reason
+    assert "--budget 30 pays for 7" in plan_selection(available=300, budget=30, dev_size=None).reason
     assert "--dev-size 0" in plan_selection(available=300, budget=600, dev_size=0).reason
     assert "--select-k 0" in plan_selection(available=300, budget=600, dev_size=None, k=0).reason
     with pytest.raises(ValueError, match=r"--budget 100 cannot pay for final selection on 30 dev examples \(4 prompts x 30 = 120"):
-        plan_selection(available=300, budget=100, dev_size=30)
-    assert plan_selection(available=300, budget=None, dev_size=None).dev_size == 50
+        plan_selection(available=300, budget=100, dev_size=30, k=3)
+    assert plan_selection(available=300, budget=None, dev_size=None).dev_size == 100
 
 
 # -- a soft statistic (the right option's probability or margin) ------------------------------------------
@@ -337,11 +340,11 @@ def test_run_race_follows_the_plan_and_the_plan_records_sequential_only_when_ask
     from promptgym.evaluation.selection import plan_selection, run_race
 
     table = {"start": pattern(3, 200), "good": [1.0] * 200}
-    fixed = plan_selection(available=300, budget=600, dev_size=None)
-    sequential = plan_selection(available=300, budget=600, dev_size=None, sequential=True)
+    fixed = plan_selection(available=300, budget=600, dev_size=None, k=3)
+    sequential = plan_selection(available=300, budget=600, dev_size=None, k=3, sequential=True)
     assert "sequential" not in fixed.record() and sequential.record()["sequential"] is True
     assert (sequential.dev_size, sequential.reserve) == (fixed.dev_size, fixed.reserve)  # the same reserve
-    assert (fixed.pool_size, sequential.pool_size) == (50, 100)  # 200 calls: 100 examples for two prompts
+    assert (fixed.pool_size, sequential.pool_size) == (75, 150)  # 300 calls: 150 examples for two prompts
     assert "race" not in run_race(fixed, START, [Prompt("good")], POOL[:50], scripted(table)).record()
     assert run_race(sequential, START, [Prompt("good")], POOL, scripted(table)).record()["race"]["stop"] == "decided"
 

@@ -45,7 +45,7 @@ def _store() -> RunStore:
 
 
 def _run(data: str, backend: ScriptedBackend | None = None, **kw):
-    args = dict(method="ape", budget=120, seed=0, train_size=10, test_size=20, dev_size=10, task_model="leaning",
+    args = dict(method="ape", budget=120, seed=0, train_size=10, test_size=20, dev_size=10, select_k=3, task_model="leaning",
                 optimizer_model="scripted", quiet=True, calibrate=True,
                 backends={"leaning": backend or ScriptedBackend(option_logprob=leaning, name="leaning")})
     return api.optimize(data, **{**args, **kw})

@@ -62,7 +62,7 @@ def _reasoning_reads_the_review(helps: bool, **recording):
 def test_search_races_the_reasoning_twins_and_returns_reasoning_when_dev_shows_it_better(dataset):
     s = _run(dataset, reasoning="search", backends=_reasoning_reads_the_review(helps=True)).summary
     record = s["selection"]
-    assert record["twins"] == 2 and record["reserve"] == 6 * s["dev_size"]  # k 3 + 2 twins + the start
+    assert record["twins"] == 2 and record["reserve"] == 4 * s["dev_size"]  # k 1 + 2 twins + the start
     assert s["answer_mode"] == "reasoning" and s["best_prompt_full"]["reasoning"] is True
     assert s["kept_start"] is False and record["reasoning"]["returned"] == "reasoning"
     assert s["test_best"] == 1.0 and s["test_initial"] < 0.6 and s["verdict"].startswith("better")
@@ -134,7 +134,7 @@ def test_a_run_killed_in_the_race_of_the_twins_resumes_to_the_same_result_for_fr
     (dict(reasoning="on", reasoning_tokens=0), "--reasoning-tokens must be a whole number, at least 1"),
     (dict(reasoning="search", select_k=0), r"--reasoning search decides direct vs reasoning on the dev split, in "
                                            r"final selection, which is off \(--select-k 0\)"),
-    (dict(reasoning="search", budget=40), "which is off: --budget 40 pays for 3 dev examples"),
+    (dict(reasoning="search", budget=30), "which is off: --budget 30 pays for 3 dev examples"),
     (dict(reasoning="on", calibrate=True), "--calibrate divides each option's probability by the prompt's prior"),
     (dict(reasoning="on", select_statistic="probability"),
      r"--select-statistic probability needs each option's probability, which a reasoning answer does not have"),

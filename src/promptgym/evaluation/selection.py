@@ -43,7 +43,10 @@ from promptgym.tasks.prompt import Prompt
 # soft evidence (``probability``, ``margin``: an ``EvalResult``), which a soft statistic needs.
 ScoreFn = Callable[[Prompt, Sequence[Example]], Any]
 STATISTICS = ("accuracy", "probability", "margin")
-DEFAULT_STATISTIC = "accuracy"  # today's test; a benchmark decides whether a soft one replaces it
+# Accuracy by measurement (benchmarks/results/deliver.md): with one finalist on 75-90 dev examples the
+# probability replaced the start a little more often on Gemma 3 270M, but on the embedded SmolLM2
+# it returned prompts worse than the start on test (its probabilities move without its accuracy).
+DEFAULT_STATISTIC = "accuracy"
 DEFAULT_MARGIN = 0.0  # a soft-statistic winner may not lose any dev accuracy to the start
 
 
@@ -217,13 +220,14 @@ def decide(entrants: list[Entrant], racing: list[Entrant], *, level: float, dev_
                      **kept)
 
 
-# Defaults chosen by benchmarks/selection_defaults.py (results/selection-defaults.md): with 50 dev
-# examples, 3 finalists and level 0.1 the guard returned a truly worse prompt in 1.3% of simulated
-# runs (against ~75% for the method's own pick) and kept a real +0.08 gain often enough to gain
-# +0.017 on average, at ~176 of 200 reserved calls.
-DEFAULT_K = 3
+# Defaults chosen by measurement. Level 0.1: benchmarks/selection_defaults.py (results/selection-
+# defaults.md), where the guard returned a truly worse prompt in 1.3% of simulated runs. One
+# finalist on as many dev examples as half the budget pays for (DEFAULT_DEV at most):
+# benchmarks/deliver.py (results/deliver.md), where two finalists on 30 dev examples delivered 16% of
+# the gain the methods found on Gemma 3 270M and one finalist on 90 most of it.
+DEFAULT_K = 1
 DEFAULT_LEVEL = 0.1
-DEFAULT_DEV = 50
+DEFAULT_DEV = 100
 MIN_DEV = 10  # fewer dev examples cannot tell a real gain from noise: selection is off, said so
 BUDGET_SHARE = 0.5  # an automatic dev split takes at most this share of the budget
 
