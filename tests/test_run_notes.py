@@ -21,7 +21,8 @@ DATA = ["--dataset", "example:sentiment", "--train-size", "15", "--test-size", "
 
 
 def test_a_plan_cut_to_fit_the_budget_is_said_before_the_run_and_kept():
-    run = ["optimize", *DATA, *SCRIPTED, "--method", "opro", "--param", "per_step=4", "--budget", "60"]
+    run = ["optimize", *DATA, *SCRIPTED, "--method", "opro", "--param", "per_step=4", "--budget", "60",
+           "--dev-size", "0"]  # the whole budget for the search
     dry = CliRunner().invoke(main, [*run, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "  opro's plan was cut to fit the budget: steps 200 -> 1, per_step 4 -> 2" in dry.stdout.splitlines()
@@ -81,7 +82,7 @@ def test_a_first_time_estimate_after_the_first_calls_on_a_fresh_machine():
 
 
 def test_the_api_shows_progress_unless_asked_not_to(capsys):
-    common = dict(method="opro", budget=60, train_size=15, test_size=20, task_model="scripted",
+    common = dict(method="opro", budget=60, train_size=15, test_size=20, dev_size=0, task_model="scripted",
                   optimizer_model="scripted")
     api.optimize("example:sentiment", seed=0, **common)
     err = capsys.readouterr().err

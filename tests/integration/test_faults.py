@@ -217,7 +217,8 @@ def test_at_most_budget_calls_reach_the_server_with_64_in_flight(budget_server, 
 
 
 def test_64_requests_are_really_in_flight_and_the_budget_still_holds(tmp_path):
-    with FakeOpenAIServer(reply=reply, delay=0.3) as server:
+    # each answer takes 1 s: on 2 busy cores 64 threads need more than 0.3 s to all be in flight
+    with FakeOpenAIServer(reply=reply, delay=1.0) as server:
         backend = OpenAIBackend("fake-model", base_url=server.base_url, max_concurrency=64)
         ev = Evaluator(backend, backend, ResponseCache(f"sqlite:///{tmp_path}/c.db"), Budget(100))
         with pytest.raises(BudgetExhausted):

@@ -204,7 +204,7 @@ def test_the_page_says_what_dev_could_detect_and_the_share_of_resamples_won(tmp_
     data, url = write_reviews(tmp_path, 200), f"sqlite:///{tmp_path / 'runs.sqlite'}"
     common = dict(budget=200, train_size=10, test_size=20, task_model="scripted", optimizer_model="scripted",
                   store_url=url, backends=noisy_scripted())  # prompts that disagree: a kept start may miss a gain
-    kept = api.optimize(data, method="opro", seed=0, **common).summary
+    kept = api.optimize(data, method="opro", seed=0, select_k=3, **common).summary  # 3 finalists on 25 dev
     assert kept["kept_start"]
     page = render_run(run_page_data(RunStore(url), kept["run_id"]))
     sentence = kept["detectable"]["sentence"]
