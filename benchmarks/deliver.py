@@ -124,6 +124,11 @@ def goals_line(g: dict[str, Any]) -> str:
             f"({'met' if g['cells_ok'] else 'NOT met'}: at least 3).")
 
 
+def goals_together(by_setting: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, Any]:
+    """The goals over the cells of several settings together."""
+    return goals([r for label in labels for r in by_setting[label]])
+
+
 def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, list[str]] | None = None) -> str:
     lines = ["# Found and delivered", "",
              "Found: the method's own pick minus the start on test; delivered: the returned prompt minus the "
@@ -141,8 +146,8 @@ def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, li
                          f"{r['calls']:.0f} | {r['selection_calls']:.0f} |")
         lines += ["", goals_line(g), ""]
     for name, labels in (together or {}).items():
-        lines += [f"## {name}", "", "Over " + ", ".join(f'"{label}"' for label in labels) + ": " + goals_line(
-            goals([r for label in labels for r in by_setting[label]])), ""]
+        named = ", ".join(f'"{label}"' for label in labels)
+        lines += [f"## {name}", "", f"Over {named}: " + goals_line(goals_together(by_setting, labels)), ""]
     return "\n".join(lines)
 
 
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(
             {**{label: dict(cells=recs, goals=goals(recs)) for label, recs in by_setting.items()},
-             **{name: dict(settings=labels, goals=goals([r for label in labels for r in by_setting[label]]))
+             **{name: dict(settings=labels, goals=goals_together(by_setting, labels))
                 for name, labels in together.items()}}, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text + "\n")
     return 0

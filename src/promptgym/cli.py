@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from promptgym.errors import PromptgymError
-from promptgym.evaluation.selection import DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, STATISTICS
+from promptgym.evaluation.selection import DEFAULT_DEV, DEFAULT_K, DEFAULT_LEVEL, DEFAULT_MARGIN, DEFAULT_STATISTIC, STATISTICS
 from promptgym.secrets import scrub
 
 if TYPE_CHECKING:
@@ -228,7 +228,8 @@ def methods(name: str | None, params_of: str | None) -> None:
 @click.option("--prompt", default=None, help="Starting instruction (default: the dataset's own).")
 @click.option("--train-size", default=None, type=click.IntRange(min=1), help="[default: 30; with --train: its rows]")
 @click.option("--dev-size", default=None, type=click.IntRange(min=0),
-              help="Examples for final selection (default: up to 100, as the data and half the budget allow; 0: off).")
+              help=f"Examples for final selection (default: up to {DEFAULT_DEV}, as the data and half the budget allow; "
+                   "0: off).")
 @click.option("--select-k", default=DEFAULT_K, show_default=True, type=click.IntRange(min=0),
               help="The method's top candidates that race your prompt on dev (0: no final selection).")
 @click.option("--select-level", default=DEFAULT_LEVEL, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
