@@ -10,6 +10,7 @@ sample and reports:
 - found: the method's own pick (its best before final selection) minus the start on test;
 - delivered: the prompt handed back (the start when final selection kept it) minus the start;
 - regressions: runs whose returned prompt scored below the start on test;
+- failed: runs that ended in an error (a failing method is a result too), listed with the error;
 - answers: model answers per run (search, selection and the held-out test), made or read from the
   response cache: a setting run on the caches of another with the same searches makes few calls but
   uses as many answers; selection answers: the dev examples every raced prompt answered.
@@ -96,6 +97,13 @@ def cells(label: str, folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+def failed(label: str, folder: Path) -> list[dict[str, Any]]:
+    """The bench's runs that ended in an error: in no cell's numbers, so listed on their own."""
+    data = json.loads((folder / "results.json").read_text())
+    return [dict(setting=label, dataset=r["dataset"], task_model=r["task_model"], method=r["variant"],
+                 seed=r["seed"], error=r.get("error") or "") for r in data["runs"] if r.get("status") != "ok"]
+
+
 def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
     runs = sum(r["runs"] for r in records)
     regressions = sum(r["regressions"] for r in records)
@@ -129,7 +137,8 @@ def goals_together(by_setting: dict[str, list[dict[str, Any]]], labels: list[str
     return goals([r for label in labels for r in by_setting[label]])
 
 
-def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, list[str]] | None = None) -> str:
+def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, list[str]] | None = None,
+             failures: dict[str, list[dict[str, Any]]] | None = None) -> str:
     lines = ["# Found and delivered", "",
              "Found: the method's own pick minus the start on test; delivered: the returned prompt minus the "
              "start (0 where the start was kept). Pooled over seeds, 95% paired bootstrap interval. "
@@ -145,6 +154,11 @@ def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, li
                          f"{_ci(r['delivered'])} | {r['kept_start']}/{r['runs']} | {r['regressions']} | "
                          f"{r['calls']:.0f} | {r['selection_calls']:.0f} |")
         lines += ["", goals_line(g), ""]
+        for f in (failures or {}).get(label, []):
+            lines.append(f"Failed, in no cell above: `{f['dataset']}` `{f['task_model']}` {f['method']} seed {f['seed']}: "
+                         f"{f['error']}")
+        if (failures or {}).get(label):
+            lines.append("")
     for name, labels in (together or {}).items():
         named = ", ".join(f'"{label}"' for label in labels)
         lines += [f"## {name}", "", f"Over {named}: " + goals_line(goals_together(by_setting, labels)), ""]
@@ -160,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="Write OUT.json and OUT.md.")
     args = ap.parse_args(argv)
     by_setting: dict[str, list[dict[str, Any]]] = {}
+    failures: dict[str, list[dict[str, Any]]] = {}
     for item in args.bench:
         label, sep, folder = item.partition("=")
         if not sep or not (Path(folder) / "results.json").exists():
             print(f"--bench {item}: give LABEL=DIR, a bench directory with results.json", file=sys.stderr)
             return 2
         by_setting.setdefault(label, []).extend(cells(label, Path(folder)))
+        failures.setdefault(label, []).extend(failed(label, Path(folder)))
     together = {}
     for item in args.together:
         name, sep, labels = item.partition("=")
@@ -174,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--together {item}: give NAME=LABEL+LABEL with labels given by --bench", file=sys.stderr)
             return 2
         together[name] = labels.split("+")
-    text = markdown(by_setting, together)
+    text = markdown(by_setting, together, failures)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(
-            {**{label: dict(cells=recs, goals=goals(recs)) for label, recs in by_setting.items()},
+            {**{label: dict(cells=recs, goals=goals(recs), failed=failures[label]) for label, recs in by_setting.items()},
              **{name: dict(settings=labels, goals=goals_together(by_setting, labels))
                 for name, labels in together.items()}}, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text + "\n")

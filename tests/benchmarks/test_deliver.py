@@ -54,3 +54,22 @@ def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path
     assert both["settings"] == ["a", "b"] and both["goals"]["runs"] == 8
     assert "## both" in capsys.readouterr().out
     assert deliver.main(["--bench", f"a={out}", "--together", "both=a+c"]) == 2  # an unknown label: one line
+
+
+def test_a_failed_run_is_listed_with_its_error_and_counted_in_no_cell(tmp_path, capsys):
+    data, out = write_reviews(tmp_path, 80), tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", "ape", "--datasets", data, "--seeds", "0,1",
+                                       "--budget", "60", "--train-size", "10", "--dev-size", "10", "--test-size", "20",
+                                       "--task-model", "scripted", "--optimizer-model", "scripted", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    results["runs"][1].update(status="failed", error="PromptgymError: no chat template")  # as a failing cell records it
+    (out / "results.json").write_text(json.dumps(results))
+
+    deliver = _module()
+    assert [c["runs"] for c in deliver.cells("here", out)] == [1]
+    assert [(f["method"], f["seed"], f["error"]) for f in deliver.failed("here", out)] == \
+        [("ape", results["runs"][1]["seed"], "PromptgymError: no chat template")]
+    assert deliver.main(["--bench", f"here={out}", "--out", str(tmp_path / "deliver")]) == 0
+    assert "Failed, in no cell above:" in capsys.readouterr().out
+    assert json.loads((tmp_path / "deliver.json").read_text())["here"]["failed"][0]["error"].endswith("chat template")
