@@ -100,6 +100,25 @@ def test_plan_budget_scales_down_only():
     assert small["rounds"] == 1 and small["sue_examples"] < 21
 
 
+def test_a_dev_split_sized_for_final_selection_leaves_the_pool_room_at_the_default_budget():
+    """Half of 300 calls for the search and 75 dev examples (today's final-selection defaults): validating
+    every pool prompt and the start on all 75 cost more than the search has, and the pool came out
+    empty (measured on Gemma 3 270M, every seed). The plan validates on 20 of them instead."""
+    p = dict(Dp2oOptimizer.defaults)
+    plan = plan_budget(150, 20, 75, 4, p)
+    assert plan["dev_examples"] == 20 and plan["pool_size"] >= 2 and plan["expected_calls"] <= 150
+    assert plan_budget(float("inf"), 20, 75, 4, p)["dev_examples"] == 75  # never cut without need
+    assert plan_budget(150, 20, 9, 4, p)["dev_examples"] == 9
+
+
+def test_with_75_dev_examples_and_150_calls_the_run_builds_a_pool_and_validates_on_20(world):
+    ctx = world(train=20, dev=75, budget=150)
+    Dp2oOptimizer().run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert "error" not in stats and stats["h"] >= 2 and stats["dev_size"] == 20
+    assert ctx.evaluator.budget.spent <= 150
+
+
 def test_resume_reuses_the_policy_and_repeats_no_call(world):
     recorder = Recorder()
     first_backend = WorldBackend()

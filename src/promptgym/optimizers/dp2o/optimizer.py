@@ -30,6 +30,7 @@ from promptgym.tasks.task import ChoiceTask
 
 ARTIFACT = "dp2o"
 EXPECTED_KEEP_RATE = 0.7  # share of requested dialogue items assumed to survive parsing (planning only)
+DEV_FLOOR = 20  # dev examples the plan keeps at least (fewer only when the run has fewer)
 
 
 def demo_prompt(base: Prompt, text: str, label: str) -> Prompt:
@@ -43,17 +44,20 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
 
     Cost model (calls): seed scoring ``n_seed x S`` + dialogue turns + screening
     ``candidates x S`` + Stage B tables ``h x (N - S + D)`` + the starting prompt on dev ``D``
-    (+ ``candidates x D`` with ``dev_all_candidates``). Reduced in this order: rounds, seed
+    (+ ``candidates x D`` with ``dev_all_candidates``). Reduced in this order: rounds, dev examples
+    (to 20: the run's dev split is sized for final selection, up to 100 examples, and validating
+    every pool prompt on all of it would leave a default budget nothing for the pool), seed
     candidates, SUE examples, seeds, pool size h. With ``ctx`` the parameters cut to fit are
     recorded (``budget.note``), so the run prints them before it starts.
     """
     size = min(p["sue_examples"] or n_train, n_train)
     n_seed = min(p["seed_candidates"] or n_train, n_train)
     start = {"rounds": max(1, int(p["rounds"])), "seed_candidates": n_seed, "seeds": min(p["seeds"], n_seed),
-             "sue_examples": size, "pool_size": max(1, int(p["pool_size"]))}
+             "sue_examples": size, "pool_size": max(1, int(p["pool_size"])),
+             "dev_examples": min(p.get("dev_examples") or n_dev, n_dev)}
 
     def cost(plan: dict[str, int]) -> float:
-        rounds, n_seed, m, size, h = (plan[k] for k in start)
+        rounds, n_seed, m, size, h, n_dev = (plan[k] for k in start)
         exchanges = rounds * max(1, m - min(p["window"], m) + 1) * n_labels  # one per label
         turns = exchanges * (1 + p["dialogue_retries"])  # worst case: every exchange re-asked
         cands = math.ceil(exchanges * EXPECTED_KEEP_RATE)
@@ -63,6 +67,7 @@ def plan_budget(limit: float, n_train: int, n_dev: int, n_labels: int, p: dict[s
 
     plan = budget.fit(start, cost, limit, [
         budget.lower("rounds"),
+        budget.lower("dev_examples", min(n_dev, DEV_FLOOR), lambda v: v * 2 // 3),
         budget.lower("seed_candidates", lambda plan: max(plan["seeds"], 8), lambda v: v * 2 // 3),
         budget.lower("sue_examples", 8, lambda v: v * 3 // 4),
         budget.lower("seeds", 3),
@@ -143,6 +148,9 @@ class Dp2oOptimizer(Optimizer):
         "pool_size": Param(15, "h: prompts kept after SUE screening (the released code's)", low=1),
         "sue_examples": Param(None, "training examples SUE is measured on (null: all)", kind=int,
                               low=1, optional=True),
+        "dev_examples": Param(None, "dev examples the pool and the policy are validated on (null: all the "
+                              "run's dev split, fewer when the budget cannot pay for it)", kind=int, low=1,
+                              optional=True, paper=UNSTATED),
         "seed_candidates": Param(None, "training examples scored as possible seeds (null: all)",
                                  kind=int, low=1, optional=True),
         "sue_supervised": Param(10.0, "SUE weight of the mean margin (reconstructed)", paper=UNSTATED),
@@ -232,11 +240,11 @@ class Dp2oOptimizer(Optimizer):
         self._check_task(ctx)
         labels = _label_set(list(ctx.train) + list(ctx.dev))
         train, dev = self._splits(ctx)
-        run = _Run(labels=labels, train=train, dev=dev)
+        plan = plan_budget(budget.planning_budget(ctx), len(train), len(dev), len(labels), self.params, ctx)
+        dev = dev[:plan["dev_examples"]]  # a seeded split already: its first examples are a random subset
+        run = _Run(labels=labels, train=train, dev=dev, plan=plan)
         run.stats = ctx.stats["dp2o"] = {"train_size": len(train), "dev_size": len(dev),
-                                         "dev_carved_from_train": not ctx.dev}
-        run.plan = run.stats["plan"] = plan_budget(budget.planning_budget(ctx), len(train), len(dev), len(labels),
-                                                   self.params, ctx)
+                                         "dev_carved_from_train": not ctx.dev, "plan": plan}
         return run
 
     def step(self, ctx: Context, run: _Run) -> None:
