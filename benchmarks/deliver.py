@@ -1,7 +1,7 @@
 """Found and delivered: how much of the gain a method finds reaches the user (issue 23's measure).
 
     python benchmarks/deliver.py --bench LABEL=BENCH_DIR [--bench LABEL=BENCH_DIR ...]
-        [--out benchmarks/results/deliver]
+        [--together NAME=LABEL+LABEL] [--superseded METHOD=BENCH_DIR] [--out benchmarks/results/deliver]
 
 Reads finished ``promptgym bench`` directories (their ``results.json`` and run store) and, per
 setting label x dataset x task model x method, pools the seeds' test examples into one paired
@@ -76,11 +76,16 @@ def _pooled(runs: list[dict[str, Any]], side: str) -> dict[str, Any]:
     return dict(n=c.n, delta=c.delta, low=c.low, high=c.high, p_value=c.p_value)
 
 
-def cells(label: str, folder: Path) -> list[dict[str, Any]]:
-    data = json.loads((folder / "results.json").read_text())
+def _rows(folder: Path, superseded: frozenset[str]) -> list[dict[str, Any]]:
+    """The bench's rows, less those of methods re-run elsewhere after a fix (``--superseded``)."""
+    rows = json.loads((folder / "results.json").read_text())["runs"]
+    return [r for r in rows if r["variant"] not in superseded]
+
+
+def cells(label: str, folder: Path, superseded: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     store = RunStore(f"sqlite:///{folder / 'work' / 'runs.sqlite'}")
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in data["runs"]:
+    for row in _rows(folder, superseded):
         rec = run_record(store, row)
         if rec is not None:
             groups.setdefault((row["dataset"], row["task_model"], row["variant"]), []).append(rec)
@@ -97,11 +102,11 @@ def cells(label: str, folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def failed(label: str, folder: Path) -> list[dict[str, Any]]:
+def failed(label: str, folder: Path, superseded: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The bench's runs that ended in an error: in no cell's numbers, so listed on their own."""
-    data = json.loads((folder / "results.json").read_text())
     return [dict(setting=label, dataset=r["dataset"], task_model=r["task_model"], method=r["variant"],
-                 seed=r["seed"], error=r.get("error") or "") for r in data["runs"] if r.get("status") != "ok"]
+                 seed=r["seed"], error=r.get("error") or "") for r in _rows(folder, superseded)
+            if r.get("status") != "ok"]
 
 
 def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,7 +143,7 @@ def goals_together(by_setting: dict[str, list[dict[str, Any]]], labels: list[str
 
 
 def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, list[str]] | None = None,
-             failures: dict[str, list[dict[str, Any]]] | None = None) -> str:
+             failures: dict[str, list[dict[str, Any]]] | None = None, superseded: list[str] | None = None) -> str:
     lines = ["# Found and delivered", "",
              "Found: the method's own pick minus the start on test; delivered: the returned prompt minus the "
              "start (0 where the start was kept). Pooled over seeds, 95% paired bootstrap interval. "
@@ -162,6 +167,8 @@ def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, li
     for name, labels in (together or {}).items():
         named = ", ".join(f'"{label}"' for label in labels)
         lines += [f"## {name}", "", f"Over {named}: " + goals_line(goals_together(by_setting, labels)), ""]
+    if superseded:
+        lines += ["Left out, re-run after a fix in another directory: " + "; ".join(superseded) + ".", ""]
     return "\n".join(lines)
 
 
@@ -171,8 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="A finished bench directory and the label of its setting; repeat for several.")
     ap.add_argument("--together", action="append", default=[], metavar="NAME=LABEL+LABEL",
                     help="Also check the goals over the cells of several settings together.")
+    ap.add_argument("--superseded", action="append", default=[], metavar="METHOD=DIR",
+                    help="Leave out METHOD's runs in bench DIR (re-run after a fix, in another directory); said so.")
     ap.add_argument("--out", type=Path, default=None, help="Write OUT.json and OUT.md.")
     args = ap.parse_args(argv)
+    superseded: dict[Path, set[str]] = {}
+    for item in args.superseded:
+        method, sep, folder = item.partition("=")
+        if not sep or not method:
+            print(f"--superseded {item}: give METHOD=DIR", file=sys.stderr)
+            return 2
+        superseded.setdefault(Path(folder).resolve(), set()).add(method)
     by_setting: dict[str, list[dict[str, Any]]] = {}
     failures: dict[str, list[dict[str, Any]]] = {}
     for item in args.bench:
@@ -180,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not (Path(folder) / "results.json").exists():
             print(f"--bench {item}: give LABEL=DIR, a bench directory with results.json", file=sys.stderr)
             return 2
-        by_setting.setdefault(label, []).extend(cells(label, Path(folder)))
-        failures.setdefault(label, []).extend(failed(label, Path(folder)))
+        left_out = frozenset(superseded.get(Path(folder).resolve(), ()))
+        by_setting.setdefault(label, []).extend(cells(label, Path(folder), left_out))
+        failures.setdefault(label, []).extend(failed(label, Path(folder), left_out))
     together = {}
     for item in args.together:
         name, sep, labels = item.partition("=")
@@ -190,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--together {item}: give NAME=LABEL+LABEL with labels given by --bench", file=sys.stderr)
             return 2
         together[name] = labels.split("+")
-    text = markdown(by_setting, together, failures)
+    text = markdown(by_setting, together, failures, [f"`{m}` in `{Path(f).name}`" for m, _, f in
+                                                    (item.partition("=") for item in args.superseded)])
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

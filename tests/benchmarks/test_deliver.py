@@ -73,3 +73,9 @@ def test_a_failed_run_is_listed_with_its_error_and_counted_in_no_cell(tmp_path, 
     assert deliver.main(["--bench", f"here={out}", "--out", str(tmp_path / "deliver")]) == 0
     assert "Failed, in no cell above:" in capsys.readouterr().out
     assert json.loads((tmp_path / "deliver.json").read_text())["here"]["failed"][0]["error"].endswith("chat template")
+    # a method re-run after a fix in another directory: its runs here are left out, and it says so
+    assert deliver.main(["--bench", f"here={out}", "--superseded", f"ape={out}", "--out", str(tmp_path / "left")]) == 0
+    assert "Left out, re-run after a fix in another directory: `ape` in `bench`." in capsys.readouterr().out
+    assert json.loads((tmp_path / "left.json").read_text())["here"] == dict(
+        cells=[], goals=deliver.goals([]), failed=[])
+    assert deliver.main(["--bench", f"here={out}", "--superseded", str(out)]) == 2  # no method: one line
