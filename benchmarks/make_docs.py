@@ -140,10 +140,19 @@ promptgym bench $S --seeds 0,1 --budget 300 --dev-size 75 --select-k 1 --select-
 promptgym bench $S --seeds 0,1,2 --budget 400 --dev-size 90 --select-k 1 $T $M $G --out deliver-d-acc
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T $M $G --out deliver-e-acc
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T $M --out deliver-e-smol-acc
-promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1 --budget 300 --dev-size 75 \\
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 300 --dev-size 75 \\
     --select-k 1 $T $M $G --out deliver-h
+# every other method at today's defaults, in the same directories (GRIPS's format edits switch to chat
+# layouts, which a base model has not: its runs at its defaults fail on Gemma, listed; format_edits=false runs)
+O="opro,protegi,evoprompt-de,promptbreeder,dp2o,rlprompt,grips"
+promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O,grips[format_edits=false]" \\
+    $G --out deliver-e-acc
+promptgym bench $S --seeds 0 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O" --out deliver-e-smol-acc
+# DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
+promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
 python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
     --bench "2x budget (400), k 2, dev 30=deliver-c" --bench "today's defaults: budget 300, k 1, dev 75=deliver-e-acc" \\
+    --bench "today's defaults: budget 300, k 1, dev 75=deliver-e-acc-dp2o" --superseded dp2o=deliver-e-acc \\
     --bench "today's defaults: budget 300, k 1, dev 75=deliver-h" \\
     --bench "today's defaults, embedded model=deliver-e-smol-acc" --bench "2x budget (400), k 1, dev 90=deliver-d-acc" \\
     --bench "budget 300, k 1, dev 75, probability=deliver-e" --bench "the same, embedded model=deliver-e-smol" \\
