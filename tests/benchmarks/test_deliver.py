@@ -16,12 +16,19 @@ def _module():
     return load_script("benchmarks/deliver.py")
 
 
-def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path, capsys):
-    data, out = write_reviews(tmp_path, 120), tmp_path / "bench"
-    result = CliRunner().invoke(main, ["bench", "--methods", "opro,ape", "--datasets", data, "--seeds", "0,1",
-                                       "--budget", "120", "--train-size", "10", "--dev-size", "20", "--test-size", "30",
-                                       "--task-model", "scripted", "--optimizer-model", "scripted", "--out", str(out)])
+def _bench(tmp_path, methods: str, rows: int, budget: int, dev: int, test: int):
+    """A two-seed bench on the scripted model; its directory."""
+    data, out = write_reviews(tmp_path, rows), tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--methods", methods, "--datasets", data, "--seeds", "0,1",
+                                       "--budget", str(budget), "--train-size", "10", "--dev-size", str(dev),
+                                       "--test-size", str(test), "--task-model", "scripted",
+                                       "--optimizer-model", "scripted", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path, capsys):
+    out = _bench(tmp_path, "opro,ape", rows=120, budget=120, dev=20, test=30)
     runs = json.loads((out / "results.json").read_text())["runs"]
 
     deliver = _module()
@@ -57,11 +64,7 @@ def test_found_and_delivered_pool_the_seeds_and_match_each_runs_numbers(tmp_path
 
 
 def test_a_failed_run_is_listed_with_its_error_and_counted_in_no_cell(tmp_path, capsys):
-    data, out = write_reviews(tmp_path, 80), tmp_path / "bench"
-    result = CliRunner().invoke(main, ["bench", "--methods", "ape", "--datasets", data, "--seeds", "0,1",
-                                       "--budget", "60", "--train-size", "10", "--dev-size", "10", "--test-size", "20",
-                                       "--task-model", "scripted", "--optimizer-model", "scripted", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    out = _bench(tmp_path, "ape", rows=80, budget=60, dev=10, test=20)
     results = json.loads((out / "results.json").read_text())
     results["runs"][1].update(status="failed", error="PromptgymError: no chat template")  # as a failing cell records it
     (out / "results.json").write_text(json.dumps(results))
