@@ -54,13 +54,14 @@ def run_record(store: RunStore, row: dict[str, Any]) -> dict[str, Any] | None:
     start, returned = row.get("test_initial_scores"), row.get("test_best_scores")
     first = test.get(finalists[1]["candidate_id"]) if len(finalists) > 1 else None  # after the start (rank -1)
     own = s.get("test_method_best")  # the method's best on test, whichever prompt it was
+    # Told by test score, not text: DP2O's and GRIPS's candidates can share the start's instruction.
+    # Runs recorded before test_method_best existed fall back to the text.
+    own_is_start = (abs(own - s["test_initial"]) < 1e-9 if own is not None
+                    else s.get("method_best_prompt") == s.get("initial_prompt"))
     if first and own is not None and abs(sum(first.values()) / len(first) - own) < 1e-9:
         pick = first  # the method's best, raced (the usual case)
-    elif s.get("method_best_prompt") is None or (abs(own - s["test_initial"]) < 1e-9 if own is not None
-                                                 else s.get("method_best_prompt") == s.get("initial_prompt")):
-        # the method's best was the start itself: nothing found (final selection raced its next best).
-        # Compared by test score, not text: DP2O's and GRIPS's candidates can share the start's instruction
-        pick = start
+    elif s.get("method_best_prompt") is None or own_is_start:
+        pick = start  # the method's best was the start itself: nothing found (selection raced its next best)
     elif first:
         pick = first
     else:  # no race: the returned prompt is the method's pick
@@ -216,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--together {item}: give NAME=LABEL+LABEL with labels given by --bench", file=sys.stderr)
             return 2
         together[name] = labels.split("+")
-    text = markdown(by_setting, together, failures, [f"`{m}` in `{Path(f).name}`" for m, _, f in
-                                                    (item.partition("=") for item in args.superseded)])
+    text = markdown(by_setting, together, failures,
+                    [f"`{m}` in `{folder.name}`" for folder, methods in superseded.items() for m in sorted(methods)])
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
