@@ -59,7 +59,7 @@ def _one_line_error(result, contains: str) -> None:
     ("{file}:nothing", "has no attribute 'nothing'"),
     ("{dir}/absent.py:f", "absent.py: no such file"),
     ("bleu", "expected one of accuracy, exact-match, code-tests, code-tests-all, contains, token-f1, rouge-l, "
-             "numeric, json-schema:PATH, MODULE:FUNCTION or FILE.py:FUNCTION"),
+             "numeric, json-schema:PATH, judge:RUBRIC.md, MODULE:FUNCTION or FILE.py:FUNCTION"),
     ("json-schema:{dir}/absent.json", "absent.json: no such file"),
 ])
 def test_bad_reward_spec_is_one_line_and_starts_no_run(dataset, reward_file, spec, says):

@@ -80,7 +80,7 @@ def test_file_and_module_specs(reward_file, monkeypatch):
     ("{dir}/nope.py:f", "no such file"),
     ("justaname", "expected one of"),
     ("rouge-x", "expected one of accuracy, exact-match, code-tests, code-tests-all, contains, token-f1, rouge-l, "
-                "numeric, json-schema:PATH, MODULE:FUNCTION or FILE.py:FUNCTION"),
+                "numeric, json-schema:PATH, judge:RUBRIC.md, MODULE:FUNCTION or FILE.py:FUNCTION"),
     ("json-schema", "give the schema file, json-schema:PATH"),
     ("json-schema:", "give the schema file, json-schema:PATH"),
     ("json-schema:{dir}/absent.json", "absent.json: no such file"),

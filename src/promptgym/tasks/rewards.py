@@ -154,7 +154,7 @@ def load_reward(spec: str) -> Metric:
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
         raise RewardError(f"reward '{spec}': expected one of {', '.join(BUILTIN)}, {JSON_SCHEMA}:PATH, "
-                          "MODULE:FUNCTION or FILE.py:FUNCTION")
+                          f"{JUDGE_PREFIX}RUBRIC.md, MODULE:FUNCTION or FILE.py:FUNCTION")
     if where.endswith(".py") or os.sep in where or "/" in where:
         path = Path(where).expanduser().resolve()
         module = _load_file(spec, path)
