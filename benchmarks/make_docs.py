@@ -22,9 +22,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 
 FULL_COMMANDS = """```sh
-promptgym bench --preset full --datasets bigbench:multiemo/all_sentence_en,bigbench:misconceptions \\
+B="--budget 200 --dev-size 30 --test-size 100 --select-k 2"  # the full preset's values then (today it runs at optimize's defaults)
+promptgym bench --preset full $B --datasets bigbench:multiemo/all_sentence_en,bigbench:misconceptions \\
     --out benchmarks/results/bench-full
-promptgym bench --preset full --datasets bigbench:multiemo/all_sentence_en \\
+promptgym bench --preset full $B --datasets bigbench:multiemo/all_sentence_en \\
     --task-model gemma3-270m --layout plain --out benchmarks/results/bench-full \\
     --methods "ape,opro,evoprompt-ga,evoprompt-de,protegi,gpo,dp2o,grips[format_edits=false],promptbreeder,rlprompt"
 ```
@@ -113,7 +114,7 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
         total = sum(r["wall_seconds"] for r in quick["runs"])
         out += [f"`promptgym bench --preset quick` ({len(quick['runs'])} runs: every method once on "
                 f"`{quick['runs'][0]['dataset']}`, budget {q['budget']}, train {q['train_size']}, dev {q['dev_size']}, "
-                f"test {q['test_size']}) took {total / 60:.1f} minutes of runs here"
+                f"test {q['test_size']}, k {q['select_k']}) took {total / 60:.1f} minutes of runs here"
                 + (f" ({quick['meta']['wall_clock_seconds'] / 60:.1f} minutes wall clock, loading included)"
                    if quick["meta"].get("wall_clock_seconds") else "")
                 + ". A first look at the machinery, not evidence: one seed and 50 test examples.", ""]
@@ -125,12 +126,13 @@ def bench_section(full: dict[str, Any] | None, quick: dict[str, Any] | None, res
 DELIVER_COMMANDS = """```sh
 export PROMPTGYM_PAPER_DATA=DIR   # the papers' tasks, built by benchmarks/data/build.py (or downloaded on first use)
 G="--task-model gemma3-270m --layout plain" M="--methods ape,gpo,evoprompt-ga" T="--test-size 150 --train-size 20"
-promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 $T $M $G --out deliver-a
-promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 $T \\
+K2="--dev-size 30 --select-k 2"  # final selection before issue 23's measurement
+promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --budget 200 $K2 $T $M $G --out deliver-a
+promptgym bench --preset full --datasets example:sentiment,paper:rlprompt/sst-2 --seeds 0,1 --budget 200 $K2 $T \\
     --methods "ape[candidate_eval=halving,saved_calls=candidates],evoprompt-ga[candidate_eval=halving,saved_calls=candidates]" \\
     $G --out deliver-b
 S="--preset full --datasets example:sentiment,paper:protegi/ethos"
-promptgym bench $S --seeds 0,1 --budget 400 $T $M $G --out deliver-c
+promptgym bench $S --seeds 0,1 --budget 400 $K2 $T $M $G --out deliver-c
 # one finalist on a larger dev split, tested on the right option's probability ...
 promptgym bench $S --seeds 0,1 --budget 400 --dev-size 90 --select-k 1 --select-statistic probability $T $M $G --out deliver-d
 promptgym bench $S --seeds 0,1 --budget 300 --dev-size 75 --select-k 1 --select-statistic probability $T $M $G --out deliver-e

@@ -345,7 +345,8 @@ def optimize(ctx: click.Context, dataset: str | None, train_file: str | None, de
 @main.command(cls=_ConfigCommand, list_options=("methods", "datasets", "seeds", "task_model"))
 @click.option("--preset", type=click.Choice(["quick", "full"]), default="full", show_default=True,
               help="Defaults for everything below: quick (one dataset, one seed, small splits; a first look) "
-                   "or full (the recorded benchmark). Any option given overrides its preset value.")
+                   "or full (two tasks, 3 seeds, budget 300). Both select as optimize does by default: one finalist, "
+                   "the dev split the budget pays for. Any option given overrides its preset value.")
 @click.option("--methods", default=None, help="all, or METHOD[KEY=VALUE,...] items separated by commas.")
 @click.option("--datasets", default=None, help="Datasets separated by commas (as --dataset of optimize).")
 @click.option("--seeds", default=None, help="Seeds separated by commas, e.g. 0,1,2.")

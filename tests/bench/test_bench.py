@@ -296,7 +296,7 @@ def test_settings_that_cannot_pay_for_final_selection_are_refused_up_front(tmp_p
                                        *SCRIPTED, "--out", str(tmp_path / "b")])
     assert result.exit_code == 2
     assert result.stderr == ("promptgym: error: --budget 20 cannot pay for final selection on 10 dev examples "
-                             "(3 prompts x 10 = 30 calls): raise --budget, or lower --dev-size or --select-k "
+                             "(2 prompts x 10 = 20 calls): raise --budget, or lower --dev-size or --select-k "
                              "(0 turns selection off)\n")
     assert not (tmp_path / "b").exists()
     for name in ("tr", "dv", "te"):
@@ -377,14 +377,18 @@ def test_the_quick_preset_loads_with_no_download_and_every_preset_names_known_da
     machine that reaches no data host (downloads are switched off here to prove it). The full preset's
     datasets are real specs: each either loads or fails with the one-line 'how to get it' error."""
     from promptgym.bench import PRESETS
+    from promptgym.bench.grid import default_dev_size
     from promptgym.data import load_dataset
+    from promptgym.evaluation.selection import DEFAULT_LEVEL
     from promptgym.data.download import no_download
 
     monkeypatch.setenv("PROMPTGYM_HOME", str(tmp_path))
     monkeypatch.setenv("PROMPTGYM_PAPER_DATA", str(tmp_path / "no-local-copy"))
     with no_download():
-        for spec in PRESETS["quick"]["datasets"]:
-            assert len(load_dataset(spec)) >= sum(PRESETS["quick"][k] for k in ("train_size", "dev_size", "test_size"))
+        quick = PRESETS["quick"]
+        dev = default_dev_size(quick["budget"], quick["select_k"], DEFAULT_LEVEL)
+        for spec in quick["datasets"]:
+            assert len(load_dataset(spec)) >= quick["train_size"] + dev + quick["test_size"]
         for spec in PRESETS["full"]["datasets"]:
             try:
                 data = load_dataset(spec)
@@ -392,6 +396,25 @@ def test_the_quick_preset_loads_with_no_download_and_every_preset_names_known_da
                 assert spec in str(exc) and "\n" not in str(exc)
             else:
                 assert data.is_choice
+
+
+def test_a_bench_left_to_its_preset_runs_at_optimizes_defaults(tmp_path):
+    """Issue 23 settled optimize's defaults (one finalist, the dev split the budget pays for); a
+    bench that did not follow them measured something users do not get (k 2, dev 30). A preset
+    leaves the dev split and k to optimize's rule, at whatever budget is given."""
+    from promptgym.bench import bench
+    from promptgym.evaluation.selection import DEFAULT_K, plan_selection
+
+    data = write_reviews(tmp_path, 80)
+    for preset, budget in (("quick", 60), ("full", 80)):
+        out = tmp_path / preset
+        bench(out, preset=preset, methods="ape", datasets=[data], seeds=[0], budget=budget, train_size=8,
+              test_size=20, task_models=["scripted"], optimizer_model="scripted")
+        settings = json.loads((out / "bench.json").read_text())
+        chosen = plan_selection(10**9, budget, None)
+        assert (settings["select_k"], settings["dev_size"]) == (DEFAULT_K, chosen.dev_size) == (1, budget // 4)
+        row = json.loads((out / "results.json").read_text())["runs"][0]
+        assert row["status"] == "ok"
 
 
 def test_the_bench_page_names_and_links_every_run_and_draws_train_as_train(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptgym.bench.executors import EXECUTORS, Executor, InProcess, RayCluster, make_executor
-from promptgym.bench.grid import PRESETS, cells, parse_variants, run_grid
+from promptgym.bench.grid import PRESETS, cells, default_dev_size, parse_variants, run_grid
 from promptgym.bench.work import BenchDir, Cell, Settings, Variant
 from promptgym.bench.report import write_report
 from promptgym.errors import PromptgymError
@@ -42,9 +42,13 @@ def bench(out: str | Path = "promptgym-bench", preset: str = "full", methods: st
     if files and "train" not in files:
         raise PromptgymError("--dev and --test need --train")
     sizes = dict(train_size=train_size, dev_size=dev_size, test_size=test_size)
+    budget = budget or p["budget"]
+    select_k = p["select_k"] if select_k is None else select_k
     if not files:
         sizes = {k: p[k] if v is None else v for k, v in sizes.items()}
-    settings = Settings(budget=budget or p["budget"], **sizes, select_k=p["select_k"] if select_k is None else select_k,
+        if sizes["dev_size"] is None:
+            sizes["dev_size"] = default_dev_size(budget, select_k, select_level)
+    settings = Settings(budget=budget, **sizes, select_k=select_k,
                         select_level=select_level, select_sequential=select_sequential,
                         select_statistic=select_statistic, select_margin=select_margin,
                         optimizer_model=optimizer_model,
