@@ -17,6 +17,7 @@ from promptgym.errors import PromptgymError
 from promptgym.models.scripted import ScriptedBackend, request_text
 from promptgym.paths import default_store_url
 from promptgym.report import summary_table
+from promptgym.report.html import render_run, run_page_data
 from promptgym.report.tables import judge_check_line
 from promptgym.store.runs import RunStore
 from support import formal_proposal as propose, judge_grade as grade
@@ -119,6 +120,26 @@ def test_a_bad_judge_check_is_one_line_and_stores_no_run(files, kw, says):
     with pytest.raises(PromptgymError, match=re.escape(says)):
         run(files, ignoring, **kw)
     assert RunStore(default_store_url()).list_runs() == []
+
+
+@pytest.mark.parametrize("answer, paragraph", [
+    (ignoring, '<p id="judge-check" class="verdict worse">Judge check: the returned prompt scores lower'),
+    (carrying, '<p id="judge-check" class="">Judge check: against the test examples'),
+])
+def test_the_run_page_shows_the_judge_and_its_check_a_warning_only_when_flagged(files, answer, paragraph):
+    """The HTML report said nothing of the judge: a gamed judge's run looked like any other there."""
+    result = run(files, answer)
+    page = render_run(run_page_data(RunStore(default_store_url()), result.run_id))
+    check = result["judge"]["reference_check"]
+    assert paragraph in page and ("may have been gamed" in page) == check["flagged"]
+    assert f"{check['start']:.3f}" in page and f"{check['returned']:.3f}" in page
+    assert re.search(r"<td>judge</td><td>\S+ scored \d+ distinct answers against ", page)
+
+
+def test_a_run_without_a_judge_has_no_judge_check_on_its_page(files):
+    plain = run(files, carrying, reward="token-f1", judge_model=None, judge_scoring=None, judge_check=None)
+    page = render_run(run_page_data(RunStore(default_store_url()), plain.run_id))
+    assert 'id="judge-check"' not in page and "<td>judge</td>" not in page
 
 
 def test_the_warning_line_reads_as_documented():

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from promptgym.data.download import no_download
 from promptgym.errors import PromptgymError
 from promptgym.report import charts
+from promptgym.report.tables import METRIC_NAMES, judge_check_line
 from promptgym.report.trajectory import curve_of, points_of
 from promptgym.runner.config import dataset_from_config
 from promptgym.store.lease import holder_state, lease_settings
@@ -282,6 +283,24 @@ def _live(run: dict[str, Any]) -> dict[str, Any] | None:
 
 
 # -- the run page ----------------------------------------------------------------------------------------
+def judge_check_text(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A judged run's held-out check against the references, in words: the warning of the terminal
+    table when the returned prompt is clearly worse there, else the scores as supporting detail."""
+    if not check:
+        return None
+    if check.get("error"):
+        return dict(flagged=False, text=f"The check against the references could not be made: {check['error']}")
+    if check.get("flagged"):
+        line = judge_check_line(check)
+        return dict(flagged=True, text=line[0].upper() + line[1:] + ".")
+    name = METRIC_NAMES.get(check["metric"], check["metric"])
+    return dict(flagged=False, text=(
+        f"Judge check: against the test examples' references, by {name} (which the search never optimized), "
+        f"your prompt scores {check['start']:.3f} and the returned prompt {check['returned']:.3f}: "
+        f"{check['delta']:+.3f} [{check['low']:+.3f}, {check['high']:+.3f}], 95% paired bootstrap interval. "
+        "A judge can be gamed; this score cannot be, by the search."))
+
+
 def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
     """Everything the run page shows, as plain data (the template only lays it out)."""
     run = store.get_run(run_id)
@@ -363,6 +382,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
                                  next(c["prompt"] for c in cands if c["candidate_id"] == pick_id))
                     if summary and pick_id else []),
         words=result_in_words(summary) if summary else None, selection=selection,
+        judge_check=judge_check_text(((summary or {}).get("judge") or {}).get("reference_check")),
         headline=headline(summary, finalists_seq, test_name) if summary else None, live=_live(run),
         finalists=finalists_seq,
         # runs stored before a race-less selection said None there recorded 0.0: not a dev score
