@@ -295,10 +295,10 @@ def judge_check_text(check: dict[str, Any] | None) -> dict[str, Any] | None:
         return dict(flagged=True, text=line[0].upper() + line[1:] + ".")
     name = METRIC_NAMES.get(check["metric"], check["metric"])
     return dict(flagged=False, text=(
-        f"Judge check: against the test examples' references, by {name} (which the search never optimized), "
+        f"Judge check: against the test examples' references, by {name}, "
         f"your prompt scores {check['start']:.3f} and the returned prompt {check['returned']:.3f}: "
         f"{check['delta']:+.3f} [{check['low']:+.3f}, {check['high']:+.3f}], 95% paired bootstrap interval. "
-        "A judge can be gamed; this score cannot be, by the search."))
+        "The search optimized the judge's score, never this one, so a judge it gamed would show here."))
 
 
 def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
