@@ -146,10 +146,12 @@ promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --
     --select-k 1 $T $M $G --out deliver-h
 # every other method at today's defaults, in the same directories (GRIPS's format edits switch to chat
 # layouts, which a base model has not: its runs at its defaults fail on Gemma, listed; format_edits=false runs)
-O="opro,protegi,evoprompt-de,promptbreeder,dp2o,rlprompt,grips"
+O7="opro,protegi,evoprompt-de,promptbreeder,dp2o,rlprompt" O="$O7,grips"
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O,grips[format_edits=false]" \\
     $G --out deliver-e-acc
-promptgym bench $S --seeds 0 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O" --out deliver-e-smol-acc
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 300 --dev-size 75 \\
+    --select-k 1 $T --methods "$O7,grips[format_edits=false]" $G --out deliver-h
+promptgym bench $S --seeds 0,1 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O" --out deliver-e-smol-acc
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
 python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
