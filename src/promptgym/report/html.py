@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from promptgym.data.download import no_download
 from promptgym.errors import PromptgymError
 from promptgym.report import charts
-from promptgym.report.tables import METRIC_NAMES, judge_check_line
+from promptgym.report.tables import METRIC_NAMES, judge_check_line, judge_line
 from promptgym.report.trajectory import curve_of, points_of
 from promptgym.runner.config import dataset_from_config
 from promptgym.store.lease import holder_state, lease_settings
@@ -382,6 +382,7 @@ def run_page_data(store: Any, run_id: str) -> dict[str, Any]:
                                  next(c["prompt"] for c in cands if c["candidate_id"] == pick_id))
                     if summary and pick_id else []),
         words=result_in_words(summary) if summary else None, selection=selection,
+        judge_line=judge_line(summary["judge"]) if summary and summary.get("judge") else None,
         judge_check=judge_check_text(((summary or {}).get("judge") or {}).get("reference_check")),
         headline=headline(summary, finalists_seq, test_name) if summary else None, live=_live(run),
         finalists=finalists_seq,

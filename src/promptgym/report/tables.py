@@ -92,12 +92,7 @@ def summary_table(s: dict[str, Any]) -> None:
         _print(calibration_line(s["calibration"]))
     judge = s.get("judge")
     if judge:
-        guards = ", ".join(f"{judge[k]} {label}" for k, label in (
-            ("unparsed", "unreadable replies scored 0"), ("rubric_copies", "copies of the rubric scored 0"),
-            ("empty", "empty answers scored 0"), ("cut", "answers cut to the length limit")) if judge.get(k))
-        _print(f"judge: {_e(judge['model'])} scored {judge['answers']} distinct answers against "
-               f"{_e(judge['rubric'] or 'the rubric given as text')} ({judge['calls']} judge calls, "
-               f"{judge['cached_calls']} cached{'; ' + guards if guards else ''})")
+        _print(f"judge: {judge_line(judge)}")
         if (judge.get("reference_check") or {}).get("flagged"):
             _print(judge_check_line(judge["reference_check"]))
     used = s["budget_used"] - selection.get("calls", 0)
@@ -108,6 +103,16 @@ def summary_table(s: dict[str, Any]) -> None:
 
 
 METRIC_NAMES = {"rouge-l": "ROUGE-L", "token-f1": "token F1", "exact-match": "exact match"}
+
+
+def judge_line(judge: dict[str, Any]) -> str:
+    """Who judged a run's answers, against what, at what cost, and what its guards caught."""
+    guards = ", ".join(f"{judge[k]} {label}" for k, label in (
+        ("unparsed", "unreadable replies scored 0"), ("rubric_copies", "copies of the rubric scored 0"),
+        ("empty", "empty answers scored 0"), ("cut", "answers cut to the length limit")) if judge.get(k))
+    return (f"{_e(judge['model'])} scored {judge['answers']} distinct answers against "
+            f"{_e(judge['rubric'] or 'the rubric given as text')} ({judge['calls']} judge calls, "
+            f"{judge['cached_calls']} cached{'; ' + guards if guards else ''})")
 
 
 def judge_check_line(check: dict[str, Any]) -> str:
