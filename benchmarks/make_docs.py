@@ -151,7 +151,10 @@ promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --me
     $G --out deliver-e-acc
 promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 300 --dev-size 75 \\
     --select-k 1 $T --methods "$O7,grips[format_edits=false]" $G --out deliver-h
-promptgym bench $S --seeds 0,1 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O" --out deliver-e-smol-acc
+promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O" --out deliver-e-smol-acc
+# the embedded model on mr + liar, every method, in the same directory
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1 --budget 300 --dev-size 75 \\
+    --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O" --out deliver-e-smol-acc
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
 python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
