@@ -72,7 +72,7 @@ class TimedServer(FakeOpenAIServer):
     None where that process was gone by then). Arrival is taken before asking the OS, which scans
     /proc and can take a while on a loaded machine: the base class's ``at`` comes after it."""
 
-    finished: list = field(default_factory=list)  # (body, arrived, finished, sender pid)
+    lives: list = field(default_factory=list)  # per request: (body, arrived, finished, sender pid)
     senders: Counter = field(default_factory=Counter)
     _pids: dict = field(default_factory=dict)
 
@@ -89,7 +89,7 @@ class TimedServer(FakeOpenAIServer):
         finally:
             with self._lock:
                 sender = self._pids.get(peer[1]) if peer is not None else None
-                self.finished.append((json.dumps(body, sort_keys=True), arrived, time.monotonic(), sender))
+                self.lives.append((json.dumps(body, sort_keys=True), arrived, time.monotonic(), sender))
                 if peer is not None:
                     self.senders[sender] += 1
 
@@ -206,7 +206,7 @@ def _lives(server: TimedServer, bodies, killed: dict) -> str:
     numbered = {body: n for n, body in enumerate(bodies, 1)}
     lines = [f"killed pid {killed['pid']} (run {killed['run_id']}); repeated:"]
     lines += [f"  #{n} ({bodies[body]} more): {body}" for body, n in numbered.items()]
-    for body, arrived, done, sender in server.finished:
+    for body, arrived, done, sender in server.lives:
         if body in numbered:
             lines.append(f"  #{numbered[body]} arrived {arrived - killed['at']:+.3f}s finished "
                          f"{done - killed['at']:+.3f}s from pid {sender}")
@@ -230,7 +230,7 @@ def test_a_killed_worker_s_cell_resumes_elsewhere_without_repeating_a_completed_
     # (None) sent it about then.
     extra = _requests(server) - _requests(local_server)
     assert not (_requests(local_server) - _requests(server))
-    in_flight = Counter(body for body, arrived, done, sender in server.finished
+    in_flight = Counter(body for body, arrived, done, sender in server.lives
                         if done >= killed["at"] - COMMIT_LAG and (sender == killed["pid"] or (
                             sender is None and arrived <= killed["at"] + COMMIT_LAG)))
     assert all(extra[body] <= in_flight[body] for body in extra), _lives(server, extra, killed)
