@@ -13,7 +13,7 @@ from promptgym.optimizers.base import Recorder
 from promptgym.optimizers.dp2o import Dp2oOptimizer, plan_budget
 from promptgym.tasks.task import ChoiceTask, GenerationTask
 
-from dp2o_world import LABELS, WorldBackend, world_examples  # noqa: E402
+from dp2o_world import LABELS, WorldBackend, world_examples, world_reply  # noqa: E402
 
 FAST = {"episodes": 60, "hidden": 64, "rounds": 2, "seeds": 5, "seed_candidates": 6}
 
@@ -218,3 +218,29 @@ def test_a_dialogue_with_nothing_usable_keeps_the_start(world):
     assert best == ctx.initial and stats["h"] == 0 and stats["error"] == "empty pool"
     assert stats["pool_before_screening"] == 0 and sum(stats["dialogue"]["dropped"].values()) == stats["dialogue"]["turns"]
     assert ctx.stats["stopped_by"] == "done"
+    # the planned rounds (2) left nothing: as many again were held (unlimited budget), then it stopped
+    assert stats["dialogue"]["rounds"] == 2 * FAST["rounds"]
+
+
+def test_an_empty_dialogue_holds_more_rounds_within_the_budget(world):
+    # Mute for the whole first round (3 windows x 4 labels x 3 attempts), then the usual world.
+    replies = {"n": 0}
+
+    def late(request):
+        replies["n"] += 1
+        return "!!!" if replies["n"] <= 36 else world_reply(request)
+
+    backend = WorldBackend()
+    backend.reply = late
+    ctx = world(budget=400, backend=backend)
+    best = Dp2oOptimizer(**dict(FAST, rounds=1)).run(ctx)
+    stats = ctx.stats["dp2o"]
+    assert stats["dialogue"]["rounds"] == 2 and stats["h"] >= 2 and "error" not in stats
+    assert len(backend.keys) <= 400 and best is not None
+    # a budget that pays for no second round and a screening keeps the start after one
+    backend = WorldBackend()
+    backend.reply = lambda request: "!!!"
+    ctx = world(budget=50, backend=backend, cache="mute.sqlite")
+    Dp2oOptimizer(**dict(FAST, rounds=1)).run(ctx)
+    assert ctx.stats["dp2o"]["dialogue"]["rounds"] == 1 and ctx.stats["dp2o"]["error"] == "empty pool"
+    assert len(backend.keys) <= 50

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from promptgym.data.dataset import Example
 from promptgym.optimizers.metaprompt import MetaPrompt
@@ -134,6 +134,7 @@ class DialogueResult:
     dropped: Counter = field(default_factory=Counter)
     empty_replies: int = 0
     retries: int = 0
+    rounds: int = 0  # conversations held, the extra ones included
 
 
 def trim_history(messages: list[tuple[str, str]], max_chars: int) -> list[tuple[str, str]]:
@@ -188,7 +189,8 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
                  label_word: dict[str, str], *, rounds: int, window: int = 3, temperature: float = 0.8,
                  top_p: float = 0.95, max_tokens: int = 256, max_history_chars: int = 4000,
                  known_inputs: Sequence[Example] = (), min_words: int = 3,
-                 max_words: int = 80, retries: int = 2, retry_heat: float = 0.3) -> DialogueResult:
+                 max_words: int = 80, retries: int = 2, retry_heat: float = 0.3,
+                 one_more: Callable[[DialogueResult], bool] | None = None) -> DialogueResult:
     """Hold ``rounds`` conversations with the optimizer model; return the kept, de-duplicated
     labelled items and what was dropped (by reason).
 
@@ -197,7 +199,12 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
     SmolLM2-135M): at temperature 0.8 the model repeated its own earlier reply or a seed in 68 of
     72 exchanges, leaving a pool of 4; the history it copies from is what the paper asks for, so
     the remedy is resampling, not a shorter history. Only the kept (or last) reply enters the
-    history; every attempt is a model call and counts as a turn."""
+    history; every attempt is a model call and counts as a turn.
+
+    When the ``rounds`` conversations leave no usable item, ``one_more`` (given the result so far)
+    says whether to hold another: the caller's budget for screening and the policy would otherwise
+    go unspent (measured: SmolLM2 on liar, one planned round, 6 turns, every reply too short or a
+    copy; the run stopped after 44 of 300 calls)."""
     result = DialogueResult()
     label_list = ", ".join(label_word[lab] for lab in labels)
     filt = CandidateFilter(min_words=min_words, max_words=max_words, demos=list(known_inputs))
@@ -205,7 +212,8 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
     n = len(seeds)
     width = max(1, min(window, n))
     n_turns = max(1, n - width + 1)
-    for rnd in range(rounds):
+    rnd = 0
+    while rnd < rounds or (not result.items and one_more is not None and one_more(result)):
         order = list(range(n)) if rnd == 0 else [int(i) for i in ctx.rng.permutation(n)]
         messages: list[tuple[str, str]] = [("system", SYSTEM)]
         for turn in range(n_turns):
@@ -243,6 +251,8 @@ def run_dialogue(ctx, seeds: Sequence[Example], instruction: str, labels: Sequen
                     continue
                 text = kept
                 result.items.append(Item(text, label, rnd, turn, tuple(shown)))
+        rnd += 1
+        result.rounds = rnd
     for reason, count_ in filt.dropped.items():
         result.dropped[reason] += count_
     return result

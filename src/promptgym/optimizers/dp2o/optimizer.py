@@ -20,7 +20,7 @@ from promptgym.models.base import OptionScores
 from promptgym.optimizers import budget
 from promptgym.optimizers.base import Context, Optimizer, State, register
 from promptgym.optimizers.dp2o import inference
-from promptgym.optimizers.dp2o.dialogue import run_dialogue
+from promptgym.optimizers.dp2o.dialogue import DialogueResult, run_dialogue
 from promptgym.optimizers.dp2o.policy import PolicyNet, train_policy
 from promptgym.optimizers.dp2o.scoring import SueWeights, accuracy, reward, spearman, sue
 from promptgym.optimizers.encoders import Encoder, ModelEncoder, TfidfEncoder, encoder_from_spec
@@ -297,15 +297,6 @@ class Dp2oOptimizer(Optimizer):
                           "sue": [round(seed_scores[k], 4) for k in ranked[:plan["seeds"]]]}
         label_word = {lab: ctx.initial.verbalize(lab) for lab in labels}
         shown = [replace(e, input=ctx.shown(e.input, p["window"])) for e in seeds]  # a long input cut to fit
-        dialogue = run_dialogue(
-            ctx, shown, ctx.initial.instruction, labels, label_word, rounds=plan["rounds"], window=p["window"],
-            temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_tokens"],
-            max_history_chars=p["max_history_chars"], known_inputs=list(ctx.train) + list(ctx.dev),
-            retries=p["dialogue_retries"])
-        run.generated += dialogue.turns
-        candidates = [ctx.add(demo_prompt(ctx.initial, it.input, it.label),
-                              [seed_prompts[s] for s in it.seeds], "dp2o:dialogue") for it in dialogue.items]
-        # Screen as many candidates as the budget allows (a seeded subset when it cannot take all).
         size, n_dev, h = len(sue_set), len(dev), plan["pool_size"]
 
         def need(screening: dict[str, int]) -> float:
@@ -315,6 +306,23 @@ class Dp2oOptimizer(Optimizer):
 
         spend = budget.PlannedSpend.of(ctx)
         spend.add(len(run.scored) + run.generated)  # distinct scorings and dialogue turns so far
+        width = max(1, min(p["window"], len(shown)))
+        round_turns = (len(shown) - width + 1) * len(labels) * (1 + p["dialogue_retries"])  # worst case
+
+        def one_more(so_far: DialogueResult) -> bool:  # an empty dialogue: its pool's budget pays for more rounds
+            return (so_far.rounds < plan["rounds"] + p["rounds"]
+                    and spend.affords(so_far.turns + round_turns + int(need({"screen": 1}))))
+
+        dialogue = run_dialogue(
+            ctx, shown, ctx.initial.instruction, labels, label_word, rounds=plan["rounds"], window=p["window"],
+            temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_tokens"],
+            max_history_chars=p["max_history_chars"], known_inputs=list(ctx.train) + list(ctx.dev),
+            retries=p["dialogue_retries"], one_more=one_more)
+        run.generated += dialogue.turns
+        spend.add(dialogue.turns)
+        candidates = [ctx.add(demo_prompt(ctx.initial, it.input, it.label),
+                              [seed_prompts[s] for s in it.seeds], "dp2o:dialogue") for it in dialogue.items]
+        # Screen as many candidates as the budget allows (a seeded subset when it cannot take all).
         n_screen = budget.fit({"screen": len(candidates)}, need, spend.left, [budget.lower("screen", 0)])["screen"]
         if n_screen < len(candidates):
             chosen = sorted(int(i) for i in ctx.rng.choice(len(candidates), size=n_screen, replace=False))
@@ -327,8 +335,9 @@ class Dp2oOptimizer(Optimizer):
         order = run.order = sorted(range(len(screened)), key=lambda k: (-cand_sue[k], k))[:h]
         run.pool = [screened[k] for k in order]
         run.pool_sue = [cand_sue[k] for k in order]
-        stats["dialogue"] = {"turns": dialogue.turns, "retries": dialogue.retries, "parsed_items": dialogue.parsed,
-                             "empty_replies": dialogue.empty_replies, "dropped": dict(sorted(dialogue.dropped.items())),
+        stats["dialogue"] = {"rounds": dialogue.rounds, "turns": dialogue.turns, "retries": dialogue.retries,
+                             "parsed_items": dialogue.parsed, "empty_replies": dialogue.empty_replies,
+                             "dropped": dict(sorted(dialogue.dropped.items())),
                              "label_counts": _counts(it.label for it in dialogue.items)}
         stats["pool_before_screening"] = len(candidates)
         stats["pool_screened"] = len(screened)
