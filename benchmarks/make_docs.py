@@ -153,7 +153,7 @@ promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --
     --select-k 1 $T --methods "$O7,grips[format_edits=false]" $G --out deliver-h
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods "$O" --out deliver-e-smol-acc
 # the embedded model on mr + liar, every method, in the same directory
-promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1 --budget 300 --dev-size 75 \\
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 300 --dev-size 75 \\
     --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O" --out deliver-e-smol-acc
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
