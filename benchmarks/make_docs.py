@@ -155,6 +155,9 @@ promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --me
 # the embedded model on mr + liar, every method, in the same directory
 promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 300 --dev-size 75 \\
     --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O" --out deliver-e-smol-acc
+# 2x today's default budget (600; dev 100, optimize's default there), every method
+promptgym bench $S --seeds 0 --budget 600 --dev-size 100 --select-k 1 $T \\
+    --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
 python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
@@ -164,6 +167,7 @@ python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench
     --bench "today's defaults, embedded model=deliver-e-smol-acc" --bench "2x budget (400), k 1, dev 90=deliver-d-acc" \\
     --bench "budget 300, k 1, dev 75, probability=deliver-e" --bench "the same, embedded model=deliver-e-smol" \\
     --bench "2x budget (400), k 1, dev 90, probability=deliver-d" \\
+    --bench "2x today's default (600), k 1, dev 100=deliver-g2x" \\
     --together "today's defaults, both models=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model" \\
     --together "k 1 on accuracy, every setting=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model+2x budget (400), k 1, dev 90" \\
     --out benchmarks/results/deliver
