@@ -1,6 +1,8 @@
 """Found and delivered: how much of the gain a method finds reaches the user (issue 23's measure).
 
     python benchmarks/deliver.py --bench LABEL=BENCH_DIR [--bench LABEL=BENCH_DIR ...]
+        [--runs LABEL=RUNS.jsonl] [--carry LABEL=DELIVER.json | --carry-rest DELIVER.json]
+        [--save-runs LABEL=RUNS.jsonl]
         [--together NAME=LABEL+LABEL] [--superseded METHOD=BENCH_DIR] [--out benchmarks/results/deliver]
 
 Reads finished ``promptgym bench`` directories (their ``results.json`` and run store) and, per
@@ -19,6 +21,14 @@ Each delta has its 95% paired bootstrap interval (``stats.compare``). The goals 
 checked over every cell: regressions at most 1 in 20 runs; delivered at least 60% of found, summed
 over the cells where found is positive; at least three cells whose delivered interval lies above 0.
 Selection never saw test: these numbers are computed after the runs, from their stored test scores.
+
+A setting too long for one machine's session is measured in parts: ``--save-runs`` writes each of a
+setting's runs (its per-example test scores of the start, the returned prompt and the method's pick:
+all that pooling needs) to a small JSON-lines file kept with the results, and ``--runs`` reads such a
+file back, so the seeds measured on another day pool with today's (a run in a ``--bench`` directory
+replaces the same run from a file). ``--carry`` keeps the cells of a finished setting as a results
+file recorded them, when its bench directory is no longer on the machine (``--carry-rest``: every
+setting of that file not measured here); the page says which.
 """
 
 from __future__ import annotations
@@ -68,10 +78,12 @@ def run_record(store: RunStore, row: dict[str, Any]) -> dict[str, Any] | None:
         pick = returned
     if not start or not returned or not pick:
         return None
-    key = lambda d: {(row["seed"], k): float(v) for k, v in d.items()}
+    key = lambda d: {f"{row['seed']}:{k}": float(v) for k, v in d.items()}
+    selection = s.get("selection") or {}
     return dict(seed=row["seed"], start=key(start), returned=key(returned), pick=key(pick),
                 calls=(s.get("llm_calls") or 0) + (s.get("cached_calls") or 0), kept_start=bool(s.get("kept_start")),
-                test_initial=s["test_initial"], test_best=s["test_best"], selection=s.get("selection") or {})
+                test_initial=s["test_initial"], test_best=s["test_best"],
+                selection_answers=_raced_answers(selection), decided_at=selection.get("decided_at"))
 
 
 def _pooled(runs: list[dict[str, Any]], side: str) -> dict[str, Any]:
@@ -90,31 +102,97 @@ def _rows(folder: Path, superseded: frozenset[str]) -> list[dict[str, Any]]:
     return [r for r in rows if r["variant"] not in superseded]
 
 
-def cells(label: str, folder: Path, superseded: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def runs(folder: Path, superseded: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """A bench directory's runs, each with its cell (dataset, task model, method) and seed: its
+    record, or its error when it failed."""
     store = RunStore(f"sqlite:///{folder / 'work' / 'runs.sqlite'}")
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in _rows(folder, superseded):
-        rec = run_record(store, row)
-        if rec is not None:
-            groups.setdefault((row["dataset"], row["task_model"], row["variant"]), []).append(rec)
     out = []
-    for (dataset, model, variant), runs in groups.items():
-        decided = [r["selection"].get("decided_at") for r in runs if r["selection"].get("decided_at") is not None]
-        out.append(dict(setting=label, dataset=dataset, task_model=model, method=variant, runs=len(runs),
-                        found=_pooled(runs, "pick"), delivered=_pooled(runs, "returned"),
-                        regressions=sum(r["test_best"] < r["test_initial"] for r in runs),
-                        kept_start=sum(r["kept_start"] for r in runs),
-                        calls=sum(r["calls"] or 0 for r in runs) / len(runs),
-                        selection_calls=sum(_raced_answers(r["selection"]) for r in runs) / len(runs),
+    for row in _rows(folder, superseded):
+        where = dict(dataset=row["dataset"], task_model=row["task_model"], method=row["variant"], seed=row["seed"],
+                     **({"machine": row["machine"]} if row.get("machine") else {}))
+        if row.get("status") != "ok":
+            out.append(dict(where, error=row.get("error") or ""))
+        elif (rec := run_record(store, row)) is not None:
+            out.append(dict(where, **rec))
+    return out
+
+
+def _run_key(run: dict[str, Any]) -> tuple:
+    return run["dataset"], run["task_model"], run["method"], run["seed"]
+
+
+def cells_of(label: str, runs_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset x task model x method: the runs' test examples pooled into one paired sample."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs_:
+        if "error" not in run:
+            groups.setdefault(_run_key(run)[:3], []).append(run)
+    out = []
+    for (dataset, model, variant), group in groups.items():
+        decided = [r["decided_at"] for r in group if r.get("decided_at") is not None]
+        out.append(dict(setting=label, dataset=dataset, task_model=model, method=variant, runs=len(group),
+                        found=_pooled(group, "pick"), delivered=_pooled(group, "returned"),
+                        regressions=sum(r["test_best"] < r["test_initial"] for r in group),
+                        kept_start=sum(r["kept_start"] for r in group),
+                        calls=sum(r["calls"] or 0 for r in group) / len(group),
+                        selection_calls=sum(r["selection_answers"] for r in group) / len(group),
                         decided_at=decided))
     return out
 
 
+def failed_of(label: str, runs_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs that ended in an error: in no cell's numbers, so listed on their own."""
+    return [dict(setting=label, dataset=r["dataset"], task_model=r["task_model"], method=r["method"],
+                 seed=r["seed"], error=r["error"]) for r in runs_ if "error" in r]
+
+
+def cells(label: str, folder: Path, superseded: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    return cells_of(label, runs(folder, superseded))
+
+
 def failed(label: str, folder: Path, superseded: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The bench's runs that ended in an error: in no cell's numbers, so listed on their own."""
-    return [dict(setting=label, dataset=r["dataset"], task_model=r["task_model"], method=r["variant"],
-                 seed=r["seed"], error=r.get("error") or "") for r in _rows(folder, superseded)
-            if r.get("status") != "ok"]
+    return failed_of(label, runs(folder, superseded))
+
+
+_SIDES = ("start", "returned", "pick")
+
+
+def _compact(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as one line: the example keys once, then each prompt's scores in that order (an
+    integral score as an int), a third of the size of three keyed maps."""
+    if "error" in run:
+        return run
+    ids = list(run["start"])
+    num = lambda v: int(v) if float(v).is_integer() else v
+    return {**{k: v for k, v in run.items() if k not in _SIDES}, "ids": ids,
+            **{side: [num(run[side].get(i)) if i in run[side] else None for i in ids] for side in _SIDES}}
+
+
+def _expand(line: dict[str, Any]) -> dict[str, Any]:
+    _run_key(line)  # a line without its cell and seed is no run
+    if "error" in line:
+        return line
+    ids = line["ids"]
+    return {**{k: v for k, v in line.items() if k != "ids" and k not in _SIDES},
+            **{side: {i: float(v) for i, v in zip(ids, line[side]) if v is not None} for side in _SIDES}}
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """Runs saved by ``--save-runs``; a bad line is named, never guessed at."""
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(_expand(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{n}: not a saved run ({exc})") from None
+    return out
+
+
+def write_runs(path: Path, runs_: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(runs_, key=lambda r: tuple(map(str, _run_key(r))))
+    path.write_text("".join(json.dumps(_compact(r), separators=(",", ":")) + "\n" for r in ordered))
 
 
 def goals(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -151,7 +229,8 @@ def goals_together(by_setting: dict[str, list[dict[str, Any]]], labels: list[str
 
 
 def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, list[str]] | None = None,
-             failures: dict[str, list[dict[str, Any]]] | None = None, superseded: list[str] | None = None) -> str:
+             failures: dict[str, list[dict[str, Any]]] | None = None, superseded: list[str] | None = None,
+             carried: dict[str, str] | None = None) -> str:
     lines = ["# Found and delivered", "",
              "Found: the method's own pick minus the start on test; delivered: the returned prompt minus the "
              "start (0 where the start was kept). Pooled over seeds, 95% paired bootstrap interval. "
@@ -179,46 +258,117 @@ def markdown(by_setting: dict[str, list[dict[str, Any]]], together: dict[str, li
         lines += [f"## {name}", "", f"Over {named}: " + goals_line(goals_together(by_setting, labels)), ""]
     if superseded:
         lines += ["Left out, re-run after a fix in another directory: " + "; ".join(superseded) + ".", ""]
+    for src in dict.fromkeys((carried or {}).values()):
+        labels = "; ".join(f'"{label}"' for label, s in carried.items() if s == src)
+        lines += [f"Carried as `{Path(src).name}` recorded them (their bench directories are not on the machine "
+                  f"that made this page): {labels}.", ""]
     return "\n".join(lines)
+
+
+def _pairs(items: list[str], option: str, what: str) -> list[tuple[str, str]] | None:
+    """``LABEL=VALUE`` items; None (after one line on stderr) when one is malformed."""
+    out = []
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep or not label or not value:
+            print(f"{option} {item}: give LABEL={what}", file=sys.stderr)
+            return None
+        out.append((label, value))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bench", action="append", required=True, metavar="LABEL=DIR",
+    ap.add_argument("--bench", action="append", default=[], metavar="LABEL=DIR",
                     help="A finished bench directory and the label of its setting; repeat for several.")
+    ap.add_argument("--runs", action="append", default=[], metavar="LABEL=FILE",
+                    help="Runs saved earlier with --save-runs, pooled with the setting's other runs.")
+    ap.add_argument("--carry", action="append", default=[], metavar="LABEL=FILE",
+                    help="Keep setting LABEL's cells as the results file FILE (a deliver .json) recorded them.")
+    ap.add_argument("--carry-rest", type=Path, default=None, metavar="FILE",
+                    help="Carry every setting FILE (a deliver .json) records that is not measured here, in its order.")
+    ap.add_argument("--save-runs", action="append", default=[], metavar="LABEL=FILE",
+                    help="Write every run of setting LABEL (from --runs and --bench) to FILE.")
     ap.add_argument("--together", action="append", default=[], metavar="NAME=LABEL+LABEL",
                     help="Also check the goals over the cells of several settings together.")
     ap.add_argument("--superseded", action="append", default=[], metavar="METHOD=DIR",
                     help="Leave out METHOD's runs in bench DIR (re-run after a fix, in another directory); said so.")
     ap.add_argument("--out", type=Path, default=None, help="Write OUT.json and OUT.md.")
     args = ap.parse_args(argv)
+    parsed = [_pairs(args.superseded, "--superseded", "DIR"), _pairs(args.bench, "--bench", "DIR"),
+              _pairs(args.runs, "--runs", "FILE"), _pairs(args.carry, "--carry", "FILE"),
+              _pairs(args.save_runs, "--save-runs", "FILE")]
+    if any(p is None for p in parsed):
+        return 2
+    superseded_pairs, benches, run_files, carries, saves = parsed
+    if not (benches or run_files or carries or args.carry_rest):
+        print("give at least one --bench, --runs, --carry or --carry-rest", file=sys.stderr)
+        return 2
     superseded: dict[Path, set[str]] = {}
-    for item in args.superseded:
-        method, sep, folder = item.partition("=")
-        if not sep or not method:
-            print(f"--superseded {item}: give METHOD=DIR", file=sys.stderr)
-            return 2
+    for method, folder in superseded_pairs:
         superseded.setdefault(Path(folder).resolve(), set()).add(method)
-    by_setting: dict[str, list[dict[str, Any]]] = {}
-    failures: dict[str, list[dict[str, Any]]] = {}
-    for item in args.bench:
-        label, sep, folder = item.partition("=")
-        if not sep or not (Path(folder) / "results.json").exists():
-            print(f"--bench {item}: give LABEL=DIR, a bench directory with results.json", file=sys.stderr)
+    # Every setting's runs by cell and seed: files first, then bench directories (a re-run replaces).
+    by_run: dict[str, dict[tuple, dict[str, Any]]] = {}
+    for label, file in run_files:
+        try:
+            saved = read_runs(Path(file))
+        except (OSError, ValueError) as exc:
+            print(f"--runs {label}={file}: {exc}", file=sys.stderr)
+            return 2
+        by_run.setdefault(label, {}).update({_run_key(r): r for r in saved})
+    for label, folder in benches:
+        if not (Path(folder) / "results.json").exists():
+            print(f"--bench {label}={folder}: not a bench directory with results.json", file=sys.stderr)
             return 2
         left_out = frozenset(superseded.get(Path(folder).resolve(), ()))
-        by_setting.setdefault(label, []).extend(cells(label, Path(folder), left_out))
-        failures.setdefault(label, []).extend(failed(label, Path(folder), left_out))
+        by_run.setdefault(label, {}).update({_run_key(r): r for r in runs(Path(folder), left_out)})
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    failures: dict[str, list[dict[str, Any]]] = {}
+    carried: dict[str, str] = {}
+    if args.carry_rest is not None:  # the recorded order; a setting measured here takes its place
+        try:
+            rest = json.loads(args.carry_rest.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"--carry-rest {args.carry_rest}: not a deliver results file ({exc})", file=sys.stderr)
+            return 2
+        for label, recorded in rest.items():
+            if "cells" not in recorded:  # a --together entry: recomputed from the settings, if asked again
+                continue
+            if label in by_run:
+                by_setting[label] = []  # its place; filled below
+            else:
+                by_setting[label], failures[label] = recorded["cells"], recorded.get("failed", [])
+                carried[label] = str(args.carry_rest)
+    for label, file in carries:
+        try:
+            recorded = json.loads(Path(file).read_text())[label]
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"--carry {label}={file}: no setting of that label there ({exc})", file=sys.stderr)
+            return 2
+        if label in by_run:
+            print(f"--carry {label}={file}: that setting also has runs here; carry it or give its runs", file=sys.stderr)
+            return 2
+        by_setting[label], failures[label], carried[label] = recorded["cells"], recorded.get("failed", []), file
+    for label, found in by_run.items():
+        by_setting[label] = cells_of(label, list(found.values()))
+        failures[label] = failed_of(label, list(found.values()))
+    for label, file in saves:
+        if label not in by_run:
+            print(f"--save-runs {label}={file}: no runs of that setting here (give --bench or --runs)", file=sys.stderr)
+            return 2
+        write_runs(Path(file), list(by_run[label].values()))
     together = {}
     for item in args.together:
         name, sep, labels = item.partition("=")
         unknown = [label for label in labels.split("+") if label not in by_setting]
         if not sep or unknown:
-            print(f"--together {item}: give NAME=LABEL+LABEL with labels given by --bench", file=sys.stderr)
+            print(f"--together {item}: give NAME=LABEL+LABEL with labels given by --bench, --runs or --carry",
+                  file=sys.stderr)
             return 2
         together[name] = labels.split("+")
     text = markdown(by_setting, together, failures,
-                    [f"`{m}` in `{folder.name}`" for folder, methods in superseded.items() for m in sorted(methods)])
+                    [f"`{m}` in `{folder.name}`" for folder, methods in superseded.items() for m in sorted(methods)],
+                    carried)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

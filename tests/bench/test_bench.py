@@ -86,6 +86,15 @@ def test_a_row_cut_by_a_kill_is_rebuilt_from_its_finished_run(tmp_path, monkeypa
     assert rebuilt["summary"] == lost["summary"] and rebuilt["test_best_scores"] == lost["test_best_scores"]
 
 
+def test_each_row_says_on_which_machine_it_ran(tmp_path):
+    """Runs pooled from several machines (a bench measured in parts) must say where each ran."""
+    result, out = _bench(tmp_path)
+    assert result.exit_code == 0, result.stderr
+    for row in BenchDir(out).rows():
+        assert row["machine"]["cpu"] and isinstance(row["machine"]["simd"], list)
+        assert row["machine"]["llama_cpp_python"]  # installed with promptgym's core
+
+
 def _count_scripted_calls(monkeypatch, interrupt_at: int | None = None) -> list[int]:
     """Count the scripted model's answers (all cells); with ``interrupt_at``, a KeyboardInterrupt
     (a kill, as far as the run can tell) instead of answer number ``interrupt_at``."""

@@ -82,3 +82,45 @@ def test_a_failed_run_is_listed_with_its_error_and_counted_in_no_cell(tmp_path, 
     assert json.loads((tmp_path / "left.json").read_text())["here"] == dict(
         cells=[], goals=deliver.goals([]), failed=[])
     assert deliver.main(["--bench", f"here={out}", "--superseded", str(out)]) == 2  # no method: one line
+
+
+def test_saved_runs_pool_with_a_later_part_and_a_finished_setting_is_carried(tmp_path, capsys):
+    """A setting measured over several sessions: the runs saved from one part pool with another's
+    exactly as if both were in one directory, and a finished setting's cells are carried verbatim."""
+    out = _bench(tmp_path, "ape", rows=80, budget=60, dev=10, test=20)
+    deliver = _module()
+    whole = deliver.cells("here", out)
+    saved = tmp_path / "runs" / "here.jsonl"
+    assert deliver.main(["--bench", f"here={out}", "--save-runs", f"here={saved}", "--out", str(tmp_path / "a")]) == 0
+    lines = saved.read_text().splitlines()
+    assert len(lines) == 2 and {json.loads(line)["seed"] for line in lines} == {0, 1}
+    # seed 0 kept in the file, seed 1 given again "from a bench directory": the same cell as the whole
+    (tmp_path / "seed0.jsonl").write_text(lines[0] + "\n")
+    assert deliver.cells_of("here", deliver.read_runs(saved)) == whole
+    assert deliver.main(["--runs", f"here={tmp_path / 'seed0.jsonl'}", "--bench", f"here={out}",
+                         "--out", str(tmp_path / "b")]) == 0  # the directory's seed 0 replaces the file's
+    assert json.loads((tmp_path / "b.json").read_text())["here"]["cells"] == whole
+    # a finished setting carried from the results file, next to a measured one
+    assert deliver.main(["--carry", f"here={tmp_path / 'a.json'}", "--runs", f"more={saved}",
+                         "--together", "all=here+more", "--out", str(tmp_path / "c")]) == 0
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["here"]["cells"] == whole and c["all"]["goals"]["runs"] == 4
+    assert 'Carried as `a.json` recorded them' in capsys.readouterr().out
+    # bad input: one line, exit 2
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    assert deliver.main(["--runs", f"here={tmp_path / 'bad.jsonl'}"]) == 2
+    assert "bad.jsonl:1: not a saved run" in capsys.readouterr().err
+    (tmp_path / "bad.jsonl").write_text('{"dataset": "d"}\n')  # JSON, but not a run
+    assert deliver.main(["--runs", f"here={tmp_path / 'bad.jsonl'}"]) == 2
+    assert "bad.jsonl:1: not a saved run" in capsys.readouterr().err
+    assert deliver.main(["--carry", f"nope={tmp_path / 'a.json'}"]) == 2
+    assert deliver.main(["--carry", f"here={tmp_path / 'a.json'}", "--bench", f"here={out}"]) == 2
+    assert deliver.main(["--bench", f"here={out}", "--save-runs", f"other={saved}"]) == 2
+    assert deliver.main([]) == 2
+    # --carry-rest: every recorded setting not measured here, in the recorded order; a measured one takes its place
+    assert deliver.main(["--carry-rest", str(tmp_path / "c.json"), "--runs", f"more={saved}",
+                         "--out", str(tmp_path / "d")]) == 0
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert list(d) == ["here", "more"] and d["here"] == c["here"] and d["more"]["cells"] == c["more"]["cells"]
+    assert 'Carried as `c.json` recorded them (their bench directories are not on the machine that made this ' \
+        'page): "here".' in capsys.readouterr().out

@@ -4,8 +4,12 @@ it went (or the method's error: a failing method is a result too)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import platform
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from promptgym import api
@@ -19,6 +23,7 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
     """One cell, start to finish; an earlier run of it that did not finish (a killed process) is
     resumed rather than started again, and a finished one whose row was lost gives its row back."""
     row = cell_row(cell)
+    row["machine"] = machine()
     files = settings.split_files or {}
     cache_file = bench.work / "caches" / (cell.slug + ".sqlite")
     row["resumed"] = cache_file.exists()  # its wall time and curve then understate a cold run
@@ -50,6 +55,31 @@ def run_cell(bench: BenchDir, settings: Settings, cell: Cell) -> dict[str, Any]:
                summary=result.summary.to_dict(full=False),
                **_from_store(bench, result))
     return row
+
+
+SIMD_FLAGS = ("avx", "avx2", "avx512f", "avx512_bf16", "avx_vnni", "amx_tile", "fma", "f16c", "neon", "asimd")
+
+
+@functools.cache
+def machine() -> dict[str, Any]:
+    """Where a cell ran: the CPU and the SIMD extensions llama.cpp picks its kernels by, and the
+    llama-cpp-python version. The same run on another CPU can score a few examples differently (its
+    kernels round differently), so a bench pooled from several machines' runs says which ran where."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:  # not Linux: the processor name alone
+        pass
+    try:
+        llama = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        llama = None
+    return dict(cpu=cpu, simd=[f for f in SIMD_FLAGS if f in flags], llama_cpp_python=llama)
 
 
 def cell_run(bench: BenchDir, cell: Cell) -> str | None:
