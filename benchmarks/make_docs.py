@@ -161,6 +161,9 @@ promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --
 # CPU is another sample, so that run, whose directory is gone, was replaced, not pooled), see below
 promptgym bench $S --seeds 0,1,2 --budget 600 --dev-size 100 --select-k 1 $T \\
     --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x
+# mr + liar, seed 0 so far (17 runs: DP2O, RLPrompt and GRIPS on liar not yet), the same day and machine
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0 --budget 600 --dev-size 100 \\
+    --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x-mrliar
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
 python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
@@ -181,7 +184,7 @@ python benchmarks/selection_statistic.py $(for d in a b c d e e-smol; do echo --
 # results, so each part pools with the ones before it
 X="2x today's default (600), k 1, dev 100" R=benchmarks/results/deliver-runs/gemma-600.jsonl
 python benchmarks/deliver.py --carry-rest benchmarks/results/deliver.json --superseded dp2o=deliver-e-acc \\
-    --runs "$X=$R" --bench "$X=deliver-g2x" --save-runs "$X=$R" \\
+    --runs "$X=$R" --bench "$X=deliver-g2x" --bench "$X=deliver-g2x-mrliar" --save-runs "$X=$R" \\
     --together "today's defaults, both models=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model" \\
     --together "k 1 on accuracy, every setting=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model+2x budget (400), k 1, dev 90" \\
     --out benchmarks/results/deliver
