@@ -94,11 +94,11 @@ def test_saved_runs_pool_with_a_later_part_and_a_finished_setting_is_carried(tmp
     assert deliver.main(["--bench", f"here={out}", "--save-runs", f"here={saved}", "--out", str(tmp_path / "a")]) == 0
     lines = saved.read_text().splitlines()
     assert len(lines) == 2 and {json.loads(line)["seed"] for line in lines} == {0, 1}
-    # seed 0 kept in the file, seed 1 given again "from a bench directory": the same cell as the whole
+    assert deliver.cells_of("here", deliver.read_runs(saved)) == whole  # the file alone: the same cell
+    # seed 0 in a file and both seeds in the directory: the directory's seed 0 replaces the file's
     (tmp_path / "seed0.jsonl").write_text(lines[0] + "\n")
-    assert deliver.cells_of("here", deliver.read_runs(saved)) == whole
     assert deliver.main(["--runs", f"here={tmp_path / 'seed0.jsonl'}", "--bench", f"here={out}",
-                         "--out", str(tmp_path / "b")]) == 0  # the directory's seed 0 replaces the file's
+                         "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["here"]["cells"] == whole
     # a finished setting carried from the results file, next to a measured one
     assert deliver.main(["--carry", f"here={tmp_path / 'a.json'}", "--runs", f"more={saved}",
