@@ -127,8 +127,12 @@ def cells_of(label: str, runs_: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in runs_:
         if "error" not in run:
             groups.setdefault(_run_key(run)[:3], []).append(run)
+    first: dict[str, int] = {}  # each dataset, model and method where it first appears: a part run
+    for key in groups:          # later (e.g. one seed's missing methods) joins its dataset's rows
+        for name in key:
+            first.setdefault(name, len(first))
     out = []
-    for (dataset, model, variant), group in groups.items():
+    for (dataset, model, variant), group in sorted(groups.items(), key=lambda kv: [first[n] for n in kv[0]]):
         decided = [r["decided_at"] for r in group if r.get("decided_at") is not None]
         out.append(dict(setting=label, dataset=dataset, task_model=model, method=variant, runs=len(group),
                         found=_pooled(group, "pick"), delivered=_pooled(group, "returned"),

@@ -161,8 +161,8 @@ promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --
 # CPU is another sample, so that run, whose directory is gone, was replaced, not pooled), see below
 promptgym bench $S --seeds 0,1,2 --budget 600 --dev-size 100 --select-k 1 $T \\
     --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x
-# mr + liar, seed 0 so far (17 runs: DP2O, RLPrompt and GRIPS on liar not yet), the same day and machine
-promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0 --budget 600 --dev-size 100 \\
+# mr + liar, seeds 0-2, the same machine (seed 0's first 17 runs on 2026-12-07 morning, the rest after)
+promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 600 --dev-size 100 \\
     --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x-mrliar
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o

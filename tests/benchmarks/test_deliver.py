@@ -95,6 +95,11 @@ def test_saved_runs_pool_with_a_later_part_and_a_finished_setting_is_carried(tmp
     lines = saved.read_text().splitlines()
     assert len(lines) == 2 and {json.loads(line)["seed"] for line in lines} == {0, 1}
     assert deliver.cells_of("here", deliver.read_runs(saved)) == whole  # the file alone: the same cell
+    # a later part adding methods to a dataset seen before: its rows join that dataset's, not the end
+    parts = [dict(r, dataset=d, method=m) for d, m in (("d1", "a"), ("d2", "a"), ("d1", "b"))
+             for r in deliver.read_runs(saved)]
+    assert [(c["dataset"], c["method"]) for c in deliver.cells_of("x", parts)] == [("d1", "a"), ("d1", "b"),
+                                                                                    ("d2", "a")]
     # seed 0 in a file and both seeds in the directory: the directory's seed 0 replaces the file's
     (tmp_path / "seed0.jsonl").write_text(lines[0] + "\n")
     assert deliver.main(["--runs", f"here={tmp_path / 'seed0.jsonl'}", "--bench", f"here={out}",
