@@ -164,6 +164,10 @@ promptgym bench $S --seeds 0,1,2 --budget 600 --dev-size 100 --select-k 1 $T \\
 # mr + liar, seeds 0-2, the same machine (seed 0's first 17 runs on 2026-12-07 morning, the rest after)
 promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 600 --dev-size 100 \\
     --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x-mrliar
+# the embedded model at 600, every method, the four tasks (sentiment seeds 0-2 and ethos seed 0 with
+# APE's seed 1 so far, 41 runs, 2026-12-07, the machine of the Gemma runs at 600)
+promptgym bench --preset full --datasets example:sentiment,paper:protegi/ethos,paper:rlprompt/mr,paper:protegi/liar \\
+    --seeds 0,1,2 --budget 600 --dev-size 100 --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O" --out deliver-e2x
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
 promptgym bench $S --seeds 0,1,2 --budget 300 --dev-size 75 --select-k 1 $T --methods dp2o $G --out deliver-e-acc-dp2o
 python benchmarks/deliver.py --bench "k 2, dev 30, budget 200=deliver-a" --bench "pools raced=deliver-b" \\
@@ -183,8 +187,10 @@ python benchmarks/selection_statistic.py $(for d in a b c d e e-smol; do echo --
 # as recorded, and a setting measured in parts saves its runs (per-example test scores) with the
 # results, so each part pools with the ones before it
 X="2x today's default (600), k 1, dev 100" R=benchmarks/results/deliver-runs/gemma-600.jsonl
+E="2x today's default (600), embedded model" RE=benchmarks/results/deliver-runs/embedded-600.jsonl
 python benchmarks/deliver.py --carry-rest benchmarks/results/deliver.json --superseded dp2o=deliver-e-acc \\
     --runs "$X=$R" --bench "$X=deliver-g2x" --bench "$X=deliver-g2x-mrliar" --save-runs "$X=$R" \\
+    --bench "$E=deliver-e2x" --save-runs "$E=$RE" \\
     --together "today's defaults, both models=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model" \\
     --together "k 1 on accuracy, every setting=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model+2x budget (400), k 1, dev 90" \\
     --out benchmarks/results/deliver
