@@ -164,8 +164,8 @@ promptgym bench $S --seeds 0,1,2 --budget 600 --dev-size 100 --select-k 1 $T \\
 # mr + liar, seeds 0-2, the same machine (seed 0's first 17 runs on 2026-12-07 morning, the rest after)
 promptgym bench --preset full --datasets paper:rlprompt/mr,paper:protegi/liar --seeds 0,1,2 --budget 600 --dev-size 100 \\
     --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O7,grips[format_edits=false]" $G --out deliver-g2x-mrliar
-# the embedded model at 600, every method, the four tasks (so far sentiment seeds 0-2, ethos seed 0 and
-# seed 1 but GRIPS: 49 runs, 2026-12-07, the machine of the Gemma runs at 600)
+# the embedded model at 600, every method, the four tasks (120 runs, 2026-12-07, in three parts on the
+# machine of the Gemma runs at 600)
 promptgym bench --preset full --datasets example:sentiment,paper:protegi/ethos,paper:rlprompt/mr,paper:protegi/liar \\
     --seeds 0,1,2 --budget 600 --dev-size 100 --select-k 1 $T --methods "ape,gpo,evoprompt-ga,$O" --out deliver-e2x
 # DP2O once more after its fix (08ef264: before it, a 75-example dev split left its pool empty), in its own directory
@@ -192,6 +192,7 @@ python benchmarks/deliver.py --carry-rest benchmarks/results/deliver.json --supe
     --runs "$X=$R" --bench "$X=deliver-g2x" --bench "$X=deliver-g2x-mrliar" --save-runs "$X=$R" \\
     --bench "$E=deliver-e2x" --save-runs "$E=$RE" \\
     --together "today's defaults, both models=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model" \\
+    --together "2x today's default, both models=$X+$E" \\
     --together "k 1 on accuracy, every setting=today's defaults: budget 300, k 1, dev 75+today's defaults, embedded model+2x budget (400), k 1, dev 90" \\
     --out benchmarks/results/deliver
 ```"""
