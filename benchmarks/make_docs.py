@@ -313,14 +313,16 @@ def peers_gemma_section(results: Path = RESULTS) -> list[str]:
     if not result or not md.exists():
         return out + ["Not recorded yet: the command is in benchmarks/peers/README.md (Gemma 3 270M as task model, "
                       "two tasks, three seeds, equal calls before the test).", ""]
-    said = []
-    for v in result.get("versus", []):
-        lo, hi = v["interval"]
-        said.append(f"on `{v['dataset']}`, " + (f"{v['ahead']} is ahead" if v["ahead"] else "neither is ahead")
-                    + f" ({v['ours']} minus {v['peer']}: {v['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
-                    f"{v['n']} paired test examples)")
-    out += ["What it says: " + ("; ".join(said) + "." if said else "no task has a finished run of ours and of a peer."),
-            ""]
+    for key, lead, what in (("versus", "What it says", "in test accuracy"),
+                            ("versus_gain", "And in what the search added over its own start", "in gain")):
+        said = []
+        for v in result.get(key, []):
+            lo, hi = v["interval"]
+            said.append(f"on `{v['dataset']}`, " + (f"{v['ahead']} is ahead" if v["ahead"] else "neither is ahead")
+                        + f" ({v['ours']} minus {v['peer']} {what}: {v['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                        f"{v['n']} paired test examples)")
+        out += [f"{lead}: " + ("; ".join(said) + "." if said else "no task has a finished run of ours and of a peer."),
+                ""]
     body = md.read_text().split("\n", 1)[1].strip()  # its own title dropped
     out += [body.replace("\n## ", "\n### "), "",
             "Reproduce: `bash benchmarks/peers/setup.sh`, then `" + _peers_gemma_command(result) + "`.", ""]

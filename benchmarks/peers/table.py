@@ -1,7 +1,10 @@
 """The table of a peers run over several tasks and seeds: per system and task, the start's and the
 returned prompt's test accuracy pooled over seeds, the paired delta with its 95% interval, how often
 the returned prompt was worse than the start, calls and wall time; and per task our best method
-against the best peer on the same test examples. No model call: it reads result rows only.
+against the best peer on the same test examples, twice: by the returned prompts' accuracy, and by
+what the searches added over their own starts (each system asks the model in its own way, so the
+first mixes the asking with the search; the second takes the asking out). No model call: it reads
+result rows only.
 
 A row is one system on one task and seed (``peer``, ``dataset``, ``seed``, ``framework``,
 ``status``; ``test_start`` and ``test_final``: 0/1 per test example in the test file's order;
@@ -12,7 +15,9 @@ pools (one bootstrap over all pairs, the exact McNemar test on the discordant on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from scipy.stats import binomtest
 
 from common import paired
 
@@ -31,15 +36,29 @@ def finished(row: dict[str, Any]) -> bool:
     return row.get("status") == "ok" and bool(row.get("test_start")) and bool(row.get("test_final"))
 
 
-def pairs(rows: list[dict[str, Any]], field_a: str, field_b: str,
+def gains(row: dict[str, Any]) -> list[int]:
+    """Per test example, what the search added: the returned prompt's score minus the start's (-1, 0, 1)."""
+    return [f - s for s, f in zip(row["test_start"], row["test_final"])]
+
+
+def pairs(rows: list[dict[str, Any]], value_a: Callable[[dict[str, Any]], list[int]],
+          value_b: Callable[[dict[str, Any]], list[int]],
           other: list[dict[str, Any]] | None = None) -> tuple[list[int], list[int]]:
-    """(seed, example) pairs: ``field_a`` of ``rows`` against ``field_b`` of ``other`` (default:
+    """(seed, example) pairs: ``value_a`` of ``rows`` against ``value_b`` of ``other`` (default:
     the same rows), over the keys both have."""
-    left = {(r["seed"], i): v for r in rows if finished(r) for i, v in enumerate(r[field_a])}
+    left = {(r["seed"], i): v for r in rows if finished(r) for i, v in enumerate(value_a(r))}
     right = {(r["seed"], i): v for r in (rows if other is None else other) if finished(r)
-             for i, v in enumerate(r[field_b])}
+             for i, v in enumerate(value_b(r))}
     keys = sorted(set(left) & set(right))
     return [left[k] for k in keys], [right[k] for k in keys]
+
+
+def start(row: dict[str, Any]) -> list[int]:
+    return row["test_start"]
+
+
+def final(row: dict[str, Any]) -> list[int]:
+    return row["test_final"]
 
 
 def pool(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,37 +80,44 @@ def pool(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "refused": sum(r.get("refused_search") or 0 for r in runs),
             "over_budget": sum(r.get("over_budget_search") or 0 for r in runs),
             "wall_seconds_mean": _mean([r["wall_seconds"] for r in runs if r.get("wall_seconds") is not None])}
-        start, final = pairs(ok, "test_start", "test_final")
-        if start:
-            p = paired(start, final)
-            rec.update(n=len(start), start=_mean(start), final=_mean(final), delta=p["delta"],
+        before, after = pairs(ok, start, final)
+        if before:
+            p = paired(before, after)
+            rec.update(n=len(before), start=_mean(before), final=_mean(after), delta=p["delta"],
                        interval=p["interval"], p_value=p["mcnemar_p"])
         out.append(rec)
     return out
 
 
-def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per task: our method and the peer with the best pooled test accuracy of the returned prompt,
-    compared on the same test examples (ours minus the peer's; both picked on this test, so the
-    leader's margin is if anything flattered; the interval is this pair's)."""
+def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]], by: str = "final") -> list[dict[str, Any]]:
+    """Per task: our method and the peer best by ``by``, compared on the same test examples (ours
+    minus the peer's). ``by="final"``: the pooled test accuracy of the returned prompts. ``by="delta"``:
+    the pooled gain over each one's own start, compared per example as our gain minus the peer's, so
+    the way each system asks the model (which sets its start) drops out and what is left is what the
+    searches added. Both sides are picked on this test, so the leader's margin is if anything
+    flattered; the interval is this pair's, p a two-sided sign test on the examples that differ (for
+    0/1 scores, the exact McNemar test)."""
+    value = final if by == "final" else gains
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in records):
-        recs = [r for r in records if r["dataset"] == dataset and r.get("final") is not None]
-        ours = max((r for r in recs if r["ours"]), key=lambda r: r["final"], default=None)
-        peer = max((r for r in recs if not r["ours"]), key=lambda r: r["final"], default=None)
+        recs = [r for r in records if r["dataset"] == dataset and r.get(by) is not None]
+        ours = max((r for r in recs if r["ours"]), key=lambda r: r[by], default=None)
+        peer = max((r for r in recs if not r["ours"]), key=lambda r: r[by], default=None)
         if ours is None or peer is None:
             continue
         here = [r for r in rows if r["dataset"] == dataset]
-        a, b = pairs([r for r in here if r["peer"] == peer["system"]], "test_final", "test_final",
+        a, b = pairs([r for r in here if r["peer"] == peer["system"]], value, value,
                      [r for r in here if r["peer"] == ours["system"]])
         if not a:
             continue
         p = paired(a, b)
+        up, down = sum(1 for x, y in zip(a, b) if y > x), sum(1 for x, y in zip(a, b) if y < x)
         lo, hi = p["interval"]
         ahead = ours["system"] if lo > 0 else peer["system"] if hi < 0 else None
-        out.append({"dataset": dataset, "ours": ours["system"], "peer": peer["system"], "n": len(a),
-                    "ours_final": _mean(b), "peer_final": _mean(a), "delta": p["delta"], "interval": [lo, hi],
-                    "p_value": p["mcnemar_p"], "ahead": ahead})
+        out.append({"dataset": dataset, "by": by, "ours": ours["system"], "peer": peer["system"], "n": len(a),
+                    f"ours_{by}": _mean(b), f"peer_{by}": _mean(a), "delta": p["delta"], "interval": [lo, hi],
+                    "p_value": 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue),
+                    "ahead": ahead})
     return out
 
 
@@ -117,9 +143,28 @@ def verdict(v: dict[str, Any]) -> str:
     return f"{said}: no real difference (the interval includes 0)"
 
 
+DUELS = {  # by: (section title, what it says, the compared column)
+    "final": ("Our best against the best peer",
+              "Per task, our method and the peer whose returned prompts scored best on test (pooled), compared on "
+              "the same test examples: ours minus the peer's accuracy, 95% paired bootstrap interval, exact McNemar p. "
+              "Both were picked on this test, so read the winner's margin as an upper end. Each system asks the "
+              "model in its own way (its start row above), so this mixes the asking with the search.", "final"),
+    "delta": ("Our search against the peers' search",
+              "Per task, our method and the peer whose searches gained most over their own start (pooled Δ), compared "
+              "on the same test examples: per example, our gain (returned minus start: -1, 0 or 1) minus the peer's, "
+              "95% paired bootstrap interval, two-sided sign test p. The way each system asks drops out: this says "
+              "whose search added more. Both were picked on this test, so read the winner's margin as an upper end.",
+              "Δ"),
+}
+
+
+def _number(x: float | None, by: str) -> str:
+    return _pct(x) if by == "final" else ("-" if x is None else f"{x:+.3f}")
+
+
 def markdown(result: dict[str, Any]) -> str:
     c = result["config"]
-    records, duels = result["records"], result["versus"]
+    records = result["records"]
     lines = [f"# Peers on {c['task_model']}: {', '.join(c['datasets'])}", "",
              f"Task model {_model(c, 'task')} ({'a base model: plain completion, no chat template' if c.get('task_plain') else 'chat'}), "
              f"optimizer / reflection model {_model(c, 'optimizer')}, each behind llama.cpp's server and one counting "
@@ -142,20 +187,20 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {r['system']} | {r['ok']}/{r['runs']} | {_pct(r.get('start'))} | {_pct(r.get('final'))} "
                          f"| {_delta(r.get('delta'), r.get('interval'))} | {p} | {r['worse']}/{r['ok']} | {calls} | {wall} |")
         lines.append("")
-    lines += ["## Our best against the best peer", "",
-              "Per task, our method and the peer whose returned prompts scored best on test (pooled), compared on "
-              "the same test examples: ours minus the peer's accuracy, 95% paired bootstrap interval, exact McNemar p. "
-              "Both were picked on this test, so read the winner's margin as an upper end.", ""]
-    if duels:
-        lines += ["| task | ours | peer | ours final | peer final | ours − peer [95%] | p | ahead |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for v in duels:
-            lines.append(f"| `{v['dataset']}` | {v['ours']} | {v['peer']} | {_pct(v['ours_final'])} | "
-                         f"{_pct(v['peer_final'])} | {_delta(v['delta'], v['interval'])} | {v['p_value']:.3g} | "
-                         f"{v['ahead'] or 'neither (interval includes 0)'} |")
-    else:
-        lines.append("No task has a finished run of ours and of a peer.")
-    lines += ["", "## Failures and notes", ""]
+    duels_of = {"final": result["versus"], "delta": result.get("versus_gain", [])}
+    for by, (title, intro, column) in DUELS.items():
+        lines += [f"## {title}", "", intro, ""]
+        if duels_of[by]:
+            lines += [f"| task | ours | peer | ours {column} | peer {column} | ours − peer [95%] | p | ahead |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for v in duels_of[by]:
+                lines.append(f"| `{v['dataset']}` | {v['ours']} | {v['peer']} | {_number(v[f'ours_{by}'], by)} | "
+                             f"{_number(v[f'peer_{by}'], by)} | {_delta(v['delta'], v['interval'])} | "
+                             f"{v['p_value']:.3g} | {v['ahead'] or 'neither (interval includes 0)'} |")
+        else:
+            lines.append("No task has a finished run of ours and of a peer.")
+        lines.append("")
+    lines += ["## Failures and notes", ""]
     for r in records:
         for f in r["failed"]:
             lines.append(f"- **{r['system']}** on `{r['dataset']}`, seed {f['seed']} ({f['status']}): {f['error']}")
@@ -175,6 +220,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with its ``records`` and ``versus`` (re)computed from its rows."""
+    """``result`` with its ``records``, ``versus`` and ``versus_gain`` (re)computed from its rows."""
     records = pool(result["rows"])
-    return dict(result, records=records, versus=versus(result["rows"], records))
+    return dict(result, records=records, versus=versus(result["rows"], records),
+                versus_gain=versus(result["rows"], records, by="delta"))

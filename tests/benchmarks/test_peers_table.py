@@ -1,6 +1,6 @@
 """benchmarks/peers/table.py: the peers table over tasks and seeds, from recorded-looking rows (no
 model): pooling over seeds, regressions, calls, failures, and our best against the best peer on the
-same test examples."""
+same test examples, by test accuracy and by what the search added over its own start."""
 
 from __future__ import annotations
 
@@ -90,6 +90,30 @@ def test_our_best_against_the_best_peer_on_the_same_examples(rows):
     assert "no real difference" in table.verdict(b) and "promptgym-gpo is ahead" in table.verdict(a)
 
 
+def test_our_search_against_the_peers_search_per_example_gains(rows):
+    duels = {d["dataset"]: d for d in table.versus(rows, table.pool(rows), by="delta")}
+    a, b = duels["A"], duels["B"]
+    assert (a["by"], a["ours"], a["peer"], a["n"]) == ("delta", "promptgym-gpo", "gepa", 3 * N)
+    assert a["ours_delta"] == pytest.approx(10 / N) and a["peer_delta"] == pytest.approx(2 / (3 * N))
+    # per example, our gain minus the peer's: 8 on seeds 0 and 1; on seed 2 the peer's two losses count 2 each
+    assert a["delta"] == pytest.approx((8 + 8 + 12) / (3 * N)) == pytest.approx(a["ours_delta"] - a["peer_delta"])
+    assert a["interval"][0] > 0 and a["ahead"] == "promptgym-gpo" and a["p_value"] < 1e-6
+    # B: neither gains; the peer's 4 losses and 4 gains per seed cancel: a sign test of 12 against 12
+    assert b["delta"] == 0 and b["ahead"] is None and b["p_value"] == pytest.approx(1.0)
+
+
+def test_a_better_final_from_a_better_start_is_not_a_better_search(rows):
+    """Ours asks better (starts at 30 of 40) and gains nothing; the peer starts at 5 and gains 10:
+    ahead in test accuracy, behind in what the search added."""
+    rows = rows + [r for seed in (0, 1, 2) for r in (row("promptgym-gpo", "C", seed, bits(30), bits(30)),
+                                                      row("gepa", "C", seed, bits(5), bits(15)))]
+    records = table.pool(rows)
+    by_final = {d["dataset"]: d for d in table.versus(rows, records)}["C"]
+    by_gain = {d["dataset"]: d for d in table.versus(rows, records, by="delta")}["C"]
+    assert by_final["ahead"] == "promptgym-gpo" and by_final["delta"] == pytest.approx(15 / N)
+    assert by_gain["ahead"] == "gepa" and by_gain["delta"] == pytest.approx(-10 / N)
+
+
 def test_pairs_are_matched_by_seed_and_example(rows):
     rows = [r for r in rows if not (r["peer"] == "gepa" and r["dataset"] == "A" and r["seed"] == 1)]
     rows.append(row("gepa", "A", 1, None, None, status="timeout", error="no result within --timeout 10800 s"))
@@ -111,6 +135,8 @@ def test_the_markdown_table(rows):
     assert "- **dspy-copro** on `A`, seed 0 (crashed): AdapterParseError" in text
     assert "| `A` | promptgym-gpo | gepa | 0.500 | 0.317 | +0.183 [" in text
     assert "| `B` | promptgym-gpo | gepa | 0.500 | 0.500 | +0.000 [" in text and "neither (interval includes 0)" in text
+    assert "## Our search against the peers' search" in text
+    assert "| `A` | promptgym-gpo | gepa | +0.250 | +0.017 | +0.233 [" in text
     assert "- **gepa**, `A`, seed 2: gepa prompt 2" in text
 
 
@@ -127,7 +153,9 @@ def test_the_docs_page_renders_a_recorded_run(rows, tmp_path):
     (results / "peers-gemma.json").write_text(json.dumps(result))
     (results / "peers-gemma.md").write_text(table.markdown(result))
     page = "\n".join(make_docs.peers_gemma_section(results))
-    assert "What it says: on `A`, promptgym-gpo is ahead (promptgym-gpo minus gepa: +0.183 [" in page
+    assert "What it says: on `A`, promptgym-gpo is ahead (promptgym-gpo minus gepa in test accuracy: +0.183 [" in page
+    assert ("And in what the search added over its own start: on `A`, promptgym-gpo is ahead (promptgym-gpo minus "
+            "gepa in gain: +0.233 [") in page
     assert "on `B`, neither is ahead" in page and "### `A`" in page and "# Peers on" not in page
     assert ("--datasets A,B --seeds 0,1,2 --budget 200 --train-size 20 --dev-size 30 --test-size 40 "
             "--task-model gemma3-270m --optimizer-model embedded --peers gepa,dspy-copro --promptgym-methods gpo") in page
