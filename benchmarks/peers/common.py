@@ -101,20 +101,19 @@ def proxy_control(control: str, path: str, data: dict[str, Any] | None = None) -
 # --- paired statistics ------------------------------------------------------------------------
 
 
-def paired(start: list[int], final: list[int], seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
+def paired(start: list[float], final: list[float], seed: int = 0, n_boot: int = 10_000) -> dict[str, Any]:
     """Delta (final - start) of the mean with a 95% paired bootstrap interval (percentiles of
-    ``n_boot`` resamples of the pairs) and the exact McNemar p-value (two-sided binomial test on the
-    discordant pairs)."""
+    ``n_boot`` resamples of the pairs) and a two-sided sign test on the pairs that differ (for 0/1
+    scores that is the exact McNemar test)."""
     n = len(start)
     assert n == len(final) and n > 0
     diffs = np.asarray(final, dtype=float) - np.asarray(start, dtype=float)
     rng = np.random.default_rng(seed)
     boots = np.sort(diffs[rng.integers(0, n, size=(n_boot, n))].mean(axis=1))
     lo, hi = float(boots[int(0.025 * n_boot)]), float(boots[int(0.975 * n_boot) - 1])
-    b = sum(1 for s, f in zip(start, final) if s == 1 and f == 0)
-    c = sum(1 for s, f in zip(start, final) if s == 0 and f == 1)
-    p = 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5).pvalue)
-    return {"delta": float(diffs.mean()), "interval": [lo, hi], "mcnemar_p": p, "start_only": b, "final_only": c}
+    worse, better = int((diffs < 0).sum()), int((diffs > 0).sum())
+    p = 1.0 if worse + better == 0 else float(binomtest(better, worse + better, 0.5).pvalue)
+    return {"delta": float(diffs.mean()), "interval": [lo, hi], "p_value": p, "worse": worse, "better": better}
 
 
 def peer_arguments(plans: dict[str, Any]) -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ several seeds. See README.md beside this file.
 Writes the JSON (one row per system x task x seed, rewritten after each row, with the pooled
 records and the comparison of our best against the best peer), a markdown table beside it (``.md``,
 ``table.py``), and a run directory (per task and seed: the split, each system's log and JSON; the
-servers' logs). Resumable: a row already in OUT with a final status is not run again.
+servers' logs). Resumable: a row already in OUT with a final status is not run again; ``--until HH:MM``
+ends a part at a row boundary, and an interrupt (Ctrl-C, SIGTERM) records no row for the system it stops.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 from common import paired, read_jsonl  # noqa: E402
 from proxy import Route, serve  # noqa: E402
-from table import markdown, summarize  # noqa: E402
+from table import markdown, summarize, verdict  # noqa: E402
 
 # system -> (script, its --optimizer)
 PEER_SCRIPTS = {"gepa": ("peer_gepa.py", "gepa"),
@@ -164,7 +165,23 @@ def run_timed(cmd: list[str], log: Path, timeout: float, env: dict[str, str] | N
         except subprocess.TimeoutExpired:
             stop(proc)
             out, status = "", "timeout"
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the harness: the system goes with it, unrecorded
+            stop(proc)
+            raise
     return status, proc.returncode, time.time() - t0, out or ""
+
+
+def deadline(text: str | None, now: float) -> float | None:
+    """``--until HH:MM`` (UTC) as a time stamp: the next such minute after ``now`` (so 01:00 given at
+    23:00 means tomorrow's); None for no deadline."""
+    if not text:
+        return None
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip())
+    if not m:
+        raise SystemExit(f"--until {text!r}: expected HH:MM (UTC), e.g. 19:45")
+    day = now - now % 86400
+    at = day + int(m[1]) * 3600 + int(m[2]) * 60
+    return at if at > now else at + 86400
 
 
 def phase_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -185,8 +202,8 @@ def with_test_stats(row: dict[str, Any], seed: int) -> dict[str, Any]:
         row["score_start"], row["score_final"] = sum(st) / len(st), sum(fi) / len(fi)
         row["n_test"] = len(st)
         p = paired(st, fi, seed=seed)
-        row.update({"delta": p["delta"], "interval": p["interval"], "p_value": p["mcnemar_p"],
-                    "start_only_right": p["start_only"], "final_only_right": p["final_only"]})
+        row.update({"delta": p["delta"], "interval": p["interval"], "p_value": p["p_value"],
+                    "start_only_right": p["worse"], "final_only_right": p["better"]})
     return row
 
 
@@ -307,11 +324,19 @@ def load_previous(out: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in old.get("rows", []) if "dataset" in r]
 
 
-def write(result: dict[str, Any], out: Path) -> None:
+def write(result: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``result`` summarized (table.summarize) into OUT and its markdown table; returns the summary."""
     result = summarize(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
+    return result
+
+
+def say_verdicts(summary: dict[str, Any]) -> None:
+    """Per task, in one line each: who is ahead by test accuracy and by gain over the own start."""
+    for v in summary["versus"] + summary["versus_gain"]:
+        print(f"[peers] {v['dataset']}, by {v['by']}: {verdict(v)}", flush=True)
 
 
 def merge(files: list[Path], out: Path) -> None:
@@ -329,7 +354,7 @@ def merge(files: list[Path], out: Path) -> None:
     result = {"config": config, "rows": list(rows.values()), "seconds": round(sum(p.get("seconds", 0) for p in parts), 1),
               "merged_from": [dict(file=str(f), started=p["config"]["started"], command=p["config"]["command"])
                               for f, p in zip(files, parts)]}
-    write(result, out)
+    say_verdicts(write(result, out))
     print(f"[peers] merged {len(files)} files into {out} and {out.with_suffix('.md')}")
 
 
@@ -359,6 +384,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="each server's threads, and each client's concurrency")
     ap.add_argument("--nice", type=int, default=0, help="run the model servers under nice -n N")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per row (search + test)")
+    ap.add_argument("--until", default=None, metavar="HH:MM",
+                    help="start no row after this time (UTC); the run stops at a row boundary, to be resumed")
     ap.add_argument("--retry-failed", action="store_true", help="run crashed and timed-out rows again")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="run nothing: the rows of result files made with the same settings into --out and its table")
@@ -395,6 +422,8 @@ def main() -> None:
     run_dir = Path(args.run_dir) if args.run_dir else out.with_name(out.stem + "-run")
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    until = deadline(args.until, t0)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill <pid> stops like Ctrl-C
 
     task = resolve_model(args.promptgym_python, args.task_model, args.task_plain)
     optimizer = task if args.optimizer_model == args.task_model else resolve_model(
@@ -421,12 +450,12 @@ def main() -> None:
     seconds_before = result["seconds"]
     finals = DONE[:1] if args.retry_failed else DONE
 
-    def save(row: dict[str, Any] | None = None) -> None:
+    def save(row: dict[str, Any] | None = None) -> dict[str, Any]:
         if row is not None:
             rows[(row["peer"], row["dataset"], row["seed"])] = trimmed(row)
             result["rows"] = list(rows.values())
         result["seconds"] = round(seconds_before + time.time() - t0, 1)
-        write(result, out)
+        return write(result, out)
 
     ensure_served(models, args, run_dir)
     proxy, counter = serve(models[0].url, routes={m.alias: Route(m.url, m.plain) for m in models})
@@ -446,6 +475,10 @@ def main() -> None:
                               "error": f"split not made: {type(e).__name__}: {e}"})
                     continue
                 for name in todo:
+                    if until is not None and time.time() >= until:
+                        print(f"[peers] --until {args.until} reached: stopping before {name} on {dataset} "
+                              f"seed {seed} (the same command resumes)", flush=True)
+                        return
                     try:
                         ensure_served(models, args, run_dir)
                         if name.startswith("promptgym-"):
@@ -453,10 +486,14 @@ def main() -> None:
                                                 task, optimizer)
                         else:
                             row = peer_row(name, args, cell, base_url, counter, task, optimizer)
+                    except KeyboardInterrupt:
+                        print(f"[peers] interrupted: {name} on {dataset} seed {seed} stopped, not recorded "
+                              f"(the same command resumes)", flush=True)
+                        raise SystemExit(130) from None
                     except Exception as e:  # the harness's own failure: recorded, the run goes on
                         row = {"peer": name, "dataset": dataset, "seed": seed, "status": "error",
                                "error": f"harness: {type(e).__name__}: {str(e)[:500]}"}
-                    save(row)
+                    save(row)  # an interrupt (Ctrl-C, SIGTERM) while a system runs leaves its row unrecorded
                     print(f"[peers] {name} on {dataset} seed {seed}: {row.get('status')} start "
                           f"{row.get('score_start')} final {row.get('score_final')} calls {row.get('calls_search')} "
                           f"(refused {row.get('refused_search')}) {row.get('error') or ''}", flush=True)
@@ -465,8 +502,8 @@ def main() -> None:
         for m in models:
             if m.process is not None:
                 stop(m.process)
-        save()
-    print(f"[peers] wrote {out} and {out.with_suffix('.md')}", flush=True)
+        say_verdicts(save())
+        print(f"[peers] wrote {out} and {out.with_suffix('.md')}", flush=True)
 
 
 if __name__ == "__main__":

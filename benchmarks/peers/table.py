@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from scipy.stats import binomtest
-
 from common import paired
 
 OURS = "promptgym"
@@ -84,7 +82,7 @@ def pool(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if before:
             p = paired(before, after)
             rec.update(n=len(before), start=_mean(before), final=_mean(after), delta=p["delta"],
-                       interval=p["interval"], p_value=p["mcnemar_p"])
+                       interval=p["interval"], p_value=p["p_value"])
         out.append(rec)
     return out
 
@@ -111,12 +109,11 @@ def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]], by: str = 
         if not a:
             continue
         p = paired(a, b)
-        up, down = sum(1 for x, y in zip(a, b) if y > x), sum(1 for x, y in zip(a, b) if y < x)
         lo, hi = p["interval"]
         ahead = ours["system"] if lo > 0 else peer["system"] if hi < 0 else None
         out.append({"dataset": dataset, "by": by, "ours": ours["system"], "peer": peer["system"], "n": len(a),
                     f"ours_{by}": _mean(b), f"peer_{by}": _mean(a), "delta": p["delta"], "interval": [lo, hi],
-                    "p_value": 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue),
+                    "p_value": p["p_value"],
                     "ahead": ahead})
     return out
 
@@ -176,6 +173,9 @@ def markdown(result: dict[str, Any]) -> str:
              "starts differ); Δ: returned minus start, paired, 95% bootstrap interval; p: exact McNemar; worse: runs "
              "whose returned prompt scored below its start on test; calls: before the test, mean per run "
              "(refused past the budget in all runs).", ""]
+    unrun = [d for d in c["datasets"] if not any(r["dataset"] == d for r in records)]
+    if unrun:  # a run in parts: say what the table does not cover yet
+        lines += [f"**Not run yet** (the same command resumes): {', '.join(f'`{d}`' for d in unrun)}.", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         lines += [f"## `{dataset}`", "",
                   "| system | runs ok | test start | test final | Δ [95% interval] | p | worse | calls/run (refused) | wall s/run |",

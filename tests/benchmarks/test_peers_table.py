@@ -76,7 +76,15 @@ def test_pooled_over_seeds_with_regressions_calls_and_failures(rows):
     assert crashed["failed"] == [{"seed": 0, "status": "crashed",
                                   "error": "AdapterParseError: Adapter JSONAdapter failed to parse the LM response."}]
     # McNemar on the pooled pairs: seed 2's two losses against four gains
-    assert peer["p_value"] == pytest.approx(common.paired([0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 0, 0])["mcnemar_p"])
+    assert peer["p_value"] == pytest.approx(common.paired([0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 0, 0])["p_value"])
+
+
+def test_paired_sign_test_counts_pairs_that_differ_for_any_values():
+    # Gains in {-1, 0, 1}: two better, one worse, one tie -> the binomial test on 2 of 3.
+    p = common.paired([0, 0, 0, 0], [1, 1, -1, 0])
+    assert (p["better"], p["worse"]) == (2, 1) and p["p_value"] == pytest.approx(1.0)
+    q = common.paired([0] * 12, [1] * 12)  # 12 of 12 better: p = 2 / 2**12
+    assert q["p_value"] == pytest.approx(2 / 2 ** 12) and q["interval"] == [1.0, 1.0]
 
 
 def test_our_best_against_the_best_peer_on_the_same_examples(rows):

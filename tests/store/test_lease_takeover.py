@@ -52,8 +52,9 @@ def _db(home: Path, query: str, *params) -> list[tuple]:
 @pytest.mark.integration
 def test_a_process_that_lost_its_lease_leaves_the_finished_run_alone(tmp_path):
     home = tmp_path / "home"
-    # Short lease: heartbeat every 0.2 s, lapses after 1 s.
-    env = _env(home, PROMPTGYM_HEARTBEAT_SECONDS="0.2", PROMPTGYM_LEASE_SECONDS="1")
+    # Short lease: heartbeat every 0.5 s, lapses after 4 s (with 1 s, a resume's own heartbeat could lapse
+    # while CI's other tests held both cores: this test was flaky under load).
+    env = _env(home, PROMPTGYM_HEARTBEAT_SECONDS="0.5", PROMPTGYM_LEASE_SECONDS="4")
     data = write_sentiment(tmp_path)
     at_gate, gate, numbers = threading.Event(), threading.Event(), itertools.count(1)
 
@@ -73,7 +74,7 @@ def test_a_process_that_lost_its_lease_leaves_the_finished_run_alone(tmp_path):
         try:
             assert at_gate.wait(120), "the first process never reached its 8th request"
             first.send_signal(signal.SIGSTOP)
-            time.sleep(1.5)  # past its lease
+            time.sleep(5)  # past its lease
             gate.set()  # its answer waits in the socket for when it runs again
             (run_id,), = _db(home, "select run_id from runs")
             second = _cli(env, "resume", run_id, "--json", "--quiet")
