@@ -113,8 +113,7 @@ def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]], by: str = 
         ahead = ours["system"] if lo > 0 else peer["system"] if hi < 0 else None
         out.append({"dataset": dataset, "by": by, "ours": ours["system"], "peer": peer["system"], "n": len(a),
                     f"ours_{by}": _mean(b), f"peer_{by}": _mean(a), "delta": p["delta"], "interval": [lo, hi],
-                    "p_value": p["p_value"],
-                    "ahead": ahead})
+                    "p_value": p["p_value"], "ahead": ahead})
     return out
 
 
