@@ -175,6 +175,14 @@ def markdown(result: dict[str, Any]) -> str:
     unrun = [d for d in c["datasets"] if not any(r["dataset"] == d for r in records)]
     if unrun:  # a run in parts: say what the table does not cover yet
         lines += [f"**Not run yet** (the same command resumes): {', '.join(f'`{d}`' for d in unrun)}.", ""]
+    systems = {r["peer"] for r in result["rows"]}
+    short = {d: [s for s in c["seeds"] if {r["peer"] for r in result["rows"]
+                                            if r["dataset"] == d and r["seed"] == s} != systems]
+             for d in c["datasets"] if d not in unrun}
+    if any(short.values()):  # a task part-way through its seeds: its numbers cover the rows run
+        lines += ["**Not complete yet** (the same command resumes; a task's numbers cover its rows so far): "
+                  + ", ".join(f"`{d}` seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}" for d, seeds in short.items() if seeds)
+                  + ".", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         lines += [f"## `{dataset}`", "",
                   "| system | runs ok | test start | test final | Δ [95% interval] | p | worse | calls/run (refused) | wall s/run |",

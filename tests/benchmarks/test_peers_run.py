@@ -100,3 +100,10 @@ def test_merge_writes_one_table_and_says_who_is_ahead(run, tmp_path, capsys):
     halves[1].write_text(run.json.dumps({"config": config2, "rows": [peer], "seconds": 10}))
     with pytest.raises(SystemExit, match="budget differ"):
         run.merge(halves, out)
+    assert "Not complete yet" not in out.with_suffix(".md").read_text()
+    config.update(datasets=["A"], seeds=[0, 1])  # seed 1 of A has our row but not the peer's: the table says so
+    halves[0].write_text(run.json.dumps({"config": config, "rows": [ours, dict(ours, seed=1)], "seconds": 10}))
+    halves[1].write_text(run.json.dumps({"config": config, "rows": [peer], "seconds": 10}))
+    run.merge(halves, out)
+    assert ("**Not complete yet** (the same command resumes; a task's numbers cover its rows so far): `A` seed 1."
+            in out.with_suffix(".md").read_text())
