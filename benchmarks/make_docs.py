@@ -323,10 +323,31 @@ def peers_gemma_section(results: Path = RESULTS) -> list[str]:
                         f"{v['n']} paired test examples)")
         out += [f"{lead}: " + ("; ".join(said) + "." if said else "no task has a finished run of ours and of a peer."),
                 ""]
+    out += _peers_gemma_starts(result)
     body = md.read_text().split("\n", 1)[1].strip()  # its own title dropped
     out += [body.replace("\n## ", "\n### "), "",
             "Reproduce: `bash benchmarks/peers/setup.sh`, then `" + _peers_gemma_command(result) + "`.", ""]
     return out
+
+
+def _peers_gemma_starts(result: dict[str, Any]) -> list[str]:
+    """Why the two comparisons differ, in the run's own numbers: the same starting instruction scores
+    differently per system, because each asks the base model in its own way."""
+    said = []
+    for dataset in dict.fromkeys(r["dataset"] for r in result.get("records", [])):
+        starts = {ours: [r["start"] for r in result["records"] if r["dataset"] == dataset and r["ours"] == ours
+                         and r.get("start") is not None] for ours in (True, False)}
+        if starts[True] and starts[False]:
+            said.append(f"on `{dataset}` ours {min(starts[True]):.3f}-{max(starts[True]):.3f}, "
+                        f"the peers' {min(starts[False]):.3f}-{max(starts[False]):.3f}")
+    if not said:
+        return []
+    return ["Every system starts from the same instruction, yet the starts differ (test accuracy, pooled): "
+            + "; ".join(said) + ". On a base model the way a prompt is put to the model decides whether it answers "
+            "with a label at all: promptgym's plain layout (instruction, input, answer cue) already does, so much "
+            "of what a peer's search can add is the format its start lacks (see its returned prompts, some of "
+            "them not instructions). The first comparison is what a user gets; the second, whose search added "
+            "more. A constant answer under each task's table is the bar a returned prompt has to clear.", ""]
 
 
 def _peers_gemma_command(result: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,9 +325,28 @@ def load_previous(out: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in old.get("rows", []) if "dataset" in r]
 
 
+def constant_answers(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per task and seed of the rows: the test scores (0/1, test file order) of always answering the
+    most common train+dev label, read from the run directory's split; where the split is not on this
+    machine (the run directory is not committed), the scores the results file already has."""
+    kept = {(c["dataset"], c["seed"]): c for c in result.get("constant", [])}
+    run_dir = Path(result.get("config", {}).get("run_dir") or "-")
+    out = []
+    for dataset, seed in dict.fromkeys((r["dataset"], r["seed"]) for r in result.get("rows", [])):
+        split = run_dir / slug(dataset) / f"seed{seed}" / "split"
+        if (split / "test.jsonl").exists():
+            seen = Counter(r["target"] for part in ("train", "dev") for r in read_jsonl(split / f"{part}.jsonl"))
+            label = seen.most_common(1)[0][0]
+            out.append({"dataset": dataset, "seed": seed, "label": label,
+                        "test": [int(r["target"] == label) for r in read_jsonl(split / "test.jsonl")]})
+        elif (dataset, seed) in kept:
+            out.append(kept[(dataset, seed)])
+    return out
+
+
 def write(result: dict[str, Any], out: Path) -> dict[str, Any]:
     """``result`` summarized (table.summarize) into OUT and its markdown table; returns the summary."""
-    result = summarize(result)
+    result = summarize(dict(result, constant=constant_answers(result)))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))

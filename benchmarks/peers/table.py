@@ -117,6 +117,44 @@ def versus(rows: list[dict[str, Any]], records: list[dict[str, Any]], by: str = 
     return out
 
 
+def floor(result: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task: a constant answer, each seed's most common train+dev label (``result["constant"]``:
+    dataset, seed, label, 0/1 per test example), pooled over the seeds' test examples, and the system
+    whose returned prompts scored best on test against it on the same examples (best minus constant).
+    On a skewed task this is the bar a classifier prompt has to clear before its accuracy says it read
+    the input; the constant never sees test, the best system is picked on it (an upper end)."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        answers = [dict(c, status="ok", test_start=c["test"], test_final=c["test"])
+                   for c in result.get("constant", []) if c["dataset"] == dataset and c["test"]]
+        if not answers:
+            continue
+        rec: dict[str, Any] = {"dataset": dataset, "labels": sorted({str(c["label"]) for c in answers}),
+                               "seeds": sorted(c["seed"] for c in answers),
+                               "n": sum(len(c["test"]) for c in answers),
+                               "accuracy": _mean([v for c in answers for v in c["test"]])}
+        best = max((r for r in records if r["dataset"] == dataset and r.get("final") is not None),
+                   key=lambda r: r["final"], default=None)
+        if best is not None:
+            a, b = pairs(answers, final, final, [r for r in result["rows"]
+                                                  if r["dataset"] == dataset and r["peer"] == best["system"]])
+            if a:
+                p = paired(a, b)
+                rec.update(best=best["system"], best_final=_mean(b), paired_n=len(a), constant_paired=_mean(a),
+                           delta=p["delta"], interval=p["interval"], p_value=p["p_value"])
+        out.append(rec)
+    return out
+
+
+def _floor_line(f: dict[str, Any]) -> str:
+    said = (f"Constant answer (each seed's most common train+dev label: {', '.join(f'`{x}`' for x in f['labels'])}): "
+            f"{_pct(f['accuracy'])} on {f['n']} test examples.")
+    if f.get("best"):
+        said += (f" The best returned prompts ({f['best']}, {_pct(f['best_final'])}) minus it on the same "
+                 f"{f['paired_n']}: {_delta(f['delta'], f['interval'])}, p {f['p_value']:.3g}.")
+    return said
+
+
 def _model(config: dict[str, Any], role: str) -> str:
     spec, file = config[f"{role}_model"], config.get(f"{role}_model_file")
     return f"`{spec}` ({file})" if file else f"`{spec}`"
@@ -194,6 +232,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {r['system']} | {r['ok']}/{r['runs']} | {_pct(r.get('start'))} | {_pct(r.get('final'))} "
                          f"| {_delta(r.get('delta'), r.get('interval'))} | {p} | {r['worse']}/{r['ok']} | {calls} | {wall} |")
         lines.append("")
+        lines += [_floor_line(f) + "\n" for f in result.get("floor", []) if f["dataset"] == dataset]
     duels_of = {"final": result["versus"], "delta": result.get("versus_gain", [])}
     for by, (title, intro, column) in DUELS.items():
         lines += [f"## {title}", "", intro, ""]
@@ -230,4 +269,4 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` with its ``records``, ``versus`` and ``versus_gain`` (re)computed from its rows."""
     records = pool(result["rows"])
     return dict(result, records=records, versus=versus(result["rows"], records),
-                versus_gain=versus(result["rows"], records, by="delta"))
+                versus_gain=versus(result["rows"], records, by="delta"), floor=floor(result, records))

@@ -107,3 +107,20 @@ def test_merge_writes_one_table_and_says_who_is_ahead(run, tmp_path, capsys):
     run.merge(halves, out)
     assert ("**Not complete yet** (the same command resumes; a task's numbers cover its rows so far): `A` seed 1."
             in out.with_suffix(".md").read_text())
+
+
+def test_the_constant_answer_comes_from_train_and_dev_and_is_kept_where_the_split_is_gone(run, tmp_path):
+    split = tmp_path / "run" / run.slug("paper:x/y") / "seed0" / "split"
+    split.mkdir(parents=True)
+    def write(name, targets):
+        (split / f"{name}.jsonl").write_text("".join(run.json.dumps({"input": f"{name} {i}", "target": t,
+                                                                      "choices": ["No", "Yes"]}) + "\n"
+                                                     for i, t in enumerate(targets)))
+    write("train", ["Yes", "No", "Yes"])
+    write("dev", ["Yes", "No"])
+    write("test", ["No", "No", "Yes", "No"])  # test's own majority (No) is never looked at
+    result = {"config": {"run_dir": str(tmp_path / "run")}, "rows": [
+        {"peer": "gepa", "dataset": "paper:x/y", "seed": 0}, {"peer": "gepa", "dataset": "paper:x/y", "seed": 1}]}
+    assert run.constant_answers(result) == [{"dataset": "paper:x/y", "seed": 0, "label": "Yes", "test": [0, 0, 1, 0]}]
+    kept = {"dataset": "paper:x/y", "seed": 1, "label": "No", "test": [1]}  # seed 1's split is not here: kept
+    assert run.constant_answers(dict(result, constant=[kept]))[1] == kept

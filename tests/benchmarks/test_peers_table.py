@@ -165,5 +165,28 @@ def test_the_docs_page_renders_a_recorded_run(rows, tmp_path):
     assert ("And in what the search added over its own start: on `A`, promptgym-gpo is ahead (promptgym-gpo minus "
             "gepa in gain: +0.233 [") in page
     assert "on `B`, neither is ahead" in page and "### `A`" in page and "# Peers on" not in page
+    assert ("yet the starts differ (test accuracy, pooled): on `A` ours 0.250-0.250, the peers' 0.300-0.300; "
+            "on `B` ours 0.500-0.500, the peers' 0.500-0.500.") in page
     assert ("--datasets A,B --seeds 0,1,2 --budget 200 --train-size 20 --dev-size 30 --test-size 40 "
             "--task-model gemma3-270m --optimizer-model embedded --peers gepa,dspy-copro --promptgym-methods gpo") in page
+
+
+def test_a_constant_answer_is_the_bar_the_best_returned_prompt_is_held_to(rows):
+    # task A: the constant (train+dev's most common label) is right on 15 of 40 per seed; the best returned
+    # prompts (ours, 20 of 40) beat it by 5 per seed, on the same examples; task B has no constant recorded
+    constant = [{"dataset": "A", "seed": s, "label": "No", "test": bits(15)} for s in (0, 1, 2)]
+    result = table.summarize({"config": dict(datasets=["A", "B"], seeds=[0, 1, 2], budget=200, train_size=20,
+                                             dev_size=30, test_size=N, task_model="gemma3-270m",
+                                             optimizer_model="embedded", started="2026-12-07 10:00 UTC"),
+                              "rows": rows, "constant": constant, "seconds": 7200})
+    (f,) = result["floor"]
+    assert f["dataset"] == "A" and f["labels"] == ["No"] and f["n"] == 3 * N
+    assert f["accuracy"] == pytest.approx(15 / N) and f["best"] == "promptgym-gpo"
+    assert f["delta"] == pytest.approx(5 / N) and f["paired_n"] == 3 * N and f["interval"][0] > 0
+    text = table.markdown(result)
+    assert ("Constant answer (each seed's most common train+dev label: `No`): 0.375 on 120 test examples. "
+            "The best returned prompts (promptgym-gpo, 0.500) minus it on the same 120: +0.125 [") in text
+    assert text.count("Constant answer") == 1  # not under B's table
+    worse = [dict(c, test=bits(30)) for c in constant]  # a constant above every returned prompt: a negative delta
+    (f,) = table.summarize(dict(result, constant=worse))["floor"]
+    assert f["delta"] == pytest.approx(-10 / N) and f["interval"][1] < 0
