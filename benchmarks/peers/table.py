@@ -3,8 +3,9 @@ returned prompt's test accuracy pooled over seeds, the paired delta with its 95%
 the returned prompt was worse than the start, calls and wall time; and per task our best method
 against the best peer on the same test examples, twice: by the returned prompts' accuracy, and by
 what the searches added over their own starts (each system asks the model in its own way, so the
-first mixes the asking with the search; the second takes the asking out). No model call: it reads
-result rows only.
+first mixes the asking with the search; the second takes the asking out); and per task a constant
+answer as the bar (``result["constant"]``, which run.py reads from the splits). No model call: it
+reads the results file only.
 
 A row is one system on one task and seed (``peer``, ``dataset``, ``seed``, ``framework``,
 ``status``; ``test_start`` and ``test_final``: 0/1 per test example in the test file's order;
@@ -151,7 +152,8 @@ def _floor_line(f: dict[str, Any]) -> str:
             f"{_pct(f['accuracy'])} on {f['n']} test examples.")
     if f.get("best"):
         said += (f" The best returned prompts ({f['best']}, {_pct(f['best_final'])}) minus it on the same "
-                 f"{f['paired_n']}: {_delta(f['delta'], f['interval'])}, p {f['p_value']:.3g}.")
+                 f"{f['paired_n']} (where it scores {_pct(f['constant_paired'])}): "
+                 f"{_delta(f['delta'], f['interval'])}, p {f['p_value']:.3g}.")
     return said
 
 
@@ -266,7 +268,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with its ``records``, ``versus`` and ``versus_gain`` (re)computed from its rows."""
+    """``result`` with its ``records``, ``versus``, ``versus_gain`` and ``floor`` (re)computed from its
+    rows and its constant answers."""
     records = pool(result["rows"])
     return dict(result, records=records, versus=versus(result["rows"], records),
                 versus_gain=versus(result["rows"], records, by="delta"), floor=floor(result, records))

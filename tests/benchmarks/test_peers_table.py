@@ -185,7 +185,8 @@ def test_a_constant_answer_is_the_bar_the_best_returned_prompt_is_held_to(rows):
     assert f["delta"] == pytest.approx(5 / N) and f["paired_n"] == 3 * N and f["interval"][0] > 0
     text = table.markdown(result)
     assert ("Constant answer (each seed's most common train+dev label: `No`): 0.375 on 120 test examples. "
-            "The best returned prompts (promptgym-gpo, 0.500) minus it on the same 120: +0.125 [") in text
+            "The best returned prompts (promptgym-gpo, 0.500) minus it on the same 120 (where it scores 0.375): "
+            "+0.125 [") in text
     assert text.count("Constant answer") == 1  # not under B's table
     worse = [dict(c, test=bits(30)) for c in constant]  # a constant above every returned prompt: a negative delta
     (f,) = table.summarize(dict(result, constant=worse))["floor"]
